@@ -1,0 +1,306 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import {
+  EventSchema,
+  MemberSchema,
+  type ClientFrame,
+  type ErrorCode,
+  type Member,
+} from "../../gen/realtime/client/v1/client_pb.js";
+import type { Broker, Publication } from "./broker.js";
+import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "./codec.js";
+import { asRealtimeError, Code, RealtimeError } from "./errors.js";
+import type { Limits } from "./limits.js";
+import { checkChannel, checkEvent, SystemEvent } from "./names.js";
+import type { Presence } from "./presence.js";
+import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
+import { Encoding, type Transport } from "./transport.js";
+
+/** Commands one connection may have waiting before new ones are refused. */
+export const MAX_PENDING_COMMANDS = 256;
+
+/** One client connection on this edge. */
+export class Session {
+  /** The channels this connection is in. */
+  readonly channels = new Set<string>();
+  /** The profile, shared by all its channels; undefined until set. */
+  profile: Value | undefined;
+  /** Commands run one at a time, in the order they arrived. */
+  queue: Promise<void> = Promise.resolve();
+  pending = 0;
+  closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly transport: Transport,
+    readonly encoding: Encoding,
+    /** The connection's default for echo, overridden per command. */
+    readonly echo: boolean,
+  ) {}
+
+  member(): Member {
+    return create(MemberSchema, { id: this.id, data: this.profile });
+  }
+}
+
+interface LocalChannel {
+  readonly sessions: Set<Session>;
+  /** Resolves once the broker delivers the channel's publications here. */
+  readonly subscribed: Promise<void>;
+}
+
+export interface EdgeOptions {
+  broker: Broker;
+  presence: Presence;
+  limits: Limits;
+  /** Creates connection ids; their prefix must be unique to this edge. */
+  connectionIds?: IdGenerator;
+  /** Creates event ids. */
+  eventIds?: IdGenerator;
+  /** Whether clients may broadcast to every connection. */
+  allowClientBroadcast: boolean;
+  /** Receives faults that are not any client's doing (broker errors). */
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Edge is the core of an edge process: its connections, their channel
+ * membership, the client commands, and the fan-out of publications to
+ * local connections. It knows no transport library: the WebSocket server
+ * hands it Transports and frames.
+ *
+ * Guarantees: a connection's commands run in the order they arrived, one at
+ * a time; a publication is encoded at most once per encoding and the same
+ * bytes are written to every recipient; a connection that closes leaves all
+ * its channels and the other members receive channel:leave.
+ */
+export class Edge {
+  readonly sessions = new Map<string, Session>();
+  private readonly channels = new Map<string, LocalChannel>();
+  private readonly connectionIds: IdGenerator;
+  private readonly eventIds: IdGenerator;
+  private readonly maxEventBytes: number;
+
+  constructor(private readonly options: EdgeOptions) {
+    this.connectionIds = options.connectionIds ?? new IdGenerator();
+    this.eventIds = options.eventIds ?? new IdGenerator();
+    this.maxEventBytes = options.limits.maxPayloadBytes;
+  }
+
+  /** Registers a new connection and sends it its id. */
+  connect(transport: Transport, encoding: Encoding, echo: boolean): Session {
+    const session = new Session(this.connectionIds.next(), transport, encoding, echo);
+    this.sessions.set(session.id, session);
+    transport.send(serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding), encoding === Encoding.Json);
+    return session;
+  }
+
+  /** Handles one frame from the connection. Never throws. */
+  receive(session: Session, data: Uint8Array, isBinary: boolean): void {
+    if (session.closed) return;
+    let frame: ClientFrame;
+    try {
+      frame = decodeClientFrame(data, isBinary, session.encoding);
+    } catch (err) {
+      const e = err instanceof FrameError ? err : new FrameError(String(err));
+      this.replyError(session, e.requestId, e);
+      return;
+    }
+    if (session.pending >= MAX_PENDING_COMMANDS) {
+      this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`));
+      return;
+    }
+    session.pending++;
+    session.queue = session.queue.then(async () => {
+      try {
+        await this.run(session, frame);
+      } catch (err) {
+        this.replyError(session, frame.id, asRealtimeError(err));
+      } finally {
+        session.pending--;
+      }
+    });
+  }
+
+  /** The connection closed: it leaves every channel, after its pending commands. */
+  disconnect(session: Session): Promise<void> {
+    if (session.closed) return session.queue;
+    session.closed = true;
+    session.queue = session.queue.then(async () => {
+      this.sessions.delete(session.id);
+      for (const channel of [...session.channels]) {
+        try {
+          await this.leave(session, channel, false);
+        } catch (err) {
+          this.options.onError?.(err);
+        }
+      }
+    });
+    return session.queue;
+  }
+
+  /** Delivers a publication to the local connections it is for. */
+  deliver(pub: Publication): void {
+    const targets = pub.channel === "" ? this.sessions.values() : this.channels.get(pub.channel)?.sessions;
+    if (!targets) return;
+    let binary: Uint8Array | undefined;
+    let json: Uint8Array | undefined;
+    for (const session of targets) {
+      if (session.closed || (pub.skipOrigin && session.id === pub.origin)) continue;
+      if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
+      else session.transport.send((binary ??= binaryEventFrame(pub)), false);
+    }
+  }
+
+  /** What this edge holds, for a broker that must re-learn it (after a link drop). */
+  snapshot(): { channels: string[]; members: { channel: string; member: Member }[] } {
+    const members: { channel: string; member: Member }[] = [];
+    for (const session of this.sessions.values()) {
+      if (session.closed) continue;
+      const member = session.member();
+      for (const channel of session.channels) members.push({ channel, member });
+    }
+    return { channels: [...this.channels.keys()], members };
+  }
+
+  private async run(session: Session, frame: ClientFrame): Promise<void> {
+    const { id, command } = frame;
+    switch (command.case) {
+      case "join": {
+        checkChannel(command.value.channel);
+        await this.join(session, command.value.channel, command.value.echo ?? session.echo);
+        return this.replyOk(session, id);
+      }
+      case "leave": {
+        checkChannel(command.value.channel);
+        if (session.channels.has(command.value.channel)) {
+          await this.leave(session, command.value.channel, command.value.echo ?? session.echo);
+        }
+        return this.replyOk(session, id);
+      }
+      case "updateProfile": {
+        await this.updateProfile(session, command.value.data, command.value.echo ?? session.echo);
+        return this.replyOk(session, id);
+      }
+      case "send": {
+        const { channel, event, payload } = command.value;
+        checkChannel(channel);
+        checkEvent(event);
+        checkPayload(payload);
+        if (!session.channels.has(channel)) {
+          throw new RealtimeError(Code.FailedPrecondition, `join channel ${JSON.stringify(channel)} before sending to it`);
+        }
+        const messageId = await this.publish(session, channel, event, payload, command.value.echo ?? session.echo);
+        return this.replyOk(session, id, messageId);
+      }
+      case "broadcast": {
+        if (!this.options.allowClientBroadcast) {
+          throw new RealtimeError(Code.PermissionDenied, "clients may not broadcast on this service (allowClientBroadcast is off)");
+        }
+        const { event, payload } = command.value;
+        checkEvent(event);
+        checkPayload(payload);
+        const messageId = await this.publish(session, "", event, payload, command.value.echo ?? session.echo);
+        return this.replyOk(session, id, messageId);
+      }
+      case "getMembers": {
+        checkChannel(command.value.channel);
+        const members = await this.options.presence.members(command.value.channel);
+        this.send(session, { frame: { case: "reply", value: { id, members } } });
+        return;
+      }
+      case "ping":
+        this.send(session, { frame: { case: "reply", value: { id } } });
+        return;
+      default:
+        throw new RealtimeError(Code.Unimplemented, `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping"}`);
+    }
+  }
+
+  private async join(session: Session, channel: string, echo: boolean): Promise<void> {
+    if (session.channels.has(channel)) return;
+    const max = this.options.limits.maxChannelsPerConnection;
+    if (session.channels.size >= max) {
+      throw new RealtimeError(Code.ResourceExhausted, `this connection is in ${max} channels, the limit: leave one before joining another`);
+    }
+    let local = this.channels.get(channel);
+    if (!local) {
+      local = { sessions: new Set(), subscribed: this.options.broker.subscribe(channel) };
+      this.channels.set(channel, local);
+    }
+    local.sessions.add(session);
+    session.channels.add(channel);
+    const member = session.member();
+    try {
+      await local.subscribed;
+      await this.options.presence.add(channel, member);
+    } catch (err) {
+      this.dropLocal(session, channel);
+      throw err;
+    }
+    const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Join, member), Infinity, session.id, !echo);
+    await this.options.broker.publish(pub);
+  }
+
+  private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
+    this.dropLocal(session, channel);
+    await this.options.presence.remove(channel, session.id);
+    const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Leave, session.member()), Infinity, session.id, true);
+    // The connection is no longer in the channel, so the broker would not
+    // bring it its own channel:leave: hand it over directly.
+    if (echo && !session.closed) this.deliverTo(session, pub);
+    await this.options.broker.publish(pub);
+  }
+
+  private async updateProfile(session: Session, data: Value | undefined, echo: boolean): Promise<void> {
+    if (!data) throw new RealtimeError(Code.InvalidArgument, "data is required: any JSON value (null clears the profile)");
+    const size = toBinary(ValueSchema, data).length;
+    if (size > this.options.limits.maxProfileBytes) {
+      throw new RealtimeError(Code.ResourceExhausted, `the profile is ${size} bytes encoded; the limit is ${this.options.limits.maxProfileBytes} bytes`);
+    }
+    session.profile = data.kind.case === "nullValue" ? undefined : data;
+    const member = session.member();
+    for (const channel of session.channels) {
+      await this.options.presence.add(channel, member);
+      const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Update, member), Infinity, session.id, !echo);
+      await this.options.broker.publish(pub);
+    }
+  }
+
+  private async publish(session: Session, channel: string, event: string, payload: Payload, echo: boolean): Promise<string> {
+    const id = this.eventIds.next();
+    const pub = createPublication(create(EventSchema, { id, channel, event, payload }), this.maxEventBytes, session.id, !echo);
+    await this.options.broker.publish(pub);
+    return id;
+  }
+
+  private dropLocal(session: Session, channel: string): void {
+    session.channels.delete(channel);
+    const local = this.channels.get(channel);
+    if (!local) return;
+    local.sessions.delete(session);
+    if (local.sessions.size === 0) {
+      this.channels.delete(channel);
+      this.options.broker.unsubscribe(channel).catch((err) => this.options.onError?.(err));
+    }
+  }
+
+  private deliverTo(session: Session, pub: Publication): void {
+    if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true);
+    else session.transport.send(binaryEventFrame(pub), false);
+  }
+
+  private replyOk(session: Session, id: number, messageId = ""): void {
+    if (id === 0) return;
+    this.send(session, { frame: { case: "reply", value: { id, messageId } } });
+  }
+
+  private replyError(session: Session, id: number, err: RealtimeError): void {
+    this.send(session, { frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } } });
+  }
+
+  private send(session: Session, init: Parameters<typeof serverFrame>[0]): void {
+    if (session.closed) return;
+    session.transport.send(serverFrame(init, session.encoding), session.encoding === Encoding.Json);
+  }
+}

@@ -1,0 +1,158 @@
+import type { Member, Presence } from "./presence.js";
+import { Code, RealtimeError } from "./errors.js";
+
+/** A member together with the channel it was removed from. */
+export interface Departure {
+  channel: string;
+  member: Member;
+}
+
+interface Entry {
+  member: Member;
+  owner: string;
+}
+
+interface Owner {
+  /** channel -> member ids this owner holds there */
+  channels: Map<string, Set<string>>;
+  reachable: boolean;
+  /** While re-synchronising: the entries not yet re-sent (channel\0id). */
+  stale?: Set<string>;
+}
+
+/**
+ * MemoryPresence is the presence table of the embedded mode's hub. Every
+ * member belongs to an owner (the edge that holds its connection), so that
+ * an edge's members can be marked unreachable, re-synchronised after its
+ * link comes back, or dropped when it is gone.
+ */
+export class MemoryPresence {
+  private readonly channels = new Map<string, Map<string, Entry>>();
+  private readonly owners = new Map<string, Owner>();
+
+  /** The Presence seam as seen by one owner. */
+  view(owner: string): Presence {
+    return {
+      add: async (channel, member) => this.add(owner, channel, member),
+      remove: async (channel, memberId) => {
+        this.remove(owner, channel, memberId);
+      },
+      members: async (channel) => this.members(channel),
+    };
+  }
+
+  add(owner: string, channel: string, member: Member): void {
+    let members = this.channels.get(channel);
+    if (!members) this.channels.set(channel, (members = new Map()));
+    const previous = members.get(member.id);
+    if (previous && previous.owner !== owner) this.forget(previous.owner, channel, member.id);
+    members.set(member.id, { member, owner });
+    const o = this.owner(owner);
+    let ids = o.channels.get(channel);
+    if (!ids) o.channels.set(channel, (ids = new Set()));
+    ids.add(member.id);
+    o.stale?.delete(key(channel, member.id));
+  }
+
+  /** Removes the member; returns it, or undefined when it was not there. */
+  remove(owner: string, channel: string, memberId: string): Member | undefined {
+    const members = this.channels.get(channel);
+    const entry = members?.get(memberId);
+    if (!members || !entry || entry.owner !== owner) return undefined;
+    members.delete(memberId);
+    if (members.size === 0) this.channels.delete(channel);
+    this.forget(owner, channel, memberId);
+    return entry.member;
+  }
+
+  /**
+   * The channel's members. Throws UNAVAILABLE when an owner that holds
+   * members of the channel is unreachable: the list could be wrong.
+   */
+  members(channel: string): Member[] {
+    const members = this.channels.get(channel);
+    if (!members) return [];
+    const out: Member[] = [];
+    for (const entry of members.values()) {
+      if (!this.owners.get(entry.owner)?.reachable) {
+        throw new RealtimeError(
+          Code.Unavailable,
+          `an edge holding members of channel ${JSON.stringify(channel)} is unreachable; try again in a few seconds`,
+        );
+      }
+      out.push(entry.member);
+    }
+    return out;
+  }
+
+  /** The channels with members, with their member counts. */
+  channelCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [channel, members] of this.channels) out.set(channel, members.size);
+    return out;
+  }
+
+  /** Marks an owner's members unreachable (its link dropped) or reachable. */
+  setReachable(owner: string, reachable: boolean): void {
+    const o = this.owners.get(owner);
+    if (o) o.reachable = reachable;
+  }
+
+  /**
+   * Starts a re-synchronisation: the owner is about to re-send everything it
+   * holds. What it does not re-send before endSync is removed then.
+   */
+  beginSync(owner: string): void {
+    const o = this.owner(owner);
+    o.reachable = true;
+    o.stale = new Set();
+    for (const [channel, ids] of o.channels) for (const id of ids) o.stale.add(key(channel, id));
+  }
+
+  /** Ends a re-synchronisation; returns the members that were not re-sent. */
+  endSync(owner: string): Departure[] {
+    const o = this.owners.get(owner);
+    const stale = o?.stale;
+    if (!o || !stale) return [];
+    o.stale = undefined;
+    const gone: Departure[] = [];
+    for (const k of stale) {
+      const [channel, id] = k.split("\0") as [string, string];
+      const member = this.remove(owner, channel, id);
+      if (member) gone.push({ channel, member });
+    }
+    return gone;
+  }
+
+  /** Removes every member the owner holds; returns them. */
+  dropOwner(owner: string): Departure[] {
+    const o = this.owners.get(owner);
+    if (!o) return [];
+    const gone: Departure[] = [];
+    for (const [channel, ids] of [...o.channels]) {
+      for (const id of [...ids]) {
+        const member = this.remove(owner, channel, id);
+        if (member) gone.push({ channel, member });
+      }
+    }
+    this.owners.delete(owner);
+    return gone;
+  }
+
+  private owner(name: string): Owner {
+    let o = this.owners.get(name);
+    if (!o) this.owners.set(name, (o = { channels: new Map(), reachable: true }));
+    return o;
+  }
+
+  private forget(owner: string, channel: string, memberId: string): void {
+    const ids = this.owners.get(owner)?.channels.get(channel);
+    if (!ids) return;
+    ids.delete(memberId);
+    if (ids.size === 0) this.owners.get(owner)!.channels.delete(channel);
+  }
+}
+
+function key(channel: string, id: string): string {
+  return `${channel}\0${id}`;
+}

@@ -1,0 +1,22 @@
+/**
+ * The Transport seam: how bytes reach one client connection. The WebSocket
+ * edge (src/edge/) implements it over `ws`; unit tests implement it in memory.
+ */
+export interface Transport {
+  /**
+   * Queues one frame for the client. text=true sends a text frame (the JSON
+   * encoding), otherwise a binary frame. The same data object may be passed
+   * to many transports and must not be modified by them.
+   */
+  send(data: Uint8Array, text: boolean): void;
+
+  /** Closes the connection with a code from close-codes.ts and a reason. */
+  close(code: number, reason: string): void;
+}
+
+/** The two client encodings, chosen by WebSocket subprotocol. */
+export const Encoding = {
+  Json: "realtime.v1.json",
+  Proto: "realtime.v1.proto",
+} as const;
+export type Encoding = (typeof Encoding)[keyof typeof Encoding];

@@ -1,0 +1,214 @@
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { connect, type Socket } from "node:net";
+import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
+import {
+  EdgeFrameSchema,
+  HubFrameSchema,
+  PublicationSchema,
+  type LinkReply,
+} from "../../gen/realtime/link/v1/link_pb.js";
+import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
+import { Code, RealtimeError } from "../core/errors.js";
+import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
+import type { Presence } from "../core/presence.js";
+import { FrameReader, FrameWriter } from "./framing.js";
+
+/** First delay before reconnecting the link; doubles up to the max, with jitter. */
+export const LINK_RECONNECT_INITIAL_MS = 100;
+export const LINK_RECONNECT_MAX_MS = 3_000;
+
+export interface LinkBrokerOptions {
+  host: string;
+  port: number;
+  /** This edge's id, the same across reconnects. */
+  edgeId: string;
+  onPublication: PublicationHandler;
+  /** What this edge holds, re-sent to the hub after every (re)connect. */
+  snapshot: () => { channels: string[]; members: { channel: string; member: Member }[] };
+  onStateChange?: (connected: boolean) => void;
+  onError?: (err: unknown, context: string) => void;
+}
+
+interface Pending {
+  resolve: (reply: LinkReply) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * LinkBroker is an edge's end of the embedded mode's link: the Broker and
+ * Presence seams, served by the hub (the API process) over one TCP
+ * connection that it keeps open, reconnecting with jittered backoff.
+ *
+ * Guarantees: requests reach the hub in the order they are made; while the
+ * link is down every request fails at once with UNAVAILABLE (never queued,
+ * never silently dropped); after a reconnect the edge's subscriptions and
+ * members are re-sent before any new request.
+ */
+export class LinkBroker implements Broker, Presence {
+  private socket: Socket | undefined;
+  private writer: FrameWriter | undefined;
+  private connected = false;
+  private stopped = false;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private firstConnect: { promise: Promise<void>; resolve: () => void };
+
+  constructor(private readonly options: LinkBrokerOptions) {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.firstConnect = { promise, resolve };
+  }
+
+  /** Starts connecting; resolves once the link is up the first time. */
+  start(): Promise<void> {
+    this.dial();
+    return this.firstConnect.promise;
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.failPending("the edge is shutting down");
+    const socket = this.socket;
+    if (socket && !socket.destroyed) {
+      await new Promise<void>((resolve) => {
+        socket.once("close", () => resolve());
+        socket.end();
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      });
+    }
+  }
+
+  async publish(pub: Publication): Promise<number> {
+    const reply = await this.request({ frame: { case: "publish", value: create(PublicationSchema, pub) } });
+    return reply.edges;
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    await this.request({ frame: { case: "subscribe", value: channel } });
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    // Needs no answer; ordering on the link keeps a later subscribe after it.
+    this.send({ id: 0, frame: { case: "unsubscribe", value: channel } });
+  }
+
+  async add(channel: string, member: Member): Promise<void> {
+    await this.request({ frame: { case: "presenceAdd", value: { channel, member } } });
+  }
+
+  async remove(channel: string, memberId: string): Promise<void> {
+    await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } });
+  }
+
+  async members(channel: string): Promise<Member[]> {
+    return (await this.request({ frame: { case: "members", value: channel } })).members;
+  }
+
+  private request(init: MessageInitShape<typeof EdgeFrameSchema>): Promise<LinkReply> {
+    if (!this.connected) {
+      return Promise.reject(new RealtimeError(Code.Unavailable, "this edge has lost its link to the API process; it is reconnecting, try again shortly"));
+    }
+    const id = this.nextId++;
+    if (this.nextId > 0xffffffff) this.nextId = 1;
+    return new Promise<LinkReply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`));
+      }, LINK_REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send({ ...init, id });
+    });
+  }
+
+  private send(init: MessageInitShape<typeof EdgeFrameSchema>): void {
+    if (!this.connected || !this.writer) return;
+    this.writer.write(toBinary(EdgeFrameSchema, create(EdgeFrameSchema, init)));
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    const socket = connect({ host: this.options.host, port: this.options.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 5_000);
+    const reader = new FrameReader((bytes) => this.onFrame(bytes));
+    socket.on("connect", () => {
+      this.attempt = 0;
+      this.writer = new FrameWriter(socket);
+      this.connected = true;
+      this.resync();
+      this.options.onStateChange?.(true);
+      this.firstConnect.resolve();
+    });
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        this.options.onError?.(err, "link frame from the hub");
+        socket.destroy();
+      }
+    });
+    socket.on("error", (err) => {
+      if (this.connected) this.options.onError?.(err, "link");
+    });
+    socket.on("close", () => {
+      const wasConnected = this.connected;
+      this.connected = false;
+      this.writer = undefined;
+      this.failPending("the link to the API process closed; try again shortly");
+      if (wasConnected) this.options.onStateChange?.(false);
+      this.scheduleRedial();
+    });
+  }
+
+  /** Hello, then everything this edge holds, then synced. */
+  private resync(): void {
+    this.send({ id: 0, frame: { case: "hello", value: { edgeId: this.options.edgeId } } });
+    const { channels, members } = this.options.snapshot();
+    for (const channel of channels) this.send({ id: 0, frame: { case: "subscribe", value: channel } });
+    for (const { channel, member } of members) this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member } } });
+    this.send({ id: 0, frame: { case: "synced", value: {} } });
+  }
+
+  private scheduleRedial(): void {
+    if (this.stopped) return;
+    const cap = Math.min(LINK_RECONNECT_MAX_MS, LINK_RECONNECT_INITIAL_MS * 2 ** this.attempt++);
+    const delay = cap / 2 + Math.random() * (cap / 2);
+    this.retryTimer = setTimeout(() => this.dial(), delay);
+  }
+
+  private onFrame(bytes: Uint8Array): void {
+    const frame = fromBinary(HubFrameSchema, bytes).frame;
+    if (frame.case === "publication") {
+      this.options.onPublication(frame.value);
+    } else if (frame.case === "reply") {
+      const reply = frame.value;
+      if (reply.id === 0) {
+        if (reply.error) this.options.onError?.(new Error(reply.error.message), "hub refused a request");
+        return;
+      }
+      const pending = this.pending.get(reply.id);
+      if (!pending) return;
+      this.pending.delete(reply.id);
+      clearTimeout(pending.timer);
+      if (reply.error) pending.reject(new RealtimeError(reply.error.code as number as Code, reply.error.message));
+      else pending.resolve(reply);
+    }
+  }
+
+  private failPending(message: string): void {
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new RealtimeError(Code.Unavailable, message));
+      this.pending.delete(id);
+    }
+  }
+}

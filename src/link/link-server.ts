@@ -1,0 +1,227 @@
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import type { ErrorCode } from "../../gen/realtime/client/v1/client_pb.js";
+import {
+  EdgeFrameSchema,
+  HubFrameSchema,
+  PublicationSchema,
+  LinkReplySchema,
+  type EdgeFrame,
+} from "../../gen/realtime/link/v1/link_pb.js";
+import type { Publication } from "../core/broker.js";
+import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
+import { asRealtimeError } from "../core/errors.js";
+import { LINK_MAX_BUFFERED_BYTES } from "../core/limits.js";
+import { SystemEvent } from "../core/names.js";
+import type { Departure, MemoryPresence } from "../core/presence-memory.js";
+import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
+import { FrameReader, FrameWriter } from "./framing.js";
+
+export interface LinkServerOptions {
+  broker: MemoryBroker;
+  presence: MemoryPresence;
+  /** How long an edge's members outlive its link (DEFAULT_EDGE_GRACE_MS). */
+  graceMs: number;
+  eventIds: IdGenerator;
+  onError?: (err: unknown, context: string) => void;
+  onEdge?: (edgeId: string, connected: boolean) => void;
+}
+
+/**
+ * LinkServer is the hub end of the embedded mode's link: edges connect to it
+ * over TCP, and it attaches each to the hub's MemoryBroker and MemoryPresence.
+ *
+ * Guarantees: each publication is encoded once, whatever the number of
+ * edges; frames from one edge are handled in order; when an edge's link
+ * drops, its members stay (GetMembers of their channels is UNAVAILABLE)
+ * for graceMs, then are removed and channel:leave is published for each —
+ * unless the edge comes back and re-synchronises first.
+ */
+export class LinkServer {
+  private readonly server: Server;
+  private readonly links = new Set<EdgeLink>();
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** The link of each edge id that is connected now. */
+  private readonly live = new Map<string, EdgeLink>();
+  private readonly encoded = new WeakMap<Publication, Uint8Array>();
+
+  constructor(readonly options: LinkServerOptions) {
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Closes every link and stops listening; the members of every edge are dropped. */
+  async close(): Promise<void> {
+    for (const timer of this.graceTimers.values()) clearTimeout(timer);
+    this.graceTimers.clear();
+    for (const link of this.links) link.socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** The number of edges connected now. */
+  get edges(): number {
+    return this.live.size;
+  }
+
+  /** The HubFrame carrying pub, encoded once per publication. */
+  encodePublication(pub: Publication): Uint8Array {
+    let bytes = this.encoded.get(pub);
+    if (!bytes) {
+      bytes = toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }));
+      this.encoded.set(pub, bytes);
+    }
+    return bytes;
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 5_000);
+    const link = new EdgeLink(this, socket);
+    this.links.add(link);
+    const reader = new FrameReader((bytes) => link.handle(fromBinary(EdgeFrameSchema, bytes)));
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        this.options.onError?.(err, "link frame from an edge");
+        socket.destroy();
+      }
+    });
+    socket.on("error", () => {
+      // 'close' follows; an edge going away is not an error of the hub.
+    });
+    socket.on("close", () => {
+      this.links.delete(link);
+      link.closed();
+    });
+  }
+
+  /** @internal An edge said hello: it is (back) in, and re-sends what it holds. */
+  hello(link: EdgeLink, edgeId: string): void {
+    const previous = this.live.get(edgeId);
+    if (previous && previous !== link) previous.socket.destroy();
+    this.live.set(edgeId, link);
+    const timer = this.graceTimers.get(edgeId);
+    if (timer) {
+      clearTimeout(timer);
+      this.graceTimers.delete(edgeId);
+    }
+    this.options.presence.beginSync(edgeId);
+    this.options.onEdge?.(edgeId, true);
+  }
+
+  /** @internal An edge's link closed. */
+  gone(link: EdgeLink, edgeId: string): void {
+    if (this.live.get(edgeId) !== link) return;
+    this.live.delete(edgeId);
+    this.options.presence.setReachable(edgeId, false);
+    this.options.onEdge?.(edgeId, false);
+    const timer = setTimeout(() => {
+      this.graceTimers.delete(edgeId);
+      this.publishLeaves(this.options.presence.dropOwner(edgeId));
+    }, this.options.graceMs);
+    timer.unref();
+    this.graceTimers.set(edgeId, timer);
+  }
+
+  /** @internal Publishes channel:leave for members that are gone. */
+  publishLeaves(departures: Departure[]): void {
+    for (const { channel, member } of departures) {
+      const event = systemEvent(this.options.eventIds.next(), channel, SystemEvent.Leave, member);
+      try {
+        this.options.broker.publish(createPublication(event, Infinity, member.id, true));
+      } catch (err) {
+        // No edge is left to tell: nothing is lost.
+        if (this.options.broker.edges > 0) this.options.onError?.(err, "publishing channel:leave");
+      }
+    }
+  }
+}
+
+/** One edge's connection to the hub. */
+class EdgeLink {
+  private edgeId = "";
+  private node: MemoryNode | undefined;
+  private readonly writer: FrameWriter;
+
+  constructor(
+    private readonly hub: LinkServer,
+    readonly socket: Socket,
+  ) {
+    this.writer = new FrameWriter(socket);
+  }
+
+  handle(frame: EdgeFrame): void {
+    const { broker, presence } = this.hub.options;
+    const { id } = frame;
+    const f = frame.frame;
+    if (f.case !== "hello" && !this.node) {
+      this.reply({ id, error: { code: 9 as ErrorCode, message: "the first frame on the link must be hello" } });
+      return;
+    }
+    try {
+      switch (f.case) {
+        case "hello":
+          if (this.node) throw new Error("hello was sent twice");
+          this.edgeId = f.value.edgeId;
+          this.node = broker.attach((pub) => this.deliver(pub), true);
+          this.hub.hello(this, this.edgeId);
+          return this.reply({ id });
+        case "subscribe":
+          void this.node!.subscribe(f.value);
+          return this.reply({ id });
+        case "unsubscribe":
+          void this.node!.unsubscribe(f.value);
+          return this.reply({ id });
+        case "publish":
+          return this.reply({ id, edges: broker.publish(f.value) });
+        case "presenceAdd":
+          presence.add(this.edgeId, f.value.channel, f.value.member!);
+          return this.reply({ id });
+        case "presenceRemove":
+          presence.remove(this.edgeId, f.value.channel, f.value.memberId);
+          return this.reply({ id });
+        case "members":
+          return this.reply({ id, members: presence.members(f.value) });
+        case "synced":
+          this.hub.publishLeaves(presence.endSync(this.edgeId));
+          return this.reply({ id });
+        default:
+          throw new Error("unknown link frame");
+      }
+    } catch (err) {
+      const e = asRealtimeError(err);
+      this.reply({ id, error: { code: e.code as number as ErrorCode, message: e.message } });
+    }
+  }
+
+  closed(): void {
+    this.node?.close();
+    if (this.edgeId) this.hub.gone(this, this.edgeId);
+  }
+
+  private deliver(pub: Publication): void {
+    if (this.socket.destroyed) return;
+    this.writer.write(this.hub.encodePublication(pub));
+    if (this.writer.buffered > LINK_MAX_BUFFERED_BYTES) {
+      this.hub.options.onError?.(new Error(`edge ${this.edgeId} fell ${this.writer.buffered} bytes behind; dropping its link`), "link backpressure");
+      this.socket.destroy();
+    }
+  }
+
+  private reply(init: MessageInitShape<typeof LinkReplySchema> & { id: number }): void {
+    if (init.id === 0 && !init.error) return;
+    if (this.socket.destroyed) return;
+    this.writer.write(toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "reply", value: init } })));
+  }
+}

@@ -1,0 +1,67 @@
+import { randomBytes } from "node:crypto";
+import { splitHostPort, type Config } from "../config.js";
+import { Edge } from "../core/edge.js";
+import { maxFrameBytes, type Limits } from "../core/limits.js";
+import { IdGenerator } from "../core/publication.js";
+import { WsEdgeServer } from "../edge/ws-server.js";
+import { LinkBroker } from "../link/broker-link.js";
+import type { Logger } from "../log.js";
+
+/** How long an edge waits for its link at start before it listens anyway. */
+export const EDGE_START_LINK_WAIT_MS = 5_000;
+
+export interface EdgeHandle {
+  edgeId: string;
+  addresses: { ws: string };
+  /** Whether the link to the API is up now. */
+  linked(): boolean;
+  /** Closes every client (they leave their channels), then the link. */
+  stop(): Promise<void>;
+}
+
+/** Starts an edge: a WebSocket server whose connections reach the API over the link. */
+export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle> {
+  const edgeId = randomBytes(6).toString("base64url");
+  const limits: Limits = {
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxProfileBytes: config.maxProfileBytes,
+    maxChannelsPerConnection: config.maxChannelsPerConnection,
+  };
+  const hub = splitHostPort(config.linkUrl);
+  let edge: Edge | undefined;
+  const link = new LinkBroker({
+    ...hub,
+    edgeId,
+    onPublication: (pub) => edge?.deliver(pub),
+    snapshot: () => edge?.snapshot() ?? { channels: [], members: [] },
+    onStateChange: (up) => (up ? log.info({ hub: config.linkUrl }, "link up") : log.warn({ hub: config.linkUrl }, "link down; reconnecting")),
+    onError: (err, context) => log.warn({ err, context }, "link error"),
+  });
+  edge = new Edge({
+    broker: link,
+    presence: link,
+    limits,
+    connectionIds: new IdGenerator(edgeId),
+    allowClientBroadcast: config.allowClientBroadcast,
+    onError: (err) => log.warn({ err }, "edge error"),
+  });
+  const ws = new WsEdgeServer({ edge, maxFrameBytes: maxFrameBytes(limits), onError: (err, context) => log.error({ err, context }, "websocket error") });
+  const address = await ws.listen(config.wsPort, config.wsHost);
+  let timer: NodeJS.Timeout | undefined;
+  const waited = await Promise.race([
+    link.start().then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), EDGE_START_LINK_WAIT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (!waited) log.warn({ hub: config.linkUrl }, "API not reachable yet; clients get UNAVAILABLE until the link is up");
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    edgeId,
+    addresses: { ws: `ws://${host}:${address.port}` },
+    linked: () => link.isConnected,
+    async stop() {
+      await ws.close();
+      await link.close();
+    },
+  };
+}
