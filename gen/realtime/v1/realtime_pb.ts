@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iJAoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSI6ChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlciI6CgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZTLiAQoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIiYKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSKDAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCUIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiOgoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUyjgMKCFJlYWx0aW1lEjsKBFNlbmQSGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdBoZLnJlYWx0aW1lLnYxLlNlbmRSZXNwb25zZRJKCglCcm9hZGNhc3QSHS5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXF1ZXN0Gh4ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVzcG9uc2USTQoKR2V0TWVtYmVycxIeLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1Jlc3BvbnNlElMKDExpc3RDaGFubmVscxIgLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1JlcXVlc3QaIS5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXNwb25zZRJVCgxXYXRjaENoYW5uZWwSIC5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXF1ZXN0GiEucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -180,6 +180,24 @@ export type GetMembersRequest = Message<"realtime.v1.GetMembersRequest"> & {
    * @generated from field: string channel = 1;
    */
   channel: string;
+
+  /**
+   * 0 (the default): every member in one response, in no particular order.
+   * Otherwise the most members per page (more than 1000 counts as 1000),
+   * ordered by member id.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   * Only valid with the same channel; a page_token from elsewhere is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -190,19 +208,31 @@ export const GetMembersRequestSchema: GenMessage<GetMembersRequest> = /*@__PURE_
   messageDesc(file_realtime_v1_realtime, 4);
 
 /**
- * GetMembersResponse lists every member of the channel. It is never a
+ * GetMembersResponse lists the members of the channel. It is never a
  * partial list: when an edge that holds members of the channel cannot be
  * reached, the call fails with UNAVAILABLE instead.
+ *
+ * Pages are keyed by member id, not by offset: a member that stays in the
+ * channel while the pages are read appears exactly once; one that joins or
+ * leaves meanwhile may or may not appear.
  *
  * @generated from message realtime.v1.GetMembersResponse
  */
 export type GetMembersResponse = Message<"realtime.v1.GetMembersResponse"> & {
   /**
-   * The members, in no particular order.
+   * The members: in no particular order without page_size, else by id.
    *
    * @generated from field: repeated realtime.v1.Member members = 1;
    */
   members: Member[];
+
+  /**
+   * Pass as page_token to read the next page; empty on the last page (and
+   * always without page_size).
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -211,6 +241,283 @@ export type GetMembersResponse = Message<"realtime.v1.GetMembersResponse"> & {
  */
 export const GetMembersResponseSchema: GenMessage<GetMembersResponse> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 5);
+
+/**
+ * ListChannelsRequest selects the channels to list.
+ *
+ * @generated from message realtime.v1.ListChannelsRequest
+ */
+export type ListChannelsRequest = Message<"realtime.v1.ListChannelsRequest"> & {
+  /**
+   * Only channels whose name starts with this (case-sensitive); empty for all.
+   *
+   * @generated from field: string prefix = 1;
+   */
+  prefix: string;
+
+  /**
+   * The most channels per page: 0 means 100, more than 1000 counts as 1000.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   * Only valid with the same prefix; a page_token from elsewhere is
+   * INVALID_ARGUMENT.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message realtime.v1.ListChannelsRequest.
+ * Use `create(ListChannelsRequestSchema)` to create a new message.
+ */
+export const ListChannelsRequestSchema: GenMessage<ListChannelsRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 6);
+
+/**
+ * ListChannelsResponse is one page of channels, ordered by name (by UTF-16
+ * code unit, which for the channel alphabet is ASCII order).
+ *
+ * Pages are keyed by channel name, not by offset: a channel that has members
+ * while the pages are read appears exactly once; one that gains its first
+ * member or loses its last meanwhile may or may not appear.
+ *
+ * @generated from message realtime.v1.ListChannelsResponse
+ */
+export type ListChannelsResponse = Message<"realtime.v1.ListChannelsResponse"> & {
+  /**
+   * The channels of this page.
+   *
+   * @generated from field: repeated realtime.v1.ChannelSummary channels = 1;
+   */
+  channels: ChannelSummary[];
+
+  /**
+   * Pass as page_token to read the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message realtime.v1.ListChannelsResponse.
+ * Use `create(ListChannelsResponseSchema)` to create a new message.
+ */
+export const ListChannelsResponseSchema: GenMessage<ListChannelsResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 7);
+
+/**
+ * ChannelSummary is a channel with at least one member.
+ *
+ * @generated from message realtime.v1.ChannelSummary
+ */
+export type ChannelSummary = Message<"realtime.v1.ChannelSummary"> & {
+  /**
+   * The channel's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * How many members it has, across all edges. It may count the members of
+   * an edge that is unreachable right now (for the edge grace period), as
+   * GetMembers would refuse to list them.
+   *
+   * @generated from field: uint32 members = 2;
+   */
+  members: number;
+};
+
+/**
+ * Describes the message realtime.v1.ChannelSummary.
+ * Use `create(ChannelSummarySchema)` to create a new message.
+ */
+export const ChannelSummarySchema: GenMessage<ChannelSummary> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 8);
+
+/**
+ * WatchChannelRequest names the channel to watch.
+ *
+ * @generated from message realtime.v1.WatchChannelRequest
+ */
+export type WatchChannelRequest = Message<"realtime.v1.WatchChannelRequest"> & {
+  /**
+   * The channel, with the same rules as SendRequest.channel. It need not
+   * have members: watching an empty channel shows who joins it.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.WatchChannelRequest.
+ * Use `create(WatchChannelRequestSchema)` to create a new message.
+ */
+export const WatchChannelRequestSchema: GenMessage<WatchChannelRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 9);
+
+/**
+ * WatchChannelResponse is one step of a channel's life. The stream starts
+ * with one or more `members` messages (the last with complete = true), then
+ * one message per event, in the order the API received them.
+ *
+ * Apply them as a replica would: `join` and `update` insert or replace the
+ * member by id, `leave` removes it. An event may repeat what the snapshot
+ * already shows (a join of a member that is listed): the snapshot is read
+ * after the watch is in effect, so nothing between the two is lost.
+ * Broadcasts are not events of a channel and are not sent.
+ *
+ * @generated from message realtime.v1.WatchChannelResponse
+ */
+export type WatchChannelResponse = Message<"realtime.v1.WatchChannelResponse"> & {
+  /**
+   * What happened.
+   *
+   * @generated from oneof realtime.v1.WatchChannelResponse.update
+   */
+  update: {
+    /**
+     * Part of the channel's members when the watch started.
+     *
+     * @generated from field: realtime.v1.WatchSnapshot members = 1;
+     */
+    value: WatchSnapshot;
+    case: "members";
+  } | {
+    /**
+     * A member joined the channel.
+     *
+     * @generated from field: realtime.v1.Member join = 2;
+     */
+    value: Member;
+    case: "join";
+  } | {
+    /**
+     * A member left the channel (or its connection closed).
+     *
+     * @generated from field: realtime.v1.Member leave = 3;
+     */
+    value: Member;
+    case: "leave";
+  } | {
+    /**
+     * A member changed its profile.
+     *
+     * @generated from field: realtime.v1.Member profile_update = 4;
+     */
+    value: Member;
+    case: "profileUpdate";
+  } | {
+    /**
+     * An application event was sent to the channel (by a backend or a client).
+     *
+     * @generated from field: realtime.v1.WatchMessage message = 5;
+     */
+    value: WatchMessage;
+    case: "message";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The event id, as clients receive it; empty for `members`.
+   *
+   * @generated from field: string id = 6;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message realtime.v1.WatchChannelResponse.
+ * Use `create(WatchChannelResponseSchema)` to create a new message.
+ */
+export const WatchChannelResponseSchema: GenMessage<WatchChannelResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 10);
+
+/**
+ * WatchSnapshot is part of the members a channel had when the watch started.
+ *
+ * @generated from message realtime.v1.WatchSnapshot
+ */
+export type WatchSnapshot = Message<"realtime.v1.WatchSnapshot"> & {
+  /**
+   * Up to 500 members, ordered by id.
+   *
+   * @generated from field: repeated realtime.v1.Member members = 1;
+   */
+  members: Member[];
+
+  /**
+   * True on the last part of the snapshot: events follow.
+   *
+   * @generated from field: bool complete = 2;
+   */
+  complete: boolean;
+};
+
+/**
+ * Describes the message realtime.v1.WatchSnapshot.
+ * Use `create(WatchSnapshotSchema)` to create a new message.
+ */
+export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 11);
+
+/**
+ * WatchMessage is an application event sent to the watched channel.
+ *
+ * @generated from message realtime.v1.WatchMessage
+ */
+export type WatchMessage = Message<"realtime.v1.WatchMessage"> & {
+  /**
+   * The event name.
+   *
+   * @generated from field: string event = 1;
+   */
+  event: string;
+
+  /**
+   * The payload, as it was sent.
+   *
+   * @generated from oneof realtime.v1.WatchMessage.payload
+   */
+  payload: {
+    /**
+     * A JSON value.
+     *
+     * @generated from field: google.protobuf.Value json = 2;
+     */
+    value: Value;
+    case: "json";
+  } | {
+    /**
+     * Raw bytes.
+     *
+     * @generated from field: bytes binary = 3;
+     */
+    value: Uint8Array;
+    case: "binary";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The connection that sent it; empty when a backend sent it.
+   *
+   * @generated from field: string origin = 4;
+   */
+  origin: string;
+};
+
+/**
+ * Describes the message realtime.v1.WatchMessage.
+ * Use `create(WatchMessageSchema)` to create a new message.
+ */
+export const WatchMessageSchema: GenMessage<WatchMessage> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 12);
 
 /**
  * Member is one connection that has joined a channel.
@@ -239,7 +546,7 @@ export type Member = Message<"realtime.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 6);
+  messageDesc(file_realtime_v1_realtime, 13);
 
 /**
  * Realtime is the API that backends call to push events to the clients
@@ -277,7 +584,8 @@ export const Realtime: GenService<{
     output: typeof BroadcastResponseSchema;
   },
   /**
-   * GetMembers lists the members of a channel across all edges.
+   * GetMembers lists the members of a channel across all edges, all at once
+   * or (with page_size) in pages ordered by member id.
    *
    * @generated from rpc realtime.v1.Realtime.GetMembers
    */
@@ -285,6 +593,30 @@ export const Realtime: GenService<{
     methodKind: "unary";
     input: typeof GetMembersRequestSchema;
     output: typeof GetMembersResponseSchema;
+  },
+  /**
+   * ListChannels lists the channels that have at least one member, with
+   * their member counts, in pages ordered by channel name.
+   *
+   * @generated from rpc realtime.v1.Realtime.ListChannels
+   */
+  listChannels: {
+    methodKind: "unary";
+    input: typeof ListChannelsRequestSchema;
+    output: typeof ListChannelsResponseSchema;
+  },
+  /**
+   * WatchChannel streams a channel's current members, then every join,
+   * leave, profile update and message on it as it happens, until the caller
+   * cancels. It never ends on its own (except when the watcher falls too far
+   * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE).
+   *
+   * @generated from rpc realtime.v1.Realtime.WatchChannel
+   */
+  watchChannel: {
+    methodKind: "server_streaming";
+    input: typeof WatchChannelRequestSchema;
+    output: typeof WatchChannelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);
