@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi9gIKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSABCCQoHY29tbWFuZCIzCgRKb2luEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIjQKBUxlYXZlEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIlEKDVVwZGF0ZVByb2ZpbGUSJAoEZGF0YRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRlY2hvGAIgASgISACIAQFCBwoFX2VjaG8ihwEKBFNlbmQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASEQoEZWNobxgFIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iewoJQnJvYWRjYXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIRCgRlY2hvGAQgASgISAGIAQFCCQoHcGF5bG9hZEIHCgVfZWNobyIdCgpHZXRNZW1iZXJzEg8KB2NoYW5uZWwYASABKAkiBgoEUGluZyKiAQoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIAEIHCgVmcmFtZSIXCglDb25uZWN0ZWQSCgoCaWQYASABKAkifgoFUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISKwoHbWVtYmVycxgDIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISEgoKbWVzc2FnZV9pZBgEIAEoCSJFCgVFcnJvchIrCgRjb2RlGAEgASgOMh0ucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJIqYBCgVFdmVudBIPCgdjaGFubmVsGAEgASgJEg0KBWV2ZW50GAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABIsCgZtZW1iZXIYBSABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVySAASCgoCaWQYBiABKAlCCQoHcGF5bG9hZCI6CgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEipgMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSABCCQoHY29tbWFuZCIzCgRKb2luEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIjQKBUxlYXZlEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIlEKDVVwZGF0ZVByb2ZpbGUSJAoEZGF0YRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRlY2hvGAIgASgISACIAQFCBwoFX2VjaG8ihwEKBFNlbmQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASEQoEZWNobxgFIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iewoJQnJvYWRjYXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIRCgRlY2hvGAQgASgISAGIAQFCCQoHcGF5bG9hZEIHCgVfZWNobyIdCgpHZXRNZW1iZXJzEg8KB2NoYW5uZWwYASABKAkiBgoEUGluZyIYCgdSZWZyZXNoEg0KBXRva2VuGAEgASgJIqIBCgtTZXJ2ZXJGcmFtZRIyCgljb25uZWN0ZWQYASABKAsyHS5yZWFsdGltZS5jbGllbnQudjEuQ29ubmVjdGVkSAASKgoFcmVwbHkYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuUmVwbHlIABIqCgVldmVudBgDIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudEgAQgcKBWZyYW1lIhcKCUNvbm5lY3RlZBIKCgJpZBgBIAEoCSJ+CgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkipgEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkqpAIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASHwobRVJST1JfQ09ERV9JTlZBTElEX0FSR1VNRU5UEAMSIAocRVJST1JfQ09ERV9QRVJNSVNTSU9OX0RFTklFRBAHEiEKHUVSUk9SX0NPREVfUkVTT1VSQ0VfRVhIQVVTVEVEEAgSIgoeRVJST1JfQ09ERV9GQUlMRURfUFJFQ09ORElUSU9OEAkSHAoYRVJST1JfQ09ERV9VTklNUExFTUVOVEVEEAwSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBANEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDhIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -89,6 +89,14 @@ export type ClientFrame = Message<"realtime.client.v1.ClientFrame"> & {
      */
     value: Ping;
     case: "ping";
+  } | {
+    /**
+     * Replace the connection's token before it expires.
+     *
+     * @generated from field: realtime.client.v1.Refresh refresh = 9;
+     */
+    value: Refresh;
+    case: "refresh";
   } | { case: undefined; value?: undefined };
 };
 
@@ -336,6 +344,32 @@ export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 7);
 
 /**
+ * Refresh replaces the connection's token (a JWT) before it expires, so that
+ * the edge does not close the connection with 4003 (token expired). The new
+ * token must be valid and have the same subject (user id) as the one the
+ * connection opened with; its channel grants replace the old ones for later
+ * joins. A refused refresh is an error reply (UNAUTHENTICATED or
+ * PERMISSION_DENIED) and leaves the old token in force.
+ *
+ * @generated from message realtime.client.v1.Refresh
+ */
+export type Refresh = Message<"realtime.client.v1.Refresh"> & {
+  /**
+   * The new token, in compact JWS form.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message realtime.client.v1.Refresh.
+ * Use `create(RefreshSchema)` to create a new message.
+ */
+export const RefreshSchema: GenMessage<Refresh> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 8);
+
+/**
  * ServerFrame is one frame from the edge to the client.
  *
  * @generated from message realtime.client.v1.ServerFrame
@@ -378,7 +412,7 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
  * Use `create(ServerFrameSchema)` to create a new message.
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 8);
+  messageDesc(file_realtime_client_v1_client, 9);
 
 /**
  * Connected tells the client who it is.
@@ -399,7 +433,7 @@ export type Connected = Message<"realtime.client.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 9);
+  messageDesc(file_realtime_client_v1_client, 10);
 
 /**
  * Reply answers one ClientFrame.
@@ -441,7 +475,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 10);
+  messageDesc(file_realtime_client_v1_client, 11);
 
 /**
  * Error says why a command failed.
@@ -469,7 +503,7 @@ export type Error = Message<"realtime.client.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 11);
+  messageDesc(file_realtime_client_v1_client, 12);
 
 /**
  * Event is an application event (sent by a backend or a client) or a system
@@ -537,7 +571,7 @@ export type Event = Message<"realtime.client.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 12);
+  messageDesc(file_realtime_client_v1_client, 13);
 
 /**
  * Member is one connection in a channel.
@@ -558,6 +592,14 @@ export type Member = Message<"realtime.client.v1.Member"> & {
    * @generated from field: google.protobuf.Value data = 2;
    */
   data?: Value | undefined;
+
+  /**
+   * The user the connection authenticated as (its token's subject); empty
+   * for an anonymous connection.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
 };
 
 /**
@@ -565,7 +607,7 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 13);
+  messageDesc(file_realtime_client_v1_client, 14);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are
