@@ -1,0 +1,150 @@
+/**
+ * The edge core with in-memory fakes of its seams: membership, commands,
+ * echo, system events and fan-out, without processes or sockets.
+ */
+import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
+import { MemoryBroker } from "../src/core/broker-memory.js";
+import { Edge, type Session } from "../src/core/edge.js";
+import { Code } from "../src/core/errors.js";
+import { DEFAULT_LIMITS } from "../src/core/limits.js";
+import { MemoryPresence } from "../src/core/presence-memory.js";
+import { Encoding, type Transport } from "../src/core/transport.js";
+
+class FakeTransport implements Transport {
+  readonly sent: Uint8Array[] = [];
+  frames(): ServerFrame[] {
+    return this.sent.map((b) => fromJsonString(ServerFrameSchema, new TextDecoder().decode(b)));
+  }
+  events(name?: string) {
+    return this.frames().flatMap((f) => (f.frame.case === "event" && (!name || f.frame.value.event === name) ? [f.frame.value] : []));
+  }
+  replies() {
+    return this.frames().flatMap((f) => (f.frame.case === "reply" ? [f.frame.value] : []));
+  }
+  send(data: Uint8Array): void {
+    this.sent.push(data);
+  }
+  close(): void {}
+}
+
+function setup(limits = DEFAULT_LIMITS) {
+  const broker = new MemoryBroker();
+  const presence = new MemoryPresence();
+  let edge!: Edge;
+  const node = broker.attach((pub) => edge.deliver(pub), true);
+  edge = new Edge({ broker: node, presence: presence.view("edge-1"), limits, allowClientBroadcast: true });
+  const connect = (echo = true) => {
+    const t = new FakeTransport();
+    const s = edge.connect(t, Encoding.Json, echo);
+    return { t, s };
+  };
+  const cmd = async (s: Session, init: Parameters<typeof create<typeof ClientFrameSchema>>[1]) => {
+    edge.receive(s, new TextEncoder().encode(toJsonString(ClientFrameSchema, create(ClientFrameSchema, init))), false);
+    await s.queue;
+  };
+  return { edge, broker, presence, node, connect, cmd };
+}
+
+describe("edge core", () => {
+  it("join is idempotent: one channel:join, one member", async () => {
+    const { connect, cmd, presence } = setup();
+    const a = connect();
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "c" } } });
+    expect(a.t.events("channel:join")).toHaveLength(1);
+    expect(presence.members("c").map((m) => m.id)).toEqual([a.s.id]);
+    expect(a.t.replies().map((r) => [r.id, r.error?.code])).toEqual([
+      [1, undefined],
+      [2, undefined],
+    ]);
+  });
+
+  it("echo off hides a connection's own join, update and message, not others'", async () => {
+    const { connect, cmd } = setup();
+    const a = connect(false);
+    const b = connect(true);
+    await cmd(b.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    await cmd(a.s, { id: 2, command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "ann" } } } } });
+    await cmd(a.s, { id: 3, command: { case: "send", value: { channel: "c", event: "msg", payload: { case: "binary", value: new Uint8Array([1]) } } } });
+    expect(a.t.events().map((e) => e.event)).toEqual([]); // a saw none of its own
+    expect(b.t.events().map((e) => e.event)).toEqual(["channel:join", "channel:join", "channel:update", "msg"]);
+    // The per-call flag overrides the connection default.
+    await cmd(a.s, { id: 4, command: { case: "send", value: { channel: "c", event: "msg", echo: true, payload: { case: "binary", value: new Uint8Array([2]) } } } });
+    expect(a.t.events("msg")).toHaveLength(1);
+  });
+
+  it("leave with echo delivers the leaver's own channel:leave; others get it either way", async () => {
+    const { connect, cmd } = setup();
+    const a = connect();
+    const b = connect();
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    await cmd(b.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    await cmd(a.s, { id: 2, command: { case: "leave", value: { channel: "c" } } });
+    expect(a.t.events("channel:leave").map((e) => e.payload.value)).toMatchObject([{ id: a.s.id }]);
+    expect(b.t.events("channel:leave")).toHaveLength(1);
+    // Leaving again is not an error and sends nothing.
+    await cmd(a.s, { id: 3, command: { case: "leave", value: { channel: "c" } } });
+    expect(b.t.events("channel:leave")).toHaveLength(1);
+  });
+
+  it("a closed connection leaves every channel and the broker subscription goes with the last member", async () => {
+    const { connect, cmd, edge, presence, node } = setup();
+    const a = connect();
+    const b = connect();
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c1" } } });
+    await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "c2" } } });
+    await cmd(b.s, { id: 1, command: { case: "join", value: { channel: "c1" } } });
+    await edge.disconnect(a.s);
+    expect(b.t.events("channel:leave")).toHaveLength(1);
+    expect(presence.members("c1").map((m) => m.id)).toEqual([b.s.id]);
+    expect(presence.members("c2")).toEqual([]);
+    expect([...node.channels]).toEqual(["c1"]);
+    expect(edge.snapshot().channels).toEqual(["c1"]);
+  });
+
+  it("send requires membership; bad names and missing payloads get INVALID_ARGUMENT", async () => {
+    const { connect, cmd } = setup();
+    const a = connect();
+    await cmd(a.s, { id: 1, command: { case: "send", value: { channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array() } } } });
+    await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "bad channel" } } });
+    await cmd(a.s, { id: 3, command: { case: "join", value: { channel: "c" } } });
+    await cmd(a.s, { id: 4, command: { case: "send", value: { channel: "c", event: "channel:join", payload: { case: "binary", value: new Uint8Array() } } } });
+    await cmd(a.s, { id: 5, command: { case: "send", value: { channel: "c", event: "e" } } });
+    const codes = a.t.replies().map((r) => [r.id, r.error?.code ?? 0]);
+    expect(codes).toEqual([
+      [1, Code.FailedPrecondition],
+      [2, Code.InvalidArgument],
+      [3, 0],
+      [4, Code.InvalidArgument],
+      [5, Code.InvalidArgument],
+    ]);
+    expect(a.t.replies()[3]!.error!.message).toMatch(/reserved/);
+  });
+
+  it("limits: channels per connection, profile size and event size", async () => {
+    const { connect, cmd } = setup({ maxChannelsPerConnection: 2, maxProfileBytes: 64, maxPayloadBytes: 1024 });
+    const a = connect();
+    for (const ch of ["a", "b", "c"]) await cmd(a.s, { id: 1, command: { case: "join", value: { channel: ch } } });
+    await cmd(a.s, { id: 2, command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } } });
+    await cmd(a.s, { id: 3, command: { case: "send", value: { channel: "a", event: "e", payload: { case: "binary", value: new Uint8Array(2000) } } } });
+    expect(a.t.replies().map((r) => r.error?.code ?? 0)).toEqual([0, 0, Code.ResourceExhausted, Code.ResourceExhausted, Code.ResourceExhausted]);
+  });
+
+  it("a publication is encoded once per encoding for all recipients", async () => {
+    const { edge, connect, cmd, node } = setup();
+    const clients = [connect(), connect(), connect()];
+    for (const c of clients) await cmd(c.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    const before = clients.map((c) => c.t.sent.length);
+    const { createPublication } = await import("../src/core/publication.js");
+    const { EventSchema } = await import("../gen/realtime/client/v1/client_pb.js");
+    await node.publish(createPublication(create(EventSchema, { id: "x", channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array([7]) } }), 1024));
+    const frames = clients.map((c, i) => c.t.sent[before[i]!]);
+    expect(frames[0]).toBeDefined();
+    expect(frames[1]).toBe(frames[0]);
+    expect(frames[2]).toBe(frames[0]);
+    expect(edge.sessions.size).toBe(3);
+  });
+});

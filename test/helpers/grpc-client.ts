@@ -1,0 +1,40 @@
+/** A grpc-js client of realtime.v1.Realtime built from gen/, for tests. */
+import * as grpc from "@grpc/grpc-js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  Realtime,
+  type BroadcastRequestSchema,
+  type BroadcastResponse,
+  type GetMembersRequestSchema,
+  type GetMembersResponse,
+  type SendRequestSchema,
+  type SendResponse,
+} from "../../gen/realtime/v1/realtime_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { serviceDefinition } from "../../src/api/grpc/adapter.js";
+
+export interface RealtimeTestClient {
+  send(req: MessageInitShape<typeof SendRequestSchema>, metadata?: grpc.Metadata): Promise<SendResponse>;
+  broadcast(req: MessageInitShape<typeof BroadcastRequestSchema>, metadata?: grpc.Metadata): Promise<BroadcastResponse>;
+  getMembers(req: MessageInitShape<typeof GetMembersRequestSchema>, metadata?: grpc.Metadata): Promise<GetMembersResponse>;
+  close(): void;
+}
+
+const Client = grpc.makeGenericClientConstructor(serviceDefinition(Realtime), "Realtime");
+
+export function realtimeClient(address: string): RealtimeTestClient {
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const call =
+    <Res>(name: string, schema: Parameters<typeof create>[0]) =>
+    (req: object, metadata = new grpc.Metadata()) =>
+      new Promise<Res>((resolve, reject) =>
+        client[name]!.call(client, create(schema, req as never), metadata, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res))),
+      );
+  const m = Realtime.method;
+  return {
+    send: call<SendResponse>("send", m.send.input),
+    broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
+    getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
+    close: () => client.close(),
+  };
+}
