@@ -1,5 +1,6 @@
 import type { Broker, Publication, PublicationHandler } from "./broker.js";
 import { Code, RealtimeError } from "./errors.js";
+import { NOOP_OBSERVER, type Observer } from "./observer.js";
 
 /**
  * MemoryBroker routes publications between nodes in one process: the hub of
@@ -10,6 +11,9 @@ export class MemoryBroker {
   private readonly channels = new Map<string, Set<MemoryNode>>();
   private readonly nodes = new Set<MemoryNode>();
   private edgeCount = 0;
+
+  /** observer is told about every publication routed (metrics). */
+  constructor(private readonly observer: Observer = NOOP_OBSERVER) {}
 
   /**
    * Attaches a node whose handler receives its publications. edge=true
@@ -26,6 +30,11 @@ export class MemoryBroker {
   /** The number of edges attached. */
   get edges(): number {
     return this.edgeCount;
+  }
+
+  /** The number of channels some node is subscribed to (metrics). */
+  get channelCount(): number {
+    return this.channels.size;
   }
 
   /** @internal */
@@ -63,14 +72,19 @@ export class MemoryBroker {
         node.handler(pub);
         edges++;
       }
+      this.observer.published(true, edges);
       return edges;
     }
     const set = this.channels.get(pub.channel);
-    if (!set) return 0;
+    if (!set) {
+      this.observer.published(false, 0);
+      return 0;
+    }
     for (const node of set) {
       node.handler(pub);
       if (node.edge) edges++;
     }
+    this.observer.published(false, edges);
     return edges;
   }
 }

@@ -12,12 +12,24 @@ import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, server
 import { asRealtimeError, Code, RealtimeError } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { checkChannel, checkEvent, SystemEvent } from "./names.js";
+import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import type { Presence } from "./presence.js";
 import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
 import { Encoding, type Transport } from "./transport.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
+
+/** The observer's name for each client command. */
+const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
+  join: "join",
+  leave: "leave",
+  updateProfile: "update_profile",
+  send: "send",
+  broadcast: "broadcast",
+  getMembers: "get_members",
+  ping: "ping",
+};
 
 /** One client connection on this edge. */
 export class Session {
@@ -61,6 +73,8 @@ export interface EdgeOptions {
   allowClientBroadcast: boolean;
   /** Receives faults that are not any client's doing (broker errors). */
   onError?: (err: unknown) => void;
+  /** Told about connections, frames and fan-out (metrics). Default: none. */
+  observer?: Observer;
 }
 
 /**
@@ -80,8 +94,10 @@ export class Edge {
   private readonly connectionIds: IdGenerator;
   private readonly eventIds: IdGenerator;
   private readonly maxEventBytes: number;
+  private readonly observer: Observer;
 
   constructor(private readonly options: EdgeOptions) {
+    this.observer = options.observer ?? NOOP_OBSERVER;
     this.connectionIds = options.connectionIds ?? new IdGenerator();
     this.eventIds = options.eventIds ?? new IdGenerator();
     this.maxEventBytes = options.limits.maxPayloadBytes;
@@ -91,6 +107,7 @@ export class Edge {
   connect(transport: Transport, encoding: Encoding, echo: boolean): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     this.sessions.set(session.id, session);
+    this.observer.connectionOpened(encoding);
     transport.send(serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding), encoding === Encoding.Json);
     return session;
   }
@@ -103,9 +120,11 @@ export class Edge {
       frame = decodeClientFrame(data, isBinary, session.encoding);
     } catch (err) {
       const e = err instanceof FrameError ? err : new FrameError(String(err));
+      this.observer.messageIn("invalid");
       this.replyError(session, e.requestId, e);
       return;
     }
+    this.observer.messageIn(MESSAGE_IN_KINDS[frame.command.case ?? ""] ?? "other");
     if (session.pending >= MAX_PENDING_COMMANDS) {
       this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`));
       return;
@@ -122,10 +141,14 @@ export class Edge {
     });
   }
 
-  /** The connection closed: it leaves every channel, after its pending commands. */
-  disconnect(session: Session): Promise<void> {
+  /**
+   * The connection closed: it leaves every channel, after its pending
+   * commands. `reason` is counted by the observer (see disconnectReason).
+   */
+  disconnect(session: Session, reason: DisconnectReason = "client"): Promise<void> {
     if (session.closed) return session.queue;
     session.closed = true;
+    this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);
       for (const channel of [...session.channels]) {
@@ -142,14 +165,31 @@ export class Edge {
   /** Delivers a publication to the local connections it is for. */
   deliver(pub: Publication): void {
     const targets = pub.channel === "" ? this.sessions.values() : this.channels.get(pub.channel)?.sessions;
+    this.observer.publicationReceived();
     if (!targets) return;
     let binary: Uint8Array | undefined;
     let json: Uint8Array | undefined;
+    let written = 0;
+    let dropped = 0;
     for (const session of targets) {
-      if (session.closed || (pub.skipOrigin && session.id === pub.origin)) continue;
+      if (pub.skipOrigin && session.id === pub.origin) continue;
+      if (session.closed) {
+        dropped++;
+        continue;
+      }
       if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
       else session.transport.send((binary ??= binaryEventFrame(pub)), false);
+      written++;
     }
+    if (written > 0) this.observer.messageOut("event", written);
+    if (dropped > 0) this.observer.dropped("closed", dropped);
+  }
+
+  /** Levels for metrics, read when they are scraped: O(connections). */
+  stats(): { connections: number; channels: number; members: number } {
+    let members = 0;
+    for (const session of this.sessions.values()) members += session.channels.size;
+    return { connections: this.sessions.size, channels: this.channels.size, members };
   }
 
   /** What this edge holds, for a broker that must re-learn it (after a link drop). */
@@ -286,6 +326,7 @@ export class Edge {
   }
 
   private deliverTo(session: Session, pub: Publication): void {
+    this.observer.messageOut("event", 1);
     if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true);
     else session.transport.send(binaryEventFrame(pub), false);
   }
@@ -301,6 +342,7 @@ export class Edge {
 
   private send(session: Session, init: Parameters<typeof serverFrame>[0]): void {
     if (session.closed) return;
+    this.observer.messageOut("reply", 1);
     session.transport.send(serverFrame(init, session.encoding), session.encoding === Encoding.Json);
   }
 }

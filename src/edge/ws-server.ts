@@ -1,9 +1,10 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
 import { CloseCode } from "../core/close-codes.js";
 import type { Edge } from "../core/edge.js";
+import { disconnectReason } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
 
 export interface WsEdgeServerOptions {
@@ -11,6 +12,11 @@ export interface WsEdgeServerOptions {
   /** The largest client frame; larger ones close the connection with 1009. */
   maxFrameBytes: number;
   onError?: (err: unknown, context: string) => void;
+  /**
+   * Sees every plain HTTP request first (e.g. /metrics, /healthz, /readyz
+   * from src/metrics); returns true when it answered. Others get 426.
+   */
+  httpHandler?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** The subprotocols this edge speaks, preferred first. */
@@ -30,9 +36,12 @@ export class WsEdgeServer {
   private readonly wss: WebSocketServer;
   /** Sessions still leaving their channels after their connection closed. */
   private readonly leaving = new Set<Promise<void>>();
+  /** Set once close() starts: every later disconnect is the edge's shutdown. */
+  private closing = false;
 
   constructor(private readonly options: WsEdgeServerOptions) {
     this.http = createServer((req, res) => {
+      if (options.httpHandler?.(req, res)) return;
       res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
       res.end(`This is a Switchboard edge: connect with a WebSocket, subprotocol ${PROTOCOLS.join(" or ")}.\n`);
     });
@@ -68,6 +77,7 @@ export class WsEdgeServer {
    * and waits until their sessions have left their channels.
    */
   async close(code: number = CloseCode.GoingAway, reason = "edge shutting down"): Promise<void> {
+    this.closing = true;
     const closing: Promise<void>[] = [];
     for (const ws of this.wss.clients) {
       closing.push(new Promise((resolve) => ws.once("close", () => resolve())));
@@ -103,7 +113,8 @@ export class WsEdgeServer {
 
   private accept(ws: WebSocket, echo: boolean): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const session = this.options.edge.connect(new WsTransport(ws), encoding, echo);
+    const transport = new WsTransport(ws);
+    const session = this.options.edge.connect(transport, encoding, echo);
     ws.on("message", (data, isBinary) => {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
       this.options.edge.receive(session, bytes, isBinary);
@@ -111,8 +122,10 @@ export class WsEdgeServer {
     ws.on("error", () => {
       // ws closes the connection after an error (e.g. 1009); 'close' follows.
     });
-    ws.on("close", () => {
-      const done = this.options.edge.disconnect(session).finally(() => this.leaving.delete(done));
+    ws.on("close", (code) => {
+      const byEdge = transport.closedWith !== undefined;
+      const reason = this.closing ? "shutdown" : disconnectReason(transport.closedWith ?? code, byEdge);
+      const done = this.options.edge.disconnect(session, reason).finally(() => this.leaving.delete(done));
       this.leaving.add(done);
     });
   }
@@ -120,6 +133,9 @@ export class WsEdgeServer {
 
 /** A Transport over one `ws` connection. */
 class WsTransport implements Transport {
+  /** The close code the edge chose, if it closed the connection. */
+  closedWith: number | undefined;
+
   constructor(private readonly ws: WebSocket) {}
 
   send(data: Uint8Array, text: boolean): void {
@@ -127,6 +143,7 @@ class WsTransport implements Transport {
   }
 
   close(code: number, reason: string): void {
+    this.closedWith ??= code;
     this.ws.close(code, reason);
   }
 }

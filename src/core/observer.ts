@@ -1,0 +1,145 @@
+/**
+ * The Observer seam: what the core reports about its own work, so that an
+ * operator can see it. The core calls it and knows nothing of Prometheus;
+ * src/metrics/ implements it with prom-client. Every argument comes from a
+ * closed set, so no implementation can grow a label per channel or per
+ * connection.
+ *
+ * Contract: every method is cheap, synchronous and never throws; the core
+ * calls them on its hot paths (one call per fan-out, not per recipient).
+ * Levels (how many connections, channels, members) are not reported here:
+ * the metrics read them from the Edge and the hub when they are scraped.
+ */
+
+/** Why a client connection ended; one closed set, derived from the close code. */
+export type DisconnectReason =
+  /** The client closed normally (1000, 1005) or went away itself (1001 from the client). */
+  | "client"
+  /** The connection dropped without a close frame (1006). */
+  | "abnormal"
+  /** The edge shut down or restarted (1001 from the edge, 1012, 4000). */
+  | "shutdown"
+  /** The client read too slowly and its outbound queue overflowed (4001). */
+  | "slow_consumer"
+  /** The client did not answer heartbeats in time (4002). */
+  | "heartbeat"
+  /** Authentication failed, is missing or expired (4003, 4502). */
+  | "auth"
+  /** A limit was exceeded: frame too big (1009), error budget (4503). */
+  | "limit"
+  /** The client broke the protocol (1002, 1003, 1007, 4500, 4501). */
+  | "protocol"
+  /** The edge lost the rest of the service (4004, 1013). */
+  | "unavailable"
+  /** A fault in the edge (1011) or a code outside the known set. */
+  | "error";
+
+/** Every DisconnectReason, for implementations that pre-register label values. */
+export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
+  "client",
+  "abnormal",
+  "shutdown",
+  "slow_consumer",
+  "heartbeat",
+  "auth",
+  "limit",
+  "protocol",
+  "unavailable",
+  "error",
+];
+
+/**
+ * The reason for a close code (close-codes.ts). `byEdge` tells whether the
+ * edge chose the code: a 1001 from the client means it navigated away, a
+ * 1001 from the edge means the edge is going away.
+ */
+export function disconnectReason(code: number, byEdge: boolean): DisconnectReason {
+  switch (code) {
+    case 1000:
+    case 1005:
+      return byEdge ? "shutdown" : "client";
+    case 1001:
+      return byEdge ? "shutdown" : "client";
+    case 1006:
+      return "abnormal";
+    case 1012:
+    case 4000:
+      return "shutdown";
+    case 4001:
+      return "slow_consumer";
+    case 4002:
+      return "heartbeat";
+    case 4003:
+    case 4502:
+      return "auth";
+    case 1009:
+    case 4503:
+      return "limit";
+    case 1002:
+    case 1003:
+    case 1007:
+    case 4500:
+    case 4501:
+      return "protocol";
+    case 4004:
+    case 1013:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+/** Why a frame meant for a client was not written; one closed set. */
+export type DropReason =
+  /** The connection was closing or closed when the frame was due. */
+  | "closed"
+  /** The connection's outbound queue was full (the client reads too slowly). */
+  | "slow_consumer"
+  /** The hub dropped an edge's link because the edge fell too far behind. */
+  | "edge_backpressure";
+
+/** The kinds of client frames counted; anything else is "invalid" or "other". */
+export type MessageInKind =
+  | "join"
+  | "leave"
+  | "update_profile"
+  | "send"
+  | "broadcast"
+  | "get_members"
+  | "ping"
+  | "other"
+  | "invalid";
+
+/** The shared backends whose reachability is reported. */
+export type Backend = "link" | "redis";
+
+export interface Observer {
+  /** A client connection was accepted, speaking `encoding` (transport.ts Encoding). */
+  connectionOpened(encoding: string): void;
+  /** A client connection ended. */
+  connectionClosed(reason: DisconnectReason): void;
+  /** A frame arrived from a client. */
+  messageIn(kind: MessageInKind): void;
+  /** Frames were written to clients: `count` replies, or `count` copies of one event. */
+  messageOut(kind: "event" | "reply", count: number): void;
+  /** An edge received one publication to fan out to its local connections. */
+  publicationReceived(): void;
+  /** `count` frames meant for clients were not written. */
+  dropped(reason: DropReason, count: number): void;
+  /** The hub routed one publication ("" channel = broadcast) and handed it to `edges` edges. */
+  published(broadcast: boolean, edges: number): void;
+  /** A shared backend became reachable (up) or not. */
+  backendState(backend: Backend, up: boolean): void;
+}
+
+/** An Observer that does nothing: the default wherever none is given. */
+export const NOOP_OBSERVER: Observer = {
+  connectionOpened() {},
+  connectionClosed() {},
+  messageIn() {},
+  messageOut() {},
+  publicationReceived() {},
+  dropped() {},
+  published() {},
+  backendState() {},
+};
