@@ -1,0 +1,6 @@
+/** Operations: metrics, readiness and the HTTP endpoints that expose them. */
+export { createMetrics, METRIC_PREFIX, RPC_DURATION_BUCKETS, type EdgeLevels, type HubLevels, type Metrics, type MetricsOptions } from "./metrics.js";
+export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
+export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
+export { startAdminServer, type AdminServer } from "./admin-server.js";
+export { codeName, GRPC_CODE_NAMES, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";

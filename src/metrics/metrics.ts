@@ -1,0 +1,190 @@
+/**
+ * The Prometheus metrics of one process, with prom-client and a registry of
+ * its own (never prom-client's global one, so that two roles in one test
+ * process do not mix). Every label takes its values from a closed set: no
+ * channel, connection, member or edge id is ever a label.
+ *
+ * Counters are driven by the core through the Observer seam; levels
+ * (connections, channels, members, edges) are read from their owners when
+ * /metrics is scraped, so they cannot drift.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { DISCONNECT_REASONS, type Observer } from "../core/observer.js";
+
+/** Metric names start with this. */
+export const METRIC_PREFIX = "switchboard_";
+
+/** Latency buckets of RPCs, in seconds: 1 ms to 10 s. */
+export const RPC_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Levels of an edge, read at scrape time. */
+export interface EdgeLevels {
+  connections: number;
+  channels: number;
+  members: number;
+}
+
+/** Levels of the hub (the API process of the embedded mode), read at scrape time. */
+export interface HubLevels {
+  /** Edges linked now. */
+  edges: number;
+  /** Channels at least one edge is subscribed to. */
+  channels: number;
+}
+
+export interface Metrics {
+  readonly role: string;
+  readonly registry: Registry;
+  /** The Observer the core reports to. */
+  readonly observer: Observer;
+  /** Records one finished RPC; `code` is the gRPC code name ("OK", "INVALID_ARGUMENT", ...). */
+  rpc(service: string, method: string, code: string, seconds: number): void;
+  /** Reads the edge's levels at scrape time. */
+  edgeLevels(read: () => EdgeLevels): void;
+  /** Reads the hub's levels at scrape time. */
+  hubLevels(read: () => HubLevels): void;
+  /** Reads readiness at scrape time (switchboard_ready). */
+  readiness(read: () => boolean): void;
+  /** The text exposition of every metric. */
+  scrape(): Promise<string>;
+}
+
+export interface MetricsOptions {
+  /** "api" or "edge": the `role` label of every series. */
+  role: string;
+  /** The `version` label of switchboard_info. */
+  version?: string;
+  /** Whether to add prom-client's process and Node.js metrics. Default: true. */
+  processMetrics?: boolean;
+}
+
+/** Creates the metrics of one process. */
+export function createMetrics(options: MetricsOptions): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ role: options.role });
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  const registers = [registry];
+  const name = (n: string) => METRIC_PREFIX + n;
+
+  let readEdge: (() => EdgeLevels) | undefined;
+  let readHub: (() => HubLevels) | undefined;
+  let readReady: (() => boolean) | undefined;
+
+  new Gauge({
+    name: name("info"),
+    help: "Always 1; its labels say which build runs.",
+    labelNames: ["version"],
+    registers,
+  }).set({ version: options.version ?? "unknown" }, 1);
+  new Gauge({
+    name: name("ready"),
+    help: "1 when the process is ready for traffic (/readyz answers 200), 0 while starting, draining or cut off.",
+    registers,
+    collect() {
+      if (readReady) this.set(readReady() ? 1 : 0);
+    },
+  });
+
+  // Edge levels.
+  const edgeLevel = (key: keyof EdgeLevels, help: string) =>
+    new Gauge({
+      name: name(key),
+      help,
+      registers,
+      collect() {
+        if (readEdge) this.set(readEdge()[key]);
+      },
+    });
+  edgeLevel("connections", "Client connections open on this edge.");
+  edgeLevel("channels", "Channels with at least one member on this edge.");
+  edgeLevel("members", "Channel memberships on this edge (a connection in 3 channels counts 3).");
+
+  // Hub levels.
+  new Gauge({
+    name: name("hub_edges"),
+    help: "Edges linked to this API process now.",
+    registers,
+    collect() {
+      if (readHub) this.set(readHub().edges);
+    },
+  });
+  new Gauge({
+    name: name("hub_channels"),
+    help: "Channels at least one edge is subscribed to.",
+    registers,
+    collect() {
+      if (readHub) this.set(readHub().channels);
+    },
+  });
+
+  const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers });
+  const disconnects = new Counter({
+    name: name("disconnects_total"),
+    help: "Client connections that ended, by reason (client, abnormal, shutdown, slow_consumer, heartbeat, auth, limit, protocol, unavailable, error).",
+    labelNames: ["reason"],
+    registers,
+  });
+  const messagesIn = new Counter({ name: name("messages_in_total"), help: "Frames received from clients, by command (invalid: could not be decoded).", labelNames: ["kind"], registers });
+  const messagesOut = new Counter({ name: name("messages_out_total"), help: "Frames written to clients, by kind (event, reply).", labelNames: ["kind"], registers });
+  const deliveries = new Counter({ name: name("deliveries_total"), help: "Events written to client connections: one per recipient of each publication.", registers });
+  const received = new Counter({ name: name("publications_received_total"), help: "Publications this edge received from the hub to fan out.", registers });
+  const drops = new Counter({ name: name("drops_total"), help: "Frames meant for clients that were not written, by reason (closed, slow_consumer, edge_backpressure).", labelNames: ["reason"], registers });
+  const published = new Counter({ name: name("hub_publications_total"), help: "Publications the hub routed, by scope (channel, broadcast).", labelNames: ["scope"], registers });
+  const handoffs = new Counter({ name: name("hub_handoffs_total"), help: "Publications handed to edges: one per edge that received each publication.", registers });
+  const backendUp = new Gauge({ name: name("backend_up"), help: "1 while a shared backend (link: the edge's link to the API; redis) is reachable, else 0.", labelNames: ["backend"], registers });
+  const backendChanges = new Counter({ name: name("backend_transitions_total"), help: "Times a shared backend went down or came back, by backend and state.", labelNames: ["backend", "state"], registers });
+  const rpcHandled = new Counter({ name: name("rpc_handled_total"), help: "RPCs finished, by service, method and gRPC status code.", labelNames: ["service", "method", "code"], registers });
+  const rpcDuration = new Histogram({
+    name: name("rpc_duration_seconds"),
+    help: "Time from the start of an RPC to its status, by service, method and gRPC status code.",
+    labelNames: ["service", "method", "code"],
+    buckets: RPC_DURATION_BUCKETS,
+    registers,
+  });
+
+  if (options.role === "edge") {
+    // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
+    for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
+    for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
+    for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
+    deliveries.inc(0);
+  } else {
+    for (const scope of ["channel", "broadcast"]) published.inc({ scope }, 0);
+    drops.inc({ reason: "edge_backpressure" }, 0);
+    handoffs.inc(0);
+  }
+
+  const observer: Observer = {
+    connectionOpened: (encoding) => opened.inc({ encoding }),
+    connectionClosed: (reason) => disconnects.inc({ reason }),
+    messageIn: (kind) => messagesIn.inc({ kind }),
+    messageOut(kind, count) {
+      messagesOut.inc({ kind }, count);
+      if (kind === "event") deliveries.inc(count);
+    },
+    publicationReceived: () => received.inc(),
+    dropped: (reason, count) => drops.inc({ reason }, count),
+    published(broadcast, edges) {
+      published.inc({ scope: broadcast ? "broadcast" : "channel" });
+      handoffs.inc(edges);
+    },
+    backendState(backend, up) {
+      backendUp.set({ backend }, up ? 1 : 0);
+      backendChanges.inc({ backend, state: up ? "up" : "down" });
+    },
+  };
+
+  return {
+    role: options.role,
+    registry,
+    observer,
+    rpc(service, method, code, seconds) {
+      rpcHandled.inc({ service, method, code });
+      rpcDuration.observe({ service, method, code }, seconds);
+    },
+    edgeLevels: (read) => void (readEdge = read),
+    hubLevels: (read) => void (readHub = read),
+    readiness: (read) => void (readReady = read),
+    scrape: () => registry.metrics(),
+  };
+}
