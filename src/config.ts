@@ -51,11 +51,22 @@ const hostPort = (raw: string): string => {
   return v;
 };
 
+const origins = (raw: string): string => {
+  const list = raw.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const o of list) {
+    if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o)) throw new Error(`${JSON.stringify(o)} is not an origin: write scheme://host[:port] with no path, or *`);
+  }
+  return list.join(",");
+};
+
 const setting = <T>(s: Setting<T>): Setting<T> => s;
 
 export const SETTINGS = {
   grpcHost: setting({ env: "REALTIME_GRPC_HOST", default: "127.0.0.1", doc: "Address the gRPC API listens on.", roles: ["api"], parse: text }),
   grpcPort: setting({ env: "REALTIME_GRPC_PORT", default: 50051, doc: "Port of the gRPC API (0 picks a free one).", roles: ["api"], parse: port }),
+  httpHost: setting({ env: "REALTIME_HTTP_HOST", default: "127.0.0.1", doc: "Address the API's HTTP server (Connect, gRPC-Web, dashboard) listens on.", roles: ["api"], parse: text }),
+  httpPort: setting({ env: "REALTIME_HTTP_PORT", default: 8080, doc: "Port of the API's HTTP server: Connect, gRPC-Web and the dashboard at / (0 picks a free one).", roles: ["api"], parse: port }),
+  corsOrigins: setting({ env: "REALTIME_CORS_ORIGINS", default: "", doc: "Browser origins allowed to call the HTTP API besides its own, comma-separated (https://ops.example.com), or * for any.", roles: ["api"], parse: origins }),
   linkHost: setting({ env: "REALTIME_LINK_HOST", default: "127.0.0.1", doc: "Address the API listens on for edges (embedded mode).", roles: ["api"], parse: text }),
   linkPort: setting({ env: "REALTIME_LINK_PORT", default: 50052, doc: "Port the API listens on for edges (0 picks a free one).", roles: ["api"], parse: port }),
   linkUrl: setting({ env: "REALTIME_LINK_URL", default: "127.0.0.1:50052", doc: "Where an edge finds the API's link port, host:port.", roles: ["edge"], parse: hostPort }),

@@ -1,19 +1,23 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
-import { MemberSchema, Realtime } from "../../gen/realtime/v1/realtime_pb.js";
+import { ChannelSummarySchema, MemberSchema, Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Broker } from "../core/broker.js";
 import { asRealtimeError } from "../core/errors.js";
 import type { Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
-import type { Presence } from "../core/presence.js";
+import type { PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
+import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./pages.js";
+import { watchChannel, type WatchSource } from "./watch.js";
 
 export interface RealtimeServiceDeps {
   broker: Broker;
-  presence: Presence;
+  presence: PresenceDirectory;
   limits: Limits;
   eventIds: IdGenerator;
+  /** Where WatchChannel subscribes: `(h) => memoryBroker.attach(h, false)`. */
+  watchers: WatchSource;
 }
 
 /**
@@ -22,7 +26,7 @@ export interface RealtimeServiceDeps {
  * are gRPC's.
  */
 export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<typeof Realtime> {
-  const { broker, presence, limits, eventIds } = deps;
+  const { broker, presence, limits, eventIds, watchers } = deps;
 
   async function publish(channel: string, event: string, payload: Parameters<typeof checkPayload>[0]) {
     const id = eventIds.next();
@@ -50,9 +54,42 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     async getMembers(req) {
       return guard(async () => {
         checkChannel(req.channel);
-        const members = await presence.members(req.channel);
-        return { members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data })) };
+        const after = decodePageToken(req.pageToken, `members:${req.channel}`, "channel");
+        let members = await presence.members(req.channel);
+        let nextPageToken = "";
+        if (req.pageSize > 0 || after !== "") {
+          // Keyset pages by member id (see pages.ts).
+          const size = pageSize(req.pageSize, Infinity);
+          members = members.filter((m) => m.id > after).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+          if (members.length > size) {
+            members = members.slice(0, size);
+            nextPageToken = encodePageToken(`members:${req.channel}`, members[size - 1]!.id);
+          }
+        }
+        return { members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId })), nextPageToken };
       });
+    },
+    async listChannels(req) {
+      return guard(async () => {
+        const scope = `channels:${req.prefix}`;
+        const after = decodePageToken(req.pageToken, scope, "prefix");
+        const size = pageSize(req.pageSize, DEFAULT_CHANNEL_PAGE_SIZE);
+        // One more than the page tells whether there is a next page.
+        const found = await presence.channels(req.prefix, after, size + 1);
+        const page = found.slice(0, size);
+        return {
+          channels: page.map((c) => create(ChannelSummarySchema, { name: c.channel, members: c.members })),
+          nextPageToken: found.length > size ? encodePageToken(scope, page[size - 1]!.channel) : "",
+        };
+      });
+    },
+    async *watchChannel(req, ctx) {
+      try {
+        checkChannel(req.channel);
+        yield* watchChannel(req.channel, watchers, presence, ctx.signal);
+      } catch (err) {
+        throw toConnectError(err);
+      }
     },
   };
 }
@@ -62,8 +99,12 @@ async function guard<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof ConnectError) throw err;
-    const e = asRealtimeError(err);
-    throw new ConnectError(e.message, e.code as number);
+    throw toConnectError(err);
   }
+}
+
+function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const e = asRealtimeError(err);
+  return new ConnectError(e.message, e.code as number);
 }

@@ -1,4 +1,4 @@
-import type { Member, Presence } from "./presence.js";
+import type { ChannelCount, Member, PresenceDirectory } from "./presence.js";
 import { Code, RealtimeError } from "./errors.js";
 
 /** A member together with the channel it was removed from. */
@@ -31,8 +31,9 @@ export class MemoryPresence {
   private readonly owners = new Map<string, Owner>();
 
   /** The Presence seam as seen by one owner. */
-  view(owner: string): Presence {
+  view(owner: string): PresenceDirectory {
     return {
+      channels: async (prefix, after, limit) => this.channelPage(prefix, after, limit),
       add: async (channel, member) => this.add(owner, channel, member),
       remove: async (channel, memberId) => {
         this.remove(owner, channel, memberId);
@@ -90,6 +91,20 @@ export class MemoryPresence {
     const out = new Map<string, number>();
     for (const [channel, members] of this.channels) out.set(channel, members.size);
     return out;
+  }
+
+  /**
+   * The first `limit` channels (by name) after `after` that start with
+   * prefix, with their counts: PresenceDirectory.channels. One pass over the
+   * channels with a heap of `limit` names, O(n log limit): no sorted index
+   * to keep up to date on every join and leave.
+   */
+  channelPage(prefix: string, after: string, limit: number): ChannelCount[] {
+    const heap = new MaxHeap(Math.max(1, limit));
+    for (const channel of this.channels.keys()) {
+      if (channel > after && channel.startsWith(prefix)) heap.offer(channel);
+    }
+    return heap.sorted().map((channel) => ({ channel, members: this.channels.get(channel)!.size }));
   }
 
   /** Marks an owner's members unreachable (its link dropped) or reachable. */
@@ -155,4 +170,43 @@ export class MemoryPresence {
 
 function key(channel: string, id: string): string {
   return `${channel}\0${id}`;
+}
+
+/** Keeps the `capacity` smallest strings offered; a binary max-heap. */
+class MaxHeap {
+  private readonly items: string[] = [];
+  constructor(private readonly capacity: number) {}
+
+  offer(value: string): void {
+    const a = this.items;
+    if (a.length < this.capacity) {
+      a.push(value);
+      let i = a.length - 1;
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (a[parent]! >= a[i]!) break;
+        [a[parent], a[i]] = [a[i]!, a[parent]!];
+        i = parent;
+      }
+      return;
+    }
+    if (value >= a[0]!) return;
+    a[0] = value;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let top = i;
+      if (l < a.length && a[l]! > a[top]!) top = l;
+      if (r < a.length && a[r]! > a[top]!) top = r;
+      if (top === i) break;
+      [a[top], a[i]] = [a[i]!, a[top]!];
+      i = top;
+    }
+  }
+
+  /** The kept strings, ascending. */
+  sorted(): string[] {
+    return [...this.items].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  }
 }

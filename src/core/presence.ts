@@ -26,3 +26,30 @@ export interface Presence {
    */
   members(channel: string): Promise<Member[]>;
 }
+
+/** A channel that has members, and how many. */
+export interface ChannelCount {
+  channel: string;
+  members: number;
+}
+
+/**
+ * Presence as the API reads it: the seam plus a directory of channels, for
+ * ListChannels. Edges need only Presence; an implementation the API uses
+ * (presence-memory.ts's view, a Redis one) implements this.
+ */
+export interface PresenceDirectory extends Presence {
+  /**
+   * Lists the channels that have at least one member, whose name starts
+   * with prefix ("" for all) and sorts strictly after `after` ("" for the
+   * first page), in ascending order, at most `limit` (>= 1) of them.
+   * Order is by UTF-16 code unit (JavaScript's `<`), which for the ASCII
+   * channel alphabet is byte order (Redis ZRANGEBYLEX's order too).
+   *
+   * Keyset, not offset, so a caller pages with after = the last name it got:
+   * a channel that keeps members throughout appears exactly once. Counts may
+   * include members of an edge that is unreachable right now (stale by up to
+   * the edge grace period); unlike members(), it never rejects for that.
+   */
+  channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]>;
+}

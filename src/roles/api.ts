@@ -7,11 +7,14 @@ import { MemoryPresence } from "../core/presence-memory.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
 import { createRealtimeService } from "../api/service.js";
+import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
+import { startHttpServer } from "../api/connect/server.js";
+import { createDashboardHandler } from "../dashboard/serve.js";
 import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 
 export interface ApiHandle {
-  addresses: { grpc: string; link: string };
+  addresses: { grpc: string; link: string; http: string };
   /** Finishes calls in flight, closes the link, stops listening. */
   stop(): Promise<void>;
 }
@@ -44,7 +47,13 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
 
   // The API's own view of the hub: it publishes and reads presence; it is not an edge.
   const node = broker.attach(() => {}, false);
-  const service = createRealtimeService({ broker: node, presence: presence.view("api"), limits, eventIds });
+  const service = createRealtimeService({
+    broker: node,
+    presence: presence.view("api"),
+    limits,
+    eventIds,
+    watchers: (handler) => broker.attach(handler, false),
+  });
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
@@ -66,9 +75,20 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       err ? reject(err) : resolve(port),
     ),
   );
+  // The same service over Connect and gRPC-Web, with the dashboard at /.
+  const http = await startHttpServer({
+    host: config.httpHost,
+    port: config.httpPort,
+    services: [serviceEntry(Realtime, service)],
+    readMaxBytes: readMaxBytesFor(config.maxPayloadBytes, REQUEST_OVERHEAD_BYTES),
+    corsOrigins: config.corsOrigins,
+    fallback: createDashboardHandler(),
+    onError: (err, method) => log.debug({ method, err }, "call failed"),
+  });
   return {
-    addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, link: `${bracket(linkAddress.address)}:${linkAddress.port}` },
+    addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, link: `${bracket(linkAddress.address)}:${linkAddress.port}`, http: http.address },
     async stop() {
+      const httpStopped = http.stop();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           shutdown.abort();
@@ -80,6 +100,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
           resolve();
         });
       });
+      await httpStopped;
       node.close();
       await link.close();
     },

@@ -82,6 +82,8 @@ export interface Cluster {
   edges: Proc[];
   /** host:port of the gRPC API. */
   grpc: string;
+  /** host:port of the API's HTTP port (Connect, gRPC-Web, dashboard). */
+  http: string;
   /** ws:// URL of each edge. */
   ws: string[];
   /** Starts one more edge linked to the API (wsPort 0 unless given). */
@@ -91,11 +93,12 @@ export interface Cluster {
 
 /** One API process and `edges` edge processes, all on port 0. */
 export async function startCluster(edges = 1, env: NodeJS.ProcessEnv = {}): Promise<Cluster> {
-  const api = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", ...env });
+  const api = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", ...env });
   const cluster: Cluster = {
     api,
     edges: [],
     grpc: api.ready.grpc!,
+    http: api.ready.http!,
     ws: [],
     async addEdge(extra = {}) {
       const edge = await startProcess("edge", { REALTIME_LINK_URL: api.ready.link, REALTIME_WS_PORT: "0", ...env, ...extra });

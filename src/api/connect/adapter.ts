@@ -1,0 +1,114 @@
+/**
+ * Serves connect-style `ServiceImpl`s (from gen/, protoc-gen-es v2) with
+ * connect-node, over the Connect protocol (JSON and binary) and gRPC-Web:
+ * the same implementations that src/api/grpc/adapter.ts serves with
+ * grpc-js, so a method added once appears on both.
+ *
+ * The wire protocols are connect-node's job
+ * (https://connectrpc.com/docs/protocol, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md);
+ * this file only sets the limits and answers what connect-node leaves bare.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
+export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** One service to serve: the generated descriptor and its implementation. */
+export interface ServiceEntry {
+  service: DescService;
+  /** A Partial<ServiceImpl<typeof service>>; methods missing answer UNIMPLEMENTED. */
+  impl: object;
+}
+
+/** A typed ServiceEntry: checks that impl implements service. */
+export function serviceEntry<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceEntry {
+  return { service, impl };
+}
+
+/** Options of {@link createConnectHandler}. */
+export interface ConnectHandlerOptions {
+  /**
+   * Largest request message, in bytes; larger gets RESOURCE_EXHAUSTED.
+   * Required: connect-node's own default is about 4 GiB.
+   */
+  readMaxBytes: number;
+  /**
+   * When it aborts, the `ctx.signal` of every call in flight aborts with
+   * UNAVAILABLE, so that long-lived streams (WatchChannel) end and the HTTP
+   * server can close. Default: none.
+   */
+  shutdownSignal?: AbortSignal;
+  /** Runs around every call (connect-node's interceptors). Default: none. */
+  interceptors?: Interceptor[];
+  /** Answers requests that are not RPCs (the dashboard). Default: 404. */
+  fallback?: NodeHandlerFn;
+}
+
+/**
+ * The content types connect-node accepts on an RPC path: Connect unary
+ * (application/json, application/proto), Connect streaming
+ * (application/connect+json|proto), gRPC-Web (application/grpc-web[-text],
+ * optionally +proto|+json) and gRPC (application/grpc[+proto|+json]).
+ */
+const RPC_CONTENT_TYPE = /^application\/((connect\+)?(json|proto)|grpc(-web(-text)?)?(\+(proto|json))?)(\s*;.*)?$/i;
+
+/**
+ * Creates a Node request handler (for node:http or node:http2) serving
+ * `services`. Guarantees, for every call:
+ * - a handler's ConnectError goes out with its code and message, as over
+ *   gRPC (the service turns RealtimeErrors into ConnectErrors itself);
+ * - a request message larger than `readMaxBytes` is RESOURCE_EXHAUSTED;
+ * - a POST to an RPC path with a content type none of the protocols use gets
+ *   HTTP 415 and a body that lists the ones accepted (connect-node alone
+ *   sends 415 with an empty body);
+ * - other paths go to `fallback`.
+ */
+export function createConnectHandler(services: readonly ServiceEntry[], options: ConnectHandlerOptions): NodeHandlerFn {
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      for (const { service, impl } of services) router.service(service, impl as never);
+    },
+    readMaxBytes: options.readMaxBytes,
+    shutdownSignal: unavailableOnAbort(options.shutdownSignal),
+    interceptors: options.interceptors,
+    fallback: options.fallback as never,
+  });
+  const paths = new Set(services.flatMap(({ service }) => service.methods.map((m) => `/${service.typeName}/${m.name}`)));
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    const type = req.headers["content-type"] ?? "";
+    if (req.method === "POST" && paths.has(path) && !RPC_CONTENT_TYPE.test(type)) {
+      const body = JSON.stringify({
+        code: "invalid_argument",
+        message: `content-type ${JSON.stringify(type)} is not an RPC content type: use application/json or application/proto (Connect), application/grpc-web+proto (gRPC-Web), or application/grpc (gRPC, over HTTP/2 on the gRPC port)`,
+      });
+      res.writeHead(415, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    handler(req, res);
+  };
+}
+
+function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
+  if (!signal) return undefined;
+  const controller = new AbortController();
+  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
+  if (signal.aborted) controller.abort(reason());
+  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
+  return controller.signal;
+}
+
+/**
+ * The read limit of the HTTP port for a payload limit: the gRPC port's
+ * limit (payload + REQUEST_OVERHEAD_BYTES) widened by JSON's base64 of bytes
+ * (4/3), so that every request the gRPC port accepts is accepted in Connect
+ * JSON too. The event itself is held to the same payload limit on both
+ * ports (RESOURCE_EXHAUSTED from the service); this only bounds reading.
+ */
+export function readMaxBytesFor(maxPayloadBytes: number, requestOverheadBytes: number): number {
+  return Math.ceil((maxPayloadBytes * 4) / 3) + requestOverheadBytes;
+}

@@ -1,0 +1,80 @@
+/**
+ * The API's HTTP port: CORS first, then the RPCs (Connect and gRPC-Web, by
+ * adapter.ts), then whatever else the port serves (the dashboard). HTTP/1.1,
+ * as browsers speak it to a plain-http origin; gRPC proper stays on the
+ * gRPC port (grpc-js, HTTP/2).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createConnectHandler, type ServiceEntry } from "./adapter.js";
+import { createCors } from "./cors.js";
+
+/** How long stop() lets calls in flight finish before it closes their connections. */
+export const HTTP_SHUTDOWN_GRACE_MS = 5_000;
+
+export interface HttpServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  services: readonly ServiceEntry[];
+  /** See ConnectHandlerOptions.readMaxBytes. */
+  readMaxBytes: number;
+  /** REALTIME_CORS_ORIGINS: comma-separated origins, or *. */
+  corsOrigins: string;
+  /** Answers what is not an RPC (GET / and the dashboard's assets). Default: 404. */
+  fallback?: (req: IncomingMessage, res: ServerResponse) => void;
+  onError?: (err: unknown, method: string) => void;
+}
+
+export interface HttpServerHandle {
+  /** host:port it listens on. */
+  address: string;
+  /** Ends streams (UNAVAILABLE), lets unary calls finish, then closes every connection. */
+  stop(): Promise<void>;
+}
+
+/** Starts the HTTP server; resolves once it listens. */
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServerHandle> {
+  const shutdown = new AbortController();
+  const cors = createCors(options.corsOrigins);
+  const rpc = createConnectHandler(options.services, {
+    readMaxBytes: options.readMaxBytes,
+    shutdownSignal: shutdown.signal,
+    fallback: options.fallback,
+    interceptors: options.onError
+      ? [
+          (next) => async (req) => {
+            try {
+              return await next(req);
+            } catch (err) {
+              options.onError!(err, req.method.name);
+              throw err;
+            }
+          },
+        ]
+      : [],
+  });
+  const server = createServer((req, res) => {
+    if (cors(req, res) === "answered") return;
+    rpc(req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { address, port } = server.address() as AddressInfo;
+  return {
+    address: `${address.includes(":") ? `[${address}]` : address}:${port}`,
+    async stop() {
+      shutdown.abort();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), HTTP_SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
