@@ -6,6 +6,8 @@ import { REQUEST_OVERHEAD_BYTES, type Limits } from "../core/limits.js";
 import { MemoryPresence } from "../core/presence-memory.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
+import { createHealth, ServingStatus } from "../api/grpc/health.js";
+import { addReflection } from "../api/grpc/reflection.js";
 import { createRealtimeService } from "../api/service.js";
 import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
@@ -59,6 +61,10 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     "grpc.max_receive_message_length": config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
   });
   const shutdown = new AbortController();
+  const health = createHealth();
+  health.set(Realtime.typeName, ServingStatus.SERVING);
+  addService(server, health.service, health.impl, { shutdownSignal: shutdown.signal });
+  addReflection(server, [Realtime, health.service], { shutdownSignal: shutdown.signal });
   addService(server, Realtime, service, {
     shutdownSignal: shutdown.signal,
     interceptHandler: async (ctx, next) => {
@@ -79,7 +85,10 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   const http = await startHttpServer({
     host: config.httpHost,
     port: config.httpPort,
-    services: [serviceEntry(Realtime, service)],
+    services: [
+      serviceEntry(Realtime, service),
+      serviceEntry(health.service, health.impl),
+    ],
     readMaxBytes: readMaxBytesFor(config.maxPayloadBytes, REQUEST_OVERHEAD_BYTES),
     corsOrigins: config.corsOrigins,
     fallback: createDashboardHandler(),
@@ -88,6 +97,8 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   return {
     addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, link: `${bracket(linkAddress.address)}:${linkAddress.port}`, http: http.address },
     async stop() {
+      health.set("", ServingStatus.NOT_SERVING);
+      health.set(Realtime.typeName, ServingStatus.NOT_SERVING);
       const httpStopped = http.stop();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
