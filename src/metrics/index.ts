@@ -4,3 +4,4 @@ export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
 export { startAdminServer, type AdminServer } from "./admin-server.js";
 export { codeName, GRPC_CODE_NAMES, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
+export { VERSION } from "./version.js";

@@ -144,6 +144,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
   if (options.role === "edge") {
     // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
+    backendUp.set({ backend: "link" }, 0);
     for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);

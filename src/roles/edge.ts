@@ -5,6 +5,7 @@ import { maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { LinkBroker } from "../link/broker-link.js";
+import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
 
 /** How long an edge waits for its link at start before it listens anyway. */
@@ -15,6 +16,8 @@ export interface EdgeHandle {
   addresses: { ws: string };
   /** Whether the link to the API is up now. */
   linked(): boolean;
+  /** Ready for traffic: started, not draining, link up (/readyz). */
+  readonly readiness: Readiness;
   /** Closes every client (they leave their channels), then the link. */
   stop(): Promise<void>;
 }
@@ -28,13 +31,20 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     maxChannelsPerConnection: config.maxChannelsPerConnection,
   };
   const hub = splitHostPort(config.linkUrl);
+  const metrics = createMetrics({ role: "edge", version: VERSION });
+  const readiness = new Readiness().require("link");
+  metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
   const link = new LinkBroker({
     ...hub,
     edgeId,
     onPublication: (pub) => edge?.deliver(pub),
     snapshot: () => edge?.snapshot() ?? { channels: [], members: [] },
-    onStateChange: (up) => (up ? log.info({ hub: config.linkUrl }, "link up") : log.warn({ hub: config.linkUrl }, "link down; reconnecting")),
+    onStateChange: (up) => {
+      metrics.observer.backendState("link", up);
+      readiness.set("link", up);
+      return up ? log.info({ hub: config.linkUrl }, "link up") : log.warn({ hub: config.linkUrl }, "link down; reconnecting");
+    },
     onError: (err, context) => log.warn({ err, context }, "link error"),
   });
   edge = new Edge({
@@ -44,8 +54,15 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     connectionIds: new IdGenerator(edgeId),
     allowClientBroadcast: config.allowClientBroadcast,
     onError: (err) => log.warn({ err }, "edge error"),
+    observer: metrics.observer,
   });
-  const ws = new WsEdgeServer({ edge, maxFrameBytes: maxFrameBytes(limits), onError: (err, context) => log.error({ err, context }, "websocket error") });
+  metrics.edgeLevels(() => edge.stats());
+  const ws = new WsEdgeServer({
+    edge,
+    maxFrameBytes: maxFrameBytes(limits),
+    onError: (err, context) => log.error({ err, context }, "websocket error"),
+    httpHandler: createOpsHandler({ metrics, readiness }),
+  });
   const address = await ws.listen(config.wsPort, config.wsHost);
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
@@ -54,12 +71,15 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   ]);
   clearTimeout(timer);
   if (!waited) log.warn({ hub: config.linkUrl }, "API not reachable yet; clients get UNAVAILABLE until the link is up");
+  readiness.serving();
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     edgeId,
     addresses: { ws: `ws://${host}:${address.port}` },
     linked: () => link.isConnected,
+    readiness,
     async stop() {
+      readiness.draining();
       await ws.close();
       await link.close();
     },
