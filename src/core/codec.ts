@@ -13,7 +13,7 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
 
 /** The commands a ClientFrame may carry, for error messages. */
-const COMMANDS = "join, leave, updateProfile, send, broadcast, getMembers, ping";
+const COMMANDS = "join, leave, updateProfile, send, broadcast, getMembers, ping, refresh";
 
 /**
  * A frame that could not be decoded. requestId is the frame's id when it

@@ -32,6 +32,48 @@ export const LINK_REQUEST_TIMEOUT_MS = 5_000;
 /** Bytes the hub lets queue towards one edge before it drops that link. */
 export const LINK_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
+// --- Client-facing limits of an edge (docs/security.md explains each) ---
+
+/** Most client connections one edge holds; more are refused with HTTP 503 before the upgrade. */
+export const DEFAULT_MAX_CONNECTIONS_PER_EDGE = 10_000;
+/** Commands per second one connection may send, on average (token bucket refill). */
+export const DEFAULT_RATE_LIMIT_PER_SECOND = 50;
+/** Commands one connection may send in a burst (token bucket size). */
+export const DEFAULT_RATE_LIMIT_BURST = 100;
+/**
+ * Error replies one connection may earn in a burst (rate-limited commands,
+ * malformed frames, denials...) before it is closed with 4503; the budget
+ * refills at ERROR_BUDGET_REFILL_PER_SECOND.
+ */
+export const DEFAULT_ERROR_BUDGET = 20;
+/** How fast the error budget refills, errors per second. */
+export const ERROR_BUDGET_REFILL_PER_SECOND = 1;
+/**
+ * Bytes that may wait to be written to one client (the ws library's buffer
+ * plus the socket's). A client whose queue would grow past it is closed with
+ * 4001 (slow consumer): an edge's memory for queues is at most
+ * connections x this.
+ */
+export const DEFAULT_MAX_OUTBOUND_BYTES = 1024 * 1024;
+/** After a slow consumer is sent its close frame, how long before its socket is destroyed. */
+export const SLOW_CONSUMER_TERMINATE_MS = 2_000;
+/** How often the edge pings every client. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 25_000;
+/** How long a client has to answer a ping before it is terminated (and leaves its channels). */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+/** On shutdown, the window over which an edge spreads its clients' closes (no reconnect storm). */
+export const DEFAULT_SHUTDOWN_SPREAD_MS = 2_000;
+/** On shutdown, the deadline by which a process has exited, whatever is left. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+/** On shutdown, how long the API answers NOT_SERVING (and new calls UNAVAILABLE) before it stops listening. */
+export const DEFAULT_SHUTDOWN_DRAIN_MS = 0;
+/** How often the gRPC server pings a client connection that has been idle (grpc.keepalive_time_ms). */
+export const DEFAULT_GRPC_KEEPALIVE_TIME_MS = 60_000;
+/** How long the gRPC server waits for a keepalive ping's answer (grpc.keepalive_timeout_ms). */
+export const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
+/** Calls in flight on a connection closed for its age get this long to finish (grpc.max_connection_age_grace_ms). */
+export const GRPC_MAX_CONNECTION_AGE_GRACE_MS = 30_000;
+
 export interface Limits {
   maxPayloadBytes: number;
   maxProfileBytes: number;

@@ -1,0 +1,129 @@
+/**
+ * API keys: how a backend proves it may call realtime.v1.Realtime.
+ *
+ * A backend sends `authorization: Bearer <key>` (gRPC metadata or HTTP
+ * header). REALTIME_API_KEYS holds the keys the API accepts, several at once
+ * so that a key can be rotated without downtime (add the new key, move the
+ * backends, remove the old key). Each key may be limited to some methods.
+ *
+ * Syntax of REALTIME_API_KEYS: entries separated by commas (and/or
+ * whitespace); each entry is `KEY` (every method) or `KEY:SCOPE+SCOPE...`.
+ *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
+ *   SCOPE  `publish`  Send and Broadcast
+ *          `presence` GetMembers, ListChannels and WatchChannel (reading who is where)
+ *          `*`        every method
+ *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
+ * Example: REALTIME_API_KEYS="k3Yf...old, 9Qx...new, Zt1...ro:presence"
+ *
+ * Guarantees: a presented key is compared with every configured key in
+ * constant time (SHA-256 digests compared with timingSafeEqual, all keys
+ * tried whatever matches), so the time taken says nothing about how much of
+ * a key was right, nor which key matched. Keys are never logged: only a
+ * short fingerprint (first 8 hex of the SHA-256) is.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** Shortest key accepted: a guessable key is no key. */
+export const MIN_API_KEY_LENGTH = 16;
+/** Longest key accepted. */
+export const MAX_API_KEY_LENGTH = 256;
+
+/** The scopes and the methods of realtime.v1.Realtime each one allows. */
+export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
+  publish: ["Send", "Broadcast"],
+  presence: ["GetMembers", "ListChannels", "WatchChannel"],
+};
+
+const KEY_RE = /^[A-Za-z0-9\-_.~/=]+$/;
+
+/** The methods of realtime.v1.Realtime, for scope names. */
+const DEFAULT_METHODS = ["Send", "Broadcast", "GetMembers", "ListChannels", "WatchChannel"] as const;
+
+/** One configured key. */
+export interface ApiKey {
+  /** SHA-256 of the key: what is compared. */
+  readonly digest: Buffer;
+  /** First 8 hex digits of the digest, safe to log. */
+  readonly fingerprint: string;
+  /** The method names (as in the proto) this key may call; undefined = all. */
+  readonly methods: ReadonlySet<string> | undefined;
+}
+
+/**
+ * Parses REALTIME_API_KEYS. Throws an Error saying which entry is wrong and
+ * why (never quoting the key itself). `knownMethods` are the method names a
+ * scope may name directly.
+ */
+export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFAULT_METHODS): ApiKey[] {
+  const keys: ApiKey[] = [];
+  const entries = raw.split(/[\s,]+/).filter(Boolean);
+  entries.forEach((entry, i) => {
+    const where = `entry ${i + 1} of ${entries.length}`;
+    const colon = entry.indexOf(":");
+    const key = colon < 0 ? entry : entry.slice(0, colon);
+    if (key.length < MIN_API_KEY_LENGTH || key.length > MAX_API_KEY_LENGTH) {
+      throw new Error(`${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: openssl rand -base64url 32`);
+    }
+    if (!KEY_RE.test(key)) throw new Error(`${where}: a key may only use A-Z a-z 0-9 - _ . ~ / =`);
+    let methods: Set<string> | undefined;
+    if (colon >= 0) {
+      const scopes = entry.slice(colon + 1).split("+");
+      methods = new Set();
+      for (const scope of scopes) {
+        if (scope === "*") {
+          methods = undefined;
+          break;
+        }
+        const group = API_KEY_SCOPES[scope.toLowerCase()];
+        const method = knownMethods.find((m) => m.toLowerCase() === scope.toLowerCase());
+        if (group) group.forEach((m) => methods!.add(m));
+        else if (method) methods.add(method);
+        else {
+          throw new Error(`${where}: unknown scope ${JSON.stringify(scope)}; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +`);
+        }
+      }
+    }
+    const digest = createHash("sha256").update(key).digest();
+    if (keys.some((k) => timingSafeEqual(k.digest, digest))) throw new Error(`${where}: the same key appears twice`);
+    keys.push({ digest, fingerprint: digest.toString("hex").slice(0, 8), methods });
+  });
+  return keys;
+}
+
+/**
+ * The keys the API accepts, and the one decision it makes with them:
+ * may the caller that sent `authorization` call `method`?
+ */
+export class ApiKeyring {
+  constructor(readonly keys: readonly ApiKey[]) {}
+
+  /** True when at least one key is configured (otherwise nothing is checked). */
+  get enabled(): boolean {
+    return this.keys.length > 0;
+  }
+
+  /**
+   * Throws ConnectError UNAUTHENTICATED when `authorization` is missing, is
+   * not `Bearer <key>`, or holds no configured key; PERMISSION_DENIED when
+   * the key may not call `method` (its name as in the proto). Returns the
+   * matching key (for logs), or undefined when no keys are configured.
+   */
+  authorize(authorization: string | null | undefined, method: string): ApiKey | undefined {
+    if (!this.enabled) return undefined;
+    if (!authorization) {
+      throw new ConnectError("missing API key: send the header (metadata) authorization: Bearer <key>", Code.Unauthenticated);
+    }
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
+    if (!m) throw new ConnectError('malformed authorization: expected "Bearer <key>"', Code.Unauthenticated);
+    const digest = createHash("sha256").update(m[1]!).digest();
+    let found: ApiKey | undefined;
+    // Every key is compared, whatever matched: constant time in the key set.
+    for (const key of this.keys) if (timingSafeEqual(key.digest, digest) && !found) found = key;
+    if (!found) throw new ConnectError("invalid API key", Code.Unauthenticated);
+    if (found.methods && !found.methods.has(method)) {
+      throw new ConnectError(`this API key may not call ${method} (its scopes allow ${[...found.methods].join(", ")})`, Code.PermissionDenied);
+    }
+    return found;
+  }
+}
