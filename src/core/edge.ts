@@ -7,7 +7,9 @@ import {
   type ErrorCode,
   type Member,
 } from "../../gen/realtime/client/v1/client_pb.js";
+import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import type { Broker, Publication } from "./broker.js";
+import { CloseCode } from "./close-codes.js";
 import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "./codec.js";
 import { asRealtimeError, Code, RealtimeError } from "./errors.js";
 import type { Limits } from "./limits.js";
@@ -15,6 +17,7 @@ import { checkChannel, checkEvent, SystemEvent } from "./names.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import type { Presence } from "./presence.js";
 import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
+import { TokenBucket } from "./token-bucket.js";
 import { Encoding, type Transport } from "./transport.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
@@ -29,7 +32,13 @@ const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
   broadcast: "broadcast",
   getMembers: "get_members",
   ping: "ping",
+  refresh: "other",
 };
+
+/** Default of EdgeOptions.privateChannelPrefix. */
+export const DEFAULT_PRIVATE_CHANNEL_PREFIX = "private:";
+/** Error codes that are the client's doing and spend its error budget. */
+const CLIENT_FAULTS = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.ResourceExhausted, Code.FailedPrecondition, Code.Unimplemented, Code.Unauthenticated]);
 
 /** One client connection on this edge. */
 export class Session {
@@ -41,6 +50,13 @@ export class Session {
   queue: Promise<void> = Promise.resolve();
   pending = 0;
   closed = false;
+  /** Who the connection is: token subject, private channel grants, expiry. */
+  identity: Identity = ANONYMOUS;
+  /** The command rate limit and the error budget; undefined = unlimited. */
+  rate: TokenBucket | undefined;
+  errorBudget: TokenBucket | undefined;
+  /** Closes the connection when its token expires. */
+  expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: string,
@@ -51,7 +67,7 @@ export class Session {
   ) {}
 
   member(): Member {
-    return create(MemberSchema, { id: this.id, data: this.profile });
+    return create(MemberSchema, { id: this.id, data: this.profile, userId: this.identity.userId });
   }
 }
 
@@ -75,6 +91,22 @@ export interface EdgeOptions {
   onError?: (err: unknown) => void;
   /** Told about connections, frames and fan-out (metrics). Default: none. */
   observer?: Observer;
+  /** Channels whose name starts with this need a grant in the connection's identity. Default: DEFAULT_PRIVATE_CHANNEL_PREFIX. */
+  privateChannelPrefix?: string;
+  /** Whether clients may send events to the channels they joined. Default: true. */
+  allowClientSend?: boolean;
+  /**
+   * Verifies the token of a Refresh command (rejecting with a message for
+   * the client). Undefined: this edge verifies no tokens; Refresh fails.
+   */
+  verifyToken?: (token: string) => Promise<Identity>;
+  /**
+   * Per connection: commands per second and burst (excess commands get
+   * RESOURCE_EXHAUSTED), and the error budget (error replies in a burst,
+   * refilled at errorRefillPerSecond) past which the connection is closed
+   * with 4503. Undefined: unlimited.
+   */
+  rateLimit?: { perSecond: number; burst: number; errorBudget: number; errorRefillPerSecond: number };
 }
 
 /**
@@ -103,9 +135,20 @@ export class Edge {
     this.maxEventBytes = options.limits.maxPayloadBytes;
   }
 
-  /** Registers a new connection and sends it its id. */
-  connect(transport: Transport, encoding: Encoding, echo: boolean): Session {
+  /**
+   * Registers a new connection and sends it its id. identity is who its
+   * token says it is (anonymous by default); when the token expires, the
+   * connection is closed with 4003 unless a Refresh replaced it.
+   */
+  connect(transport: Transport, encoding: Encoding, echo: boolean, identity: Identity = ANONYMOUS): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
+    session.identity = identity;
+    const rl = this.options.rateLimit;
+    if (rl) {
+      session.rate = new TokenBucket(rl.perSecond, rl.burst);
+      session.errorBudget = new TokenBucket(rl.errorRefillPerSecond, rl.errorBudget);
+    }
+    this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
     transport.send(serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding), encoding === Encoding.Json);
@@ -125,6 +168,11 @@ export class Edge {
       return;
     }
     this.observer.messageIn(MESSAGE_IN_KINDS[frame.command.case ?? ""] ?? "other");
+    if (session.rate && !session.rate.take()) {
+      const rl = this.options.rateLimit!;
+      this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `rate limit: at most ${rl.perSecond} commands per second (bursts of ${rl.burst}); slow down or the connection is closed`));
+      return;
+    }
     if (session.pending >= MAX_PENDING_COMMANDS) {
       this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`));
       return;
@@ -148,6 +196,7 @@ export class Edge {
   disconnect(session: Session, reason: DisconnectReason = "client"): Promise<void> {
     if (session.closed) return session.queue;
     session.closed = true;
+    clearTimeout(session.expiryTimer);
     this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);
@@ -208,6 +257,7 @@ export class Edge {
     switch (command.case) {
       case "join": {
         checkChannel(command.value.channel);
+        this.checkAccess(session, command.value.channel);
         await this.join(session, command.value.channel, command.value.echo ?? session.echo);
         return this.replyOk(session, id);
       }
@@ -227,6 +277,10 @@ export class Edge {
         checkChannel(channel);
         checkEvent(event);
         checkPayload(payload);
+        if (this.options.allowClientSend === false) {
+          throw new RealtimeError(Code.PermissionDenied, "clients may not send events on this service (REALTIME_ALLOW_CLIENT_SEND is off): backends send through the API");
+        }
+        this.checkAccess(session, channel);
         if (!session.channels.has(channel)) {
           throw new RealtimeError(Code.FailedPrecondition, `join channel ${JSON.stringify(channel)} before sending to it`);
         }
@@ -235,7 +289,7 @@ export class Edge {
       }
       case "broadcast": {
         if (!this.options.allowClientBroadcast) {
-          throw new RealtimeError(Code.PermissionDenied, "clients may not broadcast on this service (allowClientBroadcast is off)");
+          throw new RealtimeError(Code.PermissionDenied, "clients may not broadcast on this service (REALTIME_ALLOW_CLIENT_BROADCAST is off): backends broadcast through the API");
         }
         const { event, payload } = command.value;
         checkEvent(event);
@@ -245,6 +299,7 @@ export class Edge {
       }
       case "getMembers": {
         checkChannel(command.value.channel);
+        this.checkAccess(session, command.value.channel);
         const members = await this.options.presence.members(command.value.channel);
         this.send(session, { frame: { case: "reply", value: { id, members } } });
         return;
@@ -252,9 +307,64 @@ export class Edge {
       case "ping":
         this.send(session, { frame: { case: "reply", value: { id } } });
         return;
+      case "refresh":
+        await this.refresh(session, command.value.token);
+        return this.replyOk(session, id);
       default:
-        throw new RealtimeError(Code.Unimplemented, `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping"}`);
+        throw new RealtimeError(Code.Unimplemented, `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping, refresh"}`);
     }
+  }
+
+  /** Throws PERMISSION_DENIED when channel is private and the connection's token does not grant it. */
+  private checkAccess(session: Session, channel: string): void {
+    const prefix = this.options.privateChannelPrefix ?? DEFAULT_PRIVATE_CHANNEL_PREFIX;
+    if (channel.startsWith(prefix) && !session.identity.grants.allows(channel)) {
+      throw new RealtimeError(Code.PermissionDenied, `channel ${JSON.stringify(channel)} is private ("${prefix}" prefix): the connection's token does not grant it (channels claim)`);
+    }
+  }
+
+  /**
+   * Replaces the connection's token: same subject required; the new grants
+   * apply at once (private channels no longer granted are left) and the
+   * expiry is rescheduled. A refused token leaves the old one in force.
+   */
+  private async refresh(session: Session, token: string): Promise<void> {
+    const verify = this.options.verifyToken;
+    if (!verify) throw new RealtimeError(Code.FailedPrecondition, "this edge verifies no tokens (none is configured): there is nothing to refresh");
+    let identity: Identity;
+    try {
+      identity = await verify(token);
+    } catch (err) {
+      throw new RealtimeError(Code.Unauthenticated, err instanceof Error ? err.message : "invalid token");
+    }
+    if (identity.userId !== session.identity.userId) {
+      throw new RealtimeError(Code.PermissionDenied, `the new token is for another user (sub ${JSON.stringify(identity.userId)}): a connection keeps its user; open a new connection instead`);
+    }
+    session.identity = identity;
+    this.scheduleExpiry(session);
+    for (const channel of [...session.channels]) {
+      try {
+        this.checkAccess(session, channel);
+      } catch {
+        await this.leave(session, channel, session.echo);
+      }
+    }
+  }
+
+  /** Arms (or re-arms) the timer that closes the connection with 4003 when its token expires. */
+  private scheduleExpiry(session: Session): void {
+    clearTimeout(session.expiryTimer);
+    session.expiryTimer = undefined;
+    const at = session.identity.expiresAt;
+    if (at === undefined) return;
+    // setTimeout holds at most 2^31-1 ms (24.8 days): re-arm until then.
+    const delay = Math.min(Math.max(0, at - Date.now()), 0x7fffffff);
+    session.expiryTimer = setTimeout(() => {
+      if (session.closed) return;
+      if (Date.now() < at) return this.scheduleExpiry(session);
+      session.transport.close(CloseCode.TokenExpired, "token expired: send a Refresh frame before exp, then reconnect with a new token");
+    }, delay);
+    session.expiryTimer.unref?.();
   }
 
   private async join(session: Session, channel: string, echo: boolean): Promise<void> {
@@ -336,8 +446,15 @@ export class Edge {
     this.send(session, { frame: { case: "reply", value: { id, messageId } } });
   }
 
+  /**
+   * Sends an error reply. Errors that are the client's doing spend its error
+   * budget; past it the connection is closed with 4503 (policy violation).
+   */
   private replyError(session: Session, id: number, err: RealtimeError): void {
     this.send(session, { frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } } });
+    if (session.errorBudget && !session.closed && CLIENT_FAULTS.has(err.code) && !session.errorBudget.take()) {
+      session.transport.close(CloseCode.PolicyViolation, "too many failed commands (error budget spent): fix the client before reconnecting");
+    }
   }
 
   private send(session: Session, init: Parameters<typeof serverFrame>[0]): void {
