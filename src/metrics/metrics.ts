@@ -85,12 +85,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
-  // Edge levels.
+  const edge = options.role === "edge";
+  const api = !edge;
+  // Each role registers only the series it can move; the others' are left unregistered.
+  const on = (yes: boolean) => (yes ? registers : []);
+
+  // Edge levels, read at scrape time.
   const edgeLevel = (key: keyof EdgeLevels, help: string) =>
     new Gauge({
       name: name(key),
       help,
-      registers,
+      registers: on(edge),
       collect() {
         if (readEdge) this.set(readEdge()[key]);
       },
@@ -99,11 +104,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
   edgeLevel("channels", "Channels with at least one member on this edge.");
   edgeLevel("members", "Channel memberships on this edge (a connection in 3 channels counts 3).");
 
-  // Hub levels.
+  // Hub levels, read at scrape time.
   new Gauge({
     name: name("hub_edges"),
     help: "Edges linked to this API process now.",
-    registers,
+    registers: on(api),
     collect() {
       if (readHub) this.set(readHub().edges);
     },
@@ -111,48 +116,47 @@ export function createMetrics(options: MetricsOptions): Metrics {
   new Gauge({
     name: name("hub_channels"),
     help: "Channels at least one edge is subscribed to.",
-    registers,
+    registers: on(api),
     collect() {
       if (readHub) this.set(readHub().channels);
     },
   });
 
-  const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers });
+  const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers: on(edge) });
   const disconnects = new Counter({
     name: name("disconnects_total"),
     help: "Client connections that ended, by reason (client, abnormal, shutdown, slow_consumer, heartbeat, auth, limit, protocol, unavailable, error).",
     labelNames: ["reason"],
-    registers,
+    registers: on(edge),
   });
-  const messagesIn = new Counter({ name: name("messages_in_total"), help: "Frames received from clients, by command (invalid: could not be decoded).", labelNames: ["kind"], registers });
-  const messagesOut = new Counter({ name: name("messages_out_total"), help: "Frames written to clients, by kind (event, reply).", labelNames: ["kind"], registers });
-  const deliveries = new Counter({ name: name("deliveries_total"), help: "Events written to client connections: one per recipient of each publication.", registers });
-  const received = new Counter({ name: name("publications_received_total"), help: "Publications this edge received from the hub to fan out.", registers });
-  const drops = new Counter({ name: name("drops_total"), help: "Frames meant for clients that were not written, by reason (closed, slow_consumer, edge_backpressure).", labelNames: ["reason"], registers });
-  const published = new Counter({ name: name("hub_publications_total"), help: "Publications the hub routed, by scope (channel, broadcast).", labelNames: ["scope"], registers });
-  const handoffs = new Counter({ name: name("hub_handoffs_total"), help: "Publications handed to edges: one per edge that received each publication.", registers });
+  const messagesIn = new Counter({ name: name("messages_in_total"), help: "Frames received from clients, by command (invalid: could not be decoded).", labelNames: ["kind"], registers: on(edge) });
+  const messagesOut = new Counter({ name: name("messages_out_total"), help: "Frames written to clients, by kind (event, reply).", labelNames: ["kind"], registers: on(edge) });
+  const deliveries = new Counter({ name: name("deliveries_total"), help: "Events written to client connections: one per recipient of each publication.", registers: on(edge) });
+  const received = new Counter({ name: name("publications_received_total"), help: "Publications this edge received from the hub to fan out.", registers: on(edge) });
+  const drops = new Counter({ name: name("drops_total"), help: "Frames meant for clients (edge) or edges (api) that were not written, by reason (closed, slow_consumer, edge_backpressure).", labelNames: ["reason"], registers });
+  const published = new Counter({ name: name("hub_publications_total"), help: "Publications the hub routed, by scope (channel, broadcast).", labelNames: ["scope"], registers: on(api) });
+  const handoffs = new Counter({ name: name("hub_handoffs_total"), help: "Publications handed to edges: one per edge that received each publication.", registers: on(api) });
   const backendUp = new Gauge({ name: name("backend_up"), help: "1 while a shared backend (link: the edge's link to the API; redis) is reachable, else 0.", labelNames: ["backend"], registers });
   const backendChanges = new Counter({ name: name("backend_transitions_total"), help: "Times a shared backend went down or came back, by backend and state.", labelNames: ["backend", "state"], registers });
-  const rpcHandled = new Counter({ name: name("rpc_handled_total"), help: "RPCs finished, by service, method and gRPC status code.", labelNames: ["service", "method", "code"], registers });
+  const rpcHandled = new Counter({ name: name("rpc_handled_total"), help: "RPCs finished, by service, method and gRPC status code.", labelNames: ["service", "method", "code"], registers: on(api) });
   const rpcDuration = new Histogram({
     name: name("rpc_duration_seconds"),
     help: "Time from the start of an RPC to its status, by service, method and gRPC status code.",
     labelNames: ["service", "method", "code"],
     buckets: RPC_DURATION_BUCKETS,
-    registers,
+    registers: on(api),
   });
 
-  if (options.role === "edge") {
-    // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
+  // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
+  if (edge) {
     backendUp.set({ backend: "link" }, 0);
+    for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
     for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
-    deliveries.inc(0);
   } else {
     for (const scope of ["channel", "broadcast"]) published.inc({ scope }, 0);
     drops.inc({ reason: "edge_backpressure" }, 0);
-    handoffs.inc(0);
   }
 
   const observer: Observer = {

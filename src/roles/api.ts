@@ -1,9 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
-import { MemoryBroker } from "../core/broker-memory.js";
 import { REQUEST_OVERHEAD_BYTES, type Limits } from "../core/limits.js";
-import { MemoryPresence } from "../core/presence-memory.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
 import { createHealth, ServingStatus } from "../api/grpc/health.js";
@@ -12,11 +11,16 @@ import { createRealtimeService } from "../api/service.js";
 import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
 import { createDashboardHandler } from "../dashboard/serve.js";
-import { LinkServer } from "../link/link-server.js";
+import { chainInterceptors } from "../api/interceptors.js";
+import { createMetrics, createOpsHandler, Readiness, rpcMetricsConnectInterceptor, rpcMetricsInterceptor, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
+import { startApiSeams } from "./seams.js";
 
 export interface ApiHandle {
-  addresses: { grpc: string; link: string; http: string };
+  /** link: where edges connect, in the embedded mode only (not with Redis). */
+  addresses: { grpc: string; link?: string; http: string };
+  /** Ready for traffic: started and not draining (/readyz, gRPC health ""). */
+  readonly readiness: Readiness;
   /** Finishes calls in flight, closes the link, stops listening. */
   stop(): Promise<void>;
 }
@@ -35,26 +39,19 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     maxChannelsPerConnection: config.maxChannelsPerConnection,
   };
   const eventIds = new IdGenerator();
-  const broker = new MemoryBroker();
-  const presence = new MemoryPresence();
-  const link = new LinkServer({
-    broker,
-    presence,
-    graceMs: config.edgeGraceMs,
-    eventIds,
-    onError: (err, context) => log.warn({ err, context }, "link error"),
-    onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
-  });
-  const linkAddress = await link.listen(config.linkPort, config.linkHost);
+  const metrics = createMetrics({ role: "api", version: VERSION });
+  const readiness = new Readiness();
+  metrics.readiness(() => readiness.status().ready);
+  // The hub and the link edges connect to (embedded mode), or Redis (REALTIME_REDIS_URL).
+  const seams = await startApiSeams(config, log, eventIds, metrics.observer);
+  if (seams.levels) metrics.hubLevels(seams.levels);
 
-  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
-  const node = broker.attach(() => {}, false);
   const service = createRealtimeService({
-    broker: node,
-    presence: presence.view("api"),
+    broker: seams.broker,
+    presence: seams.presence,
     limits,
     eventIds,
-    watchers: (handler) => broker.attach(handler, false),
+    watchers: seams.watchers,
   });
 
   const server = new grpc.Server({
@@ -62,19 +59,22 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   });
   const shutdown = new AbortController();
   const health = createHealth();
+  // The overall status follows readiness: NOT_SERVING until started, and from the start of stop().
+  health.set("", ServingStatus.NOT_SERVING);
+  readiness.onChange((s) => health.set("", s.ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING));
   health.set(Realtime.typeName, ServingStatus.SERVING);
   addService(server, health.service, health.impl, { shutdownSignal: shutdown.signal });
   addReflection(server, [Realtime, health.service], { shutdownSignal: shutdown.signal });
   addService(server, Realtime, service, {
     shutdownSignal: shutdown.signal,
-    interceptHandler: async (ctx, next) => {
+    interceptHandler: chainInterceptors(rpcMetricsInterceptor(metrics), async (ctx, next) => {
       try {
         await next();
       } catch (err) {
         log.debug({ method: ctx.method.name, err }, "call failed");
         throw err;
       }
-    },
+    }),
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
@@ -91,12 +91,16 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     ],
     readMaxBytes: readMaxBytesFor(config.maxPayloadBytes, REQUEST_OVERHEAD_BYTES),
     corsOrigins: config.corsOrigins,
-    fallback: createDashboardHandler(),
+    fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
+    interceptors: [rpcMetricsConnectInterceptor(metrics)],
     onError: (err, method) => log.debug({ method, err }, "call failed"),
   });
+  readiness.serving();
   return {
-    addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, link: `${bracket(linkAddress.address)}:${linkAddress.port}`, http: http.address },
+    readiness,
+    addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, ...(seams.link ? { link: seams.link } : {}), http: http.address },
     async stop() {
+      readiness.draining();
       health.set("", ServingStatus.NOT_SERVING);
       health.set(Realtime.typeName, ServingStatus.NOT_SERVING);
       const httpStopped = http.stop();
@@ -112,9 +116,15 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
         });
       });
       await httpStopped;
-      node.close();
-      await link.close();
+      await seams.close();
     },
+  };
+}
+
+/** /metrics, /healthz and /readyz first, then the dashboard. */
+function withOps(ops: (req: IncomingMessage, res: ServerResponse) => boolean, next: (req: IncomingMessage, res: ServerResponse) => void) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    if (!ops(req, res)) next(req, res);
   };
 }
 

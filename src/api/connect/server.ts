@@ -6,6 +6,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Interceptor } from "@connectrpc/connect";
 import { createConnectHandler, type ServiceEntry } from "./adapter.js";
 import { createCors } from "./cors.js";
 
@@ -24,6 +25,8 @@ export interface HttpServerOptions {
   /** Answers what is not an RPC (GET / and the dashboard's assets). Default: 404. */
   fallback?: (req: IncomingMessage, res: ServerResponse) => void;
   onError?: (err: unknown, method: string) => void;
+  /** Run around every call, first outermost, outside the onError one (e.g. RPC metrics). Default: none. */
+  interceptors?: Interceptor[];
 }
 
 export interface HttpServerHandle {
@@ -41,18 +44,21 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: shutdown.signal,
     fallback: options.fallback,
-    interceptors: options.onError
-      ? [
-          (next) => async (req) => {
-            try {
-              return await next(req);
-            } catch (err) {
-              options.onError!(err, req.method.name);
-              throw err;
-            }
-          },
-        ]
-      : [],
+    interceptors: [
+      ...(options.interceptors ?? []),
+      ...(options.onError
+        ? [
+            ((next) => async (req) => {
+              try {
+                return await next(req);
+              } catch (err) {
+                options.onError!(err, req.method.name);
+                throw err;
+              }
+            }) satisfies Interceptor,
+          ]
+        : []),
+    ],
   });
   const server = createServer((req, res) => {
     if (cors(req, res) === "answered") return;
