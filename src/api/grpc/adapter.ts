@@ -1,0 +1,426 @@
+/**
+ * Serves a connect-style `ServiceImpl` (from gen/, protoc-gen-es v2) with
+ * grpc-js, so that one implementation runs behind grpc-js now and
+ * connect-node later. Request and response messages are (de)serialized from
+ * the generated descriptors; there is no proto-loader and no hand-written
+ * message type.
+ *
+ * The gRPC wire protocol is grpc-js's job; this file only translates:
+ * grpc-js calls into `HandlerContext`s, async iterables into grpc-js streams,
+ * and thrown errors into gRPC statuses (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+ */
+import * as grpc from "@grpc/grpc-js";
+import {
+  create,
+  fromBinary,
+  isMessage,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  createServiceImplSpec,
+  decodeBinaryHeader,
+  encodeBinaryHeader,
+  type HandlerContext,
+  type MethodImplSpec,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+// Internal to connect (pinned at 2.1.2): encodes ConnectError details as
+// grpc-status-details-bin exactly like connect-node's gRPC protocol does.
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { RealtimeError } from "../../core/errors.js";
+
+/**
+ * The status message sent for any failure that is neither a ConnectError nor
+ * a RealtimeError. The cause is never sent to the client; `interceptHandler`
+ * sees it (to log it) before it is replaced.
+ */
+export const INTERNAL_ERROR_MESSAGE = "internal error";
+
+/**
+ * Wraps every call of a service. `next()` runs the handler to completion (for
+ * a streaming response: until the last message is written) and rejects with
+ * whatever the handler threw, before that error is mapped to a status. The
+ * interceptor may throw (a ConnectError, to answer with its code) without
+ * calling `next()`, e.g. to reject a missing `authorization` header, and may
+ * set `ctx.values` or `ctx.responseHeader` for the handler.
+ */
+export type HandlerInterceptor = (
+  ctx: HandlerContext,
+  next: () => Promise<void>,
+) => Promise<void>;
+
+/** Options of {@link addService}. Every field is optional. */
+export interface AddServiceOptions {
+  /** Runs around every call of the service. Default: none. */
+  interceptHandler?: HandlerInterceptor;
+  /**
+   * When it aborts, the `ctx.signal` of every call in flight aborts with
+   * UNAVAILABLE, so that long-lived streams (health Watch) end and
+   * `server.tryShutdown()` can complete. Default: none (streams only end when
+   * the client cancels or its deadline passes).
+   */
+  shutdownSignal?: AbortSignal;
+}
+
+/**
+ * Response header and trailer keys the adapter never copies from
+ * ctx.responseHeader / ctx.responseTrailer / ConnectError metadata: grpc-js
+ * writes them itself, and HTTP/2 forbids connection-specific headers.
+ * `grpc-status-details-bin` is the one `grpc-` key that is passed on.
+ */
+const RESERVED_RESPONSE_KEYS = new Set([
+  "content-type",
+  "content-length",
+  "connection",
+  "keep-alive",
+  "te",
+  "transfer-encoding",
+  "upgrade",
+]);
+const STATUS_DETAILS_KEY = "grpc-status-details-bin";
+
+/**
+ * A cancel that arrives this close to the deadline (or after it) aborts
+ * ctx.signal with DeadlineExceeded rather than Canceled: a client cancels at
+ * its own deadline, which it computed a little before ours, and grpc-js
+ * reports its own deadline as a cancel that may beat our timer.
+ */
+export const DEADLINE_TOLERANCE_MS = 100;
+
+/**
+ * Builds the grpc-js ServiceDefinition of a generated service: one entry per
+ * method, keyed by `method.localName` (with `method.name` as originalName, so
+ * a client from `grpc.makeGenericClientConstructor` has both), on the path
+ * `/${service.typeName}/${method.name}`, (de)serialized with
+ * toBinary/fromBinary. Usable for servers and for clients.
+ */
+export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    const kind = method.methodKind;
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      originalName: method.name,
+      requestStream: kind === "client_streaming" || kind === "bidi_streaming",
+      responseStream: kind === "server_streaming" || kind === "bidi_streaming",
+      requestSerialize: serializer(method.input),
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output),
+      responseDeserialize: deserializer(method.output),
+    };
+  }
+  return definition;
+}
+
+/**
+ * Adds `impl` to a grpc-js server under `service`'s name. Methods missing
+ * from `impl` answer UNIMPLEMENTED. Guarantees, for every call:
+ * - `ctx.signal` aborts when the client cancels (reason: ConnectError
+ *   Canceled), when the deadline passes (DeadlineExceeded; `ctx.timeoutMs()`
+ *   is the time left), on `shutdownSignal` (Unavailable), and at the end of
+ *   the call;
+ * - `ctx.requestHeader` holds the request metadata (`-bin` values base64;
+ *   grpc-js strips grpc-timeout, te, content-type and the encoding headers);
+ *   `ctx.protocolName` is "grpc", `ctx.url` is `http://host/service/method`
+ *   (https only when grpc-js reports a verified client certificate);
+ * - `ctx.responseHeader` is sent before the first response message (for
+ *   streams: set it before yielding), `ctx.responseTrailer` with the status;
+ * - a thrown ConnectError or RealtimeError becomes the status with the same
+ *   code and its message; anything else becomes INTERNAL with
+ *   {@link INTERNAL_ERROR_MESSAGE}; no handler failure escapes to the process;
+ * - server-streaming writes wait for the transport to drain, and iteration
+ *   stops once the call is cancelled. A streaming handler must itself return
+ *   when `ctx.signal` aborts while it waits for something to send.
+ * A request that is not valid protobuf never reaches the handler: grpc-js
+ * answers INTERNAL "Error deserializing request" itself.
+ * Throws (like grpc-js) if the service was already added to this server.
+ */
+export function addService<S extends DescService>(
+  server: grpc.Server,
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+  options: AddServiceOptions = {},
+): void {
+  const spec = createServiceImplSpec(service, impl);
+  const shutdownSignal = unavailableOnAbort(options.shutdownSignal);
+  const handlers: grpc.UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    const run: Runner = {
+      service,
+      method,
+      shutdownSignal,
+      intercept: options.interceptHandler ?? ((_ctx, next) => next()),
+    };
+    handlers[method.localName] = createHandler(spec.methods[method.localName], run);
+  }
+  server.addService(serviceDefinition(service), handlers);
+}
+
+/**
+ * Maps anything a handler throws to the gRPC status sent for it: the code of
+ * a ConnectError (whose Code numbers are gRPC's) or RealtimeError, with its
+ * message (ConnectError: rawMessage, metadata and details); otherwise
+ * INTERNAL with {@link INTERNAL_ERROR_MESSAGE}. `trailer` is sent along.
+ */
+export function toGrpcStatus(err: unknown, trailer?: Headers): grpc.StatusObject {
+  const headers = new Headers(trailer);
+  if (err instanceof ConnectError) {
+    setTrailerStatus(headers, err);
+    return { code: err.code as number, details: err.rawMessage, metadata: toMetadata(headers) };
+  }
+  if (err instanceof RealtimeError) {
+    return { code: err.code as number, details: err.message, metadata: toMetadata(headers) };
+  }
+  return { code: grpc.status.INTERNAL, details: INTERNAL_ERROR_MESSAGE, metadata: toMetadata(headers) };
+}
+
+/** What every handler of one method shares. */
+interface Runner {
+  service: DescService;
+  method: DescMethod;
+  shutdownSignal: AbortSignal | undefined;
+  intercept: HandlerInterceptor;
+}
+
+type Context = ReturnType<typeof createHandlerContext>;
+type WritableCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+/** What the adapter uses of a grpc-js call of any kind (grpc-js does not export ServerSurfaceCall). */
+interface AnyCall {
+  readonly cancelled: boolean;
+  readonly metadata: grpc.Metadata;
+  once(event: "cancelled", listener: () => void): unknown;
+  getDeadline(): Date | number;
+  getAuthContext(): { transportSecurityType?: string };
+  getHost(): string;
+  getPath(): string;
+  sendMetadata(metadata: grpc.Metadata): void;
+}
+
+function createHandler(spec: MethodImplSpec, run: Runner): grpc.UntypedHandleCall {
+  switch (spec.kind) {
+    case "unary":
+      return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+        guard(respondOnce(call, callback, run, (ctx) => spec.impl(call.request as never, ctx)), () =>
+          callback(toGrpcStatus(undefined)),
+        );
+    case "client_streaming":
+      return (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+        guard(respondOnce(call, callback, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)), () =>
+          callback(toGrpcStatus(undefined)),
+        );
+    case "server_streaming":
+      return (call: grpc.ServerWritableStream<unknown, unknown>) =>
+        guard(respondStream(call, run, (ctx) => spec.impl(call.request as never, ctx)), () =>
+          call.emit("error", toGrpcStatus(undefined)),
+        );
+    case "bidi_streaming":
+      return (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+        guard(respondStream(call, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)), () =>
+          call.emit("error", toGrpcStatus(undefined)),
+        );
+  }
+}
+
+/**
+ * The respond functions catch every handler failure themselves; this is the
+ * last line for a bug in the adapter, so that it answers INTERNAL instead of
+ * taking the process down with an unhandled rejection.
+ */
+function guard(responding: Promise<void>, answerInternal: () => void): void {
+  responding.catch(() => {
+    try {
+      answerInternal();
+    } catch {
+      // Nothing left to tell the client.
+    }
+  });
+}
+
+/** Unary and client-streaming: one response or one error, through grpc-js's callback. */
+async function respondOnce(
+  call: AnyCall,
+  callback: grpc.sendUnaryData<unknown>,
+  run: Runner,
+  handle: (ctx: HandlerContext) => unknown,
+): Promise<void> {
+  const ctx = createContext(call, run);
+  let response: unknown;
+  let failure: { err: unknown } | undefined;
+  try {
+    await run.intercept(ctx, async () => {
+      response = await handle(ctx);
+    });
+  } catch (err) {
+    failure = { err };
+  }
+  try {
+    sendHeader(call, ctx);
+    if (failure) callback(toGrpcStatus(failure.err, ctx.responseTrailer));
+    else callback(null, response, toMetadata(ctx.responseTrailer));
+  } catch {
+    // The call is gone (or grpc-js refused the metadata): nobody to answer.
+  } finally {
+    ctx.abort();
+  }
+}
+
+/** Server-streaming and bidi: write every response, then the status. */
+async function respondStream(
+  call: WritableCall,
+  run: Runner,
+  handle: (ctx: HandlerContext) => AsyncIterable<unknown>,
+): Promise<void> {
+  const ctx = createContext(call, run);
+  let headerSent = false;
+  let failure: { err: unknown } | undefined;
+  try {
+    await run.intercept(ctx, async () => {
+      for await (const response of handle(ctx)) {
+        if (ctx.signal.aborted) break;
+        if (!headerSent) {
+          // Once a message is written, grpc-js has sent the header anyway.
+          sendHeader(call, ctx);
+          headerSent = true;
+        }
+        if (!call.write(response)) await drained(call, ctx.signal);
+        if (ctx.signal.aborted) break;
+      }
+      // Iteration stopped because of a cancel, deadline or shutdown: that is
+      // the status, not OK.
+      ctx.signal.throwIfAborted();
+    });
+  } catch (err) {
+    failure = { err };
+  }
+  try {
+    if (call.cancelled || call.destroyed) return;
+    if (!headerSent) sendHeader(call, ctx);
+    if (failure) call.emit("error", toGrpcStatus(failure.err, ctx.responseTrailer));
+    else call.end(toMetadata(ctx.responseTrailer));
+  } catch {
+    // The call is gone (or grpc-js refused the metadata): nobody to answer.
+  } finally {
+    ctx.abort();
+  }
+}
+
+function createContext(call: AnyCall, run: Runner): Context {
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  const cancelled = new AbortController();
+  const onCancel = () =>
+    cancelled.abort(
+      Date.now() >= deadlineMs - DEADLINE_TOLERANCE_MS
+        ? new ConnectError("the operation timed out", Code.DeadlineExceeded)
+        : new ConnectError("the call was cancelled", Code.Canceled),
+    );
+  if (call.cancelled) onCancel();
+  else call.once("cancelled", onCancel);
+  // grpc-js only reports TLS when the client presented a verified certificate.
+  const secure = call.getAuthContext().transportSecurityType === "ssl";
+  return createHandlerContext({
+    service: run.service,
+    method: run.method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: `${secure ? "https" : "http"}://${call.getHost()}${call.getPath()}`,
+    timeoutMs: Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined,
+    requestSignal: cancelled.signal,
+    shutdownSignal: run.shutdownSignal,
+    requestHeader: toHeaders(call.metadata),
+  });
+}
+
+/** Sends ctx.responseHeader, unless it is empty (grpc-js then sends its own). */
+function sendHeader(call: AnyCall, ctx: HandlerContext): void {
+  let empty = true;
+  ctx.responseHeader.forEach(() => (empty = false));
+  if (!empty) call.sendMetadata(toMetadata(ctx.responseHeader));
+}
+
+/**
+ * Requests of a streaming call, in order. Ending the iteration early does not
+ * destroy the call (a bidi handler may stop reading and keep writing); a
+ * cancelled call throws the reason ctx.signal aborted with.
+ */
+async function* readRequests(call: grpc.ServerReadableStream<unknown, unknown>, signal: AbortSignal): AsyncIterable<never> {
+  try {
+    for await (const request of call.iterator({ destroyOnReturn: false })) yield request as never;
+  } catch (err) {
+    signal.throwIfAborted();
+    throw err;
+  }
+}
+
+/** Resolves on 'drain', or at once when the signal aborts (grpc-js drops writes to a cancelled call, so 'drain' never comes). */
+function drained(call: WritableCall, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
+  if (!signal) return undefined;
+  const controller = new AbortController();
+  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
+  if (signal.aborted) controller.abort(reason());
+  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
+  return controller.signal;
+}
+
+/** grpc-js request metadata as HTTP headers, `-bin` values base64-encoded as on the wire. */
+function toHeaders(metadata: grpc.Metadata): Headers {
+  const headers = new Headers();
+  for (const [key, values] of Object.entries(metadata.toJSON())) {
+    for (const value of values) {
+      try {
+        headers.append(key, typeof value === "string" ? value : encodeBinaryHeader(value));
+      } catch {
+        // A key or value HTTP headers cannot carry; grpc-js accepted it, we skip it.
+      }
+    }
+  }
+  return headers;
+}
+
+/** HTTP headers as grpc-js metadata, minus the keys grpc-js and HTTP/2 reserve. */
+function toMetadata(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, key) => {
+    if (RESERVED_RESPONSE_KEYS.has(key)) return;
+    if (key.startsWith("grpc-") && key !== STATUS_DETAILS_KEY) return;
+    try {
+      if (!key.endsWith("-bin")) metadata.add(key, value);
+      else for (const part of value.split(",")) metadata.add(key, Buffer.from(decodeBinaryHeader(part.trim())));
+    } catch {
+      // A key or value grpc-js refuses; dropping it beats failing the call.
+    }
+  });
+  return metadata;
+}
+
+function serializer(schema: DescMessage): (value: unknown) => Buffer {
+  return (value) => {
+    const message = isMessage(value, schema) ? value : create(schema, value as never);
+    const bytes = toBinary(schema, message);
+    // grpc-js copies the result with Buffer#copy: it must be a Buffer.
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
+  return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
