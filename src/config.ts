@@ -4,6 +4,7 @@ import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_MAX_PROFILE_BYTES,
 } from "./core/limits.js";
+import { DEFAULT_REDIS_EDGE_TTL_MS, DEFAULT_REDIS_PREFIX, MAX_REDIS_EDGE_TTL_MS, MIN_REDIS_EDGE_TTL_MS } from "./redis/limits.js";
 
 /**
  * The one configuration schema. Each setting has its environment variable,
@@ -59,6 +60,16 @@ const origins = (raw: string): string => {
   return list.join(",");
 };
 
+const redisUrl = (raw: string): string => {
+  const v = raw.trim();
+  if (!/^rediss?:\/\/[^\s]+$/.test(v)) throw new Error("must be a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS");
+  return v;
+};
+const redisPrefix = (raw: string): string => {
+  if (!/^[^\s]{1,64}$/.test(raw)) throw new Error("must be 1 to 64 characters without spaces, for example myapp:");
+  return raw;
+};
+
 const setting = <T>(s: Setting<T>): Setting<T> => s;
 
 export const SETTINGS = {
@@ -77,6 +88,9 @@ export const SETTINGS = {
   maxChannelsPerConnection: setting({ env: "REALTIME_MAX_CHANNELS_PER_CONNECTION", default: DEFAULT_MAX_CHANNELS_PER_CONNECTION, doc: "Most channels one connection may be in.", roles: ["edge"], parse: integer(1, 100_000) }),
   edgeGraceMs: setting({ env: "REALTIME_EDGE_GRACE_MS", default: DEFAULT_EDGE_GRACE_MS, doc: "How long the API keeps an unreachable edge's members before removing them.", roles: ["api"], parse: integer(0, 600_000) }),
   allowClientBroadcast: setting({ env: "REALTIME_ALLOW_CLIENT_BROADCAST", default: true, doc: "Whether clients may broadcast to every connection.", roles: ["edge"], parse: bool }),
+  redisUrl: setting({ env: "REALTIME_REDIS_URL", default: "", doc: "Redis to scale out over (redis://host:port): every API node and edge then uses it instead of the API's link; empty: embedded mode.", roles: ["api", "edge"], parse: redisUrl }),
+  redisPrefix: setting({ env: "REALTIME_REDIS_PREFIX", default: DEFAULT_REDIS_PREFIX, doc: "Prefix of every Redis key and channel, so that deployments can share one Redis.", roles: ["api", "edge"], parse: redisPrefix }),
+  redisEdgeTtlMs: setting({ env: "REALTIME_REDIS_EDGE_TTL_MS", default: DEFAULT_REDIS_EDGE_TTL_MS, doc: "Redis mode: an edge that stops heartbeating counts as dead after this; its members leave GetMembers then and get channel:leave within 4/3 of it.", roles: ["api", "edge"], parse: integer(MIN_REDIS_EDGE_TTL_MS, MAX_REDIS_EDGE_TTL_MS) }),
 } as const;
 
 type Settings = typeof SETTINGS;

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { splitHostPort, type Config } from "../config.js";
+import type { Config } from "../config.js";
 import { Edge } from "../core/edge.js";
 import { maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
-import { LinkBroker } from "../link/broker-link.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
+import { backendOf, createEdgeSeams } from "./seams.js";
 
 /** How long an edge waits for its link at start before it listens anyway. */
 export const EDGE_START_LINK_WAIT_MS = 5_000;
@@ -30,28 +30,28 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     maxProfileBytes: config.maxProfileBytes,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
   };
-  const hub = splitHostPort(config.linkUrl);
   const metrics = createMetrics({ role: "edge", version: VERSION });
-  const readiness = new Readiness().require("link");
+  const backend = backendOf(config);
+  const readiness = new Readiness().require(backend);
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
-  const link = new LinkBroker({
-    ...hub,
-    edgeId,
-    onPublication: (pub) => edge?.deliver(pub),
+  // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
+  const eventIds = new IdGenerator();
+  const link = createEdgeSeams(config, log, edgeId, eventIds, {
+    deliver: (pub) => edge?.deliver(pub),
     snapshot: () => edge?.snapshot() ?? { channels: [], members: [] },
     onStateChange: (up) => {
-      metrics.observer.backendState("link", up);
-      readiness.set("link", up);
-      return up ? log.info({ hub: config.linkUrl }, "link up") : log.warn({ hub: config.linkUrl }, "link down; reconnecting");
+      metrics.observer.backendState(backend, up);
+      readiness.set(backend, up);
+      return up ? log.info({ [backend]: link.target }, `${backend} up`) : log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
     },
-    onError: (err, context) => log.warn({ err, context }, "link error"),
   });
   edge = new Edge({
-    broker: link,
-    presence: link,
+    broker: link.broker,
+    presence: link.presence,
     limits,
     connectionIds: new IdGenerator(edgeId),
+    eventIds,
     allowClientBroadcast: config.allowClientBroadcast,
     onError: (err) => log.warn({ err }, "edge error"),
     observer: metrics.observer,
@@ -70,13 +70,13 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), EDGE_START_LINK_WAIT_MS))),
   ]);
   clearTimeout(timer);
-  if (!waited) log.warn({ hub: config.linkUrl }, "API not reachable yet; clients get UNAVAILABLE until the link is up");
+  if (!waited) log.warn({ [backend]: link.target }, `${backend === "redis" ? "Redis" : "API"} not reachable yet; clients get UNAVAILABLE until it is`);
   readiness.serving();
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     edgeId,
     addresses: { ws: `ws://${host}:${address.port}` },
-    linked: () => link.isConnected,
+    linked: () => link.connected(),
     readiness,
     async stop() {
       readiness.draining();

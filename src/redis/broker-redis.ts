@@ -1,0 +1,234 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Redis } from "ioredis";
+import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
+import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
+import { Code, RealtimeError } from "../core/errors.js";
+import { redisUnavailable } from "./connection.js";
+
+/** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
+export const REDIS_RESUBSCRIBE_BATCH = 500;
+
+export interface RedisBrokerOptions {
+  /** The connection for PUBLISH/SPUBLISH (shared with presence). */
+  command: Redis;
+  /** A connection of its own, in subscriber mode. */
+  subscriber: Redis;
+  /** Prefix of every Redis key and channel name (REALTIME_REDIS_PREFIX). */
+  prefix: string;
+  /**
+   * An edge subscribes to the broadcast channel and counts as an edge; a
+   * non-edge node (the API, to watch channels) receives only what it
+   * subscribes to.
+   */
+  edge: boolean;
+  /** Receives every publication this node subscribed to with subscribe(). */
+  onPublication?: PublicationHandler;
+  /** A publication that could not be decoded, or a failed re-subscription. */
+  onError?: (err: unknown, context: string) => void;
+}
+
+/**
+ * RedisBroker is the Broker seam over Redis pub/sub, for running several
+ * API nodes and edges as one service. Each realtime channel is one Redis
+ * channel (`<prefix>c:<channel>`), subscribed only by the nodes that have
+ * members in it; broadcasts use one more (`<prefix>broadcast`) that every
+ * edge subscribes to. A publication travels as realtime.link.v1.Publication
+ * in protobuf binary, encoded once per publish, whatever the number of
+ * edges: binary-safe, and the same bytes the embedded link carries.
+ *
+ * Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7+) is used when the server
+ * has it, so that on Redis Cluster a channel's traffic stays on the shard
+ * that owns it; otherwise PUBLISH/SUBSCRIBE. The choice is made once, at
+ * start(), and every node of a deployment makes the same one.
+ *
+ * Guarantees: at most once per node (a publication in flight when a
+ * connection drops is not re-sent); publications of one publisher to one
+ * channel reach each node in the order publish was called (one connection,
+ * and Redis keeps a connection's order). While Redis is unreachable publish
+ * and subscribe reject at once with UNAVAILABLE; when it is back the node
+ * re-subscribes every channel it wants, by itself.
+ */
+export class RedisBroker implements Broker {
+  /** The channels this node wants, whatever the connection's state. */
+  private readonly wanted = new Set<string>();
+  private sharded = false;
+  /** Set once start() chose the pub/sub flavour; re-subscribing waits for it. */
+  private started = false;
+  private closed = false;
+  private readonly broadcastKey: string;
+  private readonly channelPrefix: string;
+  private readonly onReady = () => this.resubscribe();
+  /** The handlers attached with attach(), per channel. */
+  private readonly local = new Map<string, { handlers: Set<PublicationHandler>; subscribed: Promise<void> }>();
+
+  constructor(private readonly options: RedisBrokerOptions) {
+    this.broadcastKey = `${options.prefix}broadcast`;
+    this.channelPrefix = `${options.prefix}c:`;
+    const deliver = (_channel: Buffer, message: Buffer) => {
+      let pub: Publication;
+      try {
+        pub = fromBinary(PublicationSchema, message);
+      } catch (err) {
+        options.onError?.(err, "decoding a publication from Redis");
+        return;
+      }
+      options.onPublication?.(pub);
+      const local = this.local.get(pub.channel);
+      if (local) for (const handler of local.handlers) handler(pub);
+    };
+    options.subscriber.on("messageBuffer", deliver);
+    options.subscriber.on("smessageBuffer", deliver);
+    options.subscriber.on("ready", this.onReady);
+  }
+
+  /** Whether SPUBLISH/SSUBSCRIBE are in use. */
+  get usesShardedPubSub(): boolean {
+    return this.sharded;
+  }
+
+  /**
+   * Chooses sharded or classic pub/sub by asking the server, then
+   * subscribes what is wanted. Waits for the command connection as long as
+   * it takes (Redis may be down when the process starts).
+   */
+  async start(): Promise<void> {
+    const { command } = this.options;
+    while (!this.closed) {
+      if (command.status !== "ready") {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            command.off("ready", done);
+            command.off("end", done);
+            resolve();
+          };
+          command.on("ready", done);
+          command.on("end", done);
+        });
+        continue;
+      }
+      try {
+        // Redis before 7 answers [nil] for a command it does not know.
+        const info = (await command.call("COMMAND", "INFO", "spublish")) as unknown[];
+        this.sharded = Array.isArray(info) && info[0] != null;
+        break;
+      } catch {
+        // The connection dropped while asking: ask again once it is back.
+      }
+    }
+    if (this.closed) return;
+    if (this.options.edge) this.wanted.add("");
+    this.started = true;
+    if (this.options.subscriber.status === "ready") await this.resubscribe();
+  }
+
+  /** Stops receiving; the connections are closed by their owner. */
+  close(): void {
+    this.closed = true;
+    this.options.subscriber.off("ready", this.onReady);
+    this.wanted.clear();
+  }
+
+  async publish(pub: Publication): Promise<number> {
+    const key = this.key(pub.channel);
+    const bytes = Buffer.from(toBinary(PublicationSchema, create(PublicationSchema, pub)));
+    let receivers: number;
+    try {
+      receivers = Number(this.sharded ? await this.options.command.spublish(key, bytes) : await this.options.command.publish(key, bytes));
+    } catch (err) {
+      throw redisUnavailable(err, pub.channel === "" ? "Broadcast" : "Send");
+    }
+    if (pub.channel === "" && receivers === 0) {
+      // Mirrors the embedded hub: a broadcast with no edge at all fails
+      // rather than succeeding with no one to receive it.
+      throw new RealtimeError(Code.Unavailable, "no edge is connected to Redis: start an edge (switchboard edge) and try again");
+    }
+    return receivers;
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.wanted.add(channel);
+    if (!this.started) throw new RealtimeError(Code.Unavailable, "the Redis broker is not started yet; try again shortly");
+    try {
+      await this.sub([this.key(channel)]);
+    } catch (err) {
+      throw redisUnavailable(err, `subscribing to channel ${JSON.stringify(channel)}`);
+    }
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    if (!this.wanted.delete(channel)) return;
+    const { subscriber } = this.options;
+    if (subscriber.status !== "ready") return; // not subscribed anywhere now; not re-subscribed later
+    const key = this.key(channel);
+    try {
+      await (this.sharded ? subscriber.sunsubscribe(key) : subscriber.unsubscribe(key));
+    } catch {
+      // The connection dropped: nothing is subscribed any more.
+    }
+  }
+
+  /**
+   * Attaches a local receiver (an API node's WatchChannel): its handler gets
+   * the publications of the channels it subscribes to, and no broadcasts.
+   * Any number of receivers share one Redis subscription per channel, and
+   * each publication object is handed to all of them. Its subscribe
+   * resolves once in effect, like Broker.subscribe.
+   */
+  attach(handler: PublicationHandler): { subscribe(channel: string): Promise<void>; close(): void } {
+    const mine = new Set<string>();
+    let detached = false;
+    const drop = (channel: string) => {
+      mine.delete(channel);
+      const entry = this.local.get(channel);
+      if (!entry || !entry.handlers.delete(handler) || entry.handlers.size > 0) return;
+      this.local.delete(channel);
+      void this.unsubscribe(channel);
+    };
+    return {
+      subscribe: async (channel) => {
+        if (detached || mine.has(channel)) return;
+        let entry = this.local.get(channel);
+        if (!entry) {
+          entry = { handlers: new Set(), subscribed: this.subscribe(channel) };
+          this.local.set(channel, entry);
+        }
+        entry.handlers.add(handler);
+        mine.add(channel);
+        try {
+          await entry.subscribed;
+        } catch (err) {
+          drop(channel);
+          throw err;
+        }
+      },
+      close: () => {
+        detached = true;
+        for (const channel of [...mine]) drop(channel);
+      },
+    };
+  }
+
+  private key(channel: string): string {
+    return channel === "" ? this.broadcastKey : this.channelPrefix + channel;
+  }
+
+  private async sub(keys: string[]): Promise<void> {
+    const { subscriber } = this.options;
+    await (this.sharded ? subscriber.ssubscribe(...keys) : subscriber.subscribe(...keys));
+  }
+
+  /** After every (re)connect of the subscriber: subscribe everything wanted. */
+  private async resubscribe(): Promise<void> {
+    if (!this.started) return;
+    const keys = [...this.wanted].map((c) => this.key(c));
+    for (let i = 0; i < keys.length; i += REDIS_RESUBSCRIBE_BATCH) {
+      try {
+        await this.sub(keys.slice(i, i + REDIS_RESUBSCRIBE_BATCH));
+      } catch (err) {
+        // The connection dropped again; its next 'ready' retries.
+        this.options.onError?.(err, "re-subscribing after a reconnect");
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The limits and timings of the Redis mode, each a named constant with its
+ * default. Apart from the rest of src/redis/ so that src/config.ts can read
+ * them without loading a Redis client.
+ */
+
+/** Prefix of every Redis key and channel name, so deployments can share a Redis. */
+export const DEFAULT_REDIS_PREFIX = "realtime:";
+
+/**
+ * How long an edge counts as alive after its last heartbeat. An edge
+ * heartbeats every third of it, and any node sweeps every third of it, so
+ * the members of an edge that died without cleanup leave GetMembers within
+ * the TTL and their channel:leave is published within about 4/3 of it (plus
+ * a sweep's own duration). Default 15 s: leaves within about 20 s.
+ */
+export const DEFAULT_REDIS_EDGE_TTL_MS = 15_000;
+export const MIN_REDIS_EDGE_TTL_MS = 300;
+export const MAX_REDIS_EDGE_TTL_MS = 10 * 60_000;
+
+/**
+ * How long Redis remembers that an edge was swept. An edge that was only
+ * cut off (its members were swept and channel:leave sent) and comes back
+ * within this time re-registers its members and channel:join is sent for
+ * each; after it, they are re-registered without channel:join.
+ */
+export const REDIS_SWEPT_MEMORY_MS = 60 * 60_000;
+
+/** How long a node waits for Redis at start before it starts anyway (and keeps trying). */
+export const REDIS_START_WAIT_MS = 5_000;

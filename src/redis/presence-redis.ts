@@ -1,0 +1,508 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Redis } from "ioredis";
+import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
+import type { Broker } from "../core/broker.js";
+import { SystemEvent } from "../core/names.js";
+import type { ChannelCount, Member, PresenceDirectory } from "../core/presence.js";
+import { createPublication, systemEvent, type IdGenerator } from "../core/publication.js";
+import { redisUnavailable } from "./connection.js";
+import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
+
+/*
+ * The keys, under the prefix P:
+ *   P m:<channel>         hash   member id -> "<edge id>:" + realtime.client.v1.Member (binary)
+ *   P channels            zset   the channels that have members (all score 0, for ZRANGEBYLEX)
+ *   P edges               set    the ids of the registered edges
+ *   P edge:<id>           string the edge's liveness: exists while the edge heartbeats (PX ttl)
+ *   P edge:<id>:channels  set    the channels where the edge may hold members
+ *   P edge:<id>:swept     string the edge was swept (its channel:leave sent); PX REDIS_SWEPT_MEMORY_MS
+ *   P sweep-lock          string held by the node that sweeps now (PX the sweep interval)
+ *
+ * Every write that must stay consistent with others is one Lua script, so
+ * two nodes never both remove (and announce) the same member. The scripts
+ * reach keys derived from their arguments, which a standalone Redis allows;
+ * on Redis Cluster the prefix must carry a hash tag (docs/scaling.md).
+ */
+
+/** Records a member (KEYS: hash, channels, edge channels; ARGV: id, value, channel). */
+const ADD = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1`;
+
+/**
+ * Removes a member if this edge owns it (KEYS: hash, channels, edge channels;
+ * ARGV: id, "<edge>:", channel, last). last=1: the edge has no member left there.
+ */
+const REMOVE = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+local removed = 0
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
+  removed = 1
+end
+if ARGV[4] == '1' then redis.call('SREM', KEYS[3], ARGV[3]) end
+return removed`;
+
+/**
+ * The members of a channel whose edge is alive (KEYS: hash; ARGV: edge key
+ * prefix). Members of an edge whose liveness expired are left out at once,
+ * before the sweep removes them.
+ */
+const MEMBERS = `
+local all = redis.call('HGETALL', KEYS[1])
+local alive = {}
+local out = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local sep = string.find(v, ':', 1, true)
+  if sep then
+    local owner = string.sub(v, 1, sep - 1)
+    local ok = alive[owner]
+    if ok == nil then
+      ok = redis.call('EXISTS', ARGV[1] .. owner) == 1
+      alive[owner] = ok
+    end
+    if ok then out[#out + 1] = string.sub(v, sep + 1) end
+  end
+end
+return out`;
+
+/** A page of channels with their counts (KEYS: channels; ARGV: min, max, limit, hash prefix). */
+const CHANNELS = `
+local names = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, ch in ipairs(names) do
+  out[#out + 1] = ch
+  out[#out + 1] = redis.call('HLEN', ARGV[4] .. ch)
+end
+return out`;
+
+/**
+ * Refreshes an edge's liveness, unless it is no longer registered (swept, or
+ * Redis lost its data): then returns 0 and the edge re-synchronises.
+ * KEYS: edges, edge; ARGV: id, ttl.
+ */
+const HEARTBEAT = `
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1`;
+
+/**
+ * Makes Redis hold exactly what the edge holds: registers the edge, removes
+ * its entries it no longer holds (returned as leaves: their channel:leave
+ * was never sent) and writes every entry it holds (returned as joins when
+ * the edge had been swept: the others were told they left).
+ * KEYS: edges, edge, edge channels, swept, channels.
+ * ARGV: id, ttl, hash prefix, n, then n triples channel, member id, value.
+ * Returns a flat list of kind ("join"/"leave"), channel, member bytes.
+ */
+const SYNC = `
+local id = ARGV[1]
+local tag = id .. ':'
+local swept = redis.call('EXISTS', KEYS[4]) == 1
+redis.call('DEL', KEYS[4])
+redis.call('SADD', KEYS[1], id)
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+local n = tonumber(ARGV[4])
+local held = {}
+for i = 0, n - 1 do held[ARGV[5 + i * 3] .. '\\0' .. ARGV[6 + i * 3]] = true end
+local out = {}
+for _, ch in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local hk = ARGV[3] .. ch
+  local all = redis.call('HGETALL', hk)
+  for j = 1, #all, 2 do
+    local v = all[j + 1]
+    if string.sub(v, 1, #tag) == tag and not held[ch .. '\\0' .. all[j]] then
+      redis.call('HDEL', hk, all[j])
+      out[#out + 1] = 'leave'
+      out[#out + 1] = ch
+      out[#out + 1] = string.sub(v, #tag + 1)
+    end
+  end
+  if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[5], ch) end
+end
+redis.call('DEL', KEYS[3])
+for i = 0, n - 1 do
+  local ch, mid, v = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
+  local added = redis.call('HSET', ARGV[3] .. ch, mid, v)
+  redis.call('ZADD', KEYS[5], 0, ch)
+  redis.call('SADD', KEYS[3], ch)
+  if added == 1 and swept then
+    out[#out + 1] = 'join'
+    out[#out + 1] = ch
+    out[#out + 1] = string.sub(v, #tag + 1)
+  end
+end
+return out`;
+
+/**
+ * Removes the members of every registered edge whose liveness expired, and
+ * returns them (flat: channel, member bytes) for their channel:leave. Only
+ * the node that takes the lock sweeps; the removal is atomic, so a member is
+ * removed, and announced, once.
+ * KEYS: edges, lock, channels. ARGV: edge key prefix, hash prefix, lock ms, swept ms.
+ */
+const SWEEP = `
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {} end
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local ek = ARGV[1] .. id
+  if redis.call('EXISTS', ek) == 0 then
+    local tag = id .. ':'
+    local ck = ek .. ':channels'
+    for _, ch in ipairs(redis.call('SMEMBERS', ck)) do
+      local hk = ARGV[2] .. ch
+      local all = redis.call('HGETALL', hk)
+      for j = 1, #all, 2 do
+        local v = all[j + 1]
+        if string.sub(v, 1, #tag) == tag then
+          redis.call('HDEL', hk, all[j])
+          out[#out + 1] = ch
+          out[#out + 1] = string.sub(v, #tag + 1)
+        end
+      end
+      if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+    end
+    redis.call('DEL', ck)
+    redis.call('SREM', KEYS[1], id)
+    redis.call('SET', ek .. ':swept', '1', 'PX', ARGV[4])
+  end
+end
+return out`;
+
+/** Unregisters an edge that stops with no members left (KEYS: edges, edge, edge channels; ARGV: id). */
+const UNREGISTER = `
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1`;
+
+type Script = (...args: (string | Buffer | number)[]) => Promise<unknown>;
+interface Scripts {
+  rtAdd: Script;
+  rtRemove: Script;
+  rtMembersBuffer: Script;
+  rtChannels: Script;
+  rtHeartbeat: Script;
+  rtSyncBuffer: Script;
+  rtSweepBuffer: Script;
+  rtUnregister: Script;
+}
+
+export interface RedisPresenceOptions {
+  /** The command connection (shared with the broker's publishes). */
+  command: Redis;
+  /** Prefix of every Redis key (REALTIME_REDIS_PREFIX). */
+  prefix: string;
+  /**
+   * This edge's id, unique per edge process; its members are recorded as
+   * its own and it heartbeats. Undefined on a node that holds no members
+   * (the API): it reads presence and sweeps.
+   */
+  edgeId?: string;
+  /** Liveness TTL of an edge (REALTIME_REDIS_EDGE_TTL_MS). */
+  ttlMs: number;
+  /** Publishes the channel:leave (and channel:join) events this node owes. */
+  broker: Broker;
+  eventIds: IdGenerator;
+  onError?: (err: unknown, context: string) => void;
+}
+
+/**
+ * RedisPresence is the Presence seam (and the API's directory of channels)
+ * over Redis: one hash per channel, member id -> owning edge and profile,
+ * and each edge's liveness as a key with a TTL that it refreshes.
+ *
+ * Guarantees: add resolves once every node's GetMembers sees the member.
+ * members() leaves out the members of an edge whose liveness expired, at
+ * once; any node sweeps them away within a third of the TTL more and
+ * publishes one channel:leave for each (one node, once: an atomic script
+ * under a lock). While Redis is unreachable every call rejects with
+ * UNAVAILABLE; the edge keeps what it holds in memory and, when Redis is
+ * back (or after it restarted empty), writes it all again by itself,
+ * removing what its connections left meanwhile (with their channel:leave).
+ * channels() counts may include the members of a dead edge until the sweep.
+ */
+export class RedisPresence implements PresenceDirectory {
+  /** What this edge holds: channel -> member id -> the stored value. */
+  private readonly held = new Map<string, Map<string, Buffer>>();
+  private readonly scripts: Scripts;
+  private readonly tag: string;
+  private readonly hashPrefix: string;
+  private readonly edgeKeyPrefix: string;
+  private readonly keys: { channels: string; edges: string; lock: string };
+  private readonly intervalMs: number;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** When the command connection became ready; sweeping waits a TTL after it. */
+  private readySince: number | undefined;
+  private needsSync = true;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
+  private closed = false;
+  private readonly onReady = () => {
+    this.readySince = Date.now();
+    if (this.options.edgeId !== undefined) this.requestSync();
+  };
+  private readonly onClose = () => {
+    this.readySince = undefined;
+  };
+
+  constructor(private readonly options: RedisPresenceOptions) {
+    const { prefix, edgeId, command } = options;
+    if (edgeId !== undefined && (edgeId === "" || edgeId.includes(":"))) {
+      throw new Error(`edge id ${JSON.stringify(edgeId)} must be non-empty and have no ":"`);
+    }
+    this.tag = `${edgeId ?? ""}:`;
+    this.hashPrefix = `${prefix}m:`;
+    this.edgeKeyPrefix = `${prefix}edge:`;
+    this.keys = { channels: `${prefix}channels`, edges: `${prefix}edges`, lock: `${prefix}sweep-lock` };
+    this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
+    const define = (name: string, numberOfKeys: number, lua: string) => command.defineCommand(name, { numberOfKeys, lua });
+    define("rtAdd", 3, ADD);
+    define("rtRemove", 3, REMOVE);
+    define("rtMembers", 1, MEMBERS);
+    define("rtChannels", 1, CHANNELS);
+    define("rtHeartbeat", 2, HEARTBEAT);
+    define("rtSync", 5, SYNC);
+    define("rtSweep", 3, SWEEP);
+    define("rtUnregister", 3, UNREGISTER);
+    this.scripts = command as unknown as Scripts;
+  }
+
+  /** Starts heartbeating (an edge) and sweeping (every node). */
+  start(): void {
+    const { command, edgeId } = this.options;
+    command.on("ready", this.onReady);
+    command.on("close", this.onClose);
+    if (command.status === "ready") this.onReady();
+    if (edgeId !== undefined) {
+      this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.intervalMs);
+      this.heartbeatTimer.unref();
+    }
+    // Every node sweeps at its own phase; the lock makes one of them do it per interval.
+    this.sweepTimer = setInterval(() => void this.sweep(), this.intervalMs + Math.floor(Math.random() * 50));
+    this.sweepTimer.unref();
+  }
+
+  /**
+   * Stops the timers. An edge with no members left unregisters; one that
+   * still holds some (Redis failed to hear of their leaving) drops its
+   * liveness, so the next sweep removes them and announces their leaving.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.sweepTimer);
+    const { command, edgeId } = this.options;
+    command.off("ready", this.onReady);
+    command.off("close", this.onClose);
+    await this.syncing;
+    if (edgeId === undefined || command.status !== "ready") return;
+    const edgeKey = this.edgeKeyPrefix + edgeId;
+    try {
+      if (this.held.size === 0) await this.scripts.rtUnregister(this.keys.edges, edgeKey, `${edgeKey}:channels`, edgeId);
+      else await command.del(edgeKey);
+    } catch (err) {
+      this.options.onError?.(err, "unregistering the edge");
+    }
+  }
+
+  async add(channel: string, member: Member): Promise<void> {
+    const edgeId = this.requireEdge();
+    const value = Buffer.concat([Buffer.from(this.tag), toBinary(MemberSchema, member)]);
+    let ids = this.held.get(channel);
+    if (!ids) this.held.set(channel, (ids = new Map()));
+    const previous = ids.get(member.id);
+    ids.set(member.id, value);
+    try {
+      await this.scripts.rtAdd(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, member.id, value, channel);
+    } catch (err) {
+      // A new member failed to join: forget it (the caller rolls the join
+      // back). A changed profile stays: the member is still there.
+      if (previous === undefined && ids.get(member.id) === value) this.forget(channel, member.id);
+      this.needsSync = true;
+      throw redisUnavailable(err, "recording the member");
+    }
+  }
+
+  async remove(channel: string, memberId: string): Promise<void> {
+    const edgeId = this.requireEdge();
+    const last = this.forget(channel, memberId);
+    try {
+      await this.scripts.rtRemove(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, memberId, this.tag, channel, last ? "1" : "0");
+    } catch (err) {
+      // The member is gone here; the next sync removes it from Redis (and
+      // announces it, since the caller's channel:leave will not be sent).
+      this.needsSync = true;
+      throw redisUnavailable(err, "removing the member");
+    }
+  }
+
+  async members(channel: string): Promise<Member[]> {
+    let values: Buffer[];
+    try {
+      values = (await this.scripts.rtMembersBuffer(this.hashPrefix + channel, this.edgeKeyPrefix)) as Buffer[];
+    } catch (err) {
+      throw redisUnavailable(err, "GetMembers");
+    }
+    return values.map((v) => fromBinary(MemberSchema, v));
+  }
+
+  async channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]> {
+    // Lexicographic bounds: from the larger of (after, exclusive) and
+    // (prefix, inclusive); up to prefix followed by a byte above ASCII.
+    const min = after !== "" && after >= prefix ? `(${after}` : prefix === "" ? "-" : `[${prefix}`;
+    const max = prefix === "" ? "+" : `[${prefix}\u00ff`;
+    let flat: (string | number)[];
+    try {
+      flat = (await this.scripts.rtChannels(this.keys.channels, min, max, Math.max(1, limit), this.hashPrefix)) as (string | number)[];
+    } catch (err) {
+      throw redisUnavailable(err, "ListChannels");
+    }
+    const out: ChannelCount[] = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ channel: String(flat[i]), members: Number(flat[i + 1]) });
+    return out;
+  }
+
+  /** Whether the node is connected to Redis now. */
+  get connected(): boolean {
+    return this.options.command.status === "ready";
+  }
+
+  /** Runs one sweep now (tests and operators); resolves with the members removed. */
+  async sweep(): Promise<number> {
+    const { command } = this.options;
+    if (this.closed || command.status !== "ready") return 0;
+    // Right after a reconnect, give the other edges a TTL to re-register:
+    // when Redis (or the network to it) was away longer than the TTL, every
+    // liveness key expired meanwhile, and the edges are not dead.
+    if (this.readySince === undefined || Date.now() - this.readySince < this.options.ttlMs) return 0;
+    let flat: Buffer[];
+    try {
+      flat = (await this.scripts.rtSweepBuffer(
+        this.keys.edges,
+        this.keys.lock,
+        this.keys.channels,
+        this.edgeKeyPrefix,
+        this.hashPrefix,
+        this.intervalMs,
+        REDIS_SWEPT_MEMORY_MS,
+      )) as Buffer[];
+    } catch (err) {
+      this.options.onError?.(err, "sweeping dead edges");
+      return 0;
+    }
+    const departures: Announcement[] = [];
+    for (let i = 0; i < flat.length; i += 2) departures.push({ kind: SystemEvent.Leave, channel: flat[i]!.toString(), member: flat[i + 1]! });
+    await this.announce(departures);
+    return departures.length;
+  }
+
+  private async heartbeat(): Promise<void> {
+    const { command, edgeId } = this.options;
+    if (this.closed || edgeId === undefined || command.status !== "ready") return;
+    if (this.needsSync) return this.requestSync();
+    const edgeKey = this.edgeKeyPrefix + edgeId;
+    try {
+      const alive = Number(await this.scripts.rtHeartbeat(this.keys.edges, edgeKey, edgeId, this.options.ttlMs));
+      if (alive === 0) {
+        this.needsSync = true;
+        this.requestSync();
+      }
+    } catch (err) {
+      this.options.onError?.(err, "heartbeat");
+    }
+  }
+
+  /** Runs a sync now, or once more after the one running. */
+  private requestSync(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = this.runSync().finally(() => (this.syncing = undefined));
+  }
+
+  private async runSync(): Promise<void> {
+    const { command, edgeId } = this.options;
+    if (edgeId === undefined) return;
+    do {
+      this.syncAgain = false;
+      if (this.closed || command.status !== "ready") return;
+      // The arguments are read from `held` in the same tick the script is
+      // sent, so adds and removes sent after it are applied after it.
+      const args: (string | Buffer)[] = [];
+      let n = 0;
+      for (const [channel, ids] of this.held) {
+        for (const [id, value] of ids) {
+          args.push(channel, id, value);
+          n++;
+        }
+      }
+      const edgeKey = this.edgeKeyPrefix + edgeId;
+      this.needsSync = false;
+      let flat: Buffer[];
+      try {
+        flat = (await this.scripts.rtSyncBuffer(
+          this.keys.edges,
+          edgeKey,
+          `${edgeKey}:channels`,
+          `${edgeKey}:swept`,
+          this.keys.channels,
+          edgeId,
+          this.options.ttlMs,
+          this.hashPrefix,
+          n,
+          ...args,
+        )) as Buffer[];
+      } catch (err) {
+        this.needsSync = true;
+        this.options.onError?.(err, "re-registering presence");
+        return;
+      }
+      const events: Announcement[] = [];
+      for (let i = 0; i < flat.length; i += 3) {
+        events.push({ kind: flat[i]!.toString() === "join" ? SystemEvent.Join : SystemEvent.Leave, channel: flat[i + 1]!.toString(), member: flat[i + 2]! });
+      }
+      await this.announce(events);
+    } while (this.syncAgain);
+  }
+
+  /** Publishes the system events this node owes to the channels. */
+  private async announce(events: Announcement[]): Promise<void> {
+    for (const { kind, channel, member: bytes } of events) {
+      try {
+        const member = fromBinary(MemberSchema, bytes);
+        const pub = createPublication(systemEvent(this.options.eventIds.next(), channel, kind, member), Infinity, member.id, true);
+        await this.options.broker.publish(pub);
+      } catch (err) {
+        this.options.onError?.(err, `publishing ${kind}`);
+      }
+    }
+  }
+
+  /** Forgets a held member; returns true when the edge holds no one else in the channel. */
+  private forget(channel: string, memberId: string): boolean {
+    const ids = this.held.get(channel);
+    if (!ids) return true;
+    ids.delete(memberId);
+    if (ids.size > 0) return false;
+    this.held.delete(channel);
+    return true;
+  }
+
+  private requireEdge(): string {
+    if (this.options.edgeId === undefined) throw new Error("only an edge records members: this RedisPresence has no edgeId");
+    return this.options.edgeId;
+  }
+}
+
+interface Announcement {
+  kind: (typeof SystemEvent)[keyof typeof SystemEvent];
+  channel: string;
+  member: Buffer;
+}

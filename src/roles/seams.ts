@@ -1,0 +1,250 @@
+/**
+ * Picks the implementations of the core's seams (Broker, Presence) for a
+ * process: the embedded mode's hub and link (the default), or Redis when
+ * REALTIME_REDIS_URL is set. The roles (api.ts, edge.ts) build everything
+ * else the same way in both modes.
+ */
+import type { WatchSource } from "../api/watch.js";
+import { splitHostPort, type Config } from "../config.js";
+import type { Broker, PublicationHandler } from "../core/broker.js";
+import { MemoryBroker } from "../core/broker-memory.js";
+import type { Observer } from "../core/observer.js";
+import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
+import { MemoryPresence } from "../core/presence-memory.js";
+import type { IdGenerator } from "../core/publication.js";
+import { LinkBroker } from "../link/broker-link.js";
+import { LinkServer } from "../link/link-server.js";
+import type { Logger } from "../log.js";
+import { RedisBroker } from "../redis/broker-redis.js";
+import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
+import { REDIS_START_WAIT_MS } from "../redis/limits.js";
+import { RedisPresence } from "../redis/presence-redis.js";
+
+/** What an API process publishes through and reads presence from. */
+export interface ApiSeams {
+  broker: Broker;
+  presence: PresenceDirectory;
+  /** Where WatchChannel attaches its receivers. */
+  watchers: WatchSource;
+  /** The link's address (host:port) that edges connect to; embedded mode only. */
+  link?: string;
+  /** What the API depends on, for readiness and metrics. */
+  backend: "link" | "redis";
+  /** The hub's levels (edges linked, channels routed); embedded mode only. */
+  levels?: () => { edges: number; channels: number };
+  close(): Promise<void>;
+}
+
+/** The API's seams: the hub and its link, or Redis. */
+export async function startApiSeams(config: Config, log: Logger, eventIds: IdGenerator, observer?: Observer): Promise<ApiSeams> {
+  if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds);
+  const broker = new MemoryBroker(observer);
+  const presence = new MemoryPresence();
+  const link = new LinkServer({
+    broker,
+    presence,
+    graceMs: config.edgeGraceMs,
+    eventIds,
+    onError: (err, context) => {
+      if (context === "link backpressure") observer?.dropped("edge_backpressure", 1);
+      log.warn({ err, context }, "link error");
+    },
+    onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
+  });
+  const address = await link.listen(config.linkPort, config.linkHost);
+  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
+  const node = broker.attach(() => {}, false);
+  return {
+    broker: node,
+    presence: presence.view("api"),
+    watchers: (handler) => broker.attach(handler, false),
+    link: `${bracket(address.address)}:${address.port}`,
+    backend: "link",
+    levels: () => ({ edges: link.edges, channels: broker.channelCount }),
+    async close() {
+      node.close();
+      await link.close();
+    },
+  };
+}
+
+async function startRedisApiSeams(config: Config, log: Logger, eventIds: IdGenerator): Promise<ApiSeams> {
+  const { command, subscriber, close } = await openPair(config, log, "api");
+  const broker = new RedisBroker({
+    command,
+    subscriber,
+    prefix: config.redisPrefix,
+    edge: false,
+    onError: (err, context) => log.warn({ err, context }, "redis broker error"),
+  });
+  const presence = new RedisPresence({
+    command,
+    prefix: config.redisPrefix,
+    ttlMs: config.redisEdgeTtlMs,
+    broker,
+    eventIds,
+    onError: (err, context) => log.warn({ err, context }, "redis presence error"),
+  });
+  await startRedisParts(broker, presence, log);
+  return {
+    broker,
+    presence,
+    watchers: (handler: PublicationHandler) => broker.attach(handler),
+    backend: "redis",
+    async close() {
+      await presence.close();
+      broker.close();
+      await close();
+    },
+  };
+}
+
+/** What an edge needs from its seams, besides the Edge itself. */
+export interface EdgeSeamHooks {
+  /** Delivers a publication to the edge's connections. */
+  deliver: PublicationHandler;
+  /** What the edge holds, re-sent by the link after it reconnects. */
+  snapshot: () => { channels: string[]; members: { channel: string; member: Member }[] };
+  /** The backend (link or Redis) went up or down. */
+  onStateChange: (up: boolean) => void;
+}
+
+/** An edge's seams: the link to the API, or Redis. */
+export interface EdgeSeams {
+  broker: Broker;
+  presence: Presence;
+  backend: "link" | "redis";
+  /** Where the edge connects to, for logs (no password). */
+  target: string;
+  /** Starts connecting; resolves once connected the first time (it keeps trying meanwhile). */
+  start(): Promise<void>;
+  connected(): boolean;
+  close(): Promise<void>;
+}
+
+export function createEdgeSeams(config: Config, log: Logger, edgeId: string, eventIds: IdGenerator, hooks: EdgeSeamHooks): EdgeSeams {
+  if (config.redisUrl !== "") return createRedisEdgeSeams(config, log, edgeId, eventIds, hooks);
+  const link = new LinkBroker({
+    ...splitHostPort(config.linkUrl),
+    edgeId,
+    onPublication: hooks.deliver,
+    snapshot: hooks.snapshot,
+    onStateChange: hooks.onStateChange,
+    onError: (err, context) => log.warn({ err, context }, "link error"),
+  });
+  return {
+    broker: link,
+    presence: link,
+    backend: "link",
+    target: config.linkUrl,
+    start: () => link.start(),
+    connected: () => link.isConnected,
+    close: () => link.close(),
+  };
+}
+
+function createRedisEdgeSeams(config: Config, log: Logger, edgeId: string, eventIds: IdGenerator, hooks: EdgeSeamHooks): EdgeSeams {
+  const command = openRedis(config.redisUrl, `switchboard:edge:${edgeId}`);
+  const subscriber = openRedis(config.redisUrl, `switchboard:edge:${edgeId}:sub`);
+  watchState(command, subscriber, hooks.onStateChange);
+  const broker = new RedisBroker({
+    command,
+    subscriber,
+    prefix: config.redisPrefix,
+    edge: true,
+    onPublication: hooks.deliver,
+    onError: (err, context) => log.warn({ err, context }, "redis broker error"),
+  });
+  const presence = new RedisPresence({
+    command,
+    prefix: config.redisPrefix,
+    edgeId,
+    ttlMs: config.redisEdgeTtlMs,
+    broker,
+    eventIds,
+    onError: (err, context) => log.warn({ err, context }, "redis presence error"),
+  });
+  let started: Promise<void> | undefined;
+  return {
+    broker,
+    presence,
+    backend: "redis",
+    target: redactUrl(config.redisUrl),
+    start() {
+      started ??= (async () => {
+        const subscribed = connectRedis(subscriber, 2 ** 31 - 1);
+        command.connect().catch(() => {});
+        presence.start();
+        await broker.start();
+        await subscribed;
+      })();
+      return started;
+    },
+    connected: () => command.status === "ready" && subscriber.status === "ready",
+    async close() {
+      await presence.close();
+      broker.close();
+      await Promise.all([closeRedis(command), closeRedis(subscriber)]);
+    },
+  };
+}
+
+/** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */
+async function openPair(config: Config, log: Logger, role: string) {
+  const command = openRedis(config.redisUrl, `switchboard:${role}`);
+  const subscriber = openRedis(config.redisUrl, `switchboard:${role}:sub`);
+  watchState(command, subscriber, (up) =>
+    up ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up") : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting"),
+  );
+  const [ok] = await Promise.all([connectRedis(command, REDIS_START_WAIT_MS), connectRedis(subscriber, REDIS_START_WAIT_MS)]);
+  if (!ok) log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable yet; calls get UNAVAILABLE until it is");
+  return { command, subscriber, close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}) };
+}
+
+/** Starts the broker (waiting for Redis at most REDIS_START_WAIT_MS) and the presence. */
+async function startRedisParts(broker: RedisBroker, presence: RedisPresence, log: Logger): Promise<void> {
+  presence.start();
+  let timer: NodeJS.Timeout | undefined;
+  const started = await Promise.race([
+    broker.start().then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), REDIS_START_WAIT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (!started) log.warn("the Redis broker starts once Redis is reachable");
+}
+
+/** Reports up when both connections are ready, down when either drops. */
+function watchState(command: ReturnType<typeof openRedis>, subscriber: ReturnType<typeof openRedis>, onStateChange: (up: boolean) => void): void {
+  let up = false;
+  const check = () => {
+    const now = command.status === "ready" && subscriber.status === "ready";
+    if (now !== up) {
+      up = now;
+      onStateChange(up);
+    }
+  };
+  for (const conn of [command, subscriber]) {
+    conn.on("ready", check);
+    conn.on("close", check);
+  }
+}
+
+/** The URL without its password, for logs. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "redis";
+  }
+}
+
+function bracket(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** What a process of this configuration depends on: the API's link, or Redis. */
+export function backendOf(config: Config): "link" | "redis" {
+  return config.redisUrl !== "" ? "redis" : "link";
+}
