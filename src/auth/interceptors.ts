@@ -16,7 +16,7 @@
  * Apply them to realtime.v1.Realtime only: grpc.health.v1.Health stays open
  * to load balancers.
  */
-import type { HandlerContext, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { ApiKeyring } from "./api-keys.js";
 
 /** The shape of src/api/grpc/adapter.ts HandlerInterceptor (kept structural so auth does not import an adapter). */
@@ -30,18 +30,66 @@ export function apiKeyHandlerInterceptor(keyring: ApiKeyring): CallInterceptor {
   };
 }
 
-/** The same check as a connect-es server-side Interceptor. */
-export function apiKeyConnectInterceptor(keyring: ApiKeyring): Interceptor {
+/**
+ * The same check as a connect-es server-side Interceptor. A Connect server
+ * serves several services through one interceptor list: only the services
+ * named in `services` (type names) are checked, realtime.v1.Realtime by
+ * default, so that health checks need no key.
+ */
+export function apiKeyConnectInterceptor(keyring: ApiKeyring, services: readonly string[] = [REALTIME_SERVICE]): Interceptor {
   return (next) => async (req) => {
-    keyring.authorize(req.header.get("authorization"), req.method.name);
+    if (services.includes(req.service.typeName)) keyring.authorize(req.header.get("authorization"), req.method.name);
     return next(req);
   };
 }
 
-/** Runs interceptors outermost first: chain(a, b)(ctx, next) = a(ctx, () => b(ctx, next)). */
-export function chainInterceptors(...interceptors: CallInterceptor[]): CallInterceptor {
-  return (ctx, next) => {
-    const run = (i: number): Promise<void> => (i === interceptors.length ? next() : interceptors[i]!(ctx, () => run(i + 1)));
-    return run(0);
+/** The type name of the service API keys guard. */
+export const REALTIME_SERVICE = "realtime.v1.Realtime";
+
+/**
+ * The gate of a draining API: once close() is called, new calls of the
+ * guarded services fail with UNAVAILABLE ("retry elsewhere") before their
+ * handler runs, while calls already running finish. Health is not guarded,
+ * so it keeps answering NOT_SERVING.
+ */
+export interface DrainGate {
+  readonly handler: CallInterceptor;
+  connect(services?: readonly string[]): Interceptor;
+  /** From now on, new calls are refused. */
+  close(): void;
+  /** Calls of guarded services running now. */
+  readonly inFlight: number;
+}
+
+export function createDrainGate(): DrainGate {
+  let closed = false;
+  let inFlight = 0;
+  const refuse = () => new ConnectError("the server is shutting down: retry (on another instance)", Code.Unavailable);
+  return {
+    handler: async (_ctx, next) => {
+      if (closed) throw refuse();
+      inFlight++;
+      try {
+        await next();
+      } finally {
+        inFlight--;
+      }
+    },
+    connect: (services = [REALTIME_SERVICE]) => (next) => async (req) => {
+      if (!services.includes(req.service.typeName)) return next(req);
+      if (closed) throw refuse();
+      inFlight++;
+      try {
+        return await next(req);
+      } finally {
+        inFlight--;
+      }
+    },
+    close: () => {
+      closed = true;
+    },
+    get inFlight() {
+      return inFlight;
+    },
   };
 }

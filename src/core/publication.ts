@@ -55,6 +55,6 @@ export function systemEvent(id: string, channel: string, name: string, member: M
     id,
     channel,
     event: name,
-    payload: { case: "member", value: create(MemberSchema, { id: member.id, data: member.data }) },
+    payload: { case: "member", value: create(MemberSchema, { id: member.id, data: member.data, userId: member.userId }) },
   });
 }

@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
+import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
+import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
 import type { Edge } from "../core/edge.js";
 import { disconnectReason } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
@@ -17,6 +19,26 @@ export interface WsEdgeServerOptions {
    * from src/metrics); returns true when it answered. Others get 426.
    */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * Authenticates an upgrade request before the handshake completes; a
+   * rejection with an error that has a numeric `status` (AuthRefusal) is
+   * answered with that HTTP status and the error's message, and no
+   * connection. Default: every connection is anonymous.
+   */
+  authenticate?: (req: IncomingMessage) => Promise<Identity>;
+  /** Most connections, handshakes in progress included; more get HTTP 503 before the upgrade. Default: unlimited. */
+  maxConnections?: number;
+  /**
+   * Bytes that may wait to be written to one client (ws buffer + socket
+   * buffer); a frame that would go past it closes the client with 4001
+   * instead of being queued. Default: unlimited.
+   */
+  maxOutboundBytes?: number;
+  /**
+   * Pings every client every intervalMs; one that has not answered a ping
+   * within timeoutMs is terminated (it leaves its channels). Default: none.
+   */
+  heartbeat?: { intervalMs: number; timeoutMs: number };
 }
 
 /** The subprotocols this edge speaks, preferred first. */
@@ -38,6 +60,12 @@ export class WsEdgeServer {
   private readonly leaving = new Set<Promise<void>>();
   /** Set once close() starts: every later disconnect is the edge's shutdown. */
   private closing = false;
+  /** Upgrades being authenticated: they count towards maxConnections. */
+  private handshaking = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Heartbeat state per connection: the last ping round sent and the last one answered. */
+  private readonly beats = new WeakMap<WebSocket, { pinged: number; ponged: number; transport: WsTransport }>();
+  private round = 0;
 
   constructor(private readonly options: WsEdgeServerOptions) {
     this.http = createServer((req, res) => {
@@ -54,6 +82,28 @@ export class WsEdgeServer {
     });
     this.http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
     this.wss.on("error", (err) => options.onError?.(err, "websocket server"));
+    if (options.heartbeat) {
+      const { intervalMs, timeoutMs } = options.heartbeat;
+      this.heartbeatTimer = setInterval(() => this.ping(timeoutMs), intervalMs);
+      this.heartbeatTimer.unref();
+    }
+  }
+
+  /** One heartbeat round: ping everyone; terminate, timeoutMs later, whoever has not answered it. */
+  private ping(timeoutMs: number): void {
+    const round = ++this.round;
+    for (const ws of this.wss.clients) {
+      const beat = this.beats.get(ws);
+      if (!beat || ws.readyState !== WebSocket.OPEN) continue;
+      beat.pinged = round;
+      ws.ping();
+    }
+    setTimeout(() => {
+      for (const ws of this.wss.clients) {
+        const beat = this.beats.get(ws);
+        if (beat && beat.pinged >= round && beat.ponged < round) beat.transport.terminate(CloseCode.HeartbeatTimeout);
+      }
+    }, timeoutMs).unref();
   }
 
   async listen(port: number, host: string): Promise<AddressInfo> {
@@ -76,24 +126,48 @@ export class WsEdgeServer {
    * Stops accepting, closes every client with code (GoingAway by default)
    * and waits until their sessions have left their channels.
    */
-  async close(code: number = CloseCode.GoingAway, reason = "edge shutting down"): Promise<void> {
+  async close(code: number = CloseCode.GoingAway, reason = "edge shutting down", spreadMs = 0): Promise<void> {
     this.closing = true;
-    const closing: Promise<void>[] = [];
-    for (const ws of this.wss.clients) {
-      closing.push(new Promise((resolve) => ws.once("close", () => resolve())));
-      ws.close(code, reason);
-      setTimeout(() => ws.terminate(), 2_000).unref();
-    }
+    clearInterval(this.heartbeatTimer);
+    // Stop listening first: no new connection while the old ones close.
+    const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const clients = [...this.wss.clients];
+    const closing = clients.map(
+      (ws, i) =>
+        new Promise<void>((resolve) => {
+          if (ws.readyState === WebSocket.CLOSED) return resolve();
+          ws.once("close", () => resolve());
+          // Spread evenly over spreadMs, with jitter inside each slot, so
+          // that clients do not all reconnect at the same moment.
+          const delay = clients.length > 1 ? ((i + Math.random()) * spreadMs) / clients.length : 0;
+          setTimeout(() => {
+            ws.close(code, reason);
+            setTimeout(() => ws.terminate(), 2_000).unref();
+          }, delay).unref();
+        }),
+    );
     await Promise.all(closing);
     await Promise.all(this.leaving);
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    await new Promise<void>((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    this.http.closeAllConnections();
+    await httpClosed;
+  }
+
+  /** Destroys every client socket at once (the shutdown deadline passed). */
+  terminateAll(): void {
+    for (const ws of this.wss.clients) ws.terminate();
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closing) {
+      refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+      return;
+    }
+    const max = this.options.maxConnections;
+    if (max !== undefined && this.wss.clients.size + this.handshaking >= max) {
+      refuse(socket, 503, `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`);
+      return;
+    }
     const offered = (req.headers["sec-websocket-protocol"] ?? "")
       .split(",")
       .map((p) => p.trim())
@@ -108,13 +182,49 @@ export class WsEdgeServer {
       refuse(socket, 400, `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false"));
+    const authenticate = this.options.authenticate;
+    if (!authenticate) {
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", ANONYMOUS));
+      return;
+    }
+    // The token is verified before the handshake completes: a refused
+    // client gets an HTTP status, never a WebSocket.
+    this.handshaking++;
+    const onError = () => socket.destroy();
+    socket.on("error", onError);
+    let identity: Identity;
+    authenticate(req)
+      .then(
+        (id) => {
+          identity = id;
+        },
+        (err: unknown) => {
+          const status = typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
+          refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
+        },
+      )
+      .finally(() => {
+        this.handshaking--;
+        socket.off("error", onError);
+        if (!identity || socket.destroyed || !socket.writable) return;
+        if (this.closing) return refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));
+      })
+      .catch((err: unknown) => {
+        this.options.onError?.(err, "websocket upgrade");
+        socket.destroy();
+      });
   }
 
-  private accept(ws: WebSocket, echo: boolean): void {
+  private accept(ws: WebSocket, echo: boolean, identity: Identity): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const transport = new WsTransport(ws);
-    const session = this.options.edge.connect(transport, encoding, echo);
+    const transport = new WsTransport(ws, this.options.maxOutboundBytes);
+    const session = this.options.edge.connect(transport, encoding, echo, identity);
+    if (this.options.heartbeat) {
+      const beat = { pinged: 0, ponged: 0, transport };
+      this.beats.set(ws, beat);
+      ws.on("pong", () => (beat.ponged = beat.pinged));
+    }
     ws.on("message", (data, isBinary) => {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
       this.options.edge.receive(session, bytes, isBinary);
@@ -136,22 +246,50 @@ class WsTransport implements Transport {
   /** The close code the edge chose, if it closed the connection. */
   closedWith: number | undefined;
 
-  constructor(private readonly ws: WebSocket) {}
+  constructor(
+    private readonly ws: WebSocket,
+    /** See WsEdgeServerOptions.maxOutboundBytes; undefined = unlimited. */
+    private readonly maxOutboundBytes?: number,
+  ) {}
 
+  /**
+   * Queues the frame, unless the client's queue (bytes not yet written to
+   * the network) would go past maxOutboundBytes: then the client is closed
+   * with 4001 and this frame and every later one are dropped, so a client
+   * that stops reading costs at most maxOutboundBytes (+ one frame).
+   */
   send(data: Uint8Array, text: boolean): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data, { binary: !text });
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.maxOutboundBytes !== undefined && this.ws.bufferedAmount + data.length > this.maxOutboundBytes) {
+      this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
+      // The close frame waits behind the unread bytes: give the client a
+      // moment to read it, then free the memory.
+      setTimeout(() => this.ws.terminate(), SLOW_CONSUMER_TERMINATE_MS).unref();
+      return;
+    }
+    this.ws.send(data, { binary: !text });
   }
 
   close(code: number, reason: string): void {
     this.closedWith ??= code;
     this.ws.close(code, reason);
   }
+
+  /** Destroys the socket without a closing handshake (a dead peer would not answer it). */
+  terminate(code: number): void {
+    this.closedWith ??= code;
+    this.ws.terminate();
+  }
 }
+
+/** Reason phrases of the statuses an upgrade may be refused with. */
+const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable" };
 
 function refuse(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`;
+  const extra = status === 401 ? 'www-authenticate: Bearer realm="switchboard"\r\n' : status === 503 ? "retry-after: 1\r\n" : "";
   socket.end(
-    `HTTP/1.1 ${status} ${status === 400 ? "Bad Request" : "Error"}\r\n` +
-      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n` +
+      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`,
   );
 }

@@ -2,7 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
-import { REQUEST_OVERHEAD_BYTES, type Limits } from "../core/limits.js";
+import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, REQUEST_OVERHEAD_BYTES, type Limits } from "../core/limits.js";
+import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
+import { checkExposure } from "../auth/exposure.js";
+import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
 import { createHealth, ServingStatus } from "../api/grpc/health.js";
@@ -33,6 +36,14 @@ export const API_SHUTDOWN_GRACE_MS = 5_000;
  * the link that edges connect to) and the gRPC server of realtime.v1.Realtime.
  */
 export async function startApi(config: Config, log: Logger): Promise<ApiHandle> {
+  // API keys: refuse to start exposed without them (auth/exposure.ts).
+  const keyring = new ApiKeyring(parseApiKeys(config.apiKeys));
+  const exposure = checkExposure([config.grpcHost, config.httpHost], keyring.enabled, config.insecure, "set REALTIME_API_KEYS (comma-separated keys backends send as authorization: Bearer <key>)");
+  if (!exposure.ok) throw new Error(exposure.message);
+  if (exposure.mode === "loopback") log.warn({ grpc: config.grpcHost, http: config.httpHost }, "no API keys configured (REALTIME_API_KEYS): every call is allowed; listening on loopback only");
+  if (exposure.mode === "insecure") log.error({ grpc: config.grpcHost, http: config.httpHost }, "REALTIME_INSECURE=true: serving the API to the network WITHOUT API keys; anyone who reaches it can publish; never do this in production");
+  if (keyring.enabled) log.info({ keys: keyring.keys.map((k) => k.fingerprint) }, "API keys required");
+  const drain = createDrainGate();
   const limits: Limits = {
     maxPayloadBytes: config.maxPayloadBytes,
     maxProfileBytes: config.maxProfileBytes,
@@ -56,6 +67,11 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
+    "grpc.keepalive_time_ms": config.grpcKeepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": config.grpcKeepaliveTimeoutMs,
+    ...(config.grpcMaxConnectionAgeMs > 0
+      ? { "grpc.max_connection_age_ms": config.grpcMaxConnectionAgeMs, "grpc.max_connection_age_grace_ms": GRPC_MAX_CONNECTION_AGE_GRACE_MS }
+      : {}),
   });
   const shutdown = new AbortController();
   const health = createHealth();
@@ -74,7 +90,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
         log.debug({ method: ctx.method.name, err }, "call failed");
         throw err;
       }
-    }),
+    }, apiKeyHandlerInterceptor(keyring), drain.handler),
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
@@ -92,7 +108,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     readMaxBytes: readMaxBytesFor(config.maxPayloadBytes, REQUEST_OVERHEAD_BYTES),
     corsOrigins: config.corsOrigins,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
-    interceptors: [rpcMetricsConnectInterceptor(metrics)],
+    interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],
     onError: (err, method) => log.debug({ method, err }, "call failed"),
   });
   readiness.serving();
@@ -103,13 +119,20 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       readiness.draining();
       health.set("", ServingStatus.NOT_SERVING);
       health.set(Realtime.typeName, ServingStatus.NOT_SERVING);
+      // New calls get UNAVAILABLE from now on; calls in flight finish. The
+      // drain period lets load balancers see NOT_SERVING before we go.
+      drain.close();
+      if (config.shutdownDrainMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
       const httpStopped = http.stop();
+      // Streams (WatchChannel, health Watch) never finish on their own: end
+      // them (UNAVAILABLE) so that only unary calls in flight are waited for.
+      shutdown.abort();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           shutdown.abort();
           server.forceShutdown();
           resolve();
-        }, API_SHUTDOWN_GRACE_MS);
+        }, Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)));
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();

@@ -1,7 +1,11 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
+import { createClientAuthenticator } from "../auth/client-auth.js";
+import { checkExposure } from "../auth/exposure.js";
+import { loadTokenVerifier } from "../auth/tokens.js";
+import { CloseCode } from "../core/close-codes.js";
 import { Edge } from "../core/edge.js";
-import { maxFrameBytes, type Limits } from "../core/limits.js";
+import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
@@ -25,6 +29,13 @@ export interface EdgeHandle {
 /** Starts an edge: a WebSocket server whose connections reach the API over the link. */
 export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle> {
   const edgeId = randomBytes(6).toString("base64url");
+  // Client tokens: refuse to start exposed without them (auth/exposure.ts).
+  const verifier = loadTokenVerifier(config);
+  const exposure = checkExposure([config.wsHost], verifier !== undefined, config.insecure, "set REALTIME_JWT_SECRET, REALTIME_JWT_PUBLIC_KEY_FILE or REALTIME_JWT_JWKS_FILE so that clients must present tokens");
+  if (!exposure.ok) throw new Error(exposure.message);
+  if (exposure.mode === "loopback") log.warn({ host: config.wsHost }, "no token key configured: every client connection is anonymous; listening on loopback only");
+  if (exposure.mode === "insecure") log.error({ host: config.wsHost }, "REALTIME_INSECURE=true: accepting anonymous clients from the network without tokens; never do this in production");
+  if (verifier) log.info({ algorithms: verifier.algorithms, anonymous: config.allowAnonymous }, "client tokens required");
   const limits: Limits = {
     maxPayloadBytes: config.maxPayloadBytes,
     maxProfileBytes: config.maxProfileBytes,
@@ -53,6 +64,15 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     connectionIds: new IdGenerator(edgeId),
     eventIds,
     allowClientBroadcast: config.allowClientBroadcast,
+    allowClientSend: config.allowClientSend,
+    privateChannelPrefix: config.privateChannelPrefix,
+    verifyToken: verifier && ((token) => verifier.verify(token)),
+    rateLimit: {
+      perSecond: config.rateLimitPerSecond,
+      burst: config.rateLimitBurst,
+      errorBudget: config.errorBudget,
+      errorRefillPerSecond: ERROR_BUDGET_REFILL_PER_SECOND,
+    },
     onError: (err) => log.warn({ err }, "edge error"),
     observer: metrics.observer,
   });
@@ -60,6 +80,10 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   const ws = new WsEdgeServer({
     edge,
     maxFrameBytes: maxFrameBytes(limits),
+    authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
+    maxConnections: config.maxConnections,
+    maxOutboundBytes: config.maxOutboundBytes,
+    heartbeat: { intervalMs: config.heartbeatIntervalMs, timeoutMs: config.heartbeatTimeoutMs },
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
   });
@@ -80,7 +104,19 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     readiness,
     async stop() {
       readiness.draining();
-      await ws.close();
+      // Clients are closed with 4000 (reconnect after a jittered delay),
+      // spread over shutdownSpreadMs; whatever is left at the deadline is cut.
+      let deadline: NodeJS.Timeout | undefined;
+      const closed = ws.close(CloseCode.Shutdown, "edge shutting down: reconnect", config.shutdownSpreadMs);
+      const timedOut = await Promise.race([
+        closed.then(() => false),
+        new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), Math.max(0, config.shutdownTimeoutMs - 1_000)))),
+      ]);
+      clearTimeout(deadline);
+      if (timedOut) {
+        log.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown deadline: cutting the remaining clients");
+        ws.terminateAll();
+      }
       await link.close();
     },
   };
