@@ -2,12 +2,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { ConfigError, loadConfig, SETTINGS } from "./config.js";
+import { ConfigError, SETTINGS, type Config } from "./config.js";
+import { describeSettings, flagsToEnv, loadConfigWithFlags, parseArgs, type ParsedArgs } from "./config-args.js";
 import { createLogger } from "./log.js";
+import { VERSION } from "./metrics/version.js";
 import { startApi } from "./roles/api.js";
 import { startEdge } from "./roles/edge.js";
 
-const USAGE = `Usage: switchboard <command>
+const USAGE = `Usage: switchboard <command> [flags]
 
 Commands:
   api    the API process: gRPC realtime.v1.Realtime, and the link edges connect to
@@ -17,17 +19,25 @@ Commands:
 Each process prints one JSON line on stdout when it is ready, for example
   {"ready":"api","grpc":"127.0.0.1:50051","link":"127.0.0.1:50052"}
   {"ready":"edge","ws":"ws://127.0.0.1:8090"}
-Logs are JSON lines on stderr.
+Logs are JSON lines on stderr. Every process serves GET /metrics (Prometheus),
+/healthz and /readyz: the API on its HTTP port, an edge on its WebSocket port.
 
-Configuration (environment variables):
-${Object.values(SETTINGS)
-  .map((s) => `  ${s.env.padEnd(38)} ${s.doc} Default: ${String(s.default)}.`)
-  .join("\n")}
+Configuration: each setting is a flag or an environment variable (the flag
+wins; booleans also take --no-<flag>). A bad value stops the process, exit 2.
+${describeSettings()}
 `;
 
 async function main(argv: string[]): Promise<void> {
-  const command = argv[0];
-  if (!command || command === "--help" || command === "-h" || command === "help") {
+  let args: ParsedArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`switchboard: ${err.message}\n`);
+    process.exit(2);
+  }
+  const command = args.positional[0];
+  if (!command || args.help || command === "help") {
     process.stdout.write(USAGE);
     return;
   }
@@ -38,7 +48,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let config;
   try {
-    config = loadConfig();
+    config = loadConfigWithFlags(args.values);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`switchboard: ${err.message}\n`);
@@ -46,27 +56,43 @@ async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
-  if (command === "dev") return dev();
+  if (command === "dev") return dev(flagsToEnv(args.values));
 
-  const log = createLogger(command);
-  const handle = command === "api" ? await startApi(config, log) : await startEdge(config, log);
+  const log = createLogger(command, config.logLevel, VERSION);
+  const started = Date.now();
+  log.info({ node: process.version, settings: startupFields(config, command) }, `${command} starting`);
+  process.on("uncaughtException", (err) => {
+    log.fatal({ err }, `${command} crashed`);
+    process.exit(1);
+  });
+  let handle;
+  try {
+    handle = command === "api" ? await startApi(config, log) : await startEdge(config, log);
+  } catch (err) {
+    log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
+    process.exit(1);
+  }
   process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
-  log.info({ ...handle.addresses }, `${command} ready`);
+  log.info({ ...handle.addresses, durationMs: Date.now() - started }, `${command} ready`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    const stopStarted = Date.now();
     log.info({ signal }, `${command} stopping`);
     await handle.stop();
-    log.info(`${command} stopped`);
+    log.info({ signal, durationMs: Date.now() - stopStarted }, `${command} stopped`);
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-/** Runs one API and one edge as child processes; stops both when either ends. */
-async function dev(): Promise<void> {
+/**
+ * Runs one API and one edge as child processes; stops both when either ends.
+ * flagEnv: the command line's settings, passed on to both.
+ */
+async function dev(flagEnv: Record<string, string>): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const children: ChildProcess[] = [];
   const stopAll = (code: number) => {
@@ -75,7 +101,7 @@ async function dev(): Promise<void> {
   };
   const run = (role: string, env: NodeJS.ProcessEnv) =>
     new Promise<Record<string, string>>((resolve, reject) => {
-      const child = spawn(process.execPath, [...process.execArgv, self, role], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+      const child = spawn(process.execPath, [...process.execArgv, self, role], { env: { ...process.env, ...flagEnv, ...env }, stdio: ["ignore", "pipe", "inherit"] });
       children.push(child);
       child.on("exit", (code, signal) => {
         reject(new Error(`${role} exited (${signal ?? code}) before it was ready`));
@@ -96,18 +122,42 @@ async function dev(): Promise<void> {
   process.on("SIGINT", () => stopAll(0));
   process.on("SIGTERM", () => stopAll(0));
   try {
+    const started = Date.now();
+    const step = (text: string) => process.stderr.write(`switchboard dev: ${text}\n`);
+    step("starting the API process…");
     const api = await run("api", {});
-    const edge = await run("edge", { REALTIME_LINK_URL: api.link });
+    step(`API ready in ${Date.now() - started} ms (gRPC ${api.grpc}, HTTP ${api.http}); starting an edge…`);
+    const edge = await run("edge", api.link ? { REALTIME_LINK_URL: api.link } : {});
+    step(`edge ready in ${Date.now() - started} ms (${edge.ws})`);
+    process.stdout.write(`${JSON.stringify({ ready: "dev", grpc: api.grpc, http: api.http, ws: edge.ws })}\n`);
+    const edgeHttp = edge.ws?.replace(/^ws:/, "http:");
     process.stderr.write(
       `\nSwitchboard is running:\n` +
         `  gRPC API        ${api.grpc}   (realtime.v1.Realtime: Send, Broadcast, GetMembers; reflection on)\n` +
-        `  WebSocket edge  ${edge.ws}\n` +
+        `  HTTP API        http://${api.http}   (Connect, gRPC-Web, dashboard; /metrics /healthz /readyz)\n` +
+        `  WebSocket edge  ${edge.ws}   (${edgeHttp}/metrics /healthz /readyz)\n` +
         `Try: npx buf curl --protocol grpc --http2-prior-knowledge -d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' http://${api.grpc}/realtime.v1.Realtime/Send\n\n`,
     );
   } catch (err) {
     process.stderr.write(`switchboard: ${(err as Error).message}\n`);
     stopAll(1);
   }
+}
+
+/**
+ * The settings worth a glance in the start line: where it listens and which
+ * mode, never a secret (keys, token secrets and Redis URLs with passwords
+ * are left out).
+ */
+function startupFields(config: Config, role: "api" | "edge"): Record<string, unknown> {
+  const safe = new Set(["grpcHost", "grpcPort", "httpHost", "httpPort", "linkHost", "linkPort", "linkUrl", "wsHost", "wsPort", "logLevel", "maxPayloadBytes", "maxChannelsPerConnection", "maxConnections", "insecure"]);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const roles = (SETTINGS as Record<string, { roles: readonly string[] }>)[key]?.roles ?? [];
+    if (safe.has(key) && roles.includes(role)) out[key] = value;
+  }
+  out.mode = (config as { redisUrl?: string }).redisUrl ? "redis" : "embedded";
+  return out;
 }
 
 main(process.argv.slice(2)).catch((err) => {

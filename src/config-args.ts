@@ -1,0 +1,125 @@
+/**
+ * Command-line flags for the settings of the one schema (config.ts): each
+ * setting's flag is derived from its key (grpcPort -> --grpc-port), so a
+ * setting added to SETTINGS has a flag, a line in --help and a row in the
+ * README without further work. A flag wins over its environment variable.
+ *
+ * Forms: `--grpc-port 0`, `--grpc-port=0`; a boolean setting also takes a
+ * bare `--insecure` (true) or `--no-insecure` (false).
+ */
+import { ConfigError, loadConfig, SETTINGS, type Config } from "./config.js";
+
+type Key = keyof typeof SETTINGS;
+
+/** The flag of a setting key: grpcPort -> --grpc-port. */
+export function flagOf(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+const BY_FLAG = new Map<string, Key>((Object.keys(SETTINGS) as Key[]).map((k) => [flagOf(k), k]));
+
+function isBoolean(key: Key): boolean {
+  return typeof SETTINGS[key].default === "boolean";
+}
+
+export interface ParsedArgs {
+  /** Arguments that are not flags, in order (the command). */
+  positional: string[];
+  /** --help or -h was given. */
+  help: boolean;
+  /** The raw value of each setting given as a flag. */
+  values: Map<Key, { raw: string; flag: string }>;
+}
+
+/** Splits argv into the command, --help and setting flags. Throws ConfigError on an unknown flag or a missing value. */
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const out: ParsedArgs = { positional: [], help: false, values: new Map() };
+  const problems: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--help" || arg === "-h") {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith("--")) {
+      out.positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    let flag = eq === -1 ? arg : arg.slice(0, eq);
+    let raw: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    let key = BY_FLAG.get(flag);
+    if (!key && flag.startsWith("--no-") && raw === undefined) {
+      const positive = `--${flag.slice(5)}`;
+      const k = BY_FLAG.get(positive);
+      if (k && isBoolean(k)) {
+        key = k;
+        flag = positive;
+        raw = "false";
+      }
+    }
+    if (!key) {
+      problems.push(`${flag}: unknown flag (switchboard --help lists them)`);
+      continue;
+    }
+    if (raw === undefined) {
+      const next = argv[i + 1];
+      if (isBoolean(key) && (next === undefined || next.startsWith("-") || !/^(true|false|1|0|yes|no|on|off)$/i.test(next))) raw = "true";
+      else if (next === undefined || (next.startsWith("--") && next !== "--")) {
+        problems.push(`${flag}: needs a value (${SETTINGS[key].doc})`);
+        continue;
+      } else raw = argv[++i]!;
+    }
+    out.values.set(key, { raw, flag });
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  return out;
+}
+
+/**
+ * The configuration from environment and flags (flags win). Throws
+ * ConfigError naming every bad flag or variable, the rule it broke and what
+ * the setting is for.
+ */
+export function loadConfigWithFlags(values: ParsedArgs["values"], env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const fromFlags: Record<string, unknown> = {};
+  const rest: NodeJS.ProcessEnv = { ...env };
+  for (const [key, { raw, flag }] of values) {
+    const s = SETTINGS[key];
+    delete rest[s.env];
+    try {
+      fromFlags[key] = (s.parse as (raw: string) => unknown)(raw);
+    } catch (err) {
+      problems.push(`${flag} ${JSON.stringify(raw)}: ${(err as Error).message} (${s.doc})`);
+    }
+  }
+  let config: Config | undefined;
+  try {
+    config = loadConfig(rest, fromFlags as Partial<Config>);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.message.split("\n").slice(1).map((l) => l.trim()));
+  }
+  if (problems.length > 0 || !config) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  return config;
+}
+
+/** The flags as environment variables, for child processes (switchboard dev). */
+export function flagsToEnv(values: ParsedArgs["values"]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, { raw }] of values) env[SETTINGS[key].env] = raw;
+  return env;
+}
+
+/** Every setting for --help: flag, variable, roles, default and doc. */
+export function describeSettings(): string {
+  return (Object.keys(SETTINGS) as Key[])
+    .map((key) => {
+      const s = SETTINGS[key];
+      const value = isBoolean(key) ? "" : typeof s.default === "number" ? " <n>" : " <value>";
+      const def = s.default === "" ? "(empty)" : String(s.default);
+      return `  ${flagOf(key)}${value}\n      env ${s.env}, default ${def}, ${s.roles.join(" and ")}\n      ${s.doc}`;
+    })
+    .join("\n");
+}
