@@ -417,9 +417,15 @@ describe("RealtimeClient reconnects", () => {
     await rt.leave("gone");
     const before = fake.frames.length;
 
+    // A call made while disconnected (from the onDisconnect listener, so
+    // surely before the reconnect) waits for the restore.
+    const queued = new Promise<unknown>((resolve) => {
+      const off = rt.onDisconnect(() => {
+        off();
+        resolve(rt.send("a", "e", "after"));
+      });
+    });
     fake.closeAll(CloseCode.Shutdown, "restart");
-    await waitFor(() => rt.getState() !== "open", "the drop");
-    const queued = rt.send("a", "e", "after");
     await queued;
     expect(connects).toEqual([
       { id: "conn-1", reconnected: false },
@@ -548,9 +554,18 @@ describe("RealtimeClient reconnects", () => {
     await connected(rt);
     const attempts: number[] = [];
     rt.onReconnectAttempt((i) => attempts.push(i.attempt));
+    const dropped = new Promise<void>((resolve) => {
+      const off = rt.onDisconnect((i) => {
+        off();
+        expect(i.willReconnect).toBe(true);
+        expect(rt.getState()).toBe("connecting");
+        rt.close(); // before the attempt's timer fires
+        resolve();
+      });
+    });
     fake.closeAll(CloseCode.Shutdown);
-    await waitFor(() => rt.getState() === "connecting", "the drop");
-    rt.close();
+    await dropped;
+    expect(rt.getState()).toBe("closed");
     await new Promise((r) => setTimeout(r, 300));
     expect(attempts).toEqual([]);
     expect(fake.conns).toHaveLength(1);

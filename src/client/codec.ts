@@ -8,16 +8,19 @@ import { create, fromBinary, fromJson, fromJsonString, toBinary, toJson, toJsonS
 import type { JsonValue, MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/realtime/client/v1/client_pb.js";
-import { Encoding } from "../core/transport.js";
 import { ErrorCode, RealtimeClientError } from "./errors.js";
 
 /** The SDK's names for the two encodings. */
 export type EncodingName = "json" | "proto";
 
-/** The WebSocket subprotocol of each encoding. */
+/**
+ * The WebSocket subprotocol of each encoding; the same strings as the
+ * edge's `Encoding` (src/core/transport.ts), restated so that the SDK
+ * imports nothing of the core but the close codes. A test checks they agree.
+ */
 export const SUBPROTOCOL: Readonly<Record<EncodingName, string>> = {
-  json: Encoding.Json,
-  proto: Encoding.Proto,
+  json: "realtime.v1.json",
+  proto: "realtime.v1.proto",
 };
 
 /** A ClientFrame as `create` accepts it. */

@@ -4,11 +4,20 @@
  * (senders cannot use the "channel:" prefix).
  */
 import type { JsonValue } from "@bufbuild/protobuf";
-import { SystemEvent } from "../core/names.js";
 import type { RealtimeClientError } from "./errors.js";
 
-export { SystemEvent };
 export type { JsonValue };
+
+/**
+ * The system events' names (client.proto, Event). The same table as
+ * src/core/names.ts, restated so that the SDK imports nothing of the core
+ * but the close codes (docs/architecture.md); a test checks they agree.
+ */
+export const SystemEvent = {
+  Join: "channel:join",
+  Leave: "channel:leave",
+  Update: "channel:update",
+} as const;
 
 /** The names of the system events, which carry a {@link MemberEvent}. */
 export type SystemEventName = (typeof SystemEvent)[keyof typeof SystemEvent];

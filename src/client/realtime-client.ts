@@ -31,12 +31,11 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { Event as EventFrame, Reply } from "../../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, shouldReconnect } from "../core/close-codes.js";
-import { SystemEvent } from "../core/names.js";
 import { backoffDelay } from "./backoff.js";
 import { SUBPROTOCOL, decodeServerFrame, encodeClientFrame, fromValue, toPayload, toValue, type ClientFrameInit } from "./codec.js";
 import { Emitter } from "./emitter.js";
 import { ErrorCode, RealtimeClientError, asRealtimeClientError } from "./errors.js";
-import type { ConnectInfo, DisconnectInfo, LifecycleEvents, Member, MemberEvent, Message, MessageEvent, ReconnectAttemptInfo, SystemEventName } from "./events.js";
+import { SystemEvent, type ConnectInfo, type DisconnectInfo, type LifecycleEvents, type Member, type MemberEvent, type Message, type MessageEvent, type ReconnectAttemptInfo, type SystemEventName } from "./events.js";
 import { resolveOptions, type RealtimeClientOptions, type ResolvedOptions, type WebSocketLike } from "./options.js";
 
 /** The close code a browser reports when a connection dropped without a close frame. */
@@ -350,7 +349,9 @@ export class RealtimeClient {
         reject(new RealtimeClientError(ErrorCode.Unavailable, state === "idle" ? "the client is not open: call open() first" : "the client is closed: call open() to reconnect"));
         return;
       }
-      const sendNow = state === "open" || (restore && state === "restoring");
+      // A socket that is closing but whose close event has not come yet
+      // counts as disconnected: the call waits for the next connection.
+      const sendNow = restore ? state === "restoring" : state === "open" && this.#socket?.readyState === OPEN;
       if (!sendNow) {
         if (this.#options.maxQueuedRequests === 0) {
           reject(new RealtimeClientError(ErrorCode.Unavailable, "not connected, and queueing is off (maxQueuedRequests: 0)"));
@@ -477,7 +478,6 @@ export class RealtimeClient {
     socket.binaryType = "arraybuffer";
     // Handlers stay attached for the socket's life (ws throws on an 'error'
     // with no listener); each ignores events of a socket no longer current.
-    socket.onopen = null;
     socket.onerror = () => {
       // A close event follows; it carries what there is to know.
     };
@@ -525,8 +525,9 @@ export class RealtimeClient {
       return;
     }
     this.#state = "connecting";
-    if (announced) this.#lifecycle.emit("disconnect", { code, reason, willReconnect: true });
+    // Scheduled before the listeners run, so that a close() in one of them cancels it.
     this.#scheduleReconnect();
+    if (announced) this.#lifecycle.emit("disconnect", { code, reason, willReconnect: true });
   }
 
   /** Stops for good: rejects what waits, fires the final onDisconnect. */
