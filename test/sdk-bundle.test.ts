@@ -5,8 +5,9 @@
  */
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
+import NodeWebSocket from "ws";
 import { SUBPROTOCOL } from "../src/client/codec.js";
-import { SystemEvent as ClientSystemEvent } from "../src/client/index.js";
+import { SystemEvent as ClientSystemEvent, type WebSocketConstructor } from "../src/client/index.js";
 import { SystemEvent } from "../src/core/names.js";
 import { Encoding } from "../src/core/transport.js";
 
@@ -33,5 +34,12 @@ describe("switchboard/client bundle", () => {
   it("restates the core's subprotocols and system event names exactly", () => {
     expect(SUBPROTOCOL).toEqual({ json: Encoding.Json, proto: Encoding.Proto });
     expect(ClientSystemEvent).toEqual(SystemEvent);
+  });
+
+  it("takes the browser's WebSocket class and ws's as they are (checked by tsc)", () => {
+    const browser: WebSocketConstructor | undefined = (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
+    const node: WebSocketConstructor = NodeWebSocket;
+    expect(typeof node).toBe("function");
+    expect(browser === undefined || typeof browser === "function").toBe(true);
   });
 });
