@@ -104,13 +104,16 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     readiness,
     async stop() {
       readiness.draining();
+      // /readyz answers 503 for the drain period, while the edge still listens,
+      // so that load balancers stop sending new clients before it goes.
+      if (config.shutdownDrainMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
       // Clients are closed with 4000 (reconnect after a jittered delay),
       // spread over shutdownSpreadMs; whatever is left at the deadline is cut.
       let deadline: NodeJS.Timeout | undefined;
       const closed = ws.close(CloseCode.Shutdown, "edge shutting down: reconnect", config.shutdownSpreadMs);
       const timedOut = await Promise.race([
         closed.then(() => false),
-        new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), Math.max(0, config.shutdownTimeoutMs - 1_000)))),
+        new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), Math.max(0, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)))),
       ]);
       clearTimeout(deadline);
       if (timedOut) {
