@@ -7,6 +7,7 @@
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { httpOf, scrape } from "./helpers/prom.js";
@@ -101,6 +102,19 @@ describe("metrics", () => {
       expect(after.get("switchboard_connections")).toBe(9);
       expect(after.get("switchboard_members")).toBe(9);
     });
+  });
+
+  it("count refused upgrades by reason", async () => {
+    const before = await scrape(edgeMetrics);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(cluster.ws[0]!, "chat.v9");
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("open", () => reject(new Error("the upgrade was accepted")));
+      ws.on("error", () => {});
+    });
+    expect(refused).toBe(400);
+    const after = await scrape(edgeMetrics);
+    expect(after.get("switchboard_connections_refused_total", { reason: "protocol" }) - before.get("switchboard_connections_refused_total", { reason: "protocol" })).toBe(1);
   });
 
   it("never label a series with a channel or a connection id", async () => {

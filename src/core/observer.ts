@@ -98,6 +98,17 @@ export type DropReason =
   /** The hub dropped an edge's link because the edge fell too far behind. */
   | "edge_backpressure";
 
+/** Why a WebSocket upgrade was refused before it became a connection; one closed set. */
+export type RefusalReason =
+  /** No valid token (HTTP 401/403). */
+  | "auth"
+  /** The edge holds its most connections (HTTP 503). */
+  | "limit"
+  /** The edge is shutting down (HTTP 503). */
+  | "shutdown"
+  /** A bad request: unknown subprotocol, bad query (HTTP 400). */
+  | "protocol";
+
 /** The kinds of client frames counted; anything else is "invalid" or "other". */
 export type MessageInKind =
   | "join"
@@ -118,6 +129,8 @@ export interface Observer {
   connectionOpened(encoding: string): void;
   /** A client connection ended. */
   connectionClosed(reason: DisconnectReason): void;
+  /** A WebSocket upgrade was refused before the connection opened. */
+  connectionRefused(reason: RefusalReason): void;
   /** A frame arrived from a client. */
   messageIn(kind: MessageInKind): void;
   /** Frames were written to clients: `count` replies, or `count` copies of one event. */
@@ -136,6 +149,7 @@ export interface Observer {
 export const NOOP_OBSERVER: Observer = {
   connectionOpened() {},
   connectionClosed() {},
+  connectionRefused() {},
   messageIn() {},
   messageOut() {},
   publicationReceived() {},

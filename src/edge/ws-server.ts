@@ -6,7 +6,7 @@ import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
 import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
 import type { Edge } from "../core/edge.js";
-import { disconnectReason } from "../core/observer.js";
+import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
 
 export interface WsEdgeServerOptions {
@@ -19,6 +19,8 @@ export interface WsEdgeServerOptions {
    * from src/metrics); returns true when it answered. Others get 426.
    */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Told about refused upgrades and frames dropped by the transport (metrics). Default: none. */
+  observer?: Observer;
   /**
    * Authenticates an upgrade request before the handshake completes; a
    * rejection with an error that has a numeric `status` (AuthRefusal) is
@@ -158,14 +160,21 @@ export class WsEdgeServer {
     for (const ws of this.wss.clients) ws.terminate();
   }
 
+  /** Refuses an upgrade with an HTTP status, and counts why. */
+  private refuse(socket: Duplex, status: number, message: string): void {
+    const observer = this.options.observer ?? NOOP_OBSERVER;
+    observer.connectionRefused(status === 400 ? "protocol" : status === 503 ? (this.closing ? "shutdown" : "limit") : "auth");
+    refuse(socket, status, message);
+  }
+
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.closing) {
-      refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+      this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
       return;
     }
     const max = this.options.maxConnections;
     if (max !== undefined && this.wss.clients.size + this.handshaking >= max) {
-      refuse(socket, 503, `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`);
+      this.refuse(socket, 503, `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`);
       return;
     }
     const offered = (req.headers["sec-websocket-protocol"] ?? "")
@@ -173,13 +182,13 @@ export class WsEdgeServer {
       .map((p) => p.trim())
       .filter(Boolean);
     if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p))) {
-      refuse(socket, 400, `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`);
+      this.refuse(socket, 400, `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`);
       return;
     }
     const url = new URL(req.url ?? "/", "http://edge");
     const echoParam = url.searchParams.get("echo");
     if (echoParam !== null && echoParam !== "true" && echoParam !== "false") {
-      refuse(socket, 400, `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`);
+      this.refuse(socket, 400, `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`);
       return;
     }
     const authenticate = this.options.authenticate;
@@ -200,14 +209,14 @@ export class WsEdgeServer {
         },
         (err: unknown) => {
           const status = typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
-          refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
+          this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
         },
       )
       .finally(() => {
         this.handshaking--;
         socket.off("error", onError);
         if (!identity || socket.destroyed || !socket.writable) return;
-        if (this.closing) return refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+        if (this.closing) return this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
         this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));
       })
       .catch((err: unknown) => {
@@ -218,7 +227,8 @@ export class WsEdgeServer {
 
   private accept(ws: WebSocket, echo: boolean, identity: Identity): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const transport = new WsTransport(ws, this.options.maxOutboundBytes);
+    const observer = this.options.observer;
+    const transport = new WsTransport(ws, this.options.maxOutboundBytes, observer && ((reason) => observer.dropped(reason, 1)));
     const session = this.options.edge.connect(transport, encoding, echo, identity);
     if (this.options.heartbeat) {
       const beat = { pinged: 0, ponged: 0, transport };
@@ -250,6 +260,8 @@ class WsTransport implements Transport {
     private readonly ws: WebSocket,
     /** See WsEdgeServerOptions.maxOutboundBytes; undefined = unlimited. */
     private readonly maxOutboundBytes?: number,
+    /** Told about every frame dropped here. */
+    private readonly onDrop?: (reason: DropReason) => void,
   ) {}
 
   /**
@@ -259,8 +271,12 @@ class WsTransport implements Transport {
    * that stops reading costs at most maxOutboundBytes (+ one frame).
    */
   send(data: Uint8Array, text: boolean): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      this.onDrop?.(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
+      return;
+    }
     if (this.maxOutboundBytes !== undefined && this.ws.bufferedAmount + data.length > this.maxOutboundBytes) {
+      this.onDrop?.("slow_consumer");
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
       // The close frame waits behind the unread bytes: give the client a
       // moment to read it, then free the memory.

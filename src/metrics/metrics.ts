@@ -123,6 +123,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
 
   const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers: on(edge) });
+  const refused = new Counter({
+    name: name("connections_refused_total"),
+    help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol).",
+    labelNames: ["reason"],
+    registers: on(edge),
+  });
   const disconnects = new Counter({
     name: name("disconnects_total"),
     help: "Client connections that ended, by reason (client, abnormal, shutdown, slow_consumer, heartbeat, auth, limit, protocol, unavailable, error).",
@@ -152,6 +158,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     backendUp.set({ backend: "link" }, 0);
     for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
     for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
+    for (const reason of ["auth", "limit", "shutdown", "protocol"]) refused.inc({ reason }, 0);
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
   } else {
@@ -162,6 +169,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const observer: Observer = {
     connectionOpened: (encoding) => opened.inc({ encoding }),
     connectionClosed: (reason) => disconnects.inc({ reason }),
+    connectionRefused: (reason) => refused.inc({ reason }),
     messageIn: (kind) => messagesIn.inc({ kind }),
     messageOut(kind, count) {
       messagesOut.inc({ kind }, count);

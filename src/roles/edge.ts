@@ -86,6 +86,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     heartbeat: { intervalMs: config.heartbeatIntervalMs, timeoutMs: config.heartbeatTimeoutMs },
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
+    observer: metrics.observer,
   });
   const address = await ws.listen(config.wsPort, config.wsHost);
   let timer: NodeJS.Timeout | undefined;
