@@ -45,7 +45,7 @@ afterAll(async () => {
   // Leave nothing behind in the shared Redis.
   const redis = new Redis(SHARED_REDIS_URL);
   const keys = await redis.keys(`${prefix}*`);
-  expect(keys.filter((k) => !k.endsWith("sweep-lock"))).toEqual([]);
+  expect(keys.filter((k) => !/sweep-(lock|clock|grace)$/.test(k))).toEqual([]);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
 });

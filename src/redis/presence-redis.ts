@@ -17,6 +17,8 @@ import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
  *   P edge:<id>:channels  set    the channels where the edge may hold members
  *   P edge:<id>:swept     string the edge was swept (its channel:leave sent); PX REDIS_SWEPT_MEMORY_MS
  *   P sweep-lock          string held by the node that sweeps now (PX the sweep interval)
+ *   P sweep-clock         string Redis time (ms) of the last sweep attempt by any node
+ *   P sweep-grace         string Redis time (ms) until which no edge is swept (after a stall)
  *
  * Every write that must stay consistent with others is one Lua script, so
  * two nodes never both remove (and announce) the same member. The scripts
@@ -47,11 +49,16 @@ if ARGV[4] == '1' then redis.call('SREM', KEYS[3], ARGV[3]) end
 return removed`;
 
 /**
- * The members of a channel whose edge is alive (KEYS: hash; ARGV: edge key
- * prefix). Members of an edge whose liveness expired are left out at once,
- * before the sweep removes them.
+ * The members of a channel whose edge is alive (KEYS: hash, grace; ARGV:
+ * edge key prefix). Members of an edge whose liveness expired are left out
+ * at once, before the sweep removes them; except during the grace after a
+ * stall (see SWEEP), when liveness keys may have expired with no one able
+ * to refresh them.
  */
 const MEMBERS = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local grace = now < tonumber(redis.call('GET', KEYS[2]) or '0')
 local all = redis.call('HGETALL', KEYS[1])
 local alive = {}
 local out = {}
@@ -62,7 +69,7 @@ for i = 1, #all, 2 do
     local owner = string.sub(v, 1, sep - 1)
     local ok = alive[owner]
     if ok == nil then
-      ok = redis.call('EXISTS', ARGV[1] .. owner) == 1
+      ok = grace or redis.call('EXISTS', ARGV[1] .. owner) == 1
       alive[owner] = ok
     end
     if ok then out[#out + 1] = string.sub(v, sep + 1) end
@@ -97,7 +104,8 @@ return 1`;
  * the edge had been swept: the others were told they left).
  * KEYS: edges, edge, edge channels, swept, channels.
  * ARGV: id, ttl, hash prefix, n, then n triples channel, member id, value.
- * Returns a flat list of kind ("join"/"leave"), channel, member bytes.
+ * Returns "1" if the edge had been swept ("0" if not), then a flat list of
+ * kind ("join"/"leave"), channel, member bytes.
  */
 const SYNC = `
 local id = ARGV[1]
@@ -109,7 +117,7 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 local n = tonumber(ARGV[4])
 local held = {}
 for i = 0, n - 1 do held[ARGV[5 + i * 3] .. '\\0' .. ARGV[6 + i * 3]] = true end
-local out = {}
+local out = {swept and '1' or '0'}
 for _, ch in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local hk = ARGV[3] .. ch
   local all = redis.call('HGETALL', hk)
@@ -143,9 +151,28 @@ return out`;
  * returns them (flat: channel, member bytes) for their channel:leave. Only
  * the node that takes the lock sweeps; the removal is atomic, so a member is
  * removed, and announced, once.
- * KEYS: edges, lock, channels. ARGV: edge key prefix, hash prefix, lock ms, swept ms.
+ *
+ * Every node attempts a sweep every interval, so in Redis's own clock the
+ * attempts are about an interval apart. A longer gap means no node could
+ * reach Redis (Redis paused or cut off from everyone): liveness keys
+ * expired while no edge could refresh them, and the edges are not dead. So
+ * after such a gap nothing is swept for one TTL (the grace), which lets
+ * every edge heartbeat again; a sweep sent before the stall and run after
+ * it sees the gap too. No record of an attempt (a fresh Redis, or one that
+ * restarted from disk) counts as a stall as well.
+ * KEYS: edges, lock, channels, clock, grace.
+ * ARGV: edge key prefix, hash prefix, lock ms, swept ms, stall ms, ttl ms.
  */
 const SWEEP = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[6]) * 10)
+if last == 0 or now - last > tonumber(ARGV[5]) then
+  redis.call('SET', KEYS[5], now + tonumber(ARGV[6]), 'PX', tonumber(ARGV[6]) * 2)
+  return {}
+end
+if now < tonumber(redis.call('GET', KEYS[5]) or '0') then return {} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {} end
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -228,26 +255,27 @@ export interface RedisPresenceOptions {
 export class RedisPresence implements PresenceDirectory {
   /** What this edge holds: channel -> member id -> the stored value. */
   private readonly held = new Map<string, Map<string, Buffer>>();
+  /**
+   * Members whose removal failed (channel\0id -> member bytes): the caller
+   * sent no channel:leave for them, and Redis may or may not have applied
+   * the removal (a timed-out command can still run). The next sync
+   * announces each once.
+   */
+  private readonly unannounced = new Map<string, { channel: string; member: Buffer }>();
   private readonly scripts: Scripts;
   private readonly tag: string;
   private readonly hashPrefix: string;
   private readonly edgeKeyPrefix: string;
-  private readonly keys: { channels: string; edges: string; lock: string };
+  private readonly keys: { channels: string; edges: string; lock: string; clock: string; grace: string };
   private readonly intervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** When the command connection became ready; sweeping waits a TTL after it. */
-  private readySince: number | undefined;
   private needsSync = true;
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private closed = false;
   private readonly onReady = () => {
-    this.readySince = Date.now();
     if (this.options.edgeId !== undefined) this.requestSync();
-  };
-  private readonly onClose = () => {
-    this.readySince = undefined;
   };
 
   constructor(private readonly options: RedisPresenceOptions) {
@@ -258,16 +286,22 @@ export class RedisPresence implements PresenceDirectory {
     this.tag = `${edgeId ?? ""}:`;
     this.hashPrefix = `${prefix}m:`;
     this.edgeKeyPrefix = `${prefix}edge:`;
-    this.keys = { channels: `${prefix}channels`, edges: `${prefix}edges`, lock: `${prefix}sweep-lock` };
+    this.keys = {
+      channels: `${prefix}channels`,
+      edges: `${prefix}edges`,
+      lock: `${prefix}sweep-lock`,
+      clock: `${prefix}sweep-clock`,
+      grace: `${prefix}sweep-grace`,
+    };
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
     const define = (name: string, numberOfKeys: number, lua: string) => command.defineCommand(name, { numberOfKeys, lua });
     define("rtAdd", 3, ADD);
     define("rtRemove", 3, REMOVE);
-    define("rtMembers", 1, MEMBERS);
+    define("rtMembers", 2, MEMBERS);
     define("rtChannels", 1, CHANNELS);
     define("rtHeartbeat", 2, HEARTBEAT);
     define("rtSync", 5, SYNC);
-    define("rtSweep", 3, SWEEP);
+    define("rtSweep", 5, SWEEP);
     define("rtUnregister", 3, UNREGISTER);
     this.scripts = command as unknown as Scripts;
   }
@@ -276,7 +310,6 @@ export class RedisPresence implements PresenceDirectory {
   start(): void {
     const { command, edgeId } = this.options;
     command.on("ready", this.onReady);
-    command.on("close", this.onClose);
     if (command.status === "ready") this.onReady();
     if (edgeId !== undefined) {
       this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.intervalMs);
@@ -298,7 +331,6 @@ export class RedisPresence implements PresenceDirectory {
     clearInterval(this.sweepTimer);
     const { command, edgeId } = this.options;
     command.off("ready", this.onReady);
-    command.off("close", this.onClose);
     await this.syncing;
     if (edgeId === undefined || command.status !== "ready") return;
     const edgeKey = this.edgeKeyPrefix + edgeId;
@@ -319,6 +351,8 @@ export class RedisPresence implements PresenceDirectory {
     ids.set(member.id, value);
     try {
       await this.scripts.rtAdd(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, member.id, value, channel);
+      // Back in the channel: its join follows, and a pending leave would be wrong.
+      this.unannounced.delete(`${channel}\0${member.id}`);
     } catch (err) {
       // A new member failed to join: forget it (the caller rolls the join
       // back). A changed profile stays: the member is still there.
@@ -330,12 +364,14 @@ export class RedisPresence implements PresenceDirectory {
 
   async remove(channel: string, memberId: string): Promise<void> {
     const edgeId = this.requireEdge();
+    const value = this.held.get(channel)?.get(memberId);
     const last = this.forget(channel, memberId);
     try {
       await this.scripts.rtRemove(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, memberId, this.tag, channel, last ? "1" : "0");
     } catch (err) {
       // The member is gone here; the next sync removes it from Redis (and
       // announces it, since the caller's channel:leave will not be sent).
+      if (value) this.unannounced.set(`${channel}\0${memberId}`, { channel, member: value.subarray(this.tag.length) });
       this.needsSync = true;
       throw redisUnavailable(err, "removing the member");
     }
@@ -344,7 +380,7 @@ export class RedisPresence implements PresenceDirectory {
   async members(channel: string): Promise<Member[]> {
     let values: Buffer[];
     try {
-      values = (await this.scripts.rtMembersBuffer(this.hashPrefix + channel, this.edgeKeyPrefix)) as Buffer[];
+      values = (await this.scripts.rtMembersBuffer(this.hashPrefix + channel, this.keys.grace, this.edgeKeyPrefix)) as Buffer[];
     } catch (err) {
       throw redisUnavailable(err, "GetMembers");
     }
@@ -376,20 +412,21 @@ export class RedisPresence implements PresenceDirectory {
   async sweep(): Promise<number> {
     const { command } = this.options;
     if (this.closed || command.status !== "ready") return 0;
-    // Right after a reconnect, give the other edges a TTL to re-register:
-    // when Redis (or the network to it) was away longer than the TTL, every
-    // liveness key expired meanwhile, and the edges are not dead.
-    if (this.readySince === undefined || Date.now() - this.readySince < this.options.ttlMs) return 0;
     let flat: Buffer[];
     try {
       flat = (await this.scripts.rtSweepBuffer(
         this.keys.edges,
         this.keys.lock,
         this.keys.channels,
+        this.keys.clock,
+        this.keys.grace,
         this.edgeKeyPrefix,
         this.hashPrefix,
         this.intervalMs,
         REDIS_SWEPT_MEMORY_MS,
+        // Attempts come every interval from each node; allow two missed and a second.
+        2 * this.intervalMs + 1_000,
+        this.options.ttlMs,
       )) as Buffer[];
     } catch (err) {
       this.options.onError?.(err, "sweeping dead edges");
@@ -445,6 +482,7 @@ export class RedisPresence implements PresenceDirectory {
       }
       const edgeKey = this.edgeKeyPrefix + edgeId;
       this.needsSync = false;
+      const owed = [...this.unannounced];
       let flat: Buffer[];
       try {
         flat = (await this.scripts.rtSyncBuffer(
@@ -464,9 +502,21 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "re-registering presence");
         return;
       }
+      const swept = flat[0]?.toString() === "1";
       const events: Announcement[] = [];
-      for (let i = 0; i < flat.length; i += 3) {
-        events.push({ kind: flat[i]!.toString() === "join" ? SystemEvent.Join : SystemEvent.Leave, channel: flat[i + 1]!.toString(), member: flat[i + 2]! });
+      const left = new Set<string>();
+      for (let i = 1; i + 2 < flat.length; i += 3) {
+        const kind = flat[i]!.toString() === "join" ? SystemEvent.Join : SystemEvent.Leave;
+        const channel = flat[i + 1]!.toString();
+        events.push({ kind, channel, member: flat[i + 2]! });
+        if (kind === SystemEvent.Leave) left.add(`${channel}\0${fromBinary(MemberSchema, flat[i + 2]!).id}`);
+      }
+      // Removals that failed: announced here unless the script just did, or
+      // a sweep did (the edge was swept: everyone was told then).
+      for (const [key, owedLeave] of owed) {
+        if (this.unannounced.get(key) !== owedLeave) continue; // re-joined meanwhile, or re-failed
+        this.unannounced.delete(key);
+        if (!swept && !left.has(key)) events.push({ kind: SystemEvent.Leave, ...owedLeave });
       }
       await this.announce(events);
     } while (this.syncAgain);

@@ -87,6 +87,16 @@ export class OwnRedis {
     }
   }
 
+  /** SIGSTOP: Redis stops answering but keeps its connections and data (a stall). */
+  pause(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT: Redis answers again, and runs what was sent to it meanwhile. */
+  resume(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** SIGKILL: Redis disappears at once, as in a crash. */
   async kill(): Promise<void> {
     const child = this.child;

@@ -1,0 +1,155 @@
+/**
+ * Redis goes away and comes back (empty: it keeps nothing on disk). While it
+ * is down, Send, Broadcast and GetMembers fail with UNAVAILABLE, never OK,
+ * and the edges keep their clients; once it is back, every node reconnects,
+ * re-subscribes and re-registers its members by itself, and delivery
+ * resumes, with no process restarted. Real processes and a redis-server
+ * that this test starts, kills and starts again on a free port.
+ */
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stopAll } from "./helpers/cluster.js";
+import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
+import { eventually, freePort, OwnRedis, startTopology, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
+import { TestClient } from "./helpers/ws-client.js";
+
+const UNAVAILABLE = 14;
+let redis: OwnRedis;
+let topology: Topology;
+let apis: RealtimeTestClient[];
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  redis = new OwnRedis(await freePort());
+  await redis.start();
+  topology = await startTopology(2, 2, {
+    REALTIME_REDIS_URL: redis.url,
+    REALTIME_REDIS_PREFIX: uniquePrefix("outage"),
+    REALTIME_REDIS_EDGE_TTL_MS: "3000",
+  });
+  apis = topology.grpc.map((address) => realtimeClient(address));
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  for (const api of apis ?? []) api.close();
+  await topology?.stop();
+  await stopAll();
+  await redis?.kill();
+});
+
+async function client(edge: number) {
+  const c = await TestClient.connect(topology.ws[edge]!, "json");
+  clients.push(c);
+  return c;
+}
+
+const payload = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
+const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
+const codeOf = (p: Promise<unknown>) => p.then(() => 0, (err: { code?: number }) => err.code ?? -1);
+
+describe("Redis stopped and restarted", () => {
+  it("UNAVAILABLE while it is down, clients kept; delivery and presence resume after, no process restarted", async () => {
+    const a = await client(0);
+    const b = await client(1);
+    for (const c of [a, b]) await c.ok({ command: { case: "join", value: { channel: "room" } } });
+    expect(ids((await apis[0]!.getMembers({ channel: "room" })).members)).toEqual(ids([a, b]));
+    const pids = [...topology.apis, ...topology.edges].map((p) => p.child.pid);
+
+    await redis.kill();
+
+    // Every call fails, on both API nodes: never OK for a publication that went nowhere.
+    await eventually(async () => (await codeOf(apis[0]!.send({ channel: "room", event: "lost", payload: payload(1) }))) === UNAVAILABLE, 5_000, "Send UNAVAILABLE");
+    for (const api of apis) {
+      expect(await codeOf(api.send({ channel: "room", event: "lost", payload: payload(1) }))).toBe(UNAVAILABLE);
+      expect(await codeOf(api.broadcast({ event: "lost", payload: payload(1) }))).toBe(UNAVAILABLE);
+      expect(await codeOf(api.getMembers({ channel: "room" }))).toBe(UNAVAILABLE);
+    }
+    // Clients' commands fail too, and their connections stay.
+    const send = await a.request({ command: { case: "send", value: { channel: "room", event: "lost", payload: payload(2) } } });
+    expect(send.error?.code).toBe(UNAVAILABLE);
+    const join = await a.request({ command: { case: "join", value: { channel: "elsewhere" } } });
+    expect(join.error?.code).toBe(UNAVAILABLE);
+    // b leaves while Redis is away: it must not come back as a ghost.
+    await b.request({ command: { case: "leave", value: { channel: "room" } } });
+
+    await redis.start();
+
+    // Delivery resumes by itself: each node reconnected and re-subscribed.
+    await eventually(
+      async () => {
+        const res = await apis[1]!.send({ channel: "room", event: "back", payload: payload(3) });
+        if (res.edges < 1) return false;
+        await a.event("back", "room", 500);
+        return true;
+      },
+      15_000,
+      "a Send through the other API node reaches the client again",
+    );
+    // Presence was re-registered (Redis came back empty): a is there, b is not.
+    await eventually(
+      async () => {
+        for (const api of apis) {
+          if (JSON.stringify(ids((await api.getMembers({ channel: "room" })).members)) !== JSON.stringify([a.id])) return false;
+        }
+        return true;
+      },
+      10_000,
+      "GetMembers on both API nodes shows the member that stayed, and not the one that left",
+    );
+    const res = await apis[0]!.broadcast({ event: "everyone", payload: payload(4) });
+    expect(res.edges).toBe(2);
+    for (const c of [a, b]) await c.event("everyone");
+    await a.ok({ command: { case: "join", value: { channel: "elsewhere" } } });
+
+    for (const c of [a, b]) expect(c.closeCode).toBeUndefined();
+    for (const p of [...topology.apis, ...topology.edges]) expect(p.child.exitCode).toBeNull();
+    expect([...topology.apis, ...topology.edges].map((p) => p.child.pid)).toEqual(pids);
+    expect(a.events("lost")).toEqual([]);
+  }, 60_000);
+});
+
+describe("Redis paused longer than the edge TTL (SIGSTOP), then resumed", () => {
+  it("calls fail with UNAVAILABLE meanwhile; after it, no mass leave of live edges, and a leave made meanwhile is announced once", async () => {
+    const a = await client(0);
+    const b = await client(1);
+    for (const c of [a, b]) await c.ok({ command: { case: "join", value: { channel: "stall" } } });
+    await a.next((f) => f.frame.case === "event" && f.frame.value.event === "channel:join" && f.frame.value.payload.case === "member" && f.frame.value.payload.value.id === b.id);
+    const joinsBefore = a.events("channel:join").length;
+
+    redis.pause();
+    try {
+      // The command times out (REDIS_COMMAND_TIMEOUT_MS): UNAVAILABLE, not OK.
+      expect(await codeOf(apis[0]!.send({ channel: "stall", event: "lost", payload: payload(1) }))).toBe(UNAVAILABLE);
+      // b leaves meanwhile: its removal times out, yet Redis runs it on resume.
+      const leave = await b.request({ command: { case: "leave", value: { channel: "stall" } } });
+      expect(leave.error?.code).toBe(UNAVAILABLE);
+      // Longer than the TTL (3 s) in all.
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      redis.resume();
+    }
+
+    await eventually(
+      async () => {
+        for (const api of apis) {
+          if (JSON.stringify(ids((await api.getMembers({ channel: "stall" })).members)) !== JSON.stringify([a.id])) return false;
+        }
+        return true;
+      },
+      10_000,
+      "GetMembers shows a and not b after the stall",
+    );
+    await apis[1]!.send({ channel: "stall", event: "after", payload: payload(2) });
+    await a.event("after", "stall");
+    // Two TTLs: sweeps have run; a live edge was not swept (no leave of a,
+    // no re-join), and b's leave reached a exactly once.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const leaves = a.events("channel:leave").flatMap((e) => (e.channel === "stall" && e.payload.case === "member" ? [e.payload.value.id] : []));
+    if (leaves.length !== 1) console.log(topology.edges.map((e) => e.stderr()).join("\n=====\n"));
+    expect(leaves).toEqual([b.id]);
+    expect(a.events("channel:join").length).toBe(joinsBefore);
+    expect(ids((await apis[0]!.getMembers({ channel: "stall" })).members)).toEqual([a.id]);
+  }, 60_000);
+});
