@@ -55,7 +55,11 @@ export const ERROR_BUDGET_REFILL_PER_SECOND = 1;
  * connections x this.
  */
 export const DEFAULT_MAX_OUTBOUND_BYTES = 1024 * 1024;
-/** After a slow consumer is sent its close frame, how long before its socket is destroyed. */
+/**
+ * After a slow consumer is sent its close frame, how long before its socket
+ * is destroyed, when the edge runs no heartbeat (with one, the heartbeat
+ * timeout is used: a client that cannot read for that long is dead anyway).
+ */
 export const SLOW_CONSUMER_TERMINATE_MS = 2_000;
 /** How often the edge pings every client. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 25_000;

@@ -228,7 +228,7 @@ export class WsEdgeServer {
   private accept(ws: WebSocket, echo: boolean, identity: Identity): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
     const observer = this.options.observer;
-    const transport = new WsTransport(ws, this.options.maxOutboundBytes, observer && ((reason) => observer.dropped(reason, 1)));
+    const transport = new WsTransport(ws, this.options.maxOutboundBytes, observer && ((reason) => observer.dropped(reason, 1)), this.options.heartbeat?.timeoutMs);
     const session = this.options.edge.connect(transport, encoding, echo, identity);
     if (this.options.heartbeat) {
       const beat = { pinged: 0, ponged: 0, transport };
@@ -262,6 +262,8 @@ class WsTransport implements Transport {
     private readonly maxOutboundBytes?: number,
     /** Told about every frame dropped here. */
     private readonly onDrop?: (reason: DropReason) => void,
+    /** How long a slow consumer has to read its close frame before its socket is destroyed. */
+    private readonly terminateMs = SLOW_CONSUMER_TERMINATE_MS,
   ) {}
 
   /**
@@ -278,9 +280,10 @@ class WsTransport implements Transport {
     if (this.maxOutboundBytes !== undefined && this.ws.bufferedAmount + data.length > this.maxOutboundBytes) {
       this.onDrop?.("slow_consumer");
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
-      // The close frame waits behind the unread bytes: give the client a
-      // moment to read it, then free the memory.
-      setTimeout(() => this.ws.terminate(), SLOW_CONSUMER_TERMINATE_MS).unref();
+      // The close frame waits behind the unread bytes: give the client as
+      // long as a heartbeat to read it (a client that cannot is as good as
+      // dead), then free the memory. Meanwhile nothing more is queued.
+      setTimeout(() => this.ws.terminate(), this.terminateMs).unref();
       return;
     }
     this.ws.send(data, { binary: !text });
