@@ -80,6 +80,11 @@ async function main(argv: string[]): Promise<void> {
     stopping = true;
     const stopStarted = Date.now();
     log.info({ signal }, `${command} stopping`);
+    // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still pending.
+    setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, `${command} did not stop before the shutdown deadline; exiting`);
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
     await handle.stop();
     log.info({ signal, durationMs: Date.now() - stopStarted }, `${command} stopped`);
     process.exit(0);
