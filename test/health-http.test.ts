@@ -120,6 +120,22 @@ describe("health over HTTP", () => {
     }
   });
 
+  it("with Redis, a process is ready only while Redis is reachable", async () => {
+    const deadRedis = `redis://127.0.0.1:${await freePort()}`;
+    const prefix = `health-${process.pid}-${Date.now()}:`;
+    const cut = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_REDIS_URL: deadRedis, REALTIME_REDIS_PREFIX: prefix });
+    const live = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_REDIS_URL: "redis://127.0.0.1:6379", REALTIME_REDIS_PREFIX: prefix });
+    try {
+      expect(await get(`http://${cut.ready.http}/readyz`)).toEqual({ status: 503, body: "not ready: redis down\n" });
+      expect((await scrape(`http://${cut.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" })).toBe(0);
+      expect(await healthCheck(cut.ready.grpc!)).toBe(ServingStatus.NOT_SERVING);
+      await until(`http://${live.ready.http}/readyz`, 200, /^ready\n$/);
+      expect((await scrape(`http://${live.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" })).toBe(1);
+    } finally {
+      await Promise.all([cut.stop(), live.stop()]);
+    }
+  });
+
   it("answers only GET and HEAD on its paths, and leaves other paths alone", async () => {
     const cluster = await startCluster(1);
     try {

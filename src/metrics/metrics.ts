@@ -9,7 +9,7 @@
  * /metrics is scraped, so they cannot drift.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { DISCONNECT_REASONS, type Observer } from "../core/observer.js";
+import { DISCONNECT_REASONS, type Backend, type Observer } from "../core/observer.js";
 
 /** Metric names start with this. */
 export const METRIC_PREFIX = "switchboard_";
@@ -43,6 +43,8 @@ export interface Metrics {
   edgeLevels(read: () => EdgeLevels): void;
   /** Reads the hub's levels at scrape time. */
   hubLevels(read: () => HubLevels): void;
+  /** Shows a backend the process depends on as down (0) until it reports up: alerts see it from the start. */
+  declareBackend(backend: Backend): void;
   /** Reads readiness at scrape time (switchboard_ready). */
   readiness(read: () => boolean): void;
   /** The text exposition of every metric. */
@@ -155,7 +157,6 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
   // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
   if (edge) {
-    backendUp.set({ backend: "link" }, 0);
     for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
     for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
     for (const reason of ["auth", "limit", "shutdown", "protocol"]) refused.inc({ reason }, 0);
@@ -195,6 +196,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       rpcHandled.inc({ service, method, code });
       rpcDuration.observe({ service, method, code }, seconds);
     },
+    declareBackend: (backend) => backendUp.set({ backend }, 0),
     edgeLevels: (read) => void (readEdge = read),
     hubLevels: (read) => void (readHub = read),
     readiness: (read) => void (readReady = read),

@@ -17,7 +17,7 @@ import { createDashboardHandler } from "../dashboard/serve.js";
 import { chainInterceptors } from "../api/interceptors.js";
 import { createMetrics, createOpsHandler, Readiness, rpcMetricsConnectInterceptor, rpcMetricsInterceptor, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
-import { startApiSeams } from "./seams.js";
+import { backendOf, startApiSeams } from "./seams.js";
 
 export interface ApiHandle {
   /** link: where edges connect, in the embedded mode only (not with Redis). */
@@ -54,7 +54,16 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   const readiness = new Readiness();
   metrics.readiness(() => readiness.status().ready);
   // The hub and the link edges connect to (embedded mode), or Redis (REALTIME_REDIS_URL).
-  const seams = await startApiSeams(config, log, eventIds, metrics.observer);
+  // Redis mode: not ready while Redis is down (the embedded hub is this process).
+  const redis = backendOf(config) === "redis";
+  if (redis) {
+    readiness.require("redis");
+    metrics.declareBackend("redis");
+  }
+  const seams = await startApiSeams(config, log, eventIds, metrics.observer, (up) => {
+    metrics.observer.backendState("redis", up);
+    readiness.set("redis", up);
+  });
   if (seams.levels) metrics.hubLevels(seams.levels);
 
   const service = createRealtimeService({

@@ -44,6 +44,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   const metrics = createMetrics({ role: "edge", version: VERSION });
   const backend = backendOf(config);
   const readiness = new Readiness().require(backend);
+  metrics.declareBackend(backend);
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).

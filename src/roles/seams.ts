@@ -36,8 +36,15 @@ export interface ApiSeams {
 }
 
 /** The API's seams: the hub and its link, or Redis. */
-export async function startApiSeams(config: Config, log: Logger, eventIds: IdGenerator, observer?: Observer): Promise<ApiSeams> {
-  if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds);
+export async function startApiSeams(
+  config: Config,
+  log: Logger,
+  eventIds: IdGenerator,
+  observer?: Observer,
+  /** Redis went up or down (Redis mode only; readiness and metrics). */
+  onBackendState?: (up: boolean) => void,
+): Promise<ApiSeams> {
+  if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState);
   const broker = new MemoryBroker(observer);
   const presence = new MemoryPresence();
   const link = new LinkServer({
@@ -68,8 +75,8 @@ export async function startApiSeams(config: Config, log: Logger, eventIds: IdGen
   };
 }
 
-async function startRedisApiSeams(config: Config, log: Logger, eventIds: IdGenerator): Promise<ApiSeams> {
-  const { command, subscriber, close } = await openPair(config, log, "api");
+async function startRedisApiSeams(config: Config, log: Logger, eventIds: IdGenerator, onBackendState?: (up: boolean) => void): Promise<ApiSeams> {
+  const { command, subscriber, close } = await openPair(config, log, "api", onBackendState);
   const broker = new RedisBroker({
     command,
     subscriber,
@@ -190,12 +197,13 @@ function createRedisEdgeSeams(config: Config, log: Logger, edgeId: string, event
 }
 
 /** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */
-async function openPair(config: Config, log: Logger, role: string) {
+async function openPair(config: Config, log: Logger, role: string, onStateChange?: (up: boolean) => void) {
   const command = openRedis(config.redisUrl, `switchboard:${role}`);
   const subscriber = openRedis(config.redisUrl, `switchboard:${role}:sub`);
-  watchState(command, subscriber, (up) =>
-    up ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up") : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting"),
-  );
+  watchState(command, subscriber, (up) => {
+    onStateChange?.(up);
+    return up ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up") : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting");
+  });
   const [ok] = await Promise.all([connectRedis(command, REDIS_START_WAIT_MS), connectRedis(subscriber, REDIS_START_WAIT_MS)]);
   if (!ok) log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable yet; calls get UNAVAILABLE until it is");
   return { command, subscriber, close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}) };
