@@ -89,17 +89,48 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
       res.end(body);
       return;
     }
+    closeIfUnread(req, res);
     handler(req, res);
   };
 }
 
-function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
-  if (!signal) return undefined;
-  const controller = new AbortController();
-  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
-  if (signal.aborted) controller.abort(reason());
-  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
-  return controller.signal;
+/**
+ * The most bytes of an unread request body (one refused as too large) that
+ * the server reads and discards after answering, so that an HTTP/1.1 client
+ * that is still writing can finish and read the answer; past it the
+ * connection is closed at once.
+ */
+export const MAX_DRAIN_BYTES = 1024 * 1024;
+
+/**
+ * connect-node stops reading a body at readMaxBytes and answers at once,
+ * leaving the rest unread; Node then neither discards it nor parses the next
+ * request on that keep-alive connection, so the client's next call hangs
+ * until the connection times out (ABORTED). An answer written before the
+ * request was read to its end therefore says `connection: close`, and the
+ * rest of the body is read and discarded so the client can finish writing.
+ */
+function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete) {
+      res.setHeader("connection", "close");
+      res.shouldKeepAlive = false;
+      res.once("finish", () => drain(req));
+    }
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
+
+function drain(req: IncomingMessage): void {
+  if (req.complete || req.destroyed) return;
+  let drained = 0;
+  req.on("data", (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > MAX_DRAIN_BYTES) req.socket.destroy();
+  });
+  req.on("error", () => {});
+  req.resume();
 }
 
 /**
@@ -111,4 +142,13 @@ function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | unde
  */
 export function readMaxBytesFor(maxPayloadBytes: number, requestOverheadBytes: number): number {
   return Math.ceil((maxPayloadBytes * 4) / 3) + requestOverheadBytes;
+}
+
+function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
+  if (!signal) return undefined;
+  const controller = new AbortController();
+  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
+  if (signal.aborted) controller.abort(reason());
+  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
+  return controller.signal;
 }
