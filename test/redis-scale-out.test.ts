@@ -51,8 +51,12 @@ afterAll(async () => {
 });
 
 describe("Redis scale-out: 2 API nodes, 3 edges", () => {
-  it("does not listen for edges: no link address in the ready line", () => {
+  it("does not listen for edges (no link address in the ready line); edges are ready once Redis is up", async () => {
     for (const api of topology.apis) expect(api.ready.link).toBeUndefined();
+    for (const ws of topology.ws) {
+      const res = await fetch(`${ws.replace(/^ws/, "http")}/readyz`);
+      expect(res.status).toBe(200);
+    }
   });
 
   it("a Send on either API node reaches the channel's members on every edge, binary-safe", async () => {

@@ -129,6 +129,9 @@ export class RedisBroker implements Broker {
   }
 
   async publish(pub: Publication): Promise<number> {
+    // Until start() chose the flavour, a publish could use the other one
+    // than the subscribers and reach no one.
+    if (!this.started) throw new RealtimeError(Code.Unavailable, "not connected to Redis yet; try again shortly");
     const key = this.key(pub.channel);
     const bytes = Buffer.from(toBinary(PublicationSchema, create(PublicationSchema, pub)));
     let receivers: number;

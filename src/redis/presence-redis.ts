@@ -344,6 +344,10 @@ export class RedisPresence implements PresenceDirectory {
 
   async add(channel: string, member: Member): Promise<void> {
     const edgeId = this.requireEdge();
+    // Not registered yet (or no longer): register first, or the member
+    // stays invisible (members() hides an edge without liveness) until the
+    // next heartbeat. The sync is sent before the add, and writes it too.
+    if (this.needsSync && this.options.command.status === "ready") this.requestSync();
     const value = Buffer.concat([Buffer.from(this.tag), toBinary(MemberSchema, member)]);
     let ids = this.held.get(channel);
     if (!ids) this.held.set(channel, (ids = new Map()));
