@@ -123,6 +123,17 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
     }
   });
 
+  it("ListChannels pages through Redis by name, each page from either API node", async () => {
+    const c = await client(1);
+    for (const name of ["pg-c", "pg-a", "pg-b"]) await c.ok({ command: { case: "join", value: { channel: name } } });
+    const first = await connects[0]!.listChannels({ prefix: "pg-", pageSize: 2 });
+    expect(first.channels.map((ch) => ch.name)).toEqual(["pg-a", "pg-b"]);
+    expect(first.nextPageToken).not.toBe("");
+    const second = await connects[1]!.listChannels({ prefix: "pg-", pageSize: 2, pageToken: first.nextPageToken });
+    expect(second.channels.map((ch) => [ch.name, ch.members])).toEqual([["pg-c", 1]]);
+    expect(second.nextPageToken).toBe("");
+  });
+
   it("WatchChannel on one API node sees joins from any edge and Sends from the other API node", async () => {
     const abort = new AbortController();
     const stream = connects[1]!.watchChannel({ channel: "watched" }, { signal: abort.signal })[Symbol.asyncIterator]();
