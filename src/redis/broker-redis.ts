@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
+import type { Observer } from "../core/observer.js";
 import { redisUnavailable } from "./connection.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
@@ -23,6 +24,8 @@ export interface RedisBrokerOptions {
   edge: boolean;
   /** Receives every publication this node subscribed to with subscribe(). */
   onPublication?: PublicationHandler;
+  /** Told of each publication routed (as the embedded hub tells it). */
+  observer?: Observer;
   /** A publication that could not be decoded, or a failed re-subscription. */
   onError?: (err: unknown, context: string) => void;
 }
@@ -145,6 +148,7 @@ export class RedisBroker implements Broker {
       // rather than succeeding with no one to receive it.
       throw new RealtimeError(Code.Unavailable, "no edge is connected to Redis: start an edge (switchboard edge) and try again");
     }
+    this.options.observer?.published(pub.channel === "", receivers);
     return receivers;
   }
 

@@ -44,7 +44,7 @@ export async function startApiSeams(
   /** Redis went up or down (Redis mode only; readiness and metrics). */
   onBackendState?: (up: boolean) => void,
 ): Promise<ApiSeams> {
-  if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState);
+  if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState, observer);
   const broker = new MemoryBroker(observer);
   const presence = new MemoryPresence();
   const link = new LinkServer({
@@ -75,13 +75,20 @@ export async function startApiSeams(
   };
 }
 
-async function startRedisApiSeams(config: Config, log: Logger, eventIds: IdGenerator, onBackendState?: (up: boolean) => void): Promise<ApiSeams> {
+async function startRedisApiSeams(
+  config: Config,
+  log: Logger,
+  eventIds: IdGenerator,
+  onBackendState?: (up: boolean) => void,
+  observer?: Observer,
+): Promise<ApiSeams> {
   const { command, subscriber, close } = await openPair(config, log, "api", onBackendState);
   const broker = new RedisBroker({
     command,
     subscriber,
     prefix: config.redisPrefix,
     edge: false,
+    observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
   const presence = new RedisPresence({
