@@ -8,6 +8,7 @@ import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
 import type { Edge } from "../core/edge.js";
 import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
+import { writeFrame } from "./ws-frames.js";
 
 export interface WsEdgeServerOptions {
   edge: Edge;
@@ -286,7 +287,7 @@ class WsTransport implements Transport {
       setTimeout(() => this.ws.terminate(), this.terminateMs).unref();
       return;
     }
-    this.ws.send(data, { binary: !text });
+    writeFrame(this.ws, data, text);
   }
 
   close(code: number, reason: string): void {

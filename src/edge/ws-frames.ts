@@ -1,0 +1,64 @@
+import type { Socket } from "node:net";
+import type { WebSocket } from "ws";
+
+/**
+ * The edge's write path for server-to-client frames, beside `ws`'s own
+ * Sender. Server frames are not masked (RFC 6455 section 5.1), so one
+ * message's frame is the same bytes for every recipient: it is built once
+ * (header and payload in one buffer) and written as is to each socket.
+ * Writes to one socket within one tick are corked together and leave in one
+ * writev, so a burst of messages costs one syscall per connection, not one
+ * per message.
+ *
+ * Contract: the caller checks that the WebSocket is OPEN; frames are written
+ * in call order, in order with `ws`'s own frames (permessage-deflate is off on
+ * the edge, so `ws` writes synchronously too), and count in `bufferedAmount`.
+ */
+
+/** Frames already built, by the payload object they carry. */
+const built = new WeakMap<Uint8Array, Buffer>();
+/** Sockets corked in this tick, uncorked together on the next. */
+let corked: Socket[] = [];
+
+/** The complete WebSocket frame (FIN, text or binary, unmasked) carrying data. */
+export function frameOf(data: Uint8Array, text: boolean): Buffer {
+  let frame = built.get(data);
+  if (frame) return frame;
+  const len = data.length;
+  const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  frame = Buffer.allocUnsafe(head + len);
+  frame[0] = 0x80 | (text ? 0x1 : 0x2);
+  if (len < 126) {
+    frame[1] = len;
+  } else if (len < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(len, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    frame.writeUInt32BE(len >>> 0, 6);
+  }
+  frame.set(data, head);
+  built.set(data, frame);
+  return frame;
+}
+
+/** Writes data as one frame to ws's socket, corked until the next tick. */
+export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void {
+  const socket = (ws as unknown as { _socket?: Socket })._socket;
+  if (!socket) {
+    ws.send(data, { binary: !text });
+    return;
+  }
+  if (!socket.writableCorked) {
+    socket.cork();
+    if (corked.push(socket) === 1) process.nextTick(uncorkAll);
+  }
+  socket.write(frameOf(data, text));
+}
+
+function uncorkAll(): void {
+  const sockets = corked;
+  corked = [];
+  for (const socket of sockets) socket.uncork();
+}
