@@ -15,11 +15,16 @@ const FILES: Record<string, string> = {
   "dashboard.css": "text/css; charset=utf-8",
 };
 
-/** dist/dashboard of this package, from src/ (tsx) or dist/src/ (built). */
-export function dashboardDir(): string {
+/** The folder of this package's package.json, from src/ (tsx) or dist/src/ (built). */
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
-  return join(dir, "dist", "dashboard");
+  return dir;
+}
+
+/** Where the build writes the dashboard: dist/dashboard of this package. */
+export function dashboardDir(): string {
+  return join(packageRoot(), "dist", "dashboard");
 }
 
 /**

@@ -1,0 +1,272 @@
+/**
+ * The dashboard: a browser client of realtime.v1.Realtime over Connect
+ * (connect-web, same origin), built by src/dashboard/build.ts. It polls
+ * ListChannels, watches the picked channel with WatchChannel (reconnecting
+ * with a fresh snapshot when the stream ends) and sends with Send/Broadcast.
+ * No framework: the page is small and the DOM is the state it shows.
+ */
+import { fromJsonString, toJson, toJsonString } from "@bufbuild/protobuf";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { Realtime, type Member, type WatchChannelResponse } from "../../../gen/realtime/v1/realtime_pb.js";
+
+/** How often the channel list is refreshed. */
+const CHANNEL_POLL_MS = 2000;
+/** Channels per ListChannels page. */
+const CHANNEL_PAGE_SIZE = 200;
+/** Entries kept in the event log; older ones scroll away. */
+const MAX_LOG_ENTRIES = 500;
+/** Wait before watching again after the stream failed. */
+const REWATCH_DELAY_MS = 2000;
+
+const client = createClient(Realtime, createConnectTransport({ baseUrl: location.origin }));
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+
+let selected = "";
+let watch: AbortController | undefined;
+const members = new Map<string, Member>();
+
+function setStatus(state: "ok" | "error" | "connecting", text: string) {
+  const s = $("status");
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function describe(err: unknown): string {
+  const e = ConnectError.from(err);
+  return `${Code[e.code] ?? e.code}: ${e.rawMessage}`;
+}
+
+function valueText(v: Value | undefined): string {
+  return v === undefined ? "null" : toJsonString(ValueSchema, v);
+}
+
+// ---- channels ----
+
+let pageTokens: string[] = [""];
+
+async function refreshChannels() {
+  const prefix = ($("filter") as HTMLInputElement).value.trim();
+  try {
+    const pages = [];
+    for (const token of pageTokens) pages.push(await client.listChannels({ prefix, pageSize: CHANNEL_PAGE_SIZE, pageToken: token }));
+    const channels = pages.flatMap((p) => p.channels);
+    const next = pages[pages.length - 1]!.nextPageToken;
+    $("more").hidden = next === "";
+    $("more").dataset.token = next;
+    renderChannels(channels.map((c) => ({ name: c.name, members: c.members })), next !== "");
+    setStatus("ok", "connected");
+  } catch (err) {
+    setStatus("error", describe(err));
+  }
+}
+
+function renderChannels(channels: { name: string; members: number }[], more: boolean) {
+  const list = $("channel-list");
+  const items = channels.map((c) => {
+    const li = el("li");
+    li.dataset.channel = c.name;
+    li.setAttribute("aria-selected", String(c.name === selected));
+    li.append(el("span", "name", c.name), el("span", "n", String(c.members)));
+    li.title = `${c.name}: ${c.members} member${c.members === 1 ? "" : "s"}`;
+    return li;
+  });
+  if (items.length === 0) items.push(el("li", "none", ($("filter") as HTMLInputElement).value ? "No channel with that prefix has members." : "No channel has members yet."));
+  list.replaceChildren(...items);
+  $("channel-total").textContent = `${channels.length}${more ? "+" : ""}`;
+}
+
+// ---- the watched channel ----
+
+function select(channel: string) {
+  if (!channel || channel === selected) return;
+  selected = channel;
+  $("channel-list")
+    .querySelectorAll<HTMLLIElement>("li[data-channel]")
+    .forEach((li) => li.setAttribute("aria-selected", String(li.dataset.channel === channel)));
+  $("empty").hidden = true;
+  $("channel-view").hidden = false;
+  $("channel-name").textContent = channel;
+  $("target-label").textContent = `To ${channel}`;
+  $("log").replaceChildren();
+  history.replaceState(null, "", `#${encodeURIComponent(channel)}`);
+  watch?.abort();
+  watch = new AbortController();
+  void watchLoop(channel, watch.signal);
+}
+
+async function watchLoop(channel: string, signal: AbortSignal) {
+  while (!signal.aborted) {
+    members.clear();
+    let snapshotDone = false;
+    setWatchState("connecting", "connecting…");
+    try {
+      for await (const r of client.watchChannel({ channel }, { signal })) {
+        if (r.update.case === "members") {
+          for (const m of r.update.value.members) members.set(m.id, m);
+          if (r.update.value.complete) {
+            snapshotDone = true;
+            renderMembers();
+            setWatchState("live", "● live");
+            log("info", "watching", `${members.size} member${members.size === 1 ? "" : "s"} now`);
+          }
+          continue;
+        }
+        apply(r);
+        if (snapshotDone) renderMembers(r.update.case === "join" || r.update.case === "profileUpdate" ? r.update.value.id : undefined);
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      setWatchState("error", describe(err));
+      log("info", "stream", `ended (${describe(err)}); watching again`);
+    }
+    if (signal.aborted) return;
+    await new Promise((r) => setTimeout(r, REWATCH_DELAY_MS));
+  }
+}
+
+function setWatchState(state: string, text: string) {
+  const s = $("watch-state");
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function apply(r: WatchChannelResponse) {
+  switch (r.update.case) {
+    case "join":
+      members.set(r.update.value.id, r.update.value);
+      log("join", "join", `${r.update.value.id}${r.update.value.data ? ` ${valueText(r.update.value.data)}` : ""}`, r.update.value.userId ? `user ${r.update.value.userId}` : undefined);
+      break;
+    case "leave":
+      members.delete(r.update.value.id);
+      log("leave", "leave", r.update.value.id, r.update.value.userId ? `user ${r.update.value.userId}` : undefined);
+      break;
+    case "profileUpdate":
+      members.set(r.update.value.id, r.update.value);
+      log("update", "update", `${r.update.value.id} ${valueText(r.update.value.data)}`);
+      break;
+    case "message": {
+      const m = r.update.value;
+      const body = m.payload.case === "json" ? valueText(m.payload.value) : m.payload.case === "binary" ? `<${m.payload.value.length} bytes>` : "";
+      log("message", "message", body, m.origin ? `from ${m.origin}` : "from a backend", m.event);
+      break;
+    }
+  }
+}
+
+function renderMembers(flash?: string) {
+  const rows = [...members.values()]
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((m) => {
+      const tr = el("tr");
+      tr.dataset.member = m.id;
+      if (m.id === flash) tr.className = "flash";
+      tr.append(el("td", "", m.id), el("td", "", m.userId || "—"), el("td", "profile", m.data ? valueText(m.data) : "—"));
+      return tr;
+    });
+  $("members").replaceChildren(...rows);
+  $("member-count").textContent = String(members.size);
+  // The list polls; the watched channel's count is known now.
+  const n = $("channel-list").querySelector<HTMLElement>(`li[data-channel="${CSS.escape(selected)}"] .n`);
+  if (n) n.textContent = String(members.size);
+}
+
+function log(kind: string, label: string, body: string, from?: string, event?: string) {
+  if (($("pause") as HTMLInputElement).checked && kind !== "info") return;
+  const list = $("log");
+  const li = el("li", kind);
+  li.dataset.kind = label;
+  const time = el("time", "", new Date().toLocaleTimeString([], { hour12: false }));
+  const text = el("span", "body");
+  if (event) text.append(el("span", "ev", event));
+  text.append(body);
+  if (from) text.append(el("span", "from", from));
+  li.append(time, el("span", "kind", label), text);
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.append(li);
+  while (list.childElementCount > MAX_LOG_ENTRIES) list.firstElementChild!.remove();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+// ---- sending ----
+
+async function send(e: SubmitEvent) {
+  e.preventDefault();
+  const result = $("result");
+  const event = ($("event") as HTMLInputElement).value.trim();
+  const target = (document.querySelector<HTMLInputElement>("input[name=target]:checked")!).value;
+  let value: Value;
+  try {
+    value = fromJsonString(ValueSchema, ($("payload") as HTMLTextAreaElement).value || "null");
+  } catch (err) {
+    result.className = "result error";
+    result.textContent = `The payload is not valid JSON: ${(err as Error).message}`;
+    return;
+  }
+  if (target === "channel" && !selected) {
+    result.className = "result error";
+    result.textContent = "Pick a channel first, or choose Broadcast.";
+    return;
+  }
+  const button = document.querySelector<HTMLButtonElement>("#send-form button[type=submit]")!;
+  button.disabled = true;
+  try {
+    const payload = { case: "json" as const, value };
+    const res = target === "broadcast" ? await client.broadcast({ event, payload }) : await client.send({ channel: selected, event, payload });
+    result.className = "result ok";
+    result.textContent = `${target === "broadcast" ? "Broadcast" : `Sent to ${selected}`}: id ${res.messageId}, handed to ${res.edges} edge${res.edges === 1 ? "" : "s"}`;
+    // Broadcasts are not channel events, so the stream will not show them.
+    if (target === "broadcast" && selected) log("info", "broadcast", valueText(value), `to everyone, ${res.edges} edge${res.edges === 1 ? "" : "s"}`, event);
+  } catch (err) {
+    result.className = "result error";
+    result.textContent = describe(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- wiring ----
+
+function start() {
+  $("origin").textContent = location.host;
+  $("channel-list").addEventListener("click", (e) => {
+    const li = (e.target as HTMLElement).closest<HTMLLIElement>("li[data-channel]");
+    if (li) select(li.dataset.channel!);
+  });
+  $("filter").addEventListener("input", () => {
+    pageTokens = [""];
+    void refreshChannels();
+  });
+  $("more").addEventListener("click", () => {
+    pageTokens.push($("more").dataset.token!);
+    void refreshChannels();
+  });
+  $("open-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("open-name") as HTMLInputElement;
+    select(input.value.trim());
+    input.value = "";
+  });
+  $("clear").addEventListener("click", () => $("log").replaceChildren());
+  $("send-form").addEventListener("submit", (e) => void send(e as SubmitEvent));
+  $("send-form").addEventListener("input", () => {
+    $("result").className = "result";
+    $("result").textContent = "";
+  });
+  void refreshChannels();
+  setInterval(() => void refreshChannels(), CHANNEL_POLL_MS);
+  const fromHash = decodeURIComponent(location.hash.slice(1));
+  if (fromHash) select(fromHash);
+}
+
+// toJson is re-exported for the console: `sb.toJson(...)` while debugging.
+(globalThis as Record<string, unknown>).sb = { client, toJson };
+start();

@@ -1,0 +1,134 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium driven by
+ * playwright-core): it lists channels with counts, shows a WebSocket
+ * client's membership and profile live, sends and broadcasts to clients, and
+ * logs the channel's events. A screenshot goes to test-output/.
+ *
+ * Where /usr/bin/chromium is missing the test is skipped with a line that
+ * says so, except under CI=true, where it must run.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { toJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { fromJson } from "@bufbuild/protobuf";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildDashboard } from "../src/dashboard/build.js";
+import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
+import { TestClient } from "./helpers/ws-client.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const HAVE_CHROMIUM = existsSync(CHROMIUM);
+const IN_CI = process.env.CI === "true";
+const OUT = join(ROOT, "test-output");
+
+if (!HAVE_CHROMIUM && !IN_CI) {
+  console.warn(`dashboard-browser: SKIPPED: ${CHROMIUM} is missing (apt-get install chromium, or set CHROMIUM_PATH); under CI=true this test runs and fails instead`);
+}
+
+describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
+  let cluster: Cluster;
+  let browser: Browser;
+  let page: Page;
+  const clients: TestClient[] = [];
+
+  beforeAll(async () => {
+    if (!HAVE_CHROMIUM) throw new Error(`CI=true and ${CHROMIUM} is missing: .ci/run must apt-get install chromium`);
+    await buildDashboard();
+    cluster = await startCluster(1);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+    page.on("pageerror", (err) => console.error("page error:", err));
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await browser?.close();
+    await cluster?.stop();
+    await stopAll();
+  });
+
+  const connect = async (enc: "json" | "proto") => {
+    const c = await TestClient.connect(cluster.ws[0]!, enc);
+    clients.push(c);
+    return c;
+  };
+  const profile = (v: unknown) => fromJson(ValueSchema, v as never);
+
+  it("shows channels with counts, members live with their profile, and sends and broadcasts to clients", async () => {
+    const ada = await connect("json");
+    await ada.ok({ command: { case: "updateProfile", value: { data: profile({ name: "Ada", role: "admin" }) } } });
+    await ada.ok({ command: { case: "join", value: { channel: "lobby" } } });
+    const other = await connect("proto");
+    await other.ok({ command: { case: "join", value: { channel: "support/eu" } } });
+
+    await page.goto(`http://${cluster.http}/`);
+    await page.getByTestId("status").and(page.locator("[data-state=ok]")).waitFor();
+    const lobby = page.locator('li[data-channel="lobby"]');
+    await expect.poll(() => lobby.locator(".n").textContent()).toBe("1");
+    await expect.poll(() => page.locator('li[data-channel="support/eu"] .n').textContent()).toBe("1");
+
+    await lobby.click();
+    await page.locator("[data-testid=watch-state][data-state=live]").waitFor();
+    const adaRow = page.locator(`tr[data-member="${ada.id}"]`);
+    await adaRow.waitFor();
+    expect(await adaRow.locator(".profile").textContent()).toContain('"name":"Ada"');
+
+    // A client that joins now appears without a reload, with its profile.
+    const grace = await connect("proto");
+    await grace.ok({ command: { case: "updateProfile", value: { data: profile({ name: "Grace" }) } } });
+    await grace.ok({ command: { case: "join", value: { channel: "lobby" } } });
+    await page.locator(`tr[data-member="${grace.id}"] .profile`).filter({ hasText: "Grace" }).waitFor();
+    expect(await page.getByTestId("member-count").textContent()).toBe("2");
+    await expect.poll(() => lobby.locator(".n").textContent(), { timeout: 5000 }).toBe("2");
+
+    // The page sends to the channel: both members receive it, in their encodings.
+    await page.getByTestId("event").fill("notice");
+    await page.getByTestId("payload").fill('{"text": "hello from the dashboard", "n": 1}');
+    await page.getByTestId("send").click();
+    await page.getByTestId("result").filter({ hasText: "Sent to lobby" }).waitFor();
+    for (const c of [ada, grace]) {
+      const ev = await c.event("notice", "lobby");
+      expect(ev.payload.case).toBe("json");
+      expect(toJson(ValueSchema, ev.payload.value as never)).toEqual({ text: "hello from the dashboard", n: 1 });
+    }
+    expect(other.events("notice")).toEqual([]);
+    await page.locator('#log li[data-kind="message"]').filter({ hasText: "hello from the dashboard" }).waitFor();
+
+    // A client's own message shows in the log with who sent it.
+    await grace.ok({ command: { case: "send", value: { channel: "lobby", event: "chat", payload: { case: "json", value: profile({ text: "hi Ada" }) } } } });
+    await page.locator('#log li[data-kind="message"]').filter({ hasText: "hi Ada" }).filter({ hasText: grace.id }).waitFor();
+
+    // A leave removes the row live and is logged.
+    await grace.ok({ command: { case: "leave", value: { channel: "lobby" } } });
+    await page.locator(`tr[data-member="${grace.id}"]`).waitFor({ state: "detached" });
+    await page.locator('#log li[data-kind="leave"]').filter({ hasText: grace.id }).waitFor();
+
+    // Broadcast reaches every client, in any channel or none.
+    await page.getByTestId("target-broadcast").check();
+    await page.getByTestId("event").fill("maintenance");
+    await page.getByTestId("payload").fill('{"in_minutes": 5}');
+    await page.getByTestId("send").click();
+    await page.getByTestId("result").filter({ hasText: "Broadcast" }).waitFor();
+    for (const c of [ada, grace, other]) expect(toJson(ValueSchema, (await c.event("maintenance")).payload.value as never)).toEqual({ in_minutes: 5 });
+
+    // Bad JSON is refused in the page, before any call.
+    await page.getByTestId("payload").fill("{nope");
+    await page.getByTestId("send").click();
+    await page.getByTestId("result").filter({ hasText: "not valid JSON" }).waitFor();
+    await page.getByTestId("payload").fill('{"text": "hello from the dashboard", "n": 1}');
+    await page.getByTestId("target-channel").check();
+    await page.getByTestId("event").fill("notice");
+
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: join(OUT, "dashboard.png") });
+    expect(existsSync(join(OUT, "dashboard.png"))).toBe(true);
+  }, 60_000);
+
+  it("filters channels by prefix", async () => {
+    await page.getByTestId("filter").fill("support/");
+    await expect.poll(() => page.locator("#channel-list li[data-channel]").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.channel))).toEqual(["support/eu"]);
+    await page.getByTestId("filter").fill("");
+  });
+});
