@@ -6,6 +6,7 @@
  */
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { stopAll } from "./helpers/cluster.js";
@@ -22,10 +23,12 @@ let topology: Topology;
 let apis: RealtimeTestClient[];
 const clients: TestClient[] = [];
 
+const prefix = uniquePrefix("edge-death");
+
 beforeAll(async () => {
   topology = await startTopology(2, 3, {
     REALTIME_REDIS_URL: SHARED_REDIS_URL,
-    REALTIME_REDIS_PREFIX: uniquePrefix("edge-death"),
+    REALTIME_REDIS_PREFIX: prefix,
     REALTIME_REDIS_EDGE_TTL_MS: String(TTL_MS),
   });
   apis = topology.grpc.map((address) => realtimeClient(address));
@@ -36,6 +39,11 @@ afterAll(async () => {
   for (const api of apis ?? []) api.close();
   await topology?.stop();
   await stopAll();
+  // The killed edge's tombstone and the sweep's keys would linger for a while: remove them.
+  const redis = new Redis(SHARED_REDIS_URL);
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
 });
 
 async function client(edge: number) {
