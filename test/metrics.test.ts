@@ -104,6 +104,17 @@ describe("metrics", () => {
     });
   });
 
+  it("count client commands answered with an error, by code", async () => {
+    const before = await scrape(edgeMetrics);
+    const reply = await clients[0]!.request({ command: { case: "join", value: { channel: "bad channel name!" } } });
+    expect(reply.error?.code).toBe(3);
+    const after = await scrape(edgeMetrics);
+    const key = { code: "INVALID_ARGUMENT" };
+    const was = before.samples.some((s) => s.name === "switchboard_command_errors_total" && s.labels.code === "INVALID_ARGUMENT") ? before.get("switchboard_command_errors_total", key) : 0;
+    expect(after.get("switchboard_command_errors_total", key) - was).toBe(1);
+    expect(after.text).not.toContain("bad channel name");
+  });
+
   it("count refused upgrades by reason", async () => {
     const before = await scrape(edgeMetrics);
     const refused = await new Promise<number>((resolve, reject) => {

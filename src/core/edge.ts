@@ -451,6 +451,7 @@ export class Edge {
    * budget; past it the connection is closed with 4503 (policy violation).
    */
   private replyError(session: Session, id: number, err: RealtimeError): void {
+    this.observer.commandFailed(err.code);
     this.send(session, { frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } } });
     if (session.errorBudget && !session.closed && CLIENT_FAULTS.has(err.code) && !session.errorBudget.take()) {
       session.transport.close(CloseCode.PolicyViolation, "too many failed commands (error budget spent): fix the client before reconnecting");

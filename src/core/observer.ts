@@ -133,6 +133,8 @@ export interface Observer {
   connectionRefused(reason: RefusalReason): void;
   /** A frame arrived from a client. */
   messageIn(kind: MessageInKind): void;
+  /** A client command was answered with an error; `code` is its errors.ts Code (a gRPC code number). */
+  commandFailed(code: number): void;
   /** Frames were written to clients: `count` replies, or `count` copies of one event. */
   messageOut(kind: "event" | "reply", count: number): void;
   /** An edge received one publication to fan out to its local connections. */
@@ -151,6 +153,7 @@ export const NOOP_OBSERVER: Observer = {
   connectionClosed() {},
   connectionRefused() {},
   messageIn() {},
+  commandFailed() {},
   messageOut() {},
   publicationReceived() {},
   dropped() {},

@@ -3,5 +3,6 @@ export { createMetrics, METRIC_PREFIX, RPC_DURATION_BUCKETS, type EdgeLevels, ty
 export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
 export { startAdminServer, type AdminServer } from "./admin-server.js";
-export { codeName, GRPC_CODE_NAMES, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
+export { codeName, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
+export { GRPC_CODE_NAMES } from "./codes.js";
 export { VERSION } from "./version.js";

@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { DISCONNECT_REASONS, type Backend, type Observer } from "../core/observer.js";
+import { GRPC_CODE_NAMES } from "./codes.js";
 
 /** Metric names start with this. */
 export const METRIC_PREFIX = "switchboard_";
@@ -138,6 +139,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: on(edge),
   });
   const messagesIn = new Counter({ name: name("messages_in_total"), help: "Frames received from clients, by command (invalid: could not be decoded).", labelNames: ["kind"], registers: on(edge) });
+  const commandErrors = new Counter({
+    name: name("command_errors_total"),
+    help: "Client commands answered with an error, by gRPC code name (RESOURCE_EXHAUSTED: a limit or the rate limit; PERMISSION_DENIED: auth; UNAVAILABLE: the backend).",
+    labelNames: ["code"],
+    registers: on(edge),
+  });
   const messagesOut = new Counter({ name: name("messages_out_total"), help: "Frames written to clients, by kind (event, reply).", labelNames: ["kind"], registers: on(edge) });
   const deliveries = new Counter({ name: name("deliveries_total"), help: "Events written to client connections: one per recipient of each publication.", registers: on(edge) });
   const received = new Counter({ name: name("publications_received_total"), help: "Publications this edge received from the hub to fan out.", registers: on(edge) });
@@ -172,6 +179,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     connectionClosed: (reason) => disconnects.inc({ reason }),
     connectionRefused: (reason) => refused.inc({ reason }),
     messageIn: (kind) => messagesIn.inc({ kind }),
+    commandFailed: (code) => commandErrors.inc({ code: GRPC_CODE_NAMES[code] ?? "UNKNOWN" }),
     messageOut(kind, count) {
       messagesOut.inc({ kind }, count);
       if (kind === "event") deliveries.inc(count);

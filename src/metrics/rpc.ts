@@ -7,31 +7,9 @@
 import { ConnectError, type Interceptor as ConnectInterceptor } from "@connectrpc/connect";
 import { RealtimeError } from "../core/errors.js";
 import type { Interceptor } from "../api/interceptors.js";
+import { GRPC_CODE_NAMES } from "./codes.js";
 import type { Metrics } from "./metrics.js";
 
-/**
- * gRPC status code names by number
- * (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
- */
-export const GRPC_CODE_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
 
 /** The gRPC code name a failure is answered with (the adapters' own mapping: anything unknown is INTERNAL). */
 export function codeName(err: unknown): string {
