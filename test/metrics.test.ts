@@ -104,6 +104,19 @@ describe("metrics", () => {
     });
   });
 
+  it("count RPCs made over Connect like those over gRPC", async () => {
+    const before = await scrape(apiMetrics);
+    const sendOk = { service: "realtime.v1.Realtime", method: "Send", code: "OK" };
+    const res = await fetch(`http://${cluster.api.ready.http}/realtime.v1.Realtime/Send`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ channel: CHANNEL, event: "tick", json: { n: 2 } }),
+    });
+    expect(res.status).toBe(200);
+    const after = await scrape(apiMetrics);
+    expect(after.get("switchboard_rpc_handled_total", sendOk) - before.get("switchboard_rpc_handled_total", sendOk)).toBe(1);
+  });
+
   it("count client commands answered with an error, by code", async () => {
     const before = await scrape(edgeMetrics);
     const reply = await clients[0]!.request({ command: { case: "join", value: { channel: "bad channel name!" } } });
