@@ -8,6 +8,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect as connectTcp } from "node:net";
 import { join } from "node:path";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -85,6 +86,30 @@ describe("at the upgrade", () => {
     const viaQuery = await upgrade(`${cluster.ws[SECURED]!}/?token=${token}`);
     expect(viaQuery.status).toBe(101);
     viaQuery.ws!.close();
+  });
+});
+
+describe("abrupt clients", () => {
+  it("survives upgrades reset while their token is verified or after their refusal", async () => {
+    const { hostname, port } = new URL(cluster.ws[SECURED]!);
+    const good = await hs256({ sub: "reset" });
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        new Promise<void>((resolve) => {
+          const token = i % 2 ? good : "bad";
+          const socket = connectTcp(Number(port), hostname, () => {
+            socket.write(`GET /?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+            setTimeout(() => socket.resetAndDestroy(), i % 4);
+          });
+          socket.on("error", () => {});
+          socket.on("close", () => resolve());
+        }),
+      ),
+    );
+    await sleep(200);
+    expect(cluster.edges[SECURED]!.child.exitCode).toBeNull();
+    const c = await connect(SECURED, good);
+    expect(c.id).not.toBe("");
   });
 });
 
