@@ -169,6 +169,12 @@ export class WsEdgeServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Node's http server removes its error listener from an upgrading
+    // socket; until ws takes it over (handleUpgrade), a reset by the client
+    // (e.g. while its token is verified, or after a refusal) must not be an
+    // uncaught 'error'.
+    const onError = () => socket.destroy();
+    socket.on("error", onError);
     if (this.closing) {
       this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
       return;
@@ -194,14 +200,13 @@ export class WsEdgeServer {
     }
     const authenticate = this.options.authenticate;
     if (!authenticate) {
+      socket.off("error", onError);
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", ANONYMOUS));
       return;
     }
     // The token is verified before the handshake completes: a refused
     // client gets an HTTP status, never a WebSocket.
     this.handshaking++;
-    const onError = () => socket.destroy();
-    socket.on("error", onError);
     let identity: Identity;
     authenticate(req)
       .then(
@@ -215,9 +220,9 @@ export class WsEdgeServer {
       )
       .finally(() => {
         this.handshaking--;
-        socket.off("error", onError);
         if (!identity || socket.destroyed || !socket.writable) return;
         if (this.closing) return this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+        socket.off("error", onError);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));
       })
       .catch((err: unknown) => {
