@@ -1,6 +1,7 @@
 import {
   DEFAULT_EDGE_GRACE_MS,
   DEFAULT_MAX_CHANNELS_PER_CONNECTION,
+  DEFAULT_MAX_BATCH_BYTES,
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_MAX_PROFILE_BYTES,
   DEFAULT_ERROR_BUDGET,
@@ -117,6 +118,7 @@ export const SETTINGS = {
   wsHost: setting({ env: "REALTIME_WS_HOST", default: "127.0.0.1", doc: "Address the edge's WebSocket server listens on.", roles: ["edge"], parse: text }),
   wsPort: setting({ env: "REALTIME_WS_PORT", default: 8090, doc: "Port of the edge's WebSocket server (0 picks a free one).", roles: ["edge"], parse: port }),
   maxPayloadBytes: setting({ env: "REALTIME_MAX_PAYLOAD_BYTES", default: DEFAULT_MAX_PAYLOAD_BYTES, doc: "Largest event, bytes of its protobuf encoding.", roles: ["api", "edge"], parse: integer(1024, 16 * 1024 * 1024) }),
+  maxBatchBytes: setting({ env: "REALTIME_MAX_BATCH_BYTES", default: DEFAULT_MAX_BATCH_BYTES, doc: "Largest SendBatch request in bytes; the API reads no request larger than this or one event at the payload limit.", roles: ["api"], parse: integer(1024, 64 * 1024 * 1024) }),
   maxProfileBytes: setting({ env: "REALTIME_MAX_PROFILE_BYTES", default: DEFAULT_MAX_PROFILE_BYTES, doc: "Largest profile, bytes of its protobuf encoding.", roles: ["edge"], parse: integer(64, 1024 * 1024) }),
   maxChannelsPerConnection: setting({ env: "REALTIME_MAX_CHANNELS_PER_CONNECTION", default: DEFAULT_MAX_CHANNELS_PER_CONNECTION, doc: "Most channels one connection may be in.", roles: ["edge"], parse: integer(1, 100_000) }),
   logLevel: setting({ env: "REALTIME_LOG_LEVEL", default: "info", doc: "Least severe log level written: fatal, error, warn, info, debug, trace or silent.", roles: ["api", "edge"], parse: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"]) }),

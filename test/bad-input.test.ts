@@ -51,7 +51,12 @@ describe("gRPC API", () => {
     ["missing broadcast payload", () => api.broadcast({ event: "e" }), status.INVALID_ARGUMENT, /payload is required/],
     ["GetMembers without channel", () => api.getMembers({ channel: "" }), status.INVALID_ARGUMENT, /channel is required/],
     ["payload over the limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }), status.RESOURCE_EXHAUSTED, /limit is 4096 bytes/],
-    ["message over the gRPC limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }), status.RESOURCE_EXHAUSTED, /larger than max/],
+    ["payload over the limit, under the request limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }), status.RESOURCE_EXHAUSTED, /limit is 4096 bytes/],
+    ["request over the request limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(1024 * 1024 + 1) } }), status.RESOURCE_EXHAUSTED, /larger than max/],
+    ["empty batch", () => api.sendBatch({ requests: [] }), status.INVALID_ARGUMENT, /a batch holds 1 to 1000/],
+    ["batch of 1001", () => api.sendBatch({ requests: Array.from({ length: 1001 }, () => ({ channel: "c", event: "e", payload: ok })) }), status.INVALID_ARGUMENT, /1001 events/],
+    ["batch with one bad event", () => api.sendBatch({ requests: [{ channel: "c", event: "e", payload: ok }, { channel: "c", event: "e" }] }), status.INVALID_ARGUMENT, /^requests\[1\]: payload is required/],
+    ["batch with one event over the limit", () => api.sendBatch({ requests: [{ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }] }), status.RESOURCE_EXHAUSTED, /^requests\[0\]: the event is/],
   ];
   for (const [name, call, code, message] of cases) {
     it(`${name}: ${status[code]}`, async () => {

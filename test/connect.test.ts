@@ -24,7 +24,7 @@ let fake: FakeEdge | undefined;
 const json = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
 
 beforeAll(async () => {
-  cluster = await startCluster(1, { REALTIME_MAX_PAYLOAD_BYTES: "4096", REALTIME_CORS_ORIGINS: ALLOWED_ORIGIN });
+  cluster = await startCluster(1, { REALTIME_MAX_PAYLOAD_BYTES: "4096", REALTIME_MAX_BATCH_BYTES: "8192", REALTIME_CORS_ORIGINS: ALLOWED_ORIGIN });
   const http = `http://${cluster.http}`;
   const transports: Record<string, Transport> = {
     grpc: createGrpcTransport({ baseUrl: `http://${cluster.grpc}` }),

@@ -95,6 +95,30 @@ describe("Send", () => {
   });
 });
 
+describe("SendBatch", () => {
+  it("delivers every event of the batch, in batch order, each with its own id", async () => {
+    const a = await client(0, "proto");
+    const b = await client(1, "json");
+    await a.ok({ command: { case: "join", value: { channel: "batch-1" } } });
+    await b.ok({ command: { case: "join", value: { channel: "batch-2" } } });
+    const requests = Array.from({ length: 200 }, (_, i) => ({
+      channel: i % 2 === 0 ? "batch-1" : "batch-2",
+      event: "n",
+      payload: { case: "json" as const, value: json(i) },
+    }));
+    const res = await api.sendBatch({ requests });
+    expect(res.responses).toHaveLength(200);
+    expect(new Set(res.responses.map((r) => r.messageId)).size).toBe(200);
+    expect(res.responses.map((r) => r.edges)).toEqual(requests.map(() => 1));
+    await a.next((f) => f.frame.case === "event" && f.frame.value.id === res.responses[198]!.messageId);
+    await b.next((f) => f.frame.case === "event" && f.frame.value.id === res.responses[199]!.messageId);
+    const seen = (c: TestClient) => c.events("n").map((e) => toJson(ValueSchema, e.payload.value as never));
+    expect(seen(a)).toEqual(requests.flatMap((_, i) => (i % 2 === 0 ? [i] : [])));
+    expect(seen(b)).toEqual(requests.flatMap((_, i) => (i % 2 === 1 ? [i] : [])));
+    expect(a.events("n").map((e) => e.id)).toEqual(res.responses.filter((_, i) => i % 2 === 0).map((r) => r.messageId));
+  });
+});
+
 describe("Broadcast", () => {
   it("reaches every connected client on every edge, channel empty", async () => {
     const fresh = [await client(0, "json"), await client(1, "proto"), await client(1, "json")];

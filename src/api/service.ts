@@ -3,8 +3,8 @@ import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import { ChannelSummarySchema, MemberSchema, Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Broker } from "../core/broker.js";
-import { asRealtimeError } from "../core/errors.js";
-import type { Limits } from "../core/limits.js";
+import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
+import { MAX_BATCH_EVENTS, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
@@ -42,6 +42,26 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         checkEvent(req.event);
         checkPayload(req.payload);
         return publish(req.channel, req.event, req.payload);
+      });
+    },
+    async sendBatch(req) {
+      return guard(async () => {
+        const { requests } = req;
+        if (requests.length === 0 || requests.length > MAX_BATCH_EVENTS) {
+          throw new RealtimeError(Code.InvalidArgument, `requests holds ${requests.length} events; a batch holds 1 to ${MAX_BATCH_EVENTS}`);
+        }
+        // Check and encode everything before sending anything.
+        const pubs = requests.map((r, i) =>
+          indexed(i, () => {
+            checkChannel(r.channel);
+            checkEvent(r.event);
+            checkPayload(r.payload);
+            const id = eventIds.next();
+            return { id, pub: createPublication(create(EventSchema, { id, channel: r.channel, event: r.event, payload: r.payload }), limits.maxPayloadBytes) };
+          }),
+        );
+        const edges = await Promise.all(pubs.map(({ pub }) => broker.publish(pub)));
+        return { responses: pubs.map(({ id }, i) => ({ messageId: id, edges: edges[i]! })) };
       });
     },
     async broadcast(req) {
@@ -92,6 +112,16 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       }
     },
   };
+}
+
+/** Runs fn; an error it throws names the batch index it is about. */
+function indexed<T>(index: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const e = asRealtimeError(err);
+    throw new RealtimeError(e.code, `requests[${index}]: ${e.message}`);
+  }
 }
 
 /** Runs fn, turning any RealtimeError into the ConnectError of the same code. */

@@ -21,6 +21,20 @@ export const DEFAULT_MAX_CHANNELS_PER_CONNECTION = 100;
 export const FRAME_OVERHEAD_BYTES = 4 * 1024;
 /** Largest gRPC/Connect request: the payload limit plus room for the names. */
 export const REQUEST_OVERHEAD_BYTES = 4 * 1024;
+/** Most events in one SendBatch. */
+export const MAX_BATCH_EVENTS = 1_000;
+/** Largest SendBatch request, in bytes; every event in it is held to the payload limit too. */
+export const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * The largest request the API reads, on gRPC and Connect alike: room for
+ * one event at the payload limit, or for a batch. A larger request is
+ * RESOURCE_EXHAUSTED before it is decoded; an event inside it over the
+ * payload limit is RESOURCE_EXHAUSTED from the service, naming the limit.
+ */
+export function maxRequestBytes(maxPayloadBytes: number, maxBatchBytes: number): number {
+  return Math.max(maxPayloadBytes + REQUEST_OVERHEAD_BYTES, maxBatchBytes);
+}
 /**
  * How long the hub keeps the members of an edge whose link dropped, waiting
  * for it to come back, before it removes them and sends channel:leave.

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
-import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, REQUEST_OVERHEAD_BYTES, type Limits } from "../core/limits.js";
+import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
 import { checkExposure } from "../auth/exposure.js";
 import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
@@ -75,7 +75,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   });
 
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
+    "grpc.max_receive_message_length": maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes),
     "grpc.keepalive_time_ms": config.grpcKeepaliveTimeMs,
     "grpc.keepalive_timeout_ms": config.grpcKeepaliveTimeoutMs,
     ...(config.grpcMaxConnectionAgeMs > 0
@@ -114,7 +114,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       serviceEntry(Realtime, service),
       serviceEntry(health.service, health.impl),
     ],
-    readMaxBytes: readMaxBytesFor(config.maxPayloadBytes, REQUEST_OVERHEAD_BYTES),
+    readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
     interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],

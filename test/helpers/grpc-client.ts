@@ -7,6 +7,8 @@ import {
   type BroadcastResponse,
   type GetMembersRequestSchema,
   type GetMembersResponse,
+  type SendBatchRequestSchema,
+  type SendBatchResponse,
   type SendRequestSchema,
   type SendResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
@@ -15,6 +17,7 @@ import { serviceDefinition } from "../../src/api/grpc/adapter.js";
 
 export interface RealtimeTestClient {
   send(req: MessageInitShape<typeof SendRequestSchema>, metadata?: grpc.Metadata): Promise<SendResponse>;
+  sendBatch(req: MessageInitShape<typeof SendBatchRequestSchema>, metadata?: grpc.Metadata): Promise<SendBatchResponse>;
   broadcast(req: MessageInitShape<typeof BroadcastRequestSchema>, metadata?: grpc.Metadata): Promise<BroadcastResponse>;
   getMembers(req: MessageInitShape<typeof GetMembersRequestSchema>, metadata?: grpc.Metadata): Promise<GetMembersResponse>;
   close(): void;
@@ -33,6 +36,7 @@ export function realtimeClient(address: string): RealtimeTestClient {
   const m = Realtime.method;
   return {
     send: call<SendResponse>("send", m.send.input),
+    sendBatch: call<SendBatchResponse>("sendBatch", m.sendBatch.input),
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
     close: () => client.close(),

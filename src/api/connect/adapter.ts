@@ -134,14 +134,14 @@ function drain(req: IncomingMessage): void {
 }
 
 /**
- * The read limit of the HTTP port for a payload limit: the gRPC port's
- * limit (payload + REQUEST_OVERHEAD_BYTES) widened by JSON's base64 of bytes
+ * The read limit of the HTTP port for the gRPC port's request limit
+ * (maxRequestBytes in src/core/limits.ts), widened by JSON's base64 of bytes
  * (4/3), so that every request the gRPC port accepts is accepted in Connect
- * JSON too. The event itself is held to the same payload limit on both
- * ports (RESOURCE_EXHAUSTED from the service); this only bounds reading.
+ * JSON too. Events are held to the same payload limit on both ports
+ * (RESOURCE_EXHAUSTED from the service); this only bounds reading.
  */
-export function readMaxBytesFor(maxPayloadBytes: number, requestOverheadBytes: number): number {
-  return Math.ceil((maxPayloadBytes * 4) / 3) + requestOverheadBytes;
+export function readMaxBytesFor(maxRequestBytes: number): number {
+  return Math.ceil((maxRequestBytes * 4) / 3);
 }
 
 function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
