@@ -161,7 +161,7 @@ function startupFields(config: Config, role: "api" | "edge"): Record<string, unk
     const roles = (SETTINGS as Record<string, { roles: readonly string[] }>)[key]?.roles ?? [];
     if (safe.has(key) && roles.includes(role)) out[key] = value;
   }
-  out.mode = (config as { redisUrl?: string }).redisUrl ? "redis" : "embedded";
+  out.mode = config.redisUrl ? "redis" : "embedded";
   return out;
 }
 
