@@ -7,7 +7,7 @@
  * UNAVAILABLE, and exits before its deadline.
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, describe, expect, it } from "vitest";
@@ -80,7 +80,7 @@ describe("edge", () => {
 });
 
 describe("API", () => {
-  it("on SIGTERM: NOT_SERVING, new calls UNAVAILABLE, streams end UNAVAILABLE, exit before the deadline", async () => {
+  it("on SIGTERM: NOT_SERVING, new calls UNAVAILABLE (gRPC and Connect), streams end UNAVAILABLE, exit before the deadline", async () => {
     const api = await startProcess("api", {
       REALTIME_GRPC_PORT: "0",
       REALTIME_LINK_PORT: "0",
@@ -91,6 +91,8 @@ describe("API", () => {
     const transport = createGrpcTransport({ baseUrl: `http://${api.ready.grpc}` });
     const rt = createClient(Realtime, transport);
     const health = createClient(Health, transport);
+    const connectRt = createClient(Realtime, createConnectTransport({ baseUrl: `http://${api.ready.http}`, httpVersion: "1.1" }));
+    expect((await connectRt.getMembers({ channel: "c" })).members).toEqual([]);
     expect((await health.check({ service: "" })).status).toBe(1); // SERVING
     expect((await rt.getMembers({ channel: "c" })).members).toEqual([]);
     // A stream in flight.
@@ -112,6 +114,12 @@ describe("API", () => {
       (err) => ConnectError.from(err),
     );
     expect(refused).toMatchObject({ code: Code.Unavailable, rawMessage: expect.stringMatching(/shutting down/) });
+    // The same on Connect.
+    const overConnect = await connectRt.getMembers({ channel: "c" }).then(
+      () => "ok",
+      (err) => ConnectError.from(err),
+    );
+    expect(overConnect).toMatchObject({ code: Code.Unavailable, rawMessage: expect.stringMatching(/shutting down/) });
     expect(await watch).toBe(Code.Unavailable);
     const exitAt = await exited;
     expect(exitAt - signalled).toBeLessThan(DEADLINE);
