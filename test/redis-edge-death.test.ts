@@ -32,7 +32,7 @@ beforeAll(async () => {
     REALTIME_REDIS_EDGE_TTL_MS: String(TTL_MS),
   });
   apis = topology.grpc.map((address) => realtimeClient(address));
-});
+}, 90_000);
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
@@ -44,7 +44,7 @@ afterAll(async () => {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
-});
+}, 60_000);
 
 async function client(edge: number) {
   const c = await TestClient.connect(topology.ws[edge]!, "proto");

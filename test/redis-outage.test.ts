@@ -29,7 +29,7 @@ beforeAll(async () => {
     REALTIME_REDIS_EDGE_TTL_MS: "3000",
   });
   apis = topology.grpc.map((address) => realtimeClient(address));
-});
+}, 90_000);
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
@@ -37,7 +37,7 @@ afterAll(async () => {
   await topology?.stop();
   await stopAll();
   await redis?.kill();
-});
+}, 60_000);
 
 async function client(edge: number) {
   const c = await TestClient.connect(topology.ws[edge]!, "json");

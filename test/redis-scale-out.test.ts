@@ -35,7 +35,7 @@ beforeAll(async () => {
   topology = await startTopology(2, 3, { REALTIME_REDIS_URL: SHARED_REDIS_URL, REALTIME_REDIS_PREFIX: prefix });
   apis = topology.grpc.map((address) => realtimeClient(address));
   connects = topology.grpc.map((address) => createClient(Realtime, createGrpcTransport({ baseUrl: `http://${address}` })));
-});
+}, 90_000);
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
@@ -48,7 +48,7 @@ afterAll(async () => {
   expect(keys.filter((k) => !/sweep-(lock|clock|grace)$/.test(k))).toEqual([]);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
-});
+}, 60_000);
 
 describe("Redis scale-out: 2 API nodes, 3 edges", () => {
   it("does not listen for edges (no link address in the ready line); edges are ready once Redis is up", async () => {
