@@ -126,6 +126,26 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     expect(existsSync(join(OUT, "dashboard.png"))).toBe(true);
   }, 60_000);
 
+  it("asks for an API key when the API requires one, and works once it is given", async () => {
+    const key = "dashboard-test-key-0123456789";
+    const locked = await startCluster(1, { REALTIME_API_KEYS: key });
+    try {
+      const c = await TestClient.connect(locked.ws[0]!, "json");
+      clients.push(c);
+      await c.ok({ command: { case: "join", value: { channel: "keyed" } } });
+      const p2 = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+      await p2.goto(`http://${locked.http}/`);
+      await p2.getByTestId("status").and(p2.locator("[data-state=error]")).filter({ hasText: "Unauthenticated" }).waitFor();
+      await p2.getByTestId("api-key").fill(key);
+      await p2.getByTestId("api-key").press("Enter");
+      await p2.locator('li[data-channel="keyed"]').waitFor();
+      expect(await p2.getByTestId("key-form").isHidden()).toBe(true);
+      await p2.close();
+    } finally {
+      await locked.stop();
+    }
+  }, 60_000);
+
   it("filters channels by prefix", async () => {
     await page.getByTestId("filter").fill("support/");
     await expect.poll(() => page.locator("#channel-list li[data-channel]").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.channel))).toEqual(["support/eu"]);

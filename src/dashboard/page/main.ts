@@ -7,7 +7,7 @@
  */
 import { fromJsonString, toJson, toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { Realtime, type Member, type WatchChannelResponse } from "../../../gen/realtime/v1/realtime_pb.js";
 
@@ -20,7 +20,17 @@ const MAX_LOG_ENTRIES = 500;
 /** Wait before watching again after the stream failed. */
 const REWATCH_DELAY_MS = 2000;
 
-const client = createClient(Realtime, createConnectTransport({ baseUrl: location.origin }));
+/** sessionStorage key of the API key, when the API requires one (REALTIME_API_KEYS). */
+const API_KEY_STORAGE = "switchboard.apiKey";
+
+/** Sends the API key the user entered, if any, as authorization: Bearer <key>. */
+const withApiKey: Interceptor = (next) => (req) => {
+  const key = sessionStorage.getItem(API_KEY_STORAGE);
+  if (key) req.header.set("authorization", `Bearer ${key}`);
+  return next(req);
+};
+
+const client = createClient(Realtime, createConnectTransport({ baseUrl: location.origin, interceptors: [withApiKey] }));
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string) => {
@@ -42,6 +52,8 @@ function setStatus(state: "ok" | "error" | "connecting", text: string) {
 
 function describe(err: unknown): string {
   const e = ConnectError.from(err);
+  // The API wants a key (or another one): let the user give it.
+  if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied) $("key-form").hidden = false;
   return `${Code[e.code] ?? e.code}: ${e.rawMessage}`;
 }
 
@@ -256,6 +268,18 @@ function start() {
     input.value = "";
   });
   $("clear").addEventListener("click", () => $("log").replaceChildren());
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("api-key") as HTMLInputElement;
+    if (input.value) sessionStorage.setItem(API_KEY_STORAGE, input.value.trim());
+    else sessionStorage.removeItem(API_KEY_STORAGE);
+    input.value = "";
+    $("key-form").hidden = true;
+    void refreshChannels();
+    const channel = selected;
+    selected = "";
+    if (channel) select(channel);
+  });
   $("send-form").addEventListener("submit", (e) => void send(e as SubmitEvent));
   $("send-form").addEventListener("input", () => {
     $("result").className = "result";
