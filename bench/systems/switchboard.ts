@@ -4,7 +4,7 @@
  * small function below, so that fixing the adapter against the real thing
  * means editing this block, not the harness:
  *
- *  1. Processes: `node --import tsx src/cli.ts api` and `... edge`, cwd the
+ *  1. Processes: `node dist/src/cli.js api` and `... edge` (compiled), cwd the
  *     repository root. Each prints one JSON line on stdout when ready:
  *       {"ready":"api","grpc":"127.0.0.1:PORT","link":"127.0.0.1:PORT"}
  *       {"ready":"edge","ws":"ws://127.0.0.1:PORT"}
@@ -35,9 +35,10 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import { Acks, openWebSocket } from "./ws.js";
 import type { BenchPayload, ClientConnection, Publisher, SystemAdapter } from "./system.js";
 
-const CLI = "src/cli.ts";
-const API_ARGS = ["--import", "tsx", CLI, "api"];
-const EDGE_ARGS = ["--import", "tsx", CLI, "edge"];
+/** The compiled CLI, as deployed (`npm run bench` builds it first). */
+const CLI = "dist/src/cli.js";
+const API_ARGS = [CLI, "api"];
+const EDGE_ARGS = [CLI, "edge"];
 /** Extra environment for both processes (e.g. a log level), none by default. */
 const EXTRA_ENV: Record<string, string> = {};
 /** The application event name the publisher sends and clients count. */
@@ -46,6 +47,11 @@ const EVENT_NAME = "bench";
 const ENCODING = process.env.BENCH_SWITCHBOARD_ENCODING === "proto" ? "proto" : "json";
 const SUBPROTOCOL = ENCODING === "proto" ? "realtime.v1.proto" : "realtime.v1.json";
 const EDGES = Math.max(1, Number(process.env.BENCH_SWITCHBOARD_EDGES ?? 1) || 1);
+/**
+ * How the publisher calls the API: "batch" (default) sends the publishes due
+ * in one tick as one SendBatch call; "unary" makes one Send call each.
+ */
+const PUBLISH_MODE = process.env.BENCH_SWITCHBOARD_PUBLISH === "unary" ? "unary" : "batch";
 /** Startup can include tsx compiling the service on first run. */
 const READY_TIMEOUT_MS = 60_000;
 /** gRPC deadline of every call. */
@@ -152,11 +158,11 @@ async function connectProto(
 
 export const switchboardSystem: SystemAdapter = {
   name: "switchboard",
-  description: `Switchboard: API process (gRPC) + ${EDGES} edge process(es), ${SUBPROTOCOL} clients, publisher over gRPC Send`,
+  description: `Switchboard: API process (gRPC) + ${EDGES} edge process(es), ${SUBPROTOCOL} clients, publisher over gRPC ${PUBLISH_MODE === "batch" ? "SendBatch (the publishes due in one tick per call)" : "Send (one call each)"}`,
 
   async start(ctx) {
     if (!existsSync(join(ctx.repoRoot, CLI))) {
-      throw new Error(`Switchboard is not runnable yet: ${CLI} does not exist`);
+      throw new Error(`Switchboard is not built: ${CLI} does not exist (run npm run build)`);
     }
     const api = await ctx.spawn({
       name: "switchboard-api",
@@ -193,7 +199,7 @@ export const switchboardSystem: SystemAdapter = {
 
   async createPublisher(address): Promise<Publisher> {
     const grpc = await import("@grpc/grpc-js");
-    const { fromBinary, fromJson, toBinary } = await import("@bufbuild/protobuf");
+    const { create, fromBinary, fromJson, toBinary } = await import("@bufbuild/protobuf");
     const pb = await import("../../gen/realtime/v1/realtime_pb.js");
     const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
@@ -215,10 +221,34 @@ export const switchboardSystem: SystemAdapter = {
       });
     }
 
+    // Batch mode: the publishes made in one tick leave as one SendBatch
+    // call (what a real high-rate backend does), each resolved by its ack.
+    let batch: { req: ReturnType<typeof sendRequest>; resolve: () => void; reject: (e: unknown) => void }[] = [];
+    const sendRequest = (channel: string, payload: BenchPayload) =>
+      fromJson(pb.SendRequestSchema, { channel, event: EVENT_NAME, json: { ...payload } });
+    const flush = () => {
+      const items = batch;
+      batch = [];
+      for (let i = 0; i < items.length; i += 1000) {
+        const chunk = items.slice(i, i + 1000);
+        const req = create(pb.SendBatchRequestSchema, { requests: chunk.map((c) => c.req) });
+        unary("SendBatch", toBinary(pb.SendBatchRequestSchema, req), (b) => b).then(
+          () => chunk.forEach((c) => c.resolve()),
+          (err: unknown) => chunk.forEach((c) => c.reject(err)),
+        );
+      }
+    };
+
     return {
       async publish(channel, payload) {
-        const req = fromJson(pb.SendRequestSchema, { channel, event: EVENT_NAME, json: { ...payload } });
-        await unary("Send", toBinary(pb.SendRequestSchema, req), (b) => b);
+        const req = sendRequest(channel, payload);
+        if (PUBLISH_MODE === "unary") {
+          await unary("Send", toBinary(pb.SendRequestSchema, req), (b) => b);
+          return;
+        }
+        await new Promise<void>((resolve, reject) => {
+          if (batch.push({ req, resolve, reject }) === 1) process.nextTick(flush);
+        });
       },
       async broadcast(payload) {
         const req = fromJson(pb.BroadcastRequestSchema, { event: EVENT_NAME, json: { ...payload } });

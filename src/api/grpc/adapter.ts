@@ -189,12 +189,15 @@ interface Runner {
 }
 
 type Context = ReturnType<typeof createHandlerContext>;
+/** What ctx.signal aborts with once the call has ended on its own. */
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 type WritableCall = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 /** What the adapter uses of a grpc-js call of any kind (grpc-js does not export ServerSurfaceCall). */
 interface AnyCall {
   readonly cancelled: boolean;
   readonly metadata: grpc.Metadata;
   once(event: "cancelled", listener: () => void): unknown;
+  removeListener(event: "cancelled", listener: () => void): unknown;
   getDeadline(): Date | number;
   getAuthContext(): { transportSecurityType?: string };
   getHost(): string;
@@ -324,7 +327,7 @@ function createContext(call: AnyCall, run: Runner): Context {
   else call.once("cancelled", onCancel);
   // grpc-js only reports TLS when the client presented a verified certificate.
   const secure = call.getAuthContext().transportSecurityType === "ssl";
-  return createHandlerContext({
+  const ctx = createHandlerContext({
     service: run.service,
     method: run.method,
     protocolName: "grpc",
@@ -335,6 +338,15 @@ function createContext(call: AnyCall, run: Runner): Context {
     shutdownSignal: run.shutdownSignal,
     requestHeader: toHeaders(call.metadata),
   });
+  // grpc-js emits 'cancelled' after every call, even a successful one: stop
+  // listening once the call has ended, and end it with one shared reason, so
+  // that a finished call allocates no errors.
+  const abort = ctx.abort;
+  ctx.abort = (reason: unknown = CALL_ENDED) => {
+    call.removeListener("cancelled", onCancel);
+    abort(reason);
+  };
+  return ctx;
 }
 
 /** Sends ctx.responseHeader, unless it is empty (grpc-js then sends its own). */
