@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { Edge, type Session } from "../src/core/edge.js";
-import { Code } from "../src/core/errors.js";
+import { Code, RealtimeError } from "../src/core/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { Encoding, type Transport } from "../src/core/transport.js";
@@ -131,6 +131,24 @@ describe("edge core", () => {
     await cmd(a.s, { id: 2, command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } } });
     await cmd(a.s, { id: 3, command: { case: "send", value: { channel: "a", event: "e", payload: { case: "binary", value: new Uint8Array(2000) } } } });
     expect(a.t.replies().map((r) => r.error?.code ?? 0)).toEqual([0, 0, Code.ResourceExhausted, Code.ResourceExhausted, Code.ResourceExhausted]);
+  });
+
+  it("a join whose channel:join cannot be published is undone, so a retry is a clean join", async () => {
+    const { connect, cmd, presence, node, edge } = setup();
+    const a = connect();
+    const publish = node.publish.bind(node);
+    node.publish = async () => {
+      throw new RealtimeError(Code.Unavailable, "the broker is down");
+    };
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    expect(a.t.replies()[0]!.error?.code).toBe(Code.Unavailable);
+    expect(presence.members("c")).toEqual([]);
+    expect(edge.snapshot()).toEqual({ channels: [], members: [] });
+    node.publish = publish;
+    await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "c" } } });
+    expect(a.t.replies()[1]!.error).toBeUndefined();
+    expect(a.t.events("channel:join")).toHaveLength(1);
+    expect(presence.members("c").map((m) => m.id)).toEqual([a.s.id]);
   });
 
   it("a publication is encoded once per encoding for all recipients", async () => {

@@ -389,7 +389,15 @@ export class Edge {
       throw err;
     }
     const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Join, member), Infinity, session.id, !echo);
-    await this.options.broker.publish(pub);
+    try {
+      await this.options.broker.publish(pub);
+    } catch (err) {
+      // No one was told of the join: undo it, so that the client's retry is
+      // a clean join and no member is listed that others never saw arrive.
+      this.dropLocal(session, channel);
+      await this.options.presence.remove(channel, session.id).catch((e: unknown) => this.options.onError?.(e));
+      throw err;
+    }
   }
 
   private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
