@@ -20,7 +20,9 @@ import type { Member, Presence } from "../core/presence.js";
 export const WATCH_SNAPSHOT_CHUNK = 500;
 /**
  * Events queued for one watcher that reads too slowly; past this the watch
- * ends with RESOURCE_EXHAUSTED instead of growing the API's memory.
+ * ends with RESOURCE_EXHAUSTED at its next read (the queue is dropped: the
+ * watcher must watch again for a fresh snapshot anyway) instead of growing
+ * the API's memory.
  */
 export const WATCH_MAX_QUEUED_EVENTS = 10_000;
 
@@ -81,6 +83,7 @@ export async function* watchChannel(
     for (;;) {
       signal.throwIfAborted();
       if (overflow) {
+        queue.length = 0;
         throw new RealtimeError(
           Code.ResourceExhausted,
           `the watcher fell ${WATCH_MAX_QUEUED_EVENTS} events behind the channel; watch again to get a fresh snapshot`,

@@ -1,0 +1,83 @@
+/**
+ * watchChannel (src/api/watch.ts) against an in-memory broker: the snapshot
+ * comes after the subscription is in effect, a watcher that falls too far
+ * behind ends with RESOURCE_EXHAUSTED, and cancelling detaches the node.
+ * (End to end over every protocol: test/connect.test.ts.)
+ */
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { EventSchema, MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
+import { WATCH_MAX_QUEUED_EVENTS, watchChannel } from "../src/api/watch.js";
+import { MemoryBroker } from "../src/core/broker-memory.js";
+import { Code, RealtimeError } from "../src/core/errors.js";
+import { MemoryPresence } from "../src/core/presence-memory.js";
+import { createPublication, systemEvent } from "../src/core/publication.js";
+
+function setup() {
+  const broker = new MemoryBroker();
+  broker.attach(() => {}, true); // one edge, so publish has somewhere to go
+  const presence = new MemoryPresence();
+  let attached = 0;
+  const source = (h: Parameters<MemoryBroker["attach"]>[0]) => {
+    attached++;
+    const node = broker.attach(h, false);
+    return { subscribe: (c: string) => node.subscribe(c), close: () => (attached--, node.close()) };
+  };
+  const say = (i: number) => broker.publish(createPublication(create(EventSchema, { id: `e${i}`, channel: "c", event: "tick", payload: { case: "json", value: { kind: { case: "numberValue", value: i } } } }), 1 << 20));
+  return { broker, presence, source, say, attached: () => attached };
+}
+
+describe("watchChannel", () => {
+  it("sends the snapshot, then events in order; a join that races the snapshot is not lost", async () => {
+    const { presence, source, say, broker } = setup();
+    presence.add("edge", "c", create(MemberSchema, { id: "a" }));
+    const abort = new AbortController();
+    const it = watchChannel("c", source, presence.view("api"), abort.signal);
+    const first = await it.next();
+    expect(first.value!.update.case).toBe("members");
+    // "b" joined after the subscription: it is in the snapshot or in a join event, or both.
+    presence.add("edge", "c", create(MemberSchema, { id: "b" }));
+    broker.publish(createPublication(systemEvent("j1", "c", "channel:join", create(MemberSchema, { id: "b" })), 1 << 20));
+    say(1);
+    say(2);
+    const next = [(await it.next()).value!, (await it.next()).value!, (await it.next()).value!];
+    expect(next.map((r) => r.update.case)).toEqual(["join", "message", "message"]);
+    expect(next.map((r) => r.id)).toEqual(["j1", "e1", "e2"]);
+    abort.abort(new Error("cancelled"));
+    await expect(it.next()).rejects.toThrow("cancelled");
+  });
+
+  it(`ends with RESOURCE_EXHAUSTED, at its next read, once the watcher falls ${WATCH_MAX_QUEUED_EVENTS} events behind, and detaches`, async () => {
+    const { presence, source, say, attached } = setup();
+    const it = watchChannel("c", source, presence.view("api"), new AbortController().signal);
+    await it.next(); // the snapshot
+    for (let i = 0; i <= WATCH_MAX_QUEUED_EVENTS; i++) say(i);
+    let err: unknown;
+    let read = 0;
+    try {
+      for (;;) {
+        await it.next();
+        read++;
+      }
+    } catch (e) {
+      err = e;
+    }
+    // Stale events are not worth sending to a watcher that must watch again anyway.
+    expect(read).toBe(0);
+    expect(err).toBeInstanceOf(RealtimeError);
+    expect((err as RealtimeError).code).toBe(Code.ResourceExhausted);
+    expect(attached()).toBe(0);
+  });
+
+  it("cancelling while waiting for an event ends the stream and detaches the node", async () => {
+    const { presence, source, attached } = setup();
+    const abort = new AbortController();
+    const it = watchChannel("c", source, presence.view("api"), abort.signal);
+    await it.next();
+    expect(attached()).toBe(1);
+    const pending = it.next();
+    abort.abort(new Error("bye"));
+    await expect(pending).rejects.toThrow("bye");
+    expect(attached()).toBe(0);
+  });
+});
