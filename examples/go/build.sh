@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 gopath="$here/gopath"
 pkg="$gopath/src/switchboard"
-rm -rf "$gopath"
+rm -rf "$gopath/src" "$gopath/bin"   # keep $gopath/cache: warm builds take seconds
 mkdir -p "$pkg/realtimev1" "$pkg/backend" "$gopath/bin"
 # The proto has no go_package option (it is not Go-specific): map it here.
 map="Mrealtime/v1/realtime.proto=switchboard/realtimev1"
