@@ -5,7 +5,7 @@
  */
 import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { status } from "@grpc/grpc-js";
+import { Client, credentials, status } from "@grpc/grpc-js";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientFrameSchema, ErrorCode } from "../gen/realtime/client/v1/client_pb.js";
@@ -65,6 +65,21 @@ describe("gRPC API", () => {
       expect(err.details).toMatch(message);
     });
   }
+
+  it("a request that is not protobuf: INVALID_ARGUMENT naming the message type", async () => {
+    const raw = new Client(cluster.grpc, credentials.createInsecure());
+    try {
+      const err = await grpcError(
+        new Promise((resolve, reject) =>
+          raw.makeUnaryRequest("/realtime.v1.Realtime/Send", (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0x0a, 0x7f, 0x61]), (e, r) => (e ? reject(e) : resolve(r))),
+        ),
+      );
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/not a valid realtime\.v1\.SendRequest message/);
+    } finally {
+      raw.close();
+    }
+  });
 
   it("still serves after all of that", async () => {
     expect((await api.send({ channel: "c", event: "e", payload: ok })).edges).toBe(0);

@@ -110,7 +110,7 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       requestStream: kind === "client_streaming" || kind === "bidi_streaming",
       responseStream: kind === "server_streaming" || kind === "bidi_streaming",
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: requestDeserializer(method.input),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     };
@@ -137,8 +137,8 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
  * - server-streaming writes wait for the transport to drain, and iteration
  *   stops once the call is cancelled. A streaming handler must itself return
  *   when `ctx.signal` aborts while it waits for something to send.
- * A request that is not valid protobuf never reaches the handler: grpc-js
- * answers INTERNAL "Error deserializing request" itself.
+ * A request that is not valid protobuf never reaches the handler: it is
+ * answered INVALID_ARGUMENT, with protobuf's reason.
  * Throws (like grpc-js) if the service was already added to this server.
  */
 export function addService<S extends DescService>(
@@ -209,7 +209,7 @@ function createHandler(spec: MethodImplSpec, run: Runner): grpc.UntypedHandleCal
   switch (spec.kind) {
     case "unary":
       return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-        guard(respondOnce(call, callback, run, (ctx) => spec.impl(call.request as never, ctx)), () =>
+        guard(respondOnce(call, callback, run, (ctx) => spec.impl(decoded(call.request), ctx)), () =>
           callback(toGrpcStatus(undefined)),
         );
     case "client_streaming":
@@ -219,7 +219,7 @@ function createHandler(spec: MethodImplSpec, run: Runner): grpc.UntypedHandleCal
         );
     case "server_streaming":
       return (call: grpc.ServerWritableStream<unknown, unknown>) =>
-        guard(respondStream(call, run, (ctx) => spec.impl(call.request as never, ctx)), () =>
+        guard(respondStream(call, run, (ctx) => spec.impl(decoded(call.request), ctx)), () =>
           call.emit("error", toGrpcStatus(undefined)),
         );
     case "bidi_streaming":
@@ -363,7 +363,7 @@ function sendHeader(call: AnyCall, ctx: HandlerContext): void {
  */
 async function* readRequests(call: grpc.ServerReadableStream<unknown, unknown>, signal: AbortSignal): AsyncIterable<never> {
   try {
-    for await (const request of call.iterator({ destroyOnReturn: false })) yield request as never;
+    for await (const request of call.iterator({ destroyOnReturn: false })) yield decoded(request);
   } catch (err) {
     signal.throwIfAborted();
     throw err;
@@ -435,4 +435,31 @@ function serializer(schema: DescMessage): (value: unknown) => Buffer {
 
 function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
   return (bytes) => fromBinary(schema, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+/**
+ * A request that is not a valid protobuf message of its type. grpc-js would
+ * answer a throwing deserializer with INTERNAL; the handler answers this one
+ * with INVALID_ARGUMENT instead: the client sent bad input.
+ */
+class UndecodableRequest {
+  constructor(readonly message: string) {}
+}
+
+/** The server side's request deserializer: never throws. */
+function requestDeserializer(schema: DescMessage): (bytes: Buffer) => unknown {
+  const decode = deserializer(schema);
+  return (bytes) => {
+    try {
+      return decode(bytes);
+    } catch (err) {
+      return new UndecodableRequest(`the request is not a valid ${schema.typeName} message: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+}
+
+/** The request, or INVALID_ARGUMENT if it could not be decoded. */
+function decoded(request: unknown): never {
+  if (request instanceof UndecodableRequest) throw new ConnectError(request.message, Code.InvalidArgument);
+  return request as never;
 }
