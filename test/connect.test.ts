@@ -118,9 +118,10 @@ describe("HTTP details", () => {
     expect(((await res.json()) as { message: string }).message).toMatch(/use application\/json or application\/proto/);
   });
 
-  it("an unknown method is UNIMPLEMENTED and an unknown path 404", async () => {
+  it("an unknown method or path is 404, with a body that says where the RPCs are", async () => {
     const res = await rpc("Nope", "{}");
     expect(res.status).toBe(404);
+    expect(await res.text()).toMatch(/RPCs are POST \/realtime\.v1\.Realtime\/<Method>/);
     expect((await fetch(`http://${cluster.http}/nope`)).status).toBe(404);
   });
 
