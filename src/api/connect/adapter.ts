@@ -137,7 +137,8 @@ function drain(req: IncomingMessage): void {
  * The read limit of the HTTP port for the gRPC port's request limit
  * (maxRequestBytes in src/core/limits.ts), widened by JSON's base64 of bytes
  * (4/3), so that a binary payload at the limit fits in Connect JSON too
- * (JSON made mostly of escapes, "\u0001", can still exceed it). Events are held to the same payload limit on both ports
+ * (JSON made mostly of escapes, "\u0001", can still exceed it). Events are
+ * held to the same payload limit on both ports
  * (RESOURCE_EXHAUSTED from the service); this only bounds reading.
  */
 export function readMaxBytesFor(maxRequestBytes: number): number {
