@@ -101,6 +101,9 @@ export function loadConfigWithFlags(values: ParsedArgs["values"], env: NodeJS.Pr
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.message.split("\n").slice(1).map((l) => l.trim()));
   }
+  if (config && Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) {
+    problems.push(`${config.tlsCertFile ? "REALTIME_TLS_KEY_FILE (--tls-key-file)" : "REALTIME_TLS_CERT_FILE (--tls-cert-file)"}: must be set too: TLS needs both the certificate and its key`);
+  }
   if (problems.length > 0 || !config) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   return config;
 }

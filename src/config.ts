@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import {
   DEFAULT_EDGE_GRACE_MS,
   DEFAULT_MAX_CHANNELS_PER_CONNECTION,
@@ -99,6 +100,17 @@ const redisUrl = (raw: string): string => {
   if (!/^rediss?:\/\/[^\s]+$/.test(v)) throw new Error("must be a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS");
   return v;
 };
+const pemFile = (raw: string): string => {
+  const path = raw.trim();
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new Error(`${JSON.stringify(path)} is not a PEM file (no -----BEGIN line)`);
+  return path;
+};
 const redisPrefix = (raw: string): string => {
   if (!/^[^\s]{1,64}$/.test(raw)) throw new Error("must be 1 to 64 characters without spaces, for example myapp:");
   return raw;
@@ -151,6 +163,9 @@ export const SETTINGS = {
   redisUrl: setting({ env: "REALTIME_REDIS_URL", default: "", doc: "Redis to scale out over (redis://host:port): every API node and edge then uses it instead of the API's link; empty: embedded mode.", roles: ["api", "edge"], parse: redisUrl }),
   redisPrefix: setting({ env: "REALTIME_REDIS_PREFIX", default: DEFAULT_REDIS_PREFIX, doc: "Prefix of every Redis key and channel, so that deployments can share one Redis.", roles: ["api", "edge"], parse: redisPrefix }),
   redisEdgeTtlMs: setting({ env: "REALTIME_REDIS_EDGE_TTL_MS", default: DEFAULT_REDIS_EDGE_TTL_MS, doc: "Redis mode: an edge that stops heartbeating counts as dead after this; its members leave GetMembers then and get channel:leave within 4/3 of it.", roles: ["api", "edge"], parse: integer(MIN_REDIS_EDGE_TTL_MS, MAX_REDIS_EDGE_TTL_MS) }),
+  // --- TLS in the process (docs/operations.md#tls) ---
+  tlsCertFile: setting({ env: "REALTIME_TLS_CERT_FILE", default: "", doc: "PEM certificate chain: with REALTIME_TLS_KEY_FILE, the gRPC, HTTP and WebSocket ports serve TLS (the link stays plain); empty: plain, TLS in front.", roles: ["api", "edge"], parse: pemFile }),
+  tlsKeyFile: setting({ env: "REALTIME_TLS_KEY_FILE", default: "", doc: "PEM private key of REALTIME_TLS_CERT_FILE's certificate.", roles: ["api", "edge"], parse: pemFile }),
 } as const;
 
 type Settings = typeof SETTINGS;

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
@@ -22,6 +23,8 @@ export interface WsEdgeServerOptions {
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** Told about refused upgrades and frames dropped by the transport (metrics). Default: none. */
   observer?: Observer;
+  /** Serve TLS (wss://) with this PEM certificate chain and key. Default: plain (TLS in front). */
+  tls?: { cert: Buffer; key: Buffer };
   /**
    * Authenticates an upgrade request before the handshake completes; a
    * rejection with an error that has a numeric `status` (AuthRefusal) is
@@ -71,11 +74,12 @@ export class WsEdgeServer {
   private round = 0;
 
   constructor(private readonly options: WsEdgeServerOptions) {
-    this.http = createServer((req, res) => {
+    const onRequest: RequestListener = (req, res) => {
       if (options.httpHandler?.(req, res)) return;
       res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
       res.end(`This is a Switchboard edge: connect with a WebSocket, subprotocol ${PROTOCOLS.join(" or ")}.\n`);
-    });
+    };
+    this.http = options.tls ? createHttpsServer(options.tls, onRequest) : createServer(onRequest);
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,

@@ -17,6 +17,7 @@ import { createDashboardHandler } from "../dashboard/serve.js";
 import { chainInterceptors } from "../api/interceptors.js";
 import { createMetrics, createOpsHandler, Readiness, rpcMetricsConnectInterceptor, rpcMetricsInterceptor, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
+import { readTls } from "../tls.js";
 import { backendOf, startApiSeams } from "./seams.js";
 
 export interface ApiHandle {
@@ -101,8 +102,13 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       }
     }, apiKeyHandlerInterceptor(keyring), drain.handler),
   });
+  // TLS in the process when REALTIME_TLS_CERT_FILE/KEY_FILE are set; otherwise plain (TLS in front).
+  const tls = readTls(config);
+  const credentials = tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    : grpc.ServerCredentials.createInsecure();
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+    server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, credentials, (err, port) =>
       err ? reject(err) : resolve(port),
     ),
   );
@@ -116,6 +122,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     ],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
+    tls,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
     interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],
     onError: (err, method) => log.debug({ method, err }, "call failed"),

@@ -10,6 +10,7 @@ import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
+import { readTls } from "../tls.js";
 import { backendOf, createEdgeSeams } from "./seams.js";
 
 /** How long an edge waits for its link at start before it listens anyway. */
@@ -78,6 +79,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     observer: metrics.observer,
   });
   metrics.edgeLevels(() => edge.stats());
+  const tls = readTls(config);
   const ws = new WsEdgeServer({
     edge,
     maxFrameBytes: maxFrameBytes(limits),
@@ -88,6 +90,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
     observer: metrics.observer,
+    tls,
   });
   const address = await ws.listen(config.wsPort, config.wsHost);
   let timer: NodeJS.Timeout | undefined;
@@ -101,7 +104,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     edgeId,
-    addresses: { ws: `ws://${host}:${address.port}` },
+    addresses: { ws: `${tls ? "wss" : "ws"}://${host}:${address.port}` },
     linked: () => link.connected(),
     readiness,
     async stop() {

@@ -4,7 +4,8 @@
  * as browsers speak it to a plain-http origin; gRPC proper stays on the
  * gRPC port (grpc-js, HTTP/2).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Interceptor } from "@connectrpc/connect";
 import { createConnectHandler, type ServiceEntry } from "./adapter.js";
@@ -27,6 +28,8 @@ export interface HttpServerOptions {
   onError?: (err: unknown, method: string) => void;
   /** Run around every call, first outermost, outside the onError one (e.g. RPC metrics). Default: none. */
   interceptors?: Interceptor[];
+  /** Serve HTTPS with this PEM certificate chain and key. Default: plain HTTP (TLS in front). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface HttpServerHandle {
@@ -60,10 +63,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         : []),
     ],
   });
-  const server = createServer((req, res) => {
+  const onRequest: RequestListener = (req, res) => {
     if (cors(req, res) === "answered") return;
     rpc(req, res);
-  });
+  };
+  const server = options.tls ? createHttpsServer(options.tls, onRequest) : createServer(onRequest);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => {
