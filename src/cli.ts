@@ -56,7 +56,7 @@ async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
-  if (command === "dev") return dev(flagsToEnv(args.values));
+  if (command === "dev") return dev(flagsToEnv(args.values), config.tlsCertFile !== "");
 
   const log = createLogger(command, config.logLevel, VERSION);
   const started = Date.now();
@@ -97,7 +97,8 @@ async function main(argv: string[]): Promise<void> {
  * Runs one API and one edge as child processes; stops both when either ends.
  * flagEnv: the command line's settings, passed on to both.
  */
-async function dev(flagEnv: Record<string, string>): Promise<void> {
+async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> {
+  const http = tls ? "https" : "http";
   const self = fileURLToPath(import.meta.url);
   const children: ChildProcess[] = [];
   const stopAll = (code: number) => {
@@ -135,13 +136,13 @@ async function dev(flagEnv: Record<string, string>): Promise<void> {
     const edge = await run("edge", api.link ? { REALTIME_LINK_URL: api.link } : {});
     step(`edge ready in ${Date.now() - started} ms (${edge.ws})`);
     process.stdout.write(`${JSON.stringify({ ready: "dev", grpc: api.grpc, http: api.http, ws: edge.ws })}\n`);
-    const edgeHttp = edge.ws?.replace(/^ws:/, "http:");
+    const edgeHttp = edge.ws?.replace(/^ws/, "http");
     process.stderr.write(
       `\nSwitchboard is running:\n` +
         `  gRPC API        ${api.grpc}   (realtime.v1.Realtime: Send, Broadcast, GetMembers; reflection on)\n` +
-        `  HTTP API        http://${api.http}   (Connect, gRPC-Web, dashboard; /metrics /healthz /readyz)\n` +
+        `  HTTP API        ${http}://${api.http}   (Connect, gRPC-Web, dashboard; /metrics /healthz /readyz)\n` +
         `  WebSocket edge  ${edge.ws}   (${edgeHttp}/metrics /healthz /readyz)\n` +
-        `Try: npx buf curl --protocol grpc --http2-prior-knowledge -d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' http://${api.grpc}/realtime.v1.Realtime/Send\n\n`,
+        `Try: npx buf curl --protocol grpc ${tls ? "" : "--http2-prior-knowledge "}-d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' ${http}://${api.grpc}/realtime.v1.Realtime/Send\n\n`,
     );
   } catch (err) {
     process.stderr.write(`switchboard: ${(err as Error).message}\n`);
