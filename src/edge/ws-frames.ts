@@ -6,9 +6,11 @@ import type { WebSocket } from "ws";
  * Sender. Server frames are not masked (RFC 6455 section 5.1), so one
  * message's frame is the same bytes for every recipient: it is built once
  * (header and payload in one buffer) and written as is to each socket.
- * Writes to one socket within one tick are corked together and leave in one
- * writev, so a burst of messages costs one syscall per connection, not one
- * per message.
+ * Writes to one socket within one turn of the event loop are corked together
+ * and leave in one writev when the loop turns (setImmediate: after every
+ * I/O callback of this turn, so events that arrived in several link reads of
+ * one poll share it too), so a burst of messages costs one syscall per
+ * connection, not one per message, and adds no timer delay.
  *
  * Contract: the caller checks that the WebSocket is OPEN; frames are written
  * in call order, in order with `ws`'s own frames (permessage-deflate is off on
@@ -17,7 +19,7 @@ import type { WebSocket } from "ws";
 
 /** Frames already built, by the payload object they carry. */
 const built = new WeakMap<Uint8Array, Buffer>();
-/** Sockets corked in this tick, uncorked together on the next. */
+/** Sockets corked in this turn of the event loop, uncorked together at its end. */
 let corked: Socket[] = [];
 
 /** The complete WebSocket frame (FIN, text or binary, unmasked) carrying data. */
@@ -43,7 +45,7 @@ export function frameOf(data: Uint8Array, text: boolean): Buffer {
   return frame;
 }
 
-/** Writes data as one frame to ws's socket, corked until the next tick. */
+/** Writes data as one frame to ws's socket, corked until this turn of the event loop ends. */
 export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void {
   const socket = (ws as unknown as { _socket?: Socket })._socket;
   if (!socket) {
@@ -52,7 +54,7 @@ export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void
   }
   if (!socket.writableCorked) {
     socket.cork();
-    if (corked.push(socket) === 1) process.nextTick(uncorkAll);
+    if (corked.push(socket) === 1) setImmediate(uncorkAll);
   }
   socket.write(frameOf(data, text));
 }
