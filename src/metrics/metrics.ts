@@ -107,24 +107,6 @@ export function createMetrics(options: MetricsOptions): Metrics {
   edgeLevel("channels", "Channels with at least one member on this edge.");
   edgeLevel("members", "Channel memberships on this edge (a connection in 3 channels counts 3).");
 
-  // Hub levels, read at scrape time.
-  new Gauge({
-    name: name("hub_edges"),
-    help: "Edges linked to this API process now.",
-    registers: on(api),
-    collect() {
-      if (readHub) this.set(readHub().edges);
-    },
-  });
-  new Gauge({
-    name: name("hub_channels"),
-    help: "Channels at least one edge is subscribed to.",
-    registers: on(api),
-    collect() {
-      if (readHub) this.set(readHub().channels);
-    },
-  });
-
   const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers: on(edge) });
   const refused = new Counter({
     name: name("connections_refused_total"),
@@ -206,7 +188,29 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
     declareBackend: (backend) => backendUp.set({ backend }, 0),
     edgeLevels: (read) => void (readEdge = read),
-    hubLevels: (read) => void (readHub = read),
+    hubLevels(read) {
+      // Registered only where there is a hub (embedded mode): an API node in
+      // the Redis mode has no such level, and a 0 would read as "no edges".
+      if (readHub === undefined) {
+        new Gauge({
+          name: name("hub_edges"),
+          help: "Edges linked to this API process now (embedded mode).",
+          registers,
+          collect() {
+            this.set(readHub!().edges);
+          },
+        });
+        new Gauge({
+          name: name("hub_channels"),
+          help: "Channels at least one edge is subscribed to (embedded mode).",
+          registers,
+          collect() {
+            this.set(readHub!().channels);
+          },
+        });
+      }
+      readHub = read;
+    },
     readiness: (read) => void (readReady = read),
     scrape: () => registry.metrics(),
   };
