@@ -64,6 +64,7 @@ describe("at the upgrade", () => {
       ["missing", upgrade(url), /a token is required/],
       ["forged (other secret)", hs256({ sub: "mallory" }, 600, "another-secret-0123456789-0123456789-0123").then((t) => upgrade(`${url}/?token=${t}`)), /signature does not verify/],
       ["expired", hs256({ sub: "alice" }, -60).then((t) => upgrade(`${url}/?token=${t}`)), /expired/],
+      ["expired within the clock tolerance", hs256({ sub: "alice" }, -2).then((t) => upgrade(`${url}/?token=${t}`)), /expired/],
       ["alg none", upgrade(`${url}/?token=${header({ alg: "none" })}.${header({ sub: "root" })}.`), /invalid token/],
       ["no subject", hs256({}).then((t) => upgrade(`${url}/?token=${t}`)), /sub/],
       ["not a JWT", upgrade(`${url}/?token=hello`), /not a well-formed JWT/],

@@ -114,6 +114,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       } catch (err) {
         throw new TokenError(describe(err));
       }
+      // The clock tolerance is for nbf and iat. A token past its exp would be
+      // let in only to be closed with 4003 at once, and a client that offers
+      // it again would loop: refuse it here instead (401).
+      if (payload.exp !== undefined && payload.exp * 1000 <= Date.now()) throw new TokenError("the token has expired");
       const sub = payload.sub;
       if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) {
         throw new TokenError(`the token's sub (user id) must be a string of 1 to ${MAX_USER_ID_LENGTH} characters`);
