@@ -70,6 +70,8 @@ async function main(argv: string[]): Promise<void> {
     handle = command === "api" ? await startApi(config, log) : await startEdge(config, log);
   } catch (err) {
     log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
+    // One plain line for the person at the terminal, beside the JSON log.
+    process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
   process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
