@@ -644,6 +644,9 @@ export class RealtimeClient {
       switch (p.case) {
         case "member":
           payload = { channel: ev.channel, message: { id: p.value.id, data: fromValue(p.value.data), userId: p.value.userId } };
+          // This connection was removed from the channel (by the edge, e.g.
+          // a refreshed token without the grant): do not re-join it later.
+          if (ev.event === SystemEvent.Leave && p.value.id === this.#socketId) this.#channels.delete(ev.channel);
           break;
         case "binary":
           payload = { channel: ev.channel, message: p.value, id: ev.id };

@@ -346,7 +346,9 @@ export class Edge {
       try {
         this.checkAccess(session, channel);
       } catch {
-        await this.leave(session, channel, session.echo);
+        // The edge, not the client, ends this membership: the client is told
+        // (its own channel:leave), whatever its echo setting.
+        await this.leave(session, channel, true);
       }
     }
   }
