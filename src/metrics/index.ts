@@ -2,7 +2,6 @@
 export { createMetrics, METRIC_PREFIX, RPC_DURATION_BUCKETS, type EdgeLevels, type HubLevels, type Metrics, type MetricsOptions } from "./metrics.js";
 export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
-export { startAdminServer, type AdminServer } from "./admin-server.js";
 export { codeName, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
 export { GRPC_CODE_NAMES } from "./codes.js";
 export { VERSION } from "./version.js";
