@@ -226,9 +226,16 @@ export class Edge {
         dropped++;
         continue;
       }
-      if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
-      else session.transport.send((binary ??= binaryEventFrame(pub)), false);
-      written++;
+      try {
+        if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
+        else session.transport.send((binary ??= binaryEventFrame(pub)), false);
+        written++;
+      } catch (err) {
+        // One connection's failure must not cost the others this event (nor
+        // reach the link that called us).
+        dropped++;
+        this.options.onError?.(err);
+      }
     }
     if (written > 0) this.observer.messageOut("event", written);
     if (dropped > 0) this.observer.dropped("closed", dropped);

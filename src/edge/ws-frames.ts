@@ -52,6 +52,7 @@ export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void
     ws.send(data, { binary: !text });
     return;
   }
+  if (socket.destroyed) return;
   if (!socket.writableCorked) {
     socket.cork();
     if (corked.push(socket) === 1) setImmediate(uncorkAll);
@@ -62,5 +63,13 @@ export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void
 function uncorkAll(): void {
   const sockets = corked;
   corked = [];
-  for (const socket of sockets) socket.uncork();
+  for (const socket of sockets) {
+    // Every socket must be uncorked, or it would hold its writes forever:
+    // one that fails (destroyed meanwhile) must not stop the others.
+    try {
+      socket.uncork();
+    } catch {
+      socket.destroy();
+    }
+  }
 }
