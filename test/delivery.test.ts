@@ -5,46 +5,27 @@
  */
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
-import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { sleep, TestClient } from "./helpers/ws-client.js";
+import { describe, expect, it } from "vitest";
+import { useCluster } from "./helpers/fixture.js";
+import { sleep, type TestClient } from "./helpers/ws-client.js";
 
-let cluster: Cluster;
-let api: RealtimeTestClient;
-const clients: TestClient[] = [];
 
-async function client(edge: number, enc: "json" | "proto", query = "") {
-  const c = await TestClient.connect(cluster.ws[edge]!, enc, query);
-  clients.push(c);
-  return c;
-}
 
+const f = useCluster(2);
 const json = (v: unknown) => fromJson(ValueSchema, v as never);
 
-beforeAll(async () => {
-  cluster = await startCluster(2);
-  api = realtimeClient(cluster.grpc);
-});
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  api?.close();
-  await cluster?.stop();
-  await stopAll();
-});
 
 describe("Send", () => {
   it("reaches exactly the channel's members on every edge, in both encodings", async () => {
-    const a = await client(0, "json");
-    const b = await client(1, "proto");
-    const other = await client(0, "json"); // joins another channel
-    const idle = await client(1, "proto"); // joins nothing
+    const a = await f.client(0, "json");
+    const b = await f.client(1, "proto");
+    const other = await f.client(0, "json"); // joins another channel
+    const idle = await f.client(1, "proto"); // joins nothing
     await a.ok({ command: { case: "join", value: { channel: "room-1" } } });
     await b.ok({ command: { case: "join", value: { channel: "room-1" } } });
     await other.ok({ command: { case: "join", value: { channel: "room-2" } } });
 
-    const res = await api.send({ channel: "room-1", event: "greet", payload: { case: "json", value: json({ text: "hi", n: 1 }) } });
+    const res = await f.api.send({ channel: "room-1", event: "greet", payload: { case: "json", value: json({ text: "hi", n: 1 }) } });
     expect(res.edges).toBe(2);
     expect(res.messageId).not.toBe("");
     for (const c of [a, b]) {
@@ -54,7 +35,7 @@ describe("Send", () => {
       expect(toJson(ValueSchema, e.payload.value as never)).toEqual({ text: "hi", n: 1 });
     }
     // Give strays time to arrive, then check no one else got it.
-    await api.send({ channel: "room-2", event: "marker", payload: { case: "json", value: json(null) } });
+    await f.api.send({ channel: "room-2", event: "marker", payload: { case: "json", value: json(null) } });
     await other.event("marker");
     await sleep(100);
     expect(other.events("greet")).toHaveLength(0);
@@ -62,15 +43,15 @@ describe("Send", () => {
   });
 
   it("round-trips JSON and binary payloads exactly through both encodings", async () => {
-    const j = await client(0, "json");
-    const p = await client(1, "proto");
+    const j = await f.client(0, "json");
+    const p = await f.client(1, "proto");
     await j.ok({ command: { case: "join", value: { channel: "payloads" } } });
     await p.ok({ command: { case: "join", value: { channel: "payloads" } } });
     const doc = { s: "ünïcødé ✓ \u0000", n: -1.5e300, b: true, z: null, a: [1, "two", { three: [] }], o: { nested: { deep: "x" } } };
     const bytes = new Uint8Array(256).map((_, i) => i);
-    await api.send({ channel: "payloads", event: "doc", payload: { case: "json", value: json(doc) } });
-    await api.send({ channel: "payloads", event: "bin", payload: { case: "binary", value: bytes } });
-    await api.send({ channel: "payloads", event: "empty", payload: { case: "binary", value: new Uint8Array() } });
+    await f.api.send({ channel: "payloads", event: "doc", payload: { case: "json", value: json(doc) } });
+    await f.api.send({ channel: "payloads", event: "bin", payload: { case: "binary", value: bytes } });
+    await f.api.send({ channel: "payloads", event: "empty", payload: { case: "binary", value: new Uint8Array() } });
     for (const c of [j, p]) {
       const d = await c.event("doc");
       expect(toJson(ValueSchema, d.payload.value as never)).toEqual(doc);
@@ -84,21 +65,21 @@ describe("Send", () => {
     // The JSON encoding carries JSON inline and binary as base64 (protobuf's JSON mapping).
     const raw = await new Promise<string>((resolve) => {
       j.ws.once("message", (d) => resolve(d.toString()));
-      void api.send({ channel: "payloads", event: "raw", payload: { case: "binary", value: new Uint8Array([0xde, 0xad]) } });
+      void f.api.send({ channel: "payloads", event: "raw", payload: { case: "binary", value: new Uint8Array([0xde, 0xad]) } });
     });
     expect(JSON.parse(raw)).toMatchObject({ event: { channel: "payloads", event: "raw", binary: "3q0=" } });
   });
 
   it("is answered with 0 edges when the channel has no members", async () => {
-    const res = await api.send({ channel: "nobody-here", event: "e", payload: { case: "json", value: json(1) } });
+    const res = await f.api.send({ channel: "nobody-here", event: "e", payload: { case: "json", value: json(1) } });
     expect(res.edges).toBe(0);
   });
 });
 
 describe("SendBatch", () => {
   it("delivers every event of the batch, in batch order, each with its own id", async () => {
-    const a = await client(0, "proto");
-    const b = await client(1, "json");
+    const a = await f.client(0, "proto");
+    const b = await f.client(1, "json");
     await a.ok({ command: { case: "join", value: { channel: "batch-1" } } });
     await b.ok({ command: { case: "join", value: { channel: "batch-2" } } });
     const requests = Array.from({ length: 200 }, (_, i) => ({
@@ -106,7 +87,7 @@ describe("SendBatch", () => {
       event: "n",
       payload: { case: "json" as const, value: json(i) },
     }));
-    const res = await api.sendBatch({ requests });
+    const res = await f.api.sendBatch({ requests });
     expect(res.responses).toHaveLength(200);
     expect(new Set(res.responses.map((r) => r.messageId)).size).toBe(200);
     expect(res.responses.map((r) => r.edges)).toEqual(requests.map(() => 1));
@@ -121,10 +102,10 @@ describe("SendBatch", () => {
 
 describe("Broadcast", () => {
   it("reaches every connected client on every edge, channel empty", async () => {
-    const fresh = [await client(0, "json"), await client(1, "proto"), await client(1, "json")];
-    const res = await api.broadcast({ event: "announce", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } });
+    const fresh = [await f.client(0, "json"), await f.client(1, "proto"), await f.client(1, "json")];
+    const res = await f.api.broadcast({ event: "announce", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } });
     expect(res.edges).toBe(2);
-    for (const c of [...clients, ...fresh]) {
+    for (const c of f.clients) { // fresh ones included
       const e = await c.event("announce");
       expect(e.channel).toBe("");
       expect(Array.from(e.payload.value as Uint8Array)).toEqual([1, 2, 3]);
@@ -134,14 +115,14 @@ describe("Broadcast", () => {
 
 describe("GetMembers", () => {
   it("merges members of both edges with their profiles, and follows updates and disconnects", async () => {
-    const a = await client(0, "json");
-    const b = await client(1, "proto");
+    const a = await f.client(0, "json");
+    const b = await f.client(1, "proto");
     await a.ok({ command: { case: "updateProfile", value: { data: json({ name: "ann" }) } } });
     await a.ok({ command: { case: "join", value: { channel: "lobby" } } });
     await b.ok({ command: { case: "join", value: { channel: "lobby" } } });
 
     const members = async () =>
-      (await api.getMembers({ channel: "lobby" })).members
+      (await f.api.getMembers({ channel: "lobby" })).members
         .map((m) => ({ id: m.id, data: m.data ? toJson(ValueSchema, m.data) : null }))
         .sort((x, y) => x.id.localeCompare(y.id));
     const sorted = (list: { id: string; data: unknown }[]) => list.sort((x, y) => x.id.localeCompare(y.id));
@@ -160,6 +141,6 @@ describe("GetMembers", () => {
   });
 
   it("returns an empty list for a channel without members", async () => {
-    expect((await api.getMembers({ channel: "empty" })).members).toEqual([]);
+    expect((await f.api.getMembers({ channel: "empty" })).members).toEqual([]);
   });
 });

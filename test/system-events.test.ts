@@ -4,46 +4,27 @@
  */
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Event, Member } from "../gen/realtime/client/v1/client_pb.js";
-import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
-import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { sleep, TestClient } from "./helpers/ws-client.js";
+import { useCluster } from "./helpers/fixture.js";
+import { sleep, type TestClient } from "./helpers/ws-client.js";
 
-let cluster: Cluster;
-let api: RealtimeTestClient;
-const clients: TestClient[] = [];
+const f = useCluster(2);
 const json = (v: unknown) => fromJson(ValueSchema, v as never);
 
-async function client(edge: number, enc: "json" | "proto", query = "") {
-  const c = await TestClient.connect(cluster.ws[edge]!, enc, query);
-  clients.push(c);
-  return c;
-}
 
 /** Waits until c has seen the marker event on channel: everything sent before it has arrived. */
 async function settle(channel: string, ...cs: TestClient[]) {
-  const res = await api.send({ channel, event: "marker", payload: { case: "json", value: json(null) } });
+  const res = await f.api.send({ channel, event: "marker", payload: { case: "json", value: json(null) } });
   for (const c of cs) await c.next((f) => f.frame.case === "event" && f.frame.value.id === res.messageId);
 }
 
-beforeAll(async () => {
-  cluster = await startCluster(2);
-  api = realtimeClient(cluster.grpc);
-});
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  api?.close();
-  await cluster?.stop();
-  await stopAll();
-});
 
 describe("system events", () => {
   it("others on another edge see join, update and leave, each carrying {id, data}", async () => {
-    const watcher = await client(1, "proto");
+    const watcher = await f.client(1, "proto");
     await watcher.ok({ command: { case: "join", value: { channel: "ev" } } });
-    const a = await client(0, "json");
+    const a = await f.client(0, "json");
     await a.ok({ command: { case: "updateProfile", value: { data: json({ name: "ann" }) } } });
     await a.ok({ command: { case: "join", value: { channel: "ev" } } });
     const about = (name: string, id: string) =>
@@ -65,11 +46,11 @@ describe("system events", () => {
   });
 
   it("a connection that closes leaves all its channels: channel:leave in each", async () => {
-    const w1 = await client(0, "json");
-    const w2 = await client(1, "json");
+    const w1 = await f.client(0, "json");
+    const w2 = await f.client(1, "json");
     await w1.ok({ command: { case: "join", value: { channel: "x1" } } });
     await w2.ok({ command: { case: "join", value: { channel: "x2" } } });
-    const a = await client(1, "proto");
+    const a = await f.client(1, "proto");
     await a.ok({ command: { case: "join", value: { channel: "x1" } } });
     await a.ok({ command: { case: "join", value: { channel: "x2" } } });
     await a.close();
@@ -78,7 +59,7 @@ describe("system events", () => {
   });
 
   it("updateProfile sends channel:update to every channel the connection is in", async () => {
-    const a = await client(0, "json");
+    const a = await f.client(0, "json");
     await a.ok({ command: { case: "join", value: { channel: "u1" } } });
     await a.ok({ command: { case: "join", value: { channel: "u2" } } });
     await a.ok({ command: { case: "updateProfile", value: { data: json("v2") } } });
@@ -89,7 +70,7 @@ describe("system events", () => {
 
 describe("echo", () => {
   it("on by default: the sender receives its own join, update, message and leave", async () => {
-    const a = await client(0, "proto");
+    const a = await f.client(0, "proto");
     await a.ok({ command: { case: "join", value: { channel: "e1" } } });
     await a.ok({ command: { case: "updateProfile", value: { data: json(1) } } });
     await a.ok({ command: { case: "send", value: { channel: "e1", event: "mine", payload: { case: "json", value: json("x") } } } });
@@ -99,8 +80,8 @@ describe("echo", () => {
   });
 
   it("?echo=false makes it off for the connection; a per-call echo overrides either way", async () => {
-    const a = await client(1, "json", "?echo=false");
-    const b = await client(0, "json");
+    const a = await f.client(1, "json", "?echo=false");
+    const b = await f.client(0, "json");
     await b.ok({ command: { case: "join", value: { channel: "e2" } } });
     await a.ok({ command: { case: "join", value: { channel: "e2" } } });
     await a.ok({ command: { case: "send", value: { channel: "e2", event: "silent", payload: { case: "json", value: json(1) } } } });
