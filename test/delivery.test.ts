@@ -102,10 +102,11 @@ describe("SendBatch", () => {
 
 describe("Broadcast", () => {
   it("reaches every connected client on every edge, channel empty", async () => {
-    const fresh = [await f.client(0, "json"), await f.client(1, "proto"), await f.client(1, "json")];
+    // Three more clients that joined nothing, on both edges and in both encodings.
+    for (const [edge, enc] of [[0, "json"], [1, "proto"], [1, "json"]] as const) await f.client(edge, enc);
     const res = await f.api.broadcast({ event: "announce", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } });
     expect(res.edges).toBe(2);
-    for (const c of f.clients) { // fresh ones included
+    for (const c of f.clients) {
       const e = await c.event("announce");
       expect(e.channel).toBe("");
       expect(Array.from(e.payload.value as Uint8Array)).toEqual([1, 2, 3]);
