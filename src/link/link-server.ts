@@ -4,7 +4,6 @@ import type { ErrorCode } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   EdgeFrameSchema,
   HubFrameSchema,
-  PublicationSchema,
   LinkReplySchema,
   type EdgeFrame,
 } from "../../gen/realtime/link/v1/link_pb.js";
@@ -16,6 +15,7 @@ import { SystemEvent } from "../core/names.js";
 import type { Departure, MemoryPresence } from "../core/presence-memory.js";
 import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
 import { FrameReader, FrameWriter } from "./framing.js";
+import { encodeHubPublication } from "./publication-codec.js";
 
 export interface LinkServerOptions {
   broker: MemoryBroker;
@@ -77,7 +77,7 @@ export class LinkServer {
   encodePublication(pub: Publication): Uint8Array {
     let bytes = this.encoded.get(pub);
     if (!bytes) {
-      bytes = toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }));
+      bytes = encodeHubPublication(pub);
       this.encoded.set(pub, bytes);
     }
     return bytes;

@@ -1,9 +1,10 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
 import type { Observer } from "../core/observer.js";
+import { encodePublication } from "../link/publication-codec.js";
 import { redisUnavailable } from "./connection.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
@@ -136,7 +137,7 @@ export class RedisBroker implements Broker {
     // than the subscribers and reach no one.
     if (!this.started) throw new RealtimeError(Code.Unavailable, "not connected to Redis yet; try again shortly");
     const key = this.key(pub.channel);
-    const bytes = Buffer.from(toBinary(PublicationSchema, create(PublicationSchema, pub)));
+    const bytes = encodePublication(pub);
     let receivers: number;
     try {
       receivers = Number(this.sharded ? await this.options.command.spublish(key, bytes) : await this.options.command.publish(key, bytes));
