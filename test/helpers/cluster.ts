@@ -5,6 +5,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
+import { RUN_ENV } from "./global-setup.js";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
@@ -28,7 +30,7 @@ const running = new Set<Proc>();
 export async function startProcess(role: "api" | "edge", env: NodeJS.ProcessEnv = {}): Promise<Proc> {
   const child = spawn(process.execPath, ["--import", "tsx", CLI, role], {
     cwd: ROOT,
-    env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
+    env: { ...process.env, REALTIME_LOG_LEVEL: "warn", [RUN_ENV]: inject("switchboardTestRun"), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
