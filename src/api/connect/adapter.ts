@@ -9,9 +9,10 @@
  * this file only sets the limits and answers what connect-node leaves bare.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { unavailableOnAbort } from "../shutdown-signal.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
@@ -143,13 +144,4 @@ function drain(req: IncomingMessage): void {
  */
 export function readMaxBytesFor(maxRequestBytes: number): number {
   return Math.ceil((maxRequestBytes * 4) / 3);
-}
-
-function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
-  if (!signal) return undefined;
-  const controller = new AbortController();
-  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
-  if (signal.aborted) controller.abort(reason());
-  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
-  return controller.signal;
 }

@@ -34,6 +34,7 @@ import {
 // grpc-status-details-bin exactly like connect-node's gRPC protocol does.
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../core/errors.js";
+import { unavailableOnAbort } from "../shutdown-signal.js";
 
 /**
  * The status message sent for any failure that is neither a ConnectError nor
@@ -382,15 +383,6 @@ function drained(call: WritableCall, signal: AbortSignal): Promise<void> {
     call.on("drain", done);
     signal.addEventListener("abort", done);
   });
-}
-
-function unavailableOnAbort(signal: AbortSignal | undefined): AbortSignal | undefined {
-  if (!signal) return undefined;
-  const controller = new AbortController();
-  const reason = () => new ConnectError("the server is shutting down", Code.Unavailable);
-  if (signal.aborted) controller.abort(reason());
-  else signal.addEventListener("abort", () => controller.abort(reason()), { once: true });
-  return controller.signal;
 }
 
 /** grpc-js request metadata as HTTP headers, `-bin` values base64-encoded as on the wire. */
