@@ -12,11 +12,11 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { createHook } from "node:async_hooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { GetMembersRequestSchema, Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { addService, INTERNAL_ERROR_MESSAGE, serviceDefinition, type AddServiceOptions } from "../src/api/grpc/adapter.js";
 import { Code as RealtimeCode, RealtimeError } from "../src/core/errors.js";
+import { watchLeaks } from "./helpers/leaks.js";
 
 /** Messages a paused client may let the server get ahead by before backpressure must stop it. */
 const MAX_PRODUCED_AHEAD = 200;
@@ -52,27 +52,11 @@ const Echo = echoFile.getService("test.v1.Echo") as GenService<{
   bidi: { methodKind: "bidi_streaming"; input: S; output: S };
 }>;
 
-// No leaked handles: no socket is left open, and no timer created by grpc-js,
-// connect's core or our code is left pending once every server and client is
-// closed. (connect-node's client keeps an unref'd idle timer after abort().)
-const pendingTimers = new Map<number, string>();
-const timerHook = createHook({
-  init(id, type) {
-    const stack = new Error().stack ?? "";
-    if (type === "Timeout" && /@grpc\/grpc-js|@connectrpc\/connect\/|src\/api\//.test(stack)) pendingTimers.set(id, stack);
-  },
-  destroy: (id) => void pendingTimers.delete(id),
-});
-beforeAll(() => void timerHook.enable());
+// No leaked handles once every server and client is closed (see helpers/leaks.ts).
+const leaks = watchLeaks();
+beforeAll(() => leaks.start());
 afterAll(async () => {
-  // A closed socket's handle goes a few ticks later on Node 24 than on 20:
-  // wait for that (at most 1 s); a handle still open after it is a leak.
-  for (let i = 0; i < 100 && process.getActiveResourcesInfo().some((r) => /TCP|Http2/.test(r)); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  timerHook.disable();
-  expect([...pendingTimers.values()]).toEqual([]);
-  expect(process.getActiveResourcesInfo().filter((r) => /TCP|Http2/.test(r))).toEqual([]);
+  await leaks.check();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];

@@ -1,34 +1,20 @@
 // grpc.health.v1.Health behaves as health-checking.md says: Check, Watch and
 // List over a real grpc-js server and client.
-import { createHook } from "node:async_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { addService, serviceDefinition, type AddServiceOptions } from "../src/api/grpc/adapter.js";
 import { createHealth, OVERALL_SERVICE, ServingStatus, type HealthState } from "../src/api/grpc/health.js";
+import { watchLeaks } from "./helpers/leaks.js";
 
 const REALTIME = "realtime.v1.Realtime";
 const methods = serviceDefinition(Health);
 
 // No leaked handles once every server and client is closed.
-const pendingTimers = new Map<number, string>();
-const timerHook = createHook({
-  init(id, type) {
-    const stack = new Error().stack ?? "";
-    if (type === "Timeout" && /@grpc\/grpc-js|@connectrpc\/connect\/|src\/api\//.test(stack)) pendingTimers.set(id, stack);
-  },
-  destroy: (id) => void pendingTimers.delete(id),
-});
-beforeAll(() => void timerHook.enable());
+const leaks = watchLeaks();
+beforeAll(() => leaks.start());
 afterAll(async () => {
-  // A closed socket's handle goes a few ticks later on Node 24 than on 20:
-  // wait for that (at most 1 s); a handle still open after it is a leak.
-  for (let i = 0; i < 100 && process.getActiveResourcesInfo().some((r) => /TCP|Http2/.test(r)); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  timerHook.disable();
-  expect([...pendingTimers.values()]).toEqual([]);
-  expect(process.getActiveResourcesInfo().filter((r) => /TCP|Http2/.test(r))).toEqual([]);
+  await leaks.check();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];

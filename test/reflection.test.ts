@@ -2,7 +2,6 @@
 // file: served by grpc-js through the adapter, checked with the real buf CLI
 // and with a raw grpc-js client speaking v1alpha.
 import { execFile } from "node:child_process";
-import { createHook } from "node:async_hooks";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
@@ -18,6 +17,7 @@ import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { addService, serviceDefinition } from "../src/api/grpc/adapter.js";
 import { createHealth } from "../src/api/grpc/health.js";
 import { addReflection } from "../src/api/grpc/reflection.js";
+import { watchLeaks } from "./helpers/leaks.js";
 
 const BUF = new URL("../node_modules/.bin/buf", import.meta.url).pathname;
 /** buf curl starts a Go binary: generous, but bounded. */
@@ -33,19 +33,12 @@ async function bufCurl(...args: string[]): Promise<string> {
 }
 
 // No leaked handles once the server and clients are closed.
-const pendingTimers = new Map<number, string>();
-const timerHook = createHook({
-  init(id, type) {
-    const stack = new Error().stack ?? "";
-    if (type === "Timeout" && /@grpc\/grpc-js|@connectrpc\/connect\/|src\/api\//.test(stack)) pendingTimers.set(id, stack);
-  },
-  destroy: (id) => void pendingTimers.delete(id),
-});
+const leaks = watchLeaks();
 
 let server: grpc.Server;
 let address: string;
 beforeAll(async () => {
-  timerHook.enable();
+  leaks.start();
   server = new grpc.Server();
   addService(server, Realtime, {
     getMembers: (req) => ({
@@ -61,14 +54,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-  // A closed socket's handle goes a few ticks later on Node 24 than on 20:
-  // wait for that (at most 1 s); a handle still open after it is a leak.
-  for (let i = 0; i < 100 && process.getActiveResourcesInfo().some((r) => /TCP|Http2/.test(r)); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  timerHook.disable();
-  expect([...pendingTimers.values()]).toEqual([]);
-  expect(process.getActiveResourcesInfo().filter((r) => /TCP|Http2/.test(r))).toEqual([]);
+  await leaks.check();
 });
 
 const SERVICES = [
