@@ -7,7 +7,8 @@ import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
-import { CloseCode, ErrorCode, RealtimeClient, RealtimeClientError, type DisconnectInfo, type MemberEvent, type RealtimeClientOptions } from "../src/client/index.js";
+import { CloseCode, ErrorCode, RealtimeClient, type DisconnectInfo, type MemberEvent, type RealtimeClientOptions } from "../src/client/index.js";
+import { connected, rejection, waitFor } from "./helpers/sdk.js";
 
 const SECRET = "sdk-auth-test-secret-0123456789abcdef";
 
@@ -28,29 +29,6 @@ function client(options: Partial<RealtimeClientOptions>): RealtimeClient {
   const rt = new RealtimeClient({ url: cluster.ws[0]!, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 250 }, ...options });
   clients.push(rt);
   return rt;
-}
-
-function connected(rt: RealtimeClient): Promise<void> {
-  return new Promise((resolve) => (rt.isConnected() ? resolve() : rt.onConnect(() => resolve())));
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<RealtimeClientError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RealtimeClientError);
-  return err as RealtimeClientError;
 }
 
 beforeAll(async () => {

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame } from "../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, ErrorCode, RealtimeClient, RealtimeClientError, type RealtimeClientOptions } from "../src/client/index.js";
 import { fromValue } from "../src/client/codec.js";
+import { connected, rejection, waitFor } from "./helpers/sdk.js";
 
 type ServerFrameInit = MessageInitShape<typeof ServerFrameSchema>;
 
@@ -143,32 +144,6 @@ function client(options: Partial<RealtimeClientOptions> & { url: string }): Real
   const rt = new RealtimeClient({ WebSocket, reconnect: { initialDelayMs: 10, maxDelayMs: 40 }, ...options });
   clients.push(rt);
   return rt;
-}
-
-async function waitFor(cond: () => boolean, what = "condition", timeoutMs = 5_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function connected(rt: RealtimeClient): Promise<void> {
-  return new Promise((resolve) => {
-    if (rt.isConnected()) resolve();
-    else rt.onConnect(() => resolve());
-  });
-}
-
-async function rejection(p: Promise<unknown>): Promise<RealtimeClientError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RealtimeClientError);
-  return err as RealtimeClientError;
 }
 
 afterEach(async () => {

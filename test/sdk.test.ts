@@ -9,7 +9,6 @@ import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import {
   ErrorCode,
   RealtimeClient,
-  RealtimeClientError,
   shouldReconnect,
   type ConnectInfo,
   type DisconnectInfo,
@@ -18,6 +17,7 @@ import {
   type MessageEvent,
   type RealtimeClientOptions,
 } from "../src/client/index.js";
+import { rejection, waitFor } from "./helpers/sdk.js";
 
 type Received = { event: string; payload: MessageEvent | MemberEvent };
 
@@ -46,25 +46,6 @@ function connect(edge: number, options: Partial<RealtimeClientOptions> = {}): Pr
   const r = new Recorder({ url: cluster.ws[edge]!, ...options });
   recorders.push(r);
   return new Promise((resolve) => r.rt.onConnect(() => resolve(r)));
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<RealtimeClientError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(RealtimeClientError);
-  return err as RealtimeClientError;
 }
 
 let channelSeq = 0;
