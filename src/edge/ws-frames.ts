@@ -17,18 +17,23 @@ import type { WebSocket } from "ws";
  * the edge, so `ws` writes synchronously too), and count in `bufferedAmount`.
  */
 
-/** Frames already built, by the payload object they carry. */
-const built = new WeakMap<Uint8Array, Buffer>();
+/**
+ * The last frame built per opcode, with the payload it carries: the edge
+ * hands one event's payload to all its recipients in a row, so one slot per
+ * encoding is a hit for every recipient after the first (no lookup table).
+ */
+const lastText: { data?: Uint8Array; frame?: Buffer } = {};
+const lastBinary: { data?: Uint8Array; frame?: Buffer } = {};
 /** Sockets corked in this turn of the event loop, uncorked together at its end. */
 let corked: Socket[] = [];
 
 /** The complete WebSocket frame (FIN, text or binary, unmasked) carrying data. */
 export function frameOf(data: Uint8Array, text: boolean): Buffer {
-  let frame = built.get(data);
-  if (frame) return frame;
+  const last = text ? lastText : lastBinary;
+  if (last.data === data) return last.frame!;
   const len = data.length;
   const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
-  frame = Buffer.allocUnsafe(head + len);
+  const frame = Buffer.allocUnsafe(head + len);
   frame[0] = 0x80 | (text ? 0x1 : 0x2);
   if (len < 126) {
     frame[1] = len;
@@ -41,7 +46,8 @@ export function frameOf(data: Uint8Array, text: boolean): Buffer {
     frame.writeUInt32BE(len >>> 0, 6);
   }
   frame.set(data, head);
-  built.set(data, frame);
+  last.data = data;
+  last.frame = frame;
   return frame;
 }
 
