@@ -3,12 +3,12 @@
  * for every length class, and one event's frame is built once for all its
  * recipients.
  */
-import WebSocket from "ws";
+import * as ws from "ws";
 import { describe, expect, it } from "vitest";
 import { frameOf } from "../src/edge/ws-frames.js";
 
 // ws's framing, which its typings do not declare.
-const { Sender } = WebSocket as unknown as { Sender: { frame(data: Buffer, options: object): Buffer[] } };
+const { Sender } = ws as unknown as { Sender: { frame(data: Buffer, options: object): Buffer[] } };
 const wsFrame = (data: Buffer, text: boolean) =>
   Buffer.concat(Sender.frame(data, { fin: true, rsv1: false, opcode: text ? 1 : 2, mask: false, readOnly: true }));
 
