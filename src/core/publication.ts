@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { EventSchema, MemberSchema, type Event, type Member } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Publication } from "./broker.js";
 import { Code, RealtimeError } from "./errors.js";
+import { encodeEventBinary, encodeEventJson, isApplicationEvent } from "./event-codec.js";
 
 /** The payload of an application event, as the generated messages carry it. */
 export type Payload = Event["payload"];
@@ -23,8 +24,11 @@ export class IdGenerator {
 }
 
 /**
- * Encodes event once in both client encodings. Throws RESOURCE_EXHAUSTED
- * when the encoded event is larger than maxEventBytes.
+ * Encodes event once in both client encodings: an application event with
+ * the hand-written codec of event-codec.ts, a system event with protobuf-es.
+ * Throws RESOURCE_EXHAUSTED when the encoded event is larger than
+ * maxEventBytes, and INVALID_ARGUMENT when its payload cannot be written as
+ * JSON (NaN, ±Infinity, a Value with no kind).
  */
 export function createPublication(
   event: Event,
@@ -32,14 +36,16 @@ export function createPublication(
   origin = "",
   skipOrigin = false,
 ): Publication {
-  const bytes = toBinary(EventSchema, event);
+  const application = isApplicationEvent(event);
+  const bytes = application ? encodeEventBinary(event) : toBinary(EventSchema, event);
   if (bytes.length > maxEventBytes) {
     throw new RealtimeError(
       Code.ResourceExhausted,
       `the event is ${bytes.length} bytes encoded; the limit is ${maxEventBytes} bytes: send a smaller payload`,
     );
   }
-  return { channel: event.channel, event: bytes, eventJson: toJsonString(EventSchema, event), origin, skipOrigin };
+  const eventJson = application ? encodeEventJson(event) : toJsonString(EventSchema, event);
+  return { channel: event.channel, event: bytes, eventJson, origin, skipOrigin };
 }
 
 /** Throws INVALID_ARGUMENT unless the payload is set. */

@@ -1,0 +1,237 @@
+/**
+ * The hand-written encoders of an application Event write the same binary
+ * and the same JSON as protobuf-es, for any Value, and refuse what JSON
+ * cannot carry with INVALID_ARGUMENT where protobuf-es throws.
+ */
+import { create, toBinary, toJsonString, type UnknownField } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { ListValueSchema, StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { EventSchema, MemberSchema, type Event } from "../gen/realtime/client/v1/client_pb.js";
+import { Code, RealtimeError } from "../src/core/errors.js";
+import { encodeEventBinary, encodeEventJson, isApplicationEvent, type ApplicationEvent } from "../src/core/event-codec.js";
+import { createPublication } from "../src/core/publication.js";
+
+/** Any UTF-16 code unit: lone surrogates and control characters included. */
+const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+
+const text = fc.oneof(
+  fc.constant(""),
+  fc.string(),
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.string({ unit: codeUnit, maxLength: 40 }),
+  fc.string({ unit: "grapheme", minLength: 50, maxLength: 300 }), // two-byte lengths
+);
+
+/** Object keys, with the integer-like ones that objects order first. */
+const key = fc.oneof(
+  text,
+  fc.nat().map(String),
+  fc.constantFrom("0", "1", "-0", "-1", "01", "1.5", "4294967294", "4294967295", "9007199254740993", "constructor", "toJSON", "__proto__"),
+);
+
+const finiteNumber = fc.oneof(
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.integer(),
+  fc.constantFrom(0, -0, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER + 2, 0.1 + 0.2),
+);
+
+const unknownFields: fc.Arbitrary<UnknownField[] | undefined> = fc.option(
+  fc.array(
+    fc.record({ no: fc.integer({ min: 7, max: 5000 }), wireType: fc.constant(WireType.Varint), data: fc.integer({ min: 0, max: 127 }).map((n) => Uint8Array.of(n)) }),
+    { minLength: 1, maxLength: 2 },
+  ),
+  { nil: undefined, freq: 8 },
+);
+
+function withUnknown<T extends { $unknown?: UnknownField[] }>(message: T, unknown: UnknownField[] | undefined): T {
+  if (unknown !== undefined) message.$unknown = unknown;
+  return message;
+}
+
+/**
+ * Arbitrary google.protobuf.Value trees. With jsonSafe, only what JSON can
+ * carry; otherwise also NaN, ±Infinity and Values with no kind.
+ */
+function values(jsonSafe: boolean): fc.Arbitrary<Value> {
+  const number = jsonSafe ? finiteNumber : fc.oneof(finiteNumber, fc.constantFrom(NaN, Infinity, -Infinity));
+  return fc.letrec<{ value: Value }>((tie) => {
+    const leaves = [
+      fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })).map((n) => create(ValueSchema, { kind: { case: "nullValue", value: n } })),
+      number.map((n) => create(ValueSchema, { kind: { case: "numberValue", value: n } })),
+      text.map((s) => create(ValueSchema, { kind: { case: "stringValue", value: s } })),
+      fc.boolean().map((b) => create(ValueSchema, { kind: { case: "boolValue", value: b } })),
+      ...(jsonSafe ? [] : [fc.constant(null).map(() => create(ValueSchema))]),
+    ];
+    const struct = fc
+      .tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), unknownFields)
+      .map(([fields, unknown]) => create(ValueSchema, { kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) } }));
+    const list = fc
+      .tuple(fc.array(tie("value"), { maxLength: 6 }), unknownFields)
+      .map(([items, unknown]) => create(ValueSchema, { kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) } }));
+    return {
+      value: fc
+        .tuple(fc.oneof({ depthSize: "small", withCrossShrink: true }, ...leaves, struct, list), unknownFields)
+        .map(([value, unknown]) => withUnknown(value, unknown)),
+    };
+  }).value;
+}
+
+function events(payload: fc.Arbitrary<ApplicationEvent["payload"]>): fc.Arbitrary<ApplicationEvent> {
+  return fc
+    .record({
+      channel: fc.oneof(fc.constant(""), text), // empty for a broadcast
+      event: fc.oneof(fc.constant(""), text),
+      id: fc.oneof(fc.constant(""), text),
+      payload,
+    })
+    .map((init) => create(EventSchema, init) as ApplicationEvent);
+}
+
+const jsonEvents = (jsonSafe: boolean) => events(values(jsonSafe).map((value) => ({ case: "json" as const, value })));
+const binaryEvents = events(
+  fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 })).map((value) => ({ case: "binary" as const, value })),
+);
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+
+/** protobuf-es's JSON, or the error it throws. */
+function expectedJson(event: Event): string | Error {
+  try {
+    return toJsonString(EventSchema, event);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+function invalidArgument(run: () => unknown): RealtimeError {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(RealtimeError);
+    expect((err as RealtimeError).code).toBe(Code.InvalidArgument);
+    return err as RealtimeError;
+  }
+  throw new Error("expected INVALID_ARGUMENT, nothing was thrown");
+}
+
+describe("event codec", () => {
+  it("writes the binary of a json event byte for byte as protobuf-es does, NaN and empty Values included", () => {
+    fc.assert(
+      fc.property(jsonEvents(false), (event) => {
+        expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("writes the JSON of a json event exactly as protobuf-es does", () => {
+    fc.assert(
+      fc.property(jsonEvents(true), (event) => {
+        expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("throws INVALID_ARGUMENT for JSON exactly where protobuf-es throws, and agrees elsewhere", () => {
+    fc.assert(
+      fc.property(jsonEvents(false), (event) => {
+        const expected = expectedJson(event);
+        if (typeof expected === "string") expect(encodeEventJson(event)).toBe(expected);
+        else invalidArgument(() => encodeEventJson(event));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("writes a binary event as protobuf-es does in both encodings (base64 in JSON)", () => {
+    fc.assert(
+      fc.property(binaryEvents, (event) => {
+        expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
+        expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("says what to fix for NaN and Infinity, at any depth", () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const value = create(ValueSchema, {
+        kind: {
+          case: "structValue",
+          value: { fields: { ok: create(ValueSchema, { kind: { case: "listValue", value: { values: [create(ValueSchema, { kind: { case: "numberValue", value: bad } })] } } }) } },
+        },
+      });
+      const event = create(EventSchema, { channel: "c", event: "e", id: "1", payload: { case: "json", value } }) as ApplicationEvent;
+      expect(() => toJsonString(EventSchema, event)).toThrow(); // what the codec stands in for
+      expect(invalidArgument(() => encodeEventJson(event)).message).toBe("payload holds NaN or Infinity, which JSON cannot carry: send a finite number");
+      expect(invalidArgument(() => createPublication(event, 1 << 20)).message).toMatch(/NaN or Infinity.*send a finite number/);
+    }
+  });
+
+  it("writes a Value with no kind as an empty message in binary and refuses it in JSON, as protobuf-es does", () => {
+    const event = create(EventSchema, { channel: "c", event: "e", payload: { case: "json", value: create(ValueSchema) } }) as ApplicationEvent;
+    expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
+    expect(hex(encodeEventBinary(event)).endsWith("1a00")).toBe(true);
+    expect(() => toJsonString(EventSchema, event)).toThrow();
+    expect(invalidArgument(() => encodeEventJson(event)).message).toMatch(/no kind set.*set one of null_value/);
+  });
+
+  it("drops a __proto__ key from the JSON but not the binary, as protobuf-es does", () => {
+    const fields: Record<string, Value> = Object.create(null);
+    fields["__proto__"] = create(ValueSchema, { kind: { case: "numberValue", value: 1 } });
+    fields["b"] = create(ValueSchema, { kind: { case: "boolValue", value: true } });
+    const struct = create(StructSchema);
+    struct.fields = fields;
+    const event = create(EventSchema, { payload: { case: "json", value: create(ValueSchema, { kind: { case: "structValue", value: struct } }) } }) as ApplicationEvent;
+    expect(Object.keys(struct.fields)).toEqual(["__proto__", "b"]);
+    expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
+    expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
+    expect(encodeEventJson(event)).toBe('{"json":{"b":true}}');
+  });
+
+  it("handles strings and payloads with three-byte lengths", () => {
+    const big = create(ValueSchema, {
+      kind: {
+        case: "structValue",
+        value: { fields: { ["k".repeat(20_000)]: create(ValueSchema, { kind: { case: "stringValue", value: "é\ud800".repeat(10_000) } }) } },
+      },
+    });
+    const json = create(EventSchema, { channel: "c".repeat(200), event: "e", id: "x", payload: { case: "json", value: big } }) as ApplicationEvent;
+    const binary = create(EventSchema, { channel: "c", payload: { case: "binary", value: new Uint8Array(70_000).fill(7) } }) as ApplicationEvent;
+    for (const event of [json, binary]) {
+      expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
+      expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
+    }
+  });
+
+  it("leaves member events to protobuf-es", () => {
+    const member = create(EventSchema, { channel: "c", event: "channel:join", id: "1", payload: { case: "member", value: create(MemberSchema, { id: "m" }) } });
+    expect(isApplicationEvent(member)).toBe(false);
+    expect(isApplicationEvent(create(EventSchema))).toBe(false);
+    const pub = createPublication(member, Infinity);
+    expect(hex(pub.event)).toBe(hex(toBinary(EventSchema, member)));
+    expect(pub.eventJson).toBe(toJsonString(EventSchema, member));
+  });
+
+  it("createPublication encodes with the codec and still refuses an event over the limit", () => {
+    fc.assert(
+      fc.property(fc.oneof(jsonEvents(true), binaryEvents), (event) => {
+        const bytes = toBinary(EventSchema, event);
+        const pub = createPublication(event, bytes.length, "origin", true);
+        expect(hex(pub.event)).toBe(hex(bytes));
+        expect(pub.eventJson).toBe(toJsonString(EventSchema, event));
+        expect(pub).toMatchObject({ channel: event.channel, origin: "origin", skipOrigin: true });
+        expect(() => createPublication(event, bytes.length - 1)).toThrow(
+          new RealtimeError(
+            Code.ResourceExhausted,
+            `the event is ${bytes.length} bytes encoded; the limit is ${bytes.length - 1} bytes: send a smaller payload`,
+          ),
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
