@@ -40,21 +40,32 @@ export const DEFAULT_PRIVATE_CHANNEL_PREFIX = "private:";
 /** Error codes that are the client's doing and spend its error budget. */
 const CLIENT_FAULTS = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.ResourceExhausted, Code.FailedPrecondition, Code.Unimplemented, Code.Unauthenticated]);
 
-/** One client connection on this edge. */
+/** The queue of a connection with no command waiting: one resolved promise for all of them. */
+const IDLE: Promise<void> = Promise.resolve();
+
+/**
+ * One client connection on this edge. It is kept small (an idle edge holds
+ * one per connection): the rate limits are one number each, the state of
+ * the edge's shared TokenBucket, and an idle queue is the shared IDLE.
+ */
 export class Session {
   /** The channels this connection is in. */
   readonly channels = new Set<string>();
   /** The profile, shared by all its channels; undefined until set. */
   profile: Value | undefined;
-  /** Commands run one at a time, in the order they arrived. */
-  queue: Promise<void> = Promise.resolve();
+  /**
+   * Commands run one at a time, in the order they arrived: the last one's
+   * promise, or IDLE once every command has finished (until it closes).
+   */
+  queue: Promise<void> = IDLE;
   pending = 0;
   closed = false;
   /** Who the connection is: token subject, private channel grants, expiry. */
   identity: Identity = ANONYMOUS;
-  /** The command rate limit and the error budget; undefined = unlimited. */
-  rate: TokenBucket | undefined;
-  errorBudget: TokenBucket | undefined;
+  /** State of the edge's command rate bucket (TokenBucket.take); 0 = full. */
+  rate = 0;
+  /** State of the edge's error budget bucket; 0 = full. */
+  errorBudget = 0;
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
 
@@ -127,12 +138,20 @@ export class Edge {
   private readonly eventIds: IdGenerator;
   private readonly maxEventBytes: number;
   private readonly observer: Observer;
+  /** The command rate and the error budget of every connection; undefined = unlimited. */
+  private readonly rate: TokenBucket | undefined;
+  private readonly errorBudget: TokenBucket | undefined;
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
     this.connectionIds = options.connectionIds ?? new IdGenerator();
     this.eventIds = options.eventIds ?? new IdGenerator();
     this.maxEventBytes = options.limits.maxPayloadBytes;
+    const rl = options.rateLimit;
+    if (rl) {
+      this.rate = new TokenBucket(rl.perSecond, rl.burst);
+      this.errorBudget = new TokenBucket(rl.errorRefillPerSecond, rl.errorBudget);
+    }
   }
 
   /**
@@ -143,11 +162,6 @@ export class Edge {
   connect(transport: Transport, encoding: Encoding, echo: boolean, identity: Identity = ANONYMOUS): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     session.identity = identity;
-    const rl = this.options.rateLimit;
-    if (rl) {
-      session.rate = new TokenBucket(rl.perSecond, rl.burst);
-      session.errorBudget = new TokenBucket(rl.errorRefillPerSecond, rl.errorBudget);
-    }
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
@@ -168,10 +182,13 @@ export class Edge {
       return;
     }
     this.observer.messageIn(MESSAGE_IN_KINDS[frame.command.case ?? ""] ?? "other");
-    if (session.rate && !session.rate.take()) {
-      const rl = this.options.rateLimit!;
-      this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `rate limit: at most ${rl.perSecond} commands per second (bursts of ${rl.burst}); slow down or the connection is closed`));
-      return;
+    if (this.rate) {
+      const state = this.rate.take(session.rate);
+      if (state === undefined) {
+        this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`));
+        return;
+      }
+      session.rate = state;
     }
     if (session.pending >= MAX_PENDING_COMMANDS) {
       this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`));
@@ -184,7 +201,10 @@ export class Edge {
       } catch (err) {
         this.replyError(session, frame.id, asRealtimeError(err));
       } finally {
-        session.pending--;
+        // The last command done: nothing is chained behind this one (a
+        // disconnect chains without counting, hence !closed), so the queue
+        // may drop its promise and the connection hold the shared IDLE.
+        if (--session.pending === 0 && !session.closed) session.queue = IDLE;
       }
     });
   }
@@ -470,8 +490,10 @@ export class Edge {
   private replyError(session: Session, id: number, err: RealtimeError): void {
     this.observer.commandFailed(err.code);
     this.send(session, { frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } } });
-    if (session.errorBudget && !session.closed && CLIENT_FAULTS.has(err.code) && !session.errorBudget.take()) {
-      session.transport.close(CloseCode.PolicyViolation, "too many failed commands (error budget spent): fix the client before reconnecting");
+    if (this.errorBudget && !session.closed && CLIENT_FAULTS.has(err.code)) {
+      const state = this.errorBudget.take(session.errorBudget);
+      if (state === undefined) session.transport.close(CloseCode.PolicyViolation, "too many failed commands (error budget spent): fix the client before reconnecting");
+      else session.errorBudget = state;
     }
   }
 
