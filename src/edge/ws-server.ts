@@ -2,11 +2,11 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
 import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
-import type { Edge } from "../core/edge.js";
+import type { Edge, Session } from "../core/edge.js";
 import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
 import { writeFrame } from "./ws-frames.js";
@@ -51,6 +51,14 @@ export interface WsEdgeServerOptions {
 const PROTOCOLS: readonly Encoding[] = [Encoding.Proto, Encoding.Json];
 
 /**
+ * The edge's WebSocket: ws's own, plus the one field that lets a single
+ * listener function serve every connection (no closures per connection).
+ */
+class EdgeWebSocket extends WebSocket {
+  transport: WsTransport | undefined = undefined;
+}
+
+/**
  * WsEdgeServer is the WebSocket adapter of an edge: it performs handshakes,
  * picks the encoding from the subprotocol, and hands frames to the core
  * Edge. Everything else (membership, commands, fan-out) is the Edge's.
@@ -69,9 +77,11 @@ export class WsEdgeServer {
   /** Upgrades being authenticated: they count towards maxConnections. */
   private handshaking = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  /** Heartbeat state per connection: the last ping round sent and the last one answered. */
-  private readonly beats = new WeakMap<WebSocket, { pinged: number; ponged: number; transport: WsTransport }>();
   private round = 0;
+  /** The open connections (ws's own clientTracking is off: it costs a closure per connection). */
+  private readonly clients = new Set<WsTransport>();
+  /** @internal How long a slow consumer has to read its close frame (see WsTransport.send). */
+  readonly terminateMs: number;
 
   constructor(private readonly options: WsEdgeServerOptions) {
     const onRequest: RequestListener = (req, res) => {
@@ -80,11 +90,13 @@ export class WsEdgeServer {
       res.end(`This is a Switchboard edge: connect with a WebSocket, subprotocol ${PROTOCOLS.join(" or ")}.\n`);
     };
     this.http = options.tls ? createHttpsServer(options.tls, onRequest) : createServer(onRequest);
+    this.terminateMs = options.heartbeat?.timeoutMs ?? SLOW_CONSUMER_TERMINATE_MS;
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,
       perMessageDeflate: false,
-      clientTracking: true,
+      clientTracking: false,
+      WebSocket: EdgeWebSocket,
       handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) ?? false,
     });
     this.http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
@@ -99,16 +111,14 @@ export class WsEdgeServer {
   /** One heartbeat round: ping everyone; terminate, timeoutMs later, whoever has not answered it. */
   private ping(timeoutMs: number): void {
     const round = ++this.round;
-    for (const ws of this.wss.clients) {
-      const beat = this.beats.get(ws);
-      if (!beat || ws.readyState !== WebSocket.OPEN) continue;
-      beat.pinged = round;
-      ws.ping();
+    for (const t of this.clients) {
+      if (t.ws.readyState !== WebSocket.OPEN) continue;
+      t.pinged = round;
+      t.ws.ping();
     }
     setTimeout(() => {
-      for (const ws of this.wss.clients) {
-        const beat = this.beats.get(ws);
-        if (beat && beat.pinged >= round && beat.ponged < round) beat.transport.terminate(CloseCode.HeartbeatTimeout);
+      for (const t of this.clients) {
+        if (t.pinged >= round && t.ponged < round) t.terminate(CloseCode.HeartbeatTimeout);
       }
     }, timeoutMs).unref();
   }
@@ -126,7 +136,7 @@ export class WsEdgeServer {
 
   /** The number of open client connections. */
   get connections(): number {
-    return this.wss.clients.size;
+    return this.clients.size;
   }
 
   /**
@@ -138,7 +148,7 @@ export class WsEdgeServer {
     clearInterval(this.heartbeatTimer);
     // Stop listening first: no new connection while the old ones close.
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const clients = [...this.wss.clients];
+    const clients = [...this.clients].map((t) => t.ws);
     const closing = clients.map(
       (ws, i) =>
         new Promise<void>((resolve) => {
@@ -162,7 +172,7 @@ export class WsEdgeServer {
 
   /** Destroys every client socket at once (the shutdown deadline passed). */
   terminateAll(): void {
-    for (const ws of this.wss.clients) ws.terminate();
+    for (const t of this.clients) t.ws.terminate();
   }
 
   /** Refuses an upgrade with an HTTP status, and counts why. */
@@ -184,7 +194,7 @@ export class WsEdgeServer {
       return;
     }
     const max = this.options.maxConnections;
-    if (max !== undefined && this.wss.clients.size + this.handshaking >= max) {
+    if (max !== undefined && this.clients.size + this.handshaking >= max) {
       this.refuse(socket, 503, `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`);
       return;
     }
@@ -235,45 +245,76 @@ export class WsEdgeServer {
       });
   }
 
+  /**
+   * A connection is open: it gets a Session. Its listeners are the shared
+   * functions below (they find the connection through ws.transport), so an
+   * idle connection costs ws's objects, a WsTransport and a Session.
+   */
   private accept(ws: WebSocket, echo: boolean, identity: Identity): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const observer = this.options.observer;
-    const transport = new WsTransport(ws, this.options.maxOutboundBytes, observer && ((reason) => observer.dropped(reason, 1)), this.options.heartbeat?.timeoutMs);
-    const session = this.options.edge.connect(transport, encoding, echo, identity);
-    if (this.options.heartbeat) {
-      const beat = { pinged: 0, ponged: 0, transport };
-      this.beats.set(ws, beat);
-      ws.on("pong", () => (beat.ponged = beat.pinged));
-    }
-    ws.on("message", (data, isBinary) => {
-      const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
-      this.options.edge.receive(session, bytes, isBinary);
-    });
-    ws.on("error", () => {
-      // ws closes the connection after an error (e.g. 1009); 'close' follows.
-    });
-    ws.on("close", (code) => {
-      const byEdge = transport.closedWith !== undefined;
-      const reason = this.closing ? "shutdown" : disconnectReason(transport.closedWith ?? code, byEdge);
-      const done = this.options.edge.disconnect(session, reason).finally(() => this.leaving.delete(done));
-      this.leaving.add(done);
-    });
+    const transport = new WsTransport(ws, this);
+    (ws as EdgeWebSocket).transport = transport;
+    this.clients.add(transport);
+    transport.session = this.options.edge.connect(transport, encoding, echo, identity);
+    if (this.options.heartbeat) ws.on("pong", WsEdgeServer.onPong);
+    ws.on("message", WsEdgeServer.onMessage);
+    ws.on("error", WsEdgeServer.onError);
+    ws.on("close", WsEdgeServer.onClose);
+  }
+
+  private static onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    const t = (this as EdgeWebSocket).transport!;
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+    t.server.options.edge.receive(t.session!, bytes, isBinary);
+  }
+
+  private static onPong(this: WebSocket): void {
+    const t = (this as EdgeWebSocket).transport!;
+    t.ponged = t.pinged;
+  }
+
+  private static onError(): void {
+    // ws closes the connection after an error (e.g. 1009); 'close' follows.
+  }
+
+  private static onClose(this: WebSocket, code: number): void {
+    const t = (this as EdgeWebSocket).transport!;
+    const server = t.server;
+    server.clients.delete(t);
+    const byEdge = t.closedWith !== undefined;
+    const reason = server.closing ? "shutdown" : disconnectReason(t.closedWith ?? code, byEdge);
+    const done = server.options.edge.disconnect(t.session!, reason).finally(() => server.leaving.delete(done));
+    server.leaving.add(done);
+  }
+
+  /** @internal Told about every frame a transport drops. */
+  dropped(reason: DropReason): void {
+    this.options.observer?.dropped(reason, 1);
+  }
+
+  /** @internal See WsEdgeServerOptions.maxOutboundBytes; undefined = unlimited. */
+  get maxOutboundBytes(): number | undefined {
+    return this.options.maxOutboundBytes;
   }
 }
 
-/** A Transport over one `ws` connection. */
+/**
+ * A Transport over one `ws` connection, and the adapter's state of it. What
+ * is the same for every connection (limits, observer) is read from the
+ * server, not copied here.
+ */
 class WsTransport implements Transport {
   /** The close code the edge chose, if it closed the connection. */
-  closedWith: number | undefined;
+  closedWith: number | undefined = undefined;
+  /** The core's Session of this connection; set right after Edge.connect. */
+  session: Session | undefined = undefined;
+  /** Heartbeat: the last ping round sent to this client, and the last one it answered. */
+  pinged = 0;
+  ponged = 0;
 
   constructor(
-    private readonly ws: WebSocket,
-    /** See WsEdgeServerOptions.maxOutboundBytes; undefined = unlimited. */
-    private readonly maxOutboundBytes?: number,
-    /** Told about every frame dropped here. */
-    private readonly onDrop?: (reason: DropReason) => void,
-    /** How long a slow consumer has to read its close frame before its socket is destroyed. */
-    private readonly terminateMs = SLOW_CONSUMER_TERMINATE_MS,
+    readonly ws: WebSocket,
+    readonly server: WsEdgeServer,
   ) {}
 
   /**
@@ -284,16 +325,17 @@ class WsTransport implements Transport {
    */
   send(data: Uint8Array, text: boolean): void {
     if (this.ws.readyState !== WebSocket.OPEN) {
-      this.onDrop?.(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
+      this.server.dropped(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
       return;
     }
-    if (this.maxOutboundBytes !== undefined && this.ws.bufferedAmount + data.length > this.maxOutboundBytes) {
-      this.onDrop?.("slow_consumer");
+    const max = this.server.maxOutboundBytes;
+    if (max !== undefined && this.ws.bufferedAmount + data.length > max) {
+      this.server.dropped("slow_consumer");
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
       // The close frame waits behind the unread bytes: give the client as
       // long as a heartbeat to read it (a client that cannot is as good as
       // dead), then free the memory. Meanwhile nothing more is queued.
-      setTimeout(() => this.ws.terminate(), this.terminateMs).unref();
+      setTimeout(() => this.ws.terminate(), this.server.terminateMs).unref();
       return;
     }
     writeFrame(this.ws, data, text);
