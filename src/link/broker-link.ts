@@ -32,7 +32,8 @@ export interface LinkBrokerOptions {
 interface Pending {
   resolve: (reply: LinkReply) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() past which the request fails with UNAVAILABLE. */
+  deadline: number;
 }
 
 /**
@@ -51,7 +52,10 @@ export class LinkBroker implements Broker, Presence {
   private connected = false;
   private stopped = false;
   private nextId = 1;
+  /** Requests awaiting their reply, oldest first (every one has the same timeout, so deadlines ascend). */
   private readonly pending = new Map<number, Pending>();
+  /** One timer for all pending requests, armed for the oldest one's deadline. */
+  private timeoutTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private firstConnect: { promise: Promise<void>; resolve: () => void };
@@ -119,13 +123,34 @@ export class LinkBroker implements Broker, Presence {
     const id = this.nextId++;
     if (this.nextId > 0xffffffff) this.nextId = 1;
     return new Promise<LinkReply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`));
-      }, LINK_REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, deadline: performance.now() + LINK_REQUEST_TIMEOUT_MS });
+      this.timeoutTimer ??= setTimeout(() => this.expire(), LINK_REQUEST_TIMEOUT_MS);
       this.send({ ...init, id });
     });
+  }
+
+  /**
+   * Fails the requests whose deadline passed, then re-arms for the oldest
+   * one left: one timer for every request in flight, not one each.
+   */
+  private expire(): void {
+    this.timeoutTimer = undefined;
+    const now = performance.now();
+    for (const [id, pending] of this.pending) {
+      if (pending.deadline > now) {
+        this.timeoutTimer = setTimeout(() => this.expire(), Math.ceil(pending.deadline - now));
+        return;
+      }
+      this.pending.delete(id);
+      pending.reject(new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`));
+    }
+  }
+
+  /** Stops the timeout timer once no request is waiting. */
+  private settled(): void {
+    if (this.pending.size > 0 || !this.timeoutTimer) return;
+    clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = undefined;
   }
 
   private send(init: MessageInitShape<typeof EdgeFrameSchema>): void {
@@ -198,7 +223,7 @@ export class LinkBroker implements Broker, Presence {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
-      clearTimeout(pending.timer);
+      this.settled();
       if (reply.error) pending.reject(new RealtimeError(reply.error.code as number as Code, reply.error.message));
       else pending.resolve(reply);
     }
@@ -206,9 +231,9 @@ export class LinkBroker implements Broker, Presence {
 
   private failPending(message: string): void {
     for (const [id, pending] of this.pending) {
-      clearTimeout(pending.timer);
       pending.reject(new RealtimeError(Code.Unavailable, message));
       this.pending.delete(id);
     }
+    this.settled();
   }
 }
