@@ -2,7 +2,10 @@ import type { Socket } from "node:net";
 
 /**
  * Length-prefixed frames on a TCP socket: a varint length, then the frame.
- * Writes made in one tick are corked together and leave in one syscall.
+ * Writes made in one turn of the event loop are corked together and leave
+ * in one syscall, at the end of the turn (setImmediate): every frame that
+ * the I/O of this turn produced (e.g. all the events read from one chunk of
+ * a Publish stream, however many promise hops each took) shares it.
  */
 
 /** The largest frame either end accepts (a members reply can be large). */
@@ -17,7 +20,7 @@ export class FrameWriter {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });
