@@ -18,13 +18,14 @@ import { startCluster, startProcess, stopAll, type Cluster } from "./helpers/clu
 const FULL = "full-access-key-0123456789abcdef";
 const OLD = "old-rotating-key-0123456789abcdef";
 const READER = "presence-only-key-0123456789abcd";
+const WRITER = "publish-only-key-0123456789abcde";
 const json = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
 
 let cluster: Cluster;
 const clients: Record<string, (key?: string, header?: string) => Client<typeof Realtime>> = {};
 
 beforeAll(async () => {
-  cluster = await startCluster(1, { REALTIME_API_KEYS: `${FULL}, ${OLD}\n${READER}:presence`, REALTIME_MAX_PAYLOAD_BYTES: "4096" });
+  cluster = await startCluster(1, { REALTIME_API_KEYS: `${FULL}, ${OLD}\n${READER}:presence, ${WRITER}:publish`, REALTIME_MAX_PAYLOAD_BYTES: "4096" });
   const make = (kind: "grpc" | "connect") => (key?: string, header?: string) => {
     const baseUrl = kind === "grpc" ? `http://${cluster.grpc}` : `http://${cluster.http}`;
     const interceptors = [
@@ -83,7 +84,28 @@ for (const protocol of ["grpc", "connect"] as const) {
       expect(await code(reader.listChannels({}))).toBe("ok");
       expect(await code(send(reader))).toBe(Code.PermissionDenied);
       expect(await code(reader.broadcast({ event: "e", payload: json(1) }))).toBe(Code.PermissionDenied);
+      expect(await code(reader.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(Code.PermissionDenied);
+      const writer = rt(WRITER);
+      expect(await code(send(writer))).toBe("ok");
+      expect(await code(writer.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe("ok");
+      expect(await code(writer.getMembers({ channel: "keys" }))).toBe(Code.PermissionDenied);
     });
+
+    if (protocol === "grpc") {
+      it("lets the publish scope open a Publish stream, and refuses it to others before reading a request", async () => {
+        async function* one() {
+          yield { event: { case: "send" as const, value: { channel: "keys", event: "e", payload: json(1) } } };
+        }
+        const publish = async (c: Client<typeof Realtime>) => {
+          let handled = 0n;
+          for await (const r of c.publish(one())) handled = r.handled;
+          return handled;
+        };
+        expect(await publish(rt(WRITER))).toBe(1n);
+        expect(await code(publish(rt(READER)))).toBe(Code.PermissionDenied);
+        expect(await code(publish(rt()))).toBe(Code.Unauthenticated);
+      });
+    }
 
     it("checks the key before the request: an unauthenticated bad request is UNAUTHENTICATED, not INVALID_ARGUMENT", async () => {
       expect(await code(rt().send({ channel: "", event: "", payload: json(1) }))).toBe(Code.Unauthenticated);

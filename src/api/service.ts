@@ -4,10 +4,11 @@ import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import { ChannelSummarySchema, MemberSchema, Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Broker } from "../core/broker.js";
 import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
-import { MAX_BATCH_EVENTS, type Limits } from "../core/limits.js";
+import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
+import { publishStream } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./pages.js";
 import { watchChannel, type WatchSource } from "./watch.js";
 
@@ -70,6 +71,28 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         checkPayload(req.payload);
         return publish("", req.event, req.payload);
       });
+    },
+    async *publish(requests, ctx) {
+      try {
+        yield* publishStream(
+          requests,
+          async (e) => {
+            if (e.case === "send") {
+              checkChannel(e.value.channel);
+              checkEvent(e.value.event);
+              checkPayload(e.value.payload);
+              return publish(e.value.channel, e.value.event, e.value.payload);
+            }
+            checkEvent(e.value.event);
+            checkPayload(e.value.payload);
+            return publish("", e.value.event, e.value.payload);
+          },
+          MAX_PUBLISH_UNACKNOWLEDGED,
+          ctx.signal,
+        );
+      } catch (err) {
+        throw toConnectError(err);
+      }
     },
     async getMembers(req) {
       return guard(async () => {

@@ -9,7 +9,7 @@
  * Syntax of REALTIME_API_KEYS: entries separated by commas (and/or
  * whitespace); each entry is `KEY` (every method) or `KEY:SCOPE+SCOPE...`.
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
- *   SCOPE  `publish`  Send and Broadcast
+ *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
  *          `presence` GetMembers, ListChannels and WatchChannel (reading who is where)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
@@ -31,14 +31,14 @@ export const MAX_API_KEY_LENGTH = 256;
 
 /** The scopes and the methods of realtime.v1.Realtime each one allows. */
 export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
-  publish: ["Send", "Broadcast"],
+  publish: ["Send", "Broadcast", "SendBatch", "Publish"],
   presence: ["GetMembers", "ListChannels", "WatchChannel"],
 };
 
 const KEY_RE = /^[A-Za-z0-9\-_.~/=]+$/;
 
 /** The methods of realtime.v1.Realtime, for scope names. */
-const DEFAULT_METHODS = ["Send", "Broadcast", "GetMembers", "ListChannels", "WatchChannel"] as const;
+const DEFAULT_METHODS = ["Send", "Broadcast", "SendBatch", "Publish", "GetMembers", "ListChannels", "WatchChannel"] as const;
 
 /** One configured key. */
 export interface ApiKey {

@@ -23,6 +23,12 @@ export const FRAME_OVERHEAD_BYTES = 4 * 1024;
 export const REQUEST_OVERHEAD_BYTES = 4 * 1024;
 /** Most events in one SendBatch. */
 export const MAX_BATCH_EVENTS = 1_000;
+/**
+ * Requests a Publish stream reads ahead of the acknowledgements it has
+ * written; then it stops reading until one is written, and HTTP/2 flow
+ * control holds the publisher back.
+ */
+export const MAX_PUBLISH_UNACKNOWLEDGED = 4_096;
 /** Largest SendBatch request, in bytes; every event in it is held to the payload limit too. */
 export const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
 

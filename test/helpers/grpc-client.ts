@@ -7,6 +7,8 @@ import {
   type BroadcastResponse,
   type GetMembersRequestSchema,
   type GetMembersResponse,
+  type PublishRequest,
+  type PublishResponse,
   type SendBatchRequestSchema,
   type SendBatchResponse,
   type SendRequestSchema,
@@ -20,6 +22,8 @@ export interface RealtimeTestClient {
   sendBatch(req: MessageInitShape<typeof SendBatchRequestSchema>, metadata?: grpc.Metadata): Promise<SendBatchResponse>;
   broadcast(req: MessageInitShape<typeof BroadcastRequestSchema>, metadata?: grpc.Metadata): Promise<BroadcastResponse>;
   getMembers(req: MessageInitShape<typeof GetMembersRequestSchema>, metadata?: grpc.Metadata): Promise<GetMembersResponse>;
+  /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
+  publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
 }
 
@@ -39,6 +43,7 @@ export function realtimeClient(address: string): RealtimeTestClient {
     sendBatch: call<SendBatchResponse>("sendBatch", m.sendBatch.input),
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
+    publish: (metadata = new grpc.Metadata()) => (client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }).publish(metadata),
     close: () => client.close(),
   };
 }

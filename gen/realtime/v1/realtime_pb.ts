@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlImYKEEJyb2FkY2FzdFJlcXVlc3QSDQoFZXZlbnQYASABKAkSJgoEanNvbhgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgDIAEoDEgAQgkKB3BheWxvYWQiNgoRQnJvYWRjYXN0UmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvCg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0iJgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJIoMCChRXYXRjaENoYW5uZWxSZXNwb25zZRItCgdtZW1iZXJzGAEgASgLMhoucmVhbHRpbWUudjEuV2F0Y2hTbmFwc2hvdEgAEiMKBGpvaW4YAiABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIkCgVsZWF2ZRgDIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEi0KDnByb2ZpbGVfdXBkYXRlGAQgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLAoHbWVzc2FnZRgFIAEoCzIZLnJlYWx0aW1lLnYxLldhdGNoTWVzc2FnZUgAEgoKAmlkGAYgASgJQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJMtoDCghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIiYKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSKDAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCUIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCTKkBAoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -140,6 +140,111 @@ export const SendBatchResponseSchema: GenMessage<SendBatchResponse> = /*@__PURE_
   messageDesc(file_realtime_v1_realtime, 3);
 
 /**
+ * PublishRequest is one event of a Publish stream.
+ *
+ * @generated from message realtime.v1.PublishRequest
+ */
+export type PublishRequest = Message<"realtime.v1.PublishRequest"> & {
+  /**
+   * The event; one of the two is required.
+   *
+   * @generated from oneof realtime.v1.PublishRequest.event
+   */
+  event: {
+    /**
+     * An event for the members of one channel, as in Send.
+     *
+     * @generated from field: realtime.v1.SendRequest send = 1;
+     */
+    value: SendRequest;
+    case: "send";
+  } | {
+    /**
+     * An event for every connected client, as in Broadcast.
+     *
+     * @generated from field: realtime.v1.BroadcastRequest broadcast = 2;
+     */
+    value: BroadcastRequest;
+    case: "broadcast";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message realtime.v1.PublishRequest.
+ * Use `create(PublishRequestSchema)` to create a new message.
+ */
+export const PublishRequestSchema: GenMessage<PublishRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 4);
+
+/**
+ * PublishResponse acknowledges the requests of a Publish stream handled so
+ * far. Requests are counted from 0 in the order they were sent.
+ *
+ * @generated from message realtime.v1.PublishResponse
+ */
+export type PublishResponse = Message<"realtime.v1.PublishResponse"> & {
+  /**
+   * How many requests of the stream have been handled, successfully or
+   * not: every request with an index below it. It only grows.
+   *
+   * @generated from field: uint64 handled = 1;
+   */
+  handled: bigint;
+
+  /**
+   * The requests that failed among those handled since the previous
+   * response, in index order; empty when all of them were delivered to the
+   * edges.
+   *
+   * @generated from field: repeated realtime.v1.PublishError errors = 2;
+   */
+  errors: PublishError[];
+};
+
+/**
+ * Describes the message realtime.v1.PublishResponse.
+ * Use `create(PublishResponseSchema)` to create a new message.
+ */
+export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 5);
+
+/**
+ * PublishError is one failed request of a Publish stream.
+ *
+ * @generated from message realtime.v1.PublishError
+ */
+export type PublishError = Message<"realtime.v1.PublishError"> & {
+  /**
+   * The index of the request in its stream, from 0.
+   *
+   * @generated from field: uint64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * The gRPC status code Send (or Broadcast) would have failed with, e.g.
+   * 3 (INVALID_ARGUMENT), 8 (RESOURCE_EXHAUSTED), 14 (UNAVAILABLE).
+   *
+   * @generated from field: uint32 code = 2;
+   */
+  code: number;
+
+  /**
+   * What was wrong, and what to fix.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message realtime.v1.PublishError.
+ * Use `create(PublishErrorSchema)` to create a new message.
+ */
+export const PublishErrorSchema: GenMessage<PublishError> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 6);
+
+/**
  * BroadcastRequest is an event for every connected client.
  *
  * @generated from message realtime.v1.BroadcastRequest
@@ -181,7 +286,7 @@ export type BroadcastRequest = Message<"realtime.v1.BroadcastRequest"> & {
  * Use `create(BroadcastRequestSchema)` to create a new message.
  */
 export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 4);
+  messageDesc(file_realtime_v1_realtime, 7);
 
 /**
  * BroadcastResponse acknowledges that the event was handed to the edges.
@@ -209,7 +314,7 @@ export type BroadcastResponse = Message<"realtime.v1.BroadcastResponse"> & {
  * Use `create(BroadcastResponseSchema)` to create a new message.
  */
 export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 5);
+  messageDesc(file_realtime_v1_realtime, 8);
 
 /**
  * GetMembersRequest names the channel whose members are listed.
@@ -248,7 +353,7 @@ export type GetMembersRequest = Message<"realtime.v1.GetMembersRequest"> & {
  * Use `create(GetMembersRequestSchema)` to create a new message.
  */
 export const GetMembersRequestSchema: GenMessage<GetMembersRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 6);
+  messageDesc(file_realtime_v1_realtime, 9);
 
 /**
  * GetMembersResponse lists the members of the channel. It is never a
@@ -283,7 +388,7 @@ export type GetMembersResponse = Message<"realtime.v1.GetMembersResponse"> & {
  * Use `create(GetMembersResponseSchema)` to create a new message.
  */
 export const GetMembersResponseSchema: GenMessage<GetMembersResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 7);
+  messageDesc(file_realtime_v1_realtime, 10);
 
 /**
  * ListChannelsRequest selects the channels to list.
@@ -320,7 +425,7 @@ export type ListChannelsRequest = Message<"realtime.v1.ListChannelsRequest"> & {
  * Use `create(ListChannelsRequestSchema)` to create a new message.
  */
 export const ListChannelsRequestSchema: GenMessage<ListChannelsRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 8);
+  messageDesc(file_realtime_v1_realtime, 11);
 
 /**
  * ListChannelsResponse is one page of channels, ordered by name (by UTF-16
@@ -353,7 +458,7 @@ export type ListChannelsResponse = Message<"realtime.v1.ListChannelsResponse"> &
  * Use `create(ListChannelsResponseSchema)` to create a new message.
  */
 export const ListChannelsResponseSchema: GenMessage<ListChannelsResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 9);
+  messageDesc(file_realtime_v1_realtime, 12);
 
 /**
  * ChannelSummary is a channel with at least one member.
@@ -383,7 +488,7 @@ export type ChannelSummary = Message<"realtime.v1.ChannelSummary"> & {
  * Use `create(ChannelSummarySchema)` to create a new message.
  */
 export const ChannelSummarySchema: GenMessage<ChannelSummary> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 10);
+  messageDesc(file_realtime_v1_realtime, 13);
 
 /**
  * WatchChannelRequest names the channel to watch.
@@ -405,7 +510,7 @@ export type WatchChannelRequest = Message<"realtime.v1.WatchChannelRequest"> & {
  * Use `create(WatchChannelRequestSchema)` to create a new message.
  */
 export const WatchChannelRequestSchema: GenMessage<WatchChannelRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 11);
+  messageDesc(file_realtime_v1_realtime, 14);
 
 /**
  * WatchChannelResponse is one step of a channel's life. The stream starts
@@ -481,7 +586,7 @@ export type WatchChannelResponse = Message<"realtime.v1.WatchChannelResponse"> &
  * Use `create(WatchChannelResponseSchema)` to create a new message.
  */
 export const WatchChannelResponseSchema: GenMessage<WatchChannelResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 12);
+  messageDesc(file_realtime_v1_realtime, 15);
 
 /**
  * WatchSnapshot is part of the members a channel had when the watch started.
@@ -509,7 +614,7 @@ export type WatchSnapshot = Message<"realtime.v1.WatchSnapshot"> & {
  * Use `create(WatchSnapshotSchema)` to create a new message.
  */
 export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 13);
+  messageDesc(file_realtime_v1_realtime, 16);
 
 /**
  * WatchMessage is an application event sent to the watched channel.
@@ -560,7 +665,7 @@ export type WatchMessage = Message<"realtime.v1.WatchMessage"> & {
  * Use `create(WatchMessageSchema)` to create a new message.
  */
 export const WatchMessageSchema: GenMessage<WatchMessage> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 14);
+  messageDesc(file_realtime_v1_realtime, 17);
 
 /**
  * Member is one connection that has joined a channel.
@@ -598,7 +703,7 @@ export type Member = Message<"realtime.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 15);
+  messageDesc(file_realtime_v1_realtime, 18);
 
 /**
  * Realtime is the API that backends call to push events to the clients
@@ -686,6 +791,35 @@ export const Realtime: GenService<{
     methodKind: "unary";
     input: typeof SendBatchRequestSchema;
     output: typeof SendBatchResponseSchema;
+  },
+  /**
+   * Publish is a long-lived stream of events from one publisher, for
+   * publishers of thousands of events per second: each request is one Send
+   * or Broadcast, with no call (and no HTTP/2 stream) per event.
+   *
+   * Requests are handled in the order they arrive: events of one stream to
+   * one channel arrive in stream order. Delivery is at most once per event,
+   * as with Send. The server answers with PublishResponse messages, at most
+   * one per turn of its event loop, each saying how many requests it has
+   * handled so far and which of those failed. A request that fails (an
+   * invalid name, a payload over the limit, no edge reachable) fails alone:
+   * it is reported with its index and code, and the stream goes on.
+   *
+   * When the publisher half-closes the stream, the server answers the
+   * remaining requests in a last response and ends the call with OK. The
+   * call itself fails only for what concerns the whole stream: a request
+   * larger than the request limit (RESOURCE_EXHAUSTED), a missing or
+   * refused API key, or shutdown (UNAVAILABLE: requests not yet
+   * acknowledged may or may not have been delivered). The server reads
+   * ahead of its acknowledgements only up to a bound; beyond it, HTTP/2 flow
+   * control holds the publisher back.
+   *
+   * @generated from rpc realtime.v1.Realtime.Publish
+   */
+  publish: {
+    methodKind: "bidi_streaming";
+    input: typeof PublishRequestSchema;
+    output: typeof PublishResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);
