@@ -3,18 +3,18 @@
  * `node --cpu-prof`, and prints where the CPU time goes (self time by
  * function, top entries per process). Bounded: one run of --seconds.
  *
- *   npm run build && npx tsx bench/profile.ts [--clients 1000] [--channels 100] [--rate 500] [--seconds 10] [--mode batch|unary]
+ *   npm run build && npx tsx bench/profile.ts [--clients 1000] [--channels 100] [--rate 500] [--seconds 10] [--mode batch|unary|stream] [--settle 2] [--no-prof]
  *
  * Profiles are written to bench/results/raw/profile/<role>/ (one per thread).
  */
-import { create, fromJson, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import WebSocket from "ws";
-import { SendBatchRequestSchema, SendRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
+import { PublishRequestSchema, PublishResponseSchema, SendBatchRequestSchema, SendRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,10 +25,12 @@ const CHANNELS = Number(arg("channels", "100"));
 const RATE = Number(arg("rate", "500"));
 const SECONDS = Number(arg("seconds", "10"));
 const MODE = arg("mode", "batch");
+const PROFILE = !process.argv.includes("--no-prof");
+const SETTLE = Number(arg("settle", "2"));
 const OUT = join(process.cwd(), "bench/results/raw/profile");
 
 function start(role: string, env: Record<string, string>): Promise<{ child: ChildProcess; ready: Record<string, string> }> {
-  const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${join(OUT, role)}`, "dist/src/cli.js", role], {
+  const child = spawn(process.execPath, [...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(OUT, role)}`] : []), "dist/src/cli.js", role], {
     env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -70,6 +72,17 @@ async function main() {
     new Promise<void>((resolve, reject) =>
       client.makeUnaryRequest(`/realtime.v1.Realtime/${method}`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, bytes, (err) => (err ? reject(err) : resolve())),
     );
+  // Let the joins' channel:join traffic drain before measuring.
+  await new Promise((r) => setTimeout(r, SETTLE * 1000));
+  const idle0 = [api, edge].map((p) => cpuMicros(p.child.pid!));
+  await new Promise((r) => setTimeout(r, 2000));
+  const idle1 = [api, edge].map((p) => cpuMicros(p.child.pid!));
+  console.log(`CPU idle with ${CLIENTS} clients (2 s): api ${((idle1[0]! - idle0[0]!) / 20_000).toFixed(1)}%, edge ${((idle1[1]! - idle0[1]!) / 20_000).toFixed(1)}% of a core`);
+  const stream = MODE === "stream" ? client.makeBidiStreamRequest(`/realtime.v1.Realtime/Publish`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b) : undefined;
+  let acked = 0n;
+  stream?.on("data", (b: Buffer) => {
+    acked = fromBinary(PublishResponseSchema, b).handled;
+  });
   const total = RATE * SECONDS;
   const cpu0 = [api, edge].map((p) => cpuMicros(p.child.pid!));
   const t0 = performance.now();
@@ -78,7 +91,8 @@ async function main() {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * RATE));
     const reqs = [];
     for (; sent < due; sent++) reqs.push(fromJson(SendRequestSchema, { channel: `c${sent % CHANNELS}`, event: "e", json: { t: Date.now(), p: "x".repeat(64) } }));
-    if (MODE === "batch" && reqs.length > 0) void call("SendBatch", toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: reqs })));
+    if (stream) for (const r of reqs) stream.write(toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: r } })));
+    else if (MODE === "batch" && reqs.length > 0) void call("SendBatch", toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: reqs })));
     else for (const r of reqs) void call("Send", toBinary(SendRequestSchema, r));
     await new Promise((r) => setTimeout(r, 1));
   }
@@ -88,7 +102,8 @@ async function main() {
   const used = cpu1.map((c, i) => c - cpu0[i]!);
   console.log(`CPU over the load (user+system): api ${((100 * used[0]!) / wallMicros).toFixed(1)}%, edge ${((100 * used[1]!) / wallMicros).toFixed(1)}% of a core; ${((used[0]! + used[1]!) / (total * (CLIENTS / CHANNELS))).toFixed(2)} µs per delivery`);
   const expected = total * (CLIENTS / CHANNELS);
-  console.log(`sent ${total} events in ${SECONDS} s (${MODE}), ${received}/${expected} deliveries`);
+  console.log(`sent ${total} events in ${SECONDS} s (${MODE}), ${received}/${expected} deliveries${stream ? `, ${acked} acknowledged` : ""}`);
+  stream?.end();
   client.close();
   for (const ws of sockets) ws.terminate();
   for (const p of [edge, api]) {
@@ -99,7 +114,7 @@ async function main() {
   }
   // One profile per thread; the main thread's is the largest (tsx's loader
   // thread writes one too).
-  for (const role of ["api", "edge"]) {
+  for (const role of PROFILE ? ["api", "edge"] : []) {
     const dir = join(OUT, role);
     const files = readdirSync(dir).map((f) => join(dir, f));
     const main = files.sort((a, b) => statSync(b).size - statSync(a).size)[0];
@@ -131,7 +146,7 @@ function summarize(role: string, file: string) {
   }
   const idle = [...self].filter(([k]) => k.startsWith("(idle)")).reduce((a, [, v]) => a + v, 0);
   console.log(`\n${role} (${file.split("/").pop()}): ${all} samples, ${(100 * (1 - idle / all)).toFixed(1)}% busy`);
-  for (const [k, v] of [...self].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+  for (const [k, v] of [...self].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", "25")))) {
     console.log(`  ${((100 * v) / (all - idle)).toFixed(1).padStart(5)}%  ${k}`);
   }
 }

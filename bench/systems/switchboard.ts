@@ -32,6 +32,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Value } from "@bufbuild/protobuf/wkt";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import type { PublishRequest, PublishResponse } from "../../gen/realtime/v1/realtime_pb.js";
 import { Acks, openWebSocket } from "./ws.js";
 import type { BenchPayload, ClientConnection, Publisher, SystemAdapter } from "./system.js";
 
@@ -48,10 +50,17 @@ const ENCODING = process.env.BENCH_SWITCHBOARD_ENCODING === "proto" ? "proto" : 
 const SUBPROTOCOL = ENCODING === "proto" ? "realtime.v1.proto" : "realtime.v1.json";
 const EDGES = Math.max(1, Number(process.env.BENCH_SWITCHBOARD_EDGES ?? 1) || 1);
 /**
- * How the publisher calls the API: "batch" (default) sends the publishes due
- * in one tick as one SendBatch call; "unary" makes one Send call each.
+ * How the publisher calls the API: "stream" (default) writes every publish
+ * and broadcast on one Publish stream, each resolved by the cumulative ack
+ * that covers it; "batch" sends the publishes due in one tick as one
+ * SendBatch call; "unary" makes one Send call each.
  */
-const PUBLISH_MODE = process.env.BENCH_SWITCHBOARD_PUBLISH === "unary" ? "unary" : "batch";
+const PUBLISH_MODE = (["unary", "batch"] as const).find((m) => m === process.env.BENCH_SWITCHBOARD_PUBLISH) ?? "stream";
+const PUBLISH_MODE_DESCRIPTION = {
+  stream: "one Publish stream (a message per event, cumulative acks)",
+  batch: "SendBatch (the publishes due in one tick per call)",
+  unary: "Send (one call each)",
+}[PUBLISH_MODE];
 /** Startup can include tsx compiling the service on first run. */
 const READY_TIMEOUT_MS = 60_000;
 /** gRPC deadline of every call. */
@@ -158,7 +167,7 @@ async function connectProto(
 
 export const switchboardSystem: SystemAdapter = {
   name: "switchboard",
-  description: `Switchboard: API process (gRPC) + ${EDGES} edge process(es), ${SUBPROTOCOL} clients, publisher over gRPC ${PUBLISH_MODE === "batch" ? "SendBatch (the publishes due in one tick per call)" : "Send (one call each)"}`,
+  description: `Switchboard: API process (gRPC) + ${EDGES} edge process(es), ${SUBPROTOCOL} clients, publisher over gRPC ${PUBLISH_MODE_DESCRIPTION}`,
 
   async start(ctx) {
     if (!existsSync(join(ctx.repoRoot, CLI))) {
@@ -239,9 +248,48 @@ export const switchboardSystem: SystemAdapter = {
       }
     };
 
+    // Stream mode: one Publish call for the publisher's life; the i-th
+    // request is settled by the first ack with handled > i (rejected if
+    // that ack lists it among the errors).
+    const pending: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+    let settledCount = 0;
+    let stream: ClientDuplexStream<Uint8Array, PublishResponse> | undefined;
+    let streamError: unknown;
+    if (PUBLISH_MODE === "stream") {
+      stream = client.makeBidiStreamRequest<Uint8Array, PublishResponse>(
+        `${SERVICE}/Publish`,
+        (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+        (b) => fromBinary(pb.PublishResponseSchema, b),
+      );
+      stream.on("data", (res: PublishResponse) => {
+        const failed = new Map(res.errors.map((e) => [Number(e.index), e]));
+        const upTo = Number(res.handled);
+        for (; settledCount < upTo; settledCount++) {
+          const p = pending.shift()!;
+          const e = failed.get(settledCount);
+          if (e) p.reject(new Error(`Publish request ${settledCount}: code ${e.code}: ${e.message}`));
+          else p.resolve();
+        }
+      });
+      stream.on("error", (err: unknown) => {
+        streamError = err;
+        for (const p of pending.splice(0)) p.reject(err);
+      });
+    }
+    const viaStream = (req: PublishRequest) =>
+      new Promise<void>((resolve, reject) => {
+        if (streamError) return reject(streamError);
+        pending.push({ resolve, reject });
+        stream!.write(toBinary(pb.PublishRequestSchema, req));
+      });
+
     return {
       async publish(channel, payload) {
         const req = sendRequest(channel, payload);
+        if (PUBLISH_MODE === "stream") {
+          await viaStream(create(pb.PublishRequestSchema, { event: { case: "send", value: req } }));
+          return;
+        }
         if (PUBLISH_MODE === "unary") {
           await unary("Send", toBinary(pb.SendRequestSchema, req), (b) => b);
           return;
@@ -252,6 +300,10 @@ export const switchboardSystem: SystemAdapter = {
       },
       async broadcast(payload) {
         const req = fromJson(pb.BroadcastRequestSchema, { event: EVENT_NAME, json: { ...payload } });
+        if (PUBLISH_MODE === "stream") {
+          await viaStream(create(pb.PublishRequestSchema, { event: { case: "broadcast", value: req } }));
+          return;
+        }
         await unary("Broadcast", toBinary(pb.BroadcastRequestSchema, req), (b) => b);
       },
       async members(channel) {
@@ -262,6 +314,7 @@ export const switchboardSystem: SystemAdapter = {
         return res.members.length;
       },
       async close() {
+        stream?.end();
         client.close();
       },
     };
