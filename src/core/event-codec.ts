@@ -2,6 +2,7 @@ import type { UnknownField } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "./errors.js";
+import { varintSize } from "./varint.js";
 
 /**
  * realtime.client.v1.Event with an application payload (json or binary), in
@@ -271,15 +272,6 @@ class Writer {
     }
     this.out[this.pos++] = 1;
   }
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    size++;
-  }
-  return size;
 }
 
 function int32Size(n: number): number {

@@ -1,4 +1,5 @@
 import type { Publication } from "../core/broker.js";
+import { varintSize, writeVarint } from "../core/varint.js";
 
 /**
  * realtime.link.v1.Publication (and the HubFrame that carries one) in
@@ -70,22 +71,4 @@ function writeString(out: Buffer, pos: number, tag: number, value: string, bytes
   out[pos++] = tag;
   pos = writeVarint(out, pos, bytes);
   return pos + out.write(value, pos, "utf8");
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Buffer, pos: number, n: number): number {
-  while (n > 0x7f) {
-    out[pos++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[pos++] = n;
-  return pos;
 }
