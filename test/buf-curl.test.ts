@@ -70,4 +70,28 @@ describe("buf curl", () => {
       await c.close();
     }, 90_000);
   }
+
+  it("--protocol grpc: a Publish stream from stdin, as the README shows, delivers the good events and names the bad one", async () => {
+    const channel = "curl-publish";
+    const c = await TestClient.connect(cluster.ws[0]!, "json");
+    await c.ok({ command: { case: "join", value: { channel } } });
+    const lines = [
+      { send: { channel, event: "greeting", json: { n: 1 } } },
+      { broadcast: { event: "tick", json: 2 } },
+      { send: { channel: "bad channel", event: "greeting", json: 3 } },
+    ];
+    const { flags, base } = PROTOCOLS.grpc();
+    const child = execFile(BUF, ["curl", ...flags, "-d", "@-", `${base}/realtime.v1.Realtime/Publish`], { cwd: ROOT, timeout: 60_000 });
+    let stdout = "";
+    child.stdout!.on("data", (d) => (stdout += String(d)));
+    child.stdin!.end(lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    expect(await new Promise((resolve) => child.once("exit", resolve))).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({
+      handled: "3",
+      errors: [{ index: "2", code: 3, message: expect.stringMatching(/character outside/) }],
+    });
+    expect(toJson(ValueSchema, (await c.event("greeting", channel)).payload.value as never)).toEqual({ n: 1 });
+    expect(toJson(ValueSchema, (await c.event("tick")).payload.value as never)).toBe(2);
+    await c.close();
+  }, 90_000);
 });
