@@ -1,0 +1,478 @@
+/**
+ * The hand-written decoders of the publish requests return what protobuf-es's
+ * fromBinary returns, and throw where it throws, for any bytes; and they
+ * decode the canonical encodings themselves (no fallback to fromBinary).
+ */
+import { create, equals, fromBinary, toBinary, type DescMessage, type Message, type UnknownField } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { ListValueSchema, StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import fc from "fast-check";
+import { describe, expect, it, vi } from "vitest";
+import {
+  BroadcastRequestSchema,
+  PublishRequestSchema,
+  SendBatchRequestSchema,
+  SendRequestSchema,
+  type BroadcastRequest,
+  type SendRequest,
+} from "../gen/realtime/v1/realtime_pb.js";
+import { decodeBroadcastRequest, decodePublishRequest, decodeSendBatchRequest, decodeSendRequest } from "../src/api/request-codec.js";
+
+// fromBinary as a spy, to see whether the decoders fell back to it.
+vi.mock("@bufbuild/protobuf", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("@bufbuild/protobuf")>();
+  return { ...actual, fromBinary: vi.fn(actual.fromBinary) };
+});
+const fromBinaryCalls = () => vi.mocked(fromBinary).mock.calls.length;
+
+/** Any UTF-16 code unit: lone surrogates and control characters included. */
+const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+
+const text = fc.oneof(
+  fc.constant(""),
+  fc.string(),
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.string({ unit: codeUnit, maxLength: 40 }),
+  fc.string({ unit: "grapheme", minLength: 50, maxLength: 300 }), // two-byte lengths
+  fc.constantFrom("\uFEFF", "\uFEFFbom", "bom\uFEFF", "\u00e9", "abcdefghijkl", "abcdefghijklm"), // BOM (dropped by the decoder), around SHORT_STRING
+);
+
+/** Object keys, with the integer-like ones that objects order first. */
+const key = fc.oneof(
+  text,
+  fc.nat().map(String),
+  fc.constantFrom("0", "1", "-0", "-1", "01", "1.5", "4294967294", "4294967295", "9007199254740993", "constructor", "toJSON", "hasOwnProperty", "__proto__"),
+);
+
+const number = fc.oneof(
+  fc.double(), // NaN, ±Infinity, -0 included
+  fc.integer(),
+  fc.constantFrom(0, -0, NaN, Infinity, -Infinity, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER + 2),
+);
+
+const binary = fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 }));
+
+/** Unknown fields, with the numbers of the known ones (another wire type: not read as them). */
+const unknownFields = (canonical: boolean): fc.Arbitrary<UnknownField[] | undefined> =>
+  canonical
+    ? fc.constant(undefined)
+    : fc.option(
+        fc.array(
+          fc.oneof(
+            fc.record({ no: fc.integer({ min: 7, max: 5000 }), wireType: fc.constant(WireType.Varint), data: fc.integer({ min: 0, max: 127 }).map((n) => Uint8Array.of(n)) }),
+            fc.record({ no: fc.integer({ min: 1, max: 6 }), wireType: fc.constant(WireType.Bit32), data: fc.uint8Array({ minLength: 4, maxLength: 4 }) }),
+          ),
+          { minLength: 1, maxLength: 2 },
+        ),
+        { nil: undefined, freq: 6 },
+      );
+
+function withUnknown<T extends { $unknown?: UnknownField[] }>(message: T, unknown: UnknownField[] | undefined): T {
+  if (unknown !== undefined) message.$unknown = unknown;
+  return message;
+}
+
+/**
+ * Arbitrary google.protobuf.Value trees. canonical: what the decoders read
+ * themselves (null_value 0, no unknown fields); otherwise also any null_value
+ * and unknown fields, which they leave to fromBinary.
+ */
+function values(canonical: boolean): fc.Arbitrary<Value> {
+  const nullValue = canonical ? fc.constant(0) : fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }));
+  return fc.letrec<{ value: Value }>((tie) => ({
+    value: fc
+      .tuple(
+        fc.oneof(
+          { depthSize: "small", withCrossShrink: true },
+          nullValue.map((n) => create(ValueSchema, { kind: { case: "nullValue", value: n } })),
+          number.map((n) => create(ValueSchema, { kind: { case: "numberValue", value: n } })),
+          text.map((s) => create(ValueSchema, { kind: { case: "stringValue", value: s } })),
+          fc.boolean().map((b) => create(ValueSchema, { kind: { case: "boolValue", value: b } })),
+          fc.constant(null).map(() => create(ValueSchema)), // no kind
+          fc
+            .tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), unknownFields(canonical))
+            .map(([fields, unknown]) => create(ValueSchema, { kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) } })),
+          fc
+            .tuple(fc.array(tie("value"), { maxLength: 6 }), unknownFields(canonical))
+            .map(([items, unknown]) => create(ValueSchema, { kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) } })),
+        ),
+        unknownFields(canonical),
+      )
+      .map(([value, unknown]) => withUnknown(value, unknown)),
+  })).value;
+}
+
+function payloads(canonical: boolean) {
+  return fc.oneof(
+    fc.constant({ case: undefined }),
+    values(canonical).map((value) => ({ case: "json" as const, value })),
+    binary.map((value) => ({ case: "binary" as const, value })),
+  );
+}
+
+const sendRequests = (canonical: boolean): fc.Arbitrary<SendRequest> =>
+  fc
+    .tuple(fc.record({ channel: text, event: text, payload: payloads(canonical) }), unknownFields(canonical))
+    .map(([init, unknown]) => withUnknown(create(SendRequestSchema, init), unknown));
+
+const broadcastRequests = (canonical: boolean): fc.Arbitrary<BroadcastRequest> =>
+  fc
+    .tuple(fc.record({ event: text, payload: payloads(canonical) }), unknownFields(canonical))
+    .map(([init, unknown]) => withUnknown(create(BroadcastRequestSchema, init), unknown));
+
+interface Case {
+  name: string;
+  schema: DescMessage;
+  decode: (bytes: Uint8Array) => Message;
+  messages: (canonical: boolean) => fc.Arbitrary<Message>;
+}
+
+const cases: Case[] = [
+  { name: "SendRequest", schema: SendRequestSchema, decode: decodeSendRequest, messages: sendRequests },
+  { name: "BroadcastRequest", schema: BroadcastRequestSchema, decode: decodeBroadcastRequest, messages: broadcastRequests },
+  {
+    name: "PublishRequest",
+    schema: PublishRequestSchema,
+    decode: decodePublishRequest,
+    messages: (canonical) =>
+      fc
+        .oneof(
+          fc.constant({ case: undefined }),
+          sendRequests(canonical).map((value) => ({ case: "send" as const, value })),
+          broadcastRequests(canonical).map((value) => ({ case: "broadcast" as const, value })),
+        )
+        .map((event) => create(PublishRequestSchema, { event })),
+  },
+  {
+    name: "SendBatchRequest",
+    schema: SendBatchRequestSchema,
+    decode: decodeSendBatchRequest,
+    messages: (canonical) => fc.array(sendRequests(canonical), { maxLength: 4 }).map((requests) => create(SendBatchRequestSchema, { requests })),
+  },
+];
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+
+/**
+ * Everything observable about a decoded message, stricter than `equals`:
+ * property order, -0, NaN, the class of bytes, prototypes.
+ */
+function snapshot(x: unknown): unknown {
+  if (typeof x === "number") return Object.is(x, -0) ? "-0" : String(x);
+  if (x instanceof Uint8Array) return `${x.constructor.name}:${hex(x)}`;
+  if (Array.isArray(x)) return x.map(snapshot);
+  if (x !== null && typeof x === "object") {
+    const proto: unknown = Object.getPrototypeOf(x);
+    const record = x as Record<string, unknown>;
+    return {
+      proto: proto === Object.prototype ? "Object" : proto === null ? "null" : snapshot(proto),
+      entries: Object.keys(record).map((k) => [k, snapshot(record[k])]),
+    };
+  }
+  return x === undefined ? "undefined" : x;
+}
+
+type Outcome = { ok: true; value: Message } | { ok: false; error: Error };
+
+function outcome(run: () => Message): Outcome {
+  try {
+    return { ok: true, value: run() };
+  } catch (err) {
+    return { ok: false, error: err as Error };
+  }
+}
+
+/**
+ * The decoder agrees with fromBinary on bytes: both throw the same error,
+ * or both return the same message. Returns whether the decoder fell back.
+ */
+function expectAgreement(c: Case, bytes: Uint8Array): boolean {
+  const expected = outcome(() => fromBinary(c.schema, bytes));
+  const before = fromBinaryCalls();
+  const actual = outcome(() => c.decode(bytes));
+  const fellBack = fromBinaryCalls() > before;
+  if (expected.ok) {
+    if (!actual.ok) throw new Error(`${c.name} ${hex(bytes)}: fromBinary decodes, the decoder throws ${actual.error}`);
+    // equals() is false for a NaN against any NaN: ask it of two fromBinary results too.
+    const reference = equals(c.schema, fromBinary(c.schema, bytes), expected.value);
+    expect(equals(c.schema, actual.value, expected.value), `${c.name} ${hex(bytes)}`).toBe(reference);
+    expect(snapshot(actual.value), `${c.name} ${hex(bytes)}`).toEqual(snapshot(expected.value));
+  } else {
+    expect(actual.ok, `${c.name} ${hex(bytes)}: fromBinary throws ${expected.error}`).toBe(false);
+    expect((actual as { error: Error }).error.message).toBe(expected.error.message);
+  }
+  return fellBack;
+}
+
+/** Decodes bytes and expects no fallback, and what fromBinary gives. */
+function expectDecodedByHand(c: Case, bytes: Uint8Array): void {
+  expect(expectAgreement(c, bytes), `${c.name} ${hex(bytes)} fell back to fromBinary`).toBe(false);
+}
+
+function expectFallback(c: Case, bytes: Uint8Array): void {
+  expect(expectAgreement(c, bytes), `${c.name} ${hex(bytes)} was decoded by hand`).toBe(true);
+}
+
+const mutation = fc.oneof(
+  fc.record({ op: fc.constant("flip" as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
+  fc.record({ op: fc.constant("insert" as const), at: fc.nat(), data: fc.uint8Array({ minLength: 1, maxLength: 4 }) }),
+  fc.record({ op: fc.constant("delete" as const), at: fc.nat(), count: fc.integer({ min: 1, max: 3 }) }),
+  fc.record({ op: fc.constant("truncate" as const), at: fc.nat() }),
+  fc.record({ op: fc.constant("repeat" as const) }), // the encoding twice: every field repeated
+  fc.record({ op: fc.constant("repeatPrefix" as const), at: fc.nat() }),
+  fc.record({
+    op: fc.constant("unknown" as const),
+    no: fc.integer({ min: 1, max: 20 }),
+    wireType: fc.constantFrom(WireType.Varint, WireType.Bit64, WireType.LengthDelimited, WireType.Bit32, WireType.StartGroup),
+    data: fc.uint8Array({ maxLength: 8 }),
+  }),
+);
+
+function mutate(bytes: Uint8Array, m: typeof mutation extends fc.Arbitrary<infer M> ? M : never): Uint8Array {
+  const b = Buffer.from(bytes);
+  const at = "at" in m ? m.at % (b.length + 1) : 0;
+  switch (m.op) {
+    case "flip":
+      if (b.length > 0) b[at % b.length]! ^= m.mask;
+      return b;
+    case "insert":
+      return Buffer.concat([b.subarray(0, at), m.data, b.subarray(at)]);
+    case "delete":
+      return Buffer.concat([b.subarray(0, at), b.subarray(at + m.count)]);
+    case "truncate":
+      return b.subarray(0, at);
+    case "repeat":
+      return Buffer.concat([b, b]);
+    case "repeatPrefix":
+      return Buffer.concat([b, b.subarray(0, at)]);
+    case "unknown": {
+      const w = new BinaryWriter().tag(m.no, m.wireType);
+      if (m.wireType === WireType.Varint) w.uint32(m.data.length > 0 ? m.data[0]! : 0);
+      else if (m.wireType === WireType.Bit64) w.raw(Uint8Array.from({ length: 8 }, (_, i) => m.data[i] ?? 0));
+      else if (m.wireType === WireType.Bit32) w.raw(Uint8Array.from({ length: 4 }, (_, i) => m.data[i] ?? 0));
+      else if (m.wireType === WireType.LengthDelimited) w.bytes(m.data);
+      else w.tag(m.no, WireType.EndGroup);
+      return Buffer.concat([b, w.finish()]);
+    }
+  }
+}
+
+/** A plain Uint8Array copy, as the gRPC adapter passes requests. */
+const plain = (bytes: Uint8Array) => new Uint8Array(bytes);
+
+// Hand-written encodings, for shapes protobuf-es never writes.
+const LEN = WireType.LengthDelimited;
+const valueBytes = (value: Value) => toBinary(ValueSchema, value);
+const numberValue = (n: number) => create(ValueSchema, { kind: { case: "numberValue", value: n } });
+const stringValue = (s: string) => create(ValueSchema, { kind: { case: "stringValue", value: s } });
+
+/** A Struct Value of these entries, in this order, duplicates included. */
+function structValueBytes(entries: [string, Uint8Array][]): Uint8Array {
+  const struct = new BinaryWriter();
+  for (const [k, v] of entries) struct.tag(1, LEN).fork().tag(1, LEN).string(k).tag(2, LEN).bytes(v).join();
+  return new BinaryWriter().tag(5, LEN).bytes(struct.finish()).finish();
+}
+
+/** A SendRequest{channel "c", json: value}. */
+function sendJson(value: Uint8Array): Uint8Array {
+  return new BinaryWriter().tag(1, LEN).string("c").tag(3, LEN).bytes(value).finish();
+}
+
+/** A Value of `levels` nested lists around true: 2 messages deeper a level. */
+function deepValue(levels: number): Uint8Array {
+  let value = valueBytes(create(ValueSchema, { kind: { case: "boolValue", value: true } }));
+  for (let i = 0; i < levels; i++) {
+    value = new BinaryWriter().tag(6, LEN).bytes(new BinaryWriter().tag(1, LEN).bytes(value).finish()).finish();
+  }
+  return value;
+}
+
+const [sendCase, broadcastCase, publishCase, batchCase] = cases as [Case, Case, Case, Case];
+
+describe("request codec", () => {
+  for (const c of cases) {
+    describe(c.name, () => {
+      it("decodes protobuf-es's encoding of any message by hand, as fromBinary does", () => {
+        fc.assert(
+          fc.property(c.messages(true), (message) => expectDecodedByHand(c, plain(toBinary(c.schema, message)))),
+          { numRuns: 500 },
+        );
+      });
+
+      it("agrees with fromBinary on messages with unknown fields and any null_value", () => {
+        fc.assert(
+          fc.property(c.messages(false), (message) => {
+            expectAgreement(c, plain(toBinary(c.schema, message)));
+          }),
+          { numRuns: 300 },
+        );
+      });
+
+      it("agrees with fromBinary on mutated encodings: both throw alike or both decode alike", () => {
+        fc.assert(
+          fc.property(c.messages(true), fc.array(mutation, { minLength: 1, maxLength: 3 }), (message, mutations) => {
+            let bytes: Uint8Array = toBinary(c.schema, message);
+            for (const m of mutations) bytes = mutate(bytes, m);
+            expectAgreement(c, plain(bytes));
+          }),
+          { numRuns: 1000 },
+        );
+      });
+
+      it("agrees with fromBinary on two encodings one after the other, which protobuf merges", () => {
+        fc.assert(
+          fc.property(c.messages(true), c.messages(true), (a, b) => {
+            expectAgreement(c, plain(Buffer.concat([toBinary(c.schema, a), toBinary(c.schema, b)])));
+          }),
+          { numRuns: 500 },
+        );
+      });
+
+      it("agrees with fromBinary on arbitrary bytes", () => {
+        fc.assert(
+          fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+            expectAgreement(c, bytes);
+          }),
+          { numRuns: 1000 },
+        );
+      });
+    });
+  }
+
+  it("decodes the publish benchmark's request by hand, as fromBinary does", () => {
+    const json = create(ValueSchema, {
+      kind: { case: "structValue", value: create(StructSchema, { fields: { t: numberValue(1_700_000_000_123.5), p: stringValue("x".repeat(64)) } }) },
+    });
+    const send = create(SendRequestSchema, { channel: "bench-channel-17", event: "tick", payload: { case: "json", value: json } });
+    expectDecodedByHand(sendCase, toBinary(SendRequestSchema, send));
+    expectDecodedByHand(publishCase, toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: send } })));
+    expectDecodedByHand(batchCase, toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: [send, send] })));
+    const decoded = decodeSendRequest(toBinary(SendRequestSchema, send));
+    expect(decoded).toEqual(send);
+  });
+
+  it("decodes Struct fields in wire order, a repeated key last-wins at its first place", () => {
+    const bytes = sendJson(
+      structValueBytes([
+        ["b", valueBytes(numberValue(1))],
+        ["2", valueBytes(numberValue(2))],
+        ["a", valueBytes(numberValue(3))],
+        ["b", valueBytes(stringValue("again"))],
+        ["1", valueBytes(numberValue(5))],
+      ]),
+    );
+    expectDecodedByHand(sendCase, bytes);
+    const fields = (decodeSendRequest(bytes).payload.value as Value).kind.value as { fields: Record<string, Value> };
+    expect(Object.keys(fields.fields)).toEqual(["1", "2", "b", "a"]);
+    expect(fields.fields.b!.kind).toEqual({ case: "stringValue", value: "again" });
+  });
+
+  it("agrees with fromBinary on Struct entries with any keys, repeated ones and __proto__ included", () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key, values(true)), { maxLength: 6 }), (entries) => {
+        const bytes = sendJson(structValueBytes(entries.map(([k, v]) => [k, valueBytes(v)])));
+        const fellBack = expectAgreement(sendCase, bytes);
+        expect(fellBack).toBe(entries.some(([k]) => k === "__proto__"));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("leaves a __proto__ key to protobuf-es", () => {
+    expectFallback(sendCase, sendJson(structValueBytes([["__proto__", valueBytes(numberValue(1))], ["a", valueBytes(numberValue(2))]])));
+  });
+
+  it("drops a leading BOM and decodes any valid UTF-8 as protobuf-es does; invalid UTF-8 throws as there", () => {
+    for (const s of ["\uFEFF", "\uFEFFx", "\uFEFF\uFEFFx", "x\uFEFF", "é", "€uro", "😀", "\u0000"]) {
+      const bytes = toBinary(SendRequestSchema, create(SendRequestSchema, { channel: s, event: s.repeat(10) }));
+      expectDecodedByHand(sendCase, bytes);
+      expect(decodeSendRequest(bytes).channel).toBe(fromBinary(SendRequestSchema, bytes).channel);
+    }
+    expect(decodeSendRequest(toBinary(SendRequestSchema, create(SendRequestSchema, { channel: "\uFEFFx" }))).channel).toBe("x");
+    for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0x61, 0x80], [0xf4, 0x90, 0x80, 0x80]]) {
+      const bytes = Uint8Array.of(0x0a, bad.length, ...bad);
+      expect(() => fromBinary(SendRequestSchema, bytes)).toThrow();
+      expectFallback(sendCase, bytes);
+    }
+  });
+
+  it("decodes Values set to their defaults, and no kind, by hand", () => {
+    for (const value of [
+      numberValue(0),
+      numberValue(-0),
+      numberValue(NaN),
+      stringValue(""),
+      create(ValueSchema, { kind: { case: "boolValue", value: false } }),
+      create(ValueSchema, { kind: { case: "nullValue", value: 0 } }),
+      create(ValueSchema, { kind: { case: "structValue", value: create(StructSchema) } }),
+      create(ValueSchema, { kind: { case: "listValue", value: create(ListValueSchema) } }),
+      create(ValueSchema),
+    ]) {
+      expectDecodedByHand(sendCase, sendJson(valueBytes(value)));
+    }
+    expect(Object.is((decodeSendRequest(sendJson(valueBytes(numberValue(-0)))).payload.value as Value).kind.value, -0)).toBe(true);
+  });
+
+  it("leaves non-canonical shapes to protobuf-es", () => {
+    const v1 = valueBytes(numberValue(1));
+    const concat = (...parts: (Uint8Array | number[])[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
+    const sendFallbacks = [
+      concat([0x0a, 1, 0x61, 0x0a, 1, 0x62]), // channel twice: the last wins
+      concat([0x12, 0, 0x12, 0]), // event twice
+      concat([0x1a, v1.length], v1, [0x1a, v1.length], v1), // json twice: merged
+      concat([0x1a, v1.length], v1, [0x22, 1, 7]), // json, then binary
+      concat([0x22, 1, 7, 0x22, 0]), // binary twice
+      concat([0x08, 1]), // channel as a varint
+      concat([0x2a, 0]), // unknown field 5
+      concat([0x8a, 0x00, 1, 0x61]), // channel with a two-byte tag
+      concat([0x0a, 0x81, 0x80, 0x80, 0x80, 0x00, 0x61]), // a five-byte length
+      concat([0x1a, 3, 0x08, 0x01]), // truncated
+      sendJson(concat([0x08, 0x05])), // null_value 5
+      sendJson(concat([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])), // null_value -1
+      sendJson(concat([0x08, 0x80, 0x00])), // null_value 0 in two bytes
+      sendJson(concat([0x20, 0x02])), // bool_value 2
+      sendJson(concat([0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0x11, 0, 0, 0, 0, 0, 0, 0, 0])), // number_value twice
+      sendJson(concat([0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0x01])), // two kinds: the last wins
+      sendJson(concat([0x2a, 2, 0x0a, 0])), // a map entry with neither key nor value
+      sendJson(concat([0x2a, 4, 0x0a, 2, 0x0a, 0])), // a map entry without its value
+      sendJson(concat([0x2a, 4, 0x0a, 2, 0x12, 0])), // a map entry without its key
+      sendJson(concat([0x2a, 6, 0x0a, 4, 0x12, 0, 0x0a, 0])), // value before key
+      sendJson(concat([0x2a, 5, 0x0a, 3, 0x0a, 1, 0x61])), // truncated entry
+    ];
+    for (const bytes of sendFallbacks) expectFallback(sendCase, bytes);
+    expectFallback(publishCase, concat([0x0a, 0, 0x0a, 0])); // send twice: merged
+    expectFallback(publishCase, concat([0x0a, 0, 0x12, 0])); // send, then broadcast
+    expectFallback(broadcastCase, concat([0x0a, 0, 0x0a, 0])); // event twice
+    expectFallback(batchCase, concat([0x0a, 0, 0x12, 0])); // an unknown field after a request
+  });
+
+  it("decodes non-minimal lengths by hand, as protobuf-es reads them", () => {
+    expectDecodedByHand(sendCase, Uint8Array.of(0x0a, 0x81, 0x80, 0x80, 0x00, 0x61));
+    expectDecodedByHand(sendCase, Uint8Array.of(0x1a, 0x80, 0x00));
+  });
+
+  it("follows protobuf-es's recursion limit: by hand within it, its error beyond it", () => {
+    // SendRequest is depth 1, its Value 2, each level of lists 2 more: 49
+    // levels reach depth 100, the limit.
+    for (let levels = 45; levels <= 52; levels++) {
+      const send = sendJson(deepValue(levels));
+      const publish = new BinaryWriter().tag(1, LEN).bytes(send).finish();
+      if (levels <= 49) expectDecodedByHand(sendCase, send);
+      else expectFallback(sendCase, send);
+      if (levels <= 48) expectDecodedByHand(publishCase, publish);
+      else expectFallback(publishCase, publish);
+    }
+    expect(() => decodeSendRequest(sendJson(deepValue(50)))).toThrow(/maximum recursion depth/);
+  });
+
+  it("returns binary payloads as copies of the bytes, where protobuf-es returns views", () => {
+    const bytes = toBinary(SendRequestSchema, create(SendRequestSchema, { channel: "c", payload: { case: "binary", value: Uint8Array.of(1, 2, 3) } }));
+    expectDecodedByHand(sendCase, bytes);
+    for (const input of [plain(bytes), Buffer.from(bytes)]) {
+      const decoded = decodeSendRequest(input);
+      input.fill(0);
+      expect(decoded.payload.value).toEqual(Uint8Array.of(1, 2, 3));
+      expect((decoded.payload.value as Uint8Array).constructor).toBe(Uint8Array);
+    }
+  });
+});
