@@ -3,7 +3,7 @@
 // generated descriptors.
 import * as grpc from "@grpc/grpc-js";
 import * as http2 from "node:http2";
-import { create, createFileRegistry, toBinary } from "@bufbuild/protobuf";
+import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import {
   FileDescriptorProtoSchema,
@@ -358,6 +358,40 @@ describe("unary calls", () => {
     expect(utf8.error!.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(handled).toBe(0);
     expect((await unary(client, realtime.getMembers!, { channel: "room" })).error).toBeUndefined();
+  });
+});
+
+describe("requestDecoders", () => {
+  it("decodes requests of the named type with the given decoder, others with protobuf-es; a throwing decoder is INVALID_ARGUMENT", async () => {
+    const seen: string[] = [];
+    const { client } = await serve(
+      Realtime,
+      {
+        getMembers(req) {
+          seen.push(req.channel);
+          return {};
+        },
+        listChannels(req) {
+          seen.push(`list:${req.prefix}`);
+          return {};
+        },
+      },
+      {
+        requestDecoders: {
+          "realtime.v1.GetMembersRequest": (bytes) => {
+            if (bytes.length === 0) throw new Error("empty on purpose");
+            return { ...fromBinary(Realtime.method.getMembers.input, bytes), channel: "from-the-decoder" };
+          },
+        },
+      },
+    );
+    expect((await unary(client, realtime.getMembers!, { channel: "room" })).error).toBeUndefined();
+    expect((await unary(client, realtime.listChannels!, { prefix: "p" })).error).toBeUndefined();
+    expect(seen).toEqual(["from-the-decoder", "list:p"]);
+    const failed = await unary(client, realtime.getMembers!, {});
+    expect(failed.error!.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(failed.error!.details).toBe("the request is not a valid realtime.v1.GetMembersRequest message: empty on purpose");
+    expect(seen).toHaveLength(2);
   });
 });
 

@@ -61,6 +61,17 @@ export function decodeSendBatchRequest(bytes: Uint8Array): SendBatchRequest {
   return decode(bytes, SendBatchRequestSchema, sendBatchRequest);
 }
 
+/**
+ * The decoders by message type name, as the gRPC adapter's
+ * `requestDecoders` option takes them.
+ */
+export const REQUEST_DECODERS: Readonly<Record<string, (bytes: Uint8Array) => unknown>> = {
+  [PublishRequestSchema.typeName]: decodePublishRequest,
+  [SendRequestSchema.typeName]: decodeSendRequest,
+  [BroadcastRequestSchema.typeName]: decodeBroadcastRequest,
+  [SendBatchRequestSchema.typeName]: decodeSendBatchRequest,
+};
+
 /** protobuf-es's default recursion limit: the top-level message is depth 1. */
 const RECURSION_LIMIT = 100;
 

@@ -11,6 +11,7 @@ import { addService } from "../api/grpc/adapter.js";
 import { createHealth, ServingStatus } from "../api/grpc/health.js";
 import { addReflection } from "../api/grpc/reflection.js";
 import { createRealtimeService } from "../api/service.js";
+import { REQUEST_DECODERS } from "../api/request-codec.js";
 import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
 import { createDashboardHandler } from "../dashboard/serve.js";
@@ -93,6 +94,9 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   addReflection(server, [Realtime, health.service], { shutdownSignal: shutdown.signal });
   addService(server, Realtime, service, {
     shutdownSignal: shutdown.signal,
+    // Hand-written decoders for the publish requests (the hot path); they
+    // return what protobuf-es would, and defer to it for anything unusual.
+    requestDecoders: REQUEST_DECODERS,
     interceptHandler: chainInterceptors(rpcMetricsInterceptor(metrics), async (ctx, next) => {
       try {
         await next();
