@@ -3,7 +3,7 @@
  * `node --cpu-prof`, and prints where the CPU time goes (self time by
  * function, top entries per process). Bounded: one run of --seconds.
  *
- *   npm run build && npx tsx bench/profile.ts [--clients 1000] [--channels 100] [--rate 500] [--seconds 10] [--mode batch|unary|stream] [--settle 2] [--no-prof]
+ *   npm run build && npx tsx bench/profile.ts [--clients 1000] [--channels 100] [--rate 500] [--seconds 10] [--mode batch|unary|stream] [--settle 2] [--no-prof] [--top 25] [--inclusive]
  *
  * Profiles are written to bench/results/raw/profile/<role>/ (one per thread).
  */
@@ -132,6 +132,7 @@ interface Node {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount: number;
+  children?: number[];
 }
 
 function summarize(role: string, file: string) {
@@ -147,6 +148,29 @@ function summarize(role: string, file: string) {
   const idle = [...self].filter(([k]) => k.startsWith("(idle)")).reduce((a, [, v]) => a + v, 0);
   console.log(`\n${role} (${file.split("/").pop()}): ${all} samples, ${(100 * (1 - idle / all)).toFixed(1)}% busy`);
   for (const [k, v] of [...self].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", "25")))) {
+    console.log(`  ${((100 * v) / (all - idle)).toFixed(1).padStart(5)}%  ${k}`);
+  }
+  if (!process.argv.includes("--inclusive")) return;
+  // Inclusive ("total") time: each sample counts once for every distinct
+  // function on its stack.
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const total = new Map<string, number>();
+  const keyOf = (n: Node) => `${n.callFrame.functionName || "(anonymous)"} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, "")}:${n.callFrame.lineNumber + 1}`;
+  const walk = (n: Node, onStack: Set<string>): number => {
+    const key = keyOf(n);
+    let hits = key.startsWith("(idle)") ? 0 : n.hitCount;
+    const added = !onStack.has(key);
+    if (added) onStack.add(key);
+    for (const c of n.children ?? []) hits += walk(byId.get(c)!, onStack);
+    if (added) {
+      onStack.delete(key);
+      total.set(key, (total.get(key) ?? 0) + hits);
+    }
+    return hits;
+  };
+  walk(prof.nodes[0]!, new Set());
+  console.log(`  inclusive:`);
+  for (const [k, v] of [...total].sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", "25")))) {
     console.log(`  ${((100 * v) / (all - idle)).toFixed(1).padStart(5)}%  ${k}`);
   }
 }
