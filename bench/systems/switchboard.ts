@@ -22,9 +22,12 @@
  *     ignored. NOTE: every join sends channel:join to the members already in
  *     the channel, so filling one channel of N members costs N²/2 frames;
  *     that is a cost of the product, and it shows in the setup time.
- *  4. Publisher: grpc-js to the printed "grpc" address, insecure, unary
- *     /realtime.v1.Realtime/Send {channel, event: EVENT_NAME, json: payload},
- *     /Broadcast {event, json} and /GetMembers {channel}, messages from
+ *  4. Publisher: grpc-js to the printed "grpc" address, insecure. Publishes
+ *     and broadcasts go on one /realtime.v1.Realtime/Publish stream
+ *     ({send: {channel, event: EVENT_NAME, json: payload}} or {broadcast:
+ *     {event, json}}, settled by cumulative acks) unless
+ *     BENCH_SWITCHBOARD_PUBLISH=batch (SendBatch per tick) or =unary (one
+ *     Send each); /GetMembers {channel} is unary. Messages from
  *     gen/realtime/v1/realtime_pb.ts.
  *  5. Edges: BENCH_SWITCHBOARD_EDGES (default 1) edge processes linked to one
  *     API; clients are spread over them; CPU and RSS are summed over all.
