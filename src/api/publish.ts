@@ -134,7 +134,9 @@ export async function* publishStream(
     r?.();
   };
   signal.addEventListener("abort", onAbort);
-  const reading = read();
+  // The reader catches everything itself (readerError); it ends with the
+  // requests, or at the abort.
+  void read();
   try {
     for (;;) {
       signal.throwIfAborted();
@@ -161,9 +163,7 @@ export async function* publishStream(
     }
   } finally {
     signal.removeEventListener("abort", onAbort);
-    // Unblock and finish the reader; it stops at the abort or the end of the requests.
+    // Unblock a reader waiting for room to read ahead.
     onAbort();
-    // The reader catches everything itself; it ends with the requests.
-    void reading;
   }
 }

@@ -1,7 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
-import { ChannelSummarySchema, MemberSchema, Realtime } from "../../gen/realtime/v1/realtime_pb.js";
+import {
+  ChannelSummarySchema,
+  MemberSchema,
+  Realtime,
+  type BroadcastRequest,
+  type SendRequest,
+} from "../../gen/realtime/v1/realtime_pb.js";
 import type { Broker } from "../core/broker.js";
 import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
 import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
@@ -36,14 +42,24 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     return { messageId: id, edges };
   }
 
+  /** Send (alone or in a Publish stream): throws INVALID_ARGUMENT for a bad name or a missing payload. */
+  function sendOne(req: SendRequest) {
+    checkChannel(req.channel);
+    checkEvent(req.event);
+    checkPayload(req.payload);
+    return publish(req.channel, req.event, req.payload);
+  }
+
+  /** Broadcast (alone or in a Publish stream). */
+  function broadcastOne(req: BroadcastRequest) {
+    checkEvent(req.event);
+    checkPayload(req.payload);
+    return publish("", req.event, req.payload);
+  }
+
   return {
     async send(req) {
-      return guard(async () => {
-        checkChannel(req.channel);
-        checkEvent(req.event);
-        checkPayload(req.payload);
-        return publish(req.channel, req.event, req.payload);
-      });
+      return guard(async () => sendOne(req));
     },
     async sendBatch(req) {
       return guard(async () => {
@@ -66,27 +82,13 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       });
     },
     async broadcast(req) {
-      return guard(async () => {
-        checkEvent(req.event);
-        checkPayload(req.payload);
-        return publish("", req.event, req.payload);
-      });
+      return guard(async () => broadcastOne(req));
     },
     async *publish(requests, ctx) {
       try {
         yield* publishStream(
           requests,
-          async (e) => {
-            if (e.case === "send") {
-              checkChannel(e.value.channel);
-              checkEvent(e.value.event);
-              checkPayload(e.value.payload);
-              return publish(e.value.channel, e.value.event, e.value.payload);
-            }
-            checkEvent(e.value.event);
-            checkPayload(e.value.payload);
-            return publish("", e.value.event, e.value.payload);
-          },
+          (e) => (e.case === "send" ? sendOne(e.value) : broadcastOne(e.value)),
           MAX_PUBLISH_UNACKNOWLEDGED,
           ctx.signal,
         );
