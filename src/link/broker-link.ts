@@ -25,6 +25,11 @@ export interface LinkBrokerOptions {
   onPublication: PublicationHandler;
   /** What this edge holds, re-sent to the hub after every (re)connect. */
   snapshot: () => { channels: string[]; members: { channel: string; member: Member }[] };
+  /**
+   * The link is up (true: the hub has acknowledged this edge's hello and
+   * resync, so publishes reach its connections) or down (false, only after
+   * an up).
+   */
   onStateChange?: (connected: boolean) => void;
   onError?: (err: unknown, context: string) => void;
 }
@@ -44,12 +49,18 @@ interface Pending {
  * Guarantees: requests reach the hub in the order they are made; while the
  * link is down every request fails at once with UNAVAILABLE (never queued,
  * never silently dropped); after a reconnect the edge's subscriptions and
- * members are re-sent before any new request.
+ * members are re-sent before any new request. The link counts as up
+ * (`isConnected`, `start()`, `onStateChange(true)`) only once the hub has
+ * answered that resync: from then on the hub counts this edge in every
+ * publish, so "the edge is ready" means a Send right after reaches it.
  */
 export class LinkBroker implements Broker, Presence {
   private socket: Socket | undefined;
   private writer: FrameWriter | undefined;
+  /** The TCP connection is open: frames can be sent. */
   private connected = false;
+  /** The hub acknowledged this connection's resync. */
+  private up = false;
   private stopped = false;
   private nextId = 1;
   /** Requests awaiting their reply, oldest first (every one has the same timeout, so deadlines ascend). */
@@ -73,7 +84,7 @@ export class LinkBroker implements Broker, Presence {
   }
 
   get isConnected(): boolean {
-    return this.connected;
+    return this.up;
   }
 
   async close(): Promise<void> {
@@ -169,9 +180,17 @@ export class LinkBroker implements Broker, Presence {
       this.attempt = 0;
       this.writer = new FrameWriter(socket);
       this.connected = true;
-      this.resync();
-      this.options.onStateChange?.(true);
-      this.firstConnect.resolve();
+      this.resync().then(
+        () => {
+          if (this.socket !== socket || !this.connected) return;
+          this.up = true;
+          this.options.onStateChange?.(true);
+          this.firstConnect.resolve();
+        },
+        // The link dropped (or timed out) before the hub answered: the
+        // redial resyncs.
+        () => {},
+      );
     });
     socket.on("data", (chunk: Buffer) => {
       try {
@@ -185,22 +204,23 @@ export class LinkBroker implements Broker, Presence {
       if (this.connected) this.options.onError?.(err, "link");
     });
     socket.on("close", () => {
-      const wasConnected = this.connected;
+      const wasUp = this.up;
       this.connected = false;
+      this.up = false;
       this.writer = undefined;
       this.failPending("the link to the API process closed; try again shortly");
-      if (wasConnected) this.options.onStateChange?.(false);
+      if (wasUp) this.options.onStateChange?.(false);
       this.scheduleRedial();
     });
   }
 
-  /** Hello, then everything this edge holds, then synced. */
-  private resync(): void {
+  /** Hello, then everything this edge holds, then synced; resolves when the hub has answered it. */
+  private async resync(): Promise<void> {
     this.send({ id: 0, frame: { case: "hello", value: { edgeId: this.options.edgeId } } });
     const { channels, members } = this.options.snapshot();
     for (const channel of channels) this.send({ id: 0, frame: { case: "subscribe", value: channel } });
     for (const { channel, member } of members) this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member } } });
-    this.send({ id: 0, frame: { case: "synced", value: {} } });
+    await this.request({ frame: { case: "synced", value: {} } });
   }
 
   private scheduleRedial(): void {
