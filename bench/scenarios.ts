@@ -90,7 +90,7 @@ export function buildScenarios(o: Options): Scenario[] {
       id: `send-${o.groupSize}`,
       family: "e",
       name: "send",
-      title: `(e) the publish call alone (Send RPC for Switchboard) to one channel of ${o.groupSize}`,
+      title: `(e) the publish alone (for Switchboard: the Publish stream by default) to one channel of ${o.groupSize}`,
       kind: "throughput",
       clients: o.groupSize,
       channelOf: () => "send",
