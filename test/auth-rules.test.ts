@@ -29,7 +29,7 @@ describe("REALTIME_API_KEYS", () => {
     const keys = parseApiKeys(` ${K1},${K2}:publish+GetMembers\n`);
     expect(keys).toHaveLength(2);
     expect(keys[0]!.methods).toBeUndefined();
-    expect([...keys[1]!.methods!].sort()).toEqual(["Broadcast", "GetMembers", "Send"]);
+    expect([...keys[1]!.methods!].sort()).toEqual(["Broadcast", "GetMembers", "Publish", "Send", "SendBatch"]);
     expect(parseApiKeys(`${K1}:*`)[0]!.methods).toBeUndefined();
     expect(parseApiKeys("")).toEqual([]);
   });
