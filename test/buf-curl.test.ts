@@ -86,10 +86,10 @@ describe("buf curl", () => {
     child.stdout!.on("data", (d) => (stdout += String(d)));
     child.stdin!.end(lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
     expect(await new Promise((resolve) => child.once("exit", resolve))).toBe(0);
-    expect(JSON.parse(stdout)).toEqual({
-      handled: "3",
-      errors: [{ index: "2", code: 3, message: expect.stringMatching(/character outside/) }],
-    });
+    // One response usually; acks that fall in different loop turns come as several.
+    const responses = JSON.parse(`[${stdout.trim().replace(/\n}\n{/g, "\n},\n{")}]`) as { handled: string; errors?: unknown[] }[];
+    expect(responses.at(-1)!.handled).toBe("3");
+    expect(responses.flatMap((r) => r.errors ?? [])).toEqual([{ index: "2", code: 3, message: expect.stringMatching(/character outside/) }]);
     expect(toJson(ValueSchema, (await c.event("greeting", channel)).payload.value as never)).toEqual({ n: 1 });
     expect(toJson(ValueSchema, (await c.event("tick")).payload.value as never)).toBe(2);
     await c.close();
