@@ -37,22 +37,52 @@ export class FrameWriter {
 
 /**
  * Splits a byte stream into frames. push() calls onFrame for each complete
- * frame; a frame longer than LINK_MAX_FRAME_BYTES throws.
+ * frame, in order; a frame longer than LINK_MAX_FRAME_BYTES, or a length
+ * that is not a valid varint, throws.
+ *
+ * Frames that arrive whole are views of the chunk they came in (no copy).
+ * A frame split across chunks is joined once, when its last byte arrives:
+ * its chunks are kept until then (a large frame costs one copy, not one per
+ * chunk), and the rest of the completing chunk is read in place.
  */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** The chunks of a frame that has not fully arrived (its first one may be a view). */
+  private partial: Buffer[] = [];
+  private partialBytes = 0;
+  /** Bytes that frame takes in all (varint and body), or -1 while its varint is incomplete. */
+  private partialNeed = -1;
+
   constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
 
   push(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.partial.length === 0) return this.parse(chunk);
+    this.partial.push(chunk);
+    this.partialBytes += chunk.length;
+    if (this.partialNeed < 0) {
+      // The varint itself was split (it is at most 5 bytes): join and read afresh.
+      const joined = Buffer.concat(this.partial, this.partialBytes);
+      this.clear();
+      return this.parse(joined);
+    }
+    if (this.partialBytes < this.partialNeed) return;
+    // The frame is complete: join exactly its bytes, then read on in this chunk.
+    const fromChunk = chunk.length - (this.partialBytes - this.partialNeed);
+    this.partial[this.partial.length - 1] = chunk.subarray(0, fromChunk);
+    const frame = Buffer.concat(this.partial, this.partialNeed);
+    this.clear();
+    this.parse(frame);
+    this.parse(chunk.subarray(fromChunk));
+  }
+
+  private parse(buf: Buffer): void {
     let offset = 0;
-    for (;;) {
+    while (offset < buf.length) {
       let len = 0;
       let shift = 0;
       let pos = offset;
       let complete = false;
-      while (pos < this.buf.length && shift < 35) {
-        const b = this.buf[pos++]!;
+      while (pos < buf.length && shift < 35) {
+        const b = buf[pos++]!;
         len |= (b & 0x7f) << shift;
         if (b < 0x80) {
           complete = true;
@@ -62,16 +92,26 @@ export class FrameReader {
       }
       if (!complete) {
         if (shift >= 35) throw new Error("link frame length is not a valid varint");
-        break;
+        return this.keep(buf.subarray(offset), -1);
       }
       len >>>= 0;
       if (len > LINK_MAX_FRAME_BYTES) throw new Error(`link frame of ${len} bytes exceeds ${LINK_MAX_FRAME_BYTES}`);
-      if (pos + len > this.buf.length) break;
-      const frame = this.buf.subarray(pos, pos + len);
+      if (pos + len > buf.length) return this.keep(buf.subarray(offset), pos - offset + len);
+      this.onFrame(buf.subarray(pos, pos + len));
       offset = pos + len;
-      this.onFrame(frame);
     }
-    this.buf = offset === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(offset);
+  }
+
+  private keep(rest: Buffer, need: number): void {
+    this.partial = [rest];
+    this.partialBytes = rest.length;
+    this.partialNeed = need;
+  }
+
+  private clear(): void {
+    this.partial = [];
+    this.partialBytes = 0;
+    this.partialNeed = -1;
   }
 }
 
