@@ -37,7 +37,12 @@ export interface Options {
   drainSeconds: number;
   /** Longest wait for all clients to connect and join. */
   setupSeconds: number;
-  /** Idle scenario: wait after the last connection before reading RSS. */
+  /**
+   * Idle scenario: wait after the last connection before reading RSS. The
+   * full run waits 20 s so that RSS is read idle, after V8's memory reducer
+   * has collected the connect burst's garbage (it starts ~8 s after the
+   * allocation rate drops); at 3 s the figure swings with GC timing.
+   */
   settleSeconds: number;
   /** Runs not started when this budget is spent are reported as skipped. */
   maxMinutes: number;
@@ -58,7 +63,7 @@ const FULL = {
   clients: 10_000,
   drainSeconds: 5,
   setupSeconds: 600,
-  settleSeconds: 3,
+  settleSeconds: 20,
   maxMinutes: 240,
 };
 
@@ -103,6 +108,7 @@ export const USAGE = `Usage: npm run bench -- [options]
   --connect-concurrency N handshakes in flight per client process (default 64)
   --drain-seconds S       wait for late deliveries (full ${FULL.drainSeconds}, quick ${QUICK.drainSeconds})
   --setup-seconds S       wait for connect+join (full ${FULL.setupSeconds}, quick ${QUICK.setupSeconds})
+  --settle-seconds S      idle scenario: wait after the last join before reading RSS (full ${FULL.settleSeconds}, quick ${QUICK.settleSeconds})
   --max-minutes M         time budget of the whole run (full ${FULL.maxMinutes}, quick ${QUICK.maxMinutes})
   --out DIR               results directory (default bench/results)
   --report FILE           only re-render the report and chart from a raw JSON file
@@ -152,6 +158,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | "
       "connect-concurrency": { type: "string" },
       "drain-seconds": { type: "string" },
       "setup-seconds": { type: "string" },
+      "settle-seconds": { type: "string" },
       "max-minutes": { type: "string" },
       out: { type: "string" },
       report: { type: "string" },
@@ -193,7 +200,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | "
     connectConcurrency: positive("connect-concurrency", v["connect-concurrency"], 64, true),
     drainSeconds: positive("drain-seconds", v["drain-seconds"], d.drainSeconds),
     setupSeconds: positive("setup-seconds", v["setup-seconds"], d.setupSeconds),
-    settleSeconds: d.settleSeconds,
+    settleSeconds: positive("settle-seconds", v["settle-seconds"], d.settleSeconds),
     maxMinutes: positive("max-minutes", v["max-minutes"], d.maxMinutes),
     outDir: v.out ?? defaultOutDir,
     report: v.report,

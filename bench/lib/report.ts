@@ -129,7 +129,7 @@ export function renderMarkdown(raw: RawResults, o: Options, chartFile: string): 
   );
   out.push(
     `Settings: ${o.reps} repetition(s), medians reported; fixed step ${fmt(o.stepRate)} deliveries/s for ${o.stepSeconds} s after ${o.warmupSeconds} s warm-up; ` +
-      `ramp ${o.ramp ? `of ${o.rampSeconds} s windows, at most ${o.rampMaxSteps}, resolution ${o.rampResolution * 100}%` : "off"}; payload ≈${o.payloadBytes} bytes of JSON. ` +
+      `ramp ${o.ramp ? `of ${o.rampSeconds} s windows, at most ${o.rampMaxSteps}, resolution ${o.rampResolution * 100}%` : "off"}; payload ≈${o.payloadBytes} bytes of JSON; idle RSS read ${o.settleSeconds ?? 3} s after the last join. ` +
       `Latency is publish → delivery in the client, over every delivery (HDR histograms merged across client processes).\n`,
   );
   const windows = raw.runs.flatMap((r) => [r.step, ...(r.ramp?.points ?? [])]).filter((p): p is PointResult => !!p);
