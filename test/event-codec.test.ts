@@ -3,79 +3,27 @@
  * and the same JSON as protobuf-es, for any Value, and refuse what JSON
  * cannot carry with INVALID_ARGUMENT where protobuf-es throws.
  */
-import { create, toBinary, toJsonString, type UnknownField } from "@bufbuild/protobuf";
-import { WireType } from "@bufbuild/protobuf/wire";
-import { ListValueSchema, StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema, type Event } from "../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../src/core/errors.js";
 import { encodeEventBinary, encodeEventJson, isApplicationEvent, type ApplicationEvent } from "../src/core/event-codec.js";
 import { createPublication } from "../src/core/publication.js";
-
-/** Any UTF-16 code unit: lone surrogates and control characters included. */
-const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
-
-const text = fc.oneof(
-  fc.constant(""),
-  fc.string(),
-  fc.string({ unit: "binary", maxLength: 40 }),
-  fc.string({ unit: codeUnit, maxLength: 40 }),
-  fc.string({ unit: "grapheme", minLength: 50, maxLength: 300 }), // two-byte lengths
-);
-
-/** Object keys, with the integer-like ones that objects order first. */
-const key = fc.oneof(
-  text,
-  fc.nat().map(String),
-  fc.constantFrom("0", "1", "-0", "-1", "01", "1.5", "4294967294", "4294967295", "9007199254740993", "constructor", "toJSON", "__proto__"),
-);
-
-const finiteNumber = fc.oneof(
-  fc.double({ noNaN: true, noDefaultInfinity: true }),
-  fc.integer(),
-  fc.constantFrom(0, -0, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER + 2, 0.1 + 0.2),
-);
-
-const unknownFields: fc.Arbitrary<UnknownField[] | undefined> = fc.option(
-  fc.array(
-    fc.record({ no: fc.integer({ min: 7, max: 5000 }), wireType: fc.constant(WireType.Varint), data: fc.integer({ min: 0, max: 127 }).map((n) => Uint8Array.of(n)) }),
-    { minLength: 1, maxLength: 2 },
-  ),
-  { nil: undefined, freq: 8 },
-);
-
-function withUnknown<T extends { $unknown?: UnknownField[] }>(message: T, unknown: UnknownField[] | undefined): T {
-  if (unknown !== undefined) message.$unknown = unknown;
-  return message;
-}
+import { finiteNumber, key, someUnknown, text, unknownVarint, values as valueTrees } from "./helpers/value-arbitraries.js";
 
 /**
  * Arbitrary google.protobuf.Value trees. With jsonSafe, only what JSON can
  * carry; otherwise also NaN, ±Infinity and Values with no kind.
  */
-function values(jsonSafe: boolean): fc.Arbitrary<Value> {
-  const number = jsonSafe ? finiteNumber : fc.oneof(finiteNumber, fc.constantFrom(NaN, Infinity, -Infinity));
-  return fc.letrec<{ value: Value }>((tie) => {
-    const leaves = [
-      fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })).map((n) => create(ValueSchema, { kind: { case: "nullValue", value: n } })),
-      number.map((n) => create(ValueSchema, { kind: { case: "numberValue", value: n } })),
-      text.map((s) => create(ValueSchema, { kind: { case: "stringValue", value: s } })),
-      fc.boolean().map((b) => create(ValueSchema, { kind: { case: "boolValue", value: b } })),
-      ...(jsonSafe ? [] : [fc.constant(null).map(() => create(ValueSchema))]),
-    ];
-    const struct = fc
-      .tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), unknownFields)
-      .map(([fields, unknown]) => create(ValueSchema, { kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) } }));
-    const list = fc
-      .tuple(fc.array(tie("value"), { maxLength: 6 }), unknownFields)
-      .map(([items, unknown]) => create(ValueSchema, { kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) } }));
-    return {
-      value: fc
-        .tuple(fc.oneof({ depthSize: "small", withCrossShrink: true }, ...leaves, struct, list), unknownFields)
-        .map(([value, unknown]) => withUnknown(value, unknown)),
-    };
-  }).value;
+function values(jsonSafe: boolean) {
+  return valueTrees({
+    number: jsonSafe ? finiteNumber : fc.oneof(finiteNumber, fc.constantFrom(NaN, Infinity, -Infinity)),
+    nullValue: fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })),
+    noKind: !jsonSafe,
+    unknown: someUnknown(unknownVarint, 8),
+  });
 }
 
 function events(payload: fc.Arbitrary<ApplicationEvent["payload"]>): fc.Arbitrary<ApplicationEvent> {

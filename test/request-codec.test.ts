@@ -17,6 +17,7 @@ import {
   type SendRequest,
 } from "../gen/realtime/v1/realtime_pb.js";
 import { decodeBroadcastRequest, decodePublishRequest, decodeSendBatchRequest, decodeSendRequest } from "../src/api/request-codec.js";
+import { anyNumber, key, someUnknown, text, unknownVarint, values as valueTrees, withUnknown } from "./helpers/value-arbitraries.js";
 
 // fromBinary as a spy, to see whether the decoders fell back to it.
 vi.mock("@bufbuild/protobuf", async (importOriginal) => {
@@ -25,81 +26,29 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
 });
 const fromBinaryCalls = () => vi.mocked(fromBinary).mock.calls.length;
 
-/** Any UTF-16 code unit: lone surrogates and control characters included. */
-const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
-
-const text = fc.oneof(
-  fc.constant(""),
-  fc.string(),
-  fc.string({ unit: "binary", maxLength: 40 }),
-  fc.string({ unit: codeUnit, maxLength: 40 }),
-  fc.string({ unit: "grapheme", minLength: 50, maxLength: 300 }), // two-byte lengths
-  fc.constantFrom("\uFEFF", "\uFEFFbom", "bom\uFEFF", "\u00e9", "abcdefghijkl", "abcdefghijklm"), // BOM (dropped by the decoder), around SHORT_STRING
-);
-
-/** Object keys, with the integer-like ones that objects order first. */
-const key = fc.oneof(
-  text,
-  fc.nat().map(String),
-  fc.constantFrom("0", "1", "-0", "-1", "01", "1.5", "4294967294", "4294967295", "9007199254740993", "constructor", "toJSON", "hasOwnProperty", "__proto__"),
-);
-
-const number = fc.oneof(
-  fc.double(), // NaN, ±Infinity, -0 included
-  fc.integer(),
-  fc.constantFrom(0, -0, NaN, Infinity, -Infinity, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER + 2),
-);
-
 const binary = fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 }));
 
-/** Unknown fields, with the numbers of the known ones (another wire type: not read as them). */
+/** Unknown fields, with the numbers of the known ones too (another wire type: not read as them). */
 const unknownFields = (canonical: boolean): fc.Arbitrary<UnknownField[] | undefined> =>
   canonical
     ? fc.constant(undefined)
-    : fc.option(
-        fc.array(
-          fc.oneof(
-            fc.record({ no: fc.integer({ min: 7, max: 5000 }), wireType: fc.constant(WireType.Varint), data: fc.integer({ min: 0, max: 127 }).map((n) => Uint8Array.of(n)) }),
-            fc.record({ no: fc.integer({ min: 1, max: 6 }), wireType: fc.constant(WireType.Bit32), data: fc.uint8Array({ minLength: 4, maxLength: 4 }) }),
-          ),
-          { minLength: 1, maxLength: 2 },
-        ),
-        { nil: undefined, freq: 6 },
+    : someUnknown(
+        fc.oneof(unknownVarint, fc.record({ no: fc.integer({ min: 1, max: 6 }), wireType: fc.constant(WireType.Bit32), data: fc.uint8Array({ minLength: 4, maxLength: 4 }) })),
+        6,
       );
-
-function withUnknown<T extends { $unknown?: UnknownField[] }>(message: T, unknown: UnknownField[] | undefined): T {
-  if (unknown !== undefined) message.$unknown = unknown;
-  return message;
-}
 
 /**
  * Arbitrary google.protobuf.Value trees. canonical: what the decoders read
  * themselves (null_value 0, no unknown fields); otherwise also any null_value
  * and unknown fields, which they leave to fromBinary.
  */
-function values(canonical: boolean): fc.Arbitrary<Value> {
-  const nullValue = canonical ? fc.constant(0) : fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }));
-  return fc.letrec<{ value: Value }>((tie) => ({
-    value: fc
-      .tuple(
-        fc.oneof(
-          { depthSize: "small", withCrossShrink: true },
-          nullValue.map((n) => create(ValueSchema, { kind: { case: "nullValue", value: n } })),
-          number.map((n) => create(ValueSchema, { kind: { case: "numberValue", value: n } })),
-          text.map((s) => create(ValueSchema, { kind: { case: "stringValue", value: s } })),
-          fc.boolean().map((b) => create(ValueSchema, { kind: { case: "boolValue", value: b } })),
-          fc.constant(null).map(() => create(ValueSchema)), // no kind
-          fc
-            .tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), unknownFields(canonical))
-            .map(([fields, unknown]) => create(ValueSchema, { kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) } })),
-          fc
-            .tuple(fc.array(tie("value"), { maxLength: 6 }), unknownFields(canonical))
-            .map(([items, unknown]) => create(ValueSchema, { kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) } })),
-        ),
-        unknownFields(canonical),
-      )
-      .map(([value, unknown]) => withUnknown(value, unknown)),
-  })).value;
+function values(canonical: boolean) {
+  return valueTrees({
+    number: anyNumber,
+    nullValue: canonical ? fc.constant(0) : fc.oneof(fc.constant(0), fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })),
+    noKind: true,
+    unknown: unknownFields(canonical),
+  });
 }
 
 function payloads(canonical: boolean) {
