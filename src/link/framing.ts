@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import { varintSize, writeVarint } from "../core/varint.js";
 
 /**
  * Length-prefixed frames on a TCP socket: a varint length, then the frame.
@@ -25,7 +26,9 @@ export class FrameWriter {
         this.socket.uncork();
       });
     }
-    this.socket.write(varint(frame.length));
+    const head = Buffer.allocUnsafe(varintSize(frame.length));
+    writeVarint(head, 0, frame.length);
+    this.socket.write(head);
     return this.socket.write(frame);
   }
 
@@ -113,14 +116,4 @@ export class FrameReader {
     this.partialBytes = 0;
     this.partialNeed = -1;
   }
-}
-
-function varint(n: number): Uint8Array {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return Uint8Array.from(out);
 }
