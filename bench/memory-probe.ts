@@ -156,7 +156,19 @@ function smaps(pid: number): Map<string, number> {
     if (head) {
       const kb = (Number.parseInt(head[2]!, 16) - Number.parseInt(head[1]!, 16)) / 1024;
       const name = head[3]!;
-      kind = name ? (name.startsWith("/") ? "file" : name) : process.env.MEMPROBE_SMAPS_DETAIL ? `anon ${kb}K` : kb <= 256 ? "anon <=256K" : kb <= 1024 ? "anon <=1M" : kb <= 65536 ? "anon <=64M" : "anon >64M";
+      kind = name
+        ? name.startsWith("/")
+          ? "file"
+          : name
+        : process.env.MEMPROBE_SMAPS_DETAIL
+          ? `anon ${kb}K`
+          : kb <= 256
+            ? "anon <=256K"
+            : kb <= 1024
+              ? "anon <=1M"
+              : kb <= 65536
+                ? "anon <=64M"
+                : "anon >64M";
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
@@ -181,7 +193,10 @@ async function connectAll(url: string): Promise<WebSocket[]> {
   const lane = async () => {
     while (next < CLIENTS) {
       const i = next++;
-      const ws = SYSTEM === "ws" ? new WebSocket(url, { perMessageDeflate: false }) : new WebSocket(url, "realtime.v1.json", { perMessageDeflate: false });
+      const ws =
+        SYSTEM === "ws"
+          ? new WebSocket(url, { perMessageDeflate: false })
+          : new WebSocket(url, "realtime.v1.json", { perMessageDeflate: false });
       const channel = `g${Math.floor(i / GROUP)}`;
       await new Promise<void>((resolve, reject) => {
         const reqId = ++id;
@@ -193,7 +208,9 @@ async function connectAll(url: string): Promise<WebSocket[]> {
             else resolve();
           }
         });
-        ws.once("open", () => ws.send(JSON.stringify(SYSTEM === "ws" ? { id: reqId, join: channel } : { id: reqId, join: { channel } })));
+        ws.once("open", () =>
+          ws.send(JSON.stringify(SYSTEM === "ws" ? { id: reqId, join: channel } : { id: reqId, join: { channel } })),
+        );
       });
       sockets.push(ws);
     }
@@ -220,7 +237,10 @@ function summarizeSnapshot(path: string): Map<string, { count: number; size: num
   const out = new Map<string, { count: number; size: number }>();
   for (let i = 0; i < snap.nodes.length; i += width) {
     const type = types[snap.nodes[i + typeAt]!]!;
-    const name = type === "object" || type === "closure" || type === "native" || type === "hidden" ? snap.strings[snap.nodes[i + nameAt]!]! : "";
+    const name =
+      type === "object" || type === "closure" || type === "native" || type === "hidden"
+        ? snap.strings[snap.nodes[i + nameAt]!]!
+        : "";
     const k = `${type} ${name.slice(0, 60)}`;
     const e = out.get(k) ?? { count: 0, size: 0 };
     e.count++;
@@ -241,7 +261,8 @@ function summarizeSampling(role: string, path: string): void {
   const head = (JSON.parse(readFileSync(path, "utf8")) as { head: SamplingNode }).head;
   const self = new Map<string, number>();
   const ours = new Map<string, number>();
-  const frame = (n: SamplingNode) => `${n.callFrame.functionName || "(anonymous)"} ${n.callFrame.url.replace(/^.*\/(dist|node_modules)\//, "$1/")}:${n.callFrame.lineNumber + 1}`;
+  const frame = (n: SamplingNode) =>
+    `${n.callFrame.functionName || "(anonymous)"} ${n.callFrame.url.replace(/^.*\/(dist|node_modules)\//, "$1/")}:${n.callFrame.lineNumber + 1}`;
   const walk = (n: SamplingNode, own: string) => {
     const f = frame(n);
     const o = /\/dist\/src\//.test(n.callFrame.url) ? f : own;
@@ -252,7 +273,10 @@ function summarizeSampling(role: string, path: string): void {
     for (const c of n.children) walk(c, o);
   };
   walk(head, "(not under src/)");
-  for (const [title, m] of [["allocating function", self], ["nearest src/ frame", ours]] as const) {
+  for (const [title, m] of [
+    ["allocating function", self],
+    ["nearest src/ frame", ours],
+  ] as const) {
     const rows = [...m].sort((a, b) => b[1] - a[1]);
     const total = rows.reduce((s, r) => s + r[1], 0);
     console.log(`\n${role}: promoted or retained while connecting, ${kib(total)} KiB/conn sampled; by ${title}:`);
@@ -273,9 +297,13 @@ function diffSnapshots(role: string, dir: string): void {
   });
   rows.sort((x, y) => y.size - x.size);
   const total = rows.reduce((s, r) => s + r.size, 0);
-  console.log(`\n${role}: heap snapshot growth ${kib(total)} KiB/conn (self sizes, after GC); top entries per connection:`);
+  console.log(
+    `\n${role}: heap snapshot growth ${kib(total)} KiB/conn (self sizes, after GC); top entries per connection:`,
+  );
   for (const r of rows.slice(0, 30)) {
-    console.log(`  ${(r.size / CLIENTS).toFixed(0).padStart(6)} B  ${(r.count / CLIENTS).toFixed(2).padStart(6)} obj  ${r.k}`);
+    console.log(
+      `  ${(r.size / CLIENTS).toFixed(0).padStart(6)} B  ${(r.count / CLIENTS).toFixed(2).padStart(6)} obj  ${r.k}`,
+    );
   }
 }
 
@@ -301,7 +329,9 @@ async function main() {
     const gc0 = await Promise.all(servers.map(measure));
     const t0 = performance.now();
     const sockets = await connectAll(url);
-    console.log(`${CLIENTS} clients in channels of ${GROUP}, connected in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(
+      `${CLIENTS} clients in channels of ${GROUP}, connected in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
     await sleep(SETTLE_S * 1000);
     const rss1 = servers.map((s) => rss(s.child.pid!));
     const maps1 = servers.map((s) => smaps(s.child.pid!));
@@ -309,7 +339,9 @@ async function main() {
     console.log(`KiB per connection      ${servers.map((s) => s.role.padStart(8)).join(" ")}      sum`);
     const row = (label: string, f: (i: number) => number) => {
       const v = servers.map((_, i) => f(i));
-      console.log(`${label.padEnd(24)}${v.map((x) => kib(x).padStart(9)).join("")}${kib(v.reduce((a, b) => a + b, 0)).padStart(9)}`);
+      console.log(
+        `${label.padEnd(24)}${v.map((x) => kib(x).padStart(9)).join("")}${kib(v.reduce((a, b) => a + b, 0)).padStart(9)}`,
+      );
     };
     row("RSS (as scenario d)", (i) => rss1[i]! - rss0[i]!);
     row("RSS after GC", (i) => gc1[i]!.after.rss - gc0[i]!.after.rss);
@@ -318,17 +350,39 @@ async function main() {
     row("heap used before GC", (i) => gc1[i]!.before.heapUsed - gc0[i]!.before.heapUsed);
     row("external after GC", (i) => gc1[i]!.after.external - gc0[i]!.after.external);
     row("arrayBuffers after GC", (i) => gc1[i]!.after.arrayBuffers - gc0[i]!.after.arrayBuffers);
-    row("RSS-heapTotal-ext", (i) => gc1[i]!.after.rss - gc1[i]!.after.heapTotal - gc1[i]!.after.external - (gc0[i]!.after.rss - gc0[i]!.after.heapTotal - gc0[i]!.after.external));
+    row(
+      "RSS-heapTotal-ext",
+      (i) =>
+        gc1[i]!.after.rss -
+        gc1[i]!.after.heapTotal -
+        gc1[i]!.after.external -
+        (gc0[i]!.after.rss - gc0[i]!.after.heapTotal - gc0[i]!.after.external),
+    );
     servers.forEach((s, i) => {
       const sp0 = gc0[i]!.spacesBefore;
       const sp1 = gc1[i]!.spacesBefore;
-      console.log(`${s.role} GCs while connecting: ${gc1[i]!.gcs.minor - gc0[i]!.gcs.minor} minor, ${gc1[i]!.gcs.major - gc0[i]!.gcs.major - 2} major`);
-      console.log(`${s.role} committed heap spaces at the end (MB, before GC): ${Object.keys(sp1).filter((k) => sp1[k]! > 0).map((k) => `${k} ${(sp1[k]! / 2 ** 20).toFixed(1)}`).join(", ")}`);
-      console.log(`${s.role} committed heap space growth (KiB/conn, before GC): ${Object.keys(sp1).map((k) => `${k} ${kib(sp1[k]! - (sp0[k] ?? 0))}`).join(", ")}`);
+      console.log(
+        `${s.role} GCs while connecting: ${gc1[i]!.gcs.minor - gc0[i]!.gcs.minor} minor, ${gc1[i]!.gcs.major - gc0[i]!.gcs.major - 2} major`,
+      );
+      console.log(
+        `${s.role} committed heap spaces at the end (MB, before GC): ${Object.keys(sp1)
+          .filter((k) => sp1[k]! > 0)
+          .map((k) => `${k} ${(sp1[k]! / 2 ** 20).toFixed(1)}`)
+          .join(", ")}`,
+      );
+      console.log(
+        `${s.role} committed heap space growth (KiB/conn, before GC): ${Object.keys(sp1)
+          .map((k) => `${k} ${kib(sp1[k]! - (sp0[k] ?? 0))}`)
+          .join(", ")}`,
+      );
       const kinds = [...new Set([...maps0[i]!.keys(), ...maps1[i]!.keys()])];
-      console.log(`${s.role} RSS growth by mapping (KiB/conn, before GC): ${kinds.map((k) => `${k} ${kib(((maps1[i]!.get(k) ?? 0) - (maps0[i]!.get(k) ?? 0)) * 1024)}`).join(", ")}`);
+      console.log(
+        `${s.role} RSS growth by mapping (KiB/conn, before GC): ${kinds.map((k) => `${k} ${kib(((maps1[i]!.get(k) ?? 0) - (maps0[i]!.get(k) ?? 0)) * 1024)}`).join(", ")}`,
+      );
     });
-    console.log(`absolute MB before/after: ${servers.map((s, i) => `${s.role} ${(rss0[i]! / 2 ** 20).toFixed(1)}/${(rss1[i]! / 2 ** 20).toFixed(1)}`).join(", ")}`);
+    console.log(
+      `absolute MB before/after: ${servers.map((s, i) => `${s.role} ${(rss0[i]! / 2 ** 20).toFixed(1)}/${(rss1[i]! / 2 ** 20).toFixed(1)}`).join(", ")}`,
+    );
     for (const ws of sockets) ws.terminate();
     if (SNAPSHOTS) for (const s of servers) diffSnapshots(s.role, join(SNAP_DIR, s.role));
     if (SAMPLING) {

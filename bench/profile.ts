@@ -14,7 +14,12 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import WebSocket from "ws";
-import { PublishRequestSchema, PublishResponseSchema, SendBatchRequestSchema, SendRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
+import {
+  PublishRequestSchema,
+  PublishResponseSchema,
+  SendBatchRequestSchema,
+  SendRequestSchema,
+} from "../gen/realtime/v1/realtime_pb.js";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,11 +34,18 @@ const PROFILE = !process.argv.includes("--no-prof");
 const SETTLE = Number(arg("settle", "2"));
 const OUT = join(process.cwd(), "bench/results/raw/profile");
 
-function start(role: string, env: Record<string, string>): Promise<{ child: ChildProcess; ready: Record<string, string> }> {
-  const child = spawn(process.execPath, [...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(OUT, role)}`] : []), "dist/src/cli.js", role], {
-    env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+function start(
+  role: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; ready: Record<string, string> }> {
+  const child = spawn(
+    process.execPath,
+    [...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(OUT, role)}`] : []), "dist/src/cli.js", role],
+    {
+      env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`${role} exited ${code}`)));
     createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -70,15 +82,30 @@ async function main() {
   const client = new grpc.Client(api.ready.grpc!, grpc.credentials.createInsecure());
   const call = (method: string, bytes: Uint8Array) =>
     new Promise<void>((resolve, reject) =>
-      client.makeUnaryRequest(`/realtime.v1.Realtime/${method}`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, bytes, (err) => (err ? reject(err) : resolve())),
+      client.makeUnaryRequest(
+        `/realtime.v1.Realtime/${method}`,
+        (b: Uint8Array) => Buffer.from(b),
+        (b: Buffer) => b,
+        bytes,
+        (err) => (err ? reject(err) : resolve()),
+      ),
     );
   // Let the joins' channel:join traffic drain before measuring.
   await new Promise((r) => setTimeout(r, SETTLE * 1000));
   const idle0 = [api, edge].map((p) => cpuMicros(p.child.pid!));
   await new Promise((r) => setTimeout(r, 2000));
   const idle1 = [api, edge].map((p) => cpuMicros(p.child.pid!));
-  console.log(`CPU idle with ${CLIENTS} clients (2 s): api ${((idle1[0]! - idle0[0]!) / 20_000).toFixed(1)}%, edge ${((idle1[1]! - idle0[1]!) / 20_000).toFixed(1)}% of a core`);
-  const stream = MODE === "stream" ? client.makeBidiStreamRequest(`/realtime.v1.Realtime/Publish`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b) : undefined;
+  console.log(
+    `CPU idle with ${CLIENTS} clients (2 s): api ${((idle1[0]! - idle0[0]!) / 20_000).toFixed(1)}%, edge ${((idle1[1]! - idle0[1]!) / 20_000).toFixed(1)}% of a core`,
+  );
+  const stream =
+    MODE === "stream"
+      ? client.makeBidiStreamRequest(
+          `/realtime.v1.Realtime/Publish`,
+          (b: Uint8Array) => Buffer.from(b),
+          (b: Buffer) => b,
+        )
+      : undefined;
   let acked = 0n;
   stream?.on("data", (b: Buffer) => {
     acked = fromBinary(PublishResponseSchema, b).handled;
@@ -90,9 +117,21 @@ async function main() {
   while (sent < total) {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * RATE));
     const reqs = [];
-    for (; sent < due; sent++) reqs.push(fromJson(SendRequestSchema, { channel: `c${sent % CHANNELS}`, event: "e", json: { t: Date.now(), p: "x".repeat(64) } }));
-    if (stream) for (const r of reqs) stream.write(toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: r } })));
-    else if (MODE === "batch" && reqs.length > 0) void call("SendBatch", toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: reqs })));
+    for (; sent < due; sent++)
+      reqs.push(
+        fromJson(SendRequestSchema, {
+          channel: `c${sent % CHANNELS}`,
+          event: "e",
+          json: { t: Date.now(), p: "x".repeat(64) },
+        }),
+      );
+    if (stream)
+      for (const r of reqs)
+        stream.write(
+          toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: r } })),
+        );
+    else if (MODE === "batch" && reqs.length > 0)
+      void call("SendBatch", toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: reqs })));
     else for (const r of reqs) void call("Send", toBinary(SendRequestSchema, r));
     await new Promise((r) => setTimeout(r, 1));
   }
@@ -100,9 +139,13 @@ async function main() {
   const wallMicros = (performance.now() - t0) * 1000;
   const cpu1 = [api, edge].map((p) => cpuMicros(p.child.pid!));
   const used = cpu1.map((c, i) => c - cpu0[i]!);
-  console.log(`CPU over the load (user+system): api ${((100 * used[0]!) / wallMicros).toFixed(1)}%, edge ${((100 * used[1]!) / wallMicros).toFixed(1)}% of a core; ${((used[0]! + used[1]!) / (total * (CLIENTS / CHANNELS))).toFixed(2)} µs per delivery`);
+  console.log(
+    `CPU over the load (user+system): api ${((100 * used[0]!) / wallMicros).toFixed(1)}%, edge ${((100 * used[1]!) / wallMicros).toFixed(1)}% of a core; ${((used[0]! + used[1]!) / (total * (CLIENTS / CHANNELS))).toFixed(2)} µs per delivery`,
+  );
   const expected = total * (CLIENTS / CHANNELS);
-  console.log(`sent ${total} events in ${SECONDS} s (${MODE}), ${received}/${expected} deliveries${stream ? `, ${acked} acknowledged` : ""}`);
+  console.log(
+    `sent ${total} events in ${SECONDS} s (${MODE}), ${received}/${expected} deliveries${stream ? `, ${acked} acknowledged` : ""}`,
+  );
   stream?.end();
   client.close();
   for (const ws of sockets) ws.terminate();
@@ -136,7 +179,12 @@ interface Node {
 }
 
 function summarize(role: string, file: string) {
-  const prof = JSON.parse(readFileSync(file, "utf8")) as { nodes: Node[]; startTime: number; endTime: number; samples: number[] };
+  const prof = JSON.parse(readFileSync(file, "utf8")) as {
+    nodes: Node[];
+    startTime: number;
+    endTime: number;
+    samples: number[];
+  };
   const self = new Map<string, number>();
   let all = 0;
   for (const n of prof.nodes) {
@@ -147,7 +195,10 @@ function summarize(role: string, file: string) {
   }
   const idle = [...self].filter(([k]) => k.startsWith("(idle)")).reduce((a, [, v]) => a + v, 0);
   console.log(`\n${role} (${file.split("/").pop()}): ${all} samples, ${(100 * (1 - idle / all)).toFixed(1)}% busy`);
-  for (const [k, v] of [...self].filter(([k]) => !k.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", "25")))) {
+  for (const [k, v] of [...self]
+    .filter(([k]) => !k.startsWith("(idle)"))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, Number(arg("top", "25")))) {
     console.log(`  ${((100 * v) / (all - idle)).toFixed(1).padStart(5)}%  ${k}`);
   }
   if (!process.argv.includes("--inclusive")) return;
@@ -155,7 +206,8 @@ function summarize(role: string, file: string) {
   // function on its stack.
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const total = new Map<string, number>();
-  const keyOf = (n: Node) => `${n.callFrame.functionName || "(anonymous)"} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, "")}:${n.callFrame.lineNumber + 1}`;
+  const keyOf = (n: Node) =>
+    `${n.callFrame.functionName || "(anonymous)"} ${n.callFrame.url.replace(/^.*\/(node_modules\/)?/, "")}:${n.callFrame.lineNumber + 1}`;
   const walk = (n: Node, onStack: Set<string>): number => {
     const key = keyOf(n);
     let hits = key.startsWith("(idle)") ? 0 : n.hitCount;

@@ -12,7 +12,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { performance } from "node:perf_hooks";
-import WebSocket from "ws";
 import { ServerFrameSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { PublicationSchema } from "../gen/realtime/link/v1/link_pb.js";
 import { startProcess, stopAll, type Proc } from "../test/helpers/cluster.js";
@@ -67,7 +66,8 @@ async function measure(mode: string, apis: RealtimeTestClient[], ws: string[]): 
     deliveries++;
   });
   // Warm up, then sequential Sends: each one's latency to every client.
-  for (let i = 0; i < 50; i++) await apis[i % apis.length]!.send({ channel: CHANNEL, event: "t", payload: { case: "binary", value: stamp() } });
+  for (let i = 0; i < 50; i++)
+    await apis[i % apis.length]!.send({ channel: CHANNEL, event: "t", payload: { case: "binary", value: stamp() } });
   await new Promise((r) => setTimeout(r, 200));
   latencies = [];
   for (let i = 0; i < LATENCY_SENDS; i++) {
@@ -84,7 +84,11 @@ async function measure(mode: string, apis: RealtimeTestClient[], ws: string[]): 
   await Promise.all(
     Array.from({ length: THROUGHPUT_CONCURRENCY }, async (_, w) => {
       while (performance.now() < end) {
-        await apis[w % apis.length]!.send({ channel: CHANNEL, event: "t", payload: { case: "binary", value: stamp() } });
+        await apis[w % apis.length]!.send({
+          channel: CHANNEL,
+          event: "t",
+          payload: { case: "binary", value: stamp() },
+        });
         sends++;
       }
     }),
@@ -92,7 +96,13 @@ async function measure(mode: string, apis: RealtimeTestClient[], ws: string[]): 
   const elapsed = (performance.now() - (end - THROUGHPUT_MS)) / 1000;
   await new Promise((r) => setTimeout(r, 500));
   for (const c of clients) c.ws.close();
-  return { mode, p50: p(0.5), p99: p(0.99), sendsPerSecond: sends / elapsed, deliveriesPerSecond: deliveries / elapsed };
+  return {
+    mode,
+    p50: p(0.5),
+    p99: p(0.99),
+    sendsPerSecond: sends / elapsed,
+    deliveriesPerSecond: deliveries / elapsed,
+  };
 }
 
 /** Pipelined SPUBLISH of a typical publication to a channel two connections subscribe to. */
@@ -105,7 +115,15 @@ async function rawRedis(url: string): Promise<{ perSecond: number; bytes: number
     s.on("smessageBuffer", () => received++);
   }
   const bytes = Buffer.from(
-    toBinary(PublicationSchema, create(PublicationSchema, { channel: "room", event: new Uint8Array(120), eventJson: "x".repeat(160), origin: "" })),
+    toBinary(
+      PublicationSchema,
+      create(PublicationSchema, {
+        channel: "room",
+        event: new Uint8Array(120),
+        eventJson: "x".repeat(160),
+        origin: "",
+      }),
+    ),
   );
   let sent = 0;
   const end = performance.now() + RAW_REDIS_MS;
@@ -127,7 +145,8 @@ async function opsDuring(redis: Redis, fn: () => Promise<number>): Promise<numbe
   const count = async () => {
     const info = await redis.info("commandstats");
     let calls = 0;
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (!["info", "ping"].includes(m[1]!)) calls += Number(m[2]);
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+      if (!["info", "ping"].includes(m[1]!)) calls += Number(m[2]);
     return calls;
   };
   const before = await count();
@@ -137,17 +156,31 @@ async function opsDuring(redis: Redis, fn: () => Promise<number>): Promise<numbe
 }
 
 async function main(): Promise<void> {
-  const common = { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_WS_PORT: "0", REALTIME_LOG_LEVEL: "error" };
+  const common = {
+    REALTIME_GRPC_PORT: "0",
+    REALTIME_HTTP_PORT: "0",
+    REALTIME_LINK_PORT: "0",
+    REALTIME_WS_PORT: "0",
+    REALTIME_LOG_LEVEL: "error",
+  };
   const results: Result[] = [];
   const procs: Proc[] = [];
   try {
     // Embedded: one API (the hub), two edges.
     const api = await startProcess("api", common);
     procs.push(api);
-    const edges = await Promise.all([0, 1].map(() => startProcess("edge", { ...common, REALTIME_LINK_URL: api.ready.link })));
+    const edges = await Promise.all(
+      [0, 1].map(() => startProcess("edge", { ...common, REALTIME_LINK_URL: api.ready.link })),
+    );
     procs.push(...edges);
     const client = realtimeClient(api.ready.grpc!);
-    results.push(await measure("embedded (1 API, 2 edges)", [client], edges.map((e) => e.ready.ws!)));
+    results.push(
+      await measure(
+        "embedded (1 API, 2 edges)",
+        [client],
+        edges.map((e) => e.ready.ws!),
+      ),
+    );
     client.close();
     await Promise.all(procs.splice(0).map((p) => p.stop()));
 
@@ -156,15 +189,27 @@ async function main(): Promise<void> {
     await redis.start();
     try {
       const env = { ...common, REALTIME_REDIS_URL: redis.url, REALTIME_REDIS_PREFIX: "bench:" };
-      const rprocs = await Promise.all([startProcess("api", env), startProcess("api", env), startProcess("edge", env), startProcess("edge", env)]);
+      const rprocs = await Promise.all([
+        startProcess("api", env),
+        startProcess("api", env),
+        startProcess("edge", env),
+        startProcess("edge", env),
+      ]);
       procs.push(...rprocs);
       const clients = rprocs.slice(0, 2).map((p) => realtimeClient(p.ready.grpc!));
-      results.push(await measure("Redis (2 API nodes, 2 edges)", clients, rprocs.slice(2).map((e) => e.ready.ws!)));
+      results.push(
+        await measure(
+          "Redis (2 API nodes, 2 edges)",
+          clients,
+          rprocs.slice(2).map((e) => e.ready.ws!),
+        ),
+      );
 
       // Redis operations per call, with the processes idle otherwise.
       const admin = new Redis(redis.url);
       const perSend = await opsDuring(admin, async () => {
-        for (let i = 0; i < 200; i++) await clients[0]!.send({ channel: "ops", event: "t", payload: { case: "binary", value: stamp() } });
+        for (let i = 0; i < 200; i++)
+          await clients[0]!.send({ channel: "ops", event: "t", payload: { case: "binary", value: stamp() } });
         return 200;
       });
       const perGetMembers = await opsDuring(admin, async () => {
@@ -186,13 +231,21 @@ async function main(): Promise<void> {
       await Promise.all(procs.splice(0).map((p) => p.stop()));
 
       const raw = await rawRedis(redis.url);
-      console.log(`\n| mode | Send->receive p50 | p99 | Sends/s (${THROUGHPUT_CONCURRENCY} in flight) | deliveries/s (${CLIENTS} clients) |`);
+      console.log(
+        `\n| mode | Send->receive p50 | p99 | Sends/s (${THROUGHPUT_CONCURRENCY} in flight) | deliveries/s (${CLIENTS} clients) |`,
+      );
       console.log("|---|---|---|---|---|");
       for (const r of results) {
-        console.log(`| ${r.mode} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${Math.round(r.sendsPerSecond)} | ${Math.round(r.deliveriesPerSecond)} |`);
+        console.log(
+          `| ${r.mode} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${Math.round(r.sendsPerSecond)} | ${Math.round(r.deliveriesPerSecond)} |`,
+        );
       }
-      console.log(`\nOne Redis, pipelined SPUBLISH of a ${raw.bytes}-byte publication to 2 subscribers: ${Math.round(raw.perSecond)} publications/s (${Math.round(raw.perSecond * 2)} deliveries/s).`);
-      console.log(`Redis commands per call (scripts count their inner commands too): Send ${perSend.toFixed(2)}, join ${perJoin.toFixed(2)} (with the edge's heartbeats and sweeps of the time), GetMembers ${perGetMembers.toFixed(2)}.`);
+      console.log(
+        `\nOne Redis, pipelined SPUBLISH of a ${raw.bytes}-byte publication to 2 subscribers: ${Math.round(raw.perSecond)} publications/s (${Math.round(raw.perSecond * 2)} deliveries/s).`,
+      );
+      console.log(
+        `Redis commands per call (scripts count their inner commands too): Send ${perSend.toFixed(2)}, join ${perJoin.toFixed(2)} (with the edge's heartbeats and sweeps of the time), GetMembers ${perGetMembers.toFixed(2)}.`,
+      );
     } finally {
       await redis.kill();
     }

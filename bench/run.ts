@@ -28,7 +28,8 @@ const FD_HEADROOM = 512;
 const benchDir = fileURLToPath(new URL(".", import.meta.url));
 const repoRoot = join(benchDir, "..");
 const t0 = performance.now();
-const log = (msg: string) => process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
+const log = (msg: string) =>
+  process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
 
 async function main(): Promise<number> {
   let parsed;
@@ -59,7 +60,9 @@ async function main(): Promise<number> {
   }
   const largest = Math.max(...scenarios.map((s) => s.clients));
   if (childFdLimit < largest + FD_HEADROOM) {
-    log(`file descriptor limit ${childFdLimit} is too low for ${largest} connections in one server process; raise the hard limit (ulimit -Hn) to at least ${largest + FD_HEADROOM}`);
+    log(
+      `file descriptor limit ${childFdLimit} is too low for ${largest} connections in one server process; raise the hard limit (ulimit -Hn) to at least ${largest + FD_HEADROOM}`,
+    );
     return 2;
   }
 
@@ -88,7 +91,9 @@ async function main(): Promise<number> {
   };
   const save = () => writeFileSync(rawFile, JSON.stringify(raw, null, 1));
 
-  log(`${opts.quick ? "QUICK " : ""}run: systems ${opts.systems.join(",")}; scenarios ${scenarios.map((s) => s.id).join(",")}; ${opts.reps} rep(s)`);
+  log(
+    `${opts.quick ? "QUICK " : ""}run: systems ${opts.systems.join(",")}; scenarios ${scenarios.map((s) => s.id).join(",")}; ${opts.reps} rep(s)`,
+  );
   const deadline = performance.now() + opts.maxMinutes * 60_000;
   let phase = 0;
   for (let rep = 1; rep <= opts.reps; rep++) {
@@ -96,7 +101,16 @@ async function main(): Promise<number> {
       const order = adapters.map((_, i) => adapters[(i + rep - 1) % adapters.length]!);
       for (const adapter of order) {
         if (performance.now() > deadline) {
-          raw.runs.push({ system: adapter.name, scenario: sc.id, family: sc.family, title: sc.title, rep, startedAt: new Date().toISOString(), seconds: 0, skipped: `time budget of ${opts.maxMinutes} min spent` });
+          raw.runs.push({
+            system: adapter.name,
+            scenario: sc.id,
+            family: sc.family,
+            title: sc.title,
+            rep,
+            startedAt: new Date().toISOString(),
+            seconds: 0,
+            skipped: `time budget of ${opts.maxMinutes} min spent`,
+          });
           continue;
         }
         log(`rep ${rep}/${opts.reps} ${sc.id} ${adapter.name}`);

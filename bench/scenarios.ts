@@ -8,9 +8,7 @@ import type { Options } from "./lib/options.js";
 
 /** Where each publish goes. */
 export type Target =
-  | { kind: "channel"; channel: string }
-  | { kind: "groups"; prefix: string; count: number }
-  | { kind: "broadcast" };
+  { kind: "channel"; channel: string } | { kind: "groups"; prefix: string; count: number } | { kind: "broadcast" };
 
 export interface Scenario {
   /** Unique id in results, e.g. "fanout-1000". */
@@ -36,20 +34,18 @@ export function buildScenarios(o: Options): Scenario[] {
   const groups = o.clients / o.groupSize;
   const groupOf = (i: number) => `g${Math.floor(i / o.groupSize)}`;
   const all: Scenario[] = [
-    ...o.fanoutSizes.map(
-      (m): Scenario => ({
-        id: `fanout-${m}`,
-        family: "a",
-        name: "fanout",
-        title: `(a) fan-out: one channel of ${n(m)} members`,
-        kind: "throughput",
-        clients: m,
-        channelOf: () => "fanout",
-        target: { kind: "channel", channel: "fanout" },
-        deliveriesPerMessage: m,
-        gateOnCallLatency: false,
-      }),
-    ),
+    ...o.fanoutSizes.map((m): Scenario => ({
+      id: `fanout-${m}`,
+      family: "a",
+      name: "fanout",
+      title: `(a) fan-out: one channel of ${n(m)} members`,
+      kind: "throughput",
+      clients: m,
+      channelOf: () => "fanout",
+      target: { kind: "channel", channel: "fanout" },
+      deliveriesPerMessage: m,
+      gateOnCallLatency: false,
+    })),
     {
       id: `groups-${o.clients}`,
       family: "b",
@@ -115,6 +111,7 @@ export function buildScenarios(o: Options): Scenario[] {
   const wanted = new Set(o.scenarios);
   const picked = all.filter((s) => wanted.has(s.family) || wanted.has(s.name) || wanted.has(s.id));
   const unknown = o.scenarios.filter((w) => !all.some((s) => s.family === w || s.name === w || s.id === w));
-  if (unknown.length) throw new Error(`--scenarios: unknown ${unknown.join(", ")} (known: ${all.map((s) => s.id).join(", ")}, a-f)`);
+  if (unknown.length)
+    throw new Error(`--scenarios: unknown ${unknown.join(", ")} (known: ${all.map((s) => s.id).join(", ")}, a-f)`);
   return picked;
 }

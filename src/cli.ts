@@ -84,7 +84,10 @@ async function main(argv: string[]): Promise<void> {
     log.info({ signal }, `${command} stopping`);
     // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still pending.
     setTimeout(() => {
-      log.error({ timeoutMs: config.shutdownTimeoutMs }, `${command} did not stop before the shutdown deadline; exiting`);
+      log.error(
+        { timeoutMs: config.shutdownTimeoutMs },
+        `${command} did not stop before the shutdown deadline; exiting`,
+      );
       process.exit(1);
     }, config.shutdownTimeoutMs).unref();
     await handle.stop();
@@ -109,7 +112,10 @@ async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> 
   };
   const run = (role: string, env: NodeJS.ProcessEnv) =>
     new Promise<Record<string, string>>((resolve, reject) => {
-      const child = spawn(process.execPath, [...process.execArgv, self, role], { env: { ...process.env, ...flagEnv, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+      const child = spawn(process.execPath, [...process.execArgv, self, role], {
+        env: { ...process.env, ...flagEnv, ...env },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
       children.push(child);
       child.on("exit", (code, signal) => {
         reject(new Error(`${role} exited (${signal ?? code}) before it was ready`));
@@ -158,7 +164,22 @@ async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> 
  * are left out).
  */
 function startupFields(config: Config, role: "api" | "edge"): Record<string, unknown> {
-  const safe = new Set(["grpcHost", "grpcPort", "httpHost", "httpPort", "linkHost", "linkPort", "linkUrl", "wsHost", "wsPort", "logLevel", "maxPayloadBytes", "maxChannelsPerConnection", "maxConnections", "insecure"]);
+  const safe = new Set([
+    "grpcHost",
+    "grpcPort",
+    "httpHost",
+    "httpPort",
+    "linkHost",
+    "linkPort",
+    "linkUrl",
+    "wsHost",
+    "wsPort",
+    "logLevel",
+    "maxPayloadBytes",
+    "maxChannelsPerConnection",
+    "maxConnections",
+    "insecure",
+  ]);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(config)) {
     const roles = (SETTINGS as Record<string, { roles: readonly string[] }>)[key]?.roles ?? [];

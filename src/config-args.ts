@@ -64,7 +64,11 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     }
     if (raw === undefined) {
       const next = argv[i + 1];
-      if (isBoolean(key) && (next === undefined || next.startsWith("-") || !/^(true|false|1|0|yes|no|on|off)$/i.test(next))) raw = "true";
+      if (
+        isBoolean(key) &&
+        (next === undefined || next.startsWith("-") || !/^(true|false|1|0|yes|no|on|off)$/i.test(next))
+      )
+        raw = "true";
       else if (next === undefined || (next.startsWith("--") && next !== "--")) {
         problems.push(`${flag}: needs a value (${SETTINGS[key].doc})`);
         continue;
@@ -99,10 +103,17 @@ export function loadConfigWithFlags(values: ParsedArgs["values"], env: NodeJS.Pr
     config = loadConfig(rest, fromFlags as Partial<Config>);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    problems.push(...err.message.split("\n").slice(1).map((l) => l.trim()));
+    problems.push(
+      ...err.message
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim()),
+    );
   }
   if (config && Boolean(config.tlsCertFile) !== Boolean(config.tlsKeyFile)) {
-    problems.push(`${config.tlsCertFile ? "REALTIME_TLS_KEY_FILE (--tls-key-file)" : "REALTIME_TLS_CERT_FILE (--tls-cert-file)"}: must be set too: TLS needs both the certificate and its key`);
+    problems.push(
+      `${config.tlsCertFile ? "REALTIME_TLS_KEY_FILE (--tls-key-file)" : "REALTIME_TLS_CERT_FILE (--tls-cert-file)"}: must be set too: TLS needs both the certificate and its key`,
+    );
   }
   if (problems.length > 0 || !config) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   return config;

@@ -18,7 +18,12 @@ import {
   DEFAULT_GRPC_KEEPALIVE_TIME_MS,
   DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS,
 } from "./core/limits.js";
-import { DEFAULT_REDIS_EDGE_TTL_MS, DEFAULT_REDIS_PREFIX, MAX_REDIS_EDGE_TTL_MS, MIN_REDIS_EDGE_TTL_MS } from "./redis/limits.js";
+import {
+  DEFAULT_REDIS_EDGE_TTL_MS,
+  DEFAULT_REDIS_PREFIX,
+  MAX_REDIS_EDGE_TTL_MS,
+  MIN_REDIS_EDGE_TTL_MS,
+} from "./redis/limits.js";
 import { parseApiKeys } from "./auth/api-keys.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
 
@@ -61,11 +66,13 @@ const bool = (raw: string): boolean => {
   if (["0", "false", "no", "off"].includes(v)) return false;
   throw new Error("must be true or false");
 };
-const oneOf = (values: readonly string[]) => (raw: string): string => {
-  const v = raw.trim().toLowerCase();
-  if (!values.includes(v)) throw new Error(`must be one of ${values.join(", ")}`);
-  return v;
-};
+const oneOf =
+  (values: readonly string[]) =>
+  (raw: string): string => {
+    const v = raw.trim().toLowerCase();
+    if (!values.includes(v)) throw new Error(`must be one of ${values.join(", ")}`);
+    return v;
+  };
 const hostPort = (raw: string): string => {
   const v = raw.trim();
   const m = /^(.+):(\d{1,5})$/.exec(v);
@@ -74,9 +81,13 @@ const hostPort = (raw: string): string => {
 };
 
 const origins = (raw: string): string => {
-  const list = raw.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  const list = raw
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
   for (const o of list) {
-    if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o)) throw new Error(`${JSON.stringify(o)} is not an origin: write scheme://host[:port] with no path, or *`);
+    if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
+      throw new Error(`${JSON.stringify(o)} is not an origin: write scheme://host[:port] with no path, or *`);
   }
   return list.join(",");
 };
@@ -86,18 +97,23 @@ const apiKeyList = (raw: string): string => {
   return raw.trim();
 };
 const secret = (raw: string): string => {
-  if (raw.length < MIN_HS256_SECRET_LENGTH) throw new Error(`must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: openssl rand -base64url 48)`);
+  if (raw.length < MIN_HS256_SECRET_LENGTH)
+    throw new Error(
+      `must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: openssl rand -base64url 48)`,
+    );
   return raw;
 };
 const channelPrefix = (raw: string): string => {
   const v = raw.trim();
-  if (!/^[A-Za-z0-9_\-.:@/=+]{1,64}$/.test(v)) throw new Error("must be 1 to 64 characters from the channel alphabet A-Z a-z 0-9 _ - . : @ / = +");
+  if (!/^[A-Za-z0-9_\-.:@/=+]{1,64}$/.test(v))
+    throw new Error("must be 1 to 64 characters from the channel alphabet A-Z a-z 0-9 _ - . : @ / = +");
   return v;
 };
 
 const redisUrl = (raw: string): string => {
   const v = raw.trim();
-  if (!/^rediss?:\/\/[^\s]+$/.test(v)) throw new Error("must be a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS");
+  if (!/^rediss?:\/\/[^\s]+$/.test(v))
+    throw new Error("must be a Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS");
   return v;
 };
 const pemFile = (raw: string): string => {
@@ -106,7 +122,9 @@ const pemFile = (raw: string): string => {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new Error(`cannot read ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(
+      `cannot read ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   if (!text.includes("-----BEGIN ")) throw new Error(`${JSON.stringify(path)} is not a PEM file (no -----BEGIN line)`);
   return path;
@@ -119,57 +137,333 @@ const redisPrefix = (raw: string): string => {
 const setting = <T>(s: Setting<T>): Setting<T> => s;
 
 export const SETTINGS = {
-  grpcHost: setting({ env: "REALTIME_GRPC_HOST", default: "127.0.0.1", doc: "Address the gRPC API listens on.", roles: ["api"], parse: text }),
-  grpcPort: setting({ env: "REALTIME_GRPC_PORT", default: 50051, doc: "Port of the gRPC API (0 picks a free one).", roles: ["api"], parse: port }),
-  httpHost: setting({ env: "REALTIME_HTTP_HOST", default: "127.0.0.1", doc: "Address the API's HTTP server (Connect, gRPC-Web, dashboard) listens on.", roles: ["api"], parse: text }),
-  httpPort: setting({ env: "REALTIME_HTTP_PORT", default: 8080, doc: "Port of the API's HTTP server: Connect, gRPC-Web and the dashboard at / (0 picks a free one).", roles: ["api"], parse: port }),
-  corsOrigins: setting({ env: "REALTIME_CORS_ORIGINS", default: "", doc: "Browser origins allowed to call the HTTP API besides its own, comma-separated (https://ops.example.com), or * for any.", roles: ["api"], parse: origins }),
-  linkHost: setting({ env: "REALTIME_LINK_HOST", default: "127.0.0.1", doc: "Address the API listens on for edges (embedded mode).", roles: ["api"], parse: text }),
-  linkPort: setting({ env: "REALTIME_LINK_PORT", default: 50052, doc: "Port the API listens on for edges (0 picks a free one).", roles: ["api"], parse: port }),
-  linkUrl: setting({ env: "REALTIME_LINK_URL", default: "127.0.0.1:50052", doc: "Where an edge finds the API's link port, host:port.", roles: ["edge"], parse: hostPort }),
-  wsHost: setting({ env: "REALTIME_WS_HOST", default: "127.0.0.1", doc: "Address the edge's WebSocket server listens on.", roles: ["edge"], parse: text }),
-  wsPort: setting({ env: "REALTIME_WS_PORT", default: 8090, doc: "Port of the edge's WebSocket server (0 picks a free one).", roles: ["edge"], parse: port }),
-  maxPayloadBytes: setting({ env: "REALTIME_MAX_PAYLOAD_BYTES", default: DEFAULT_MAX_PAYLOAD_BYTES, doc: "Largest event, bytes of its protobuf encoding.", roles: ["api", "edge"], parse: integer(1024, 16 * 1024 * 1024) }),
-  maxBatchBytes: setting({ env: "REALTIME_MAX_BATCH_BYTES", default: DEFAULT_MAX_BATCH_BYTES, doc: "Largest SendBatch request in bytes; the API reads no request larger than this or one event at the payload limit.", roles: ["api"], parse: integer(1024, 64 * 1024 * 1024) }),
-  maxProfileBytes: setting({ env: "REALTIME_MAX_PROFILE_BYTES", default: DEFAULT_MAX_PROFILE_BYTES, doc: "Largest profile, bytes of its protobuf encoding.", roles: ["edge"], parse: integer(64, 1024 * 1024) }),
-  maxChannelsPerConnection: setting({ env: "REALTIME_MAX_CHANNELS_PER_CONNECTION", default: DEFAULT_MAX_CHANNELS_PER_CONNECTION, doc: "Most channels one connection may be in.", roles: ["edge"], parse: integer(1, 100_000) }),
-  logLevel: setting({ env: "REALTIME_LOG_LEVEL", default: "info", doc: "Least severe log level written: fatal, error, warn, info, debug, trace or silent.", roles: ["api", "edge"], parse: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"]) }),
-  edgeGraceMs: setting({ env: "REALTIME_EDGE_GRACE_MS", default: DEFAULT_EDGE_GRACE_MS, doc: "How long the API keeps an unreachable edge's members before removing them.", roles: ["api"], parse: integer(0, 600_000) }),
-  allowClientBroadcast: setting({ env: "REALTIME_ALLOW_CLIENT_BROADCAST", default: false, doc: "Whether clients may broadcast to every connection (off: only backends broadcast).", roles: ["edge"], parse: bool }),
+  grpcHost: setting({
+    env: "REALTIME_GRPC_HOST",
+    default: "127.0.0.1",
+    doc: "Address the gRPC API listens on.",
+    roles: ["api"],
+    parse: text,
+  }),
+  grpcPort: setting({
+    env: "REALTIME_GRPC_PORT",
+    default: 50051,
+    doc: "Port of the gRPC API (0 picks a free one).",
+    roles: ["api"],
+    parse: port,
+  }),
+  httpHost: setting({
+    env: "REALTIME_HTTP_HOST",
+    default: "127.0.0.1",
+    doc: "Address the API's HTTP server (Connect, gRPC-Web, dashboard) listens on.",
+    roles: ["api"],
+    parse: text,
+  }),
+  httpPort: setting({
+    env: "REALTIME_HTTP_PORT",
+    default: 8080,
+    doc: "Port of the API's HTTP server: Connect, gRPC-Web and the dashboard at / (0 picks a free one).",
+    roles: ["api"],
+    parse: port,
+  }),
+  corsOrigins: setting({
+    env: "REALTIME_CORS_ORIGINS",
+    default: "",
+    doc: "Browser origins allowed to call the HTTP API besides its own, comma-separated (https://ops.example.com), or * for any.",
+    roles: ["api"],
+    parse: origins,
+  }),
+  linkHost: setting({
+    env: "REALTIME_LINK_HOST",
+    default: "127.0.0.1",
+    doc: "Address the API listens on for edges (embedded mode).",
+    roles: ["api"],
+    parse: text,
+  }),
+  linkPort: setting({
+    env: "REALTIME_LINK_PORT",
+    default: 50052,
+    doc: "Port the API listens on for edges (0 picks a free one).",
+    roles: ["api"],
+    parse: port,
+  }),
+  linkUrl: setting({
+    env: "REALTIME_LINK_URL",
+    default: "127.0.0.1:50052",
+    doc: "Where an edge finds the API's link port, host:port.",
+    roles: ["edge"],
+    parse: hostPort,
+  }),
+  wsHost: setting({
+    env: "REALTIME_WS_HOST",
+    default: "127.0.0.1",
+    doc: "Address the edge's WebSocket server listens on.",
+    roles: ["edge"],
+    parse: text,
+  }),
+  wsPort: setting({
+    env: "REALTIME_WS_PORT",
+    default: 8090,
+    doc: "Port of the edge's WebSocket server (0 picks a free one).",
+    roles: ["edge"],
+    parse: port,
+  }),
+  maxPayloadBytes: setting({
+    env: "REALTIME_MAX_PAYLOAD_BYTES",
+    default: DEFAULT_MAX_PAYLOAD_BYTES,
+    doc: "Largest event, bytes of its protobuf encoding.",
+    roles: ["api", "edge"],
+    parse: integer(1024, 16 * 1024 * 1024),
+  }),
+  maxBatchBytes: setting({
+    env: "REALTIME_MAX_BATCH_BYTES",
+    default: DEFAULT_MAX_BATCH_BYTES,
+    doc: "Largest SendBatch request in bytes; the API reads no request larger than this or one event at the payload limit.",
+    roles: ["api"],
+    parse: integer(1024, 64 * 1024 * 1024),
+  }),
+  maxProfileBytes: setting({
+    env: "REALTIME_MAX_PROFILE_BYTES",
+    default: DEFAULT_MAX_PROFILE_BYTES,
+    doc: "Largest profile, bytes of its protobuf encoding.",
+    roles: ["edge"],
+    parse: integer(64, 1024 * 1024),
+  }),
+  maxChannelsPerConnection: setting({
+    env: "REALTIME_MAX_CHANNELS_PER_CONNECTION",
+    default: DEFAULT_MAX_CHANNELS_PER_CONNECTION,
+    doc: "Most channels one connection may be in.",
+    roles: ["edge"],
+    parse: integer(1, 100_000),
+  }),
+  logLevel: setting({
+    env: "REALTIME_LOG_LEVEL",
+    default: "info",
+    doc: "Least severe log level written: fatal, error, warn, info, debug, trace or silent.",
+    roles: ["api", "edge"],
+    parse: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+  }),
+  edgeGraceMs: setting({
+    env: "REALTIME_EDGE_GRACE_MS",
+    default: DEFAULT_EDGE_GRACE_MS,
+    doc: "How long the API keeps an unreachable edge's members before removing them.",
+    roles: ["api"],
+    parse: integer(0, 600_000),
+  }),
+  allowClientBroadcast: setting({
+    env: "REALTIME_ALLOW_CLIENT_BROADCAST",
+    default: false,
+    doc: "Whether clients may broadcast to every connection (off: only backends broadcast).",
+    roles: ["edge"],
+    parse: bool,
+  }),
   // --- Trust (docs/security.md) ---
-  apiKeys: setting({ env: "REALTIME_API_KEYS", default: "", doc: "API keys backends must send (authorization: Bearer <key>), comma-separated, each KEY or KEY:scope+scope (publish, presence, a method name). Empty: no keys, loopback only.", roles: ["api"], parse: apiKeyList }),
-  insecure: setting({ env: "REALTIME_INSECURE", default: false, doc: "Let the API listen beyond loopback without API keys, and an edge without token keys. Never in production.", roles: ["api", "edge"], parse: bool }),
-  jwtSecret: setting({ env: "REALTIME_JWT_SECRET", default: "", doc: "HS256 secret that client tokens are signed with (32+ characters).", roles: ["edge"], parse: secret }),
-  jwtPublicKeyFile: setting({ env: "REALTIME_JWT_PUBLIC_KEY_FILE", default: "", doc: "PEM public key (RSA for RS256, EC P-256 for ES256) that client tokens are signed with.", roles: ["edge"], parse: text }),
-  jwtJwksFile: setting({ env: "REALTIME_JWT_JWKS_FILE", default: "", doc: "JSON Web Key Set file of RS256/ES256 keys that client tokens are signed with (picked by kid).", roles: ["edge"], parse: text }),
-  jwtIssuer: setting({ env: "REALTIME_JWT_ISSUER", default: "", doc: "Required iss claim of client tokens; empty: not checked.", roles: ["edge"], parse: text }),
-  jwtAudience: setting({ env: "REALTIME_JWT_AUDIENCE", default: "", doc: "Required aud claim of client tokens; empty: not checked.", roles: ["edge"], parse: text }),
-  allowAnonymous: setting({ env: "REALTIME_ALLOW_ANONYMOUS", default: false, doc: "With token keys set: let clients without a token in, anonymous (public channels only).", roles: ["edge"], parse: bool }),
-  privateChannelPrefix: setting({ env: "REALTIME_PRIVATE_CHANNEL_PREFIX", default: "private:", doc: "Channels whose name starts with this need a grant in the client's token (channels claim).", roles: ["edge"], parse: channelPrefix }),
-  allowClientSend: setting({ env: "REALTIME_ALLOW_CLIENT_SEND", default: true, doc: "Whether clients may send events to the channels they joined (off: only backends send).", roles: ["edge"], parse: bool }),
-  maxConnections: setting({ env: "REALTIME_MAX_CONNECTIONS", default: DEFAULT_MAX_CONNECTIONS_PER_EDGE, doc: "Most client connections per edge; more are refused with HTTP 503.", roles: ["edge"], parse: integer(1, 10_000_000) }),
-  rateLimitPerSecond: setting({ env: "REALTIME_RATE_LIMIT_PER_SECOND", default: DEFAULT_RATE_LIMIT_PER_SECOND, doc: "Client commands per second per connection, on average; excess commands get RESOURCE_EXHAUSTED.", roles: ["edge"], parse: integer(1, 1_000_000) }),
-  rateLimitBurst: setting({ env: "REALTIME_RATE_LIMIT_BURST", default: DEFAULT_RATE_LIMIT_BURST, doc: "Client commands per connection allowed in a burst.", roles: ["edge"], parse: integer(1, 1_000_000) }),
-  errorBudget: setting({ env: "REALTIME_ERROR_BUDGET", default: DEFAULT_ERROR_BUDGET, doc: "Error replies a connection may earn in a burst (refilled 1/s) before it is closed with 4503.", roles: ["edge"], parse: integer(1, 1_000_000) }),
-  maxOutboundBytes: setting({ env: "REALTIME_MAX_OUTBOUND_BYTES", default: DEFAULT_MAX_OUTBOUND_BYTES, doc: "Bytes that may wait to be written to one client; past it the client is closed with 4001 (slow consumer).", roles: ["edge"], parse: integer(16 * 1024, 1024 * 1024 * 1024) }),
-  heartbeatIntervalMs: setting({ env: "REALTIME_HEARTBEAT_INTERVAL_MS", default: DEFAULT_HEARTBEAT_INTERVAL_MS, doc: "How often an edge pings its clients.", roles: ["edge"], parse: integer(50, 3_600_000) }),
-  heartbeatTimeoutMs: setting({ env: "REALTIME_HEARTBEAT_TIMEOUT_MS", default: DEFAULT_HEARTBEAT_TIMEOUT_MS, doc: "How long a client has to answer a ping before it is dropped.", roles: ["edge"], parse: integer(50, 3_600_000) }),
-  shutdownSpreadMs: setting({ env: "REALTIME_SHUTDOWN_SPREAD_MS", default: DEFAULT_SHUTDOWN_SPREAD_MS, doc: "On SIGTERM, the window over which an edge closes its clients (4000), so they do not all reconnect at once.", roles: ["edge"], parse: integer(0, 600_000) }),
-  shutdownTimeoutMs: setting({ env: "REALTIME_SHUTDOWN_TIMEOUT_MS", default: DEFAULT_SHUTDOWN_TIMEOUT_MS, doc: "On SIGTERM, the deadline by which the process exits, whatever is left.", roles: ["api", "edge"], parse: integer(100, 3_600_000) }),
-  shutdownDrainMs: setting({ env: "REALTIME_SHUTDOWN_DRAIN_MS", default: DEFAULT_SHUTDOWN_DRAIN_MS, doc: "On SIGTERM, how long a process reports not ready (/readyz 503, gRPC health NOT_SERVING) before it stops listening, so load balancers take it out first; meanwhile the API answers new calls UNAVAILABLE and an edge keeps its clients.", roles: ["api", "edge"], parse: integer(0, 600_000) }),
-  grpcKeepaliveTimeMs: setting({ env: "REALTIME_GRPC_KEEPALIVE_TIME_MS", default: DEFAULT_GRPC_KEEPALIVE_TIME_MS, doc: "How often the gRPC server pings an idle client connection.", roles: ["api"], parse: integer(1_000, 86_400_000) }),
-  grpcKeepaliveTimeoutMs: setting({ env: "REALTIME_GRPC_KEEPALIVE_TIMEOUT_MS", default: DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS, doc: "How long the gRPC server waits for a ping answer before it drops the connection.", roles: ["api"], parse: integer(1_000, 3_600_000) }),
-  grpcMaxConnectionAgeMs: setting({ env: "REALTIME_GRPC_MAX_CONNECTION_AGE_MS", default: 0, doc: "Close gRPC client connections older than this (with a grace period for calls in flight) so that clients rebalance; 0: never.", roles: ["api"], parse: integer(0, 86_400_000 * 30) }),
-  redisUrl: setting({ env: "REALTIME_REDIS_URL", default: "", doc: "Redis to scale out over (redis://host:port): every API node and edge then uses it instead of the API's link; empty: embedded mode.", roles: ["api", "edge"], parse: redisUrl }),
-  redisPrefix: setting({ env: "REALTIME_REDIS_PREFIX", default: DEFAULT_REDIS_PREFIX, doc: "Prefix of every Redis key and channel, so that deployments can share one Redis.", roles: ["api", "edge"], parse: redisPrefix }),
-  redisEdgeTtlMs: setting({ env: "REALTIME_REDIS_EDGE_TTL_MS", default: DEFAULT_REDIS_EDGE_TTL_MS, doc: "Redis mode: an edge that stops heartbeating counts as dead after this; its members leave GetMembers then and get channel:leave within 4/3 of it.", roles: ["api", "edge"], parse: integer(MIN_REDIS_EDGE_TTL_MS, MAX_REDIS_EDGE_TTL_MS) }),
+  apiKeys: setting({
+    env: "REALTIME_API_KEYS",
+    default: "",
+    doc: "API keys backends must send (authorization: Bearer <key>), comma-separated, each KEY or KEY:scope+scope (publish, presence, a method name). Empty: no keys, loopback only.",
+    roles: ["api"],
+    parse: apiKeyList,
+  }),
+  insecure: setting({
+    env: "REALTIME_INSECURE",
+    default: false,
+    doc: "Let the API listen beyond loopback without API keys, and an edge without token keys. Never in production.",
+    roles: ["api", "edge"],
+    parse: bool,
+  }),
+  jwtSecret: setting({
+    env: "REALTIME_JWT_SECRET",
+    default: "",
+    doc: "HS256 secret that client tokens are signed with (32+ characters).",
+    roles: ["edge"],
+    parse: secret,
+  }),
+  jwtPublicKeyFile: setting({
+    env: "REALTIME_JWT_PUBLIC_KEY_FILE",
+    default: "",
+    doc: "PEM public key (RSA for RS256, EC P-256 for ES256) that client tokens are signed with.",
+    roles: ["edge"],
+    parse: text,
+  }),
+  jwtJwksFile: setting({
+    env: "REALTIME_JWT_JWKS_FILE",
+    default: "",
+    doc: "JSON Web Key Set file of RS256/ES256 keys that client tokens are signed with (picked by kid).",
+    roles: ["edge"],
+    parse: text,
+  }),
+  jwtIssuer: setting({
+    env: "REALTIME_JWT_ISSUER",
+    default: "",
+    doc: "Required iss claim of client tokens; empty: not checked.",
+    roles: ["edge"],
+    parse: text,
+  }),
+  jwtAudience: setting({
+    env: "REALTIME_JWT_AUDIENCE",
+    default: "",
+    doc: "Required aud claim of client tokens; empty: not checked.",
+    roles: ["edge"],
+    parse: text,
+  }),
+  allowAnonymous: setting({
+    env: "REALTIME_ALLOW_ANONYMOUS",
+    default: false,
+    doc: "With token keys set: let clients without a token in, anonymous (public channels only).",
+    roles: ["edge"],
+    parse: bool,
+  }),
+  privateChannelPrefix: setting({
+    env: "REALTIME_PRIVATE_CHANNEL_PREFIX",
+    default: "private:",
+    doc: "Channels whose name starts with this need a grant in the client's token (channels claim).",
+    roles: ["edge"],
+    parse: channelPrefix,
+  }),
+  allowClientSend: setting({
+    env: "REALTIME_ALLOW_CLIENT_SEND",
+    default: true,
+    doc: "Whether clients may send events to the channels they joined (off: only backends send).",
+    roles: ["edge"],
+    parse: bool,
+  }),
+  maxConnections: setting({
+    env: "REALTIME_MAX_CONNECTIONS",
+    default: DEFAULT_MAX_CONNECTIONS_PER_EDGE,
+    doc: "Most client connections per edge; more are refused with HTTP 503.",
+    roles: ["edge"],
+    parse: integer(1, 10_000_000),
+  }),
+  rateLimitPerSecond: setting({
+    env: "REALTIME_RATE_LIMIT_PER_SECOND",
+    default: DEFAULT_RATE_LIMIT_PER_SECOND,
+    doc: "Client commands per second per connection, on average; excess commands get RESOURCE_EXHAUSTED.",
+    roles: ["edge"],
+    parse: integer(1, 1_000_000),
+  }),
+  rateLimitBurst: setting({
+    env: "REALTIME_RATE_LIMIT_BURST",
+    default: DEFAULT_RATE_LIMIT_BURST,
+    doc: "Client commands per connection allowed in a burst.",
+    roles: ["edge"],
+    parse: integer(1, 1_000_000),
+  }),
+  errorBudget: setting({
+    env: "REALTIME_ERROR_BUDGET",
+    default: DEFAULT_ERROR_BUDGET,
+    doc: "Error replies a connection may earn in a burst (refilled 1/s) before it is closed with 4503.",
+    roles: ["edge"],
+    parse: integer(1, 1_000_000),
+  }),
+  maxOutboundBytes: setting({
+    env: "REALTIME_MAX_OUTBOUND_BYTES",
+    default: DEFAULT_MAX_OUTBOUND_BYTES,
+    doc: "Bytes that may wait to be written to one client; past it the client is closed with 4001 (slow consumer).",
+    roles: ["edge"],
+    parse: integer(16 * 1024, 1024 * 1024 * 1024),
+  }),
+  heartbeatIntervalMs: setting({
+    env: "REALTIME_HEARTBEAT_INTERVAL_MS",
+    default: DEFAULT_HEARTBEAT_INTERVAL_MS,
+    doc: "How often an edge pings its clients.",
+    roles: ["edge"],
+    parse: integer(50, 3_600_000),
+  }),
+  heartbeatTimeoutMs: setting({
+    env: "REALTIME_HEARTBEAT_TIMEOUT_MS",
+    default: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    doc: "How long a client has to answer a ping before it is dropped.",
+    roles: ["edge"],
+    parse: integer(50, 3_600_000),
+  }),
+  shutdownSpreadMs: setting({
+    env: "REALTIME_SHUTDOWN_SPREAD_MS",
+    default: DEFAULT_SHUTDOWN_SPREAD_MS,
+    doc: "On SIGTERM, the window over which an edge closes its clients (4000), so they do not all reconnect at once.",
+    roles: ["edge"],
+    parse: integer(0, 600_000),
+  }),
+  shutdownTimeoutMs: setting({
+    env: "REALTIME_SHUTDOWN_TIMEOUT_MS",
+    default: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    doc: "On SIGTERM, the deadline by which the process exits, whatever is left.",
+    roles: ["api", "edge"],
+    parse: integer(100, 3_600_000),
+  }),
+  shutdownDrainMs: setting({
+    env: "REALTIME_SHUTDOWN_DRAIN_MS",
+    default: DEFAULT_SHUTDOWN_DRAIN_MS,
+    doc: "On SIGTERM, how long a process reports not ready (/readyz 503, gRPC health NOT_SERVING) before it stops listening, so load balancers take it out first; meanwhile the API answers new calls UNAVAILABLE and an edge keeps its clients.",
+    roles: ["api", "edge"],
+    parse: integer(0, 600_000),
+  }),
+  grpcKeepaliveTimeMs: setting({
+    env: "REALTIME_GRPC_KEEPALIVE_TIME_MS",
+    default: DEFAULT_GRPC_KEEPALIVE_TIME_MS,
+    doc: "How often the gRPC server pings an idle client connection.",
+    roles: ["api"],
+    parse: integer(1_000, 86_400_000),
+  }),
+  grpcKeepaliveTimeoutMs: setting({
+    env: "REALTIME_GRPC_KEEPALIVE_TIMEOUT_MS",
+    default: DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS,
+    doc: "How long the gRPC server waits for a ping answer before it drops the connection.",
+    roles: ["api"],
+    parse: integer(1_000, 3_600_000),
+  }),
+  grpcMaxConnectionAgeMs: setting({
+    env: "REALTIME_GRPC_MAX_CONNECTION_AGE_MS",
+    default: 0,
+    doc: "Close gRPC client connections older than this (with a grace period for calls in flight) so that clients rebalance; 0: never.",
+    roles: ["api"],
+    parse: integer(0, 86_400_000 * 30),
+  }),
+  redisUrl: setting({
+    env: "REALTIME_REDIS_URL",
+    default: "",
+    doc: "Redis to scale out over (redis://host:port): every API node and edge then uses it instead of the API's link; empty: embedded mode.",
+    roles: ["api", "edge"],
+    parse: redisUrl,
+  }),
+  redisPrefix: setting({
+    env: "REALTIME_REDIS_PREFIX",
+    default: DEFAULT_REDIS_PREFIX,
+    doc: "Prefix of every Redis key and channel, so that deployments can share one Redis.",
+    roles: ["api", "edge"],
+    parse: redisPrefix,
+  }),
+  redisEdgeTtlMs: setting({
+    env: "REALTIME_REDIS_EDGE_TTL_MS",
+    default: DEFAULT_REDIS_EDGE_TTL_MS,
+    doc: "Redis mode: an edge that stops heartbeating counts as dead after this; its members leave GetMembers then and get channel:leave within 4/3 of it.",
+    roles: ["api", "edge"],
+    parse: integer(MIN_REDIS_EDGE_TTL_MS, MAX_REDIS_EDGE_TTL_MS),
+  }),
   // --- TLS in the process (docs/operations.md#tls) ---
-  tlsCertFile: setting({ env: "REALTIME_TLS_CERT_FILE", default: "", doc: "PEM certificate chain: with REALTIME_TLS_KEY_FILE, the gRPC, HTTP and WebSocket ports serve TLS (the link stays plain); empty: plain, TLS in front.", roles: ["api", "edge"], parse: pemFile }),
-  tlsKeyFile: setting({ env: "REALTIME_TLS_KEY_FILE", default: "", doc: "PEM private key of REALTIME_TLS_CERT_FILE's certificate.", roles: ["api", "edge"], parse: pemFile }),
+  tlsCertFile: setting({
+    env: "REALTIME_TLS_CERT_FILE",
+    default: "",
+    doc: "PEM certificate chain: with REALTIME_TLS_KEY_FILE, the gRPC, HTTP and WebSocket ports serve TLS (the link stays plain); empty: plain, TLS in front.",
+    roles: ["api", "edge"],
+    parse: pemFile,
+  }),
+  tlsKeyFile: setting({
+    env: "REALTIME_TLS_KEY_FILE",
+    default: "",
+    doc: "PEM private key of REALTIME_TLS_CERT_FILE's certificate.",
+    roles: ["api", "edge"],
+    parse: pemFile,
+  }),
 } as const;
 
 type Settings = typeof SETTINGS;
-export type Config = { -readonly [K in keyof Settings]: Settings[K]["default"] extends number ? number : Settings[K]["default"] extends boolean ? boolean : string };
+export type Config = {
+  -readonly [K in keyof Settings]: Settings[K]["default"] extends number
+    ? number
+    : Settings[K]["default"] extends boolean
+      ? boolean
+      : string;
+};
 
 /**
  * Reads the configuration from env, then applies overrides (used by tests

@@ -25,7 +25,10 @@ let cluster: Cluster;
 const clients: Record<string, (key?: string, header?: string) => Client<typeof Realtime>> = {};
 
 beforeAll(async () => {
-  cluster = await startCluster(1, { REALTIME_API_KEYS: `${FULL}, ${OLD}\n${READER}:presence, ${WRITER}:publish`, REALTIME_MAX_PAYLOAD_BYTES: "4096" });
+  cluster = await startCluster(1, {
+    REALTIME_API_KEYS: `${FULL}, ${OLD}\n${READER}:presence, ${WRITER}:publish`,
+    REALTIME_MAX_PAYLOAD_BYTES: "4096",
+  });
   const make = (kind: "grpc" | "connect") => (key?: string, header?: string) => {
     const baseUrl = kind === "grpc" ? `http://${cluster.grpc}` : `http://${cluster.http}`;
     const interceptors = [
@@ -35,7 +38,10 @@ beforeAll(async () => {
         return next(req as never);
       },
     ] as never;
-    const transport = kind === "grpc" ? createGrpcTransport({ baseUrl, interceptors }) : createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+    const transport =
+      kind === "grpc"
+        ? createGrpcTransport({ baseUrl, interceptors })
+        : createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
     return createClient(Realtime, transport);
   };
   clients.grpc = make("grpc");
@@ -84,10 +90,14 @@ for (const protocol of ["grpc", "connect"] as const) {
       expect(await code(reader.listChannels({}))).toBe("ok");
       expect(await code(send(reader))).toBe(Code.PermissionDenied);
       expect(await code(reader.broadcast({ event: "e", payload: json(1) }))).toBe(Code.PermissionDenied);
-      expect(await code(reader.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(Code.PermissionDenied);
+      expect(await code(reader.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(
+        Code.PermissionDenied,
+      );
       const writer = rt(WRITER);
       expect(await code(send(writer))).toBe("ok");
-      expect(await code(writer.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe("ok");
+      expect(await code(writer.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(
+        "ok",
+      );
       expect(await code(writer.getMembers({ channel: "keys" }))).toBe(Code.PermissionDenied);
     });
 
@@ -112,7 +122,11 @@ for (const protocol of ["grpc", "connect"] as const) {
     });
 
     it("answers a request larger than the limit with RESOURCE_EXHAUSTED", async () => {
-      const big = { channel: "keys", event: "e", payload: { case: "binary" as const, value: new Uint8Array(64 * 1024) } };
+      const big = {
+        channel: "keys",
+        event: "e",
+        payload: { case: "binary" as const, value: new Uint8Array(64 * 1024) },
+      };
       expect(await code(rt(FULL).send(big))).toBe(Code.ResourceExhausted);
     });
 
@@ -134,13 +148,24 @@ it("leaves health open to load balancers without a key", async () => {
 
 describe("secure by default", () => {
   it("without keys, refuses to listen beyond loopback and says how to fix it", async () => {
-    await expect(startProcess("api", { REALTIME_GRPC_HOST: "0.0.0.0", REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_API_KEYS: "" })).rejects.toThrow(
-      /refusing to listen on 0\.0\.0\.0 without authentication: set REALTIME_API_KEYS/,
-    );
+    await expect(
+      startProcess("api", {
+        REALTIME_GRPC_HOST: "0.0.0.0",
+        REALTIME_GRPC_PORT: "0",
+        REALTIME_LINK_PORT: "0",
+        REALTIME_HTTP_PORT: "0",
+        REALTIME_API_KEYS: "",
+      }),
+    ).rejects.toThrow(/refusing to listen on 0\.0\.0\.0 without authentication: set REALTIME_API_KEYS/);
   }, 30_000);
 
   it("without keys on loopback, starts and says that every call is allowed", async () => {
-    const api = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_API_KEYS: "" });
+    const api = await startProcess("api", {
+      REALTIME_GRPC_PORT: "0",
+      REALTIME_LINK_PORT: "0",
+      REALTIME_HTTP_PORT: "0",
+      REALTIME_API_KEYS: "",
+    });
     try {
       expect(api.stderr()).toMatch(/no API keys configured.*loopback only/);
       const rt = createClient(Realtime, createGrpcTransport({ baseUrl: `http://${api.ready.grpc}` }));
@@ -151,7 +176,14 @@ describe("secure by default", () => {
   }, 30_000);
 
   it("with REALTIME_INSECURE=true, listens beyond loopback without keys, loudly", async () => {
-    const api = await startProcess("api", { REALTIME_GRPC_HOST: "0.0.0.0", REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_API_KEYS: "", REALTIME_INSECURE: "true" });
+    const api = await startProcess("api", {
+      REALTIME_GRPC_HOST: "0.0.0.0",
+      REALTIME_GRPC_PORT: "0",
+      REALTIME_LINK_PORT: "0",
+      REALTIME_HTTP_PORT: "0",
+      REALTIME_API_KEYS: "",
+      REALTIME_INSECURE: "true",
+    });
     try {
       expect(api.stderr()).toMatch(/WITHOUT API keys/);
     } finally {
@@ -160,7 +192,21 @@ describe("secure by default", () => {
   }, 30_000);
 
   it("refuses a malformed key list at start, naming the variable", async () => {
-    await expect(startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_API_KEYS: "short" })).rejects.toThrow(/REALTIME_API_KEYS.*16 to 256 characters/);
-    await expect(startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_API_KEYS: `${FULL}:publsh` })).rejects.toThrow(/unknown scope "publsh"/);
+    await expect(
+      startProcess("api", {
+        REALTIME_GRPC_PORT: "0",
+        REALTIME_LINK_PORT: "0",
+        REALTIME_HTTP_PORT: "0",
+        REALTIME_API_KEYS: "short",
+      }),
+    ).rejects.toThrow(/REALTIME_API_KEYS.*16 to 256 characters/);
+    await expect(
+      startProcess("api", {
+        REALTIME_GRPC_PORT: "0",
+        REALTIME_LINK_PORT: "0",
+        REALTIME_HTTP_PORT: "0",
+        REALTIME_API_KEYS: `${FULL}:publsh`,
+      }),
+    ).rejects.toThrow(/unknown scope "publsh"/);
   }, 30_000);
 });

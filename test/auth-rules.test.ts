@@ -4,7 +4,7 @@
  * patterns, and the token verifier's refusal of algorithm confusion.
  */
 import { createSecretKey, generateKeyPairSync } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { ApiKeyring, parseApiKeys } from "../src/auth/api-keys.js";
@@ -57,8 +57,20 @@ describe("REALTIME_API_KEYS", () => {
     expect(code(() => ring.authorize(`bearer  ${K1} `, "Send"))).toBe("ok");
     expect(code(() => ring.authorize(`Bearer ${K2}`, "WatchChannel"))).toBe("ok");
     expect(code(() => ring.authorize(`Bearer ${K2}`, "Send"))).toBe(Code.PermissionDenied);
-    for (const header of [null, "", K1, `Basic ${K1}`, `Bearer ${K1}x`, `Bearer ${K1.slice(1)}`, `Bearer ${K1} ${K2}`, "Bearer "]) {
-      expect(code(() => ring.authorize(header, "Send")), String(header)).toBe(Code.Unauthenticated);
+    for (const header of [
+      null,
+      "",
+      K1,
+      `Basic ${K1}`,
+      `Bearer ${K1}x`,
+      `Bearer ${K1.slice(1)}`,
+      `Bearer ${K1} ${K2}`,
+      "Bearer ",
+    ]) {
+      expect(
+        code(() => ring.authorize(header, "Send")),
+        String(header),
+      ).toBe(Code.Unauthenticated);
     }
     expect(new ApiKeyring([]).authorize(null, "Send")).toBeUndefined();
   });
@@ -66,12 +78,35 @@ describe("REALTIME_API_KEYS", () => {
 
 describe("exposure", () => {
   it("knows loopback from everything else", () => {
-    for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST", "api.localhost", "::ffff:127.0.0.1"]) expect(isLoopback(h), h).toBe(true);
-    for (const h of ["0.0.0.0", "::", "10.0.0.1", "192.168.1.1", "example.com", "localhost.example.com", "128.0.0.1", "::2"]) expect(isLoopback(h), h).toBe(false);
+    for (const h of [
+      "127.0.0.1",
+      "127.1.2.3",
+      "::1",
+      "[::1]",
+      "localhost",
+      "LOCALHOST",
+      "api.localhost",
+      "::ffff:127.0.0.1",
+    ])
+      expect(isLoopback(h), h).toBe(true);
+    for (const h of [
+      "0.0.0.0",
+      "::",
+      "10.0.0.1",
+      "192.168.1.1",
+      "example.com",
+      "localhost.example.com",
+      "128.0.0.1",
+      "::2",
+    ])
+      expect(isLoopback(h), h).toBe(false);
   });
 
   it("refuses non-loopback without credentials unless insecure", () => {
-    expect(checkExposure(["0.0.0.0"], false, false, "fix")).toMatchObject({ ok: false, message: expect.stringMatching(/0\.0\.0\.0.*fix.*REALTIME_INSECURE/) });
+    expect(checkExposure(["0.0.0.0"], false, false, "fix")).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/0\.0\.0\.0.*fix.*REALTIME_INSECURE/),
+    });
     expect(checkExposure(["127.0.0.1", "10.0.0.1"], false, false, "fix")).toMatchObject({ ok: false });
     expect(checkExposure(["0.0.0.0"], false, true, "fix")).toEqual({ ok: true, mode: "insecure" });
     expect(checkExposure(["0.0.0.0"], true, false, "fix")).toEqual({ ok: true, mode: "secured" });
@@ -99,11 +134,16 @@ describe("token verifier", () => {
     const pem = publicKey.export({ type: "spki", format: "pem" }).toString();
     const verifier = createTokenVerifier({ publicKeyPem: pem });
     expect(verifier.algorithms).toEqual(["RS256"]);
-    const confused = await new SignJWT({ sub: "x" }).setProtectedHeader({ alg: "HS256" }).sign(createSecretKey(Buffer.from(pem)));
+    const confused = await new SignJWT({ sub: "x" })
+      .setProtectedHeader({ alg: "HS256" })
+      .sign(createSecretKey(Buffer.from(pem)));
     await expect(verifier.verify(confused)).rejects.toThrow(/HS256 are not accepted|alg/);
     const none = `${Buffer.from('{"alg":"none"}').toString("base64url")}.${Buffer.from('{"sub":"x"}').toString("base64url")}.`;
     await expect(verifier.verify(none)).rejects.toThrow();
-    const good = await new SignJWT({ sub: "x", channels: ["private:x"] }).setProtectedHeader({ alg: "RS256" }).setExpirationTime("1m").sign(privateKey);
+    const good = await new SignJWT({ sub: "x", channels: ["private:x"] })
+      .setProtectedHeader({ alg: "RS256" })
+      .setExpirationTime("1m")
+      .sign(privateKey);
     const id = await verifier.verify(good);
     expect(id.userId).toBe("x");
     expect(id.grants.allows("private:x")).toBe(true);

@@ -40,11 +40,21 @@ beforeAll(async () => {
   rsa = await generateKeyPair("RS256", { extractable: true });
   es = await generateKeyPair("ES256", { extractable: true });
   writeFileSync(join(dir, "rsa.pem"), await exportSPKI(rsa.publicKey));
-  writeFileSync(join(dir, "jwks.json"), JSON.stringify({ keys: [{ ...(await exportJWK(es.publicKey)), kid: "es-1", alg: "ES256", use: "sig" }] }));
+  writeFileSync(
+    join(dir, "jwks.json"),
+    JSON.stringify({ keys: [{ ...(await exportJWK(es.publicKey)), kid: "es-1", alg: "ES256", use: "sig" }] }),
+  );
   cluster = await startCluster(0);
   await cluster.addEdge({ REALTIME_JWT_SECRET: SECRET });
-  await cluster.addEdge({ REALTIME_JWT_SECRET: SECRET, REALTIME_ALLOW_ANONYMOUS: "true", REALTIME_ALLOW_CLIENT_SEND: "false" });
-  await cluster.addEdge({ REALTIME_JWT_PUBLIC_KEY_FILE: join(dir, "rsa.pem"), REALTIME_JWT_JWKS_FILE: join(dir, "jwks.json") });
+  await cluster.addEdge({
+    REALTIME_JWT_SECRET: SECRET,
+    REALTIME_ALLOW_ANONYMOUS: "true",
+    REALTIME_ALLOW_CLIENT_SEND: "false",
+  });
+  await cluster.addEdge({
+    REALTIME_JWT_PUBLIC_KEY_FILE: join(dir, "rsa.pem"),
+    REALTIME_JWT_JWKS_FILE: join(dir, "jwks.json"),
+  });
   api = realtimeClient(cluster.grpc);
 }, 60_000);
 
@@ -62,15 +72,33 @@ describe("at the upgrade", () => {
     const header = (obj: object) => Buffer.from(JSON.stringify(obj)).toString("base64url");
     const cases: [string, Promise<{ status: number; body: string }>, RegExp][] = [
       ["missing", upgrade(url), /a token is required/],
-      ["forged (other secret)", hs256({ sub: "mallory" }, 600, "another-secret-0123456789-0123456789-0123").then((t) => upgrade(`${url}/?token=${t}`)), /signature does not verify/],
+      [
+        "forged (other secret)",
+        hs256({ sub: "mallory" }, 600, "another-secret-0123456789-0123456789-0123").then((t) =>
+          upgrade(`${url}/?token=${t}`),
+        ),
+        /signature does not verify/,
+      ],
       ["expired", hs256({ sub: "alice" }, -60).then((t) => upgrade(`${url}/?token=${t}`)), /expired/],
-      ["expired within the clock tolerance", hs256({ sub: "alice" }, -2).then((t) => upgrade(`${url}/?token=${t}`)), /expired/],
+      [
+        "expired within the clock tolerance",
+        hs256({ sub: "alice" }, -2).then((t) => upgrade(`${url}/?token=${t}`)),
+        /expired/,
+      ],
       ["alg none", upgrade(`${url}/?token=${header({ alg: "none" })}.${header({ sub: "root" })}.`), /invalid token/],
       ["no subject", hs256({}).then((t) => upgrade(`${url}/?token=${t}`)), /sub/],
       ["not a JWT", upgrade(`${url}/?token=hello`), /not a well-formed JWT/],
       ["malformed Authorization", upgrade(url, { headers: { authorization: "Basic abc" } }), /Bearer/],
-      ["two tokens", hs256({ sub: "alice" }).then((t) => upgrade(`${url}/?token=${t}&token=${t}`)), /more than one token/],
-      ["bad channels claim", hs256({ sub: "alice", channels: "private:x" as never }).then((t) => upgrade(`${url}/?token=${t}`)), /channels claim/],
+      [
+        "two tokens",
+        hs256({ sub: "alice" }).then((t) => upgrade(`${url}/?token=${t}&token=${t}`)),
+        /more than one token/,
+      ],
+      [
+        "bad channels claim",
+        hs256({ sub: "alice", channels: "private:x" as never }).then((t) => upgrade(`${url}/?token=${t}`)),
+        /channels claim/,
+      ],
     ];
     for (const [name, attempt, reason] of cases) {
       const res = await attempt;
@@ -95,16 +123,20 @@ describe("abrupt clients", () => {
     const { hostname, port } = new URL(cluster.ws[SECURED]!);
     const good = await hs256({ sub: "reset" });
     await Promise.all(
-      Array.from({ length: 40 }, (_, i) =>
-        new Promise<void>((resolve) => {
-          const token = i % 2 ? good : "bad";
-          const socket = connectTcp(Number(port), hostname, () => {
-            socket.write(`GET /?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-            setTimeout(() => socket.resetAndDestroy(), i % 4);
-          });
-          socket.on("error", () => {});
-          socket.on("close", () => resolve());
-        }),
+      Array.from(
+        { length: 40 },
+        (_, i) =>
+          new Promise<void>((resolve) => {
+            const token = i % 2 ? good : "bad";
+            const socket = connectTcp(Number(port), hostname, () => {
+              socket.write(
+                `GET /?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+              );
+              setTimeout(() => socket.resetAndDestroy(), i % 4);
+            });
+            socket.on("error", () => {});
+            socket.on("close", () => resolve());
+          }),
       ),
     );
     await sleep(200);
@@ -121,9 +153,17 @@ describe("identity", () => {
     await alice.ok({ command: { case: "join", value: { channel: "who" } } });
     await bob.ok({ command: { case: "join", value: { channel: "who" } } });
     const joined = await alice.event("channel:join", "who");
-    expect(joined.payload.case === "member" && joined.payload.value).toMatchObject({ id: expect.any(String), userId: expect.stringMatching(/alice|bob@example.com/) });
+    expect(joined.payload.case === "member" && joined.payload.value).toMatchObject({
+      id: expect.any(String),
+      userId: expect.stringMatching(/alice|bob@example.com/),
+    });
     const res = await api.getMembers({ channel: "who" });
-    expect(res.members.map((m) => [m.id, m.userId]).sort()).toEqual([[alice.id, "alice"], [bob.id, "bob@example.com"]].sort());
+    expect(res.members.map((m) => [m.id, m.userId]).sort()).toEqual(
+      [
+        [alice.id, "alice"],
+        [bob.id, "bob@example.com"],
+      ].sort(),
+    );
     const reply = await bob.ok({ command: { case: "getMembers", value: { channel: "who" } } });
     expect(reply.members.map((m) => m.userId).sort()).toEqual(["alice", "bob@example.com"]);
   });
@@ -131,7 +171,10 @@ describe("identity", () => {
 
 describe("private channels", () => {
   it("need a grant in the token: exact names or prefix* patterns; denials are PERMISSION_DENIED replies", async () => {
-    const granted = await connect(SECURED, await hs256({ sub: "carol", channels: ["private:team-1:*", "private:dm-7"] }));
+    const granted = await connect(
+      SECURED,
+      await hs256({ sub: "carol", channels: ["private:team-1:*", "private:dm-7"] }),
+    );
     const plain = await connect(SECURED, await hs256({ sub: "dave" }));
     const join = (c: TestClient, channel: string) => c.request({ command: { case: "join", value: { channel } } });
     expect((await join(granted, "private:team-1:general")).error).toBeUndefined();
@@ -140,11 +183,23 @@ describe("private channels", () => {
     for (const channel of ["private:team-2:general", "private:dm-77", "private:team-1"]) {
       expect((await join(granted, channel)).error?.code, channel).toBe(ErrorCode.PERMISSION_DENIED);
     }
-    expect((await join(plain, "private:dm-7")).error).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, message: expect.stringMatching(/private/) });
+    expect((await join(plain, "private:dm-7")).error).toMatchObject({
+      code: ErrorCode.PERMISSION_DENIED,
+      message: expect.stringMatching(/private/),
+    });
     expect((await join(plain, "public-room")).error).toBeUndefined();
     const members = await plain.request({ command: { case: "getMembers", value: { channel: "private:dm-7" } } });
     expect(members.error?.code).toBe(ErrorCode.PERMISSION_DENIED);
-    const send = await plain.request({ command: { case: "send", value: { channel: "private:dm-7", event: "e", payload: { case: "json", value: { kind: { case: "numberValue", value: 1 } } } } } });
+    const send = await plain.request({
+      command: {
+        case: "send",
+        value: {
+          channel: "private:dm-7",
+          event: "e",
+          payload: { case: "json", value: { kind: { case: "numberValue", value: 1 } } },
+        },
+      },
+    });
     expect(send.error?.code).toBe(ErrorCode.PERMISSION_DENIED);
     // The private channel never saw dave.
     expect((await api.getMembers({ channel: "private:dm-7" })).members.map((m) => m.userId)).toEqual(["carol"]);
@@ -172,7 +227,10 @@ describe("expiry and refresh", () => {
     await c.ok({ command: { case: "join", value: { channel: "private:frank" } } });
     const refresh = (token: string) => c.request({ command: { case: "refresh", value: { token } } });
     expect((await refresh("not-a-jwt")).error?.code).toBe(ErrorCode.UNAUTHENTICATED);
-    expect((await refresh(await hs256({ sub: "frank" }, -60))).error).toMatchObject({ code: ErrorCode.UNAUTHENTICATED, message: expect.stringMatching(/expired/) });
+    expect((await refresh(await hs256({ sub: "frank" }, -60))).error).toMatchObject({
+      code: ErrorCode.UNAUTHENTICATED,
+      message: expect.stringMatching(/expired/),
+    });
     expect((await refresh(await hs256({ sub: "mallory" }, 600))).error?.code).toBe(ErrorCode.PERMISSION_DENIED);
     // A good refresh without the grant: the connection stays, the private channel is left, and it is told.
     expect((await refresh(await hs256({ sub: "frank" }, 600))).error).toBeUndefined();
@@ -188,10 +246,15 @@ describe("anonymous connections", () => {
     expect((await upgrade(cluster.ws[SECURED]!)).status).toBe(401);
     const anon = await connect(ANON);
     expect((await anon.request({ command: { case: "join", value: { channel: "lobby-anon" } } })).error).toBeUndefined();
-    expect((await anon.request({ command: { case: "join", value: { channel: "private:x" } } })).error?.code).toBe(ErrorCode.PERMISSION_DENIED);
+    expect((await anon.request({ command: { case: "join", value: { channel: "private:x" } } })).error?.code).toBe(
+      ErrorCode.PERMISSION_DENIED,
+    );
     expect((await api.getMembers({ channel: "lobby-anon" })).members).toMatchObject([{ id: anon.id, userId: "" }]);
     expect((await upgrade(`${cluster.ws[ANON]!}/?token=garbage`)).status).toBe(401);
-    expect((await anon.request({ command: { case: "refresh", value: { token: await hs256({ sub: "someone" }) } } })).error?.code).toBe(ErrorCode.PERMISSION_DENIED);
+    expect(
+      (await anon.request({ command: { case: "refresh", value: { token: await hs256({ sub: "someone" }) } } })).error
+        ?.code,
+    ).toBe(ErrorCode.PERMISSION_DENIED);
   });
 });
 
@@ -199,18 +262,37 @@ describe("public-key tokens", () => {
   it("accept RS256 signed with the PEM key's pair and ES256 with a JWKS key; refuse the rest", async () => {
     const url = cluster.ws[PUBLIC_KEYS]!;
     const exp = Math.floor(Date.now() / 1000) + 600;
-    const rs = await new SignJWT({ sub: "rs-user" }).setProtectedHeader({ alg: "RS256" }).setExpirationTime(exp).sign(rsa.privateKey);
-    const esToken = await new SignJWT({ sub: "es-user" }).setProtectedHeader({ alg: "ES256", kid: "es-1" }).setExpirationTime(exp).sign(es.privateKey);
+    const rs = await new SignJWT({ sub: "rs-user" })
+      .setProtectedHeader({ alg: "RS256" })
+      .setExpirationTime(exp)
+      .sign(rsa.privateKey);
+    const esToken = await new SignJWT({ sub: "es-user" })
+      .setProtectedHeader({ alg: "ES256", kid: "es-1" })
+      .setExpirationTime(exp)
+      .sign(es.privateKey);
     const other = await generateKeyPair("RS256");
-    const wrongKey = await new SignJWT({ sub: "rs-user" }).setProtectedHeader({ alg: "RS256" }).setExpirationTime(exp).sign(other.privateKey);
-    const unknownKid = await new SignJWT({ sub: "es-user" }).setProtectedHeader({ alg: "ES256", kid: "nope" }).setExpirationTime(exp).sign(es.privateKey);
+    const wrongKey = await new SignJWT({ sub: "rs-user" })
+      .setProtectedHeader({ alg: "RS256" })
+      .setExpirationTime(exp)
+      .sign(other.privateKey);
+    const unknownKid = await new SignJWT({ sub: "es-user" })
+      .setProtectedHeader({ alg: "ES256", kid: "nope" })
+      .setExpirationTime(exp)
+      .sign(es.privateKey);
     const hs = await hs256({ sub: "hs-user" });
     const a = await connect(PUBLIC_KEYS, rs);
     const b = await connect(PUBLIC_KEYS, esToken, "proto");
     await a.ok({ command: { case: "join", value: { channel: "pk" } } });
     await b.ok({ command: { case: "join", value: { channel: "pk" } } });
-    expect((await api.getMembers({ channel: "pk" })).members.map((m) => m.userId).sort()).toEqual(["es-user", "rs-user"]);
-    for (const [name, token] of [["wrong key", wrongKey], ["unknown kid", unknownKid], ["HS256 without a secret", hs]] as const) {
+    expect((await api.getMembers({ channel: "pk" })).members.map((m) => m.userId).sort()).toEqual([
+      "es-user",
+      "rs-user",
+    ]);
+    for (const [name, token] of [
+      ["wrong key", wrongKey],
+      ["unknown kid", unknownKid],
+      ["HS256 without a secret", hs],
+    ] as const) {
       expect((await upgrade(`${url}/?token=${token}`)).status, name).toBe(401);
     }
   });
@@ -221,24 +303,42 @@ describe("client permissions", () => {
     const c = await connect(SECURED, await hs256({ sub: "gina" }));
     const payload = { case: "json" as const, value: { kind: { case: "numberValue" as const, value: 1 } } };
     const b = await c.request({ command: { case: "broadcast", value: { event: "e", payload } } });
-    expect(b.error).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, message: expect.stringMatching(/REALTIME_ALLOW_CLIENT_BROADCAST/) });
+    expect(b.error).toMatchObject({
+      code: ErrorCode.PERMISSION_DENIED,
+      message: expect.stringMatching(/REALTIME_ALLOW_CLIENT_BROADCAST/),
+    });
     await c.ok({ command: { case: "join", value: { channel: "chat" } } });
-    expect((await c.request({ command: { case: "send", value: { channel: "chat", event: "e", payload } } })).error).toBeUndefined();
+    expect(
+      (await c.request({ command: { case: "send", value: { channel: "chat", event: "e", payload } } })).error,
+    ).toBeUndefined();
     const anon = await connect(ANON);
     await anon.ok({ command: { case: "join", value: { channel: "chat" } } });
     const s = await anon.request({ command: { case: "send", value: { channel: "chat", event: "e", payload } } });
-    expect(s.error).toMatchObject({ code: ErrorCode.PERMISSION_DENIED, message: expect.stringMatching(/REALTIME_ALLOW_CLIENT_SEND/) });
+    expect(s.error).toMatchObject({
+      code: ErrorCode.PERMISSION_DENIED,
+      message: expect.stringMatching(/REALTIME_ALLOW_CLIENT_SEND/),
+    });
   });
 });
 
 describe("secure by default", () => {
   it("an edge without a token key refuses to listen beyond loopback, and says how to fix it", async () => {
-    await expect(startProcess("edge", { REALTIME_WS_HOST: "0.0.0.0", REALTIME_WS_PORT: "0", REALTIME_LINK_URL: cluster.api.ready.link! })).rejects.toThrow(
-      /refusing to listen on 0\.0\.0\.0 without authentication: set REALTIME_JWT_SECRET/,
-    );
+    await expect(
+      startProcess("edge", {
+        REALTIME_WS_HOST: "0.0.0.0",
+        REALTIME_WS_PORT: "0",
+        REALTIME_LINK_URL: cluster.api.ready.link!,
+      }),
+    ).rejects.toThrow(/refusing to listen on 0\.0\.0\.0 without authentication: set REALTIME_JWT_SECRET/);
   }, 30_000);
 
   it("refuses a short HS256 secret at start", async () => {
-    await expect(startProcess("edge", { REALTIME_WS_PORT: "0", REALTIME_LINK_URL: cluster.api.ready.link!, REALTIME_JWT_SECRET: "short" })).rejects.toThrow(/REALTIME_JWT_SECRET.*at least 32/);
+    await expect(
+      startProcess("edge", {
+        REALTIME_WS_PORT: "0",
+        REALTIME_LINK_URL: cluster.api.ready.link!,
+        REALTIME_JWT_SECRET: "short",
+      }),
+    ).rejects.toThrow(/REALTIME_JWT_SECRET.*at least 32/);
   }, 30_000);
 });

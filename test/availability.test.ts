@@ -39,7 +39,10 @@ describe("availability", () => {
     const cluster = await startCluster(0);
     const api = realtimeClient(cluster.grpc);
     try {
-      await expect(api.send({ channel: "c", event: "e", payload: ok })).rejects.toMatchObject({ code: status.UNAVAILABLE, details: expect.stringMatching(/no edge is connected/) });
+      await expect(api.send({ channel: "c", event: "e", payload: ok })).rejects.toMatchObject({
+        code: status.UNAVAILABLE,
+        details: expect.stringMatching(/no edge is connected/),
+      });
       await expect(api.broadcast({ event: "e", payload: ok })).rejects.toMatchObject({ code: status.UNAVAILABLE });
       await cluster.addEdge();
       expect((await api.broadcast({ event: "e", payload: ok })).edges).toBe(1);
@@ -60,13 +63,22 @@ describe("availability", () => {
       expect((await api.getMembers({ channel: "k" })).members).toHaveLength(2);
 
       await cluster.edges[1]!.kill();
-      const res = await until(() => api.send({ channel: "k", event: "after", payload: ok }), (r) => r.edges === 1);
+      const res = await until(
+        () => api.send({ channel: "k", event: "after", payload: ok }),
+        (r) => r.edges === 1,
+      );
       expect(res.edges).toBe(1);
       await survivor.event("after");
 
       // Within the grace period the list would be wrong: UNAVAILABLE, not partial.
       await expect(api.getMembers({ channel: "k" })).rejects.toMatchObject({ code: status.UNAVAILABLE });
-      const leave = await survivor.next((f) => f.frame.case === "event" && f.frame.value.event === "channel:leave" && (f.frame.value.payload.value as Member).id === doomed.id, 8_000);
+      const leave = await survivor.next(
+        (f) =>
+          f.frame.case === "event" &&
+          f.frame.value.event === "channel:leave" &&
+          (f.frame.value.payload.value as Member).id === doomed.id,
+        8_000,
+      );
       expect(leave).toBeDefined();
       const members = await api.getMembers({ channel: "k" });
       expect(members.members.map((m) => m.id)).toEqual([survivor.id]);
@@ -94,7 +106,10 @@ describe("availability", () => {
       cluster.api = api2;
       const client = realtimeClient(api2.ready.grpc!);
       try {
-        const members = await until(() => client.getMembers({ channel: "r" }), (r) => (r as { members?: unknown[] }).members?.length === 1);
+        const members = await until(
+          () => client.getMembers({ channel: "r" }),
+          (r) => (r as { members?: unknown[] }).members?.length === 1,
+        );
         expect(members.members.map((m) => m.id)).toEqual([c.id]);
         await client.send({ channel: "r", event: "back", payload: ok });
         await c.event("back");

@@ -54,8 +54,14 @@ function missingGo(): string[] {
 
 const absent = await missing();
 const absentGo = missingGo();
-if (absent.length > 0 && !IN_CI) console.warn(`python-example: SKIPPED: missing ${absent.join(", ")} (apt-get install them); under CI=true this test runs and fails instead`);
-if (absentGo.length > 0 && !IN_CI) console.warn(`go-example: SKIPPED: missing ${absentGo.join(", ")} (apt-get install them); under CI=true this test runs and fails instead`);
+if (absent.length > 0 && !IN_CI)
+  console.warn(
+    `python-example: SKIPPED: missing ${absent.join(", ")} (apt-get install them); under CI=true this test runs and fails instead`,
+  );
+if (absentGo.length > 0 && !IN_CI)
+  console.warn(
+    `go-example: SKIPPED: missing ${absentGo.join(", ")} (apt-get install them); under CI=true this test runs and fails instead`,
+  );
 
 let cluster: Cluster | undefined;
 beforeAll(async () => {
@@ -79,10 +85,16 @@ async function runsAgainstTheCluster(argv: string[], lang: string, flag: (name: 
   j.ws.on("message", (d: Buffer) => raw.push(d.toString()));
   for (const c of [j, p]) await c.ok({ command: { case: "join", value: { channel } } });
 
-  const { stdout } = await run(argv[0]!, [...argv.slice(1), flag("target"), cluster!.grpc, flag("channel"), channel], { timeout: 30_000 });
-  const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  const { stdout } = await run(argv[0]!, [...argv.slice(1), flag("target"), cluster!.grpc, flag("channel"), channel], {
+    timeout: 30_000,
+  });
+  const lines = stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(lines.map((l) => l.call)).toEqual(["GetMembers", "Send", "Send", "Broadcast"]);
-  const ids = (lines[0]!.members as { id: string }[] | undefined)?.map((m) => m.id) ?? (lines[0]!.member_ids as string[]);
+  const ids =
+    (lines[0]!.members as { id: string }[] | undefined)?.map((m) => m.id) ?? (lines[0]!.member_ids as string[]);
   expect([...ids].sort()).toEqual([j.id, p.id].sort());
   expect(lines[1]).toMatchObject({ payload: "json", edges: 1 });
   expect(lines[2]).toMatchObject({ payload: "binary", edges: 1 });
@@ -94,19 +106,39 @@ async function runsAgainstTheCluster(argv: string[], lang: string, flag: (name: 
     const frame = await c.event("frame", channel);
     expect(frame.payload.case).toBe("binary");
     expect([...(frame.payload.value as Uint8Array)]).toEqual([0, 1, 2, 253, 254, 255]);
-    const cast = await c.next((f) => f.frame.case === "event" && f.frame.value.event === "announcement" && f.frame.value.id === lines[3]!.message_id);
-    expect(toJson(ValueSchema, (cast.frame.value as unknown as { payload: { value: never } }).payload.value)).toEqual({ text: "maintenance at 18:00", from: lang });
+    const cast = await c.next(
+      (f) =>
+        f.frame.case === "event" && f.frame.value.event === "announcement" && f.frame.value.id === lines[3]!.message_id,
+    );
+    expect(toJson(ValueSchema, (cast.frame.value as unknown as { payload: { value: never } }).payload.value)).toEqual({
+      text: "maintenance at 18:00",
+      from: lang,
+    });
   }
   // On the wire, the JSON client got the bytes as base64 and the JSON inline.
-  const wire = raw.map((r) => JSON.parse(r) as { event?: { event: string; binary?: string; json?: unknown } }).filter((f) => f.event);
-  expect(wire.find((f) => f.event!.event === "frame")!.event!.binary).toBe(Buffer.from([0, 1, 2, 253, 254, 255]).toString("base64"));
-  expect(wire.find((f) => f.event!.event === "order.shipped")!.event!.json).toEqual({ order: 1042, carrier: "DHL", lang });
+  const wire = raw
+    .map((r) => JSON.parse(r) as { event?: { event: string; binary?: string; json?: unknown } })
+    .filter((f) => f.event);
+  expect(wire.find((f) => f.event!.event === "frame")!.event!.binary).toBe(
+    Buffer.from([0, 1, 2, 253, 254, 255]).toString("base64"),
+  );
+  expect(wire.find((f) => f.event!.event === "order.shipped")!.event!.json).toEqual({
+    order: 1042,
+    carrier: "DHL",
+    lang,
+  });
   await j.close();
   await p.close();
 }
 
 async function failsWithStatus(argv: string[], flag: (name: string) => string) {
-  const err = await run(argv[0]!, [...argv.slice(1), flag("target"), cluster!.grpc, flag("channel"), "bad channel"]).then(
+  const err = await run(argv[0]!, [
+    ...argv.slice(1),
+    flag("target"),
+    cluster!.grpc,
+    flag("channel"),
+    "bad channel",
+  ]).then(
     () => undefined,
     (e: { code: number; stdout: string }) => e,
   );
@@ -118,11 +150,16 @@ describe.skipIf(absent.length > 0 && !IN_CI)("examples/python/backend.py", () =>
   const argv = [PYTHON, join(EXAMPLE, "backend.py")];
   const flag = (name: string) => `--${name}`;
   beforeAll(async () => {
-    if (absent.length > 0) throw new Error(`CI=true and ${absent.join(", ")} missing: .ci/run must install .ci/apt-packages.txt`);
+    if (absent.length > 0)
+      throw new Error(`CI=true and ${absent.join(", ")} missing: .ci/run must install .ci/apt-packages.txt`);
     await run("sh", [join(EXAMPLE, "generate.sh")]);
   }, 60_000);
 
-  it("sends JSON and binary events and a broadcast that WebSocket clients of both encodings receive", () => runsAgainstTheCluster(argv, "python", flag), 60_000);
+  it(
+    "sends JSON and binary events and a broadcast that WebSocket clients of both encodings receive",
+    () => runsAgainstTheCluster(argv, "python", flag),
+    60_000,
+  );
   it("exits non-zero with the gRPC status when a call fails", () => failsWithStatus(argv, flag));
 });
 
@@ -130,10 +167,15 @@ describe.skipIf(absentGo.length > 0 && !IN_CI)("examples/go (GOPATH mode, Debian
   const argv = [join(GO_EXAMPLE, "gopath", "bin", "backend")];
   const flag = (name: string) => `-${name}`;
   beforeAll(async () => {
-    if (absentGo.length > 0) throw new Error(`CI=true and ${absentGo.join(", ")} missing: .ci/run must install .ci/apt-packages.txt`);
+    if (absentGo.length > 0)
+      throw new Error(`CI=true and ${absentGo.join(", ")} missing: .ci/run must install .ci/apt-packages.txt`);
     await run("sh", [join(GO_EXAMPLE, "build.sh")], { timeout: 240_000 });
   }, 240_000);
 
-  it("sends JSON and binary events and a broadcast that WebSocket clients of both encodings receive", () => runsAgainstTheCluster(argv, "go", flag), 60_000);
+  it(
+    "sends JSON and binary events and a broadcast that WebSocket clients of both encodings receive",
+    () => runsAgainstTheCluster(argv, "go", flag),
+    60_000,
+  );
   it("exits non-zero with the gRPC status when a call fails", () => failsWithStatus(argv, flag));
 });

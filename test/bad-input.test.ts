@@ -40,23 +40,103 @@ async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: 
 
 describe("gRPC API", () => {
   const cases: [string, () => Promise<unknown>, number, RegExp][] = [
-    ["empty channel", () => api.send({ channel: "", event: "e", payload: ok }), status.INVALID_ARGUMENT, /channel is required/],
-    ["over-long channel", () => api.send({ channel: "c".repeat(129), event: "e", payload: ok }), status.INVALID_ARGUMENT, /129 characters long; the limit is 128/],
-    ["channel with a space", () => api.send({ channel: "a b", event: "e", payload: ok }), status.INVALID_ARGUMENT, /character outside/],
-    ["empty event", () => api.send({ channel: "c", event: "", payload: ok }), status.INVALID_ARGUMENT, /event is required/],
-    ["over-long event", () => api.broadcast({ event: "e".repeat(65), payload: ok }), status.INVALID_ARGUMENT, /limit is 64/],
-    ["event with a slash", () => api.broadcast({ event: "a/b", payload: ok }), status.INVALID_ARGUMENT, /character outside/],
-    ["reserved event", () => api.send({ channel: "c", event: "channel:join", payload: ok }), status.INVALID_ARGUMENT, /reserved/],
+    [
+      "empty channel",
+      () => api.send({ channel: "", event: "e", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /channel is required/,
+    ],
+    [
+      "over-long channel",
+      () => api.send({ channel: "c".repeat(129), event: "e", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /129 characters long; the limit is 128/,
+    ],
+    [
+      "channel with a space",
+      () => api.send({ channel: "a b", event: "e", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /character outside/,
+    ],
+    [
+      "empty event",
+      () => api.send({ channel: "c", event: "", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /event is required/,
+    ],
+    [
+      "over-long event",
+      () => api.broadcast({ event: "e".repeat(65), payload: ok }),
+      status.INVALID_ARGUMENT,
+      /limit is 64/,
+    ],
+    [
+      "event with a slash",
+      () => api.broadcast({ event: "a/b", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /character outside/,
+    ],
+    [
+      "reserved event",
+      () => api.send({ channel: "c", event: "channel:join", payload: ok }),
+      status.INVALID_ARGUMENT,
+      /reserved/,
+    ],
     ["missing payload", () => api.send({ channel: "c", event: "e" }), status.INVALID_ARGUMENT, /payload is required/],
     ["missing broadcast payload", () => api.broadcast({ event: "e" }), status.INVALID_ARGUMENT, /payload is required/],
-    ["GetMembers without channel", () => api.getMembers({ channel: "" }), status.INVALID_ARGUMENT, /channel is required/],
-    ["payload over the limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }), status.RESOURCE_EXHAUSTED, /limit is 4096 bytes/],
-    ["payload over the limit, under the request limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }), status.RESOURCE_EXHAUSTED, /limit is 4096 bytes/],
-    ["request over the request limit", () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(1024 * 1024 + 1) } }), status.RESOURCE_EXHAUSTED, /larger than max/],
+    [
+      "GetMembers without channel",
+      () => api.getMembers({ channel: "" }),
+      status.INVALID_ARGUMENT,
+      /channel is required/,
+    ],
+    [
+      "payload over the limit",
+      () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }),
+      status.RESOURCE_EXHAUSTED,
+      /limit is 4096 bytes/,
+    ],
+    [
+      "payload over the limit, under the request limit",
+      () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }),
+      status.RESOURCE_EXHAUSTED,
+      /limit is 4096 bytes/,
+    ],
+    [
+      "request over the request limit",
+      () => api.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(1024 * 1024 + 1) } }),
+      status.RESOURCE_EXHAUSTED,
+      /larger than max/,
+    ],
     ["empty batch", () => api.sendBatch({ requests: [] }), status.INVALID_ARGUMENT, /a batch holds 1 to 1000/],
-    ["batch of 1001", () => api.sendBatch({ requests: Array.from({ length: 1001 }, () => ({ channel: "c", event: "e", payload: ok })) }), status.INVALID_ARGUMENT, /1001 events/],
-    ["batch with one bad event", () => api.sendBatch({ requests: [{ channel: "c", event: "e", payload: ok }, { channel: "c", event: "e" }] }), status.INVALID_ARGUMENT, /^requests\[1\]: payload is required/],
-    ["batch with one event over the limit", () => api.sendBatch({ requests: [{ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }] }), status.RESOURCE_EXHAUSTED, /^requests\[0\]: the event is/],
+    [
+      "batch of 1001",
+      () =>
+        api.sendBatch({ requests: Array.from({ length: 1001 }, () => ({ channel: "c", event: "e", payload: ok })) }),
+      status.INVALID_ARGUMENT,
+      /1001 events/,
+    ],
+    [
+      "batch with one bad event",
+      () =>
+        api.sendBatch({
+          requests: [
+            { channel: "c", event: "e", payload: ok },
+            { channel: "c", event: "e" },
+          ],
+        }),
+      status.INVALID_ARGUMENT,
+      /^requests\[1\]: payload is required/,
+    ],
+    [
+      "batch with one event over the limit",
+      () =>
+        api.sendBatch({
+          requests: [{ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } }],
+        }),
+      status.RESOURCE_EXHAUSTED,
+      /^requests\[0\]: the event is/,
+    ],
   ];
   for (const [name, call, code, message] of cases) {
     it(`${name}: ${status[code]}`, async () => {
@@ -71,7 +151,13 @@ describe("gRPC API", () => {
     try {
       const err = await grpcError(
         new Promise((resolve, reject) =>
-          raw.makeUnaryRequest("/realtime.v1.Realtime/Send", (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0x0a, 0x7f, 0x61]), (e, r) => (e ? reject(e) : resolve(r))),
+          raw.makeUnaryRequest(
+            "/realtime.v1.Realtime/Send",
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            Buffer.from([0x0a, 0x7f, 0x61]),
+            (e, r) => (e ? reject(e) : resolve(r)),
+          ),
         ),
       );
       expect(err.code).toBe(status.INVALID_ARGUMENT);
@@ -112,7 +198,12 @@ describe("WebSocket edge", () => {
 
   it("rejects broken protobuf, unknown fields and text frames on the binary encoding", async () => {
     const p = await TestClient.connect(cluster.ws[0]!, "proto");
-    const unknownField = Buffer.concat([Buffer.from(toBinary(ClientFrameSchema, create(ClientFrameSchema, { id: 3, command: { case: "ping", value: {} } }))), Buffer.from([0xf8, 0x01, 0x01])]);
+    const unknownField = Buffer.concat([
+      Buffer.from(
+        toBinary(ClientFrameSchema, create(ClientFrameSchema, { id: 3, command: { case: "ping", value: {} } })),
+      ),
+      Buffer.from([0xf8, 0x01, 0x01]),
+    ]);
     const frames: [string | Buffer, boolean, RegExp][] = [
       [Buffer.from([0x0a, 0xff]), true, /malformed frame/],
       [unknownField, true, /unknown field number 31/],
@@ -161,9 +252,16 @@ describe("WebSocket edge", () => {
     expect(r1.error?.message).toMatch(/channel is required/);
     const r2 = await j.request({ command: { case: "join", value: { channel: "ok" } } });
     expect(r2.error).toBeUndefined();
-    const r3 = await j.request({ command: { case: "send", value: { channel: "ok", event: "bad event", payload: ok } } });
+    const r3 = await j.request({
+      command: { case: "send", value: { channel: "ok", event: "bad event", payload: ok } },
+    });
     expect(r3.error?.code).toBe(ErrorCode.INVALID_ARGUMENT);
-    const r4 = await j.request({ command: { case: "send", value: { channel: "ok", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } } } });
+    const r4 = await j.request({
+      command: {
+        case: "send",
+        value: { channel: "ok", event: "e", payload: { case: "binary", value: new Uint8Array(5000) } },
+      },
+    });
     expect(r4.error?.code).toBe(ErrorCode.RESOURCE_EXHAUSTED);
     await j.close();
   });

@@ -33,10 +33,18 @@ const PROTOCOLS = {
   connect: () => ({ flags: ["--protocol", "connect", "--schema", ROOT], base: `http://${cluster.http}` }),
 } as const;
 
-async function bufCurl(protocol: keyof typeof PROTOCOLS, method: string, body: unknown): Promise<{ code: number; stdout: string; stderr: string }> {
+async function bufCurl(
+  protocol: keyof typeof PROTOCOLS,
+  method: string,
+  body: unknown,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const { flags, base } = PROTOCOLS[protocol]();
   try {
-    const { stdout, stderr } = await run(BUF, ["curl", ...flags, "-d", JSON.stringify(body), `${base}/realtime.v1.Realtime/${method}`], { cwd: ROOT, timeout: 60_000 });
+    const { stdout, stderr } = await run(
+      BUF,
+      ["curl", ...flags, "-d", JSON.stringify(body), `${base}/realtime.v1.Realtime/${method}`],
+      { cwd: ROOT, timeout: 60_000 },
+    );
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -57,10 +65,14 @@ describe("buf curl", () => {
       const ev = await c.event("hello", channel);
       expect(toJson(ValueSchema, ev.payload.value as never)).toEqual({ via: protocol });
 
-      const members = JSON.parse((await bufCurl(protocol, "GetMembers", { channel })).stdout) as { members: { id: string }[] };
+      const members = JSON.parse((await bufCurl(protocol, "GetMembers", { channel })).stdout) as {
+        members: { id: string }[];
+      };
       expect(members.members.map((m) => m.id)).toEqual([c.id]);
 
-      const channels = JSON.parse((await bufCurl(protocol, "ListChannels", { prefix: channel })).stdout) as { channels: { name: string; members: number }[] };
+      const channels = JSON.parse((await bufCurl(protocol, "ListChannels", { prefix: channel })).stdout) as {
+        channels: { name: string; members: number }[];
+      };
       expect(channels.channels).toEqual([{ name: channel, members: 1 }]);
 
       const bad = await bufCurl(protocol, "Send", { channel: "a b", event: "hello", json: 1 });
@@ -81,15 +93,23 @@ describe("buf curl", () => {
       { send: { channel: "bad channel", event: "greeting", json: 3 } },
     ];
     const { flags, base } = PROTOCOLS.grpc();
-    const child = execFile(BUF, ["curl", ...flags, "-d", "@-", `${base}/realtime.v1.Realtime/Publish`], { cwd: ROOT, timeout: 60_000 });
+    const child = execFile(BUF, ["curl", ...flags, "-d", "@-", `${base}/realtime.v1.Realtime/Publish`], {
+      cwd: ROOT,
+      timeout: 60_000,
+    });
     let stdout = "";
     child.stdout!.on("data", (d) => (stdout += String(d)));
     child.stdin!.end(lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
     expect(await new Promise((resolve) => child.once("exit", resolve))).toBe(0);
     // One response usually; acks that fall in different loop turns come as several.
-    const responses = JSON.parse(`[${stdout.trim().replace(/\n}\n{/g, "\n},\n{")}]`) as { handled: string; errors?: unknown[] }[];
+    const responses = JSON.parse(`[${stdout.trim().replace(/\n}\n{/g, "\n},\n{")}]`) as {
+      handled: string;
+      errors?: unknown[];
+    }[];
     expect(responses.at(-1)!.handled).toBe("3");
-    expect(responses.flatMap((r) => r.errors ?? [])).toEqual([{ index: "2", code: 3, message: expect.stringMatching(/character outside/) }]);
+    expect(responses.flatMap((r) => r.errors ?? [])).toEqual([
+      { index: "2", code: 3, message: expect.stringMatching(/character outside/) },
+    ]);
     expect(toJson(ValueSchema, (await c.event("greeting", channel)).payload.value as never)).toEqual({ n: 1 });
     expect(toJson(ValueSchema, (await c.event("tick")).payload.value as never)).toBe(2);
     await c.close();

@@ -33,7 +33,15 @@ describe("flags", () => {
   });
 
   it("win over the environment, in both forms, with --no- for booleans", () => {
-    const args = parseArgs(["api", "--grpc-port", "0", "--ws-port=9001", "--no-allow-client-send", "--log-level", "debug"]);
+    const args = parseArgs([
+      "api",
+      "--grpc-port",
+      "0",
+      "--ws-port=9001",
+      "--no-allow-client-send",
+      "--log-level",
+      "debug",
+    ]);
     expect(args.positional).toEqual(["api"]);
     const config = loadConfigWithFlags(args.values, { REALTIME_GRPC_PORT: "7000", REALTIME_WS_HOST: "0.0.0.0" });
     expect(config.grpcPort).toBe(0);
@@ -63,7 +71,9 @@ describe("flags", () => {
       message = (err as Error).message;
     }
     expect(message).toContain('--ws-port "70000": must be from 0 to 65535');
-    expect(message).toContain('REALTIME_LOG_LEVEL="loud": must be one of fatal, error, warn, info, debug, trace, silent');
+    expect(message).toContain(
+      'REALTIME_LOG_LEVEL="loud": must be one of fatal, error, warn, info, debug, trace, silent',
+    );
   });
 
   it("are unique: no two settings share a flag or a variable", () => {
@@ -83,7 +93,9 @@ describe("flags", () => {
 
 describe("the CLI", () => {
   it("exits non-zero on a bad value, naming the setting and the rule, before it listens", () => {
-    const res = cli(["api", "--grpc-port", "0", "--http-port", "0", "--link-port", "0"], { REALTIME_MAX_PAYLOAD_BYTES: "12" });
+    const res = cli(["api", "--grpc-port", "0", "--http-port", "0", "--link-port", "0"], {
+      REALTIME_MAX_PAYLOAD_BYTES: "12",
+    });
     expect(res.status).toBe(2);
     expect(res.stderr).toContain('REALTIME_MAX_PAYLOAD_BYTES="12": must be from 1024 to 16777216');
     expect(res.stdout).not.toContain('"ready"');

@@ -24,7 +24,11 @@ let fake: FakeEdge | undefined;
 const json = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
 
 beforeAll(async () => {
-  cluster = await startCluster(1, { REALTIME_MAX_PAYLOAD_BYTES: "4096", REALTIME_MAX_BATCH_BYTES: "8192", REALTIME_CORS_ORIGINS: ALLOWED_ORIGIN });
+  cluster = await startCluster(1, {
+    REALTIME_MAX_PAYLOAD_BYTES: "4096",
+    REALTIME_MAX_BATCH_BYTES: "8192",
+    REALTIME_CORS_ORIGINS: ALLOWED_ORIGIN,
+  });
   const http = `http://${cluster.http}`;
   const transports: Record<string, Transport> = {
     grpc: createGrpcTransport({ baseUrl: `http://${cluster.grpc}` }),
@@ -58,7 +62,10 @@ describe("bad input: the same code and message on every protocol", () => {
       for (const protocol of PROTOCOLS) {
         const call = clients[protocol]![bad.method] as (req: unknown) => Promise<unknown>;
         const err = await failure(call(bad.request));
-        expect({ protocol, code: Code[err.code], message: err.rawMessage }).toMatchObject({ protocol, code: Code[bad.code] });
+        expect({ protocol, code: Code[err.code], message: err.rawMessage }).toMatchObject({
+          protocol,
+          code: Code[bad.code],
+        });
         expect(err.rawMessage).toMatch(bad.message);
       }
     });
@@ -75,10 +82,21 @@ describe("bad input: the same code and message on every protocol", () => {
 
 describe("HTTP details", () => {
   const rpc = (method: string, body: string, headers: Record<string, string> = {}) =>
-    fetch(`http://${cluster.http}/realtime.v1.Realtime/${method}`, { method: "POST", body, headers: { "content-type": "application/json", ...headers } });
+    fetch(`http://${cluster.http}/realtime.v1.Realtime/${method}`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json", ...headers },
+    });
 
   it("plain curl GetMembers works (the README's example)", async () => {
-    const { stdout } = await promisify(execFile)("curl", ["-sS", "-H", "content-type: application/json", "-d", '{"channel":"c"}', `http://${cluster.http}/realtime.v1.Realtime/GetMembers`]);
+    const { stdout } = await promisify(execFile)("curl", [
+      "-sS",
+      "-H",
+      "content-type: application/json",
+      "-d",
+      '{"channel":"c"}',
+      `http://${cluster.http}/realtime.v1.Realtime/GetMembers`,
+    ]);
     expect(JSON.parse(stdout)).toEqual({});
   });
 
@@ -94,14 +112,18 @@ describe("HTTP details", () => {
     // connect-node leaves the refused body unread; without draining it and
     // closing the connection, the next call hung until the keep-alive timeout.
     for (let i = 0; i < 10; i++) {
-      await Promise.all((["connect+json", "connect+proto", "grpc-web"] as const).map(async (protocol) => {
-        const c = clients[protocol]!;
-        const big = await failure(c.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }));
-        expect(big.code).toBe(Code.ResourceExhausted);
-        const t0 = performance.now();
-        await c.send({ channel: "c", event: "e", payload: json(i) }, { timeoutMs: 3000 });
-        expect(performance.now() - t0).toBeLessThan(1000);
-      }));
+      await Promise.all(
+        (["connect+json", "connect+proto", "grpc-web"] as const).map(async (protocol) => {
+          const c = clients[protocol]!;
+          const big = await failure(
+            c.send({ channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array(64 * 1024) } }),
+          );
+          expect(big.code).toBe(Code.ResourceExhausted);
+          const t0 = performance.now();
+          await c.send({ channel: "c", event: "e", payload: json(i) }, { timeoutMs: 3000 });
+          expect(performance.now() - t0).toBeLessThan(1000);
+        }),
+      );
     }
   });
 
@@ -128,12 +150,24 @@ describe("HTTP details", () => {
   it("CORS: an allowed origin's preflight is granted with the Connect and gRPC-Web headers", async () => {
     const res = await fetch(`http://${cluster.http}/realtime.v1.Realtime/Send`, {
       method: "OPTIONS",
-      headers: { origin: ALLOWED_ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "content-type,connect-protocol-version" },
+      headers: {
+        origin: ALLOWED_ORIGIN,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,connect-protocol-version",
+      },
     });
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-origin")).toBe(ALLOWED_ORIGIN);
     const allowed = res.headers.get("access-control-allow-headers")!.toLowerCase();
-    for (const h of ["content-type", "connect-protocol-version", "connect-timeout-ms", "x-grpc-web", "grpc-timeout", "authorization"]) expect(allowed).toContain(h);
+    for (const h of [
+      "content-type",
+      "connect-protocol-version",
+      "connect-timeout-ms",
+      "x-grpc-web",
+      "grpc-timeout",
+      "authorization",
+    ])
+      expect(allowed).toContain(h);
     expect(res.headers.get("access-control-allow-methods")).toContain("POST");
   });
 
@@ -159,7 +193,9 @@ describe("HTTP details", () => {
     expect(pre.headers.get("access-control-allow-origin")).toBeNull();
     const watcher = await TestClient.connect(cluster.ws[0]!, "json");
     await watcher.ok({ command: { case: "join", value: { channel: "csrf" } } });
-    const res = await rpc("Send", JSON.stringify({ channel: "csrf", event: "e", json: 1 }), { origin: "http://evil.example" });
+    const res = await rpc("Send", JSON.stringify({ channel: "csrf", event: "e", json: 1 }), {
+      origin: "http://evil.example",
+    });
     expect(res.status).toBe(403);
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
     await clients["connect+json"]!.send({ channel: "csrf", event: "after", payload: json(1) });
@@ -192,7 +228,12 @@ describe("ListChannels", () => {
       expect(seen.find((c) => c.name === "room-03")!.members).toBe(2);
       expect(seen.filter((c) => c.members === 1).length).toBe(24);
     }
-    const err = await failure(clients.grpc!.listChannels({ prefix: "other", pageToken: (await clients.grpc!.listChannels({ prefix: "room-", pageSize: 1 })).nextPageToken }));
+    const err = await failure(
+      clients.grpc!.listChannels({
+        prefix: "other",
+        pageToken: (await clients.grpc!.listChannels({ prefix: "room-", pageSize: 1 })).nextPageToken,
+      }),
+    );
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toMatch(/repeat the prefix/);
     await a.close();
@@ -224,7 +265,11 @@ describe("GetMembers pages", () => {
   it("answers for a channel of 10,000 members in well under a second, whole and in pages; ListChannels pages 100,000 channels", async () => {
     fake = await FakeEdge.connect(cluster.api.ready.link!, "fake-edge-big");
     await fake.addMembers(["big"], 10_000, "m");
-    await fake.addMembers(Array.from({ length: 100_000 }, (_, i) => `many/${i}`), 1, "x");
+    await fake.addMembers(
+      Array.from({ length: 100_000 }, (_, i) => `many/${i}`),
+      1,
+      "x",
+    );
     for (const protocol of ["grpc", "connect+proto", "connect+json"] as const) {
       const t0 = performance.now();
       const res = await clients[protocol]!.getMembers({ channel: "big" });
@@ -238,7 +283,9 @@ describe("GetMembers pages", () => {
       const channels = await clients[protocol]!.listChannels({ prefix: "many/", pageSize: 1000 });
       const listed = performance.now() - t2;
       expect(channels.channels.length).toBe(1000);
-      console.log(`${protocol}: GetMembers 10,000 in ${whole.toFixed(0)} ms, a page of 1000 in ${paged.toFixed(0)} ms; ListChannels of 100,000 channels, a page of 1000 in ${listed.toFixed(0)} ms`);
+      console.log(
+        `${protocol}: GetMembers 10,000 in ${whole.toFixed(0)} ms, a page of 1000 in ${paged.toFixed(0)} ms; ListChannels of 100,000 channels, a page of 1000 in ${listed.toFixed(0)} ms`,
+      );
       expect(whole).toBeLessThan(1000);
       expect(paged).toBeLessThan(1000);
       expect(listed).toBeLessThan(1000);
@@ -277,7 +324,8 @@ describe("WatchChannel", () => {
     const wait = async (pred: (r: WatchChannelResponse[]) => boolean) => {
       const deadline = Date.now() + 5000;
       while (!pred(got)) {
-        if (Date.now() > deadline) throw new Error(`${protocol}: waited 5 s; got ${got.map((r) => r.update.case).join(",")}`);
+        if (Date.now() > deadline)
+          throw new Error(`${protocol}: waited 5 s; got ${got.map((r) => r.update.case).join(",")}`);
         await new Promise<void>((r) => ((wake = r), setTimeout(r, 50)));
       }
     };
@@ -299,19 +347,35 @@ describe("WatchChannel", () => {
 
       const second = await TestClient.connect(cluster.ws[0]!, "proto");
       await second.ok({ command: { case: "join", value: { channel } } });
-      await second.ok({ command: { case: "updateProfile", value: { data: fromJson(ValueSchema, { name: "second" }) } } });
+      await second.ok({
+        command: { case: "updateProfile", value: { data: fromJson(ValueSchema, { name: "second" }) } },
+      });
       await clients.grpc!.send({ channel, event: "from-backend", payload: json({ n: 1 }) });
-      await second.ok({ command: { case: "send", value: { channel, event: "from-client", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } } } });
+      await second.ok({
+        command: {
+          case: "send",
+          value: { channel, event: "from-client", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } },
+        },
+      });
       await second.ok({ command: { case: "leave", value: { channel } } });
       await w.wait((r) => r.some((x) => x.update.case === "leave"));
       const events = w.got.slice(1).map((r) => {
         const v = r.update.value as { id?: string; event?: string; origin?: string; data?: unknown };
-        return r.update.case === "message" ? `message:${v.event}:${v.origin === "" ? "backend" : v.origin === second.id ? "second" : v.origin}` : `${r.update.case}:${v.id === second.id ? "second" : v.id}`;
+        return r.update.case === "message"
+          ? `message:${v.event}:${v.origin === "" ? "backend" : v.origin === second.id ? "second" : v.origin}`
+          : `${r.update.case}:${v.id === second.id ? "second" : v.id}`;
       });
-      expect(events).toEqual(["join:second", "profileUpdate:second", "message:from-backend:backend", "message:from-client:second", "leave:second"]);
+      expect(events).toEqual([
+        "join:second",
+        "profileUpdate:second",
+        "message:from-backend:backend",
+        "message:from-client:second",
+        "leave:second",
+      ]);
       const update = w.got.find((r) => r.update.case === "profileUpdate")!.update.value as { data: unknown };
       expect(toJson(ValueSchema, update.data as never)).toEqual({ name: "second" });
-      const bin = w.got.find((r) => r.update.case === "message" && r.update.value.event === "from-client")!.update.value as { payload: { case: string; value: Uint8Array } };
+      const bin = w.got.find((r) => r.update.case === "message" && r.update.value.event === "from-client")!.update
+        .value as { payload: { case: string; value: Uint8Array } };
       expect(bin.payload.case).toBe("binary");
       expect([...bin.payload.value]).toEqual([1, 2, 3]);
       expect(w.got.every((r, i) => (i === 0 ? r.id === "" : r.id !== ""))).toBe(true);
@@ -322,7 +386,9 @@ describe("WatchChannel", () => {
   }
 
   it("a snapshot of 10,000 members arrives in parts of 500 before any event", async () => {
-    const w = await collect("connect+proto", "big", (r) => r.some((x) => x.update.case === "members" && x.update.value.complete));
+    const w = await collect("connect+proto", "big", (r) =>
+      r.some((x) => x.update.case === "members" && x.update.value.complete),
+    );
     const parts = w.got.filter((r) => r.update.case === "members");
     expect(parts.length).toBe(20);
     expect(parts.reduce((n, r) => n + (r.update.value as { members: unknown[] }).members.length, 0)).toBe(10_000);
@@ -331,9 +397,11 @@ describe("WatchChannel", () => {
 
   it("rejects a bad channel with INVALID_ARGUMENT on every protocol", async () => {
     for (const protocol of PROTOCOLS) {
-      const err = await failure((async () => {
-        for await (const _ of clients[protocol]!.watchChannel({ channel: "a b" })) void _;
-      })());
+      const err = await failure(
+        (async () => {
+          for await (const _ of clients[protocol]!.watchChannel({ channel: "a b" })) void _;
+        })(),
+      );
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toMatch(/character outside/);
     }

@@ -18,7 +18,9 @@ class FakeTransport implements Transport {
     return this.sent.map((b) => fromJsonString(ServerFrameSchema, new TextDecoder().decode(b)));
   }
   events(name?: string) {
-    return this.frames().flatMap((f) => (f.frame.case === "event" && (!name || f.frame.value.event === name) ? [f.frame.value] : []));
+    return this.frames().flatMap((f) =>
+      f.frame.case === "event" && (!name || f.frame.value.event === name) ? [f.frame.value] : [],
+    );
   }
   replies() {
     return this.frames().flatMap((f) => (f.frame.case === "reply" ? [f.frame.value] : []));
@@ -67,12 +69,27 @@ describe("edge core", () => {
     const b = connect(true);
     await cmd(b.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
     await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
-    await cmd(a.s, { id: 2, command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "ann" } } } } });
-    await cmd(a.s, { id: 3, command: { case: "send", value: { channel: "c", event: "msg", payload: { case: "binary", value: new Uint8Array([1]) } } } });
+    await cmd(a.s, {
+      id: 2,
+      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "ann" } } } },
+    });
+    await cmd(a.s, {
+      id: 3,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "msg", payload: { case: "binary", value: new Uint8Array([1]) } },
+      },
+    });
     expect(a.t.events().map((e) => e.event)).toEqual([]); // a saw none of its own
     expect(b.t.events().map((e) => e.event)).toEqual(["channel:join", "channel:join", "channel:update", "msg"]);
     // The per-call flag overrides the connection default.
-    await cmd(a.s, { id: 4, command: { case: "send", value: { channel: "c", event: "msg", echo: true, payload: { case: "binary", value: new Uint8Array([2]) } } } });
+    await cmd(a.s, {
+      id: 4,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "msg", echo: true, payload: { case: "binary", value: new Uint8Array([2]) } },
+      },
+    });
     expect(a.t.events("msg")).toHaveLength(1);
   });
 
@@ -108,10 +125,22 @@ describe("edge core", () => {
   it("send requires membership; bad names and missing payloads get INVALID_ARGUMENT", async () => {
     const { connect, cmd } = setup();
     const a = connect();
-    await cmd(a.s, { id: 1, command: { case: "send", value: { channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array() } } } });
+    await cmd(a.s, {
+      id: 1,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array() } },
+      },
+    });
     await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "bad channel" } } });
     await cmd(a.s, { id: 3, command: { case: "join", value: { channel: "c" } } });
-    await cmd(a.s, { id: 4, command: { case: "send", value: { channel: "c", event: "channel:join", payload: { case: "binary", value: new Uint8Array() } } } });
+    await cmd(a.s, {
+      id: 4,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "channel:join", payload: { case: "binary", value: new Uint8Array() } },
+      },
+    });
     await cmd(a.s, { id: 5, command: { case: "send", value: { channel: "c", event: "e" } } });
     const codes = a.t.replies().map((r) => [r.id, r.error?.code ?? 0]);
     expect(codes).toEqual([
@@ -128,9 +157,24 @@ describe("edge core", () => {
     const { connect, cmd } = setup({ maxChannelsPerConnection: 2, maxProfileBytes: 64, maxPayloadBytes: 1024 });
     const a = connect();
     for (const ch of ["a", "b", "c"]) await cmd(a.s, { id: 1, command: { case: "join", value: { channel: ch } } });
-    await cmd(a.s, { id: 2, command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } } });
-    await cmd(a.s, { id: 3, command: { case: "send", value: { channel: "a", event: "e", payload: { case: "binary", value: new Uint8Array(2000) } } } });
-    expect(a.t.replies().map((r) => r.error?.code ?? 0)).toEqual([0, 0, Code.ResourceExhausted, Code.ResourceExhausted, Code.ResourceExhausted]);
+    await cmd(a.s, {
+      id: 2,
+      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } },
+    });
+    await cmd(a.s, {
+      id: 3,
+      command: {
+        case: "send",
+        value: { channel: "a", event: "e", payload: { case: "binary", value: new Uint8Array(2000) } },
+      },
+    });
+    expect(a.t.replies().map((r) => r.error?.code ?? 0)).toEqual([
+      0,
+      0,
+      Code.ResourceExhausted,
+      Code.ResourceExhausted,
+      Code.ResourceExhausted,
+    ]);
   });
 
   it("a join whose channel:join cannot be published is undone, so a retry is a clean join", async () => {
@@ -158,7 +202,17 @@ describe("edge core", () => {
     const before = clients.map((c) => c.t.sent.length);
     const { createPublication } = await import("../src/core/publication.js");
     const { EventSchema } = await import("../gen/realtime/client/v1/client_pb.js");
-    await node.publish(createPublication(create(EventSchema, { id: "x", channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array([7]) } }), 1024));
+    await node.publish(
+      createPublication(
+        create(EventSchema, {
+          id: "x",
+          channel: "c",
+          event: "e",
+          payload: { case: "binary", value: new Uint8Array([7]) },
+        }),
+        1024,
+      ),
+    );
     const frames = clients.map((c, i) => c.t.sent[before[i]!]);
     expect(frames[0]).toBeDefined();
     expect(frames[1]).toBe(frames[0]);

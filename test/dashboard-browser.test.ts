@@ -24,7 +24,9 @@ const IN_CI = process.env.CI === "true";
 const OUT = join(ROOT, "test-output");
 
 if (!HAVE_CHROMIUM && !IN_CI) {
-  console.warn(`dashboard-browser: SKIPPED: ${CHROMIUM} is missing (apt-get install chromium, or set CHROMIUM_PATH); under CI=true this test runs and fails instead`);
+  console.warn(
+    `dashboard-browser: SKIPPED: ${CHROMIUM} is missing (apt-get install chromium, or set CHROMIUM_PATH); under CI=true this test runs and fails instead`,
+  );
 }
 
 describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
@@ -37,7 +39,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     if (!HAVE_CHROMIUM) throw new Error(`CI=true and ${CHROMIUM} is missing: .ci/run must apt-get install chromium`);
     await buildDashboard();
     cluster = await startCluster(1);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    });
     page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
     page.on("pageerror", (err) => console.error("page error:", err));
   }, 60_000);
@@ -97,8 +102,17 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await page.locator('#log li[data-kind="message"]').filter({ hasText: "hello from the dashboard" }).waitFor();
 
     // A client's own message shows in the log with who sent it.
-    await grace.ok({ command: { case: "send", value: { channel: "lobby", event: "chat", payload: { case: "json", value: profile({ text: "hi Ada" }) } } } });
-    await page.locator('#log li[data-kind="message"]').filter({ hasText: "hi Ada" }).filter({ hasText: grace.id }).waitFor();
+    await grace.ok({
+      command: {
+        case: "send",
+        value: { channel: "lobby", event: "chat", payload: { case: "json", value: profile({ text: "hi Ada" }) } },
+      },
+    });
+    await page
+      .locator('#log li[data-kind="message"]')
+      .filter({ hasText: "hi Ada" })
+      .filter({ hasText: grace.id })
+      .waitFor();
 
     // A leave removes the row live and is logged.
     await grace.ok({ command: { case: "leave", value: { channel: "lobby" } } });
@@ -111,7 +125,8 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await page.getByTestId("payload").fill('{"in_minutes": 5}');
     await page.getByTestId("send").click();
     await page.getByTestId("result").filter({ hasText: "Broadcast" }).waitFor();
-    for (const c of [ada, grace, other]) expect(toJson(ValueSchema, (await c.event("maintenance")).payload.value as never)).toEqual({ in_minutes: 5 });
+    for (const c of [ada, grace, other])
+      expect(toJson(ValueSchema, (await c.event("maintenance")).payload.value as never)).toEqual({ in_minutes: 5 });
 
     // Bad JSON is refused in the page, before any call.
     await page.getByTestId("payload").fill("{nope");
@@ -135,7 +150,11 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
       await c.ok({ command: { case: "join", value: { channel: "keyed" } } });
       const p2 = await browser.newPage({ viewport: { width: 1366, height: 800 } });
       await p2.goto(`http://${locked.http}/`);
-      await p2.getByTestId("status").and(p2.locator("[data-state=error]")).filter({ hasText: "Unauthenticated" }).waitFor();
+      await p2
+        .getByTestId("status")
+        .and(p2.locator("[data-state=error]"))
+        .filter({ hasText: "Unauthenticated" })
+        .waitFor();
       await p2.getByTestId("api-key").fill(key);
       await p2.getByTestId("api-key").press("Enter");
       await p2.locator('li[data-channel="keyed"]').waitFor();
@@ -148,7 +167,13 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
 
   it("filters channels by prefix", async () => {
     await page.getByTestId("filter").fill("support/");
-    await expect.poll(() => page.locator("#channel-list li[data-channel]").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.channel))).toEqual(["support/eu"]);
+    await expect
+      .poll(() =>
+        page
+          .locator("#channel-list li[data-channel]")
+          .evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.channel)),
+      )
+      .toEqual(["support/eu"]);
     await page.getByTestId("filter").fill("");
   });
 });

@@ -9,11 +9,8 @@ import { describe, expect, it } from "vitest";
 import { useCluster } from "./helpers/fixture.js";
 import { sleep, type TestClient } from "./helpers/ws-client.js";
 
-
-
 const f = useCluster(2);
 const json = (v: unknown) => fromJson(ValueSchema, v as never);
-
 
 describe("Send", () => {
   it("reaches exactly the channel's members on every edge, in both encodings", async () => {
@@ -25,7 +22,11 @@ describe("Send", () => {
     await b.ok({ command: { case: "join", value: { channel: "room-1" } } });
     await other.ok({ command: { case: "join", value: { channel: "room-2" } } });
 
-    const res = await f.api.send({ channel: "room-1", event: "greet", payload: { case: "json", value: json({ text: "hi", n: 1 }) } });
+    const res = await f.api.send({
+      channel: "room-1",
+      event: "greet",
+      payload: { case: "json", value: json({ text: "hi", n: 1 }) },
+    });
     expect(res.edges).toBe(2);
     expect(res.messageId).not.toBe("");
     for (const c of [a, b]) {
@@ -47,7 +48,14 @@ describe("Send", () => {
     const p = await f.client(1, "proto");
     await j.ok({ command: { case: "join", value: { channel: "payloads" } } });
     await p.ok({ command: { case: "join", value: { channel: "payloads" } } });
-    const doc = { s: "ünïcødé ✓ \u0000", n: -1.5e300, b: true, z: null, a: [1, "two", { three: [] }], o: { nested: { deep: "x" } } };
+    const doc = {
+      s: "ünïcødé ✓ \u0000",
+      n: -1.5e300,
+      b: true,
+      z: null,
+      a: [1, "two", { three: [] }],
+      o: { nested: { deep: "x" } },
+    };
     const bytes = new Uint8Array(256).map((_, i) => i);
     await f.api.send({ channel: "payloads", event: "doc", payload: { case: "json", value: json(doc) } });
     await f.api.send({ channel: "payloads", event: "bin", payload: { case: "binary", value: bytes } });
@@ -65,7 +73,11 @@ describe("Send", () => {
     // The JSON encoding carries JSON inline and binary as base64 (protobuf's JSON mapping).
     const raw = await new Promise<string>((resolve) => {
       j.ws.once("message", (d) => resolve(d.toString()));
-      void f.api.send({ channel: "payloads", event: "raw", payload: { case: "binary", value: new Uint8Array([0xde, 0xad]) } });
+      void f.api.send({
+        channel: "payloads",
+        event: "raw",
+        payload: { case: "binary", value: new Uint8Array([0xde, 0xad]) },
+      });
     });
     expect(JSON.parse(raw)).toMatchObject({ event: { channel: "payloads", event: "raw", binary: "3q0=" } });
   });
@@ -103,8 +115,16 @@ describe("SendBatch", () => {
 describe("Broadcast", () => {
   it("reaches every connected client on every edge, channel empty", async () => {
     // Three more clients that joined nothing, on both edges and in both encodings.
-    for (const [edge, enc] of [[0, "json"], [1, "proto"], [1, "json"]] as const) await f.client(edge, enc);
-    const res = await f.api.broadcast({ event: "announce", payload: { case: "binary", value: new Uint8Array([1, 2, 3]) } });
+    for (const [edge, enc] of [
+      [0, "json"],
+      [1, "proto"],
+      [1, "json"],
+    ] as const)
+      await f.client(edge, enc);
+    const res = await f.api.broadcast({
+      event: "announce",
+      payload: { case: "binary", value: new Uint8Array([1, 2, 3]) },
+    });
     expect(res.edges).toBe(2);
     for (const c of f.clients) {
       const e = await c.event("announce");
@@ -127,10 +147,20 @@ describe("GetMembers", () => {
         .map((m) => ({ id: m.id, data: m.data ? toJson(ValueSchema, m.data) : null }))
         .sort((x, y) => x.id.localeCompare(y.id));
     const sorted = (list: { id: string; data: unknown }[]) => list.sort((x, y) => x.id.localeCompare(y.id));
-    expect(await members()).toEqual(sorted([{ id: a.id, data: { name: "ann" } }, { id: b.id, data: null }]));
+    expect(await members()).toEqual(
+      sorted([
+        { id: a.id, data: { name: "ann" } },
+        { id: b.id, data: null },
+      ]),
+    );
 
     await b.ok({ command: { case: "updateProfile", value: { data: json({ name: "bob", tags: ["x"] }) } } });
-    expect(await members()).toEqual(sorted([{ id: a.id, data: { name: "ann" } }, { id: b.id, data: { name: "bob", tags: ["x"] } }]));
+    expect(await members()).toEqual(
+      sorted([
+        { id: a.id, data: { name: "ann" } },
+        { id: b.id, data: { name: "bob", tags: ["x"] } },
+      ]),
+    );
 
     await a.close();
     // The edge publishes the leave after the socket closes; poll briefly.

@@ -9,9 +9,14 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema, type Event } from "../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../src/core/errors.js";
-import { encodeEventBinary, encodeEventJson, isApplicationEvent, type ApplicationEvent } from "../src/core/event-codec.js";
+import {
+  encodeEventBinary,
+  encodeEventJson,
+  isApplicationEvent,
+  type ApplicationEvent,
+} from "../src/core/event-codec.js";
 import { createPublication } from "../src/core/publication.js";
-import { finiteNumber, key, someUnknown, text, unknownVarint, values as valueTrees } from "./helpers/value-arbitraries.js";
+import { finiteNumber, someUnknown, text, unknownVarint, values as valueTrees } from "./helpers/value-arbitraries.js";
 
 /**
  * Arbitrary google.protobuf.Value trees. With jsonSafe, only what JSON can
@@ -39,7 +44,9 @@ function events(payload: fc.Arbitrary<ApplicationEvent["payload"]>): fc.Arbitrar
 
 const jsonEvents = (jsonSafe: boolean) => events(values(jsonSafe).map((value) => ({ case: "json" as const, value })));
 const binaryEvents = events(
-  fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 })).map((value) => ({ case: "binary" as const, value })),
+  fc
+    .oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 }))
+    .map((value) => ({ case: "binary" as const, value })),
 );
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
@@ -109,18 +116,40 @@ describe("event codec", () => {
       const value = create(ValueSchema, {
         kind: {
           case: "structValue",
-          value: { fields: { ok: create(ValueSchema, { kind: { case: "listValue", value: { values: [create(ValueSchema, { kind: { case: "numberValue", value: bad } })] } } }) } },
+          value: {
+            fields: {
+              ok: create(ValueSchema, {
+                kind: {
+                  case: "listValue",
+                  value: { values: [create(ValueSchema, { kind: { case: "numberValue", value: bad } })] },
+                },
+              }),
+            },
+          },
         },
       });
-      const event = create(EventSchema, { channel: "c", event: "e", id: "1", payload: { case: "json", value } }) as ApplicationEvent;
+      const event = create(EventSchema, {
+        channel: "c",
+        event: "e",
+        id: "1",
+        payload: { case: "json", value },
+      }) as ApplicationEvent;
       expect(() => toJsonString(EventSchema, event)).toThrow(); // what the codec stands in for
-      expect(invalidArgument(() => encodeEventJson(event)).message).toBe("payload holds NaN or Infinity, which JSON cannot carry: send a finite number");
-      expect(invalidArgument(() => createPublication(event, 1 << 20)).message).toMatch(/NaN or Infinity.*send a finite number/);
+      expect(invalidArgument(() => encodeEventJson(event)).message).toBe(
+        "payload holds NaN or Infinity, which JSON cannot carry: send a finite number",
+      );
+      expect(invalidArgument(() => createPublication(event, 1 << 20)).message).toMatch(
+        /NaN or Infinity.*send a finite number/,
+      );
     }
   });
 
   it("writes a Value with no kind as an empty message in binary and refuses it in JSON, as protobuf-es does", () => {
-    const event = create(EventSchema, { channel: "c", event: "e", payload: { case: "json", value: create(ValueSchema) } }) as ApplicationEvent;
+    const event = create(EventSchema, {
+      channel: "c",
+      event: "e",
+      payload: { case: "json", value: create(ValueSchema) },
+    }) as ApplicationEvent;
     expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
     expect(hex(encodeEventBinary(event)).endsWith("1a00")).toBe(true);
     expect(() => toJsonString(EventSchema, event)).toThrow();
@@ -133,7 +162,9 @@ describe("event codec", () => {
     fields["b"] = create(ValueSchema, { kind: { case: "boolValue", value: true } });
     const struct = create(StructSchema);
     struct.fields = fields;
-    const event = create(EventSchema, { payload: { case: "json", value: create(ValueSchema, { kind: { case: "structValue", value: struct } }) } }) as ApplicationEvent;
+    const event = create(EventSchema, {
+      payload: { case: "json", value: create(ValueSchema, { kind: { case: "structValue", value: struct } }) },
+    }) as ApplicationEvent;
     expect(Object.keys(struct.fields)).toEqual(["__proto__", "b"]);
     expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
     expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
@@ -144,11 +175,25 @@ describe("event codec", () => {
     const big = create(ValueSchema, {
       kind: {
         case: "structValue",
-        value: { fields: { ["k".repeat(20_000)]: create(ValueSchema, { kind: { case: "stringValue", value: "é\ud800".repeat(10_000) } }) } },
+        value: {
+          fields: {
+            ["k".repeat(20_000)]: create(ValueSchema, {
+              kind: { case: "stringValue", value: "é\ud800".repeat(10_000) },
+            }),
+          },
+        },
       },
     });
-    const json = create(EventSchema, { channel: "c".repeat(200), event: "e", id: "x", payload: { case: "json", value: big } }) as ApplicationEvent;
-    const binary = create(EventSchema, { channel: "c", payload: { case: "binary", value: new Uint8Array(70_000).fill(7) } }) as ApplicationEvent;
+    const json = create(EventSchema, {
+      channel: "c".repeat(200),
+      event: "e",
+      id: "x",
+      payload: { case: "json", value: big },
+    }) as ApplicationEvent;
+    const binary = create(EventSchema, {
+      channel: "c",
+      payload: { case: "binary", value: new Uint8Array(70_000).fill(7) },
+    }) as ApplicationEvent;
     for (const event of [json, binary]) {
       expect(hex(encodeEventBinary(event))).toBe(hex(toBinary(EventSchema, event)));
       expect(encodeEventJson(event)).toBe(toJsonString(EventSchema, event));
@@ -156,7 +201,12 @@ describe("event codec", () => {
   });
 
   it("leaves member events to protobuf-es", () => {
-    const member = create(EventSchema, { channel: "c", event: "channel:join", id: "1", payload: { case: "member", value: create(MemberSchema, { id: "m" }) } });
+    const member = create(EventSchema, {
+      channel: "c",
+      event: "channel:join",
+      id: "1",
+      payload: { case: "member", value: create(MemberSchema, { id: "m" }) },
+    });
     expect(isApplicationEvent(member)).toBe(false);
     expect(isApplicationEvent(create(EventSchema))).toBe(false);
     const pub = createPublication(member, Infinity);

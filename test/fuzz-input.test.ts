@@ -11,7 +11,12 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code as ConnectCode, ConnectError } from "@connectrpc/connect";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { ClientFrameSchema, ServerFrameSchema, type ClientFrame, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
+import {
+  ClientFrameSchema,
+  ServerFrameSchema,
+  type ClientFrame,
+  type ServerFrame,
+} from "../gen/realtime/client/v1/client_pb.js";
 import { createRealtimeService } from "../src/api/service.js";
 import { ChannelGrants } from "../src/auth/identity.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
@@ -93,9 +98,14 @@ afterEach(() => {
 describe("decodeClientFrame", () => {
   it("random bytes, in either encoding and frame type: a frame or a FrameError, never anything else", () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 512 }), fc.boolean(), fc.constantFrom(...ENCODINGS), (bytes, isBinary, encoding) => {
-        decodeOrFrameError(bytes, isBinary, encoding);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 512 }),
+        fc.boolean(),
+        fc.constantFrom(...ENCODINGS),
+        (bytes, isBinary, encoding) => {
+          decodeOrFrameError(bytes, isBinary, encoding);
+        },
+      ),
       { numRuns: RUNS * 3 },
     );
   });
@@ -144,9 +154,24 @@ describe("decodeClientFrame", () => {
   });
 
   it("arbitrary JSON documents, with prototype-pollution keys anywhere: a frame or a FrameError, and no pollution", () => {
-    const hostileKey = fc.constantFrom("__proto__", "constructor", "prototype", "id", "send", "json", "ping", "toString", "hasOwnProperty");
+    const hostileKey = fc.constantFrom(
+      "__proto__",
+      "constructor",
+      "prototype",
+      "id",
+      "send",
+      "json",
+      "ping",
+      "toString",
+      "hasOwnProperty",
+    );
     const hostile = fc.letrec((tie) => ({
-      value: fc.oneof({ depthSize: "small" }, fc.jsonValue({ maxDepth: 2 }), tie("object"), fc.array(tie("value"), { maxLength: 3 })),
+      value: fc.oneof(
+        { depthSize: "small" },
+        fc.jsonValue({ maxDepth: 2 }),
+        tie("object"),
+        fc.array(tie("value"), { maxLength: 3 }),
+      ),
       object: fc.dictionary(fc.oneof(hostileKey, fc.string()), tie("value"), { maxKeys: 4 }),
     }));
     fc.assert(
@@ -193,21 +218,39 @@ describe("the edge core fed hostile frames", () => {
     const DOCUMENTED = new Set([3, 7, 8, 9, 12, 16]);
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(anyFrame.map((f) => ({ bytes: toBinary(ClientFrameSchema, f), id: f.id })), fc.uint8Array({ maxLength: 128 }).map((bytes) => ({ bytes, id: -1 }))), { maxLength: 8 }),
+        fc.array(
+          fc.oneof(
+            anyFrame.map((f) => ({ bytes: toBinary(ClientFrameSchema, f), id: f.id })),
+            fc.uint8Array({ maxLength: 128 }).map((bytes) => ({ bytes, id: -1 })),
+          ),
+          { maxLength: 8 },
+        ),
         async (frames) => {
           const sent: Uint8Array[] = [];
           const transport: Transport = { send: (d) => void sent.push(d), close: () => {} };
-          const session = edge.connect(transport, Encoding.Proto, true, { userId: "u", expiresAt: undefined, grants: new ChannelGrants(["private:ok*"]) });
+          const session = edge.connect(transport, Encoding.Proto, true, {
+            userId: "u",
+            expiresAt: undefined,
+            grants: new ChannelGrants(["private:ok*"]),
+          });
           for (const f of frames) edge.receive(session, f.bytes, true);
           await session.queue;
-          const replies = sent.slice(1).map((b) => fromBinary(ServerFrameSchema, b) as ServerFrame).flatMap((f) => (f.frame.case === "reply" ? [f.frame.value] : []));
+          const replies = sent
+            .slice(1)
+            .map((b) => fromBinary(ServerFrameSchema, b) as ServerFrame)
+            .flatMap((f) => (f.frame.case === "reply" ? [f.frame.value] : []));
           for (const r of replies) {
             if (r.error) {
               expect(DOCUMENTED.has(r.error.code), `code ${r.error.code}: ${r.error.message}`).toBe(true);
               expect(r.error.message.length).toBeGreaterThan(10);
             }
           }
-          for (const f of frames) if (f.id > 0) expect(replies.some((r) => r.id === f.id), `reply to ${f.id}`).toBe(true);
+          for (const f of frames)
+            if (f.id > 0)
+              expect(
+                replies.some((r) => r.id === f.id),
+                `reply to ${f.id}`,
+              ).toBe(true);
           await edge.disconnect(session);
         },
       ),
@@ -229,26 +272,37 @@ describe("API request validation", () => {
       watchers: (h) => broker.attach(h, false),
     } as Parameters<typeof createRealtimeService>[0]);
     const ALLOWED = new Set([ConnectCode.InvalidArgument, ConnectCode.ResourceExhausted, ConnectCode.Unavailable]);
-    const str = fc.oneof(fc.string({ unit: "binary", maxLength: 200 }), fc.constantFrom("", "__proto__", "channel:join", "a".repeat(129), "ok"));
+    const str = fc.oneof(
+      fc.string({ unit: "binary", maxLength: 200 }),
+      fc.constantFrom("", "__proto__", "channel:join", "a".repeat(129), "ok"),
+    );
     const payload = fc.oneof(
       fc.constant({ case: undefined }),
       fc.uint8Array({ maxLength: 2048 }).map((value) => ({ case: "binary" as const, value })),
       fc.jsonValue({ maxDepth: 3 }).map((v) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) })),
     );
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom("send", "broadcast", "getMembers", "listChannels"), str, str, payload, fc.nat({ max: 5000 }), str, async (method, channel, event, p, pageSize, pageToken) => {
-        const ctx = {} as never;
-        const impl = service as unknown as Record<string, (req: unknown, ctx: never) => Promise<unknown>>;
-        const req = { channel, event, payload: p, pageSize, pageToken, prefix: channel };
-        try {
-          await impl[method]!(req, ctx);
-        } catch (err) {
-          expect(err).toBeInstanceOf(ConnectError);
-          const e = err as ConnectError;
-          expect(ALLOWED.has(e.code), `${method}: ${ConnectCode[e.code]} ${e.rawMessage}`).toBe(true);
-          expect(e.rawMessage.length).toBeGreaterThan(10);
-        }
-      }),
+      fc.asyncProperty(
+        fc.constantFrom("send", "broadcast", "getMembers", "listChannels"),
+        str,
+        str,
+        payload,
+        fc.nat({ max: 5000 }),
+        str,
+        async (method, channel, event, p, pageSize, pageToken) => {
+          const ctx = {} as never;
+          const impl = service as unknown as Record<string, (req: unknown, ctx: never) => Promise<unknown>>;
+          const req = { channel, event, payload: p, pageSize, pageToken, prefix: channel };
+          try {
+            await impl[method]!(req, ctx);
+          } catch (err) {
+            expect(err).toBeInstanceOf(ConnectError);
+            const e = err as ConnectError;
+            expect(ALLOWED.has(e.code), `${method}: ${ConnectCode[e.code]} ${e.rawMessage}`).toBe(true);
+            expect(e.rawMessage.length).toBeGreaterThan(10);
+          }
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -272,6 +326,16 @@ function deepBinaryFrame(depth: number): Uint8Array {
     const list = cat(tag(1), varint(inner.length), inner);
     inner = cat(tag(6), varint(list.length), list);
   }
-  const send = cat(tag(1), varint(1), enc.encode("c"), tag(2), varint(1), enc.encode("e"), tag(3), varint(inner.length), inner);
+  const send = cat(
+    tag(1),
+    varint(1),
+    enc.encode("c"),
+    tag(2),
+    varint(1),
+    enc.encode("e"),
+    tag(3),
+    varint(inner.length),
+    inner,
+  );
   return cat(Uint8Array.of(0x08, 9), tag(5), varint(send.length), send);
 }

@@ -5,16 +5,17 @@ import * as grpc from "@grpc/grpc-js";
 import * as http2 from "node:http2";
 import { create, createFileRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import {
-  FileDescriptorProtoSchema,
-  StringValueSchema,
-  file_google_protobuf_wrappers,
-} from "@bufbuild/protobuf/wkt";
+import { FileDescriptorProtoSchema, StringValueSchema, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { GetMembersRequestSchema, Realtime } from "../gen/realtime/v1/realtime_pb.js";
-import { addService, INTERNAL_ERROR_MESSAGE, serviceDefinition, type AddServiceOptions } from "../src/api/grpc/adapter.js";
+import {
+  addService,
+  INTERNAL_ERROR_MESSAGE,
+  serviceDefinition,
+  type AddServiceOptions,
+} from "../src/api/grpc/adapter.js";
 import { Code as RealtimeCode, RealtimeError } from "../src/core/errors.js";
 import { watchLeaks } from "./helpers/leaks.js";
 
@@ -72,7 +73,9 @@ async function serve<T extends typeof Realtime | typeof Echo>(
   const server = new grpc.Server();
   addService(server, service, impl, options);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
@@ -124,7 +127,7 @@ const echo = serviceDefinition(Echo);
 describe("unary calls", () => {
   it("answers, with request metadata in ctx.requestHeader and ctx headers/trailers sent back", async () => {
     let seen: HandlerContext | undefined;
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       getMembers(req, ctx) {
         seen = ctx;
         ctx.responseHeader.set("x-served-by", "test");
@@ -154,7 +157,7 @@ describe("unary calls", () => {
   });
 
   it("sends a ConnectError as the same status code, message and metadata", async () => {
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       getMembers() {
         throw new ConnectError("channel: must be 1 to 128 characters", Code.InvalidArgument, { "x-field": "channel" });
       },
@@ -166,7 +169,7 @@ describe("unary calls", () => {
   });
 
   it("sends a ConnectError's details as grpc-status-details-bin, readable by a Connect gRPC client", async () => {
-    const { client, address } = await serve(Realtime, {
+    const { address } = await serve(Realtime, {
       getMembers() {
         throw new ConnectError("edge-2 is unreachable", Code.Unavailable, undefined, [
           { desc: StringValueSchema, value: { value: "edge-2" } },
@@ -187,7 +190,7 @@ describe("unary calls", () => {
   });
 
   it("sends a RealtimeError as its gRPC code and message", async () => {
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       async send() {
         throw new RealtimeError(RealtimeCode.ResourceExhausted, "payload: 70000 bytes is over the limit of 65536");
       },
@@ -200,7 +203,7 @@ describe("unary calls", () => {
   it("sends anything else as INTERNAL without its message, shows it to the interceptor, and keeps serving", async () => {
     const intercepted: unknown[] = [];
     let calls = 0;
-    const { client, address } = await serve(
+    const { client } = await serve(
       Realtime,
       {
         broadcast() {
@@ -229,18 +232,20 @@ describe("unary calls", () => {
   });
 
   it("answers a response that cannot be serialized with INTERNAL (grpc-js) and keeps serving", async () => {
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       send: (req) => ({ messageId: "m", edges: req.event === "bad" ? -1 : 1 }), // edges is a uint32
     });
     const bad = await unary(client, realtime.send!, { channel: "room", event: "bad" });
     expect(bad.error!.code).toBe(grpc.status.INTERNAL);
     expect(bad.error!.details).toBe("Error serializing response");
-    expect((await unary(client, realtime.send!, { channel: "room", event: "ok" })).response).toMatchObject({ edges: 1 });
+    expect((await unary(client, realtime.send!, { channel: "room", event: "ok" })).response).toMatchObject({
+      edges: 1,
+    });
   });
 
   it("lets the interceptor reject a call before the handler runs", async () => {
     let handled = false;
-    const { client, address } = await serve(
+    const { client } = await serve(
       Realtime,
       {
         getMembers() {
@@ -314,7 +319,7 @@ describe("unary calls", () => {
     let reason: unknown;
     let started!: () => void;
     const running = new Promise<void>((resolve) => (started = resolve));
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       getMembers(_req, ctx) {
         started();
         return new Promise((_, reject) =>
@@ -334,14 +339,14 @@ describe("unary calls", () => {
   });
 
   it("answers UNIMPLEMENTED for a method missing from the impl", async () => {
-    const { client, address } = await serve(Realtime, {});
+    const { client } = await serve(Realtime, {});
     const out = await unary(client, realtime.send!, { channel: "room", event: "e" });
     expect(out.error!.code).toBe(grpc.status.UNIMPLEMENTED);
   });
 
   it("answers a request that is not protobuf with INVALID_ARGUMENT, never reaching the handler, and survives", async () => {
     let handled = 0;
-    const { client, address } = await serve(Realtime, {
+    const { client } = await serve(Realtime, {
       getMembers() {
         handled++;
         return {};
@@ -390,21 +395,28 @@ describe("requestDecoders", () => {
     expect(seen).toEqual(["from-the-decoder", "list:p"]);
     const failed = await unary(client, realtime.getMembers!, {});
     expect(failed.error!.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(failed.error!.details).toBe("the request is not a valid realtime.v1.GetMembersRequest message: empty on purpose");
+    expect(failed.error!.details).toBe(
+      "the request is not a valid realtime.v1.GetMembersRequest message: empty on purpose",
+    );
     expect(seen).toHaveLength(2);
   });
 });
 
 describe("streaming calls", () => {
   it("server streaming: sends every message, then header-before-first-message and trailers", async () => {
-    const { client, address } = await serve(Echo, {
+    const { client } = await serve(Echo, {
       async *serverStream(req, ctx) {
         ctx.responseHeader.set("x-stream", "yes");
         for (let i = 0; i < 3; i++) yield { value: `${req.value}-${i}` };
         ctx.responseTrailer.set("x-done", "3");
       },
     });
-    const call = client.makeServerStreamRequest(echo.serverStream!.path, echo.serverStream!.requestSerialize, echo.serverStream!.responseDeserialize, { value: "hi" });
+    const call = client.makeServerStreamRequest(
+      echo.serverStream!.path,
+      echo.serverStream!.requestSerialize,
+      echo.serverStream!.responseDeserialize,
+      { value: "hi" },
+    );
     const header = new Promise<grpc.Metadata>((resolve) => call.on("metadata", resolve));
     const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
     const values: string[] = [];
@@ -421,7 +433,7 @@ describe("streaming calls", () => {
     let finished = false;
     let aborted = false;
     const chunk = "x".repeat(STREAM_MESSAGE_BYTES);
-    const { client, address } = await serve(Echo, {
+    const { client } = await serve(Echo, {
       async *serverStream(_req, ctx) {
         ctx.signal.addEventListener("abort", () => (aborted = true));
         try {
@@ -434,7 +446,12 @@ describe("streaming calls", () => {
         }
       },
     });
-    const call = client.makeServerStreamRequest(echo.serverStream!.path, echo.serverStream!.requestSerialize, echo.serverStream!.responseDeserialize, { value: "" });
+    const call = client.makeServerStreamRequest(
+      echo.serverStream!.path,
+      echo.serverStream!.requestSerialize,
+      echo.serverStream!.responseDeserialize,
+      { value: "" },
+    );
     call.on("error", () => {}); // CANCELLED, below
     await new Promise((resolve) => call.once("data", resolve));
     call.pause();
@@ -450,13 +467,18 @@ describe("streaming calls", () => {
   });
 
   it("server streaming: an error after some messages becomes the status", async () => {
-    const { client, address } = await serve(Echo, {
+    const { client } = await serve(Echo, {
       async *serverStream() {
         yield { value: "one" };
         throw new RealtimeError(RealtimeCode.Unavailable, "edge-2 is unreachable");
       },
     });
-    const call = client.makeServerStreamRequest(echo.serverStream!.path, echo.serverStream!.requestSerialize, echo.serverStream!.responseDeserialize, { value: "" });
+    const call = client.makeServerStreamRequest(
+      echo.serverStream!.path,
+      echo.serverStream!.requestSerialize,
+      echo.serverStream!.responseDeserialize,
+      { value: "" },
+    );
     const values: string[] = [];
     const error = await new Promise<grpc.ServiceError>((resolve) => {
       call.on("data", (m: { value: string }) => values.push(m.value));
@@ -468,7 +490,7 @@ describe("streaming calls", () => {
   });
 
   it("client streaming: the handler reads every request as an AsyncIterable", async () => {
-    const { client, address } = await serve(Echo, {
+    const { client } = await serve(Echo, {
       async clientStream(requests) {
         const values: string[] = [];
         for await (const r of requests) values.push(r.value);
@@ -489,7 +511,7 @@ describe("streaming calls", () => {
   });
 
   it("bidi: answers each request as it arrives, and may stop reading while still writing", async () => {
-    const { client, address } = await serve(Echo, {
+    const { client } = await serve(Echo, {
       async *bidi(requests) {
         for await (const r of requests) {
           if (r.value === "stop") break;
@@ -498,7 +520,11 @@ describe("streaming calls", () => {
         yield { value: "bye" };
       },
     });
-    const call = client.makeBidiStreamRequest(echo.bidi!.path, echo.bidi!.requestSerialize, echo.bidi!.responseDeserialize);
+    const call = client.makeBidiStreamRequest(
+      echo.bidi!.path,
+      echo.bidi!.requestSerialize,
+      echo.bidi!.responseDeserialize,
+    );
     const values: string[] = [];
     const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
     const ended = new Promise<void>((resolve) => call.on("end", resolve));
@@ -514,7 +540,7 @@ describe("streaming calls", () => {
 
   it("shutdownSignal ends long streams with UNAVAILABLE so the server can shut down", async () => {
     const shutdown = new AbortController();
-    const { client, address } = await serve(
+    const { client } = await serve(
       Echo,
       {
         async *serverStream(_req, ctx) {
@@ -524,7 +550,12 @@ describe("streaming calls", () => {
       },
       { shutdownSignal: shutdown.signal },
     );
-    const call = client.makeServerStreamRequest(echo.serverStream!.path, echo.serverStream!.requestSerialize, echo.serverStream!.responseDeserialize, { value: "" });
+    const call = client.makeServerStreamRequest(
+      echo.serverStream!.path,
+      echo.serverStream!.requestSerialize,
+      echo.serverStream!.responseDeserialize,
+      { value: "" },
+    );
     await new Promise((resolve) => call.once("data", resolve));
     const error = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
     shutdown.abort();

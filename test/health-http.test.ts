@@ -8,7 +8,12 @@ import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { createServer } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
-import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../gen/grpc/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  type HealthCheckResponse,
+} from "../gen/grpc/health/v1/health_pb.js";
 import { serviceDefinition } from "../src/api/grpc/adapter.js";
 import { startCluster, startProcess, stopAll, type Proc } from "./helpers/cluster.js";
 import { httpOf, scrape } from "./helpers/prom.js";
@@ -47,13 +52,19 @@ function exited(proc: Proc): Promise<number | null> {
 
 function healthCheck(address: string): Promise<ServingStatus> {
   const Client = grpc.makeGenericClientConstructor(serviceDefinition(Health), "Health");
-  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as grpc.Client &
+    Record<string, Function>;
   return new Promise<ServingStatus>((resolve, reject) =>
-    client.check!(create(HealthCheckRequestSchema, { service: "" }), new grpc.Metadata(), { deadline: Date.now() + 2_000 }, (err: grpc.ServiceError | null, res: HealthCheckResponse) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res.status);
-    }),
+    client.check!(
+      create(HealthCheckRequestSchema, { service: "" }),
+      new grpc.Metadata(),
+      { deadline: Date.now() + 2_000 },
+      (err: grpc.ServiceError | null, res: HealthCheckResponse) => {
+        client.close();
+        if (err) reject(err);
+        else resolve(res.status);
+      },
+    ),
   );
 }
 
@@ -109,7 +120,10 @@ describe("health over HTTP", () => {
   it("an edge is not ready while it starts (waiting for its link)", async () => {
     const wsPort = await freePort();
     const deadLink = await freePort(); // nothing listens there
-    const starting = startProcess("edge", { REALTIME_WS_PORT: String(wsPort), REALTIME_LINK_URL: `127.0.0.1:${deadLink}` });
+    const starting = startProcess("edge", {
+      REALTIME_WS_PORT: String(wsPort),
+      REALTIME_LINK_URL: `127.0.0.1:${deadLink}`,
+    });
     await until(`http://127.0.0.1:${wsPort}/readyz`, 503, /^not ready: starting\n$/);
     expect((await get(`http://127.0.0.1:${wsPort}/healthz`)).status).toBe(200);
     const edge = await starting;
@@ -123,14 +137,28 @@ describe("health over HTTP", () => {
   it("with Redis, a process is ready only while Redis is reachable", async () => {
     const deadRedis = `redis://127.0.0.1:${await freePort()}`;
     const prefix = `health-${process.pid}-${Date.now()}:`;
-    const cut = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_REDIS_URL: deadRedis, REALTIME_REDIS_PREFIX: prefix });
-    const live = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_REDIS_URL: "redis://127.0.0.1:6379", REALTIME_REDIS_PREFIX: prefix });
+    const cut = await startProcess("api", {
+      REALTIME_GRPC_PORT: "0",
+      REALTIME_HTTP_PORT: "0",
+      REALTIME_REDIS_URL: deadRedis,
+      REALTIME_REDIS_PREFIX: prefix,
+    });
+    const live = await startProcess("api", {
+      REALTIME_GRPC_PORT: "0",
+      REALTIME_HTTP_PORT: "0",
+      REALTIME_REDIS_URL: "redis://127.0.0.1:6379",
+      REALTIME_REDIS_PREFIX: prefix,
+    });
     try {
       expect(await get(`http://${cut.ready.http}/readyz`)).toEqual({ status: 503, body: "not ready: redis down\n" });
-      expect((await scrape(`http://${cut.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" })).toBe(0);
+      expect(
+        (await scrape(`http://${cut.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" }),
+      ).toBe(0);
       expect(await healthCheck(cut.ready.grpc!)).toBe(ServingStatus.NOT_SERVING);
       await until(`http://${live.ready.http}/readyz`, 200, /^ready\n$/);
-      expect((await scrape(`http://${live.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" })).toBe(1);
+      expect(
+        (await scrape(`http://${live.ready.http}/metrics`)).get("switchboard_backend_up", { backend: "redis" }),
+      ).toBe(1);
     } finally {
       await Promise.all([cut.stop(), live.stop()]);
     }

@@ -27,7 +27,9 @@ async function serve(options?: AddServiceOptions): Promise<{ health: HealthState
   const server = new grpc.Server();
   addService(server, health.service, health.impl, options);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));

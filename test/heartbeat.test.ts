@@ -17,7 +17,10 @@ let api: RealtimeTestClient;
 const clients: TestClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startCluster(1, { REALTIME_HEARTBEAT_INTERVAL_MS: String(INTERVAL), REALTIME_HEARTBEAT_TIMEOUT_MS: String(TIMEOUT) });
+  cluster = await startCluster(1, {
+    REALTIME_HEARTBEAT_INTERVAL_MS: String(INTERVAL),
+    REALTIME_HEARTBEAT_TIMEOUT_MS: String(TIMEOUT),
+  });
   api = realtimeClient(cluster.grpc);
 }, 60_000);
 
@@ -50,7 +53,14 @@ it("terminates a peer that stops answering pings within interval + timeout; it l
   expect((await api.getMembers({ channel: "hb" })).members.map((m) => m.id).sort()).toEqual([alive.id, dead.id].sort());
 
   const started = Date.now();
-  const leave = await alive.next((f) => f.frame.case === "event" && f.frame.value.event === "channel:leave" && f.frame.value.payload.case === "member" && f.frame.value.payload.value.id === dead.id, 5_000);
+  const leave = await alive.next(
+    (f) =>
+      f.frame.case === "event" &&
+      f.frame.value.event === "channel:leave" &&
+      f.frame.value.payload.case === "member" &&
+      f.frame.value.payload.value.id === dead.id,
+    5_000,
+  );
   const elapsed = Date.now() - started;
   expect(leave).toBeDefined();
   // Joined at some point in a ping round: pinged within INTERVAL, cut TIMEOUT later (plus scheduling slack).

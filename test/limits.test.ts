@@ -58,8 +58,16 @@ describe("frame and payload size", () => {
   it("answers a frame within the limit but a payload over it with RESOURCE_EXHAUSTED, and stays open", async () => {
     const c = await connect(LOW, "proto");
     await c.ok({ command: { case: "join", value: { channel: "size" } } });
-    const reply = await c.request({ command: { case: "send", value: { channel: "size", event: "e", payload: { case: "binary", value: new Uint8Array(PAYLOAD + 1) } } } });
-    expect(reply.error).toMatchObject({ code: ErrorCode.RESOURCE_EXHAUSTED, message: expect.stringMatching(/limit is 1024 bytes/) });
+    const reply = await c.request({
+      command: {
+        case: "send",
+        value: { channel: "size", event: "e", payload: { case: "binary", value: new Uint8Array(PAYLOAD + 1) } },
+      },
+    });
+    expect(reply.error).toMatchObject({
+      code: ErrorCode.RESOURCE_EXHAUSTED,
+      message: expect.stringMatching(/limit is 1024 bytes/),
+    });
     expect((await c.request({ command: { case: "ping", value: {} } })).error).toBeUndefined();
   });
 });
@@ -85,16 +93,26 @@ describe("channels per connection and profile size", () => {
     await c.ok({ command: { case: "join", value: { channel: "c1" } } });
     await c.ok({ command: { case: "join", value: { channel: "c2" } } });
     const third = await c.request({ command: { case: "join", value: { channel: "c3" } } });
-    expect(third.error).toMatchObject({ code: ErrorCode.RESOURCE_EXHAUSTED, message: expect.stringMatching(/2 channels/) });
+    expect(third.error).toMatchObject({
+      code: ErrorCode.RESOURCE_EXHAUSTED,
+      message: expect.stringMatching(/2 channels/),
+    });
     await c.ok({ command: { case: "leave", value: { channel: "c1" } } });
     await c.ok({ command: { case: "join", value: { channel: "c3" } } });
   });
 
   it("refuses a profile over the limit with RESOURCE_EXHAUSTED", async () => {
     const c = await connect(LOW);
-    const big = await c.request({ command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } } });
-    expect(big.error).toMatchObject({ code: ErrorCode.RESOURCE_EXHAUSTED, message: expect.stringMatching(/limit is 64 bytes/) });
-    await c.ok({ command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "small" } } } } });
+    const big = await c.request({
+      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "x".repeat(100) } } } },
+    });
+    expect(big.error).toMatchObject({
+      code: ErrorCode.RESOURCE_EXHAUSTED,
+      message: expect.stringMatching(/limit is 64 bytes/),
+    });
+    await c.ok({
+      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "small" } } } },
+    });
   });
 });
 
@@ -102,7 +120,9 @@ describe("command rate and error budget", () => {
   it("lets a client within the rate through", async () => {
     const c = await connect(LOW);
     for (let round = 0; round < 2; round++) {
-      const replies = await Promise.all(Array.from({ length: 5 }, () => c.request({ command: { case: "ping", value: {} } })));
+      const replies = await Promise.all(
+        Array.from({ length: 5 }, () => c.request({ command: { case: "ping", value: {} } })),
+      );
       expect(replies.every((r) => r.error === undefined)).toBe(true);
       await sleep(1_100);
     }
@@ -112,7 +132,9 @@ describe("command rate and error budget", () => {
   it("answers a flood past the burst with RESOURCE_EXHAUSTED, then closes it with 4503; others are unaffected", async () => {
     const flood = await connect(LOW);
     const bystander = await connect(LOW);
-    const replies = Array.from({ length: 30 }, () => flood.request({ command: { case: "ping", value: {} } }).catch(() => undefined));
+    const replies = Array.from({ length: 30 }, () =>
+      flood.request({ command: { case: "ping", value: {} } }).catch(() => undefined),
+    );
     await flood.closed;
     expect(flood.closeCode).toBe(4503);
     // Requests 1-5 fit the burst; the rest are refused at once (their error
@@ -122,7 +144,11 @@ describe("command rate and error budget", () => {
     const limited = got.filter((r) => r.id > 5);
     expect(got.filter((r) => r.id <= 5).every((r) => r.error === undefined)).toBe(true);
     expect(limited.length).toBe(4);
-    for (const r of limited) expect(r.error).toMatchObject({ code: ErrorCode.RESOURCE_EXHAUSTED, message: expect.stringMatching(/rate limit/) });
+    for (const r of limited)
+      expect(r.error).toMatchObject({
+        code: ErrorCode.RESOURCE_EXHAUSTED,
+        message: expect.stringMatching(/rate limit/),
+      });
     void replies;
     expect((await bystander.request({ command: { case: "ping", value: {} } })).error).toBeUndefined();
   });

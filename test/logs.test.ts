@@ -31,8 +31,18 @@ function lines(stderr: string): Line[] {
 
 describe("logs", () => {
   it("carry operator fields on start and stop lines and never a secret or a payload", async () => {
-    const env = { REALTIME_LOG_LEVEL: "debug", REALTIME_API_KEYS: API_KEY, REALTIME_JWT_SECRET: JWT_SECRET, REALTIME_ALLOW_ANONYMOUS: "true" };
-    const api = await startProcess("api", { ...env, REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_LINK_PORT: "0" });
+    const env = {
+      REALTIME_LOG_LEVEL: "debug",
+      REALTIME_API_KEYS: API_KEY,
+      REALTIME_JWT_SECRET: JWT_SECRET,
+      REALTIME_ALLOW_ANONYMOUS: "true",
+    };
+    const api = await startProcess("api", {
+      ...env,
+      REALTIME_GRPC_PORT: "0",
+      REALTIME_HTTP_PORT: "0",
+      REALTIME_LINK_PORT: "0",
+    });
     const edge = await startProcess("edge", { ...env, REALTIME_WS_PORT: "0", REALTIME_LINK_URL: api.ready.link });
 
     // Traffic with a recognisable payload, including a failing call (logged at debug).
@@ -41,15 +51,26 @@ describe("logs", () => {
     const rpc = realtimeClient(api.ready.grpc!);
     const auth = new grpc.Metadata();
     auth.set("authorization", `Bearer ${API_KEY}`);
-    await rpc.send({ channel: "logs", event: "e", payload: { case: "json", value: fromJson(ValueSchema, { mark: PAYLOAD_MARK }) } }, auth);
+    await rpc.send(
+      { channel: "logs", event: "e", payload: { case: "json", value: fromJson(ValueSchema, { mark: PAYLOAD_MARK }) } },
+      auth,
+    );
     await client.event("e", "logs");
-    await expect(rpc.send({ channel: "", event: "e", payload: { case: "json", value: fromJson(ValueSchema, PAYLOAD_MARK) } }, auth)).rejects.toThrow();
+    await expect(
+      rpc.send(
+        { channel: "", event: "e", payload: { case: "json", value: fromJson(ValueSchema, PAYLOAD_MARK) } },
+        auth,
+      ),
+    ).rejects.toThrow();
     rpc.close();
     await client.close();
     await edge.stop();
     await api.stop();
 
-    for (const [role, proc] of [["api", api], ["edge", edge]] as const) {
+    for (const [role, proc] of [
+      ["api", api],
+      ["edge", edge],
+    ] as const) {
       const all = lines(proc.stderr());
       for (const line of all) {
         expect(line).toMatchObject({ role, version: expect.any(String) });
@@ -69,6 +90,9 @@ describe("logs", () => {
       expect(text).not.toContain(JWT_SECRET);
       expect(text).not.toContain(PAYLOAD_MARK);
     }
-    expect(lines(api.stderr()).find((l) => l.msg === "api ready")).toMatchObject({ grpc: api.ready.grpc, http: api.ready.http });
+    expect(lines(api.stderr()).find((l) => l.msg === "api ready")).toMatchObject({
+      grpc: api.ready.grpc,
+      http: api.ready.http,
+    });
   });
 });

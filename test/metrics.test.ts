@@ -62,33 +62,54 @@ describe("metrics", () => {
     expect(edge1.get("switchboard_connections")).toBe(10);
     expect(edge1.get("switchboard_members")).toBe(10);
     expect(edge1.get("switchboard_channels")).toBe(1);
-    expect(edge1.get("switchboard_connections_opened_total") - edge0.get("switchboard_connections_opened_total")).toBe(10);
+    expect(edge1.get("switchboard_connections_opened_total") - edge0.get("switchboard_connections_opened_total")).toBe(
+      10,
+    );
     expect(edge1.get("switchboard_connections_opened_total", { encoding: "realtime.v1.json" })).toBe(5);
     expect(edge1.get("switchboard_messages_in_total", { kind: "join" })).toBe(10);
 
-    const res = await api.send({ channel: CHANNEL, event: "tick", payload: { case: "json", value: fromJson(ValueSchema, { n: 1 }) } });
+    const res = await api.send({
+      channel: CHANNEL,
+      event: "tick",
+      payload: { case: "json", value: fromJson(ValueSchema, { n: 1 }) },
+    });
     expect(res.edges).toBe(1);
     await Promise.all(clients.map((c) => c.event("tick", CHANNEL)));
 
     const edge2 = await scrape(edgeMetrics);
     expect(edge2.get("switchboard_deliveries_total") - edge1.get("switchboard_deliveries_total")).toBe(10);
-    expect(edge2.get("switchboard_messages_out_total", { kind: "event" }) - edge1.get("switchboard_messages_out_total", { kind: "event" })).toBe(10);
-    expect(edge2.get("switchboard_publications_received_total") - edge1.get("switchboard_publications_received_total")).toBe(1);
+    expect(
+      edge2.get("switchboard_messages_out_total", { kind: "event" }) -
+        edge1.get("switchboard_messages_out_total", { kind: "event" }),
+    ).toBe(10);
+    expect(
+      edge2.get("switchboard_publications_received_total") - edge1.get("switchboard_publications_received_total"),
+    ).toBe(1);
     expect(edge2.get("switchboard_backend_up", { backend: "link" })).toBe(1);
     expect(edge2.get("switchboard_ready")).toBe(1);
 
     const api1 = await scrape(apiMetrics);
     const sendOk = { service: "realtime.v1.Realtime", method: "Send", code: "OK" };
-    expect(api1.get("switchboard_rpc_handled_total", sendOk) - (api0.samples.some((s) => s.name === "switchboard_rpc_handled_total" && s.labels.method === "Send") ? api0.get("switchboard_rpc_handled_total", sendOk) : 0)).toBe(1);
+    expect(
+      api1.get("switchboard_rpc_handled_total", sendOk) -
+        (api0.samples.some((s) => s.name === "switchboard_rpc_handled_total" && s.labels.method === "Send")
+          ? api0.get("switchboard_rpc_handled_total", sendOk)
+          : 0),
+    ).toBe(1);
     expect(api1.get("switchboard_rpc_duration_seconds_count", sendOk)).toBeGreaterThanOrEqual(1);
-    expect(api1.get("switchboard_hub_publications_total", { scope: "channel" }) - api0.get("switchboard_hub_publications_total", { scope: "channel" })).toBeGreaterThanOrEqual(1);
+    expect(
+      api1.get("switchboard_hub_publications_total", { scope: "channel" }) -
+        api0.get("switchboard_hub_publications_total", { scope: "channel" }),
+    ).toBeGreaterThanOrEqual(1);
     expect(api1.get("switchboard_hub_edges")).toBe(1);
     expect(api1.get("switchboard_hub_channels")).toBe(1);
     expect(api1.get("switchboard_ready")).toBe(1);
   });
 
   it("count a failed RPC under its status code", async () => {
-    await expect(api.send({ channel: "", event: "tick", payload: { case: "json", value: fromJson(ValueSchema, 1) } })).rejects.toMatchObject({ code: 3 });
+    await expect(
+      api.send({ channel: "", event: "tick", payload: { case: "json", value: fromJson(ValueSchema, 1) } }),
+    ).rejects.toMatchObject({ code: 3 });
     const after = await scrape(apiMetrics);
     expect(after.get("switchboard_rpc_handled_total", { method: "Send", code: "INVALID_ARGUMENT" })).toBe(1);
   });
@@ -98,7 +119,10 @@ describe("metrics", () => {
     await clients.pop()!.close();
     await eventually(async () => {
       const after = await scrape(edgeMetrics);
-      expect(after.get("switchboard_disconnects_total", { reason: "client" }) - before.get("switchboard_disconnects_total", { reason: "client" })).toBe(1);
+      expect(
+        after.get("switchboard_disconnects_total", { reason: "client" }) -
+          before.get("switchboard_disconnects_total", { reason: "client" }),
+      ).toBe(1);
       expect(after.get("switchboard_connections")).toBe(9);
       expect(after.get("switchboard_members")).toBe(9);
     });
@@ -114,7 +138,9 @@ describe("metrics", () => {
     });
     expect(res.status).toBe(200);
     const after = await scrape(apiMetrics);
-    expect(after.get("switchboard_rpc_handled_total", sendOk) - before.get("switchboard_rpc_handled_total", sendOk)).toBe(1);
+    expect(
+      after.get("switchboard_rpc_handled_total", sendOk) - before.get("switchboard_rpc_handled_total", sendOk),
+    ).toBe(1);
   });
 
   it("count client commands answered with an error, by code", async () => {
@@ -123,7 +149,11 @@ describe("metrics", () => {
     expect(reply.error?.code).toBe(3);
     const after = await scrape(edgeMetrics);
     const key = { code: "INVALID_ARGUMENT" };
-    const was = before.samples.some((s) => s.name === "switchboard_command_errors_total" && s.labels.code === "INVALID_ARGUMENT") ? before.get("switchboard_command_errors_total", key) : 0;
+    const was = before.samples.some(
+      (s) => s.name === "switchboard_command_errors_total" && s.labels.code === "INVALID_ARGUMENT",
+    )
+      ? before.get("switchboard_command_errors_total", key)
+      : 0;
     expect(after.get("switchboard_command_errors_total", key) - was).toBe(1);
     expect(after.text).not.toContain("bad channel name");
   });
@@ -138,7 +168,10 @@ describe("metrics", () => {
     });
     expect(refused).toBe(400);
     const after = await scrape(edgeMetrics);
-    expect(after.get("switchboard_connections_refused_total", { reason: "protocol" }) - before.get("switchboard_connections_refused_total", { reason: "protocol" })).toBe(1);
+    expect(
+      after.get("switchboard_connections_refused_total", { reason: "protocol" }) -
+        before.get("switchboard_connections_refused_total", { reason: "protocol" }),
+    ).toBe(1);
   });
 
   it("never label a series with a channel or a connection id", async () => {

@@ -15,18 +15,24 @@ const name = fc.stringMatching(/^[a-c/:]{1,4}$/);
 describe("MemoryPresence.channelPage", () => {
   it("equals the naive sort-filter-slice for any channels, prefix, cursor and limit", () => {
     fc.assert(
-      fc.property(fc.uniqueArray(name, { maxLength: 40 }), fc.string({ maxLength: 2 }).map((s) => s.replace(/[^a-c/:]/g, "")), fc.oneof(fc.constant(""), name), fc.integer({ min: 1, max: 12 }), (channels, prefix, after, limit) => {
-        const p = new MemoryPresence();
-        channels.forEach((c, i) => {
-          for (let k = 0; k <= i % 3; k++) p.add("edge", c, member(`m${k}`));
-        });
-        const expected = [...channels]
-          .filter((c) => c.startsWith(prefix) && c > after)
-          .sort()
-          .slice(0, limit)
-          .map((c) => ({ channel: c, members: (channels.indexOf(c) % 3) + 1 }));
-        expect(p.channelPage(prefix, after, limit)).toEqual(expected);
-      }),
+      fc.property(
+        fc.uniqueArray(name, { maxLength: 40 }),
+        fc.string({ maxLength: 2 }).map((s) => s.replace(/[^a-c/:]/g, "")),
+        fc.oneof(fc.constant(""), name),
+        fc.integer({ min: 1, max: 12 }),
+        (channels, prefix, after, limit) => {
+          const p = new MemoryPresence();
+          channels.forEach((c, i) => {
+            for (let k = 0; k <= i % 3; k++) p.add("edge", c, member(`m${k}`));
+          });
+          const expected = [...channels]
+            .filter((c) => c.startsWith(prefix) && c > after)
+            .sort()
+            .slice(0, limit)
+            .map((c) => ({ channel: c, members: (channels.indexOf(c) % 3) + 1 }));
+          expect(p.channelPage(prefix, after, limit)).toEqual(expected);
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -11,7 +11,11 @@ import { encodeHubPublication, encodePublication } from "../src/link/publication
 const publication = fc.record({
   channel: fc.oneof(fc.constant(""), fc.string(), fc.string({ unit: "grapheme", maxLength: 200 })),
   event: fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 300 })),
-  eventJson: fc.oneof(fc.constant(""), fc.string({ unit: "binary", maxLength: 400 }), fc.string({ minLength: 120, maxLength: 20_000 })),
+  eventJson: fc.oneof(
+    fc.constant(""),
+    fc.string({ unit: "binary", maxLength: 400 }),
+    fc.string({ minLength: 120, maxLength: 20_000 }),
+  ),
   origin: fc.oneof(fc.constant(""), fc.string({ maxLength: 40 })),
   skipOrigin: fc.boolean(),
 });
@@ -30,7 +34,10 @@ describe("publication codec", () => {
   it("encodes the HubFrame carrying it exactly as protobuf-es does, and it decodes back", () => {
     fc.assert(
       fc.property(publication, (pub) => {
-        const expected = toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }));
+        const expected = toBinary(
+          HubFrameSchema,
+          create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }),
+        );
         const bytes = encodeHubPublication(pub);
         expect(Buffer.from(bytes).equals(Buffer.from(expected))).toBe(true);
         const back = fromBinary(HubFrameSchema, bytes).frame;
@@ -49,7 +56,22 @@ describe("publication codec", () => {
   });
 
   it("handles an event larger than a two-byte length", () => {
-    const pub = { channel: "c", event: new Uint8Array(70_000).fill(7), eventJson: "x".repeat(100_000), origin: "o", skipOrigin: true };
-    expect(Buffer.from(encodeHubPublication(pub)).equals(Buffer.from(toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }))))).toBe(true);
+    const pub = {
+      channel: "c",
+      event: new Uint8Array(70_000).fill(7),
+      eventJson: "x".repeat(100_000),
+      origin: "o",
+      skipOrigin: true,
+    };
+    expect(
+      Buffer.from(encodeHubPublication(pub)).equals(
+        Buffer.from(
+          toBinary(
+            HubFrameSchema,
+            create(HubFrameSchema, { frame: { case: "publication", value: create(PublicationSchema, pub) } }),
+          ),
+        ),
+      ),
+    ).toBe(true);
   });
 });

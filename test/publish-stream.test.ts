@@ -8,11 +8,7 @@ import { create, fromJson, toJson, type MessageInitShape } from "@bufbuild/proto
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import {
-  PublishRequestSchema,
-  type PublishRequest,
-  type PublishResponse,
-} from "../gen/realtime/v1/realtime_pb.js";
+import { PublishRequestSchema, type PublishRequest, type PublishResponse } from "../gen/realtime/v1/realtime_pb.js";
 import { publishStream } from "../src/api/publish.js";
 import { Code, RealtimeError } from "../src/core/errors.js";
 import { useCluster } from "./helpers/fixture.js";
@@ -31,7 +27,10 @@ interface Outcome {
 }
 
 /** Writes every request on one Publish call, half-closes it, and collects what comes back. */
-function publishAll(stream: grpc.ClientDuplexStream<PublishRequest, PublishResponse>, requests: MessageInitShape<typeof PublishRequestSchema>[]): Promise<Outcome> {
+function publishAll(
+  stream: grpc.ClientDuplexStream<PublishRequest, PublishResponse>,
+  requests: MessageInitShape<typeof PublishRequestSchema>[],
+): Promise<Outcome> {
   const responses: PublishResponse[] = [];
   const done = new Promise<Outcome>((resolve) => {
     let status: grpc.StatusObject | undefined;
@@ -86,14 +85,21 @@ describe("Publish", () => {
       send("mixed", "channel:join", 2), // 2: reserved event name
       { event: { case: "send", value: { channel: "mixed", event: "m" } } }, // 3: no payload
       {}, // 4: neither send nor broadcast
-      { event: { case: "send", value: { channel: "mixed", event: "m", payload: { case: "binary", value: new Uint8Array(5000) } } } }, // 5: over 4 KiB
+      {
+        event: {
+          case: "send",
+          value: { channel: "mixed", event: "m", payload: { case: "binary", value: new Uint8Array(5000) } },
+        },
+      }, // 5: over 4 KiB
       send("mixed", "m", 6),
       { event: { case: "broadcast", value: { event: "m", payload: json(7) } } },
     ];
     const { responses, status } = await publishAll(f.api.publish(), requests);
     expect(status.code).toBe(grpc.status.OK);
     expect(Number(responses.at(-1)!.handled)).toBe(requests.length);
-    const errors = responses.flatMap((r) => r.errors).map((e) => ({ index: Number(e.index), code: e.code, message: e.message }));
+    const errors = responses
+      .flatMap((r) => r.errors)
+      .map((e) => ({ index: Number(e.index), code: e.code, message: e.message }));
     expect(errors.map((e) => [e.index, e.code])).toEqual([
       [1, Code.InvalidArgument],
       [2, Code.InvalidArgument],
@@ -120,13 +126,25 @@ describe("Publish", () => {
   });
 
   it("fails the whole stream with RESOURCE_EXHAUSTED for a request larger than the request limit", async () => {
-    const huge = { event: { case: "send" as const, value: { channel: "x", event: "m", payload: { case: "binary" as const, value: new Uint8Array(2 * 1024 * 1024) } } } };
+    const huge = {
+      event: {
+        case: "send" as const,
+        value: {
+          channel: "x",
+          event: "m",
+          payload: { case: "binary" as const, value: new Uint8Array(2 * 1024 * 1024) },
+        },
+      },
+    };
     const { status } = await publishAll(f.api.publish(), [send("x", "m", 1), huge]);
     expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   });
 
   it("reports UNAVAILABLE per event while no edge is connected, and keeps the stream", async () => {
-    const { responses, status } = await publishAll(noEdges.api.publish(), [send("c", "m", 1), { event: { case: "broadcast", value: { event: "m", payload: json(2) } } }]);
+    const { responses, status } = await publishAll(noEdges.api.publish(), [
+      send("c", "m", 1),
+      { event: { case: "broadcast", value: { event: "m", payload: json(2) } } },
+    ]);
     expect(status.code).toBe(grpc.status.OK);
     const errors = responses.flatMap((r) => r.errors);
     expect(errors.map((e) => [Number(e.index), e.code])).toEqual([
@@ -168,13 +186,17 @@ describe("publishStream", () => {
     }
     // Request i settles after (6 - i) * 5 ms: the last first. Odd ones fail.
     const publishOne = (e: { value: { payload: { value?: unknown } } }) => {
-      const i = Number((toJson(ValueSchema, e.value.payload.value as never) as number));
+      const i = Number(toJson(ValueSchema, e.value.payload.value as never) as number);
       return new Promise((resolve, reject) =>
-        setTimeout(() => (i % 2 ? reject(new RealtimeError(Code.Unavailable, `no edge for ${i}`)) : resolve(1)), (6 - i) * 5),
+        setTimeout(
+          () => (i % 2 ? reject(new RealtimeError(Code.Unavailable, `no edge for ${i}`)) : resolve(1)),
+          (6 - i) * 5,
+        ),
       );
     };
     const responses: PublishResponse[] = [];
-    for await (const r of publishStream(requests(), publishOne as never, 100, new AbortController().signal)) responses.push(r);
+    for await (const r of publishStream(requests(), publishOne as never, 100, new AbortController().signal))
+      responses.push(r);
     // Nothing is acknowledged until request 0 settles, which is last: one response.
     expect(responses.map((r) => Number(r.handled))).toEqual([6]);
     expect(responses[0]!.errors.map((e) => [Number(e.index), e.code, e.message])).toEqual([

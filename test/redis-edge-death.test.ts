@@ -54,7 +54,9 @@ async function client(edge: number) {
 
 const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
 const leavesOf = (c: TestClient, channel: string) =>
-  c.events("channel:leave").flatMap((e) => (e.channel === channel && e.payload.case === "member" ? [e.payload.value.id] : []));
+  c
+    .events("channel:leave")
+    .flatMap((e) => (e.channel === channel && e.payload.case === "member" ? [e.payload.value.id] : []));
 
 describe("kill -9 of an edge, with Redis", () => {
   it(`its members leave GetMembers and channel:leave reaches the other edges within ${LEAVE_BOUND_MS} ms, once each`, async () => {
@@ -62,7 +64,8 @@ describe("kill -9 of an edge, with Redis", () => {
     const survivors = [await client(1), await client(2)];
     for (const c of [...survivors, ...doomed]) await c.ok({ command: { case: "join", value: { channel: "room" } } });
     await doomed[0]!.ok({ command: { case: "join", value: { channel: "only-doomed" } } });
-    for (const api of apis) expect(ids((await api.getMembers({ channel: "room" })).members)).toEqual(ids([...doomed, ...survivors]));
+    for (const api of apis)
+      expect(ids((await api.getMembers({ channel: "room" })).members)).toEqual(ids([...doomed, ...survivors]));
     // Well past the sweepers' settling time (a TTL after they connected).
     await sleep(TTL_MS);
 

@@ -11,7 +11,14 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stopAll } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { eventually, freePort, OwnRedis, startTopology, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
+import {
+  eventually,
+  freePort,
+  OwnRedis,
+  startTopology,
+  uniquePrefix,
+  type Topology,
+} from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
 
 const UNAVAILABLE = 14;
@@ -47,7 +54,11 @@ async function client(edge: number) {
 
 const payload = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
 const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
-const codeOf = (p: Promise<unknown>) => p.then(() => 0, (err: { code?: number }) => err.code ?? -1);
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 0,
+    (err: { code?: number }) => err.code ?? -1,
+  );
 
 describe("Redis stopped and restarted", () => {
   it("UNAVAILABLE while it is down, clients kept; delivery and presence resume after, no process restarted", async () => {
@@ -60,14 +71,21 @@ describe("Redis stopped and restarted", () => {
     await redis.kill();
 
     // Every call fails, on both API nodes: never OK for a publication that went nowhere.
-    await eventually(async () => (await codeOf(apis[0]!.send({ channel: "room", event: "lost", payload: payload(1) }))) === UNAVAILABLE, 5_000, "Send UNAVAILABLE");
+    await eventually(
+      async () =>
+        (await codeOf(apis[0]!.send({ channel: "room", event: "lost", payload: payload(1) }))) === UNAVAILABLE,
+      5_000,
+      "Send UNAVAILABLE",
+    );
     for (const api of apis) {
       expect(await codeOf(api.send({ channel: "room", event: "lost", payload: payload(1) }))).toBe(UNAVAILABLE);
       expect(await codeOf(api.broadcast({ event: "lost", payload: payload(1) }))).toBe(UNAVAILABLE);
       expect(await codeOf(api.getMembers({ channel: "room" }))).toBe(UNAVAILABLE);
     }
     // Clients' commands fail too, and their connections stay.
-    const send = await a.request({ command: { case: "send", value: { channel: "room", event: "lost", payload: payload(2) } } });
+    const send = await a.request({
+      command: { case: "send", value: { channel: "room", event: "lost", payload: payload(2) } },
+    });
     expect(send.error?.code).toBe(UNAVAILABLE);
     const join = await a.request({ command: { case: "join", value: { channel: "elsewhere" } } });
     expect(join.error?.code).toBe(UNAVAILABLE);
@@ -91,7 +109,8 @@ describe("Redis stopped and restarted", () => {
     await eventually(
       async () => {
         for (const api of apis) {
-          if (JSON.stringify(ids((await api.getMembers({ channel: "room" })).members)) !== JSON.stringify([a.id])) return false;
+          if (JSON.stringify(ids((await api.getMembers({ channel: "room" })).members)) !== JSON.stringify([a.id]))
+            return false;
         }
         return true;
       },
@@ -115,7 +134,13 @@ describe("Redis paused longer than the edge TTL (SIGSTOP), then resumed", () => 
     const a = await client(0);
     const b = await client(1);
     for (const c of [a, b]) await c.ok({ command: { case: "join", value: { channel: "stall" } } });
-    await a.next((f) => f.frame.case === "event" && f.frame.value.event === "channel:join" && f.frame.value.payload.case === "member" && f.frame.value.payload.value.id === b.id);
+    await a.next(
+      (f) =>
+        f.frame.case === "event" &&
+        f.frame.value.event === "channel:join" &&
+        f.frame.value.payload.case === "member" &&
+        f.frame.value.payload.value.id === b.id,
+    );
     const joinsBefore = a.events("channel:join").length;
 
     redis.pause();
@@ -134,7 +159,8 @@ describe("Redis paused longer than the edge TTL (SIGSTOP), then resumed", () => 
     await eventually(
       async () => {
         for (const api of apis) {
-          if (JSON.stringify(ids((await api.getMembers({ channel: "stall" })).members)) !== JSON.stringify([a.id])) return false;
+          if (JSON.stringify(ids((await api.getMembers({ channel: "stall" })).members)) !== JSON.stringify([a.id]))
+            return false;
         }
         return true;
       },
@@ -146,7 +172,9 @@ describe("Redis paused longer than the edge TTL (SIGSTOP), then resumed", () => 
     // Two TTLs: sweeps have run; a live edge was not swept (no leave of a,
     // no re-join), and b's leave reached a exactly once.
     await new Promise((r) => setTimeout(r, 6_000));
-    const leaves = a.events("channel:leave").flatMap((e) => (e.channel === "stall" && e.payload.case === "member" ? [e.payload.value.id] : []));
+    const leaves = a
+      .events("channel:leave")
+      .flatMap((e) => (e.channel === "stall" && e.payload.case === "member" ? [e.payload.value.id] : []));
     if (leaves.length !== 1) console.log(topology.edges.map((e) => e.stderr()).join("\n=====\n"));
     expect(leaves).toEqual([b.id]);
     expect(a.events("channel:join").length).toBe(joinsBefore);

@@ -34,7 +34,9 @@ const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
 beforeAll(async () => {
   topology = await startTopology(2, 3, { REALTIME_REDIS_URL: SHARED_REDIS_URL, REALTIME_REDIS_PREFIX: prefix });
   apis = topology.grpc.map((address) => realtimeClient(address));
-  connects = topology.grpc.map((address) => createClient(Realtime, createGrpcTransport({ baseUrl: `http://${address}` })));
+  connects = topology.grpc.map((address) =>
+    createClient(Realtime, createGrpcTransport({ baseUrl: `http://${address}` })),
+  );
 }, 90_000);
 
 afterAll(async () => {
@@ -74,7 +76,11 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
       expect(event.id).toBe(first.messageId);
     }
 
-    await apis[1]!.send({ channel: "cross", event: "text", payload: { case: "json", value: fromJson(ValueSchema, { n: 1 }) } });
+    await apis[1]!.send({
+      channel: "cross",
+      event: "text",
+      payload: { case: "json", value: fromJson(ValueSchema, { n: 1 }) },
+    });
     for (const m of members) await m.event("text", "cross");
     expect(outsider.events("bin")).toEqual([]);
     expect(outsider.events("text")).toEqual([]);
@@ -85,15 +91,29 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
     const b = await client(2);
     await b.ok({ command: { case: "join", value: { channel: "chat" } } });
     await a.ok({ command: { case: "join", value: { channel: "chat" } } });
-    const join = await b.next((f) => f.frame.case === "event" && f.frame.value.event === "channel:join" && f.frame.value.payload.case === "member" && f.frame.value.payload.value.id === a.id);
+    const join = await b.next(
+      (f) =>
+        f.frame.case === "event" &&
+        f.frame.value.event === "channel:join" &&
+        f.frame.value.payload.case === "member" &&
+        f.frame.value.payload.value.id === a.id,
+    );
     expect(join.frame.case).toBe("event");
-    await a.ok({ command: { case: "send", value: { channel: "chat", event: "msg", payload: { case: "json", value: fromJson(ValueSchema, "hi") } } } });
+    await a.ok({
+      command: {
+        case: "send",
+        value: { channel: "chat", event: "msg", payload: { case: "json", value: fromJson(ValueSchema, "hi") } },
+      },
+    });
     await b.event("msg", "chat");
   });
 
   it("Broadcast from either API node reaches every client on every edge", async () => {
     const everyone = await Promise.all([client(0), client(1), client(2, "json")]);
-    const res = await apis[1]!.broadcast({ event: "all", payload: { case: "json", value: fromJson(ValueSchema, true) } });
+    const res = await apis[1]!.broadcast({
+      event: "all",
+      payload: { case: "json", value: fromJson(ValueSchema, true) },
+    });
     expect(res.edges).toBe(3);
     for (const c of everyone) await c.event("all");
     await apis[0]!.broadcast({ event: "again", payload: { case: "binary", value: new Uint8Array([0, 0xff]) } });
@@ -110,11 +130,14 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
     for (const api of apis) {
       const res = await api.getMembers({ channel: "presence" });
       expect(ids(res.members)).toEqual(expected);
-      const names = res.members.map((m) => (m.data?.kind.case === "structValue" ? m.data.kind.value.fields.name?.kind.value : undefined)).sort();
+      const names = res.members
+        .map((m) => (m.data?.kind.case === "structValue" ? m.data.kind.value.fields.name?.kind.value : undefined))
+        .sort();
       expect(names).toEqual(["user0", "user1", "user2"]);
     }
     await members[1]!.ok({ command: { case: "leave", value: { channel: "presence" } } });
-    for (const api of apis) expect(ids((await api.getMembers({ channel: "presence" })).members)).toEqual(ids([members[0]!, members[2]!]));
+    for (const api of apis)
+      expect(ids((await api.getMembers({ channel: "presence" })).members)).toEqual(ids([members[0]!, members[2]!]));
 
     // ListChannels: the same page from both nodes, with the counts.
     for (const c of connects) {
@@ -143,7 +166,11 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
     await c.ok({ command: { case: "join", value: { channel: "watched" } } });
     const join = await stream.next();
     expect(join.value.update).toMatchObject({ case: "join", value: { id: c.id } });
-    await apis[0]!.send({ channel: "watched", event: "note", payload: { case: "json", value: fromJson(ValueSchema, 1) } });
+    await apis[0]!.send({
+      channel: "watched",
+      event: "note",
+      payload: { case: "json", value: fromJson(ValueSchema, 1) },
+    });
     const message = await stream.next();
     expect(message.value.update).toMatchObject({ case: "message", value: { event: "note" } });
     abort.abort();
@@ -155,10 +182,21 @@ describe("Redis scale-out: 2 API nodes, 3 edges", () => {
     for (const m of members) await m.ok({ command: { case: "join", value: { channel: "ordered" } } });
     const n = 1_000;
     for (let i = 0; i < n; i++) {
-      await apis[0]!.send({ channel: "ordered", event: "seq", payload: { case: "json", value: fromJson(ValueSchema, i) } });
+      await apis[0]!.send({
+        channel: "ordered",
+        event: "seq",
+        payload: { case: "json", value: fromJson(ValueSchema, i) },
+      });
     }
     for (const m of members) {
-      await m.next((f) => f.frame.case === "event" && f.frame.value.event === "seq" && f.frame.value.payload.case === "json" && f.frame.value.payload.value.kind.value === n - 1, 15_000);
+      await m.next(
+        (f) =>
+          f.frame.case === "event" &&
+          f.frame.value.event === "seq" &&
+          f.frame.value.payload.case === "json" &&
+          f.frame.value.payload.value.kind.value === n - 1,
+        15_000,
+      );
       const seen = m.events("seq").map((e) => (e.payload.case === "json" ? e.payload.value.kind.value : -1));
       expect(seen).toEqual(Array.from({ length: n }, (_, i) => i));
     }

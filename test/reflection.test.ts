@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import {
   ServerReflection as ServerReflectionV1alpha,
-  ServerReflectionRequestSchema,
-  ServerReflectionResponseSchema,
+  type ServerReflectionRequestSchema,
+  type ServerReflectionResponseSchema,
 } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { addService, serviceDefinition } from "../src/api/grpc/adapter.js";
@@ -48,7 +48,9 @@ beforeAll(async () => {
   addService(server, Health, createHealth().impl);
   addReflection(server, [Realtime, Health]);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   address = `127.0.0.1:${port}`;
 });
@@ -77,7 +79,11 @@ describe("buf curl, through reflection only", () => {
 
   it("lists the methods", async () => {
     const out = await bufCurl("--list-methods", `http://${address}`);
-    for (const method of ["realtime.v1.Realtime/Send", "realtime.v1.Realtime/GetMembers", "grpc.health.v1.Health/Watch"]) {
+    for (const method of [
+      "realtime.v1.Realtime/Send",
+      "realtime.v1.Realtime/GetMembers",
+      "grpc.health.v1.Health/Watch",
+    ]) {
       expect(out).toContain(method);
     }
   });

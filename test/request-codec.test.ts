@@ -3,7 +3,15 @@
  * fromBinary returns, and throw where it throws, for any bytes; and they
  * decode the canonical encodings themselves (no fallback to fromBinary).
  */
-import { create, equals, fromBinary, toBinary, type DescMessage, type Message, type UnknownField } from "@bufbuild/protobuf";
+import {
+  create,
+  equals,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type Message,
+  type UnknownField,
+} from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ListValueSchema, StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
@@ -16,8 +24,21 @@ import {
   type BroadcastRequest,
   type SendRequest,
 } from "../gen/realtime/v1/realtime_pb.js";
-import { decodeBroadcastRequest, decodePublishRequest, decodeSendBatchRequest, decodeSendRequest } from "../src/api/request-codec.js";
-import { anyNumber, key, someUnknown, text, unknownVarint, values as valueTrees, withUnknown } from "./helpers/value-arbitraries.js";
+import {
+  decodeBroadcastRequest,
+  decodePublishRequest,
+  decodeSendBatchRequest,
+  decodeSendRequest,
+} from "../src/api/request-codec.js";
+import {
+  anyNumber,
+  key,
+  someUnknown,
+  text,
+  unknownVarint,
+  values as valueTrees,
+  withUnknown,
+} from "./helpers/value-arbitraries.js";
 
 // fromBinary as a spy, to see whether the decoders fell back to it.
 vi.mock("@bufbuild/protobuf", async (importOriginal) => {
@@ -33,7 +54,14 @@ const unknownFields = (canonical: boolean): fc.Arbitrary<UnknownField[] | undefi
   canonical
     ? fc.constant(undefined)
     : someUnknown(
-        fc.oneof(unknownVarint, fc.record({ no: fc.integer({ min: 1, max: 6 }), wireType: fc.constant(WireType.Bit32), data: fc.uint8Array({ minLength: 4, maxLength: 4 }) })),
+        fc.oneof(
+          unknownVarint,
+          fc.record({
+            no: fc.integer({ min: 1, max: 6 }),
+            wireType: fc.constant(WireType.Bit32),
+            data: fc.uint8Array({ minLength: 4, maxLength: 4 }),
+          }),
+        ),
         6,
       );
 
@@ -78,7 +106,12 @@ interface Case {
 
 const cases: Case[] = [
   { name: "SendRequest", schema: SendRequestSchema, decode: decodeSendRequest, messages: sendRequests },
-  { name: "BroadcastRequest", schema: BroadcastRequestSchema, decode: decodeBroadcastRequest, messages: broadcastRequests },
+  {
+    name: "BroadcastRequest",
+    schema: BroadcastRequestSchema,
+    decode: decodeBroadcastRequest,
+    messages: broadcastRequests,
+  },
   {
     name: "PublishRequest",
     schema: PublishRequestSchema,
@@ -96,7 +129,10 @@ const cases: Case[] = [
     name: "SendBatchRequest",
     schema: SendBatchRequestSchema,
     decode: decodeSendBatchRequest,
-    messages: (canonical) => fc.array(sendRequests(canonical), { maxLength: 4 }).map((requests) => create(SendBatchRequestSchema, { requests })),
+    messages: (canonical) =>
+      fc
+        .array(sendRequests(canonical), { maxLength: 4 })
+        .map((requests) => create(SendBatchRequestSchema, { requests })),
   },
 ];
 
@@ -172,7 +208,13 @@ const mutation = fc.oneof(
   fc.record({
     op: fc.constant("unknown" as const),
     no: fc.integer({ min: 1, max: 20 }),
-    wireType: fc.constantFrom(WireType.Varint, WireType.Bit64, WireType.LengthDelimited, WireType.Bit32, WireType.StartGroup),
+    wireType: fc.constantFrom(
+      WireType.Varint,
+      WireType.Bit64,
+      WireType.LengthDelimited,
+      WireType.Bit32,
+      WireType.StartGroup,
+    ),
     data: fc.uint8Array({ maxLength: 8 }),
   }),
 );
@@ -290,12 +332,27 @@ describe("request codec", () => {
 
   it("decodes the publish benchmark's request by hand, as fromBinary does", () => {
     const json = create(ValueSchema, {
-      kind: { case: "structValue", value: create(StructSchema, { fields: { t: numberValue(1_700_000_000_123.5), p: stringValue("x".repeat(64)) } }) },
+      kind: {
+        case: "structValue",
+        value: create(StructSchema, {
+          fields: { t: numberValue(1_700_000_000_123.5), p: stringValue("x".repeat(64)) },
+        }),
+      },
     });
-    const send = create(SendRequestSchema, { channel: "bench-channel-17", event: "tick", payload: { case: "json", value: json } });
+    const send = create(SendRequestSchema, {
+      channel: "bench-channel-17",
+      event: "tick",
+      payload: { case: "json", value: json },
+    });
     expectDecodedByHand(sendCase, toBinary(SendRequestSchema, send));
-    expectDecodedByHand(publishCase, toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: send } })));
-    expectDecodedByHand(batchCase, toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: [send, send] })));
+    expectDecodedByHand(
+      publishCase,
+      toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: send } })),
+    );
+    expectDecodedByHand(
+      batchCase,
+      toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: [send, send] })),
+    );
     const decoded = decodeSendRequest(toBinary(SendRequestSchema, send));
     expect(decoded).toEqual(send);
   });
@@ -328,7 +385,15 @@ describe("request codec", () => {
   });
 
   it("leaves a __proto__ key to protobuf-es", () => {
-    expectFallback(sendCase, sendJson(structValueBytes([["__proto__", valueBytes(numberValue(1))], ["a", valueBytes(numberValue(2))]])));
+    expectFallback(
+      sendCase,
+      sendJson(
+        structValueBytes([
+          ["__proto__", valueBytes(numberValue(1))],
+          ["a", valueBytes(numberValue(2))],
+        ]),
+      ),
+    );
   });
 
   it("drops a leading BOM and decodes any valid UTF-8 as protobuf-es does; invalid UTF-8 throws as there", () => {
@@ -337,7 +402,9 @@ describe("request codec", () => {
       expectDecodedByHand(sendCase, bytes);
       expect(decodeSendRequest(bytes).channel).toBe(fromBinary(SendRequestSchema, bytes).channel);
     }
-    expect(decodeSendRequest(toBinary(SendRequestSchema, create(SendRequestSchema, { channel: "\uFEFFx" }))).channel).toBe("x");
+    expect(
+      decodeSendRequest(toBinary(SendRequestSchema, create(SendRequestSchema, { channel: "\uFEFFx" }))).channel,
+    ).toBe("x");
     for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0x61, 0x80], [0xf4, 0x90, 0x80, 0x80]]) {
       const bytes = Uint8Array.of(0x0a, bad.length, ...bad);
       expect(() => fromBinary(SendRequestSchema, bytes)).toThrow();
@@ -359,7 +426,9 @@ describe("request codec", () => {
     ]) {
       expectDecodedByHand(sendCase, sendJson(valueBytes(value)));
     }
-    expect(Object.is((decodeSendRequest(sendJson(valueBytes(numberValue(-0)))).payload.value as Value).kind.value, -0)).toBe(true);
+    expect(
+      Object.is((decodeSendRequest(sendJson(valueBytes(numberValue(-0)))).payload.value as Value).kind.value, -0),
+    ).toBe(true);
   });
 
   it("leaves non-canonical shapes to protobuf-es", () => {
@@ -415,7 +484,10 @@ describe("request codec", () => {
   });
 
   it("returns binary payloads as copies of the bytes, where protobuf-es returns views", () => {
-    const bytes = toBinary(SendRequestSchema, create(SendRequestSchema, { channel: "c", payload: { case: "binary", value: Uint8Array.of(1, 2, 3) } }));
+    const bytes = toBinary(
+      SendRequestSchema,
+      create(SendRequestSchema, { channel: "c", payload: { case: "binary", value: Uint8Array.of(1, 2, 3) } }),
+    );
     expectDecodedByHand(sendCase, bytes);
     for (const input of [plain(bytes), Buffer.from(bytes)]) {
       const decoded = decodeSendRequest(input);

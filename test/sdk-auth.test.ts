@@ -7,7 +7,14 @@ import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
-import { CloseCode, ErrorCode, RealtimeClient, type DisconnectInfo, type MemberEvent, type RealtimeClientOptions } from "../src/client/index.js";
+import {
+  CloseCode,
+  ErrorCode,
+  RealtimeClient,
+  type DisconnectInfo,
+  type MemberEvent,
+  type RealtimeClientOptions,
+} from "../src/client/index.js";
 import { connected, rejection, waitFor } from "./helpers/sdk.js";
 
 const SECRET = "sdk-auth-test-secret-0123456789abcdef";
@@ -26,7 +33,12 @@ let cluster: Cluster;
 const clients: RealtimeClient[] = [];
 
 function client(options: Partial<RealtimeClientOptions>): RealtimeClient {
-  const rt = new RealtimeClient({ url: cluster.ws[0]!, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 250 }, ...options });
+  const rt = new RealtimeClient({
+    url: cluster.ws[0]!,
+    WebSocket,
+    reconnect: { initialDelayMs: 50, maxDelayMs: 250 },
+    ...options,
+  });
   clients.push(rt);
   return rt;
 }

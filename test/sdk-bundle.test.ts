@@ -25,7 +25,9 @@ describe("switchboard/client bundle", () => {
     expect(result.errors).toEqual([]);
     const inputs = Object.keys(result.metafile.inputs);
     expect(inputs.filter((p) => /(^|\/)node_modules\/ws\//.test(p) || p.startsWith("node:"))).toEqual([]);
-    expect(inputs.filter((p) => p.startsWith("src/") && !p.startsWith("src/client/"))).toEqual(["src/core/close-codes.ts"]);
+    expect(inputs.filter((p) => p.startsWith("src/") && !p.startsWith("src/client/"))).toEqual([
+      "src/core/close-codes.ts",
+    ]);
     const code = result.outputFiles[0]!.text;
     expect(code).not.toMatch(/require\(["'](node:|ws["'])/);
     expect(code).toMatch(/RealtimeClient = class|class RealtimeClient/);

@@ -9,7 +9,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 import type { AddressInfo } from "node:net";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame } from "../gen/realtime/client/v1/client_pb.js";
-import { CloseCode, ErrorCode, RealtimeClient, RealtimeClientError, type RealtimeClientOptions } from "../src/client/index.js";
+import {
+  CloseCode,
+  ErrorCode,
+  RealtimeClient,
+  type RealtimeClientError,
+  type RealtimeClientOptions,
+} from "../src/client/index.js";
 import { fromValue } from "../src/client/codec.js";
 import { connected, rejection, waitFor } from "./helpers/sdk.js";
 
@@ -59,7 +65,12 @@ class FakeEdge {
     const wss = new WebSocketServer({
       port,
       host: "127.0.0.1",
-      handleProtocols: (offered) => (offered.has("realtime.v1.proto") ? "realtime.v1.proto" : offered.has("realtime.v1.json") ? "realtime.v1.json" : false),
+      handleProtocols: (offered) =>
+        offered.has("realtime.v1.proto")
+          ? "realtime.v1.proto"
+          : offered.has("realtime.v1.json")
+            ? "realtime.v1.json"
+            : false,
     });
     await new Promise<void>((resolve, reject) => {
       wss.once("listening", resolve);
@@ -94,7 +105,9 @@ class FakeEdge {
     if (this.options.connected !== false) conn.send({ frame: { case: "connected", value: { id: conn.id } } });
     ws.on("message", (data, isBinary) => {
       const bytes = data as Buffer;
-      const frame = isBinary ? fromBinary(ClientFrameSchema, bytes) : fromJsonString(ClientFrameSchema, bytes.toString("utf8"));
+      const frame = isBinary
+        ? fromBinary(ClientFrameSchema, bytes)
+        : fromJsonString(ClientFrameSchema, bytes.toString("utf8"));
       this.frames.push({ conn, frame, text: !isBinary });
       if (this.options.handle?.(conn, frame) === true) return;
       this.defaultHandle(conn, frame);
@@ -120,7 +133,12 @@ class FakeEdge {
         conn.ok(id, eventId);
         if (command.value.echo !== false) {
           const payload = command.value.payload;
-          conn.send({ frame: { case: "event", value: { channel: command.value.channel, event: command.value.event, id: eventId, payload } } });
+          conn.send({
+            frame: {
+              case: "event",
+              value: { channel: command.value.channel, event: command.value.event, id: eventId, payload },
+            },
+          });
         }
         return;
       }
@@ -128,7 +146,10 @@ class FakeEdge {
         return conn.send({
           frame: {
             case: "reply",
-            value: { id, members: this.conns.filter((c) => c.channels.has(command.value.channel)).map((c) => ({ id: c.id })) },
+            value: {
+              id,
+              members: this.conns.filter((c) => c.channels.has(command.value.channel)).map((c) => ({ id: c.id })),
+            },
           },
         });
       default:
@@ -157,7 +178,9 @@ describe("RealtimeClient options", () => {
     expect(() => new RealtimeClient({ url: "http://x", WebSocket })).toThrow(/ws:\/\//);
     expect(() => new RealtimeClient({ url: "ws://x", WebSocket, encoding: "xml" as "json" })).toThrow(/encoding/);
     expect(() => new RealtimeClient({ url: "ws://x", WebSocket, requestTimeoutMs: -1 })).toThrow(/requestTimeoutMs/);
-    expect(() => new RealtimeClient({ url: "ws://x", WebSocket, reconnect: { initialDelayMs: 100, maxDelayMs: 1 } })).toThrow(/maxDelayMs/);
+    expect(
+      () => new RealtimeClient({ url: "ws://x", WebSocket, reconnect: { initialDelayMs: 100, maxDelayMs: 1 } }),
+    ).toThrow(/maxDelayMs/);
   });
 
   it("calls made before open() reject at once with UNAVAILABLE", async () => {
@@ -304,7 +327,23 @@ describe("RealtimeClient dispatch", () => {
     rt.onAny((event) => seen.push(`any ${event}`));
     const conn = fake.conns[0];
     const member = (event: string, data?: unknown) =>
-      conn.send({ frame: { case: "event", value: { channel: "c", event, payload: { case: "member", value: { id: "m1", data: data === undefined ? undefined : ({ kind: { case: "stringValue", value: String(data) } } as never) } } } } });
+      conn.send({
+        frame: {
+          case: "event",
+          value: {
+            channel: "c",
+            event,
+            payload: {
+              case: "member",
+              value: {
+                id: "m1",
+                data:
+                  data === undefined ? undefined : ({ kind: { case: "stringValue", value: String(data) } } as never),
+              },
+            },
+          },
+        },
+      });
     member("channel:join");
     member("channel:update", "bob");
     member("channel:leave", "bob");
@@ -358,7 +397,10 @@ describe("RealtimeClient dispatch", () => {
     await rt.send("a", "e", "hi");
     await waitFor(() => seen.length === 1, "the event");
     expect(seen).toEqual(["hi"]);
-    expect(errors.map((e) => e.message)).toEqual([`a listener of "connect" threw: connect boom`, `a listener of "e" threw: boom`]);
+    expect(errors.map((e) => e.message)).toEqual([
+      `a listener of "connect" threw: connect boom`,
+      `a listener of "e" threw: boom`,
+    ]);
     expect(errors[1].cause).toBeInstanceOf(Error);
   });
 
@@ -454,10 +496,14 @@ describe("RealtimeClient reconnects", () => {
     refuse = true;
     fake.closeAll(CloseCode.Shutdown);
     await waitFor(() => fake.conns.length === 2 && rt.isConnected(), "reconnect 1");
-    expect(errors.map((e) => [e.code, e.message])).toEqual([[ErrorCode.PermissionDenied, 're-joining channel "bad" after a reconnect failed: no']]);
+    expect(errors.map((e) => [e.code, e.message])).toEqual([
+      [ErrorCode.PermissionDenied, 're-joining channel "bad" after a reconnect failed: no'],
+    ]);
     fake.closeAll(CloseCode.Shutdown);
     await waitFor(() => fake.conns.length === 3 && rt.isConnected(), "reconnect 2");
-    const joins = fake.frames.filter((f) => f.conn.id === "conn-3").map((f) => (f.frame.command.value as { channel: string }).channel);
+    const joins = fake.frames
+      .filter((f) => f.conn.id === "conn-3")
+      .map((f) => (f.frame.command.value as { channel: string }).channel);
     expect(joins).toEqual(["good"]);
   });
 
@@ -579,7 +625,9 @@ describe("RealtimeClient tokens", () => {
     fake.closeAll(CloseCode.TokenExpired);
     await waitFor(() => fake.conns.length === 2 && rt.isConnected(), "the reconnect");
     expect(fake.conns[1].query.get("token")).toBe("tok-3");
-    expect(errors.map((e) => [e.codeName, e.message])).toEqual([["UNAUTHENTICATED", "the token function failed: auth server down"]]);
+    expect(errors.map((e) => [e.codeName, e.message])).toEqual([
+      ["UNAUTHENTICATED", "the token function failed: auth server down"],
+    ]);
   });
 
   it("refuses a token in the url and an empty token", () => {

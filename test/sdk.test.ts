@@ -30,8 +30,16 @@ class Recorder {
     this.rt.onAny((event, payload) => this.events.push({ event, payload }));
   }
   /** Waits for an event named event for which pred holds. */
-  async next<P extends MessageEvent | MemberEvent>(event: string, pred: (p: P) => boolean = () => true, timeoutMs = 5_000): Promise<P> {
-    await waitFor(() => this.events.some((e) => e.event === event && pred(e.payload as P)), `${event} on ${this.rt.getSocketId()}`, timeoutMs);
+  async next<P extends MessageEvent | MemberEvent>(
+    event: string,
+    pred: (p: P) => boolean = () => true,
+    timeoutMs = 5_000,
+  ): Promise<P> {
+    await waitFor(
+      () => this.events.some((e) => e.event === event && pred(e.payload as P)),
+      `${event} on ${this.rt.getSocketId()}`,
+      timeoutMs,
+    );
     return this.events.find((e) => e.event === event && pred(e.payload as P))!.payload as P;
   }
   named(event: string): (MessageEvent | MemberEvent)[] {
@@ -81,7 +89,13 @@ describe.each(pairs)("sender %s, receiver %s", (senderEnc, receiverEnc) => {
     await a.rt.join(ch);
     await b.rt.join(ch);
 
-    const json = { text: "héllo ✓", n: [0, -1, 1.5, 1e21], nested: { ok: true, none: null }, empty: [] as unknown[], s: "" };
+    const json = {
+      text: "héllo ✓",
+      n: [0, -1, 1.5, 1e21],
+      nested: { ok: true, none: null },
+      empty: [] as unknown[],
+      s: "",
+    };
     const sentJson = await a.rt.send(ch, "chat", json);
     const gotJson = await b.next<MessageEvent>("chat", (e) => e.id === sentJson.id);
     expect(gotJson).toEqual({ channel: ch, message: json, id: sentJson.id });
@@ -205,7 +219,11 @@ describe("broadcast", () => {
     const a = await connect(0);
     const b = await connect(1, { encoding: "json" });
     const sent = await a.rt.broadcast("news", { v: 1 }, false);
-    expect(await b.next<MessageEvent>("news", (e) => e.id === sent.id)).toEqual({ channel: "", message: { v: 1 }, id: sent.id });
+    expect(await b.next<MessageEvent>("news", (e) => e.id === sent.id)).toEqual({
+      channel: "",
+      message: { v: 1 },
+      id: sent.id,
+    });
     const bin = await b.rt.broadcast("news", new Uint8Array([9, 8, 7]));
     const got = await a.next<MessageEvent>("news", (e) => e.id === bin.id);
     expect(Array.from(got.message as Uint8Array)).toEqual([9, 8, 7]);
@@ -321,7 +339,9 @@ describe("reconnect", () => {
     const rejoined = await watcher.next<MemberEvent>("channel:join", (e) => e.message.id === secondId);
     expect(rejoined.message.data).toEqual(["profile", "set", "after", "join"]);
     const sent = await subject.rt.send(ch, "msg", new Uint8Array([1, 2, 3]));
-    expect(Array.from((await watcher.next<MessageEvent>("msg", (e) => e.id === sent.id)).message as Uint8Array)).toEqual([1, 2, 3]);
+    expect(
+      Array.from((await watcher.next<MessageEvent>("msg", (e) => e.id === sent.id)).message as Uint8Array),
+    ).toEqual([1, 2, 3]);
 
     // The API drops the dead edge's member once its grace period ends.
     await watcher.next<MemberEvent>("channel:leave", (e) => e.message.id === firstId, 20_000);

@@ -27,9 +27,14 @@ afterAll(async () => {
 
 describe("edge", () => {
   it("on SIGTERM during a broadcast: 4000 to every client, spread over the window, events in order, exit before the deadline", async () => {
-    const cluster = await startCluster(1, { REALTIME_SHUTDOWN_SPREAD_MS: String(SPREAD), REALTIME_SHUTDOWN_TIMEOUT_MS: String(DEADLINE) });
+    const cluster = await startCluster(1, {
+      REALTIME_SHUTDOWN_SPREAD_MS: String(SPREAD),
+      REALTIME_SHUTDOWN_TIMEOUT_MS: String(DEADLINE),
+    });
     const rt = createClient(Realtime, createGrpcTransport({ baseUrl: `http://${cluster.grpc}` }));
-    const clients = await Promise.all(Array.from({ length: 6 }, (_, i) => TestClient.connect(cluster.ws[0]!, i % 2 ? "proto" : "json")));
+    const clients = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => TestClient.connect(cluster.ws[0]!, i % 2 ? "proto" : "json")),
+    );
     const closedAt = new Map<TestClient, number>();
     for (const c of clients) void c.closed.then(() => closedAt.set(c, Date.now()));
 
@@ -56,7 +61,9 @@ describe("edge", () => {
     await sleep(100);
     // It stopped accepting at once.
     const late = await upgrade(cluster.ws[0]!).catch((err: Error) => ({ status: 0, body: err.message }));
-    expect(late.status === 503 || /ECONNREFUSED/.test(late.body), `late connection: ${late.status} ${late.body}`).toBe(true);
+    expect(late.status === 503 || /ECONNREFUSED/.test(late.body), `late connection: ${late.status} ${late.body}`).toBe(
+      true,
+    );
 
     await Promise.all(clients.map((c) => c.closed));
     const exitAt = await exited;
@@ -65,7 +72,9 @@ describe("edge", () => {
 
     for (const c of clients) {
       expect(c.closeCode).toBe(4000);
-      const ticks = c.events("tick").map((e) => (e.payload.case === "json" ? (e.payload.value.kind.value as number) : -1));
+      const ticks = c
+        .events("tick")
+        .map((e) => (e.payload.case === "json" ? (e.payload.value.kind.value as number) : -1));
       expect(ticks.length).toBeGreaterThan(0);
       // In order and without gaps from its first event to its close.
       expect(ticks).toEqual(Array.from({ length: ticks.length }, (_, i) => ticks[0]! + i));
@@ -91,7 +100,10 @@ describe("API", () => {
     const transport = createGrpcTransport({ baseUrl: `http://${api.ready.grpc}` });
     const rt = createClient(Realtime, transport);
     const health = createClient(Health, transport);
-    const connectRt = createClient(Realtime, createConnectTransport({ baseUrl: `http://${api.ready.http}`, httpVersion: "1.1" }));
+    const connectRt = createClient(
+      Realtime,
+      createConnectTransport({ baseUrl: `http://${api.ready.http}`, httpVersion: "1.1" }),
+    );
     expect((await connectRt.getMembers({ channel: "c" })).members).toEqual([]);
     expect((await health.check({ service: "" })).status).toBe(1); // SERVING
     expect((await rt.getMembers({ channel: "c" })).members).toEqual([]);

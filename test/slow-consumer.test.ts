@@ -53,7 +53,10 @@ it("cuts off a client that never reads (4001); the others receive all 8 MiB in o
   }
   const everything = async (c: TestClient) => {
     await c.event(`n${COUNT - 1}`, "firehose", 45_000);
-    return c.events().filter((e) => e.channel === "firehose" && /^n\d+$/.test(e.event)).map((e) => Number(e.event.slice(1)));
+    return c
+      .events()
+      .filter((e) => e.channel === "firehose" && /^n\d+$/.test(e.event))
+      .map((e) => Number(e.event.slice(1)));
   };
   const [gotProto, gotJson] = await Promise.all([everything(fastProto), everything(fastJson)]);
   const inOrder = Array.from({ length: COUNT }, (_, i) => i);
@@ -69,11 +72,15 @@ it("cuts off a client that never reads (4001); the others receive all 8 MiB in o
   expect(slowGot).toBeLessThan(COUNT);
   // It left the channel; the others are still members.
   await sleep(200);
-  expect((await api.getMembers({ channel: "firehose" })).members.map((m) => m.id).sort()).toEqual([fastProto.id, fastJson.id].sort());
+  expect((await api.getMembers({ channel: "firehose" })).members.map((m) => m.id).sort()).toEqual(
+    [fastProto.id, fastJson.id].sort(),
+  );
   // A coarse guard only (RSS moves by tens of MiB with heap growth and GC
   // timing): the bound itself is structural, the queue check in the ws
   // transport, and the cut above proves it ran.
   const growth = rssAfter - rssBefore;
-  console.log(`slow consumer: got ${slowGot}/${COUNT} events before the cut; edge RSS ${(rssBefore / 2 ** 20).toFixed(1)} -> ${(rssAfter / 2 ** 20).toFixed(1)} MiB`);
+  console.log(
+    `slow consumer: got ${slowGot}/${COUNT} events before the cut; edge RSS ${(rssBefore / 2 ** 20).toFixed(1)} -> ${(rssAfter / 2 ** 20).toFixed(1)} MiB`,
+  );
   expect(growth).toBeLessThan(128 * 2 ** 20);
 }, 120_000);

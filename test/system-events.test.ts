@@ -12,13 +12,11 @@ import { sleep, type TestClient } from "./helpers/ws-client.js";
 const f = useCluster(2);
 const json = (v: unknown) => fromJson(ValueSchema, v as never);
 
-
 /** Waits until c has seen the marker event on channel: everything sent before it has arrived. */
 async function settle(channel: string, ...cs: TestClient[]) {
   const res = await f.api.send({ channel, event: "marker", payload: { case: "json", value: json(null) } });
   for (const c of cs) await c.next((f) => f.frame.case === "event" && f.frame.value.id === res.messageId);
 }
-
 
 describe("system events", () => {
   it("others on another edge see join, update and leave, each carrying {id, data}", async () => {
@@ -28,7 +26,12 @@ describe("system events", () => {
     await a.ok({ command: { case: "updateProfile", value: { data: json({ name: "ann" }) } } });
     await a.ok({ command: { case: "join", value: { channel: "ev" } } });
     const about = (name: string, id: string) =>
-      watcher.next((f) => f.frame.case === "event" && f.frame.value.event === name && (f.frame.value.payload.value as Member)?.id === id);
+      watcher.next(
+        (f) =>
+          f.frame.case === "event" &&
+          f.frame.value.event === name &&
+          (f.frame.value.payload.value as Member)?.id === id,
+      );
     const join = (await about("channel:join", a.id)).frame.value as Event;
     expect(join.channel).toBe("ev");
     expect(join.payload.case).toBe("member");
@@ -73,7 +76,9 @@ describe("echo", () => {
     const a = await f.client(0, "proto");
     await a.ok({ command: { case: "join", value: { channel: "e1" } } });
     await a.ok({ command: { case: "updateProfile", value: { data: json(1) } } });
-    await a.ok({ command: { case: "send", value: { channel: "e1", event: "mine", payload: { case: "json", value: json("x") } } } });
+    await a.ok({
+      command: { case: "send", value: { channel: "e1", event: "mine", payload: { case: "json", value: json("x") } } },
+    });
     await a.ok({ command: { case: "leave", value: { channel: "e1" } } });
     await a.event("channel:leave", "e1");
     expect(a.events().map((e) => e.event)).toEqual(["channel:join", "channel:update", "mine", "channel:leave"]);
@@ -84,15 +89,34 @@ describe("echo", () => {
     const b = await f.client(0, "json");
     await b.ok({ command: { case: "join", value: { channel: "e2" } } });
     await a.ok({ command: { case: "join", value: { channel: "e2" } } });
-    await a.ok({ command: { case: "send", value: { channel: "e2", event: "silent", payload: { case: "json", value: json(1) } } } });
-    await a.ok({ command: { case: "send", value: { channel: "e2", event: "loud", echo: true, payload: { case: "json", value: json(2) } } } });
+    await a.ok({
+      command: { case: "send", value: { channel: "e2", event: "silent", payload: { case: "json", value: json(1) } } },
+    });
+    await a.ok({
+      command: {
+        case: "send",
+        value: { channel: "e2", event: "loud", echo: true, payload: { case: "json", value: json(2) } },
+      },
+    });
     await a.ok({ command: { case: "updateProfile", value: { data: json("p") } } });
     await settle("e2", a, b);
     expect(a.events().map((e) => e.event)).toEqual(["loud", "marker"]);
-    expect(b.events().map((e) => e.event)).toEqual(["channel:join", "channel:join", "silent", "loud", "channel:update", "marker"]);
+    expect(b.events().map((e) => e.event)).toEqual([
+      "channel:join",
+      "channel:join",
+      "silent",
+      "loud",
+      "channel:update",
+      "marker",
+    ]);
 
     // Per call off on a default-on connection.
-    await b.ok({ command: { case: "send", value: { channel: "e2", event: "quiet", echo: false, payload: { case: "json", value: json(3) } } } });
+    await b.ok({
+      command: {
+        case: "send",
+        value: { channel: "e2", event: "quiet", echo: false, payload: { case: "json", value: json(3) } },
+      },
+    });
     await settle("e2", a, b);
     expect(b.events("quiet")).toHaveLength(0);
     expect(a.events("quiet")).toHaveLength(1);

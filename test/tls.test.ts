@@ -29,11 +29,29 @@ let ca: Buffer;
 let cluster: Cluster;
 
 beforeAll(async () => {
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "-keyout", key, "-out", cert,
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
   ca = readFileSync(cert);
   cluster = await startCluster(1, { REALTIME_TLS_CERT_FILE: cert, REALTIME_TLS_KEY_FILE: key });
 });
@@ -73,10 +91,16 @@ describe("TLS in the process", () => {
     await until((f) => f.frame.case === "reply" && f.frame.value.id === 1);
 
     const Client = grpc.makeGenericClientConstructor(serviceDefinition(Realtime), "Realtime");
-    const client = new Client(cluster.grpc, grpc.credentials.createSsl(ca)) as unknown as grpc.Client & Record<string, Function>;
+    const client = new Client(cluster.grpc, grpc.credentials.createSsl(ca)) as unknown as grpc.Client &
+      Record<string, Function>;
     const res = await new Promise<SendResponse>((resolve, reject) =>
-      client.send!(create(SendRequestSchema, { channel: "secure", event: "hello", payload: { case: "json", value: fromJson(ValueSchema, { ok: true }) } }), (err: grpc.ServiceError | null, r: SendResponse) =>
-        err ? reject(err) : resolve(r),
+      client.send!(
+        create(SendRequestSchema, {
+          channel: "secure",
+          event: "hello",
+          payload: { case: "json", value: fromJson(ValueSchema, { ok: true }) },
+        }),
+        (err: grpc.ServiceError | null, r: SendResponse) => (err ? reject(err) : resolve(r)),
       ),
     );
     client.close();
@@ -86,7 +110,10 @@ describe("TLS in the process", () => {
     ws.close();
 
     expect(await httpsText(`https://${cluster.api.ready.http}/readyz`)).toEqual({ status: 200, body: "ready\n" });
-    expect(await httpsText(`${cluster.ws[0]!.replace(/^wss:/, "https:")}/readyz`)).toEqual({ status: 200, body: "ready\n" });
+    expect(await httpsText(`${cluster.ws[0]!.replace(/^wss:/, "https:")}/readyz`)).toEqual({
+      status: 200,
+      body: "ready\n",
+    });
   });
 
   it("does not answer plain HTTP on a TLS port", async () => {
@@ -95,12 +122,16 @@ describe("TLS in the process", () => {
 
   it("refuses to start with an unreadable file or only one of the two", () => {
     const cli = (env: NodeJS.ProcessEnv) =>
-      spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../src/cli.ts", import.meta.url)), "edge", "--ws-port", "0"], {
-        cwd: ROOT,
-        env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
-        encoding: "utf8",
-        timeout: 20_000,
-      });
+      spawnSync(
+        process.execPath,
+        ["--import", "tsx", fileURLToPath(new URL("../src/cli.ts", import.meta.url)), "edge", "--ws-port", "0"],
+        {
+          cwd: ROOT,
+          env: { ...process.env, REALTIME_LOG_LEVEL: "warn", ...env },
+          encoding: "utf8",
+          timeout: 20_000,
+        },
+      );
     const missing = cli({ REALTIME_TLS_CERT_FILE: join(dir, "nope.pem"), REALTIME_TLS_KEY_FILE: key });
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain(`REALTIME_TLS_CERT_FILE=${JSON.stringify(join(dir, "nope.pem"))}: cannot read`);

@@ -23,7 +23,18 @@ function setup() {
     const node = broker.attach(h, false);
     return { subscribe: (c: string) => node.subscribe(c), close: () => (attached--, node.close()) };
   };
-  const say = (i: number) => broker.publish(createPublication(create(EventSchema, { id: `e${i}`, channel: "c", event: "tick", payload: { case: "json", value: { kind: { case: "numberValue", value: i } } } }), 1 << 20));
+  const say = (i: number) =>
+    broker.publish(
+      createPublication(
+        create(EventSchema, {
+          id: `e${i}`,
+          channel: "c",
+          event: "tick",
+          payload: { case: "json", value: { kind: { case: "numberValue", value: i } } },
+        }),
+        1 << 20,
+      ),
+    );
   return { broker, presence, source, say, attached: () => attached };
 }
 
@@ -37,7 +48,9 @@ describe("watchChannel", () => {
     expect(first.value!.update.case).toBe("members");
     // "b" joined after the subscription: it is in the snapshot or in a join event, or both.
     presence.add("edge", "c", create(MemberSchema, { id: "b" }));
-    broker.publish(createPublication(systemEvent("j1", "c", "channel:join", create(MemberSchema, { id: "b" })), 1 << 20));
+    broker.publish(
+      createPublication(systemEvent("j1", "c", "channel:join", create(MemberSchema, { id: "b" })), 1 << 20),
+    );
     say(1);
     say(2);
     const next = [(await it.next()).value!, (await it.next()).value!, (await it.next()).value!];

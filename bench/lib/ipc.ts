@@ -34,7 +34,9 @@ export class WorkerClient<A extends Api> {
     let listening: () => void = () => {};
     this.ready = new Promise((resolve, reject) => {
       listening = resolve;
-      void proc.exited.then((code) => reject(new Error(`${proc.name} exited (${code}) before it listened\n${proc.tail()}`)));
+      void proc.exited.then((code) =>
+        reject(new Error(`${proc.name} exited (${code}) before it listened\n${proc.tail()}`)),
+      );
     });
     this.ready.catch(() => {}); // awaited by the caller; never an unhandled rejection
     proc.child.on("message", (m: ResponseMessage | { hello: true }) => {

@@ -176,7 +176,8 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | "
   if (completenessMin > 1) throw new Error("--completeness: at most 1");
   const groupSize = positive("group-size", v["group-size"], 10, true);
   const clients = positive("clients", v.clients, d.clients, true);
-  if (clients % groupSize !== 0) throw new Error(`--clients (${clients}) must be a multiple of --group-size (${groupSize})`);
+  if (clients % groupSize !== 0)
+    throw new Error(`--clients (${clients}) must be a multiple of --group-size (${groupSize})`);
   return {
     quick: Boolean(v.quick),
     systems,

@@ -35,7 +35,14 @@ function label(v: number): string {
   return String(v);
 }
 
-function panel(title: string, series: Map<string, PointResult[]>, limitMs: number, x0: number, y0: number, colorOf: (s: string) => string): string {
+function panel(
+  title: string,
+  series: Map<string, PointResult[]>,
+  limitMs: number,
+  x0: number,
+  y0: number,
+  colorOf: (s: string) => string,
+): string {
   const all = [...series.values()].flat();
   const xs = all.map((p) => p.deliveredPerSec).filter((v) => v > 0);
   const ys = all.map((p) => Math.max(MIN_MS, p.latency.p99));
@@ -51,29 +58,49 @@ function panel(title: string, series: Map<string, PointResult[]>, limitMs: numbe
   o.push(`<text x="${x0 + PANEL_W / 2}" y="${y0 + 18}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`);
   o.push(`<rect x="${x0 + MARGIN.left}" y="${y0 + MARGIN.top}" width="${w}" height="${h}" fill="none" stroke="#999"/>`);
   for (const t of niceTicks(xLo, xHi)) {
-    o.push(`<line x1="${f1(sx(t))}" x2="${f1(sx(t))}" y1="${y0 + MARGIN.top}" y2="${y0 + MARGIN.top + h}" stroke="#eee"/>`);
-    o.push(`<text x="${f1(sx(t))}" y="${y0 + MARGIN.top + h + 16}" text-anchor="middle" font-size="11">${label(t)}</text>`);
+    o.push(
+      `<line x1="${f1(sx(t))}" x2="${f1(sx(t))}" y1="${y0 + MARGIN.top}" y2="${y0 + MARGIN.top + h}" stroke="#eee"/>`,
+    );
+    o.push(
+      `<text x="${f1(sx(t))}" y="${y0 + MARGIN.top + h + 16}" text-anchor="middle" font-size="11">${label(t)}</text>`,
+    );
   }
   for (const t of niceTicks(yLo, yHi)) {
-    o.push(`<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${f1(sy(t))}" y2="${f1(sy(t))}" stroke="#eee"/>`);
-    o.push(`<text x="${x0 + MARGIN.left - 6}" y="${f1(sy(t) + 4)}" text-anchor="end" font-size="11">${label(t)}</text>`);
+    o.push(
+      `<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${f1(sy(t))}" y2="${f1(sy(t))}" stroke="#eee"/>`,
+    );
+    o.push(
+      `<text x="${x0 + MARGIN.left - 6}" y="${f1(sy(t) + 4)}" text-anchor="end" font-size="11">${label(t)}</text>`,
+    );
   }
-  o.push(`<text x="${x0 + MARGIN.left + w / 2}" y="${y0 + PANEL_H - 8}" text-anchor="middle" font-size="12">delivered / s</text>`);
-  o.push(`<text transform="translate(${x0 + 14},${y0 + MARGIN.top + h / 2}) rotate(-90)" text-anchor="middle" font-size="12">p99 latency, ms</text>`);
-  o.push(`<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${f1(sy(limitMs))}" y2="${f1(sy(limitMs))}" stroke="#555" stroke-dasharray="5,4"/>`);
-  o.push(`<text x="${x0 + MARGIN.left + w - 4}" y="${f1(sy(limitMs) - 4)}" text-anchor="end" font-size="10" fill="#555">p99 limit ${limitMs} ms</text>`);
+  o.push(
+    `<text x="${x0 + MARGIN.left + w / 2}" y="${y0 + PANEL_H - 8}" text-anchor="middle" font-size="12">delivered / s</text>`,
+  );
+  o.push(
+    `<text transform="translate(${x0 + 14},${y0 + MARGIN.top + h / 2}) rotate(-90)" text-anchor="middle" font-size="12">p99 latency, ms</text>`,
+  );
+  o.push(
+    `<line x1="${x0 + MARGIN.left}" x2="${x0 + MARGIN.left + w}" y1="${f1(sy(limitMs))}" y2="${f1(sy(limitMs))}" stroke="#555" stroke-dasharray="5,4"/>`,
+  );
+  o.push(
+    `<text x="${x0 + MARGIN.left + w - 4}" y="${f1(sy(limitMs) - 4)}" text-anchor="end" font-size="10" fill="#555">p99 limit ${limitMs} ms</text>`,
+  );
   let legendX = x0 + MARGIN.left;
   for (const [system, points] of series) {
     const c = colorOf(system);
     const sorted = points.filter((p) => p.deliveredPerSec > 0).sort((a, b) => a.deliveredPerSec - b.deliveredPerSec);
-    o.push(`<polyline fill="none" stroke="${c}" stroke-width="1.5" points="${sorted.map((p) => `${sx(p.deliveredPerSec).toFixed(1)},${sy(p.latency.p99).toFixed(1)}`).join(" ")}"/>`);
+    o.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="1.5" points="${sorted.map((p) => `${sx(p.deliveredPerSec).toFixed(1)},${sy(p.latency.p99).toFixed(1)}`).join(" ")}"/>`,
+    );
     for (const p of sorted) {
       const tip = `${system} ${p.label}: ${p.deliveredPerSec}/s delivered, p99 ${p.latency.p99} ms, ${(p.completeness * 100).toFixed(2)}% complete${p.pass ? "" : " (failed: " + p.failReasons.join("; ") + ")"}`;
       o.push(
         `<circle cx="${sx(p.deliveredPerSec).toFixed(1)}" cy="${sy(p.latency.p99).toFixed(1)}" r="3.5" stroke="${c}" stroke-width="1.5" fill="${p.pass ? c : "white"}"><title>${esc(tip)}</title></circle>`,
       );
     }
-    o.push(`<rect x="${legendX}" y="${y0 + 28}" width="10" height="10" fill="${c}"/><text x="${legendX + 14}" y="${y0 + 37}" font-size="11">${esc(system)}</text>`);
+    o.push(
+      `<rect x="${legendX}" y="${y0 + 28}" width="10" height="10" fill="${c}"/><text x="${legendX + 14}" y="${y0 + 37}" font-size="11">${esc(system)}</text>`,
+    );
     legendX += 24 + system.length * 7;
   }
   return o.join("\n");
@@ -100,7 +127,9 @@ export function renderChart(raw: RawResults, limitMs: number): string {
   const rows = Math.max(1, Math.ceil(panels.length / cols));
   const W = cols * PANEL_W;
   const H = rows * PANEL_H + HEADER_H;
-  const body = panels.map((p, i) => panel(p.title, p.series, limitMs, (i % cols) * PANEL_W, HEADER_H + Math.floor(i / cols) * PANEL_H, colorOf));
+  const body = panels.map((p, i) =>
+    panel(p.title, p.series, limitMs, (i % cols) * PANEL_W, HEADER_H + Math.floor(i / cols) * PANEL_H, colorOf),
+  );
   const heading = raw.quick ? "QUICK smoke run — not final figures" : `Benchmark ${raw.startedAt}`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,

@@ -21,14 +21,21 @@ const ms = (x: number) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFix
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)}%` : "–");
 
 function table(head: string[], rows: string[][]): string {
-  return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
 }
 
 /** Row ÷ column for each pair of systems; >1 means the row system is higher. */
 function ratioTable(title: string, values: Map<string, number>, betterIs: "higher" | "lower"): string {
   const systems = [...values.keys()].filter((s) => Number.isFinite(values.get(s)) && values.get(s)! > 0);
   if (systems.length < 2) return "";
-  const rows = systems.map((a) => [`**${a}**`, ...systems.map((b) => (a === b ? "1" : `${fmt(values.get(a)! / values.get(b)!, 2)}×`))]);
+  const rows = systems.map((a) => [
+    `**${a}**`,
+    ...systems.map((b) => (a === b ? "1" : `${fmt(values.get(a)! / values.get(b)!, 2)}×`)),
+  ]);
   return `\n_${title}, row ÷ column (${betterIs} is better)_\n\n${table(["", ...systems], rows)}\n`;
 }
 
@@ -61,24 +68,39 @@ function stepSection(sc: string, bySystem: Map<string, RunRecord[]>, o: Options)
       ms(m((p) => p.latency.p99)),
       ms(m((p) => p.latency.p999)),
     ];
-    if (isSend) row.push(fmt(m((p) => p.sent / p.publishSeconds)), ms(m((p) => p.call.p50)), ms(m((p) => p.call.p99)), ms(m((p) => p.call.p999)));
+    if (isSend)
+      row.push(
+        fmt(m((p) => p.sent / p.publishSeconds)),
+        ms(m((p) => p.call.p50)),
+        ms(m((p) => p.call.p99)),
+        ms(m((p) => p.call.p999)),
+      );
     const busiest = m((p) => p.clientCpuMaxPct);
     row.push(
       fmt(m((p) => p.serverCpuPct)),
-      fmt(m((p) => p.serverCpuMicrosPerDelivery), 2),
+      fmt(
+        m((p) => p.serverCpuMicrosPerDelivery),
+        2,
+      ),
       fmt(m((p) => p.serverRssMb)),
       `${fmt(m((p) => p.clientCpuPct))} (${fmt(busiest)})${busiest >= CLIENT_SATURATED_PCT ? " ⚠" : ""}`,
       fmt(m(otherLoad)),
       `${pts.filter((p) => p.pass).length}/${pts.length}`,
     );
     rows.push(row);
-    if (busiest >= CLIENT_SATURATED_PCT) notes.push(`${system}: a client process used ≥${CLIENT_SATURATED_PCT}% of a core; the clients may have limited this result.`);
-    if (m(otherLoad) >= OTHER_LOAD_PCT) notes.push(`${system}: ${fmt(m(otherLoad))}% of a core was used by processes outside the bench.`);
+    if (busiest >= CLIENT_SATURATED_PCT)
+      notes.push(
+        `${system}: a client process used ≥${CLIENT_SATURATED_PCT}% of a core; the clients may have limited this result.`,
+      );
+    if (m(otherLoad) >= OTHER_LOAD_PCT)
+      notes.push(`${system}: ${fmt(m(otherLoad))}% of a core was used by processes outside the bench.`);
     for (const p of pts) if (!p.pass) notes.push(`${system} rep: ${p.failReasons.join("; ")}`);
     const byProc = pts[0]!.serverCpuPctByProcess;
     if (Object.keys(byProc).length > 1) {
       const names = Object.keys(byProc);
-      notes.push(`${system} server CPU by process: ${names.map((n) => `${n} ${fmt(medianOf(pts, (p) => p.serverCpuPctByProcess[n] ?? NaN))}%`).join(", ")}`);
+      notes.push(
+        `${system} server CPU by process: ${names.map((n) => `${n} ${fmt(medianOf(pts, (p) => p.serverCpuPctByProcess[n] ?? NaN))}%`).join(", ")}`,
+      );
     }
   }
   if (!rows.length) return "";
@@ -97,8 +119,12 @@ function rampSection(bySystem: Map<string, RunRecord[]>, o: Options): { text: st
     const best = median(ramps.map((r) => r.maxDeliveredPerSec));
     max.set(system, best);
     const windows = runs.flatMap((r) => [r.step, ...(r.ramp?.points ?? [])]).filter((p): p is PointResult => !!p);
-    const bestPoints = ramps.map((r) => windows.find((p) => p.phase === r.bestPhase)).filter((p): p is PointResult => !!p);
-    const bracket = ramps.map((r) => (r.firstFailedDeliveryRate === undefined ? "none failed" : `${fmt(r.firstFailedDeliveryRate)}/s`));
+    const bestPoints = ramps
+      .map((r) => windows.find((p) => p.phase === r.bestPhase))
+      .filter((p): p is PointResult => !!p);
+    const bracket = ramps.map((r) =>
+      r.firstFailedDeliveryRate === undefined ? "none failed" : `${fmt(r.firstFailedDeliveryRate)}/s`,
+    );
     rows.push([
       system,
       String(ramps.length),
@@ -113,7 +139,19 @@ function rampSection(bySystem: Map<string, RunRecord[]>, o: Options): { text: st
   if (!rows.length) return { text: "", max };
   const text =
     `\n### Ramp: highest rate sustained with p99 ≤ ${o.p99LimitMs} ms and ≥ ${o.completenessMin * 100}% delivered (windows of ${o.rampSeconds} s)\n\n` +
-    table(["system", "reps", "max publishes/s", "max delivered/s", "p99 ms there", "server CPU % there", "busiest client CPU % there", "first failing target rate, per rep"], rows);
+    table(
+      [
+        "system",
+        "reps",
+        "max publishes/s",
+        "max delivered/s",
+        "p99 ms there",
+        "server CPU % there",
+        "busiest client CPU % there",
+        "first failing target rate, per rep",
+      ],
+      rows,
+    );
   return { text, max };
 }
 
@@ -121,7 +159,9 @@ export function renderMarkdown(raw: RawResults, o: Options, chartFile: string): 
   const out: string[] = [];
   const title = raw.quick ? "Benchmark — QUICK smoke run (small sizes; not final figures)" : "Benchmark results";
   out.push(`# ${title}\n`);
-  out.push(`Started ${raw.startedAt}, finished ${raw.finishedAt ?? "?"}. Generated by \`npm run bench\`; see bench/README.md.\n`);
+  out.push(
+    `Started ${raw.startedAt}, finished ${raw.finishedAt ?? "?"}. Generated by \`npm run bench\`; see bench/README.md.\n`,
+  );
   out.push(
     `Machine: ${raw.machine.cores} cores (${raw.machine.cpuModel}), ${raw.machine.memTotalMb} MB, Node ${raw.machine.node}, ` +
       `load average at start ${raw.machine.loadAvgAtStart.map((x) => x.toFixed(2)).join(" ")}, fd limit per process ${raw.machine.fdLimit}. ` +
@@ -177,11 +217,27 @@ export function renderMarkdown(raw: RawResults, o: Options, chartFile: string): 
           fmt(median(ids.map((i) => i.rssAfterMb))),
           fmt(b / 1024, 2),
           Object.keys(ids[0]!.rssByProcessMb).length > 1
-            ? Object.keys(ids[0]!.rssByProcessMb).map((n) => `${n} ${fmt(median(ids.map((i) => i.rssByProcessMb[n] ?? NaN)))} MB`).join(", ")
+            ? Object.keys(ids[0]!.rssByProcessMb)
+                .map((n) => `${n} ${fmt(median(ids.map((i) => i.rssByProcessMb[n] ?? NaN)))} MB`)
+                .join(", ")
             : "",
         ];
       });
-      out.push("\n" + table(["system", "reps", "connections", "server RSS before MB", "after MB", "KiB per connection", "by process (after)"], rows));
+      out.push(
+        "\n" +
+          table(
+            [
+              "system",
+              "reps",
+              "connections",
+              "server RSS before MB",
+              "after MB",
+              "KiB per connection",
+              "by process (after)",
+            ],
+            rows,
+          ),
+      );
       out.push(ratioTable("Memory per connection", per, "lower"));
     }
 
@@ -205,9 +261,15 @@ export function renderMarkdown(raw: RawResults, o: Options, chartFile: string): 
           String(m.reduce((a, x) => a + x.errors, 0)),
         ];
       });
-      for (const s of new Set(na.map((r) => r.system))) rows.push([s, "–", na.find((r) => r.system === s)!.skipped!, "", "", "", "", "", ""]);
+      for (const s of new Set(na.map((r) => r.system)))
+        rows.push([s, "–", na.find((r) => r.system === s)!.skipped!, "", "", "", "", "", ""]);
       out.push(`\nOne caller, calls back to back for ${o.stepSeconds} s.\n`);
-      out.push(table(["system", "reps", "calls/s", "p50 ms", "p99 ms", "p99.9 ms", "members returned", "server CPU %", "errors"], rows));
+      out.push(
+        table(
+          ["system", "reps", "calls/s", "p50 ms", "p99 ms", "p99.9 ms", "members returned", "server CPU %", "errors"],
+          rows,
+        ),
+      );
       out.push(ratioTable("p99 latency", p99s, "lower"));
     }
 

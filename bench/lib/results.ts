@@ -114,7 +114,14 @@ export interface RawResults {
   finishedAt?: string;
   quick: boolean;
   options: unknown;
-  machine: { cores: number; cpuModel: string; node: string; loadAvgAtStart: number[]; memTotalMb: number; fdLimit: number };
+  machine: {
+    cores: number;
+    cpuModel: string;
+    node: string;
+    loadAvgAtStart: number[];
+    memTotalMb: number;
+    fdLimit: number;
+  };
   systems: Record<string, string>;
   runs: RunRecord[];
 }

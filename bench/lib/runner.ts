@@ -49,7 +49,12 @@ function sumRss(procs: readonly ManagedProcess[]): number {
   return procs.reduce((s, p) => s + rssBytes(p.pid), 0);
 }
 
-export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: number, ctx: RunnerContext): Promise<RunRecord> {
+export async function runScenario(
+  adapter: SystemAdapter,
+  sc: Scenario,
+  rep: number,
+  ctx: RunnerContext,
+): Promise<RunRecord> {
   const { opts, log } = ctx;
   const started = performance.now();
   const record: RunRecord = {
@@ -77,9 +82,18 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
       if (dead.length) throw new Error(`process(es) died: ${dead.map((p) => `${p.name}\n${p.tail()}`).join("\n")}`);
     };
 
-    const clientProcs = Math.min(opts.clientProcs, Math.max(1, Math.ceil(sc.clients / MIN_CONNECTIONS_PER_CLIENT_PROCESS)));
-    const workerSpec = (name: string, script: string) => ({ name, args: ["--import", "tsx", WORKER(script)], cwd: ctx.repoRoot, ipc: true });
-    for (let i = 0; i < clientProcs; i++) clients.push(new WorkerClient(await scope.spawn(workerSpec(`client${i + 1}`, "client"))));
+    const clientProcs = Math.min(
+      opts.clientProcs,
+      Math.max(1, Math.ceil(sc.clients / MIN_CONNECTIONS_PER_CLIENT_PROCESS)),
+    );
+    const workerSpec = (name: string, script: string) => ({
+      name,
+      args: ["--import", "tsx", WORKER(script)],
+      cwd: ctx.repoRoot,
+      ipc: true,
+    });
+    for (let i = 0; i < clientProcs; i++)
+      clients.push(new WorkerClient(await scope.spawn(workerSpec(`client${i + 1}`, "client"))));
     publisher = new WorkerClient(await scope.spawn(workerSpec("publisher", "publisher")));
     await Promise.all([...clients.map((c) => c.ready), publisher.ready]);
     await publisher.request("init", { system: adapter.name, url: deployment.publishUrl }, 60_000);
@@ -95,14 +109,21 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
       clients.map((c, j) =>
         c.request(
           "connect",
-          { system: adapter.name, urls: deployment.clientUrls, connections: assignments[j]!, concurrency: opts.connectConcurrency },
+          {
+            system: adapter.name,
+            urls: deployment.clientUrls,
+            connections: assignments[j]!,
+            concurrency: opts.connectConcurrency,
+          },
           opts.setupSeconds * 1000,
         ),
       ),
     );
     const failed = connects.reduce((s, r) => s + r.failed, 0);
     if (failed > 0) {
-      throw new Error(`${failed} of ${sc.clients} connections failed: ${connects.find((r) => r.firstError)?.firstError}`);
+      throw new Error(
+        `${failed} of ${sc.clients} connections failed: ${connects.find((r) => r.firstError)?.firstError}`,
+      );
     }
     record.setup = {
       connections: sc.clients,
@@ -135,7 +156,11 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
       const c0 = readCpu(serverPids);
       const r = await pub.request(
         "members",
-        { channel: sc.target.kind === "channel" ? sc.target.channel : "", durationMs: opts.stepSeconds * 1000, expected: sc.clients },
+        {
+          channel: sc.target.kind === "channel" ? sc.target.channel : "",
+          durationMs: opts.stepSeconds * 1000,
+          expected: sc.clients,
+        },
         opts.stepSeconds * 1000 + 60_000,
       );
       const d = cpuDelta(c0, readCpu(serverPids));
@@ -154,8 +179,15 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
       return record;
     }
 
-    const measure = async (label: PointResult["label"], publishRate: number, nominalSeconds: number): Promise<PointResult> => {
-      const seconds = Math.min(Math.max(nominalSeconds, MIN_PUBLISHES_PER_WINDOW / publishRate), nominalSeconds * MAX_WINDOW_STRETCH);
+    const measure = async (
+      label: PointResult["label"],
+      publishRate: number,
+      nominalSeconds: number,
+    ): Promise<PointResult> => {
+      const seconds = Math.min(
+        Math.max(nominalSeconds, MIN_PUBLISHES_PER_WINDOW / publishRate),
+        nominalSeconds * MAX_WINDOW_STRETCH,
+      );
       const phase = ctx.nextPhase();
       await Promise.all(clients.map((c) => c.request("phase", { phase }, IPC_TIMEOUT_MS)));
       const c0 = readCpu(allPids);
@@ -208,11 +240,16 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
 
       const failReasons: string[] = [];
       if (latency.p99 > opts.p99LimitMs) failReasons.push(`p99 ${latency.p99} ms > ${opts.p99LimitMs} ms`);
-      if (completeness < opts.completenessMin) failReasons.push(`completeness ${round(completeness * 100, 2)}% < ${opts.completenessMin * 100}%`);
-      if (sc.gateOnCallLatency && call.p99 > opts.p99LimitMs) failReasons.push(`call p99 ${call.p99} ms > ${opts.p99LimitMs} ms`);
-      if (run.errors + run.dropped > 0.01 * run.scheduled) failReasons.push(`${run.errors} call errors, ${run.dropped} dropped`);
-      if (achieved < MIN_ACHIEVED_RATE) failReasons.push(`publisher reached only ${round(achieved * 100)}% of the rate`);
-      if (disconnects > 0) failReasons.push(`${disconnects} disconnects (${reports.find((r) => r.firstDisconnect)?.firstDisconnect})`);
+      if (completeness < opts.completenessMin)
+        failReasons.push(`completeness ${round(completeness * 100, 2)}% < ${opts.completenessMin * 100}%`);
+      if (sc.gateOnCallLatency && call.p99 > opts.p99LimitMs)
+        failReasons.push(`call p99 ${call.p99} ms > ${opts.p99LimitMs} ms`);
+      if (run.errors + run.dropped > 0.01 * run.scheduled)
+        failReasons.push(`${run.errors} call errors, ${run.dropped} dropped`);
+      if (achieved < MIN_ACHIEVED_RATE)
+        failReasons.push(`publisher reached only ${round(achieved * 100)}% of the rate`);
+      if (disconnects > 0)
+        failReasons.push(`${disconnects} disconnects (${reports.find((r) => r.firstDisconnect)?.firstDisconnect})`);
 
       const point: PointResult = {
         label,
@@ -233,7 +270,9 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
         call,
         publisherLagP99Ms: lag.p99,
         serverCpuPct: round(pctOfCore(sumCpu(d1, serverPids), d1.wallMicros)),
-        serverCpuPctByProcess: Object.fromEntries(servers.map((p) => [p.name, round(pctOfCore(sumCpu(d1, [p.pid]), d1.wallMicros))])),
+        serverCpuPctByProcess: Object.fromEntries(
+          servers.map((p) => [p.name, round(pctOfCore(sumCpu(d1, [p.pid]), d1.wallMicros))]),
+        ),
         serverCpuMicrosPerDelivery: round(sumCpu(d2, serverPids) / Math.max(received, 1), 2),
         serverRssMb: round(serverRss / MB),
         clientCpuPct: round(clientPcts.reduce((a, b) => a + b, 0)),
@@ -266,7 +305,10 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
     log(`  ERROR: ${record.error.split("\n").slice(0, 6).join("\n  ")}`);
     return record;
   } finally {
-    await Promise.allSettled([...clients.map((c) => c.request("close", null, 5_000)), publisher?.request("close", null, 5_000)]);
+    await Promise.allSettled([
+      ...clients.map((c) => c.request("close", null, 5_000)),
+      publisher?.request("close", null, 5_000),
+    ]);
     await scope.stopAll();
     record.seconds = round((performance.now() - started) / 1000);
   }
@@ -279,7 +321,12 @@ export async function runScenario(adapter: SystemAdapter, sc: Scenario, rep: num
  * reached. Starts below the step when the step itself failed, down to the
  * lowest rate a window can measure (then the maximum is reported as 0).
  */
-async function ramp(step: PointResult, sc: Scenario, opts: Options, measure: (publishRate: number) => Promise<PointResult>): Promise<RampResult> {
+async function ramp(
+  step: PointResult,
+  sc: Scenario,
+  opts: Options,
+  measure: (publishRate: number) => Promise<PointResult>,
+): Promise<RampResult> {
   const points: PointResult[] = [];
   const ceiling = opts.maxDeliveryRate / sc.deliveriesPerMessage;
   let lo = step.pass ? step.publishRate : 0;

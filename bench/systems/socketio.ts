@@ -25,7 +25,9 @@ function open(url: string): Promise<Socket> {
 /** Emits with an acknowledgement; rejects on timeout or disconnect. */
 function call<T>(socket: Socket, event: string, ...args: unknown[]): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    socket.timeout(ACK_TIMEOUT_MS).emit(event, ...args, (err: Error | null, result: T) => (err ? reject(err) : resolve(result)));
+    socket
+      .timeout(ACK_TIMEOUT_MS)
+      .emit(event, ...args, (err: Error | null, result: T) => (err ? reject(err) : resolve(result)));
   });
 }
 

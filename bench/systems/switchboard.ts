@@ -158,7 +158,9 @@ async function connectProto(
     join(channel) {
       const { id, done } = acks.add();
       const join = create(pb.JoinSchema, { channel });
-      ws.send(toBinary(pb.ClientFrameSchema, create(pb.ClientFrameSchema, { id, command: { case: "join", value: join } })));
+      ws.send(
+        toBinary(pb.ClientFrameSchema, create(pb.ClientFrameSchema, { id, command: { case: "join", value: join } })),
+      );
       return done;
     },
     close() {

@@ -33,10 +33,16 @@ export function decodePageToken(token: string, scope: string, request: string): 
     parsed = undefined;
   }
   if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[1] !== "string" || parsed[1] === "") {
-    throw new RealtimeError(Code.InvalidArgument, "page_token is not a token this API issued: pass next_page_token of the previous page, or \"\" for the first");
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      'page_token is not a token this API issued: pass next_page_token of the previous page, or "" for the first',
+    );
   }
   if (parsed[0] !== scope) {
-    throw new RealtimeError(Code.InvalidArgument, `page_token belongs to another request: repeat the ${request} of the first page`);
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      `page_token belongs to another request: repeat the ${request} of the first page`,
+    );
   }
   return parsed[1];
 }

@@ -88,7 +88,11 @@ let buf: Uint8Array = new Uint8Array(0);
 let pos = 0;
 let depth = 0;
 
-function decode<Desc extends DescMessage>(bytes: Uint8Array, schema: Desc, body: (end: number) => MessageShape<Desc>): MessageShape<Desc> {
+function decode<Desc extends DescMessage>(
+  bytes: Uint8Array,
+  schema: Desc,
+  body: (end: number) => MessageShape<Desc>,
+): MessageShape<Desc> {
   buf = bytes;
   pos = 0;
   depth = 1;
@@ -113,8 +117,10 @@ function publishRequest(end: number): PublishRequest {
   while (pos < end) {
     if (event.case !== undefined) throw notCanonical; // a oneof member twice
     const tag = buf[pos++];
-    if (tag === 0x0a) event = { case: "send", value: sendRequest(nested(end)) }; // 1 send
-    else if (tag === 0x12) event = { case: "broadcast", value: broadcastRequest(nested(end)) }; // 2 broadcast
+    if (tag === 0x0a)
+      event = { case: "send", value: sendRequest(nested(end)) }; // 1 send
+    else if (tag === 0x12)
+      event = { case: "broadcast", value: broadcastRequest(nested(end)) }; // 2 broadcast
     else throw notCanonical;
   }
   return { $typeName: "realtime.v1.PublishRequest", event };

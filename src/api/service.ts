@@ -4,7 +4,7 @@ import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   ChannelSummarySchema,
   MemberSchema,
-  Realtime,
+  type Realtime,
   type BroadcastRequest,
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
@@ -65,7 +65,10 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       return guard(async () => {
         const { requests } = req;
         if (requests.length === 0 || requests.length > MAX_BATCH_EVENTS) {
-          throw new RealtimeError(Code.InvalidArgument, `requests holds ${requests.length} events; a batch holds 1 to ${MAX_BATCH_EVENTS}`);
+          throw new RealtimeError(
+            Code.InvalidArgument,
+            `requests holds ${requests.length} events; a batch holds 1 to ${MAX_BATCH_EVENTS}`,
+          );
         }
         // Check and encode everything before sending anything.
         const pubs = requests.map((r, i) =>
@@ -74,7 +77,13 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
             checkEvent(r.event);
             checkPayload(r.payload);
             const id = eventIds.next();
-            return { id, pub: createPublication(create(EventSchema, { id, channel: r.channel, event: r.event, payload: r.payload }), limits.maxPayloadBytes) };
+            return {
+              id,
+              pub: createPublication(
+                create(EventSchema, { id, channel: r.channel, event: r.event, payload: r.payload }),
+                limits.maxPayloadBytes,
+              ),
+            };
           }),
         );
         const edges = await Promise.all(pubs.map(({ pub }) => broker.publish(pub)));
@@ -111,7 +120,10 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
             nextPageToken = encodePageToken(`members:${req.channel}`, members[size - 1]!.id);
           }
         }
-        return { members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId })), nextPageToken };
+        return {
+          members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId })),
+          nextPageToken,
+        };
       });
     },
     async listChannels(req) {

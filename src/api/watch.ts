@@ -116,9 +116,12 @@ function toResponse(pub: Publication): WatchChannelResponse | null {
     const p = event.payload;
     if (p.case === "member") {
       const m = member(p.value);
-      if (event.event === SystemEvent.Join) response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "join", value: m } });
-      else if (event.event === SystemEvent.Leave) response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "leave", value: m } });
-      else if (event.event === SystemEvent.Update) response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "profileUpdate", value: m } });
+      if (event.event === SystemEvent.Join)
+        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "join", value: m } });
+      else if (event.event === SystemEvent.Leave)
+        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "leave", value: m } });
+      else if (event.event === SystemEvent.Update)
+        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "profileUpdate", value: m } });
     } else if (p.case === "json" || p.case === "binary") {
       response = create(WatchChannelResponseSchema, {
         id: event.id,

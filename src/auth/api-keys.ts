@@ -38,7 +38,15 @@ export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
 const KEY_RE = /^[A-Za-z0-9\-_.~/=]+$/;
 
 /** The methods of realtime.v1.Realtime, for scope names. */
-const DEFAULT_METHODS = ["Send", "Broadcast", "SendBatch", "Publish", "GetMembers", "ListChannels", "WatchChannel"] as const;
+const DEFAULT_METHODS = [
+  "Send",
+  "Broadcast",
+  "SendBatch",
+  "Publish",
+  "GetMembers",
+  "ListChannels",
+  "WatchChannel",
+] as const;
 
 /** One configured key. */
 export interface ApiKey {
@@ -63,7 +71,9 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     const colon = entry.indexOf(":");
     const key = colon < 0 ? entry : entry.slice(0, colon);
     if (key.length < MIN_API_KEY_LENGTH || key.length > MAX_API_KEY_LENGTH) {
-      throw new Error(`${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: openssl rand -base64url 32`);
+      throw new Error(
+        `${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: openssl rand -base64url 32`,
+      );
     }
     if (!KEY_RE.test(key)) throw new Error(`${where}: a key may only use A-Z a-z 0-9 - _ . ~ / =`);
     let methods: Set<string> | undefined;
@@ -80,7 +90,9 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
         if (group) group.forEach((m) => methods!.add(m));
         else if (method) methods.add(method);
         else {
-          throw new Error(`${where}: unknown scope ${JSON.stringify(scope)}; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +`);
+          throw new Error(
+            `${where}: unknown scope ${JSON.stringify(scope)}; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +`,
+          );
         }
       }
     }
@@ -112,7 +124,10 @@ export class ApiKeyring {
   authorize(authorization: string | null | undefined, method: string): ApiKey | undefined {
     if (!this.enabled) return undefined;
     if (!authorization) {
-      throw new ConnectError("missing API key: send the header (metadata) authorization: Bearer <key>", Code.Unauthenticated);
+      throw new ConnectError(
+        "missing API key: send the header (metadata) authorization: Bearer <key>",
+        Code.Unauthenticated,
+      );
     }
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
     if (!m) throw new ConnectError('malformed authorization: expected "Bearer <key>"', Code.Unauthenticated);
@@ -122,7 +137,10 @@ export class ApiKeyring {
     for (const key of this.keys) if (timingSafeEqual(key.digest, digest) && !found) found = key;
     if (!found) throw new ConnectError("invalid API key", Code.Unauthenticated);
     if (found.methods && !found.methods.has(method)) {
-      throw new ConnectError(`this API key may not call ${method} (its scopes allow ${[...found.methods].join(", ")})`, Code.PermissionDenied);
+      throw new ConnectError(
+        `this API key may not call ${method} (its scopes allow ${[...found.methods].join(", ")})`,
+        Code.PermissionDenied,
+      );
     }
     return found;
   }

@@ -57,7 +57,9 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
     const token = tokenFromRequest(req);
     if (token === undefined) {
       if (allowAnonymous) return ANONYMOUS;
-      throw new AuthRefusal("a token is required: send Authorization: Bearer <jwt>, or the query parameter token=<jwt>");
+      throw new AuthRefusal(
+        "a token is required: send Authorization: Bearer <jwt>, or the query parameter token=<jwt>",
+      );
     }
     try {
       return await verifier.verify(token);

@@ -9,7 +9,10 @@ import { isIP } from "node:net";
 
 /** True when host is a loopback address or name (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
-  const h = host.trim().replace(/^\[|\]$/g, "").toLowerCase();
+  const h = host
+    .trim()
+    .replace(/^\[|\]$/g, "")
+    .toLowerCase();
   if (h === "localhost" || h.endsWith(".localhost")) return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h);

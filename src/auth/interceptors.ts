@@ -36,7 +36,10 @@ export function apiKeyHandlerInterceptor(keyring: ApiKeyring): CallInterceptor {
  * named in `services` (type names) are checked, realtime.v1.Realtime by
  * default, so that health checks need no key.
  */
-export function apiKeyConnectInterceptor(keyring: ApiKeyring, services: readonly string[] = [REALTIME_SERVICE]): Interceptor {
+export function apiKeyConnectInterceptor(
+  keyring: ApiKeyring,
+  services: readonly string[] = [REALTIME_SERVICE],
+): Interceptor {
   return (next) => async (req) => {
     if (services.includes(req.service.typeName)) keyring.authorize(req.header.get("authorization"), req.method.name);
     return next(req);
@@ -75,16 +78,19 @@ export function createDrainGate(): DrainGate {
         inFlight--;
       }
     },
-    connect: (services = [REALTIME_SERVICE]) => (next) => async (req) => {
-      if (!services.includes(req.service.typeName)) return next(req);
-      if (closed) throw refuse();
-      inFlight++;
-      try {
-        return await next(req);
-      } finally {
-        inFlight--;
-      }
-    },
+    connect:
+      (services = [REALTIME_SERVICE]) =>
+      (next) =>
+      async (req) => {
+        if (!services.includes(req.service.typeName)) return next(req);
+        if (closed) throw refuse();
+        inFlight++;
+        try {
+          return await next(req);
+        } finally {
+          inFlight--;
+        }
+      },
     close: () => {
       closed = true;
     },

@@ -62,7 +62,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let secret: Uint8Array | undefined;
   if (options.secret !== undefined) {
     if (options.secret.length < MIN_HS256_SECRET_LENGTH) {
-      throw new Error(`the HS256 secret must be at least ${MIN_HS256_SECRET_LENGTH} characters; generate one with: openssl rand -base64url 48`);
+      throw new Error(
+        `the HS256 secret must be at least ${MIN_HS256_SECRET_LENGTH} characters; generate one with: openssl rand -base64url 48`,
+      );
     }
     secret = new TextEncoder().encode(options.secret);
     algorithms.push("HS256");
@@ -76,7 +78,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       throw new Error(`the public key is not a PEM public key: ${(err as Error).message}`);
     }
     if (publicKey.asymmetricKeyType === "rsa") publicAlg = "RS256";
-    else if (publicKey.asymmetricKeyType === "ec" && publicKey.asymmetricKeyDetails?.namedCurve === "prime256v1") publicAlg = "ES256";
+    else if (publicKey.asymmetricKeyType === "ec" && publicKey.asymmetricKeyDetails?.namedCurve === "prime256v1")
+      publicAlg = "ES256";
     else throw new Error(`the public key must be RSA (RS256) or EC P-256 (ES256), not ${publicKey.asymmetricKeyType}`);
     algorithms.push(publicAlg);
   }
@@ -101,7 +104,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   return {
     algorithms,
     async verify(token) {
-      if (token.length > MAX_TOKEN_LENGTH) throw new TokenError(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
+      if (token.length > MAX_TOKEN_LENGTH)
+        throw new TokenError(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
       let payload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -125,12 +129,22 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const claim = (payload as Record<string, unknown>).channels;
       let patterns: string[] = [];
       if (claim !== undefined) {
-        if (!Array.isArray(claim) || claim.length > MAX_CHANNEL_GRANTS || !claim.every((c) => typeof c === "string" && c.length > 0 && c.length <= MAX_CHANNEL_NAME_LENGTH + 1)) {
-          throw new TokenError(`the token's channels claim must be a list of at most ${MAX_CHANNEL_GRANTS} channel names or prefix* patterns`);
+        if (
+          !Array.isArray(claim) ||
+          claim.length > MAX_CHANNEL_GRANTS ||
+          !claim.every((c) => typeof c === "string" && c.length > 0 && c.length <= MAX_CHANNEL_NAME_LENGTH + 1)
+        ) {
+          throw new TokenError(
+            `the token's channels claim must be a list of at most ${MAX_CHANNEL_GRANTS} channel names or prefix* patterns`,
+          );
         }
         patterns = claim as string[];
       }
-      return { userId: sub, expiresAt: payload.exp === undefined ? undefined : payload.exp * 1000, grants: new ChannelGrants(patterns) };
+      return {
+        userId: sub,
+        expiresAt: payload.exp === undefined ? undefined : payload.exp * 1000,
+        grants: new ChannelGrants(patterns),
+      };
     },
   };
 }
@@ -172,7 +186,8 @@ export function loadTokenVerifier(config: {
 function describe(err: unknown): string {
   if (err instanceof TokenError) return err.message;
   if (err instanceof errors.JWTExpired) return "the token has expired";
-  if (err instanceof errors.JWTClaimValidationFailed) return `the token's ${err.claim} claim is not acceptable (${err.reason})`;
+  if (err instanceof errors.JWTClaimValidationFailed)
+    return `the token's ${err.claim} claim is not acceptable (${err.reason})`;
   if (err instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
   if (err instanceof errors.JWKSNoMatchingKey) return "no key of the JWKS matches the token's kid and alg";
   if (err instanceof errors.JOSEAlgNotAllowed) return "the token's alg is not accepted here";

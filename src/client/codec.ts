@@ -72,7 +72,11 @@ export function toValue(json: unknown, what: string): Value {
   try {
     text = JSON.stringify(json);
   } catch (err) {
-    throw new RealtimeClientError(ErrorCode.InvalidArgument, `${what} is not JSON-serializable: ${(err as Error).message}`, { cause: err });
+    throw new RealtimeClientError(
+      ErrorCode.InvalidArgument,
+      `${what} is not JSON-serializable: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   if (text === undefined) {
     throw new RealtimeClientError(ErrorCode.InvalidArgument, `${what} is not a JSON value (got ${typeof json})`);

@@ -20,7 +20,12 @@ export {
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./options.js";
-export { DEFAULT_RECONNECT_INITIAL_DELAY_MS, DEFAULT_RECONNECT_MAX_DELAY_MS, backoffDelay, type BackoffOptions } from "./backoff.js";
+export {
+  DEFAULT_RECONNECT_INITIAL_DELAY_MS,
+  DEFAULT_RECONNECT_MAX_DELAY_MS,
+  backoffDelay,
+  type BackoffOptions,
+} from "./backoff.js";
 export { ErrorCode, RealtimeClientError, codeName } from "./errors.js";
 export {
   SystemEvent,

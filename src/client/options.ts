@@ -113,7 +113,8 @@ export interface ResolvedOptions {
  * the first reconnect.
  */
 export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions {
-  if (options === null || typeof options !== "object") throw new TypeError("options must be an object with at least `url`");
+  if (options === null || typeof options !== "object")
+    throw new TypeError("options must be an object with at least `url`");
   let url: URL;
   try {
     url = new URL(options.url);
@@ -126,11 +127,14 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
   if (options.echo !== undefined) url.searchParams.set("echo", String(Boolean(options.echo)));
 
   const encoding = options.encoding ?? DEFAULT_ENCODING;
-  if (encoding !== "json" && encoding !== "proto") throw new TypeError(`encoding must be "json" or "proto", got ${JSON.stringify(encoding)}`);
+  if (encoding !== "json" && encoding !== "proto")
+    throw new TypeError(`encoding must be "json" or "proto", got ${JSON.stringify(encoding)}`);
 
   const WebSocketCtor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof WebSocketCtor !== "function") {
-    throw new TypeError("there is no global WebSocket (Node 20 has none): pass one as the `WebSocket` option, e.g. the `ws` package's default export");
+    throw new TypeError(
+      "there is no global WebSocket (Node 20 has none): pass one as the `WebSocket` option, e.g. the `ws` package's default export",
+    );
   }
 
   let reconnect: ResolvedOptions["reconnect"] = false;
@@ -145,7 +149,8 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
     if (!(reconnect.maxAttempts >= 0)) throw new TypeError(`reconnect.maxAttempts must be >= 0, got ${r.maxAttempts}`);
   }
 
-  if (url.searchParams.has("token")) throw new TypeError("pass the token as the `token` option, not in url: the SDK sets it on every connect");
+  if (url.searchParams.has("token"))
+    throw new TypeError("pass the token as the `token` option, not in url: the SDK sets it on every connect");
   const token = options.token;
   if (token !== undefined && typeof token !== "function" && (typeof token !== "string" || token === "")) {
     throw new TypeError("token must be a non-empty string or a function that returns one");

@@ -32,10 +32,29 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import type { Event as EventFrame, Reply } from "../../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, shouldReconnect } from "../core/close-codes.js";
 import { backoffDelay } from "./backoff.js";
-import { SUBPROTOCOL, decodeServerFrame, encodeClientFrame, fromValue, toPayload, toValue, type ClientFrameInit } from "./codec.js";
+import {
+  SUBPROTOCOL,
+  decodeServerFrame,
+  encodeClientFrame,
+  fromValue,
+  toPayload,
+  toValue,
+  type ClientFrameInit,
+} from "./codec.js";
 import { Emitter } from "./emitter.js";
 import { ErrorCode, RealtimeClientError, asRealtimeClientError } from "./errors.js";
-import { SystemEvent, type ConnectInfo, type DisconnectInfo, type LifecycleEvents, type Member, type MemberEvent, type Message, type MessageEvent, type ReconnectAttemptInfo, type SystemEventName } from "./events.js";
+import {
+  SystemEvent,
+  type ConnectInfo,
+  type DisconnectInfo,
+  type LifecycleEvents,
+  type Member,
+  type MemberEvent,
+  type Message,
+  type MessageEvent,
+  type ReconnectAttemptInfo,
+  type SystemEventName,
+} from "./events.js";
 import { resolveOptions, type RealtimeClientOptions, type ResolvedOptions, type WebSocketLike } from "./options.js";
 
 /** The close code a browser reports when a connection dropped without a close frame. */
@@ -156,7 +175,8 @@ export class RealtimeClient {
         // A socket that cannot be closed is already closing.
       }
     }
-    if (announced) this.#lifecycle.emit("disconnect", { code: CloseCode.Normal, reason: "client closed", willReconnect: false });
+    if (announced)
+      this.#lifecycle.emit("disconnect", { code: CloseCode.Normal, reason: "client closed", willReconnect: false });
   }
 
   /** True once connected and restored (onConnect has fired) until the connection drops. */
@@ -346,7 +366,14 @@ export class RealtimeClient {
       const call: Call = { command, resolve, reject, timer: undefined, id: 0 };
       const state = this.#state;
       if (state === "idle" || state === "closed") {
-        reject(new RealtimeClientError(ErrorCode.Unavailable, state === "idle" ? "the client is not open: call open() first" : "the client is closed: call open() to reconnect"));
+        reject(
+          new RealtimeClientError(
+            ErrorCode.Unavailable,
+            state === "idle"
+              ? "the client is not open: call open() first"
+              : "the client is closed: call open() to reconnect",
+          ),
+        );
         return;
       }
       // A socket that is closing but whose close event has not come yet
@@ -354,11 +381,18 @@ export class RealtimeClient {
       const sendNow = restore ? state === "restoring" : state === "open" && this.#socket?.readyState === OPEN;
       if (!sendNow) {
         if (this.#options.maxQueuedRequests === 0) {
-          reject(new RealtimeClientError(ErrorCode.Unavailable, "not connected, and queueing is off (maxQueuedRequests: 0)"));
+          reject(
+            new RealtimeClientError(ErrorCode.Unavailable, "not connected, and queueing is off (maxQueuedRequests: 0)"),
+          );
           return;
         }
         if (this.#queue.length >= this.#options.maxQueuedRequests) {
-          reject(new RealtimeClientError(ErrorCode.ResourceExhausted, `not connected, and ${this.#queue.length} calls already wait for the connection (maxQueuedRequests)`));
+          reject(
+            new RealtimeClientError(
+              ErrorCode.ResourceExhausted,
+              `not connected, and ${this.#queue.length} calls already wait for the connection (maxQueuedRequests)`,
+            ),
+          );
           return;
         }
       }
@@ -374,7 +408,10 @@ export class RealtimeClient {
   #transmit(call: Call): void {
     const socket = this.#socket;
     if (socket === undefined || socket.readyState !== OPEN) {
-      this.#settle(call, new RealtimeClientError(ErrorCode.Unavailable, "the connection closed before the call was sent"));
+      this.#settle(
+        call,
+        new RealtimeClientError(ErrorCode.Unavailable, "the connection closed before the call was sent"),
+      );
       return;
     }
     call.id = this.#nextId();
@@ -383,7 +420,12 @@ export class RealtimeClient {
       socket.send(encodeClientFrame(this.#options.encoding, { id: call.id, command: call.command }));
     } catch (err) {
       this.#inflight.delete(call.id);
-      this.#settle(call, new RealtimeClientError(ErrorCode.Unavailable, `the call could not be sent: ${(err as Error).message}`, { cause: err }));
+      this.#settle(
+        call,
+        new RealtimeClientError(ErrorCode.Unavailable, `the call could not be sent: ${(err as Error).message}`, {
+          cause: err,
+        }),
+      );
     }
   }
 
@@ -398,7 +440,12 @@ export class RealtimeClient {
     call.timer = undefined;
     if (call.id !== 0) this.#inflight.delete(call.id);
     else this.#queue = this.#queue.filter((c) => c !== call);
-    call.reject(new RealtimeClientError(ErrorCode.DeadlineExceeded, `no reply within ${this.#options.requestTimeoutMs} ms (requestTimeoutMs)`));
+    call.reject(
+      new RealtimeClientError(
+        ErrorCode.DeadlineExceeded,
+        `no reply within ${this.#options.requestTimeoutMs} ms (requestTimeoutMs)`,
+      ),
+    );
   }
 
   /** Settles call with reply or err, once: callers remove it from inflight/queue first. */
@@ -443,7 +490,12 @@ export class RealtimeClient {
       (t) => {
         if (!current()) return;
         if (typeof t !== "string" || t === "") {
-          this.#emitError(new RealtimeClientError(ErrorCode.Unauthenticated, "the token function returned no token (a non-empty string is needed)"));
+          this.#emitError(
+            new RealtimeClientError(
+              ErrorCode.Unauthenticated,
+              "the token function returned no token (a non-empty string is needed)",
+            ),
+          );
           this.#dropped(ABNORMAL_CLOSURE, "no token");
           return;
         }
@@ -451,7 +503,13 @@ export class RealtimeClient {
       },
       (err: unknown) => {
         if (!current()) return;
-        this.#emitError(new RealtimeClientError(ErrorCode.Unauthenticated, `the token function failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+        this.#emitError(
+          new RealtimeClientError(
+            ErrorCode.Unauthenticated,
+            `the token function failed: ${err instanceof Error ? err.message : String(err)}`,
+            { cause: err },
+          ),
+        );
         this.#dropped(ABNORMAL_CLOSURE, "the token function failed");
       },
     );
@@ -517,7 +575,12 @@ export class RealtimeClient {
   #dropped(code: number, reason: string): void {
     const announced = this.#announced;
     this.#detach();
-    this.#failInflight(new RealtimeClientError(ErrorCode.Unavailable, `the connection closed (code ${code}${reason ? `: ${reason}` : ""}) before the reply came`));
+    this.#failInflight(
+      new RealtimeClientError(
+        ErrorCode.Unavailable,
+        `the connection closed (code ${code}${reason ? `: ${reason}` : ""}) before the reply came`,
+      ),
+    );
     const r = this.#options.reconnect;
     const willReconnect = r !== false && shouldReconnect(code) && this.#attempt < r.maxAttempts;
     if (!willReconnect) {
@@ -534,7 +597,12 @@ export class RealtimeClient {
   #stop(code: number, reason: string): void {
     this.#detach();
     this.#state = "closed";
-    this.#failAll(new RealtimeClientError(ErrorCode.Unavailable, `the connection closed (code ${code}${reason ? `: ${reason}` : ""}) and the client will not reconnect`));
+    this.#failAll(
+      new RealtimeClientError(
+        ErrorCode.Unavailable,
+        `the connection closed (code ${code}${reason ? `: ${reason}` : ""}) and the client will not reconnect`,
+      ),
+    );
     this.#lifecycle.emit("disconnect", { code, reason, willReconnect: false });
   }
 
@@ -557,7 +625,11 @@ export class RealtimeClient {
     try {
       frame = decodeServerFrame(data);
     } catch (err) {
-      this.#emitError(new RealtimeClientError(ErrorCode.Internal, `a frame from the edge did not decode: ${(err as Error).message}`, { cause: err }));
+      this.#emitError(
+        new RealtimeClientError(ErrorCode.Internal, `a frame from the edge did not decode: ${(err as Error).message}`, {
+          cause: err,
+        }),
+      );
       return;
     }
     switch (frame.frame.case) {
@@ -606,7 +678,13 @@ export class RealtimeClient {
           () => undefined,
           (err: unknown) => {
             if (this.#socket !== socket) return; // dropped again: the next restore retries
-            this.#emitError(new RealtimeClientError(asRealtimeClientError(err).code, `restoring the profile after a reconnect failed: ${(err as Error).message}`, { cause: err }));
+            this.#emitError(
+              new RealtimeClientError(
+                asRealtimeClientError(err).code,
+                `restoring the profile after a reconnect failed: ${(err as Error).message}`,
+                { cause: err },
+              ),
+            );
           },
         ),
       );
@@ -618,7 +696,13 @@ export class RealtimeClient {
           (err: unknown) => {
             if (this.#socket !== socket) return; // dropped again: the next restore retries
             this.#channels.delete(channel);
-            this.#emitError(new RealtimeClientError(asRealtimeClientError(err).code, `re-joining channel ${JSON.stringify(channel)} after a reconnect failed: ${(err as Error).message}`, { cause: err }));
+            this.#emitError(
+              new RealtimeClientError(
+                asRealtimeClientError(err).code,
+                `re-joining channel ${JSON.stringify(channel)} after a reconnect failed: ${(err as Error).message}`,
+                { cause: err },
+              ),
+            );
           },
         ),
       );
@@ -643,7 +727,10 @@ export class RealtimeClient {
       const p = ev.payload;
       switch (p.case) {
         case "member":
-          payload = { channel: ev.channel, message: { id: p.value.id, data: fromValue(p.value.data), userId: p.value.userId } };
+          payload = {
+            channel: ev.channel,
+            message: { id: p.value.id, data: fromValue(p.value.data), userId: p.value.userId },
+          };
           // This connection was removed from the channel (by the edge, e.g.
           // a refreshed token without the grant): do not re-join it later.
           if (ev.event === SystemEvent.Leave && p.value.id === this.#socketId) this.#channels.delete(ev.channel);
@@ -658,7 +745,13 @@ export class RealtimeClient {
           payload = { channel: ev.channel, message: null, id: ev.id };
       }
     } catch (err) {
-      this.#emitError(new RealtimeClientError(ErrorCode.Internal, `event ${JSON.stringify(ev.event)} did not decode: ${(err as Error).message}`, { cause: err }));
+      this.#emitError(
+        new RealtimeClientError(
+          ErrorCode.Internal,
+          `event ${JSON.stringify(ev.event)} did not decode: ${(err as Error).message}`,
+          { cause: err },
+        ),
+      );
       return;
     }
     this.#events.emit(ev.event, payload);
@@ -670,6 +763,10 @@ export class RealtimeClient {
 
   #reportListenerError(err: unknown, event: string): void {
     const message = err instanceof Error ? err.message : String(err);
-    this.#emitError(new RealtimeClientError(ErrorCode.Unknown, `a listener of ${JSON.stringify(event)} threw: ${message}`, { cause: err }));
+    this.#emitError(
+      new RealtimeClientError(ErrorCode.Unknown, `a listener of ${JSON.stringify(event)} threw: ${message}`, {
+        cause: err,
+      }),
+    );
   }
 }

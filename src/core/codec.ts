@@ -35,7 +35,8 @@ export class FrameError extends RealtimeError {
 export function decodeClientFrame(data: Uint8Array, isBinary: boolean, encoding: Encoding): ClientFrame {
   let frame: ClientFrame;
   if (encoding === Encoding.Json) {
-    if (isBinary) throw new FrameError(`this connection speaks ${Encoding.Json}: send text frames with JSON, not binary frames`);
+    if (isBinary)
+      throw new FrameError(`this connection speaks ${Encoding.Json}: send text frames with JSON, not binary frames`);
     let text: string;
     try {
       text = textDecoder.decode(data);
@@ -48,7 +49,10 @@ export function decodeClientFrame(data: Uint8Array, isBinary: boolean, encoding:
       throw new FrameError(`malformed frame: ${describe(err)}`, peekJsonId(text));
     }
   } else {
-    if (!isBinary) throw new FrameError(`this connection speaks ${Encoding.Proto}: send binary frames with protobuf, not text frames`);
+    if (!isBinary)
+      throw new FrameError(
+        `this connection speaks ${Encoding.Proto}: send binary frames with protobuf, not text frames`,
+      );
     try {
       frame = fromBinary(ClientFrameSchema, data);
     } catch (err) {
@@ -71,7 +75,10 @@ export function encodeServerFrame(frame: ServerFrame, encoding: Encoding): Uint8
 }
 
 /** Shorthand: builds and encodes a ServerFrame. */
-export function serverFrame(init: Parameters<typeof create<typeof ServerFrameSchema>>[1], encoding: Encoding): Uint8Array {
+export function serverFrame(
+  init: Parameters<typeof create<typeof ServerFrameSchema>>[1],
+  encoding: Encoding,
+): Uint8Array {
   return encodeServerFrame(create(ServerFrameSchema, init), encoding);
 }
 

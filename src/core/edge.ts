@@ -38,7 +38,14 @@ const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
 /** Default of EdgeOptions.privateChannelPrefix. */
 export const DEFAULT_PRIVATE_CHANNEL_PREFIX = "private:";
 /** Error codes that are the client's doing and spend its error budget. */
-const CLIENT_FAULTS = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.ResourceExhausted, Code.FailedPrecondition, Code.Unimplemented, Code.Unauthenticated]);
+const CLIENT_FAULTS = new Set<Code>([
+  Code.InvalidArgument,
+  Code.PermissionDenied,
+  Code.ResourceExhausted,
+  Code.FailedPrecondition,
+  Code.Unimplemented,
+  Code.Unauthenticated,
+]);
 
 /** The queue of a connection with no command waiting: one resolved promise for all of them. */
 const IDLE: Promise<void> = Promise.resolve();
@@ -165,7 +172,10 @@ export class Edge {
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
-    transport.send(serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding), encoding === Encoding.Json);
+    transport.send(
+      serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding),
+      encoding === Encoding.Json,
+    );
     return session;
   }
 
@@ -185,13 +195,27 @@ export class Edge {
     if (this.rate) {
       const state = this.rate.take(session.rate);
       if (state === undefined) {
-        this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`));
+        this.replyError(
+          session,
+          frame.id,
+          new RealtimeError(
+            Code.ResourceExhausted,
+            `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`,
+          ),
+        );
         return;
       }
       session.rate = state;
     }
     if (session.pending >= MAX_PENDING_COMMANDS) {
-      this.replyError(session, frame.id, new RealtimeError(Code.ResourceExhausted, `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`));
+      this.replyError(
+        session,
+        frame.id,
+        new RealtimeError(
+          Code.ResourceExhausted,
+          `more than ${MAX_PENDING_COMMANDS} commands are waiting: wait for replies before sending more`,
+        ),
+      );
       return;
     }
     session.pending++;
@@ -305,18 +329,27 @@ export class Edge {
         checkEvent(event);
         checkPayload(payload);
         if (this.options.allowClientSend === false) {
-          throw new RealtimeError(Code.PermissionDenied, "clients may not send events on this service (REALTIME_ALLOW_CLIENT_SEND is off): backends send through the API");
+          throw new RealtimeError(
+            Code.PermissionDenied,
+            "clients may not send events on this service (REALTIME_ALLOW_CLIENT_SEND is off): backends send through the API",
+          );
         }
         this.checkAccess(session, channel);
         if (!session.channels.has(channel)) {
-          throw new RealtimeError(Code.FailedPrecondition, `join channel ${JSON.stringify(channel)} before sending to it`);
+          throw new RealtimeError(
+            Code.FailedPrecondition,
+            `join channel ${JSON.stringify(channel)} before sending to it`,
+          );
         }
         const messageId = await this.publish(session, channel, event, payload, command.value.echo ?? session.echo);
         return this.replyOk(session, id, messageId);
       }
       case "broadcast": {
         if (!this.options.allowClientBroadcast) {
-          throw new RealtimeError(Code.PermissionDenied, "clients may not broadcast on this service (REALTIME_ALLOW_CLIENT_BROADCAST is off): backends broadcast through the API");
+          throw new RealtimeError(
+            Code.PermissionDenied,
+            "clients may not broadcast on this service (REALTIME_ALLOW_CLIENT_BROADCAST is off): backends broadcast through the API",
+          );
         }
         const { event, payload } = command.value;
         checkEvent(event);
@@ -338,7 +371,10 @@ export class Edge {
         await this.refresh(session, command.value.token);
         return this.replyOk(session, id);
       default:
-        throw new RealtimeError(Code.Unimplemented, `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping, refresh"}`);
+        throw new RealtimeError(
+          Code.Unimplemented,
+          `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping, refresh"}`,
+        );
     }
   }
 
@@ -346,7 +382,10 @@ export class Edge {
   private checkAccess(session: Session, channel: string): void {
     const prefix = this.options.privateChannelPrefix ?? DEFAULT_PRIVATE_CHANNEL_PREFIX;
     if (channel.startsWith(prefix) && !session.identity.grants.allows(channel)) {
-      throw new RealtimeError(Code.PermissionDenied, `channel ${JSON.stringify(channel)} is private ("${prefix}" prefix): the connection's token does not grant it (channels claim)`);
+      throw new RealtimeError(
+        Code.PermissionDenied,
+        `channel ${JSON.stringify(channel)} is private ("${prefix}" prefix): the connection's token does not grant it (channels claim)`,
+      );
     }
   }
 
@@ -357,7 +396,11 @@ export class Edge {
    */
   private async refresh(session: Session, token: string): Promise<void> {
     const verify = this.options.verifyToken;
-    if (!verify) throw new RealtimeError(Code.FailedPrecondition, "this edge verifies no tokens (none is configured): there is nothing to refresh");
+    if (!verify)
+      throw new RealtimeError(
+        Code.FailedPrecondition,
+        "this edge verifies no tokens (none is configured): there is nothing to refresh",
+      );
     let identity: Identity;
     try {
       identity = await verify(token);
@@ -365,7 +408,10 @@ export class Edge {
       throw new RealtimeError(Code.Unauthenticated, err instanceof Error ? err.message : "invalid token");
     }
     if (identity.userId !== session.identity.userId) {
-      throw new RealtimeError(Code.PermissionDenied, `the new token is for another user (sub ${JSON.stringify(identity.userId)}): a connection keeps its user; open a new connection instead`);
+      throw new RealtimeError(
+        Code.PermissionDenied,
+        `the new token is for another user (sub ${JSON.stringify(identity.userId)}): a connection keeps its user; open a new connection instead`,
+      );
     }
     session.identity = identity;
     this.scheduleExpiry(session);
@@ -391,7 +437,10 @@ export class Edge {
     session.expiryTimer = setTimeout(() => {
       if (session.closed) return;
       if (Date.now() < at) return this.scheduleExpiry(session);
-      session.transport.close(CloseCode.TokenExpired, "token expired: send a Refresh frame before exp, then reconnect with a new token");
+      session.transport.close(
+        CloseCode.TokenExpired,
+        "token expired: send a Refresh frame before exp, then reconnect with a new token",
+      );
     }, delay);
     session.expiryTimer.unref?.();
   }
@@ -400,7 +449,10 @@ export class Edge {
     if (session.channels.has(channel)) return;
     const max = this.options.limits.maxChannelsPerConnection;
     if (session.channels.size >= max) {
-      throw new RealtimeError(Code.ResourceExhausted, `this connection is in ${max} channels, the limit: leave one before joining another`);
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `this connection is in ${max} channels, the limit: leave one before joining another`,
+      );
     }
     let local = this.channels.get(channel);
     if (!local) {
@@ -417,7 +469,12 @@ export class Edge {
       this.dropLocal(session, channel);
       throw err;
     }
-    const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Join, member), Infinity, session.id, !echo);
+    const pub = createPublication(
+      systemEvent(this.eventIds.next(), channel, SystemEvent.Join, member),
+      Infinity,
+      session.id,
+      !echo,
+    );
     try {
       await this.options.broker.publish(pub);
     } catch (err) {
@@ -432,7 +489,12 @@ export class Edge {
   private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
     this.dropLocal(session, channel);
     await this.options.presence.remove(channel, session.id);
-    const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Leave, session.member()), Infinity, session.id, true);
+    const pub = createPublication(
+      systemEvent(this.eventIds.next(), channel, SystemEvent.Leave, session.member()),
+      Infinity,
+      session.id,
+      true,
+    );
     // The connection is no longer in the channel, so the broker would not
     // bring it its own channel:leave: hand it over directly.
     if (echo && !session.closed) this.deliverTo(session, pub);
@@ -440,23 +502,43 @@ export class Edge {
   }
 
   private async updateProfile(session: Session, data: Value | undefined, echo: boolean): Promise<void> {
-    if (!data) throw new RealtimeError(Code.InvalidArgument, "data is required: any JSON value (null clears the profile)");
+    if (!data)
+      throw new RealtimeError(Code.InvalidArgument, "data is required: any JSON value (null clears the profile)");
     const size = toBinary(ValueSchema, data).length;
     if (size > this.options.limits.maxProfileBytes) {
-      throw new RealtimeError(Code.ResourceExhausted, `the profile is ${size} bytes encoded; the limit is ${this.options.limits.maxProfileBytes} bytes`);
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `the profile is ${size} bytes encoded; the limit is ${this.options.limits.maxProfileBytes} bytes`,
+      );
     }
     session.profile = data.kind.case === "nullValue" ? undefined : data;
     const member = session.member();
     for (const channel of session.channels) {
       await this.options.presence.add(channel, member);
-      const pub = createPublication(systemEvent(this.eventIds.next(), channel, SystemEvent.Update, member), Infinity, session.id, !echo);
+      const pub = createPublication(
+        systemEvent(this.eventIds.next(), channel, SystemEvent.Update, member),
+        Infinity,
+        session.id,
+        !echo,
+      );
       await this.options.broker.publish(pub);
     }
   }
 
-  private async publish(session: Session, channel: string, event: string, payload: Payload, echo: boolean): Promise<string> {
+  private async publish(
+    session: Session,
+    channel: string,
+    event: string,
+    payload: Payload,
+    echo: boolean,
+  ): Promise<string> {
     const id = this.eventIds.next();
-    const pub = createPublication(create(EventSchema, { id, channel, event, payload }), this.maxEventBytes, session.id, !echo);
+    const pub = createPublication(
+      create(EventSchema, { id, channel, event, payload }),
+      this.maxEventBytes,
+      session.id,
+      !echo,
+    );
     await this.options.broker.publish(pub);
     return id;
   }
@@ -489,10 +571,16 @@ export class Edge {
    */
   private replyError(session: Session, id: number, err: RealtimeError): void {
     this.observer.commandFailed(err.code);
-    this.send(session, { frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } } });
+    this.send(session, {
+      frame: { case: "reply", value: { id, error: { code: err.code as number as ErrorCode, message: err.message } } },
+    });
     if (this.errorBudget && !session.closed && CLIENT_FAULTS.has(err.code)) {
       const state = this.errorBudget.take(session.errorBudget);
-      if (state === undefined) session.transport.close(CloseCode.PolicyViolation, "too many failed commands (error budget spent): fix the client before reconnecting");
+      if (state === undefined)
+        session.transport.close(
+          CloseCode.PolicyViolation,
+          "too many failed commands (error budget spent): fix the client before reconnecting",
+        );
       else session.errorBudget = state;
     }
   }

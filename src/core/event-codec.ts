@@ -50,7 +50,8 @@ export function encodeEventJson(event: ApplicationEvent): string {
   if (event.event !== "") json += `"event":${JSON.stringify(event.event)},`;
   const payload = event.payload;
   if (payload.case === "json") json += `"json":${valueJson(payload.value)},`;
-  else json += `"binary":"${Buffer.from(payload.value.buffer, payload.value.byteOffset, payload.value.byteLength).toString("base64")}",`;
+  else
+    json += `"binary":"${Buffer.from(payload.value.buffer, payload.value.byteOffset, payload.value.byteLength).toString("base64")}",`;
   if (event.id !== "") json += `"id":${JSON.stringify(event.id)},`;
   return json.slice(0, -1) + "}";
 }
@@ -288,7 +289,10 @@ function valueJson(value: Value): string {
       return "null";
     case "numberValue":
       if (!Number.isFinite(kind.value)) {
-        throw new RealtimeError(Code.InvalidArgument, "payload holds NaN or Infinity, which JSON cannot carry: send a finite number");
+        throw new RealtimeError(
+          Code.InvalidArgument,
+          "payload holds NaN or Infinity, which JSON cannot carry: send a finite number",
+        );
       }
       return String(kind.value); // what JSON.stringify writes for a finite number, -0 as 0
     case "stringValue":

@@ -111,15 +111,7 @@ export type RefusalReason =
 
 /** The kinds of client frames counted; anything else is "invalid" or "other". */
 export type MessageInKind =
-  | "join"
-  | "leave"
-  | "update_profile"
-  | "send"
-  | "broadcast"
-  | "get_members"
-  | "ping"
-  | "other"
-  | "invalid";
+  "join" | "leave" | "update_profile" | "send" | "broadcast" | "get_members" | "ping" | "other" | "invalid";
 
 /** The shared backends whose reachability is reported. */
 export type Backend = "link" | "redis";

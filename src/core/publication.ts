@@ -30,12 +30,7 @@ export class IdGenerator {
  * maxEventBytes, and INVALID_ARGUMENT when its payload cannot be written as
  * JSON (NaN, ±Infinity, a Value with no kind).
  */
-export function createPublication(
-  event: Event,
-  maxEventBytes: number,
-  origin = "",
-  skipOrigin = false,
-): Publication {
+export function createPublication(event: Event, maxEventBytes: number, origin = "", skipOrigin = false): Publication {
   const application = isApplicationEvent(event);
   const bytes = application ? encodeEventBinary(event) : toBinary(EventSchema, event);
   if (bytes.length > maxEventBytes) {
@@ -51,7 +46,10 @@ export function createPublication(
 /** Throws INVALID_ARGUMENT unless the payload is set. */
 export function checkPayload(payload: Payload, field = "payload"): void {
   if (payload.case !== "json" && payload.case !== "binary") {
-    throw new RealtimeError(Code.InvalidArgument, `${field} is required: set "json" (any JSON value) or "binary" (bytes)`);
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      `${field} is required: set "json" (any JSON value) or "binary" (bytes)`,
+    );
   }
 }
 
@@ -61,6 +59,9 @@ export function systemEvent(id: string, channel: string, name: string, member: M
     id,
     channel,
     event: name,
-    payload: { case: "member", value: create(MemberSchema, { id: member.id, data: member.data, userId: member.userId }) },
+    payload: {
+      case: "member",
+      value: create(MemberSchema, { id: member.id, data: member.data, userId: member.userId }),
+    },
   });
 }

@@ -178,7 +178,9 @@ export class WsEdgeServer {
   /** Refuses an upgrade with an HTTP status, and counts why. */
   private refuse(socket: Duplex, status: number, message: string): void {
     const observer = this.options.observer ?? NOOP_OBSERVER;
-    observer.connectionRefused(status === 400 ? "protocol" : status === 503 ? (this.closing ? "shutdown" : "limit") : "auth");
+    observer.connectionRefused(
+      status === 400 ? "protocol" : status === 503 ? (this.closing ? "shutdown" : "limit") : "auth",
+    );
     refuse(socket, status, message);
   }
 
@@ -195,7 +197,11 @@ export class WsEdgeServer {
     }
     const max = this.options.maxConnections;
     if (max !== undefined && this.clients.size + this.handshaking >= max) {
-      this.refuse(socket, 503, `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`);
+      this.refuse(
+        socket,
+        503,
+        `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
+      );
       return;
     }
     const offered = (req.headers["sec-websocket-protocol"] ?? "")
@@ -203,7 +209,11 @@ export class WsEdgeServer {
       .map((p) => p.trim())
       .filter(Boolean);
     if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p))) {
-      this.refuse(socket, 400, `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`);
+      this.refuse(
+        socket,
+        400,
+        `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`,
+      );
       return;
     }
     const url = new URL(req.url ?? "/", "http://edge");
@@ -228,14 +238,20 @@ export class WsEdgeServer {
           identity = id;
         },
         (err: unknown) => {
-          const status = typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
+          const status =
+            typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
           this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
         },
       )
       .finally(() => {
         this.handshaking--;
         if (!identity || socket.destroyed || !socket.writable) return;
-        if (this.closing) return this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+        if (this.closing)
+          return this.refuse(
+            socket,
+            503,
+            "this edge is shutting down: connect again (to another edge) after a short delay",
+          );
         socket.off("error", onError);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));
       })
@@ -354,11 +370,17 @@ class WsTransport implements Transport {
 }
 
 /** Reason phrases of the statuses an upgrade may be refused with. */
-const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable" };
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  503: "Service Unavailable",
+};
 
 function refuse(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`;
-  const extra = status === 401 ? 'www-authenticate: Bearer realm="switchboard"\r\n' : status === 503 ? "retry-after: 1\r\n" : "";
+  const extra =
+    status === 401 ? 'www-authenticate: Bearer realm="switchboard"\r\n' : status === 503 ? "retry-after: 1\r\n" : "";
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n` +
       `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`,

@@ -129,7 +129,12 @@ export class LinkBroker implements Broker, Presence {
 
   private request(init: MessageInitShape<typeof EdgeFrameSchema>): Promise<LinkReply> {
     if (!this.connected) {
-      return Promise.reject(new RealtimeError(Code.Unavailable, "this edge has lost its link to the API process; it is reconnecting, try again shortly"));
+      return Promise.reject(
+        new RealtimeError(
+          Code.Unavailable,
+          "this edge has lost its link to the API process; it is reconnecting, try again shortly",
+        ),
+      );
     }
     const id = this.nextId++;
     if (this.nextId > 0xffffffff) this.nextId = 1;
@@ -153,7 +158,9 @@ export class LinkBroker implements Broker, Presence {
         return;
       }
       this.pending.delete(id);
-      pending.reject(new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`));
+      pending.reject(
+        new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`),
+      );
     }
   }
 
@@ -219,7 +226,8 @@ export class LinkBroker implements Broker, Presence {
     this.send({ id: 0, frame: { case: "hello", value: { edgeId: this.options.edgeId } } });
     const { channels, members } = this.options.snapshot();
     for (const channel of channels) this.send({ id: 0, frame: { case: "subscribe", value: channel } });
-    for (const { channel, member } of members) this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member } } });
+    for (const { channel, member } of members)
+      this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member } } });
     await this.request({ frame: { case: "synced", value: {} } });
   }
 

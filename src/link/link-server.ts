@@ -4,7 +4,7 @@ import type { ErrorCode } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   EdgeFrameSchema,
   HubFrameSchema,
-  LinkReplySchema,
+  type LinkReplySchema,
   type EdgeFrame,
 } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Publication } from "../core/broker.js";
@@ -214,7 +214,10 @@ class EdgeLink {
     if (this.socket.destroyed) return;
     this.writer.write(this.hub.encodePublication(pub));
     if (this.writer.buffered > LINK_MAX_BUFFERED_BYTES) {
-      this.hub.options.onError?.(new Error(`edge ${this.edgeId} fell ${this.writer.buffered} bytes behind; dropping its link`), "link backpressure");
+      this.hub.options.onError?.(
+        new Error(`edge ${this.edgeId} fell ${this.writer.buffered} bytes behind; dropping its link`),
+        "link backpressure",
+      );
       this.socket.destroy();
     }
   }

@@ -62,7 +62,7 @@ function writeBody(out: Buffer, pos: number, pub: Publication, sizes: Sizes): vo
   pos = writeString(out, pos, 0x22, pub.origin, sizes.origin); // 4 origin
   if (pub.skipOrigin) {
     out[pos++] = 0x28; // 5 skip_origin, varint
-    out[pos++] = 1;
+    out[pos] = 1;
   }
 }
 

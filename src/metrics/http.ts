@@ -27,7 +27,9 @@ export function createOpsHandler({ metrics, readiness }: OpsHandlerOptions): Ops
     const path = (req.url ?? "/").split("?", 1)[0];
     if (!(OPS_PATHS as readonly string[]).includes(path!)) return false;
     if (req.method !== "GET" && req.method !== "HEAD") {
-      reply(req, res, 405, "text/plain; charset=utf-8", `${req.method} is not allowed: use GET\n`, { allow: "GET, HEAD" });
+      reply(req, res, 405, "text/plain; charset=utf-8", `${req.method} is not allowed: use GET\n`, {
+        allow: "GET, HEAD",
+      });
       return true;
     }
     switch (path) {
@@ -42,7 +44,8 @@ export function createOpsHandler({ metrics, readiness }: OpsHandlerOptions): Ops
       case "/metrics":
         metrics.scrape().then(
           (text) => reply(req, res, 200, metrics.registry.contentType, text),
-          (err: unknown) => reply(req, res, 500, "text/plain; charset=utf-8", `collecting metrics failed: ${(err as Error).message}\n`),
+          (err: unknown) =>
+            reply(req, res, 500, "text/plain; charset=utf-8", `collecting metrics failed: ${(err as Error).message}\n`),
         );
         break;
     }
@@ -50,7 +53,19 @@ export function createOpsHandler({ metrics, readiness }: OpsHandlerOptions): Ops
   };
 }
 
-function reply(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body), "cache-control": "no-store", ...extra });
+function reply(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string,
+  extra: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    "content-type": type,
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+    ...extra,
+  });
   res.end(req.method === "HEAD" ? undefined : body);
 }

@@ -1,5 +1,13 @@
 /** Operations: metrics, readiness and the HTTP endpoints that expose them. */
-export { createMetrics, METRIC_PREFIX, RPC_DURATION_BUCKETS, type EdgeLevels, type HubLevels, type Metrics, type MetricsOptions } from "./metrics.js";
+export {
+  createMetrics,
+  METRIC_PREFIX,
+  RPC_DURATION_BUCKETS,
+  type EdgeLevels,
+  type HubLevels,
+  type Metrics,
+  type MetricsOptions,
+} from "./metrics.js";
 export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
 export { codeName, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";

@@ -107,7 +107,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
   edgeLevel("channels", "Channels with at least one member on this edge.");
   edgeLevel("members", "Channel memberships on this edge (a connection in 3 channels counts 3).");
 
-  const opened = new Counter({ name: name("connections_opened_total"), help: "Client connections accepted, by encoding.", labelNames: ["encoding"], registers: on(edge) });
+  const opened = new Counter({
+    name: name("connections_opened_total"),
+    help: "Client connections accepted, by encoding.",
+    labelNames: ["encoding"],
+    registers: on(edge),
+  });
   const refused = new Counter({
     name: name("connections_refused_total"),
     help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol).",
@@ -120,22 +125,69 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ["reason"],
     registers: on(edge),
   });
-  const messagesIn = new Counter({ name: name("messages_in_total"), help: "Frames received from clients, by command (invalid: could not be decoded).", labelNames: ["kind"], registers: on(edge) });
+  const messagesIn = new Counter({
+    name: name("messages_in_total"),
+    help: "Frames received from clients, by command (invalid: could not be decoded).",
+    labelNames: ["kind"],
+    registers: on(edge),
+  });
   const commandErrors = new Counter({
     name: name("command_errors_total"),
     help: "Client commands answered with an error, by gRPC code name (RESOURCE_EXHAUSTED: a limit or the rate limit; PERMISSION_DENIED: auth; UNAVAILABLE: the backend).",
     labelNames: ["code"],
     registers: on(edge),
   });
-  const messagesOut = new Counter({ name: name("messages_out_total"), help: "Frames written to clients, by kind (event, reply).", labelNames: ["kind"], registers: on(edge) });
-  const deliveries = new Counter({ name: name("deliveries_total"), help: "Events written to client connections: one per recipient of each publication.", registers: on(edge) });
-  const received = new Counter({ name: name("publications_received_total"), help: "Publications this edge received from the hub to fan out.", registers: on(edge) });
-  const drops = new Counter({ name: name("drops_total"), help: "Frames meant for clients (edge) or edges (api) that were not written, by reason (closed, slow_consumer, edge_backpressure).", labelNames: ["reason"], registers });
-  const published = new Counter({ name: name("hub_publications_total"), help: "Publications the hub routed, by scope (channel, broadcast).", labelNames: ["scope"], registers: on(api) });
-  const handoffs = new Counter({ name: name("hub_handoffs_total"), help: "Publications handed to edges: one per edge that received each publication.", registers: on(api) });
-  const backendUp = new Gauge({ name: name("backend_up"), help: "1 while a shared backend (link: the edge's link to the API; redis) is reachable, else 0.", labelNames: ["backend"], registers });
-  const backendChanges = new Counter({ name: name("backend_transitions_total"), help: "Times a shared backend went down or came back, by backend and state.", labelNames: ["backend", "state"], registers });
-  const rpcHandled = new Counter({ name: name("rpc_handled_total"), help: "RPCs finished, by service, method and gRPC status code.", labelNames: ["service", "method", "code"], registers: on(api) });
+  const messagesOut = new Counter({
+    name: name("messages_out_total"),
+    help: "Frames written to clients, by kind (event, reply).",
+    labelNames: ["kind"],
+    registers: on(edge),
+  });
+  const deliveries = new Counter({
+    name: name("deliveries_total"),
+    help: "Events written to client connections: one per recipient of each publication.",
+    registers: on(edge),
+  });
+  const received = new Counter({
+    name: name("publications_received_total"),
+    help: "Publications this edge received from the hub to fan out.",
+    registers: on(edge),
+  });
+  const drops = new Counter({
+    name: name("drops_total"),
+    help: "Frames meant for clients (edge) or edges (api) that were not written, by reason (closed, slow_consumer, edge_backpressure).",
+    labelNames: ["reason"],
+    registers,
+  });
+  const published = new Counter({
+    name: name("hub_publications_total"),
+    help: "Publications the hub routed, by scope (channel, broadcast).",
+    labelNames: ["scope"],
+    registers: on(api),
+  });
+  const handoffs = new Counter({
+    name: name("hub_handoffs_total"),
+    help: "Publications handed to edges: one per edge that received each publication.",
+    registers: on(api),
+  });
+  const backendUp = new Gauge({
+    name: name("backend_up"),
+    help: "1 while a shared backend (link: the edge's link to the API; redis) is reachable, else 0.",
+    labelNames: ["backend"],
+    registers,
+  });
+  const backendChanges = new Counter({
+    name: name("backend_transitions_total"),
+    help: "Times a shared backend went down or came back, by backend and state.",
+    labelNames: ["backend", "state"],
+    registers,
+  });
+  const rpcHandled = new Counter({
+    name: name("rpc_handled_total"),
+    help: "RPCs finished, by service, method and gRPC status code.",
+    labelNames: ["service", "method", "code"],
+    registers: on(api),
+  });
   const rpcDuration = new Histogram({
     name: name("rpc_duration_seconds"),
     help: "Time from the start of an RPC to its status, by service, method and gRPC status code.",

@@ -10,7 +10,6 @@ import type { Interceptor } from "../api/interceptors.js";
 import { GRPC_CODE_NAMES } from "./codes.js";
 import type { Metrics } from "./metrics.js";
 
-
 /** The gRPC code name a failure is answered with (the adapters' own mapping: anything unknown is INTERNAL). */
 export function codeName(err: unknown): string {
   const code = err instanceof ConnectError || err instanceof RealtimeError ? (err.code as number) : 13;

@@ -140,14 +140,19 @@ export class RedisBroker implements Broker {
     const bytes = encodePublication(pub);
     let receivers: number;
     try {
-      receivers = Number(this.sharded ? await this.options.command.spublish(key, bytes) : await this.options.command.publish(key, bytes));
+      receivers = Number(
+        this.sharded ? await this.options.command.spublish(key, bytes) : await this.options.command.publish(key, bytes),
+      );
     } catch (err) {
       throw redisUnavailable(err, pub.channel === "" ? "Broadcast" : "Send");
     }
     if (pub.channel === "" && receivers === 0) {
       // Mirrors the embedded hub: a broadcast with no edge at all fails
       // rather than succeeding with no one to receive it.
-      throw new RealtimeError(Code.Unavailable, "no edge is connected to Redis: start an edge (switchboard edge) and try again");
+      throw new RealtimeError(
+        Code.Unavailable,
+        "no edge is connected to Redis: start an edge (switchboard edge) and try again",
+      );
     }
     this.options.observer?.published(pub.channel === "", receivers);
     return receivers;
@@ -155,7 +160,8 @@ export class RedisBroker implements Broker {
 
   async subscribe(channel: string): Promise<void> {
     this.wanted.add(channel);
-    if (!this.started) throw new RealtimeError(Code.Unavailable, "the Redis broker is not started yet; try again shortly");
+    if (!this.started)
+      throw new RealtimeError(Code.Unavailable, "the Redis broker is not started yet; try again shortly");
     try {
       await this.sub([this.key(channel)]);
     } catch (err) {

@@ -294,7 +294,8 @@ export class RedisPresence implements PresenceDirectory {
       grace: `${prefix}sweep-grace`,
     };
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
-    const define = (name: string, numberOfKeys: number, lua: string) => command.defineCommand(name, { numberOfKeys, lua });
+    const define = (name: string, numberOfKeys: number, lua: string) =>
+      command.defineCommand(name, { numberOfKeys, lua });
     define("rtAdd", 3, ADD);
     define("rtRemove", 3, REMOVE);
     define("rtMembers", 2, MEMBERS);
@@ -335,7 +336,8 @@ export class RedisPresence implements PresenceDirectory {
     if (edgeId === undefined || command.status !== "ready") return;
     const edgeKey = this.edgeKeyPrefix + edgeId;
     try {
-      if (this.held.size === 0) await this.scripts.rtUnregister(this.keys.edges, edgeKey, `${edgeKey}:channels`, edgeId);
+      if (this.held.size === 0)
+        await this.scripts.rtUnregister(this.keys.edges, edgeKey, `${edgeKey}:channels`, edgeId);
       else await command.del(edgeKey);
     } catch (err) {
       this.options.onError?.(err, "unregistering the edge");
@@ -354,7 +356,14 @@ export class RedisPresence implements PresenceDirectory {
     const previous = ids.get(member.id);
     ids.set(member.id, value);
     try {
-      await this.scripts.rtAdd(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, member.id, value, channel);
+      await this.scripts.rtAdd(
+        this.hashPrefix + channel,
+        this.keys.channels,
+        `${this.edgeKeyPrefix}${edgeId}:channels`,
+        member.id,
+        value,
+        channel,
+      );
       // Back in the channel: its join follows, and a pending leave would be wrong.
       this.unannounced.delete(`${channel}\0${member.id}`);
     } catch (err) {
@@ -371,7 +380,15 @@ export class RedisPresence implements PresenceDirectory {
     const value = this.held.get(channel)?.get(memberId);
     const last = this.forget(channel, memberId);
     try {
-      await this.scripts.rtRemove(this.hashPrefix + channel, this.keys.channels, `${this.edgeKeyPrefix}${edgeId}:channels`, memberId, this.tag, channel, last ? "1" : "0");
+      await this.scripts.rtRemove(
+        this.hashPrefix + channel,
+        this.keys.channels,
+        `${this.edgeKeyPrefix}${edgeId}:channels`,
+        memberId,
+        this.tag,
+        channel,
+        last ? "1" : "0",
+      );
     } catch (err) {
       // The member is gone here; the next sync removes it from Redis (and
       // announces it, since the caller's channel:leave will not be sent).
@@ -384,7 +401,11 @@ export class RedisPresence implements PresenceDirectory {
   async members(channel: string): Promise<Member[]> {
     let values: Buffer[];
     try {
-      values = (await this.scripts.rtMembersBuffer(this.hashPrefix + channel, this.keys.grace, this.edgeKeyPrefix)) as Buffer[];
+      values = (await this.scripts.rtMembersBuffer(
+        this.hashPrefix + channel,
+        this.keys.grace,
+        this.edgeKeyPrefix,
+      )) as Buffer[];
     } catch (err) {
       throw redisUnavailable(err, "GetMembers");
     }
@@ -398,7 +419,9 @@ export class RedisPresence implements PresenceDirectory {
     const max = prefix === "" ? "+" : `[${prefix}\u00ff`;
     let flat: (string | number)[];
     try {
-      flat = (await this.scripts.rtChannels(this.keys.channels, min, max, Math.max(1, limit), this.hashPrefix)) as (string | number)[];
+      flat = (await this.scripts.rtChannels(this.keys.channels, min, max, Math.max(1, limit), this.hashPrefix)) as (
+        string | number
+      )[];
     } catch (err) {
       throw redisUnavailable(err, "ListChannels");
     }
@@ -437,7 +460,8 @@ export class RedisPresence implements PresenceDirectory {
       return 0;
     }
     const departures: Announcement[] = [];
-    for (let i = 0; i < flat.length; i += 2) departures.push({ kind: SystemEvent.Leave, channel: flat[i]!.toString(), member: flat[i + 1]! });
+    for (let i = 0; i < flat.length; i += 2)
+      departures.push({ kind: SystemEvent.Leave, channel: flat[i]!.toString(), member: flat[i + 1]! });
     await this.announce(departures);
     return departures.length;
   }
@@ -531,7 +555,12 @@ export class RedisPresence implements PresenceDirectory {
     for (const { kind, channel, member: bytes } of events) {
       try {
         const member = fromBinary(MemberSchema, bytes);
-        const pub = createPublication(systemEvent(this.options.eventIds.next(), channel, kind, member), Infinity, member.id, true);
+        const pub = createPublication(
+          systemEvent(this.options.eventIds.next(), channel, kind, member),
+          Infinity,
+          member.id,
+          true,
+        );
         await this.options.broker.publish(pub);
       } catch (err) {
         this.options.onError?.(err, `publishing ${kind}`);
@@ -550,7 +579,8 @@ export class RedisPresence implements PresenceDirectory {
   }
 
   private requireEdge(): string {
-    if (this.options.edgeId === undefined) throw new Error("only an edge records members: this RedisPresence has no edgeId");
+    if (this.options.edgeId === undefined)
+      throw new Error("only an edge records members: this RedisPresence has no edgeId");
     return this.options.edgeId;
   }
 }

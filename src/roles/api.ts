@@ -16,7 +16,14 @@ import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
 import { createDashboardHandler } from "../dashboard/serve.js";
 import { chainInterceptors } from "../api/interceptors.js";
-import { createMetrics, createOpsHandler, Readiness, rpcMetricsConnectInterceptor, rpcMetricsInterceptor, VERSION } from "../metrics/index.js";
+import {
+  createMetrics,
+  createOpsHandler,
+  Readiness,
+  rpcMetricsConnectInterceptor,
+  rpcMetricsInterceptor,
+  VERSION,
+} from "../metrics/index.js";
 import type { Logger } from "../log.js";
 import { readTls } from "../tls.js";
 import { backendOf, startApiSeams } from "./seams.js";
@@ -40,10 +47,23 @@ export const API_SHUTDOWN_GRACE_MS = 5_000;
 export async function startApi(config: Config, log: Logger): Promise<ApiHandle> {
   // API keys: refuse to start exposed without them (auth/exposure.ts).
   const keyring = new ApiKeyring(parseApiKeys(config.apiKeys));
-  const exposure = checkExposure([config.grpcHost, config.httpHost], keyring.enabled, config.insecure, "set REALTIME_API_KEYS (comma-separated keys backends send as authorization: Bearer <key>)");
+  const exposure = checkExposure(
+    [config.grpcHost, config.httpHost],
+    keyring.enabled,
+    config.insecure,
+    "set REALTIME_API_KEYS (comma-separated keys backends send as authorization: Bearer <key>)",
+  );
   if (!exposure.ok) throw new Error(exposure.message);
-  if (exposure.mode === "loopback") log.warn({ grpc: config.grpcHost, http: config.httpHost }, "no API keys configured (REALTIME_API_KEYS): every call is allowed; listening on loopback only");
-  if (exposure.mode === "insecure") log.error({ grpc: config.grpcHost, http: config.httpHost }, "REALTIME_INSECURE=true: serving the API to the network WITHOUT API keys; anyone who reaches it can publish; never do this in production");
+  if (exposure.mode === "loopback")
+    log.warn(
+      { grpc: config.grpcHost, http: config.httpHost },
+      "no API keys configured (REALTIME_API_KEYS): every call is allowed; listening on loopback only",
+    );
+  if (exposure.mode === "insecure")
+    log.error(
+      { grpc: config.grpcHost, http: config.httpHost },
+      "REALTIME_INSECURE=true: serving the API to the network WITHOUT API keys; anyone who reaches it can publish; never do this in production",
+    );
   if (keyring.enabled) log.info({ keys: keyring.keys.map((k) => k.fingerprint) }, "API keys required");
   const drain = createDrainGate();
   const limits: Limits = {
@@ -81,7 +101,10 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     "grpc.keepalive_time_ms": config.grpcKeepaliveTimeMs,
     "grpc.keepalive_timeout_ms": config.grpcKeepaliveTimeoutMs,
     ...(config.grpcMaxConnectionAgeMs > 0
-      ? { "grpc.max_connection_age_ms": config.grpcMaxConnectionAgeMs, "grpc.max_connection_age_grace_ms": GRPC_MAX_CONNECTION_AGE_GRACE_MS }
+      ? {
+          "grpc.max_connection_age_ms": config.grpcMaxConnectionAgeMs,
+          "grpc.max_connection_age_grace_ms": GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+        }
       : {}),
   });
   const shutdown = new AbortController();
@@ -97,14 +120,19 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     // Hand-written decoders for the publish requests (the hot path); they
     // return what protobuf-es would, and defer to it for anything unusual.
     requestDecoders: REQUEST_DECODERS,
-    interceptHandler: chainInterceptors(rpcMetricsInterceptor(metrics), async (ctx, next) => {
-      try {
-        await next();
-      } catch (err) {
-        log.debug({ method: ctx.method.name, err }, "call failed");
-        throw err;
-      }
-    }, apiKeyHandlerInterceptor(keyring), drain.handler),
+    interceptHandler: chainInterceptors(
+      rpcMetricsInterceptor(metrics),
+      async (ctx, next) => {
+        try {
+          await next();
+        } catch (err) {
+          log.debug({ method: ctx.method.name, err }, "call failed");
+          throw err;
+        }
+      },
+      apiKeyHandlerInterceptor(keyring),
+      drain.handler,
+    ),
   });
   // TLS in the process when REALTIME_TLS_CERT_FILE/KEY_FILE are set; otherwise plain (TLS in front).
   const tls = readTls(config);
@@ -120,10 +148,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   const http = await startHttpServer({
     host: config.httpHost,
     port: config.httpPort,
-    services: [
-      serviceEntry(Realtime, service),
-      serviceEntry(health.service, health.impl),
-    ],
+    services: [serviceEntry(Realtime, service), serviceEntry(health.service, health.impl)],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
     tls,
@@ -134,7 +159,11 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   readiness.serving();
   return {
     readiness,
-    addresses: { grpc: `${bracket(config.grpcHost)}:${grpcPort}`, ...(seams.link ? { link: seams.link } : {}), http: http.address },
+    addresses: {
+      grpc: `${bracket(config.grpcHost)}:${grpcPort}`,
+      ...(seams.link ? { link: seams.link } : {}),
+      http: http.address,
+    },
     async stop() {
       readiness.draining();
       health.set("", ServingStatus.NOT_SERVING);
@@ -148,11 +177,14 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       // them (UNAVAILABLE) so that only unary calls in flight are waited for.
       shutdown.abort();
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          shutdown.abort();
-          server.forceShutdown();
-          resolve();
-        }, Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)));
+        const timer = setTimeout(
+          () => {
+            shutdown.abort();
+            server.forceShutdown();
+            resolve();
+          },
+          Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)),
+        );
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();
@@ -165,7 +197,10 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
 }
 
 /** /metrics, /healthz and /readyz first, then the dashboard. */
-function withOps(ops: (req: IncomingMessage, res: ServerResponse) => boolean, next: (req: IncomingMessage, res: ServerResponse) => void) {
+function withOps(
+  ops: (req: IncomingMessage, res: ServerResponse) => boolean,
+  next: (req: IncomingMessage, res: ServerResponse) => void,
+) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     if (!ops(req, res)) next(req, res);
   };

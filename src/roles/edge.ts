@@ -32,11 +32,25 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   const edgeId = randomBytes(6).toString("base64url");
   // Client tokens: refuse to start exposed without them (auth/exposure.ts).
   const verifier = loadTokenVerifier(config);
-  const exposure = checkExposure([config.wsHost], verifier !== undefined, config.insecure, "set REALTIME_JWT_SECRET, REALTIME_JWT_PUBLIC_KEY_FILE or REALTIME_JWT_JWKS_FILE so that clients must present tokens");
+  const exposure = checkExposure(
+    [config.wsHost],
+    verifier !== undefined,
+    config.insecure,
+    "set REALTIME_JWT_SECRET, REALTIME_JWT_PUBLIC_KEY_FILE or REALTIME_JWT_JWKS_FILE so that clients must present tokens",
+  );
   if (!exposure.ok) throw new Error(exposure.message);
-  if (exposure.mode === "loopback") log.warn({ host: config.wsHost }, "no token key configured: every client connection is anonymous; listening on loopback only");
-  if (exposure.mode === "insecure") log.error({ host: config.wsHost }, "REALTIME_INSECURE=true: accepting anonymous clients from the network without tokens; never do this in production");
-  if (verifier) log.info({ algorithms: verifier.algorithms, anonymous: config.allowAnonymous }, "client tokens required");
+  if (exposure.mode === "loopback")
+    log.warn(
+      { host: config.wsHost },
+      "no token key configured: every client connection is anonymous; listening on loopback only",
+    );
+  if (exposure.mode === "insecure")
+    log.error(
+      { host: config.wsHost },
+      "REALTIME_INSECURE=true: accepting anonymous clients from the network without tokens; never do this in production",
+    );
+  if (verifier)
+    log.info({ algorithms: verifier.algorithms, anonymous: config.allowAnonymous }, "client tokens required");
   const limits: Limits = {
     maxPayloadBytes: config.maxPayloadBytes,
     maxProfileBytes: config.maxProfileBytes,
@@ -56,7 +70,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onStateChange: (up) => {
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
-      return up ? log.info({ [backend]: link.target }, `${backend} up`) : log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
+      return up
+        ? log.info({ [backend]: link.target }, `${backend} up`)
+        : log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
     },
   });
   edge = new Edge({
@@ -99,7 +115,11 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), EDGE_START_LINK_WAIT_MS))),
   ]);
   clearTimeout(timer);
-  if (!waited) log.warn({ [backend]: link.target }, `${backend === "redis" ? "Redis" : "API"} not reachable yet; clients get UNAVAILABLE until it is`);
+  if (!waited)
+    log.warn(
+      { [backend]: link.target },
+      `${backend === "redis" ? "Redis" : "API"} not reachable yet; clients get UNAVAILABLE until it is`,
+    );
   readiness.serving();
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
@@ -118,7 +138,13 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       const closed = ws.close(CloseCode.Shutdown, "edge shutting down: reconnect", config.shutdownSpreadMs);
       const timedOut = await Promise.race([
         closed.then(() => false),
-        new Promise<true>((resolve) => (deadline = setTimeout(() => resolve(true), Math.max(0, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)))),
+        new Promise<true>(
+          (resolve) =>
+            (deadline = setTimeout(
+              () => resolve(true),
+              Math.max(0, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000),
+            )),
+        ),
       ]);
       clearTimeout(deadline);
       if (timedOut) {

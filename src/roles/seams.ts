@@ -136,7 +136,13 @@ export interface EdgeSeams {
   close(): Promise<void>;
 }
 
-export function createEdgeSeams(config: Config, log: Logger, edgeId: string, eventIds: IdGenerator, hooks: EdgeSeamHooks): EdgeSeams {
+export function createEdgeSeams(
+  config: Config,
+  log: Logger,
+  edgeId: string,
+  eventIds: IdGenerator,
+  hooks: EdgeSeamHooks,
+): EdgeSeams {
   if (config.redisUrl !== "") return createRedisEdgeSeams(config, log, edgeId, eventIds, hooks);
   const link = new LinkBroker({
     ...splitHostPort(config.linkUrl),
@@ -157,7 +163,13 @@ export function createEdgeSeams(config: Config, log: Logger, edgeId: string, eve
   };
 }
 
-function createRedisEdgeSeams(config: Config, log: Logger, edgeId: string, eventIds: IdGenerator, hooks: EdgeSeamHooks): EdgeSeams {
+function createRedisEdgeSeams(
+  config: Config,
+  log: Logger,
+  edgeId: string,
+  eventIds: IdGenerator,
+  hooks: EdgeSeamHooks,
+): EdgeSeams {
   const command = openRedis(config.redisUrl, `switchboard:edge:${edgeId}`);
   const subscriber = openRedis(config.redisUrl, `switchboard:edge:${edgeId}:sub`);
   watchState(command, subscriber, hooks.onStateChange);
@@ -209,11 +221,21 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
   const subscriber = openRedis(config.redisUrl, `switchboard:${role}:sub`);
   watchState(command, subscriber, (up) => {
     onStateChange?.(up);
-    return up ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up") : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting");
+    return up
+      ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up")
+      : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting");
   });
-  const [ok] = await Promise.all([connectRedis(command, REDIS_START_WAIT_MS), connectRedis(subscriber, REDIS_START_WAIT_MS)]);
-  if (!ok) log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable yet; calls get UNAVAILABLE until it is");
-  return { command, subscriber, close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}) };
+  const [ok] = await Promise.all([
+    connectRedis(command, REDIS_START_WAIT_MS),
+    connectRedis(subscriber, REDIS_START_WAIT_MS),
+  ]);
+  if (!ok)
+    log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable yet; calls get UNAVAILABLE until it is");
+  return {
+    command,
+    subscriber,
+    close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}),
+  };
 }
 
 /** Starts the broker (waiting for Redis at most REDIS_START_WAIT_MS) and the presence. */
@@ -229,7 +251,11 @@ async function startRedisParts(broker: RedisBroker, presence: RedisPresence, log
 }
 
 /** Reports up when both connections are ready, down when either drops. */
-function watchState(command: ReturnType<typeof openRedis>, subscriber: ReturnType<typeof openRedis>, onStateChange: (up: boolean) => void): void {
+function watchState(
+  command: ReturnType<typeof openRedis>,
+  subscriber: ReturnType<typeof openRedis>,
+  onStateChange: (up: boolean) => void,
+): void {
   let up = false;
   const check = () => {
     const now = command.status === "ready" && subscriber.status === "ready";

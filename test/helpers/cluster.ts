@@ -37,7 +37,10 @@ export async function startProcess(role: "api" | "edge", env: NodeJS.ProcessEnv 
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const ready = await new Promise<Record<string, string>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} not ready after ${READY_TIMEOUT_MS} ms:\n${stderr}`)), READY_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`${role} not ready after ${READY_TIMEOUT_MS} ms:\n${stderr}`)),
+      READY_TIMEOUT_MS,
+    );
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`${role} exited with ${code} before it was ready:\n${stderr}`));
@@ -95,7 +98,12 @@ export interface Cluster {
 
 /** One API process and `edges` edge processes, all on port 0. */
 export async function startCluster(edges = 1, env: NodeJS.ProcessEnv = {}): Promise<Cluster> {
-  const api = await startProcess("api", { REALTIME_GRPC_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_HTTP_PORT: "0", ...env });
+  const api = await startProcess("api", {
+    REALTIME_GRPC_PORT: "0",
+    REALTIME_LINK_PORT: "0",
+    REALTIME_HTTP_PORT: "0",
+    ...env,
+  });
   const cluster: Cluster = {
     api,
     edges: [],
@@ -103,7 +111,12 @@ export async function startCluster(edges = 1, env: NodeJS.ProcessEnv = {}): Prom
     http: api.ready.http!,
     ws: [],
     async addEdge(extra = {}) {
-      const edge = await startProcess("edge", { REALTIME_LINK_URL: api.ready.link, REALTIME_WS_PORT: "0", ...env, ...extra });
+      const edge = await startProcess("edge", {
+        REALTIME_LINK_URL: api.ready.link,
+        REALTIME_WS_PORT: "0",
+        ...env,
+        ...extra,
+      });
       cluster.edges.push(edge);
       cluster.ws.push(edge.ready.ws!);
       return edge;

@@ -22,7 +22,7 @@ export function setup(project: TestProject): () => void {
   // Only the processes test/helpers/cluster.ts starts carry it, not vitest's own.
   project.provide("switchboardTestRun", run);
   return () => {
-    let pids: string[] = [];
+    let pids: string[];
     try {
       pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d));
     } catch {

@@ -21,7 +21,10 @@ export interface RealtimeTestClient {
   send(req: MessageInitShape<typeof SendRequestSchema>, metadata?: grpc.Metadata): Promise<SendResponse>;
   sendBatch(req: MessageInitShape<typeof SendBatchRequestSchema>, metadata?: grpc.Metadata): Promise<SendBatchResponse>;
   broadcast(req: MessageInitShape<typeof BroadcastRequestSchema>, metadata?: grpc.Metadata): Promise<BroadcastResponse>;
-  getMembers(req: MessageInitShape<typeof GetMembersRequestSchema>, metadata?: grpc.Metadata): Promise<GetMembersResponse>;
+  getMembers(
+    req: MessageInitShape<typeof GetMembersRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<GetMembersResponse>;
   /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
   publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
@@ -30,12 +33,15 @@ export interface RealtimeTestClient {
 const Client = grpc.makeGenericClientConstructor(serviceDefinition(Realtime), "Realtime");
 
 export function realtimeClient(address: string): RealtimeTestClient {
-  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<string, Function> &
+    grpc.Client;
   const call =
     <Res>(name: string, schema: Parameters<typeof create>[0]) =>
     (req: object, metadata = new grpc.Metadata()) =>
       new Promise<Res>((resolve, reject) =>
-        client[name]!.call(client, create(schema, req as never), metadata, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res))),
+        client[name]!.call(client, create(schema, req as never), metadata, (err: grpc.ServiceError | null, res: Res) =>
+          err ? reject(err) : resolve(res),
+        ),
       );
   const m = Realtime.method;
   return {
@@ -43,7 +49,10 @@ export function realtimeClient(address: string): RealtimeTestClient {
     sendBatch: call<SendBatchResponse>("sendBatch", m.sendBatch.input),
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
-    publish: (metadata = new grpc.Metadata()) => (client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }).publish(metadata),
+    publish: (metadata = new grpc.Metadata()) =>
+      (
+        client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }
+      ).publish(metadata),
     close: () => client.close(),
   };
 }

@@ -29,7 +29,13 @@ export function uniquePrefix(name: string): string {
 
 /** Starts `apis` API nodes and `edges` edges on one Redis, all on port 0. */
 export async function startTopology(apis: number, edges: number, env: NodeJS.ProcessEnv): Promise<Topology> {
-  const common = { REALTIME_GRPC_PORT: "0", REALTIME_HTTP_PORT: "0", REALTIME_LINK_PORT: "0", REALTIME_WS_PORT: "0", ...env };
+  const common = {
+    REALTIME_GRPC_PORT: "0",
+    REALTIME_HTTP_PORT: "0",
+    REALTIME_LINK_PORT: "0",
+    REALTIME_WS_PORT: "0",
+    ...env,
+  };
   const t: Topology = {
     apis: [],
     edges: [],
@@ -75,9 +81,13 @@ export class OwnRedis {
   }
 
   async start(): Promise<void> {
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
+    const child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: "ignore",
+      },
+    );
     this.child = child;
     const deadline = Date.now() + 10_000;
     while (!(await canConnect(this.port))) {
@@ -121,7 +131,11 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** Polls fn until it returns true; throws after timeoutMs. */
-export async function eventually(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<number> {
+export async function eventually(
+  fn: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<number> {
   const start = Date.now();
   for (;;) {
     try {

@@ -6,7 +6,11 @@ import WebSocket from "ws";
 export const SECRET = "test-secret-0123456789-0123456789-0123456789";
 
 /** An HS256 token for SECRET (or another secret), with claims and an expiry in seconds from now. */
-export function hs256(claims: JWTPayload & { channels?: string[] }, expiresInSeconds: number | undefined = 600, secret = SECRET): Promise<string> {
+export function hs256(
+  claims: JWTPayload & { channels?: string[] },
+  expiresInSeconds: number | undefined = 600,
+  secret = SECRET,
+): Promise<string> {
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
   if (expiresInSeconds !== undefined) jwt = jwt.setExpirationTime(Math.floor(Date.now() / 1000) + expiresInSeconds);
   return jwt.sign(new TextEncoder().encode(secret));
@@ -16,7 +20,10 @@ export function hs256(claims: JWTPayload & { channels?: string[] }, expiresInSec
  * Attempts a WebSocket upgrade; resolves with the HTTP status and body of a
  * refusal, or status 101 and the open socket.
  */
-export function upgrade(url: string, options: { protocol?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; ws?: WebSocket }> {
+export function upgrade(
+  url: string,
+  options: { protocol?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string; ws?: WebSocket }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, options.protocol ?? "realtime.v1.json", { headers: options.headers });
     ws.once("unexpected-response", (_req, res) => {

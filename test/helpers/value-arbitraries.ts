@@ -23,14 +23,38 @@ export const text = fc.oneof(
 export const key = fc.oneof(
   text,
   fc.nat().map(String),
-  fc.constantFrom("0", "1", "-0", "-1", "01", "1.5", "4294967294", "4294967295", "9007199254740993", "constructor", "toJSON", "hasOwnProperty", "__proto__"),
+  fc.constantFrom(
+    "0",
+    "1",
+    "-0",
+    "-1",
+    "01",
+    "1.5",
+    "4294967294",
+    "4294967295",
+    "9007199254740993",
+    "constructor",
+    "toJSON",
+    "hasOwnProperty",
+    "__proto__",
+  ),
 );
 
 /** Numbers JSON can carry. */
 export const finiteNumber = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.integer(),
-  fc.constantFrom(0, -0, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER + 2, 0.1 + 0.2),
+  fc.constantFrom(
+    0,
+    -0,
+    1e21,
+    1e-7,
+    5e-324,
+    Number.MAX_VALUE,
+    -Number.MAX_VALUE,
+    Number.MAX_SAFE_INTEGER + 2,
+    0.1 + 0.2,
+  ),
 );
 
 /** Any double: NaN and ±Infinity too. */
@@ -48,7 +72,10 @@ export function someUnknown(field: fc.Arbitrary<UnknownField>, freq: number): fc
   return fc.option(fc.array(field, { minLength: 1, maxLength: 2 }), { nil: undefined, freq });
 }
 
-export function withUnknown<T extends { $unknown?: UnknownField[] }>(message: T, unknown: UnknownField[] | undefined): T {
+export function withUnknown<T extends { $unknown?: UnknownField[] }>(
+  message: T,
+  unknown: UnknownField[] | undefined,
+): T {
   if (unknown !== undefined) message.$unknown = unknown;
   return message;
 }
@@ -74,12 +101,16 @@ export function values(o: ValueOptions): fc.Arbitrary<Value> {
           text.map((s) => create(ValueSchema, { kind: { case: "stringValue", value: s } })),
           fc.boolean().map((b) => create(ValueSchema, { kind: { case: "boolValue", value: b } })),
           ...(o.noKind ? [fc.constant(null).map(() => create(ValueSchema))] : []),
-          fc
-            .tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), o.unknown)
-            .map(([fields, unknown]) => create(ValueSchema, { kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) } })),
-          fc
-            .tuple(fc.array(tie("value"), { maxLength: 6 }), o.unknown)
-            .map(([items, unknown]) => create(ValueSchema, { kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) } })),
+          fc.tuple(fc.dictionary(key, tie("value"), { maxKeys: 6 }), o.unknown).map(([fields, unknown]) =>
+            create(ValueSchema, {
+              kind: { case: "structValue", value: withUnknown(create(StructSchema, { fields }), unknown) },
+            }),
+          ),
+          fc.tuple(fc.array(tie("value"), { maxLength: 6 }), o.unknown).map(([items, unknown]) =>
+            create(ValueSchema, {
+              kind: { case: "listValue", value: withUnknown(create(ListValueSchema, { values: items }), unknown) },
+            }),
+          ),
         ),
         o.unknown,
       )

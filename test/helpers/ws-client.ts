@@ -76,20 +76,31 @@ export class TestClient {
     const seen = this.frames.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${this.frames.length} frames`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${this.frames.length} frames`)),
+        timeoutMs,
+      );
       this.waiters.push({ pred, resolve: (f) => (clearTimeout(timer), resolve(f)) });
     });
   }
 
   /** Waits for an event frame matching name (and channel, if given). */
   async event(name: string, channel?: string, timeoutMs?: number): Promise<Event> {
-    const f = await this.next((f) => f.frame.case === "event" && f.frame.value.event === name && (channel === undefined || f.frame.value.channel === channel), timeoutMs);
+    const f = await this.next(
+      (f) =>
+        f.frame.case === "event" &&
+        f.frame.value.event === name &&
+        (channel === undefined || f.frame.value.channel === channel),
+      timeoutMs,
+    );
     return f.frame.value as Event;
   }
 
   /** Every event frame received so far. */
   events(name?: string): Event[] {
-    return this.frames.flatMap((f) => (f.frame.case === "event" && (name === undefined || f.frame.value.event === name) ? [f.frame.value] : []));
+    return this.frames.flatMap((f) =>
+      f.frame.case === "event" && (name === undefined || f.frame.value.event === name) ? [f.frame.value] : [],
+    );
   }
 
   async close(): Promise<void> {

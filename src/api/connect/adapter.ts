@@ -77,7 +77,9 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
     interceptors: options.interceptors,
     fallback: options.fallback as never,
   });
-  const paths = new Set(services.flatMap(({ service }) => service.methods.map((m) => `/${service.typeName}/${m.name}`)));
+  const paths = new Set(
+    services.flatMap(({ service }) => service.methods.map((m) => `/${service.typeName}/${m.name}`)),
+  );
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     const type = req.headers["content-type"] ?? "";

@@ -31,7 +31,10 @@ export type CorsOutcome = "continue" | "answered";
  * Requests without an Origin (curl, backends) are not CORS and pass.
  */
 export function createCors(origins: string): (req: IncomingMessage, res: ServerResponse) => CorsOutcome {
-  const list = origins.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  const list = origins
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
   const any = list.includes("*");
   const allowed = new Set(list.map((o) => o.toLowerCase()));
   const allows = (origin: string, host: string | undefined) => {

@@ -51,10 +51,7 @@ export const INTERNAL_ERROR_MESSAGE = "internal error";
  * calling `next()`, e.g. to reject a missing `authorization` header, and may
  * set `ctx.values` or `ctx.responseHeader` for the handler.
  */
-export type HandlerInterceptor = (
-  ctx: HandlerContext,
-  next: () => Promise<void>,
-) => Promise<void>;
+export type HandlerInterceptor = (ctx: HandlerContext, next: () => Promise<void>) => Promise<void>;
 
 /** Options of {@link addService}. Every field is optional. */
 export interface AddServiceOptions {
@@ -219,23 +216,27 @@ function createHandler(spec: MethodImplSpec, run: Runner): grpc.UntypedHandleCal
   switch (spec.kind) {
     case "unary":
       return (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-        guard(respondOnce(call, callback, run, (ctx) => spec.impl(decoded(call.request), ctx)), () =>
-          callback(toGrpcStatus(undefined)),
+        guard(
+          respondOnce(call, callback, run, (ctx) => spec.impl(decoded(call.request), ctx)),
+          () => callback(toGrpcStatus(undefined)),
         );
     case "client_streaming":
       return (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-        guard(respondOnce(call, callback, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)), () =>
-          callback(toGrpcStatus(undefined)),
+        guard(
+          respondOnce(call, callback, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)),
+          () => callback(toGrpcStatus(undefined)),
         );
     case "server_streaming":
       return (call: grpc.ServerWritableStream<unknown, unknown>) =>
-        guard(respondStream(call, run, (ctx) => spec.impl(decoded(call.request), ctx)), () =>
-          call.emit("error", toGrpcStatus(undefined)),
+        guard(
+          respondStream(call, run, (ctx) => spec.impl(decoded(call.request), ctx)),
+          () => call.emit("error", toGrpcStatus(undefined)),
         );
     case "bidi_streaming":
       return (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-        guard(respondStream(call, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)), () =>
-          call.emit("error", toGrpcStatus(undefined)),
+        guard(
+          respondStream(call, run, (ctx) => spec.impl(readRequests(call, ctx.signal), ctx)),
+          () => call.emit("error", toGrpcStatus(undefined)),
         );
   }
 }
@@ -371,7 +372,10 @@ function sendHeader(call: AnyCall, ctx: HandlerContext): void {
  * destroy the call (a bidi handler may stop reading and keep writing); a
  * cancelled call throws the reason ctx.signal aborted with.
  */
-async function* readRequests(call: grpc.ServerReadableStream<unknown, unknown>, signal: AbortSignal): AsyncIterable<never> {
+async function* readRequests(
+  call: grpc.ServerReadableStream<unknown, unknown>,
+  signal: AbortSignal,
+): AsyncIterable<never> {
   try {
     for await (const request of call.iterator({ destroyOnReturn: false })) yield decoded(request);
   } catch (err) {
@@ -456,7 +460,9 @@ function requestDeserializer(schema: DescMessage, custom?: (bytes: Uint8Array) =
     try {
       return decode(bytes);
     } catch (err) {
-      return new UndecodableRequest(`the request is not a valid ${schema.typeName} message: ${err instanceof Error ? err.message : String(err)}`);
+      return new UndecodableRequest(
+        `the request is not a valid ${schema.typeName} message: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   };
 }

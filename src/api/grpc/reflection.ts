@@ -101,7 +101,13 @@ interface FileIndex {
 }
 
 function indexFiles(services: readonly DescService[]): FileIndex {
-  const index: FileIndex = { services: [], files: new Map(), symbols: new Map(), extensions: new Map(), bytes: new Map() };
+  const index: FileIndex = {
+    services: [],
+    files: new Map(),
+    symbols: new Map(),
+    extensions: new Map(),
+    bytes: new Map(),
+  };
   const addSymbol = (name: string, file: DescFile) => index.symbols.set(name, file);
   const addEnum = (desc: DescEnum) => {
     addSymbol(desc.typeName, desc.file);

@@ -69,12 +69,16 @@ async function refreshChannels() {
   const prefix = ($("filter") as HTMLInputElement).value.trim();
   try {
     const pages = [];
-    for (const token of pageTokens) pages.push(await client.listChannels({ prefix, pageSize: CHANNEL_PAGE_SIZE, pageToken: token }));
+    for (const token of pageTokens)
+      pages.push(await client.listChannels({ prefix, pageSize: CHANNEL_PAGE_SIZE, pageToken: token }));
     const channels = pages.flatMap((p) => p.channels);
     const next = pages[pages.length - 1]!.nextPageToken;
     $("more").hidden = next === "";
     $("more").dataset.token = next;
-    renderChannels(channels.map((c) => ({ name: c.name, members: c.members })), next !== "");
+    renderChannels(
+      channels.map((c) => ({ name: c.name, members: c.members })),
+      next !== "",
+    );
     setStatus("ok", "connected");
   } catch (err) {
     setStatus("error", describe(err));
@@ -91,7 +95,16 @@ function renderChannels(channels: { name: string; members: number }[], more: boo
     li.title = `${c.name}: ${c.members} member${c.members === 1 ? "" : "s"}`;
     return li;
   });
-  if (items.length === 0) items.push(el("li", "none", ($("filter") as HTMLInputElement).value ? "No channel with that prefix has members." : "No channel has members yet."));
+  if (items.length === 0)
+    items.push(
+      el(
+        "li",
+        "none",
+        ($("filter") as HTMLInputElement).value
+          ? "No channel with that prefix has members."
+          : "No channel has members yet.",
+      ),
+    );
   list.replaceChildren(...items);
   $("channel-total").textContent = `${channels.length}${more ? "+" : ""}`;
 }
@@ -133,7 +146,8 @@ async function watchLoop(channel: string, signal: AbortSignal) {
           continue;
         }
         apply(r);
-        if (snapshotDone) renderMembers(r.update.case === "join" || r.update.case === "profileUpdate" ? r.update.value.id : undefined);
+        if (snapshotDone)
+          renderMembers(r.update.case === "join" || r.update.case === "profileUpdate" ? r.update.value.id : undefined);
       }
     } catch (err) {
       if (signal.aborted) return;
@@ -155,7 +169,12 @@ function apply(r: WatchChannelResponse) {
   switch (r.update.case) {
     case "join":
       members.set(r.update.value.id, r.update.value);
-      log("join", "join", `${r.update.value.id}${r.update.value.data ? ` ${valueText(r.update.value.data)}` : ""}`, r.update.value.userId ? `user ${r.update.value.userId}` : undefined);
+      log(
+        "join",
+        "join",
+        `${r.update.value.id}${r.update.value.data ? ` ${valueText(r.update.value.data)}` : ""}`,
+        r.update.value.userId ? `user ${r.update.value.userId}` : undefined,
+      );
       break;
     case "leave":
       members.delete(r.update.value.id);
@@ -167,7 +186,12 @@ function apply(r: WatchChannelResponse) {
       break;
     case "message": {
       const m = r.update.value;
-      const body = m.payload.case === "json" ? valueText(m.payload.value) : m.payload.case === "binary" ? `<${m.payload.value.length} bytes>` : "";
+      const body =
+        m.payload.case === "json"
+          ? valueText(m.payload.value)
+          : m.payload.case === "binary"
+            ? `<${m.payload.value.length} bytes>`
+            : "";
       log("message", "message", body, m.origin ? `from ${m.origin}` : "from a backend", m.event);
       break;
     }
@@ -181,7 +205,11 @@ function renderMembers(flash?: string) {
       const tr = el("tr");
       tr.dataset.member = m.id;
       if (m.id === flash) tr.className = "flash";
-      tr.append(el("td", "", m.id), el("td", "", m.userId || "—"), el("td", "profile", m.data ? valueText(m.data) : "—"));
+      tr.append(
+        el("td", "", m.id),
+        el("td", "", m.userId || "—"),
+        el("td", "profile", m.data ? valueText(m.data) : "—"),
+      );
       return tr;
     });
   $("members").replaceChildren(...rows);
@@ -214,7 +242,7 @@ async function send(e: SubmitEvent) {
   e.preventDefault();
   const result = $("result");
   const event = ($("event") as HTMLInputElement).value.trim();
-  const target = (document.querySelector<HTMLInputElement>("input[name=target]:checked")!).value;
+  const target = document.querySelector<HTMLInputElement>("input[name=target]:checked")!.value;
   let value: Value;
   try {
     value = fromJsonString(ValueSchema, ($("payload") as HTMLTextAreaElement).value || "null");
@@ -232,11 +260,15 @@ async function send(e: SubmitEvent) {
   button.disabled = true;
   try {
     const payload = { case: "json" as const, value };
-    const res = target === "broadcast" ? await client.broadcast({ event, payload }) : await client.send({ channel: selected, event, payload });
+    const res =
+      target === "broadcast"
+        ? await client.broadcast({ event, payload })
+        : await client.send({ channel: selected, event, payload });
     result.className = "result ok";
     result.textContent = `${target === "broadcast" ? "Broadcast" : `Sent to ${selected}`}: id ${res.messageId}, handed to ${res.edges} edge${res.edges === 1 ? "" : "s"}`;
     // Broadcasts are not channel events, so the stream will not show them.
-    if (target === "broadcast" && selected) log("info", "broadcast", valueText(value), `to everyone, ${res.edges} edge${res.edges === 1 ? "" : "s"}`, event);
+    if (target === "broadcast" && selected)
+      log("info", "broadcast", valueText(value), `to everyone, ${res.edges} edge${res.edges === 1 ? "" : "s"}`, event);
   } catch (err) {
     result.className = "result error";
     result.textContent = describe(err);
