@@ -8,11 +8,12 @@
  * (https://connectrpc.com/docs/protocol, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md);
  * this file only sets the limits and answers what connect-node leaves bare.
  */
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { unavailableOnAbort } from "../shutdown-signal.js";
+import { methodMismatch, parseRpcContentType } from "./content-type.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
@@ -49,22 +50,16 @@ export interface ConnectHandlerOptions {
 }
 
 /**
- * The content types connect-node accepts on an RPC path: Connect unary
- * (application/json, application/proto), Connect streaming
- * (application/connect+json|proto), gRPC-Web (application/grpc-web[-text],
- * optionally +proto|+json) and gRPC (application/grpc[+proto|+json]).
- */
-const RPC_CONTENT_TYPE = /^application\/((connect\+)?(json|proto)|grpc(-web(-text)?)?(\+(proto|json))?)(\s*;.*)?$/i;
-
-/**
  * Creates a Node request handler (for node:http or node:http2) serving
  * `services`. Guarantees, for every call:
  * - a handler's ConnectError goes out with its code and message, as over
  *   gRPC (the service turns RealtimeErrors into ConnectErrors itself);
  * - a request message larger than `readMaxBytes` is RESOURCE_EXHAUSTED;
- * - a POST to an RPC path with a content type none of the protocols use gets
- *   HTTP 415 and a body that lists the ones accepted (connect-node alone
- *   sends 415 with an empty body);
+ * - a POST to an RPC path with a content type this port does not serve
+ *   (content-type.ts) gets HTTP 415 and a body that says what to send
+ *   (connect-node alone sends 415 with an empty body); a bidi method over
+ *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
+ *   where to call it;
  * - other paths go to `fallback`.
  */
 export function createConnectHandler(services: readonly ServiceEntry[], options: ConnectHandlerOptions): NodeHandlerFn {
@@ -77,24 +72,35 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
     interceptors: options.interceptors,
     fallback: options.fallback as never,
   });
-  const paths = new Set(
-    services.flatMap(({ service }) => service.methods.map((m) => `/${service.typeName}/${m.name}`)),
+  const methods = new Map<string, DescMethod>(
+    services.flatMap(({ service }) => service.methods.map((m) => [`/${service.typeName}/${m.name}`, m] as const)),
   );
   return (req, res) => {
-    const path = (req.url ?? "/").split("?")[0]!;
-    const type = req.headers["content-type"] ?? "";
-    if (req.method === "POST" && paths.has(path) && !RPC_CONTENT_TYPE.test(type)) {
-      const body = JSON.stringify({
-        code: "invalid_argument",
-        message: `content-type ${JSON.stringify(type)} is not an RPC content type: use application/json or application/proto (Connect), application/grpc-web+proto (gRPC-Web), or application/grpc (gRPC, over HTTP/2 on the gRPC port)`,
-      });
-      res.writeHead(415, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-      res.end(body);
-      return;
+    const method = methods.get((req.url ?? "/").split("?")[0]!);
+    if (method && req.method === "POST") {
+      const type = parseRpcContentType(req.headers["content-type"] ?? "");
+      const refused = "refused" in type ? type.refused : methodMismatch(type, method);
+      if (refused !== undefined) return answer(req, res, 415, refused);
+      if (method.methodKind === "bidi_streaming" && req.httpVersionMajor === 1) {
+        return answer(
+          req,
+          res,
+          505,
+          `${method.name} is a bidi-streaming method, which needs HTTP/2 both ways; this port speaks HTTP/1.1: call it on the gRPC port, or publish here with Send, Broadcast or SendBatch`,
+        );
+      }
     }
     closeIfUnread(req, res);
     handler(req, res);
   };
+}
+
+/** Answers with `status` and a JSON body, as connect's errors look, saying what to do instead. */
+function answer(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
+  const body = JSON.stringify({ code: "invalid_argument", message });
+  closeIfUnread(req, res);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /**
@@ -114,6 +120,8 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
  * rest of the body is read and discarded so the client can finish writing.
  */
 function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
+  // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
+  if (req.httpVersionMajor !== 1) return;
   const writeHead = res.writeHead;
   res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
     if (!req.complete) {
