@@ -8,12 +8,20 @@
  * (https://connectrpc.com/docs/protocol, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md);
  * this file only sets the limits and answers what connect-node leaves bare.
  */
-import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { createConnectRouter, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { unavailableOnAbort } from "../shutdown-signal.js";
+import { requestDecoder, type RequestDecoders } from "../undecodable.js";
 import { methodMismatch, parseRpcContentType } from "./content-type.js";
+import { checkRequests, undecodableInterceptor } from "./request-check.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
@@ -23,11 +31,17 @@ export interface ServiceEntry {
   service: DescService;
   /** A Partial<ServiceImpl<typeof service>>; methods missing answer UNIMPLEMENTED. */
   impl: object;
+  /** Decoders for its request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
+  requestDecoders?: RequestDecoders;
 }
 
 /** A typed ServiceEntry: checks that impl implements service. */
-export function serviceEntry<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceEntry {
-  return { service, impl };
+export function serviceEntry<S extends DescService>(
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+  requestDecoders?: RequestDecoders,
+): ServiceEntry {
+  return { service, impl, requestDecoders };
 }
 
 /** Options of {@link createConnectHandler}. */
@@ -43,11 +57,14 @@ export interface ConnectHandlerOptions {
    * server can close. Default: none.
    */
   shutdownSignal?: AbortSignal;
-  /** Runs around every call (connect-node's interceptors). Default: none. */
+  /** Runs around every call (connect-node's interceptors), first outermost. Default: none. */
   interceptors?: Interceptor[];
   /** Answers requests that are not RPCs (the dashboard). Default: 404. */
   fallback?: NodeHandlerFn;
 }
+
+/** The compressions the HTTP port accepts (connectNodeAdapter's default). */
+const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
 
 /**
  * Creates a Node request handler (for node:http or node:http2) serving
@@ -55,44 +72,78 @@ export interface ConnectHandlerOptions {
  * - a handler's ConnectError goes out with its code and message, as over
  *   gRPC (the service turns RealtimeErrors into ConnectErrors itself);
  * - a request message larger than `readMaxBytes` is RESOURCE_EXHAUSTED;
+ * - a request message that is not valid protobuf is INVALID_ARGUMENT, with
+ *   the gRPC port's message, after the interceptors that run before the
+ *   handler (metrics count it; a bad API key is refused first), and on a
+ *   client or bidi stream only that message fails (request-check.ts);
  * - a POST to an RPC path with a content type this port does not serve
  *   (content-type.ts) gets HTTP 415 and a body that says what to send
  *   (connect-node alone sends 415 with an empty body); a bidi method over
  *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
  *   where to call it;
  * - other paths go to `fallback`.
+ *
+ * It is connectNodeAdapter's dispatch (path, then protocol by content type)
+ * written out with connect's public pieces (createConnectRouter, the
+ * universal request and response of connect-node), so that each
+ * UniversalHandler can be wrapped by checkRequests.
  */
 export function createConnectHandler(services: readonly ServiceEntry[], options: ConnectHandlerOptions): NodeHandlerFn {
-  const handler = connectNodeAdapter({
-    routes: (router) => {
-      for (const { service, impl } of services) router.service(service, impl as never);
-    },
+  const router = createConnectRouter({
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: unavailableOnAbort(options.shutdownSignal),
-    interceptors: options.interceptors,
-    fallback: options.fallback as never,
+    interceptors: [...(options.interceptors ?? []), undecodableInterceptor()],
+    acceptCompression: ACCEPT_COMPRESSION,
   });
-  const methods = new Map<string, DescMethod>(
-    services.flatMap(({ service }) => service.methods.map((m) => [`/${service.typeName}/${m.name}`, m] as const)),
-  );
+  const handlers = new Map<string, UniversalHandler>();
+  for (const { service, impl, requestDecoders } of services) {
+    const first = router.handlers.length;
+    router.service(service, impl as never);
+    for (const handler of router.handlers.slice(first)) {
+      const decode = requestDecoder(handler.method.input, requestDecoders);
+      handlers.set(
+        handler.requestPath,
+        checkRequests(handler, { decode, compressions: ACCEPT_COMPRESSION, readMaxBytes: options.readMaxBytes }),
+      );
+    }
+  }
+  const fallback = options.fallback ?? notFound;
   return (req, res) => {
-    const method = methods.get((req.url ?? "/").split("?")[0]!);
-    if (method && req.method === "POST") {
+    const handler = handlers.get((req.url ?? "/").split("?")[0]!);
+    if (!handler) return fallback(req, res);
+    if (req.method === "POST") {
       const type = parseRpcContentType(req.headers["content-type"] ?? "");
-      const refused = "refused" in type ? type.refused : methodMismatch(type, method);
+      const refused = "refused" in type ? type.refused : methodMismatch(type, handler.method);
       if (refused !== undefined) return answer(req, res, 415, refused);
-      if (method.methodKind === "bidi_streaming" && req.httpVersionMajor === 1) {
+      if (handler.method.methodKind === "bidi_streaming" && req.httpVersionMajor === 1) {
         return answer(
           req,
           res,
           505,
-          `${method.name} is a bidi-streaming method, which needs HTTP/2 both ways; this port speaks HTTP/1.1: call it on the gRPC port, or publish here with Send, Broadcast or SendBatch`,
+          `${handler.method.name} is a bidi-streaming method, which needs HTTP/2 both ways; this port speaks HTTP/1.1: call it on the gRPC port, or publish here with Send, Broadcast or SendBatch`,
         );
       }
     }
     closeIfUnread(req, res);
-    handler(req, res);
+    let uReq;
+    try {
+      uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+    } catch (err) {
+      // No Host header (HTTP/1.0): connect-node cannot build the request URL.
+      return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch(() => {
+        // Writing the answer failed: the client has gone; connect-node has
+        // already aborted the call's signal.
+      });
   };
+}
+
+function notFound(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(404);
+  res.end();
 }
 
 /** Answers with `status` and a JSON body, as connect's errors look, saying what to do instead. */

@@ -35,6 +35,9 @@ import {
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../core/errors.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
+import { decodeReason, requestDecoder, undecodableMessage, type RequestDecoders } from "../undecodable.js";
+
+export type { RequestDecoders } from "../undecodable.js";
 
 /**
  * The status message sent for any failure that is neither a ConnectError nor
@@ -64,16 +67,9 @@ export interface AddServiceOptions {
    * the client cancels or its deadline passes).
    */
   shutdownSignal?: AbortSignal;
-  /**
-   * Request decoders to use instead of protobuf-es's reflective `fromBinary`,
-   * by message type name (e.g. hand-written ones for the hot path). Each must
-   * return what `fromBinary` would, and throw where it would. Default: none.
-   */
+  /** Decoders for request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
   requestDecoders?: RequestDecoders;
 }
-
-/** Request decoders by message type name; see {@link AddServiceOptions.requestDecoders}. */
-export type RequestDecoders = Readonly<Record<string, (bytes: Uint8Array) => unknown>>;
 
 /**
  * Response header and trailer keys the adapter never copies from
@@ -117,7 +113,7 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
       requestStream: kind === "client_streaming" || kind === "bidi_streaming",
       responseStream: kind === "server_streaming" || kind === "bidi_streaming",
       requestSerialize: serializer(method.input),
-      requestDeserialize: requestDeserializer(method.input, requestDecoders[method.input.typeName]),
+      requestDeserialize: requestDeserializer(method.input, requestDecoders),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     };
@@ -452,17 +448,13 @@ class UndecodableRequest {
 }
 
 /** The server side's request deserializer: never throws. */
-function requestDeserializer(schema: DescMessage, custom?: (bytes: Uint8Array) => unknown): (bytes: Buffer) => unknown {
-  const decode = custom
-    ? (bytes: Buffer) => custom(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-    : deserializer(schema);
+function requestDeserializer(schema: DescMessage, decoders: RequestDecoders): (bytes: Buffer) => unknown {
+  const decode = requestDecoder(schema, decoders);
   return (bytes) => {
     try {
-      return decode(bytes);
+      return decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (err) {
-      return new UndecodableRequest(
-        `the request is not a valid ${schema.typeName} message: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return new UndecodableRequest(undecodableMessage(schema.typeName, decodeReason(err)));
     }
   };
 }
