@@ -802,8 +802,9 @@ export const Realtime: GenService<{
    * as with Send. The server answers with PublishResponse messages, at most
    * one per turn of its event loop, each saying how many requests it has
    * handled so far and which of those failed. A request that fails (an
-   * invalid name, a payload over the limit, no edge reachable) fails alone:
-   * it is reported with its index and code, and the stream goes on.
+   * invalid name, a payload over the limit, no edge reachable, bytes that
+   * are not a valid PublishRequest) fails alone: it is reported with its
+   * index and code, and the stream goes on.
    *
    * When the publisher half-closes the stream, the server answers the
    * remaining requests in a last response and ends the call with OK. The

@@ -18,7 +18,7 @@
  *   turns the recorded messages into the errors the gRPC adapter throws:
  *   a unary or server-streaming call fails with INVALID_ARGUMENT before its
  *   handler runs; on a client or bidi stream, reading the bad message
- *   fails with INVALID_ARGUMENT naming its index.
+ *   rejects with {@link UndecodableRequestError} and the stream goes on.
  *
  * What the check cannot judge (an envelope larger than readMaxBytes, an
  * unknown or failing compression, flags it does not know, a truncated
@@ -28,7 +28,7 @@
  */
 import { createContextKey, Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { decodeReason, undecodableMessage } from "../undecodable.js";
+import { decodeReason, undecodableMessage, UndecodableRequestError } from "../undecodable.js";
 import { parseRpcContentType } from "./content-type.js";
 
 /** Undecodable request messages of one call: reason by message index. */
@@ -89,9 +89,9 @@ export function undecodableInterceptor(): Interceptor {
 }
 
 /**
- * The messages of `messages`; reading one recorded in `failures` fails, with
- * its index. A single-message stream (server streaming) fails as a unary
- * call does, without an index.
+ * The messages of `messages`; reading one recorded in `failures` rejects
+ * (and the next read goes on with the following message). A single-message
+ * stream (server streaming) fails as a unary call does, without an index.
  */
 function reportUndecodable<T>(
   messages: AsyncIterable<T>,
@@ -112,7 +112,7 @@ function reportUndecodable<T>(
           if (reason === undefined) return r;
           failures.delete(i);
           const message = undecodableMessage(typeName, reason);
-          throw new ConnectError(single ? message : `requests[${i}]: ${message}`, Code.InvalidArgument);
+          throw single ? new ConnectError(message, Code.InvalidArgument) : new UndecodableRequestError(i, message);
         },
         async return(value?: unknown) {
           await it.return?.(value);

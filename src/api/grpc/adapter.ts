@@ -35,7 +35,13 @@ import {
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../core/errors.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
-import { decodeReason, requestDecoder, undecodableMessage, type RequestDecoders } from "../undecodable.js";
+import {
+  decodeReason,
+  requestDecoder,
+  undecodableMessage,
+  UndecodableRequestError,
+  type RequestDecoders,
+} from "../undecodable.js";
 
 export type { RequestDecoders } from "../undecodable.js";
 
@@ -141,7 +147,9 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
  *   stops once the call is cancelled. A streaming handler must itself return
  *   when `ctx.signal` aborts while it waits for something to send.
  * A request that is not valid protobuf never reaches the handler: it is
- * answered INVALID_ARGUMENT, with protobuf's reason.
+ * answered INVALID_ARGUMENT, with protobuf's reason; on a client or bidi
+ * stream, reading that message rejects with UndecodableRequestError and the
+ * stream goes on (src/api/undecodable.ts).
  * Throws (like grpc-js) if the service was already added to this server.
  */
 export function addService<S extends DescService>(
@@ -366,18 +374,36 @@ function sendHeader(call: AnyCall, ctx: HandlerContext): void {
 /**
  * Requests of a streaming call, in order. Ending the iteration early does not
  * destroy the call (a bidi handler may stop reading and keep writing); a
- * cancelled call throws the reason ctx.signal aborted with.
+ * cancelled call throws the reason ctx.signal aborted with. A request that
+ * could not be decoded rejects its `next()` with UndecodableRequestError,
+ * and the following `next()` goes on with the request after it.
  */
-async function* readRequests(
-  call: grpc.ServerReadableStream<unknown, unknown>,
-  signal: AbortSignal,
-): AsyncIterable<never> {
-  try {
-    for await (const request of call.iterator({ destroyOnReturn: false })) yield decoded(request);
-  } catch (err) {
-    signal.throwIfAborted();
-    throw err;
-  }
+function readRequests(call: grpc.ServerReadableStream<unknown, unknown>, signal: AbortSignal): AsyncIterable<never> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = call.iterator({ destroyOnReturn: false });
+      let index = 0;
+      return {
+        async next() {
+          let r: IteratorResult<unknown>;
+          try {
+            r = await it.next();
+          } catch (err) {
+            signal.throwIfAborted();
+            throw err;
+          }
+          if (r.done) return { done: true, value: undefined as never };
+          const i = index++;
+          if (r.value instanceof UndecodableRequest) throw new UndecodableRequestError(i, r.value.message);
+          return { done: false, value: r.value as never };
+        },
+        async return() {
+          await it.return?.();
+          return { done: true, value: undefined as never };
+        },
+      };
+    },
+  };
 }
 
 /** Resolves on 'drain', or at once when the signal aborts (grpc-js drops writes to a cancelled call, so 'drain' never comes). */
