@@ -19,12 +19,21 @@ import type { Member, Presence } from "../core/presence.js";
 /** Most members in one WatchSnapshot message (the proto documents it). */
 export const WATCH_SNAPSHOT_CHUNK = 500;
 /**
- * Events queued for one watcher that reads too slowly; past this the watch
- * ends with RESOURCE_EXHAUSTED at its next read (the queue is dropped: the
- * watcher must watch again for a fresh snapshot anyway) instead of growing
- * the API's memory.
+ * Events queued for one watcher that reads too slowly; past this (or past
+ * {@link WATCH_MAX_QUEUED_BYTES}) the queue is dropped at once, and the
+ * watch ends with RESOURCE_EXHAUSTED at its next read (the watcher must
+ * watch again for a fresh snapshot anyway) instead of growing the API's
+ * memory.
  */
 export const WATCH_MAX_QUEUED_EVENTS = 10_000;
+/**
+ * Bytes of events queued for one watcher (each counted as its encoded
+ * event, the bulk of its response), as WATCH_MAX_QUEUED_EVENTS: what a
+ * stalled watcher can pin in the API beyond its transport's buffers. The
+ * same as a WebSocket client's default outbound limit
+ * (DEFAULT_MAX_OUTBOUND_BYTES): a watcher is held to what a client is.
+ */
+export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
 
 /** One watcher's subscription: MemoryNode (broker-memory.ts) is one. */
 export interface WatchNode {
@@ -55,19 +64,39 @@ export async function* watchChannel(
   presence: Presence,
   signal: AbortSignal,
 ): AsyncGenerator<WatchChannelResponse> {
-  const queue: WatchChannelResponse[] = [];
-  let overflow = false;
+  const queue: { response: WatchChannelResponse; bytes: number }[] = [];
+  let queuedBytes = 0;
+  /** Why the watcher was dropped, once it fell too far behind. */
+  let overflow: string | undefined;
   let wake: (() => void) | undefined;
   const notify = () => {
     wake?.();
     wake = undefined;
   };
+  let detached = false;
+  const detach = () => {
+    if (!detached) node.close();
+    detached = true;
+  };
   const node = source((pub) => {
     if (overflow) return;
     const response = toResponse(pub);
     if (!response) return;
-    if (queue.length >= WATCH_MAX_QUEUED_EVENTS) overflow = true;
-    else queue.push(response);
+    const bytes = pub.event.length;
+    if (queue.length >= WATCH_MAX_QUEUED_EVENTS)
+      overflow = `${WATCH_MAX_QUEUED_EVENTS} events (WATCH_MAX_QUEUED_EVENTS)`;
+    else if (queuedBytes + bytes > WATCH_MAX_QUEUED_BYTES)
+      overflow = `${WATCH_MAX_QUEUED_BYTES / 1024 / 1024} MiB of events (WATCH_MAX_QUEUED_BYTES)`;
+    if (overflow) {
+      // Free what it pinned now, not at its next read (which a stalled
+      // watcher may never make), and take no more.
+      queue.length = 0;
+      queuedBytes = 0;
+      queueMicrotask(detach);
+    } else {
+      queue.push({ response, bytes });
+      queuedBytes += bytes;
+    }
     notify();
   });
   signal.addEventListener("abort", notify);
@@ -83,22 +112,22 @@ export async function* watchChannel(
     for (;;) {
       signal.throwIfAborted();
       if (overflow) {
-        queue.length = 0;
         throw new RealtimeError(
           Code.ResourceExhausted,
-          `the watcher fell ${WATCH_MAX_QUEUED_EVENTS} events behind the channel; watch again to get a fresh snapshot`,
+          `the watcher fell ${overflow} behind the channel: read the stream as fast as events come, and watch again to get a fresh snapshot`,
         );
       }
       const next = queue.shift();
       if (next) {
-        yield next;
+        queuedBytes -= next.bytes;
+        yield next.response;
         continue;
       }
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
     signal.removeEventListener("abort", notify);
-    node.close();
+    detach();
   }
 }
 
