@@ -1,22 +1,36 @@
 /**
  * WatchChannel's resource bounds, against a real API process: a watcher
  * that stops reading holds at most WATCH_MAX_QUEUED_BYTES of events in the
- * API, then its stream ends with RESOURCE_EXHAUSTED.
+ * API, then its stream ends with RESOURCE_EXHAUSTED; one connection may
+ * hold WATCH_MAX_STREAMS_PER_CONNECTION streams and one API key
+ * REALTIME_WATCH_MAX_STREAMS_PER_KEY, over gRPC and Connect together; past
+ * either, a new stream gets RESOURCE_EXHAUSTED naming the bound, and ending
+ * streams frees room.
  */
 import { connect as http2Connect, type ClientHttp2Stream } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
-import { WatchChannelRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
-import { WATCH_MAX_QUEUED_BYTES } from "../src/api/watch.js";
+import { Realtime, WatchChannelRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
+import { serviceDefinition } from "../src/api/grpc/adapter.js";
+import { parseApiKeys } from "../src/auth/api-keys.js";
+import { WATCH_MAX_QUEUED_BYTES, WATCH_MAX_STREAMS_PER_CONNECTION } from "../src/api/watch.js";
 import { useCluster } from "./helpers/fixture.js";
 import { envelope, envelopes } from "./helpers/raw-rpc.js";
 import { sleep } from "./helpers/ws-client.js";
 
 const KEY = "watch-bounds-key-0123456789";
 const OTHER_KEY = "watch-bounds-other-key-0123456789";
+const PER_KEY = 4;
 /** Default bounds. */
 const f = useCluster(1, { REALTIME_API_KEYS: `${KEY},${OTHER_KEY}` });
+/** A small per-key bound. */
+const small = useCluster(0, {
+  REALTIME_API_KEYS: `${KEY},${OTHER_KEY}`,
+  REALTIME_WATCH_MAX_STREAMS_PER_KEY: String(PER_KEY),
+});
 const auth = (key = KEY) => {
   const m = new grpc.Metadata();
   m.set("authorization", `Bearer ${key}`);
@@ -89,4 +103,109 @@ describe("WatchChannel bounds", () => {
     // before it (HTTP/2 windows and stream buffers), far from all 200.
     expect(outcome.receivedBytes).toBeLessThan(WATCH_MAX_QUEUED_BYTES + 2 * 1024 * 1024);
   });
+
+  it(`one connection holds at most ${WATCH_MAX_STREAMS_PER_CONNECTION} streams: more get RESOURCE_EXHAUSTED; ending some frees room`, async () => {
+    const watcher = grpcWatcher(f.cluster.grpc);
+    const calls = Array.from({ length: WATCH_MAX_STREAMS_PER_CONNECTION + 3 }, () => watcher.open(KEY));
+    const outcomes = await Promise.all(calls.map((c) => c.outcome));
+    expect(outcomes.filter((o) => o === "open").length).toBe(WATCH_MAX_STREAMS_PER_CONNECTION);
+    const refused = outcomes.filter((o) => o !== "open");
+    expect(refused.map((e) => e.code)).toEqual([
+      Code.ResourceExhausted,
+      Code.ResourceExhausted,
+      Code.ResourceExhausted,
+    ]);
+    expect(refused[0]!.rawMessage).toMatch(
+      new RegExp(
+        `this connection already has ${WATCH_MAX_STREAMS_PER_CONNECTION} WatchChannel streams open .*another connection`,
+      ),
+    );
+    // Another connection is not held to this one's bound.
+    const other = grpcWatcher(f.cluster.grpc);
+    expect(await other.open(KEY).outcome).toBe("open");
+    // Cancel two: two new ones fit, a third does not.
+    calls
+      .filter((_, i) => outcomes[i] === "open")
+      .slice(0, 2)
+      .forEach((c) => c.cancel());
+    await sleep(200);
+    const more = [watcher.open(KEY), watcher.open(KEY), watcher.open(KEY)];
+    const again = await Promise.all(more.map((c) => c.outcome));
+    expect(again.filter((o) => o === "open").length).toBe(2);
+    for (const c of [...calls, ...more]) c.cancel();
+    watcher.close();
+    other.close();
+  });
+
+  it(`one API key holds at most REALTIME_WATCH_MAX_STREAMS_PER_KEY streams, over gRPC and Connect together`, async () => {
+    const g = grpcWatcher(small.cluster.grpc);
+    const http = `http://${small.cluster.http}`;
+    const opened = [g.open(KEY), g.open(KEY), connectWatch(http, KEY), connectWatch(http, KEY)];
+    expect(await Promise.all(opened.map((c) => c.outcome))).toEqual(["open", "open", "open", "open"]);
+    for (const extra of [g.open(KEY), connectWatch(http, KEY)]) {
+      const outcome = await extra.outcome;
+      expect(outcome).not.toBe("open");
+      const err = outcome as ConnectError;
+      expect(err.code).toBe(Code.ResourceExhausted);
+      expect(err.rawMessage).toMatch(
+        new RegExp(
+          `API key ${parseApiKeys(KEY)[0]!.fingerprint} already has ${PER_KEY} WatchChannel streams open \\(REALTIME_WATCH_MAX_STREAMS_PER_KEY\\)`,
+        ),
+      );
+    }
+    // Another key has its own room.
+    const other = connectWatch(http, OTHER_KEY);
+    expect(await other.outcome).toBe("open");
+    // Ending one of the key's streams frees a place.
+    opened[2]!.cancel();
+    await sleep(200);
+    const next = g.open(KEY);
+    expect(await next.outcome).toBe("open");
+    for (const c of [...opened, other, next]) c.cancel();
+    g.close();
+  });
 });
+
+type Outcome = "open" | ConnectError;
+
+/** WatchChannel calls over one grpc-js connection of their own: each resolves "open" at its snapshot, or with its error. */
+function grpcWatcher(address: string) {
+  const Client = grpc.makeGenericClientConstructor(serviceDefinition(Realtime), "Realtime");
+  // A connection of its own (grpc-js shares connections between clients by default).
+  const client = new Client(address, grpc.credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+  }) as unknown as grpc.Client & {
+    watchChannel(req: unknown, md: grpc.Metadata): grpc.ClientReadableStream<unknown>;
+  };
+  return {
+    open(key: string) {
+      const call = client.watchChannel(create(WatchChannelRequestSchema, { channel: "many" }), auth(key));
+      const outcome = new Promise<Outcome>((resolve) => {
+        call.once("data", () => resolve("open"));
+        call.on("status", (s: grpc.StatusObject) => resolve(new ConnectError(s.details, s.code as number)));
+        call.on("error", () => {});
+      });
+      return { outcome, cancel: () => call.cancel() };
+    },
+    close: () => client.close(),
+  };
+}
+
+/** A WatchChannel call over Connect (HTTP/1.1: a connection of its own). */
+function connectWatch(baseUrl: string, key: string) {
+  const client = createClient(Realtime, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
+  const abort = new AbortController();
+  const outcome = new Promise<Outcome>((resolve) => {
+    void (async () => {
+      try {
+        const options = { headers: { authorization: `Bearer ${key}` }, signal: abort.signal };
+        // Read on (the stream stays open) until cancelled.
+        for await (const _ of client.watchChannel({ channel: "many" }, options)) resolve("open");
+        resolve(new ConnectError("the stream ended"));
+      } catch (err) {
+        resolve(ConnectError.from(err));
+      }
+    })();
+  });
+  return { outcome, cancel: () => abort.abort() };
+}

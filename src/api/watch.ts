@@ -13,6 +13,7 @@ import {
 } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
+import { DEFAULT_WATCH_MAX_STREAMS_PER_KEY } from "../core/limits.js";
 import { SystemEvent } from "../core/names.js";
 import type { Member, Presence } from "../core/presence.js";
 
@@ -34,6 +35,13 @@ export const WATCH_MAX_QUEUED_EVENTS = 10_000;
  * (DEFAULT_MAX_OUTBOUND_BYTES): a watcher is held to what a client is.
  */
 export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
+/**
+ * WatchChannel streams open at once on one connection (an HTTP/2
+ * connection carries many; HTTP/1.1 one at a time); a new one past it is
+ * RESOURCE_EXHAUSTED. 100 is the least SETTINGS_MAX_CONCURRENT_STREAMS
+ * that RFC 9113 (5.1.2) recommends a peer allow.
+ */
+export const WATCH_MAX_STREAMS_PER_CONNECTION = 100;
 
 /** One watcher's subscription: MemoryNode (broker-memory.ts) is one. */
 export interface WatchNode {
@@ -162,4 +170,68 @@ function toResponse(pub: Publication): WatchChannelResponse | null {
   }
   decoded.set(pub, response);
   return response;
+}
+
+/** The bounds of {@link WatchStreams}. */
+export interface WatchStreamLimits {
+  /** Default: WATCH_MAX_STREAMS_PER_CONNECTION. */
+  maxPerConnection?: number;
+  /** Default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY (REALTIME_WATCH_MAX_STREAMS_PER_KEY). */
+  maxPerKey?: number;
+}
+
+/**
+ * The WatchChannel streams open now, by connection and by API key, so that
+ * neither one connection nor one key can hold more than its bound (each
+ * stream holds a broker node and up to WATCH_MAX_QUEUED_BYTES).
+ */
+export class WatchStreams {
+  private readonly byConnection = new Map<string, number>();
+  private readonly byKey = new Map<string, number>();
+  private readonly maxPerConnection: number;
+  private readonly maxPerKey: number;
+
+  constructor(limits: WatchStreamLimits = {}) {
+    this.maxPerConnection = limits.maxPerConnection ?? WATCH_MAX_STREAMS_PER_CONNECTION;
+    this.maxPerKey = limits.maxPerKey ?? DEFAULT_WATCH_MAX_STREAMS_PER_KEY;
+  }
+
+  /**
+   * Counts one more stream on `connection` (CONNECTION of src/api/call-context.ts)
+   * with `key` (an API key's fingerprint, "" without one), and returns what
+   * ends it (safe to call twice). Throws RESOURCE_EXHAUSTED, counting
+   * nothing, when either already has its bound.
+   */
+  open(connection: string, key: string): () => void {
+    const onConnection = this.byConnection.get(connection) ?? 0;
+    const withKey = this.byKey.get(key) ?? 0;
+    if (onConnection >= this.maxPerConnection) {
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `this connection already has ${this.maxPerConnection} WatchChannel streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
+      );
+    }
+    if (withKey >= this.maxPerKey) {
+      const who = key === "" ? "callers without an API key" : `API key ${key}`;
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `${who} already has ${this.maxPerKey} WatchChannel streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
+      );
+    }
+    this.byConnection.set(connection, onConnection + 1);
+    this.byKey.set(key, withKey + 1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      decrement(this.byConnection, connection);
+      decrement(this.byKey, key);
+    };
+  }
+}
+
+function decrement(counts: Map<string, number>, k: string): void {
+  const n = (counts.get(k) ?? 0) - 1;
+  if (n > 0) counts.set(k, n);
+  else counts.delete(k);
 }

@@ -94,6 +94,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     limits,
     eventIds,
     watchers: seams.watchers,
+    watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
   });
 
   const server = new grpc.Server({

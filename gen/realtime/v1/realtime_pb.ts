@@ -766,7 +766,9 @@ export const Realtime: GenService<{
    * WatchChannel streams a channel's current members, then every join,
    * leave, profile update and message on it as it happens, until the caller
    * cancels. It never ends on its own (except when the watcher falls too far
-   * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE).
+   * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE). A
+   * watch beyond the streams one connection or one API key may hold open is
+   * refused with RESOURCE_EXHAUSTED.
    *
    * @generated from rpc realtime.v1.Realtime.WatchChannel
    */

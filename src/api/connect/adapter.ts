@@ -18,6 +18,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { CONNECTION } from "../call-context.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
 import { requestDecoder, type RequestDecoders } from "../undecodable.js";
 import { methodMismatch, parseRpcContentType } from "./content-type.js";
@@ -81,6 +82,7 @@ const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
  *   (connect-node alone sends 415 with an empty body); a bidi method over
  *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
  *   where to call it;
+ * - `ctx.values.get(CONNECTION)` names the connection the call came on;
  * - other paths go to `fallback`.
  *
  * It is connectNodeAdapter's dispatch (path, then protocol by content type)
@@ -125,9 +127,10 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
       }
     }
     closeIfUnread(req, res);
+    const values = createContextValues().set(CONNECTION, `http:${req.socket.remoteAddress}:${req.socket.remotePort}`);
     let uReq;
     try {
-      uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+      uReq = universalRequestFromNodeRequest(req, res, undefined, values);
     } catch (err) {
       // No Host header (HTTP/1.0): connect-node cannot build the request URL.
       return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);

@@ -22,6 +22,7 @@ import {
 import {
   Code,
   ConnectError,
+  createContextValues,
   createHandlerContext,
   createServiceImplSpec,
   decodeBinaryHeader,
@@ -34,6 +35,7 @@ import {
 // grpc-status-details-bin exactly like connect-node's gRPC protocol does.
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../core/errors.js";
+import { CONNECTION } from "../call-context.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
 import {
   decodeReason,
@@ -134,6 +136,7 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
  *   Canceled), when the deadline passes (DeadlineExceeded; `ctx.timeoutMs()`
  *   is the time left), on `shutdownSignal` (Unavailable), and at the end of
  *   the call;
+ * - `ctx.values.get(CONNECTION)` is `grpc:` and the peer's address:port;
  * - `ctx.requestHeader` holds the request metadata (`-bin` values base64;
  *   grpc-js strips grpc-timeout, te, content-type and the encoding headers);
  *   `ctx.protocolName` is "grpc", `ctx.url` is `http://host/service/method`
@@ -213,6 +216,7 @@ interface AnyCall {
   getAuthContext(): { transportSecurityType?: string };
   getHost(): string;
   getPath(): string;
+  getPeer(): string;
   sendMetadata(metadata: grpc.Metadata): void;
 }
 
@@ -352,6 +356,7 @@ function createContext(call: AnyCall, run: Runner): Context {
     requestSignal: cancelled.signal,
     shutdownSignal: run.shutdownSignal,
     requestHeader: toHeaders(call.metadata),
+    contextValues: createContextValues().set(CONNECTION, `grpc:${call.getPeer()}`),
   });
   // grpc-js emits 'cancelled' after every call, even a successful one: stop
   // listening once the call has ended, and end it with one shared reason, so
