@@ -17,6 +17,7 @@ import {
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_GRPC_KEEPALIVE_TIME_MS,
   DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS,
+  DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
 } from "./core/limits.js";
 import {
   DEFAULT_REDIS_EDGE_TTL_MS,
@@ -234,6 +235,13 @@ export const SETTINGS = {
     doc: "Most channels one connection may be in.",
     roles: ["edge"],
     parse: integer(1, 100_000),
+  }),
+  watchMaxStreamsPerKey: setting({
+    env: "REALTIME_WATCH_MAX_STREAMS_PER_KEY",
+    default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
+    doc: "WatchChannel streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
+    roles: ["api"],
+    parse: integer(1, 1_000_000),
   }),
   logLevel: setting({
     env: "REALTIME_LOG_LEVEL",

@@ -1,13 +1,14 @@
 /**
  * watchChannel (src/api/watch.ts) against an in-memory broker: the snapshot
  * comes after the subscription is in effect, a watcher that falls too far
- * behind ends with RESOURCE_EXHAUSTED, and cancelling detaches the node.
+ * behind (in events or in bytes) ends with RESOURCE_EXHAUSTED, and
+ * cancelling detaches the node.
  * (End to end over every protocol: test/connect.test.ts.)
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
-import { WATCH_MAX_QUEUED_EVENTS, watchChannel } from "../src/api/watch.js";
+import { WATCH_MAX_QUEUED_BYTES, WATCH_MAX_QUEUED_EVENTS, watchChannel } from "../src/api/watch.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { Code, RealtimeError } from "../src/core/errors.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
@@ -23,19 +24,17 @@ function setup() {
     const node = broker.attach(h, false);
     return { subscribe: (c: string) => node.subscribe(c), close: () => (attached--, node.close()) };
   };
-  const say = (i: number) =>
+  /** Publishes an event to "c": a number (tick), or `bytes` of binary payload (big). */
+  const publish = (id: string, payload: MessageInitShape<typeof EventSchema>["payload"]) =>
     broker.publish(
       createPublication(
-        create(EventSchema, {
-          id: `e${i}`,
-          channel: "c",
-          event: "tick",
-          payload: { case: "json", value: { kind: { case: "numberValue", value: i } } },
-        }),
+        create(EventSchema, { id, channel: "c", event: payload?.case === "binary" ? "big" : "tick", payload }),
         1 << 20,
       ),
     );
-  return { broker, presence, source, say, attached: () => attached };
+  const say = (i: number) => publish(`e${i}`, { case: "json", value: { kind: { case: "numberValue", value: i } } });
+  const big = (i: number, bytes: number) => publish(`b${i}`, { case: "binary", value: new Uint8Array(bytes) });
+  return { broker, presence, source, say, big, attached: () => attached };
 }
 
 describe("watchChannel", () => {
@@ -80,6 +79,26 @@ describe("watchChannel", () => {
     expect(err).toBeInstanceOf(RealtimeError);
     expect((err as RealtimeError).code).toBe(Code.ResourceExhausted);
     expect(attached()).toBe(0);
+  });
+
+  it(`drops its queue and detaches as soon as ${WATCH_MAX_QUEUED_BYTES} bytes of events wait, then ends with RESOURCE_EXHAUSTED at its next read`, async () => {
+    const { presence, source, big, attached } = setup();
+    const it = watchChannel("c", source, presence.view("api"), new AbortController().signal);
+    await it.next(); // the snapshot
+    // 17 events of 60 KiB fit in 1 MiB; the 18th does not.
+    for (let i = 0; i < 17; i++) big(i, 60 * 1024);
+    expect(attached()).toBe(1);
+    big(17, 60 * 1024);
+    await Promise.resolve();
+    // Detached before any read: a watcher that never reads again pins nothing.
+    expect(attached()).toBe(0);
+    const err = await it.next().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RealtimeError);
+    expect((err as RealtimeError).code).toBe(Code.ResourceExhausted);
+    expect((err as RealtimeError).message).toMatch(/fell 1 MiB of events \(WATCH_MAX_QUEUED_BYTES\) behind/);
   });
 
   it("cancelling while waiting for an event ends the stream and detaches the node", async () => {

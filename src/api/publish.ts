@@ -17,6 +17,9 @@
  * - at most `maxUnacknowledged` requests are read ahead of the last
  *   response written; then reading pauses (the transport's flow control
  *   holds the publisher back) until one is written;
+ * - a request that could not be decoded (the transport's request iterator
+ *   rejects with UndecodableRequestError) settles as an INVALID_ARGUMENT
+ *   error for its index, and reading goes on;
  * - when the requests end, the stream returns once a response has
  *   acknowledged all of them (an empty stream gets one, with handled 0);
  * - when the requests fail (the client cancelled) or `signal` aborts, the
@@ -35,6 +38,7 @@ import {
   type PublishResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
+import { UndecodableRequestError } from "./undecodable.js";
 
 /** The event of a request that has one. */
 export type PublishEvent = Exclude<PublishRequest["event"], { case: undefined }>;
@@ -97,11 +101,38 @@ export async function* publishStream(
     settle(index, create(PublishErrorSchema, { index: BigInt(index), code: e.code as number, message: e.message }));
   };
 
+  /**
+   * Waits while maxUnacknowledged requests are read ahead of the last
+   * response; once aborted, lets the requests go (as a for-await loop
+   * would) and returns false.
+   */
+  const roomToRead = async (it: AsyncIterator<PublishRequest>) => {
+    while (received - acknowledged >= maxUnacknowledged && !signal.aborted) {
+      await new Promise<void>((resolve) => (wakeReader = resolve));
+    }
+    if (!signal.aborted) return true;
+    await it.return?.();
+    return false;
+  };
+
   const read = async () => {
+    const it = requests[Symbol.asyncIterator]();
     try {
-      for await (const req of requests) {
+      for (;;) {
+        let next: IteratorResult<PublishRequest>;
+        try {
+          next = await it.next();
+        } catch (err) {
+          // One request that is not protobuf: an error for its index, and
+          // the stream goes on (the iterator stays usable; undecodable.ts).
+          if (!(err instanceof UndecodableRequestError)) throw err;
+          fail(received++, new RealtimeError(Code.InvalidArgument, err.detail));
+          if (!(await roomToRead(it))) break;
+          continue;
+        }
+        if (next.done) break;
         const index = received++;
-        const event = req.event;
+        const event = next.value.event;
         if (event.case === undefined) {
           fail(index, new RealtimeError(Code.InvalidArgument, 'the request is empty: set "send" or "broadcast"'));
         } else {
@@ -114,10 +145,7 @@ export async function* publishStream(
             fail(index, err);
           }
         }
-        while (received - acknowledged >= maxUnacknowledged && !signal.aborted) {
-          await new Promise<void>((resolve) => (wakeReader = resolve));
-        }
-        if (signal.aborted) break;
+        if (!(await roomToRead(it))) break;
       }
     } catch (err) {
       readerError = { err };

@@ -16,7 +16,8 @@ import type { PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
 import { publishStream } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./pages.js";
-import { watchChannel, type WatchSource } from "./watch.js";
+import { API_KEY, CONNECTION } from "./call-context.js";
+import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
 
 export interface RealtimeServiceDeps {
   broker: Broker;
@@ -25,6 +26,8 @@ export interface RealtimeServiceDeps {
   eventIds: IdGenerator;
   /** Where WatchChannel subscribes: `(h) => memoryBroker.attach(h, false)`. */
   watchers: WatchSource;
+  /** WatchChannel streams open at once per connection and per API key. Default: WatchStreams' defaults. */
+  watchLimits?: WatchStreamLimits;
 }
 
 /**
@@ -34,6 +37,7 @@ export interface RealtimeServiceDeps {
  */
 export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<typeof Realtime> {
   const { broker, presence, limits, eventIds, watchers } = deps;
+  const watchStreams = new WatchStreams(deps.watchLimits);
 
   async function publish(channel: string, event: string, payload: Parameters<typeof checkPayload>[0]) {
     const id = eventIds.next();
@@ -141,11 +145,15 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       });
     },
     async *watchChannel(req, ctx) {
+      let close: (() => void) | undefined;
       try {
         checkChannel(req.channel);
+        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
         yield* watchChannel(req.channel, watchers, presence, ctx.signal);
       } catch (err) {
         throw toConnectError(err);
+      } finally {
+        close?.();
       }
     },
   };

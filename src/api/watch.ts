@@ -13,18 +13,35 @@ import {
 } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
+import { DEFAULT_WATCH_MAX_STREAMS_PER_KEY } from "../core/limits.js";
 import { SystemEvent } from "../core/names.js";
 import type { Member, Presence } from "../core/presence.js";
 
 /** Most members in one WatchSnapshot message (the proto documents it). */
 export const WATCH_SNAPSHOT_CHUNK = 500;
 /**
- * Events queued for one watcher that reads too slowly; past this the watch
- * ends with RESOURCE_EXHAUSTED at its next read (the queue is dropped: the
- * watcher must watch again for a fresh snapshot anyway) instead of growing
- * the API's memory.
+ * Events queued for one watcher that reads too slowly; past this (or past
+ * {@link WATCH_MAX_QUEUED_BYTES}) the queue is dropped at once, and the
+ * watch ends with RESOURCE_EXHAUSTED at its next read (the watcher must
+ * watch again for a fresh snapshot anyway) instead of growing the API's
+ * memory.
  */
 export const WATCH_MAX_QUEUED_EVENTS = 10_000;
+/**
+ * Bytes of events queued for one watcher (each counted as its encoded
+ * event, the bulk of its response), as WATCH_MAX_QUEUED_EVENTS: what a
+ * stalled watcher can pin in the API beyond its transport's buffers. The
+ * same as a WebSocket client's default outbound limit
+ * (DEFAULT_MAX_OUTBOUND_BYTES): a watcher is held to what a client is.
+ */
+export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
+/**
+ * WatchChannel streams open at once on one connection (an HTTP/2
+ * connection carries many; HTTP/1.1 one at a time); a new one past it is
+ * RESOURCE_EXHAUSTED. 100 is the least SETTINGS_MAX_CONCURRENT_STREAMS
+ * that RFC 9113 (5.1.2) recommends a peer allow.
+ */
+export const WATCH_MAX_STREAMS_PER_CONNECTION = 100;
 
 /** One watcher's subscription: MemoryNode (broker-memory.ts) is one. */
 export interface WatchNode {
@@ -55,19 +72,39 @@ export async function* watchChannel(
   presence: Presence,
   signal: AbortSignal,
 ): AsyncGenerator<WatchChannelResponse> {
-  const queue: WatchChannelResponse[] = [];
-  let overflow = false;
+  const queue: { response: WatchChannelResponse; bytes: number }[] = [];
+  let queuedBytes = 0;
+  /** Why the watcher was dropped, once it fell too far behind. */
+  let overflow: string | undefined;
   let wake: (() => void) | undefined;
   const notify = () => {
     wake?.();
     wake = undefined;
   };
+  let detached = false;
+  const detach = () => {
+    if (!detached) node.close();
+    detached = true;
+  };
   const node = source((pub) => {
     if (overflow) return;
     const response = toResponse(pub);
     if (!response) return;
-    if (queue.length >= WATCH_MAX_QUEUED_EVENTS) overflow = true;
-    else queue.push(response);
+    const bytes = pub.event.length;
+    if (queue.length >= WATCH_MAX_QUEUED_EVENTS)
+      overflow = `${WATCH_MAX_QUEUED_EVENTS} events (WATCH_MAX_QUEUED_EVENTS)`;
+    else if (queuedBytes + bytes > WATCH_MAX_QUEUED_BYTES)
+      overflow = `${WATCH_MAX_QUEUED_BYTES / 1024 / 1024} MiB of events (WATCH_MAX_QUEUED_BYTES)`;
+    if (overflow) {
+      // Free what it pinned now, not at its next read (which a stalled
+      // watcher may never make), and take no more.
+      queue.length = 0;
+      queuedBytes = 0;
+      queueMicrotask(detach);
+    } else {
+      queue.push({ response, bytes });
+      queuedBytes += bytes;
+    }
     notify();
   });
   signal.addEventListener("abort", notify);
@@ -83,22 +120,22 @@ export async function* watchChannel(
     for (;;) {
       signal.throwIfAborted();
       if (overflow) {
-        queue.length = 0;
         throw new RealtimeError(
           Code.ResourceExhausted,
-          `the watcher fell ${WATCH_MAX_QUEUED_EVENTS} events behind the channel; watch again to get a fresh snapshot`,
+          `the watcher fell ${overflow} behind the channel: read the stream as fast as events come, and watch again to get a fresh snapshot`,
         );
       }
       const next = queue.shift();
       if (next) {
-        yield next;
+        queuedBytes -= next.bytes;
+        yield next.response;
         continue;
       }
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
     signal.removeEventListener("abort", notify);
-    node.close();
+    detach();
   }
 }
 
@@ -133,4 +170,68 @@ function toResponse(pub: Publication): WatchChannelResponse | null {
   }
   decoded.set(pub, response);
   return response;
+}
+
+/** The bounds of {@link WatchStreams}. */
+export interface WatchStreamLimits {
+  /** Default: WATCH_MAX_STREAMS_PER_CONNECTION. */
+  maxPerConnection?: number;
+  /** Default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY (REALTIME_WATCH_MAX_STREAMS_PER_KEY). */
+  maxPerKey?: number;
+}
+
+/**
+ * The WatchChannel streams open now, by connection and by API key, so that
+ * neither one connection nor one key can hold more than its bound (each
+ * stream holds a broker node and up to WATCH_MAX_QUEUED_BYTES).
+ */
+export class WatchStreams {
+  private readonly byConnection = new Map<string, number>();
+  private readonly byKey = new Map<string, number>();
+  private readonly maxPerConnection: number;
+  private readonly maxPerKey: number;
+
+  constructor(limits: WatchStreamLimits = {}) {
+    this.maxPerConnection = limits.maxPerConnection ?? WATCH_MAX_STREAMS_PER_CONNECTION;
+    this.maxPerKey = limits.maxPerKey ?? DEFAULT_WATCH_MAX_STREAMS_PER_KEY;
+  }
+
+  /**
+   * Counts one more stream on `connection` (CONNECTION of src/api/call-context.ts)
+   * with `key` (an API key's fingerprint, "" without one), and returns what
+   * ends it (safe to call twice). Throws RESOURCE_EXHAUSTED, counting
+   * nothing, when either already has its bound.
+   */
+  open(connection: string, key: string): () => void {
+    const onConnection = this.byConnection.get(connection) ?? 0;
+    const withKey = this.byKey.get(key) ?? 0;
+    if (onConnection >= this.maxPerConnection) {
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `this connection already has ${this.maxPerConnection} WatchChannel streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
+      );
+    }
+    if (withKey >= this.maxPerKey) {
+      const who = key === "" ? "callers without an API key" : `API key ${key}`;
+      throw new RealtimeError(
+        Code.ResourceExhausted,
+        `${who} already has ${this.maxPerKey} WatchChannel streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
+      );
+    }
+    this.byConnection.set(connection, onConnection + 1);
+    this.byKey.set(key, withKey + 1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      decrement(this.byConnection, connection);
+      decrement(this.byKey, key);
+    };
+  }
+}
+
+function decrement(counts: Map<string, number>, k: string): void {
+  const n = (counts.get(k) ?? 0) - 1;
+  if (n > 0) counts.set(k, n);
+  else counts.delete(k);
 }

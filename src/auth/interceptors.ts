@@ -12,11 +12,13 @@
  *
  * Both read the `authorization` request header and the method's proto name
  * (`Send`, `GetMembers`...), and throw ConnectError UNAUTHENTICATED or
- * PERMISSION_DENIED (see ApiKeyring.authorize) before the handler runs.
+ * PERMISSION_DENIED (see ApiKeyring.authorize) before the handler runs; a
+ * call let through has its key's fingerprint in `ctx.values` (API_KEY).
  * Apply them to realtime.v1.Realtime only: grpc.health.v1.Health stays open
  * to load balancers.
  */
 import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { API_KEY } from "../api/call-context.js";
 import type { ApiKeyring } from "./api-keys.js";
 
 /** The shape of src/api/grpc/adapter.ts HandlerInterceptor (kept structural so auth does not import an adapter). */
@@ -25,7 +27,8 @@ export type CallInterceptor = (ctx: HandlerContext, next: () => Promise<void>) =
 /** Checks the API key of every call, then runs it. No keys configured: every call runs. */
 export function apiKeyHandlerInterceptor(keyring: ApiKeyring): CallInterceptor {
   return async (ctx, next) => {
-    keyring.authorize(ctx.requestHeader.get("authorization"), ctx.method.name);
+    const key = keyring.authorize(ctx.requestHeader.get("authorization"), ctx.method.name);
+    if (key) ctx.values.set(API_KEY, key.fingerprint);
     await next();
   };
 }
@@ -41,7 +44,10 @@ export function apiKeyConnectInterceptor(
   services: readonly string[] = [REALTIME_SERVICE],
 ): Interceptor {
   return (next) => async (req) => {
-    if (services.includes(req.service.typeName)) keyring.authorize(req.header.get("authorization"), req.method.name);
+    if (services.includes(req.service.typeName)) {
+      const key = keyring.authorize(req.header.get("authorization"), req.method.name);
+      if (key) req.contextValues.set(API_KEY, key.fingerprint);
+    }
     return next(req);
   };
 }

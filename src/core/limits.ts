@@ -29,6 +29,13 @@ export const MAX_BATCH_EVENTS = 1_000;
  * control holds the publisher back.
  */
 export const MAX_PUBLISH_UNACKNOWLEDGED = 4_096;
+/**
+ * WatchChannel streams open at once with one API key, over every connection
+ * and both ports (REALTIME_WATCH_MAX_STREAMS_PER_KEY); a new one past it is
+ * RESOURCE_EXHAUSTED. With a watcher's queue bound (WATCH_MAX_QUEUED_BYTES
+ * in src/api/watch.ts, 1 MiB) a key's watchers pin at most 1 GiB of events.
+ */
+export const DEFAULT_WATCH_MAX_STREAMS_PER_KEY = 1_000;
 /** Largest SendBatch request, in bytes; every event in it is held to the payload limit too. */
 export const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
 

@@ -94,6 +94,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     limits,
     eventIds,
     watchers: seams.watchers,
+    watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
   });
 
   const server = new grpc.Server({
@@ -148,7 +149,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   const http = await startHttpServer({
     host: config.httpHost,
     port: config.httpPort,
-    services: [serviceEntry(Realtime, service), serviceEntry(health.service, health.impl)],
+    services: [serviceEntry(Realtime, service, REQUEST_DECODERS), serviceEntry(health.service, health.impl)],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
     tls,

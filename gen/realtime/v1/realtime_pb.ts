@@ -766,7 +766,9 @@ export const Realtime: GenService<{
    * WatchChannel streams a channel's current members, then every join,
    * leave, profile update and message on it as it happens, until the caller
    * cancels. It never ends on its own (except when the watcher falls too far
-   * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE).
+   * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE). A
+   * watch beyond the streams one connection or one API key may hold open is
+   * refused with RESOURCE_EXHAUSTED.
    *
    * @generated from rpc realtime.v1.Realtime.WatchChannel
    */
@@ -802,8 +804,9 @@ export const Realtime: GenService<{
    * as with Send. The server answers with PublishResponse messages, at most
    * one per turn of its event loop, each saying how many requests it has
    * handled so far and which of those failed. A request that fails (an
-   * invalid name, a payload over the limit, no edge reachable) fails alone:
-   * it is reported with its index and code, and the stream goes on.
+   * invalid name, a payload over the limit, no edge reachable, bytes that
+   * are not a valid PublishRequest) fails alone: it is reported with its
+   * index and code, and the stream goes on.
    *
    * When the publisher half-closes the stream, the server answers the
    * remaining requests in a last response and ends the call with OK. The

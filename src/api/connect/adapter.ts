@@ -9,10 +9,20 @@
  * this file only sets the limits and answers what connect-node leaves bare.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createConnectRouter, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { CONNECTION } from "../call-context.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
+import { requestDecoder, type RequestDecoders } from "../undecodable.js";
+import { methodMismatch, parseRpcContentType } from "./content-type.js";
+import { checkRequests, undecodableInterceptor } from "./request-check.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
@@ -22,11 +32,17 @@ export interface ServiceEntry {
   service: DescService;
   /** A Partial<ServiceImpl<typeof service>>; methods missing answer UNIMPLEMENTED. */
   impl: object;
+  /** Decoders for its request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
+  requestDecoders?: RequestDecoders;
 }
 
 /** A typed ServiceEntry: checks that impl implements service. */
-export function serviceEntry<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceEntry {
-  return { service, impl };
+export function serviceEntry<S extends DescService>(
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+  requestDecoders?: RequestDecoders,
+): ServiceEntry {
+  return { service, impl, requestDecoders };
 }
 
 /** Options of {@link createConnectHandler}. */
@@ -42,19 +58,14 @@ export interface ConnectHandlerOptions {
    * server can close. Default: none.
    */
   shutdownSignal?: AbortSignal;
-  /** Runs around every call (connect-node's interceptors). Default: none. */
+  /** Runs around every call (connect-node's interceptors), first outermost. Default: none. */
   interceptors?: Interceptor[];
   /** Answers requests that are not RPCs (the dashboard). Default: 404. */
   fallback?: NodeHandlerFn;
 }
 
-/**
- * The content types connect-node accepts on an RPC path: Connect unary
- * (application/json, application/proto), Connect streaming
- * (application/connect+json|proto), gRPC-Web (application/grpc-web[-text],
- * optionally +proto|+json) and gRPC (application/grpc[+proto|+json]).
- */
-const RPC_CONTENT_TYPE = /^application\/((connect\+)?(json|proto)|grpc(-web(-text)?)?(\+(proto|json))?)(\s*;.*)?$/i;
+/** The compressions the HTTP port accepts (connectNodeAdapter's default). */
+const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
 
 /**
  * Creates a Node request handler (for node:http or node:http2) serving
@@ -62,39 +73,88 @@ const RPC_CONTENT_TYPE = /^application\/((connect\+)?(json|proto)|grpc(-web(-tex
  * - a handler's ConnectError goes out with its code and message, as over
  *   gRPC (the service turns RealtimeErrors into ConnectErrors itself);
  * - a request message larger than `readMaxBytes` is RESOURCE_EXHAUSTED;
- * - a POST to an RPC path with a content type none of the protocols use gets
- *   HTTP 415 and a body that lists the ones accepted (connect-node alone
- *   sends 415 with an empty body);
+ * - a request message that is not valid protobuf is INVALID_ARGUMENT, with
+ *   the gRPC port's message, after the interceptors that run before the
+ *   handler (metrics count it; a bad API key is refused first), and on a
+ *   client or bidi stream only that message fails (request-check.ts);
+ * - a POST to an RPC path with a content type this port does not serve
+ *   (content-type.ts) gets HTTP 415 and a body that says what to send
+ *   (connect-node alone sends 415 with an empty body); a bidi method over
+ *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
+ *   where to call it;
+ * - `ctx.values.get(CONNECTION)` names the connection the call came on;
  * - other paths go to `fallback`.
+ *
+ * It is connectNodeAdapter's dispatch (path, then protocol by content type)
+ * written out with connect's public pieces (createConnectRouter, the
+ * universal request and response of connect-node), so that each
+ * UniversalHandler can be wrapped by checkRequests.
  */
 export function createConnectHandler(services: readonly ServiceEntry[], options: ConnectHandlerOptions): NodeHandlerFn {
-  const handler = connectNodeAdapter({
-    routes: (router) => {
-      for (const { service, impl } of services) router.service(service, impl as never);
-    },
+  const router = createConnectRouter({
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: unavailableOnAbort(options.shutdownSignal),
-    interceptors: options.interceptors,
-    fallback: options.fallback as never,
+    interceptors: [...(options.interceptors ?? []), undecodableInterceptor()],
+    acceptCompression: ACCEPT_COMPRESSION,
   });
-  const paths = new Set(
-    services.flatMap(({ service }) => service.methods.map((m) => `/${service.typeName}/${m.name}`)),
-  );
+  const handlers = new Map<string, UniversalHandler>();
+  for (const { service, impl, requestDecoders } of services) {
+    const first = router.handlers.length;
+    router.service(service, impl as never);
+    for (const handler of router.handlers.slice(first)) {
+      const decode = requestDecoder(handler.method.input, requestDecoders);
+      handlers.set(
+        handler.requestPath,
+        checkRequests(handler, { decode, compressions: ACCEPT_COMPRESSION, readMaxBytes: options.readMaxBytes }),
+      );
+    }
+  }
+  const fallback = options.fallback ?? notFound;
   return (req, res) => {
-    const path = (req.url ?? "/").split("?")[0]!;
-    const type = req.headers["content-type"] ?? "";
-    if (req.method === "POST" && paths.has(path) && !RPC_CONTENT_TYPE.test(type)) {
-      const body = JSON.stringify({
-        code: "invalid_argument",
-        message: `content-type ${JSON.stringify(type)} is not an RPC content type: use application/json or application/proto (Connect), application/grpc-web+proto (gRPC-Web), or application/grpc (gRPC, over HTTP/2 on the gRPC port)`,
-      });
-      res.writeHead(415, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-      res.end(body);
-      return;
+    const handler = handlers.get((req.url ?? "/").split("?")[0]!);
+    if (!handler) return fallback(req, res);
+    if (req.method === "POST") {
+      const type = parseRpcContentType(req.headers["content-type"] ?? "");
+      const refused = "refused" in type ? type.refused : methodMismatch(type, handler.method);
+      if (refused !== undefined) return answer(req, res, 415, refused);
+      if (handler.method.methodKind === "bidi_streaming" && req.httpVersionMajor === 1) {
+        return answer(
+          req,
+          res,
+          505,
+          `${handler.method.name} is a bidi-streaming method, which needs HTTP/2 both ways; this port speaks HTTP/1.1: call it on the gRPC port, or publish here with Send, Broadcast or SendBatch`,
+        );
+      }
     }
     closeIfUnread(req, res);
-    handler(req, res);
+    const values = createContextValues().set(CONNECTION, `http:${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    let uReq;
+    try {
+      uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+    } catch (err) {
+      // No Host header (HTTP/1.0): connect-node cannot build the request URL.
+      return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch(() => {
+        // Writing the answer failed: the client has gone; connect-node has
+        // already aborted the call's signal.
+      });
   };
+}
+
+function notFound(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(404);
+  res.end();
+}
+
+/** Answers with `status` and a JSON body, as connect's errors look, saying what to do instead. */
+function answer(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
+  const body = JSON.stringify({ code: "invalid_argument", message });
+  closeIfUnread(req, res);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /**
@@ -114,6 +174,8 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
  * rest of the body is read and discarded so the client can finish writing.
  */
 function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
+  // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
+  if (req.httpVersionMajor !== 1) return;
   const writeHead = res.writeHead;
   res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
     if (!req.complete) {

@@ -22,6 +22,7 @@ import {
 import {
   Code,
   ConnectError,
+  createContextValues,
   createHandlerContext,
   createServiceImplSpec,
   decodeBinaryHeader,
@@ -34,7 +35,17 @@ import {
 // grpc-status-details-bin exactly like connect-node's gRPC protocol does.
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../core/errors.js";
+import { CONNECTION } from "../call-context.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
+import {
+  decodeReason,
+  requestDecoder,
+  undecodableMessage,
+  UndecodableRequestError,
+  type RequestDecoders,
+} from "../undecodable.js";
+
+export type { RequestDecoders } from "../undecodable.js";
 
 /**
  * The status message sent for any failure that is neither a ConnectError nor
@@ -64,16 +75,9 @@ export interface AddServiceOptions {
    * the client cancels or its deadline passes).
    */
   shutdownSignal?: AbortSignal;
-  /**
-   * Request decoders to use instead of protobuf-es's reflective `fromBinary`,
-   * by message type name (e.g. hand-written ones for the hot path). Each must
-   * return what `fromBinary` would, and throw where it would. Default: none.
-   */
+  /** Decoders for request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
   requestDecoders?: RequestDecoders;
 }
-
-/** Request decoders by message type name; see {@link AddServiceOptions.requestDecoders}. */
-export type RequestDecoders = Readonly<Record<string, (bytes: Uint8Array) => unknown>>;
 
 /**
  * Response header and trailer keys the adapter never copies from
@@ -117,7 +121,7 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
       requestStream: kind === "client_streaming" || kind === "bidi_streaming",
       responseStream: kind === "server_streaming" || kind === "bidi_streaming",
       requestSerialize: serializer(method.input),
-      requestDeserialize: requestDeserializer(method.input, requestDecoders[method.input.typeName]),
+      requestDeserialize: requestDeserializer(method.input, requestDecoders),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     };
@@ -132,6 +136,7 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
  *   Canceled), when the deadline passes (DeadlineExceeded; `ctx.timeoutMs()`
  *   is the time left), on `shutdownSignal` (Unavailable), and at the end of
  *   the call;
+ * - `ctx.values.get(CONNECTION)` is `grpc:` and the peer's address:port;
  * - `ctx.requestHeader` holds the request metadata (`-bin` values base64;
  *   grpc-js strips grpc-timeout, te, content-type and the encoding headers);
  *   `ctx.protocolName` is "grpc", `ctx.url` is `http://host/service/method`
@@ -145,7 +150,9 @@ export function serviceDefinition(service: DescService, requestDecoders: Request
  *   stops once the call is cancelled. A streaming handler must itself return
  *   when `ctx.signal` aborts while it waits for something to send.
  * A request that is not valid protobuf never reaches the handler: it is
- * answered INVALID_ARGUMENT, with protobuf's reason.
+ * answered INVALID_ARGUMENT, with protobuf's reason; on a client or bidi
+ * stream, reading that message rejects with UndecodableRequestError and the
+ * stream goes on (src/api/undecodable.ts).
  * Throws (like grpc-js) if the service was already added to this server.
  */
 export function addService<S extends DescService>(
@@ -209,6 +216,7 @@ interface AnyCall {
   getAuthContext(): { transportSecurityType?: string };
   getHost(): string;
   getPath(): string;
+  getPeer(): string;
   sendMetadata(metadata: grpc.Metadata): void;
 }
 
@@ -348,6 +356,7 @@ function createContext(call: AnyCall, run: Runner): Context {
     requestSignal: cancelled.signal,
     shutdownSignal: run.shutdownSignal,
     requestHeader: toHeaders(call.metadata),
+    contextValues: createContextValues().set(CONNECTION, `grpc:${call.getPeer()}`),
   });
   // grpc-js emits 'cancelled' after every call, even a successful one: stop
   // listening once the call has ended, and end it with one shared reason, so
@@ -370,18 +379,36 @@ function sendHeader(call: AnyCall, ctx: HandlerContext): void {
 /**
  * Requests of a streaming call, in order. Ending the iteration early does not
  * destroy the call (a bidi handler may stop reading and keep writing); a
- * cancelled call throws the reason ctx.signal aborted with.
+ * cancelled call throws the reason ctx.signal aborted with. A request that
+ * could not be decoded rejects its `next()` with UndecodableRequestError,
+ * and the following `next()` goes on with the request after it.
  */
-async function* readRequests(
-  call: grpc.ServerReadableStream<unknown, unknown>,
-  signal: AbortSignal,
-): AsyncIterable<never> {
-  try {
-    for await (const request of call.iterator({ destroyOnReturn: false })) yield decoded(request);
-  } catch (err) {
-    signal.throwIfAborted();
-    throw err;
-  }
+function readRequests(call: grpc.ServerReadableStream<unknown, unknown>, signal: AbortSignal): AsyncIterable<never> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = call.iterator({ destroyOnReturn: false });
+      let index = 0;
+      return {
+        async next() {
+          let r: IteratorResult<unknown>;
+          try {
+            r = await it.next();
+          } catch (err) {
+            signal.throwIfAborted();
+            throw err;
+          }
+          if (r.done) return { done: true, value: undefined as never };
+          const i = index++;
+          if (r.value instanceof UndecodableRequest) throw new UndecodableRequestError(i, r.value.message);
+          return { done: false, value: r.value as never };
+        },
+        async return() {
+          await it.return?.();
+          return { done: true, value: undefined as never };
+        },
+      };
+    },
+  };
 }
 
 /** Resolves on 'drain', or at once when the signal aborts (grpc-js drops writes to a cancelled call, so 'drain' never comes). */
@@ -452,17 +479,13 @@ class UndecodableRequest {
 }
 
 /** The server side's request deserializer: never throws. */
-function requestDeserializer(schema: DescMessage, custom?: (bytes: Uint8Array) => unknown): (bytes: Buffer) => unknown {
-  const decode = custom
-    ? (bytes: Buffer) => custom(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-    : deserializer(schema);
+function requestDeserializer(schema: DescMessage, decoders: RequestDecoders): (bytes: Buffer) => unknown {
+  const decode = requestDecoder(schema, decoders);
   return (bytes) => {
     try {
-      return decode(bytes);
+      return decode(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (err) {
-      return new UndecodableRequest(
-        `the request is not a valid ${schema.typeName} message: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return new UndecodableRequest(undecodableMessage(schema.typeName, decodeReason(err)));
     }
   };
 }
