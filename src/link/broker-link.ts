@@ -10,7 +10,8 @@ import {
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
-import type { Presence } from "../core/presence.js";
+import { MAX_PAGE_SIZE } from "../core/pages.js";
+import type { MemberPage, Presence } from "../core/presence.js";
 import { FrameReader, FrameWriter } from "./framing.js";
 import { LINK_AUTH_TIMEOUT_MS, LinkRefusedError, linkProof } from "./link-auth.js";
 
@@ -143,8 +144,26 @@ export class LinkBroker implements Broker, Presence {
     await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } });
   }
 
+  /**
+   * Every member, read page by page (so that no reply on the link is
+   * unbounded): each page is whole, but members that join or leave while
+   * the pages are read may or may not be listed.
+   */
   async members(channel: string): Promise<Member[]> {
-    return (await this.request({ frame: { case: "members", value: channel } })).members;
+    const out: Member[] = [];
+    let after = "";
+    for (;;) {
+      const page = await this.page(channel, after, MAX_PAGE_SIZE);
+      out.push(...page.members);
+      if (!page.more || page.members.length === 0) return out;
+      after = page.members.at(-1)!.id;
+    }
+  }
+
+  /** One page, as the hub cuts it (at most MAX_MEMBERS_PAGE_BYTES). */
+  async page(channel: string, after: string, limit: number): Promise<MemberPage> {
+    const reply = await this.request({ frame: { case: "membersPage", value: { channel, after, limit } } });
+    return { members: reply.members, more: reply.more };
   }
 
   private request(init: MessageInitShape<typeof EdgeFrameSchema>): Promise<LinkReply> {

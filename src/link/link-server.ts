@@ -10,7 +10,10 @@ import {
 import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
 import { asRealtimeError, Code } from "../core/errors.js";
-import { LINK_MAX_BUFFERED_BYTES } from "../core/limits.js";
+import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
+import { fitPage, memberSize } from "../core/pages.js";
+import type { MemberPage } from "../core/presence.js";
+import { Encoding } from "../core/transport.js";
 import { SystemEvent } from "../core/names.js";
 import type { Departure, MemoryPresence } from "../core/presence-memory.js";
 import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
@@ -23,6 +26,9 @@ import {
   verifyLinkProof,
 } from "./link-auth.js";
 import { encodeHubPublication } from "./publication-codec.js";
+
+/** What one member adds to a LinkReply (protobuf binary). */
+const BINARY_MEMBER_SIZE = memberSize(Encoding.Proto);
 
 export interface LinkServerOptions {
   broker: MemoryBroker;
@@ -246,6 +252,8 @@ class EdgeLink {
           return this.reply({ id });
         case "members":
           return this.reply({ id, members: presence.members(f.value) });
+        case "membersPage":
+          return this.replyPage(id, presence.page(f.value.channel, f.value.after, f.value.limit));
         case "synced":
           this.hub.publishLeaves(presence.endSync(this.edgeId));
           return this.reply({ id });
@@ -298,14 +306,39 @@ class EdgeLink {
     }
   }
 
+  /** A members page, cut to MAX_MEMBERS_PAGE_BYTES of members (with at least one member). */
+  private replyPage(id: number, page: MemberPage): void {
+    const { members, more } = fitPage(page, MAX_MEMBERS_PAGE_BYTES, BINARY_MEMBER_SIZE);
+    this.reply({ id, members, more });
+  }
+
+  /**
+   * Writes a reply. One the edge could not read (over LINK_MAX_FRAME_BYTES:
+   * a legacy members request for a huge channel) fails that request
+   * instead, with RESOURCE_EXHAUSTED: the link stays up.
+   */
   private reply(init: MessageInitShape<typeof LinkReplySchema> & { id: number }): void {
     if (init.id === 0 && !init.error) return;
     if (this.socket.destroyed) return;
-    this.writer.write(toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "reply", value: init } })));
+    let frame = encodeReply(init);
+    if (frame.length > LINK_MAX_FRAME_BYTES) {
+      frame = encodeReply({
+        id: init.id,
+        error: {
+          code: Code.ResourceExhausted as number as ErrorCode,
+          message: `the reply would be ${frame.length} bytes, over the link's frame limit of ${LINK_MAX_FRAME_BYTES}: ask for members in pages (members_page)`,
+        },
+      });
+    }
+    this.writer.write(frame);
   }
 }
 
 /** The remote address of a link, for logs. */
 function peer(socket: Socket): string {
   return `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+}
+
+function encodeReply(init: MessageInitShape<typeof LinkReplySchema>): Uint8Array {
+  return toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "reply", value: init } }));
 }

@@ -52,6 +52,8 @@ export class RawLink {
   readonly frames: HubFrame[] = [];
   /** Sizes of the frames received, in the same order. */
   readonly sizes: number[] = [];
+  /** Set when a frame from the hub could not be read (too large, not a frame). */
+  readError: Error | undefined;
   /** Set when the hub closed (or reset) the connection. */
   closedAt: number | undefined;
   readonly closed: Promise<void>;
@@ -68,7 +70,15 @@ export class RawLink {
       this.sizes.push(bytes.length);
       this.waiters = this.waiters.filter((w) => (w.pred(frame) ? (w.resolve(frame), false) : true));
     });
-    socket.on("data", (chunk: Buffer) => reader.push(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        // A frame over the limit (or garbage): what an edge would drop the link for.
+        this.readError = err as Error;
+        socket.destroy();
+      }
+    });
     socket.on("error", () => {});
     this.closed = new Promise((resolve) =>
       socket.once("close", () => {
