@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ConfigError, SETTINGS, type Config } from "./config.js";
@@ -105,6 +106,10 @@ async function main(argv: string[]): Promise<void> {
 async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> {
   const http = tls ? "https" : "http";
   const self = fileURLToPath(import.meta.url);
+  // The edge authenticates to the API's link with a secret of this run's
+  // own (unless one is configured), passed to both by env: never printed.
+  const linkSecret =
+    flagEnv.REALTIME_LINK_SECRET || process.env.REALTIME_LINK_SECRET || randomBytes(32).toString("base64url");
   const children: ChildProcess[] = [];
   const stopAll = (code: number) => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
@@ -113,7 +118,7 @@ async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> 
   const run = (role: string, env: NodeJS.ProcessEnv) =>
     new Promise<Record<string, string>>((resolve, reject) => {
       const child = spawn(process.execPath, [...process.execArgv, self, role], {
-        env: { ...process.env, ...flagEnv, ...env },
+        env: { ...process.env, ...flagEnv, REALTIME_LINK_SECRET: linkSecret, ...env },
         stdio: ["ignore", "pipe", "inherit"],
       });
       children.push(child);

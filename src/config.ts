@@ -41,6 +41,8 @@ interface Setting<T> {
   doc: string;
   /** Which processes read it. */
   roles: readonly ("api" | "edge")[];
+  /** A secret: a bad value is never echoed in the error, only the rule. */
+  secret?: boolean;
   parse(raw: string): T;
 }
 
@@ -193,6 +195,14 @@ export const SETTINGS = {
     doc: "Where an edge finds the API's link port, host:port.",
     roles: ["edge"],
     parse: hostPort,
+  }),
+  linkSecret: setting({
+    env: "REALTIME_LINK_SECRET",
+    default: "",
+    doc: "Secret (32+ characters) edges prove they hold to the API's link, the same on the API and every edge; empty: the link stays on loopback.",
+    roles: ["api", "edge"],
+    secret: true,
+    parse: secret,
   }),
   wsHost: setting({
     env: "REALTIME_WS_HOST",
@@ -489,7 +499,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     try {
       out[key] = s.parse(raw);
     } catch (err) {
-      problems.push(`${s.env}=${JSON.stringify(raw)}: ${(err as Error).message} (${s.doc})`);
+      const shown = s.secret ? "(hidden)" : JSON.stringify(raw);
+      problems.push(`${s.env}=${shown}: ${(err as Error).message} (${s.doc})`);
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);

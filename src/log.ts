@@ -24,6 +24,13 @@ export function createLogger(role: string, level = process.env.REALTIME_LOG_LEVE
 }
 
 /** Log fields that may hold a secret or a payload, at the top level or one object down. */
-export const REDACTED_PATHS = ["token", "authorization", "apiKeys", "jwtSecret", "payload", "data", "password"].flatMap(
-  (k) => [k, `*.${k}`],
-);
+export const REDACTED_PATHS = [
+  "token",
+  "authorization",
+  "apiKeys",
+  "jwtSecret",
+  "linkSecret",
+  "payload",
+  "data",
+  "password",
+].flatMap((k) => [k, `*.${k}`]);

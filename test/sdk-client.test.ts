@@ -263,6 +263,53 @@ describe("RealtimeClient calls", () => {
     expect(await rt.getMembers("a")).toEqual([{ id: "conn-1", data: null, userId: "" }]);
   });
 
+  it("getMembers reads every page: the first with no page fields (an older edge reads it), then by token", async () => {
+    const all = Array.from({ length: 7 }, (_, i) => ({ id: `m${i}` }));
+    const fake = await FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "getMembers") return false;
+        const { pageSize, pageToken } = frame.command.value;
+        const start = pageToken === "" ? 0 : Number(pageToken);
+        const end = Math.min(all.length, start + (pageSize || 3));
+        conn.send({
+          frame: {
+            case: "reply",
+            value: { id: frame.id, members: all.slice(start, end), nextPageToken: end < all.length ? String(end) : "" },
+          },
+        });
+        return true;
+      },
+    });
+    const rt = client({ url: fake.url, encoding: "json" });
+    expect((await rt.getMembers("a")).map((m) => m.id)).toEqual(all.map((m) => m.id));
+    const asked = fake.frames.flatMap((f) => (f.frame.command.case === "getMembers" ? [f.frame.command.value] : []));
+    // Defaults are not on the wire (proto3): the first request carries no page fields.
+    expect(asked.map((g) => [g.pageSize, g.pageToken])).toEqual([
+      [0, ""],
+      [1000, "3"],
+    ]);
+    const page = await rt.getMembersPage("a", { pageSize: 2, pageToken: "4" });
+    expect(page).toEqual({
+      members: [
+        { id: "m4", data: null, userId: "" },
+        { id: "m5", data: null, userId: "" },
+      ],
+      nextPageToken: "6",
+    });
+  });
+
+  it("getMembers fails with INTERNAL instead of looping when the edge repeats a page token", async () => {
+    const fake = await FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "getMembers") return false;
+        conn.send({ frame: { case: "reply", value: { id: frame.id, members: [{ id: "x" }], nextPageToken: "same" } } });
+        return true;
+      },
+    });
+    const rt = client({ url: fake.url });
+    expect((await rejection(rt.getMembers("a"))).code).toBe(ErrorCode.Internal);
+  });
+
   it("times out with DEADLINE_EXCEEDED when no reply comes, and ignores the late reply", async () => {
     let held: { conn: FakeConn; id: number } | undefined;
     const fake = await FakeEdge.start(0, {

@@ -12,10 +12,10 @@ import type { Broker } from "../core/broker.js";
 import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
 import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
-import type { PresenceDirectory } from "../core/presence.js";
+import type { Member, PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
 import { publishStream } from "./publish.js";
-import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./pages.js";
+import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, membersScope, pageSize } from "../core/pages.js";
 import { API_KEY, CONNECTION } from "./call-context.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
 
@@ -112,17 +112,17 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     async getMembers(req) {
       return guard(async () => {
         checkChannel(req.channel);
-        const after = decodePageToken(req.pageToken, `members:${req.channel}`, "channel");
-        let members = await presence.members(req.channel);
+        const scope = membersScope(req.channel);
+        const after = decodePageToken(req.pageToken, scope, "channel");
+        let members: Member[];
         let nextPageToken = "";
         if (req.pageSize > 0 || after !== "") {
-          // Keyset pages by member id (see pages.ts).
-          const size = pageSize(req.pageSize, Infinity);
-          members = members.filter((m) => m.id > after).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-          if (members.length > size) {
-            members = members.slice(0, size);
-            nextPageToken = encodePageToken(`members:${req.channel}`, members[size - 1]!.id);
-          }
+          // Keyset pages by member id (see core/pages.ts).
+          const page = await presence.page(req.channel, after, pageSize(req.pageSize, Infinity));
+          members = page.members;
+          if (page.more) nextPageToken = encodePageToken(scope, members.at(-1)!.id);
+        } else {
+          members = await presence.members(req.channel);
         }
         return {
           members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId })),

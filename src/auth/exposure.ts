@@ -39,3 +39,31 @@ export function checkExposure(hosts: readonly string[], secured: boolean, insecu
       `or listen on 127.0.0.1 only, or (never in production) set REALTIME_INSECURE=true`,
   };
 }
+
+/** What a process says about how it listens, for each mode that needs saying. */
+export interface ExposureNotes {
+  /** Log fields (the hosts). */
+  fields: Record<string, unknown>;
+  /** Logged as a warning on loopback without credentials. */
+  loopback: string;
+  /** Logged as an error with REALTIME_INSECURE=true. */
+  insecure: string;
+}
+
+/**
+ * checkExposure, then: throws the refusal, or logs what the mode means
+ * (nothing when secured).
+ */
+export function enforceExposure(
+  hosts: readonly string[],
+  secured: boolean,
+  insecure: boolean,
+  fix: string,
+  log: { warn(fields: object, msg: string): void; error(fields: object, msg: string): void },
+  notes: ExposureNotes,
+): void {
+  const exposure = checkExposure(hosts, secured, insecure, fix);
+  if (!exposure.ok) throw new Error(exposure.message);
+  if (exposure.mode === "loopback") log.warn(notes.fields, notes.loopback);
+  if (exposure.mode === "insecure") log.error(notes.fields, notes.insecure);
+}

@@ -49,6 +49,14 @@ export interface Member {
   userId: string;
 }
 
+/** One page of a channel's members ({@link RealtimeClient.getMembersPage}). */
+export interface MembersPage {
+  /** Ordered by member id. */
+  members: Member[];
+  /** Pass as pageToken to read the next page; "" on the last page. */
+  nextPageToken: string;
+}
+
 /** A system event (channel:join, channel:leave, channel:update). */
 export interface MemberEvent {
   /** The channel the member joined, left, or is in (update). */

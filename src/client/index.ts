@@ -9,7 +9,13 @@
  * await rt.join("room-1");
  * await rt.send("room-1", "chat", { text: "hi" });
  */
-export { RealtimeClient, type ClientState, type PublishResult, type Unsubscribe } from "./realtime-client.js";
+export {
+  GET_MEMBERS_PAGE_SIZE,
+  RealtimeClient,
+  type ClientState,
+  type PublishResult,
+  type Unsubscribe,
+} from "./realtime-client.js";
 export {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_ENCODING,
@@ -34,6 +40,7 @@ export {
   type JsonValue,
   type Member,
   type MemberEvent,
+  type MembersPage,
   type Message,
   type MessageEvent,
   type ReconnectAttemptInfo,

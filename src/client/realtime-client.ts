@@ -50,6 +50,7 @@ import {
   type LifecycleEvents,
   type Member,
   type MemberEvent,
+  type MembersPage,
   type Message,
   type MessageEvent,
   type ReconnectAttemptInfo,
@@ -58,6 +59,13 @@ import {
 import { resolveOptions, type RealtimeClientOptions, type ResolvedOptions, type WebSocketLike } from "./options.js";
 
 /** The close code a browser reports when a connection dropped without a close frame. */
+/**
+ * Members per page that getMembers asks for: the largest page the edge
+ * gives (it also cuts a page at 256 KiB), so that the fewest round trips
+ * list a channel.
+ */
+export const GET_MEMBERS_PAGE_SIZE = 1000;
+
 const ABNORMAL_CLOSURE = 1006;
 /** WebSocket.OPEN, which not every WebSocket class exposes as a static. */
 const OPEN = 1;
@@ -249,10 +257,47 @@ export class RealtimeClient {
     return { id: reply.messageId };
   }
 
-  /** Lists the members of channel (joined or not), each with its profile (null if none). */
+  /**
+   * Lists every member of channel (joined or not), each with its profile
+   * (null if none), ordered by id. The edge answers in pages: this reads
+   * them one after another ({@link getMembersPage}), so a large channel
+   * costs several round trips. A member that stays in the channel meanwhile
+   * is listed once; one that joins or leaves meanwhile may or may not be.
+   * The first request carries no page fields, so an edge older than paging
+   * (which refuses fields it does not know) answers it with every member;
+   * the pages after it ask for GET_MEMBERS_PAGE_SIZE members each.
+   */
   async getMembers(channel: string): Promise<Member[]> {
-    const reply = await this.#call({ case: "getMembers", value: { channel } });
-    return reply.members.map((m) => ({ id: m.id, data: fromValue(m.data), userId: m.userId }));
+    const out: Member[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.getMembersPage(
+        channel,
+        pageToken === "" ? {} : { pageSize: GET_MEMBERS_PAGE_SIZE, pageToken },
+      );
+      out.push(...page.members);
+      if (page.nextPageToken !== "" && page.nextPageToken === pageToken)
+        throw new RealtimeClientError(ErrorCode.Internal, "the edge answered the same page token twice");
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return out;
+  }
+
+  /**
+   * Reads one page of channel's members, ordered by id: at most pageSize
+   * (absent or 0: the edge's default, 100; at most 1000), possibly fewer (a
+   * page is bounded in bytes too). Pass the page's nextPageToken as
+   * pageToken for the next one; "" means this was the last.
+   */
+  async getMembersPage(channel: string, page: { pageSize?: number; pageToken?: string } = {}): Promise<MembersPage> {
+    const reply = await this.#call({
+      case: "getMembers",
+      value: { channel, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" },
+    });
+    return {
+      members: reply.members.map((m) => ({ id: m.id, data: fromValue(m.data), userId: m.userId })),
+      nextPageToken: reply.nextPageToken,
+    };
   }
 
   /**

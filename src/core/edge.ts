@@ -15,6 +15,7 @@ import { asRealtimeError, Code, RealtimeError } from "./errors.js";
 import type { Limits } from "./limits.js";
 import { checkChannel, checkEvent, SystemEvent } from "./names.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
+import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
 import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
@@ -358,10 +359,12 @@ export class Edge {
         return this.replyOk(session, id, messageId);
       }
       case "getMembers": {
-        checkChannel(command.value.channel);
-        this.checkAccess(session, command.value.channel);
-        const members = await this.options.presence.members(command.value.channel);
-        this.send(session, { frame: { case: "reply", value: { id, members } } });
+        const { channel, pageSize, pageToken } = command.value;
+        checkChannel(channel);
+        this.checkAccess(session, channel);
+        // One page, small enough for the connection's queue (core/pages.ts).
+        const page = await readMembersPage(this.options.presence, channel, pageSize, pageToken, session.encoding);
+        this.send(session, { frame: { case: "reply", value: { id, ...page } } });
         return;
       }
       case "ping":

@@ -58,6 +58,15 @@ export const DEFAULT_EDGE_GRACE_MS = 5_000;
 export const LINK_REQUEST_TIMEOUT_MS = 5_000;
 /** Bytes the hub lets queue towards one edge before it drops that link. */
 export const LINK_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest page of members, in bytes of its encoding: a client's getMembers
+ * reply (in the connection's encoding) and a page on the link (protobuf
+ * binary) stop before it, with at least one member. A quarter of the
+ * default outbound queue (DEFAULT_MAX_OUTBOUND_BYTES), so that a page never
+ * closes a client that reads, even behind a backlog of events; far below
+ * the link's frame limit.
+ */
+export const MAX_MEMBERS_PAGE_BYTES = 256 * 1024;
 
 // --- Client-facing limits of an edge (docs/security.md explains each) ---
 

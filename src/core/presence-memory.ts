@@ -1,4 +1,5 @@
-import type { ChannelCount, Member, PresenceDirectory } from "./presence.js";
+import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "./presence.js";
+import { pageOfMembers } from "./pages.js";
 import { Code, RealtimeError } from "./errors.js";
 
 /** A member together with the channel it was removed from. */
@@ -39,6 +40,7 @@ export class MemoryPresence {
         this.remove(owner, channel, memberId);
       },
       members: async (channel) => this.members(channel),
+      page: async (channel, after, limit) => this.page(channel, after, limit),
     };
   }
 
@@ -84,6 +86,14 @@ export class MemoryPresence {
       out.push(entry.member);
     }
     return out;
+  }
+
+  /**
+   * One page of the channel's members, ascending by id after `after`: at
+   * most `limit` (Presence.page). Throws UNAVAILABLE as members() does.
+   */
+  page(channel: string, after: string, limit: number): MemberPage {
+    return pageOfMembers(this.members(channel), after, limit);
   }
 
   /** The channels with members, with their member counts. */

@@ -25,6 +25,27 @@ export interface Presence {
    * (an edge that holds members of the channel is unreachable).
    */
   members(channel: string): Promise<Member[]>;
+
+  /**
+   * One page of the channel's members: those whose id sorts strictly after
+   * `after` ("" for the first page), ascending by id (UTF-16 code units,
+   * JavaScript's `<`), at most `limit` (>= 1). A page holds fewer than
+   * `limit` only at the end (more is false) or when the implementation
+   * bounds a page's size (the link: MAX_MEMBERS_PAGE_BYTES), then with
+   * more true and at least one member. Keyset, not offset: a member that
+   * stays in the channel while the pages are read is on exactly one page.
+   * Like members(), never a silently partial page: rejects with
+   * RealtimeError(Unavailable) when some members cannot be known now.
+   */
+  page(channel: string, after: string, limit: number): Promise<MemberPage>;
+}
+
+/** One page of a channel's members (Presence.page). */
+export interface MemberPage {
+  /** Ascending by id. */
+  members: Member[];
+  /** Whether members sort after the last one here: ask again with after = its id. */
+  more: boolean;
 }
 
 /** A channel that has members, and how many. */

@@ -10,8 +10,10 @@ import {
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../core/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
-import type { Presence } from "../core/presence.js";
+import { MAX_PAGE_SIZE } from "../core/pages.js";
+import type { MemberPage, Presence } from "../core/presence.js";
 import { FrameReader, FrameWriter } from "./framing.js";
+import { LINK_AUTH_TIMEOUT_MS, LinkRefusedError, linkProof } from "./link-auth.js";
 
 /** First delay before reconnecting the link; doubles up to the max, with jitter. */
 export const LINK_RECONNECT_INITIAL_MS = 100;
@@ -22,6 +24,12 @@ export interface LinkBrokerOptions {
   port: number;
   /** This edge's id, the same across reconnects. */
   edgeId: string;
+  /**
+   * The link secret (REALTIME_LINK_SECRET) that the hub's challenge is
+   * signed with (link-auth.ts). Empty or undefined: the Hello carries no
+   * proof, which only a hub without a secret accepts.
+   */
+  secret?: string;
   onPublication: PublicationHandler;
   /** What this edge holds, re-sent to the hub after every (re)connect. */
   snapshot: () => { channels: string[]; members: { channel: string; member: Member }[] };
@@ -31,6 +39,11 @@ export interface LinkBrokerOptions {
    * an up).
    */
   onStateChange?: (connected: boolean) => void;
+  /**
+   * Faults of the link. A LinkRefusedError means the hub refused this
+   * edge's Hello (a wrong or missing secret): permanent until the
+   * configuration changes; the link keeps retrying at its slowest backoff.
+   */
   onError?: (err: unknown, context: string) => void;
 }
 
@@ -53,6 +66,8 @@ interface Pending {
  * (`isConnected`, `start()`, `onStateChange(true)`) only once the hub has
  * answered that resync: from then on the hub counts this edge in every
  * publish, so "the edge is ready" means a Send right after reaches it.
+ * The backoff starts again from its shortest delay only once a link was up;
+ * a link the hub refused is retried at the longest delay.
  */
 export class LinkBroker implements Broker, Presence {
   private socket: Socket | undefined;
@@ -69,6 +84,12 @@ export class LinkBroker implements Broker, Presence {
   private timeoutTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Fails a connection whose hub sends no challenge in time (with a secret). */
+  private challengeTimer: NodeJS.Timeout | undefined;
+  /** This connection has sent its Hello. */
+  private saidHello = false;
+  /** The hub refused this connection's Hello. */
+  private refused = false;
   private firstConnect: { promise: Promise<void>; resolve: () => void };
 
   constructor(private readonly options: LinkBrokerOptions) {
@@ -123,8 +144,26 @@ export class LinkBroker implements Broker, Presence {
     await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } });
   }
 
+  /**
+   * Every member, read page by page (so that no reply on the link is
+   * unbounded): each page is whole, but members that join or leave while
+   * the pages are read may or may not be listed.
+   */
   async members(channel: string): Promise<Member[]> {
-    return (await this.request({ frame: { case: "members", value: channel } })).members;
+    const out: Member[] = [];
+    let after = "";
+    for (;;) {
+      const page = await this.page(channel, after, MAX_PAGE_SIZE);
+      out.push(...page.members);
+      if (!page.more || page.members.length === 0) return out;
+      after = page.members.at(-1)!.id;
+    }
+  }
+
+  /** One page, as the hub cuts it (at most MAX_MEMBERS_PAGE_BYTES). */
+  async page(channel: string, after: string, limit: number): Promise<MemberPage> {
+    const reply = await this.request({ frame: { case: "membersPage", value: { channel, after, limit } } });
+    return { members: reply.members, more: reply.more };
   }
 
   private request(init: MessageInitShape<typeof EdgeFrameSchema>): Promise<LinkReply> {
@@ -184,20 +223,22 @@ export class LinkBroker implements Broker, Presence {
     socket.setKeepAlive(true, 5_000);
     const reader = new FrameReader((bytes) => this.onFrame(bytes));
     socket.on("connect", () => {
-      this.attempt = 0;
       this.writer = new FrameWriter(socket);
       this.connected = true;
-      this.resync().then(
-        () => {
-          if (this.socket !== socket || !this.connected) return;
-          this.up = true;
-          this.options.onStateChange?.(true);
-          this.firstConnect.resolve();
-        },
-        // The link dropped (or timed out) before the hub answered: the
-        // redial resyncs.
-        () => {},
-      );
+      this.saidHello = false;
+      this.refused = false;
+      // With a secret, the Hello waits for the hub's challenge (onFrame);
+      // without one it goes at once (and a challenge is ignored).
+      if (!this.options.secret) return this.hello(socket, new Uint8Array());
+      this.challengeTimer = setTimeout(() => {
+        this.options.onError?.(
+          new Error(
+            `the API sent no link challenge within ${LINK_AUTH_TIMEOUT_MS} ms (is it older than this edge, or is ${this.options.host}:${this.options.port} not its link port?)`,
+          ),
+          "link",
+        );
+        socket.destroy();
+      }, LINK_AUTH_TIMEOUT_MS);
     });
     socket.on("data", (chunk: Buffer) => {
       try {
@@ -212,6 +253,7 @@ export class LinkBroker implements Broker, Presence {
     });
     socket.on("close", () => {
       const wasUp = this.up;
+      clearTimeout(this.challengeTimer);
       this.connected = false;
       this.up = false;
       this.writer = undefined;
@@ -221,9 +263,29 @@ export class LinkBroker implements Broker, Presence {
     });
   }
 
+  /** Says hello (signing nonce when this edge has a secret) and resyncs; the link is up once the hub answered. */
+  private hello(socket: Socket, nonce: Uint8Array): void {
+    clearTimeout(this.challengeTimer);
+    this.saidHello = true;
+    const { secret, edgeId } = this.options;
+    const proof = secret ? linkProof(secret, nonce, edgeId) : new Uint8Array();
+    this.resync(proof).then(
+      () => {
+        if (this.socket !== socket || !this.connected) return;
+        this.attempt = 0;
+        this.up = true;
+        this.options.onStateChange?.(true);
+        this.firstConnect.resolve();
+      },
+      // The link dropped (or timed out) before the hub answered: the
+      // redial resyncs.
+      () => {},
+    );
+  }
+
   /** Hello, then everything this edge holds, then synced; resolves when the hub has answered it. */
-  private async resync(): Promise<void> {
-    this.send({ id: 0, frame: { case: "hello", value: { edgeId: this.options.edgeId } } });
+  private async resync(proof: Uint8Array): Promise<void> {
+    this.send({ id: 0, frame: { case: "hello", value: { edgeId: this.options.edgeId, proof } } });
     const { channels, members } = this.options.snapshot();
     for (const channel of channels) this.send({ id: 0, frame: { case: "subscribe", value: channel } });
     for (const { channel, member } of members)
@@ -233,7 +295,10 @@ export class LinkBroker implements Broker, Presence {
 
   private scheduleRedial(): void {
     if (this.stopped) return;
-    const cap = Math.min(LINK_RECONNECT_MAX_MS, LINK_RECONNECT_INITIAL_MS * 2 ** this.attempt++);
+    // Refused: hurrying would only repeat the refusal.
+    const cap = this.refused
+      ? LINK_RECONNECT_MAX_MS
+      : Math.min(LINK_RECONNECT_MAX_MS, LINK_RECONNECT_INITIAL_MS * 2 ** this.attempt++);
     const delay = cap / 2 + Math.random() * (cap / 2);
     this.retryTimer = setTimeout(() => this.dial(), delay);
   }
@@ -242,10 +307,20 @@ export class LinkBroker implements Broker, Presence {
     const frame = fromBinary(HubFrameSchema, bytes).frame;
     if (frame.case === "publication") {
       this.options.onPublication(frame.value);
+    } else if (frame.case === "challenge") {
+      if (this.options.secret && !this.saidHello && this.socket) this.hello(this.socket, frame.value.nonce);
     } else if (frame.case === "reply") {
       const reply = frame.value;
       if (reply.id === 0) {
-        if (reply.error) this.options.onError?.(new Error(reply.error.message), "hub refused a request");
+        if (reply.error?.code === (Code.Unauthenticated as number)) {
+          this.refused = true;
+          this.options.onError?.(
+            new LinkRefusedError(
+              `the API refused this edge's link: ${reply.error.message}; retrying every ${LINK_RECONNECT_MAX_MS / 1000} s`,
+            ),
+            "link authentication",
+          );
+        } else if (reply.error) this.options.onError?.(new Error(reply.error.message), "hub refused a request");
         return;
       }
       const pending = this.pending.get(reply.id);

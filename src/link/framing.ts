@@ -40,8 +40,8 @@ export class FrameWriter {
 
 /**
  * Splits a byte stream into frames. push() calls onFrame for each complete
- * frame, in order; a frame longer than LINK_MAX_FRAME_BYTES, or a length
- * that is not a valid varint, throws.
+ * frame, in order; a frame longer than maxFrameBytes (LINK_MAX_FRAME_BYTES
+ * unless lowered), or a length that is not a valid varint, throws.
  *
  * Frames that arrive whole are views of the chunk they came in (no copy).
  * A frame split across chunks is joined once, when its last byte arrives:
@@ -54,6 +54,12 @@ export class FrameReader {
   private partialBytes = 0;
   /** Bytes that frame takes in all (varint and body), or -1 while its varint is incomplete. */
   private partialNeed = -1;
+  /**
+   * The largest frame accepted; checked per frame, so an onFrame callback
+   * may change it for the frames that follow (the hub reads small frames
+   * only until a link has authenticated).
+   */
+  maxFrameBytes = LINK_MAX_FRAME_BYTES;
 
   constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
 
@@ -98,7 +104,7 @@ export class FrameReader {
         return this.keep(buf.subarray(offset), -1);
       }
       len >>>= 0;
-      if (len > LINK_MAX_FRAME_BYTES) throw new Error(`link frame of ${len} bytes exceeds ${LINK_MAX_FRAME_BYTES}`);
+      if (len > this.maxFrameBytes) throw new Error(`link frame of ${len} bytes exceeds ${this.maxFrameBytes}`);
       if (pos + len > buf.length) return this.keep(buf.subarray(offset), pos - offset + len);
       this.onFrame(buf.subarray(pos, pos + len));
       offset = pos + len;

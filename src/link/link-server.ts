@@ -9,13 +9,26 @@ import {
 } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
-import { asRealtimeError } from "../core/errors.js";
-import { LINK_MAX_BUFFERED_BYTES } from "../core/limits.js";
+import { asRealtimeError, Code } from "../core/errors.js";
+import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
+import { fitPage, memberSize } from "../core/pages.js";
+import type { MemberPage } from "../core/presence.js";
+import { Encoding } from "../core/transport.js";
 import { SystemEvent } from "../core/names.js";
 import type { Departure, MemoryPresence } from "../core/presence-memory.js";
 import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
-import { FrameReader, FrameWriter } from "./framing.js";
+import { FrameReader, FrameWriter, LINK_MAX_FRAME_BYTES } from "./framing.js";
+import {
+  createNonce,
+  LINK_AUTH_TIMEOUT_MS,
+  LINK_MAX_HELLO_FRAME_BYTES,
+  LinkRefusedError,
+  verifyLinkProof,
+} from "./link-auth.js";
 import { encodeHubPublication } from "./publication-codec.js";
+
+/** What one member adds to a LinkReply (protobuf binary). */
+const BINARY_MEMBER_SIZE = memberSize(Encoding.Proto);
 
 export interface LinkServerOptions {
   broker: MemoryBroker;
@@ -23,6 +36,15 @@ export interface LinkServerOptions {
   /** How long an edge's members outlive its link (DEFAULT_EDGE_GRACE_MS). */
   graceMs: number;
   eventIds: IdGenerator;
+  /**
+   * The link secret (REALTIME_LINK_SECRET): an edge's Hello must prove it
+   * holds it (link-auth.ts). Empty or undefined: any Hello is accepted, so
+   * the caller must listen on loopback only (auth/exposure.ts).
+   */
+  secret?: string;
+  /** How long a link may take to authenticate before it is closed (LINK_AUTH_TIMEOUT_MS). */
+  authTimeoutMs?: number;
+  /** Faults of the link; err is a LinkRefusedError when an edge failed to authenticate. */
   onError?: (err: unknown, context: string) => void;
   onEdge?: (edgeId: string, connected: boolean) => void;
 }
@@ -31,11 +53,15 @@ export interface LinkServerOptions {
  * LinkServer is the hub end of the embedded mode's link: edges connect to it
  * over TCP, and it attaches each to the hub's MemoryBroker and MemoryPresence.
  *
- * Guarantees: each publication is encoded once, whatever the number of
- * edges; frames from one edge are handled in order; when an edge's link
- * drops, its members stay (GetMembers of their channels is UNAVAILABLE)
- * for graceMs, then are removed and channel:leave is published for each —
- * unless the edge comes back and re-synchronises first.
+ * Guarantees: no frame of a link is handled before its Hello is accepted
+ * (with a secret, only a Hello that proves it): any other frame, or a bad
+ * Hello, is answered UNAUTHENTICATED and the link is closed, and a link
+ * without an accepted Hello within authTimeoutMs is closed. Each
+ * publication is encoded once, whatever the number of edges; frames from
+ * one edge are handled in order; when an edge's link drops, its members
+ * stay (GetMembers of their channels is UNAVAILABLE) for graceMs, then are
+ * removed and channel:leave is published for each — unless the edge comes
+ * back and re-synchronises first.
  */
 export class LinkServer {
   private readonly server: Server;
@@ -86,9 +112,23 @@ export class LinkServer {
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 5_000);
-    const link = new EdgeLink(this, socket);
-    this.links.add(link);
     const reader = new FrameReader((bytes) => link.handle(fromBinary(EdgeFrameSchema, bytes)));
+    // Until the Hello is accepted, only frames the size of a Hello are read.
+    reader.maxFrameBytes = LINK_MAX_HELLO_FRAME_BYTES;
+    const timeoutMs = this.options.authTimeoutMs ?? LINK_AUTH_TIMEOUT_MS;
+    const deadline = setTimeout(() => {
+      this.options.onError?.(
+        new LinkRefusedError(`${peer(socket)} did not authenticate within ${timeoutMs} ms; closing its link`),
+        "link authentication",
+      );
+      socket.destroy();
+    }, timeoutMs);
+    deadline.unref();
+    const link = new EdgeLink(this, socket, createNonce(), () => {
+      clearTimeout(deadline);
+      reader.maxFrameBytes = LINK_MAX_FRAME_BYTES;
+    });
+    this.links.add(link);
     socket.on("data", (chunk: Buffer) => {
       try {
         reader.push(chunk);
@@ -101,9 +141,11 @@ export class LinkServer {
       // 'close' follows; an edge going away is not an error of the hub.
     });
     socket.on("close", () => {
+      clearTimeout(deadline);
       this.links.delete(link);
       link.closed();
     });
+    link.challenge();
   }
 
   /** @internal An edge said hello: it is (back) in, and re-sends what it holds. */
@@ -152,28 +194,45 @@ export class LinkServer {
 class EdgeLink {
   private edgeId = "";
   private node: MemoryNode | undefined;
+  /** The link was refused: nothing more it sends is handled. */
+  private refused = false;
   private readonly writer: FrameWriter;
 
   constructor(
     private readonly hub: LinkServer,
     readonly socket: Socket,
+    /** The challenge this link's Hello must sign. */
+    private readonly nonce: Uint8Array,
+    /** Called once, when the Hello is accepted. */
+    private readonly onAuthenticated: () => void,
   ) {
     this.writer = new FrameWriter(socket);
   }
 
+  /** Sends the challenge: the first frame on every link. */
+  challenge(): void {
+    this.writer.write(
+      toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "challenge", value: { nonce: this.nonce } } })),
+    );
+  }
+
   handle(frame: EdgeFrame): void {
+    if (this.refused) return;
     const { broker, presence } = this.hub.options;
     const { id } = frame;
     const f = frame.frame;
-    if (f.case !== "hello" && !this.node) {
-      this.reply({ id, error: { code: 9 as ErrorCode, message: "the first frame on the link must be hello" } });
-      return;
+    if (!this.node) {
+      if (f.case !== "hello")
+        return this.refuse(id, "the first frame on the link must be hello: this link is not authenticated");
+      const problem = this.checkHello(f.value.edgeId, f.value.proof);
+      if (problem) return this.refuse(id, problem);
     }
     try {
       switch (f.case) {
         case "hello":
           if (this.node) throw new Error("hello was sent twice");
           this.edgeId = f.value.edgeId;
+          this.onAuthenticated();
           this.node = broker.attach((pub) => this.deliver(pub), true);
           this.hub.hello(this, this.edgeId);
           return this.reply({ id });
@@ -193,6 +252,8 @@ class EdgeLink {
           return this.reply({ id });
         case "members":
           return this.reply({ id, members: presence.members(f.value) });
+        case "membersPage":
+          return this.replyPage(id, presence.page(f.value.channel, f.value.after, f.value.limit));
         case "synced":
           this.hub.publishLeaves(presence.endSync(this.edgeId));
           return this.reply({ id });
@@ -210,6 +271,29 @@ class EdgeLink {
     if (this.edgeId) this.hub.gone(this, this.edgeId);
   }
 
+  /** Why a Hello is not accepted, or undefined when it is. */
+  private checkHello(edgeId: string, proof: Uint8Array): string | undefined {
+    if (edgeId === "") return "hello has no edge_id";
+    const secret = this.hub.options.secret;
+    if (!secret) return undefined;
+    if (proof.length === 0)
+      return "this API requires edges to authenticate: set REALTIME_LINK_SECRET on the edge to the API's value";
+    if (!verifyLinkProof(secret, this.nonce, edgeId, proof))
+      return "link authentication failed: the edge's REALTIME_LINK_SECRET is not the API's";
+    return undefined;
+  }
+
+  /** Answers UNAUTHENTICATED, handles nothing more, and closes the link once the answer is written. */
+  private refuse(id: number, message: string): void {
+    this.refused = true;
+    this.hub.options.onError?.(
+      new LinkRefusedError(`refused a link from ${peer(this.socket)}: ${message}`),
+      "link authentication",
+    );
+    this.reply({ id, error: { code: Code.Unauthenticated as number as ErrorCode, message } });
+    this.socket.destroySoon();
+  }
+
   private deliver(pub: Publication): void {
     if (this.socket.destroyed) return;
     this.writer.write(this.hub.encodePublication(pub));
@@ -222,9 +306,39 @@ class EdgeLink {
     }
   }
 
+  /** A members page, cut to MAX_MEMBERS_PAGE_BYTES of members (with at least one member). */
+  private replyPage(id: number, page: MemberPage): void {
+    const { members, more } = fitPage(page, MAX_MEMBERS_PAGE_BYTES, BINARY_MEMBER_SIZE);
+    this.reply({ id, members, more });
+  }
+
+  /**
+   * Writes a reply. One the edge could not read (over LINK_MAX_FRAME_BYTES:
+   * a legacy members request for a huge channel) fails that request
+   * instead, with RESOURCE_EXHAUSTED: the link stays up.
+   */
   private reply(init: MessageInitShape<typeof LinkReplySchema> & { id: number }): void {
     if (init.id === 0 && !init.error) return;
     if (this.socket.destroyed) return;
-    this.writer.write(toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "reply", value: init } })));
+    let frame = encodeReply(init);
+    if (frame.length > LINK_MAX_FRAME_BYTES) {
+      frame = encodeReply({
+        id: init.id,
+        error: {
+          code: Code.ResourceExhausted as number as ErrorCode,
+          message: `the reply would be ${frame.length} bytes, over the link's frame limit of ${LINK_MAX_FRAME_BYTES}: ask for members in pages (members_page)`,
+        },
+      });
+    }
+    this.writer.write(frame);
   }
+}
+
+/** The remote address of a link, for logs. */
+function peer(socket: Socket): string {
+  return `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+}
+
+function encodeReply(init: MessageInitShape<typeof LinkReplySchema>): Uint8Array {
+  return toBinary(HubFrameSchema, create(HubFrameSchema, { frame: { case: "reply", value: init } }));
 }

@@ -3,7 +3,8 @@ import type { Redis } from "ioredis";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Broker } from "../core/broker.js";
 import { SystemEvent } from "../core/names.js";
-import type { ChannelCount, Member, PresenceDirectory } from "../core/presence.js";
+import { pageOfMembers } from "../core/pages.js";
+import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "../core/presence.js";
 import { createPublication, systemEvent, type IdGenerator } from "../core/publication.js";
 import { redisUnavailable } from "./connection.js";
 import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
@@ -410,6 +411,14 @@ export class RedisPresence implements PresenceDirectory {
       throw redisUnavailable(err, "GetMembers");
     }
     return values.map((v) => fromBinary(MemberSchema, v));
+  }
+
+  /**
+   * Presence.page: reads the channel's whole hash (as members() does) and
+   * returns one page of it; O(members), not O(page), for now.
+   */
+  async page(channel: string, after: string, limit: number): Promise<MemberPage> {
+    return pageOfMembers(await this.members(channel), after, limit);
   }
 
   async channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]> {

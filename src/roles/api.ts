@@ -4,7 +4,7 @@ import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
 import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
-import { checkExposure } from "../auth/exposure.js";
+import { checkExposure, enforceExposure } from "../auth/exposure.js";
 import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
@@ -65,6 +65,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       "REALTIME_INSECURE=true: serving the API to the network WITHOUT API keys; anyone who reaches it can publish; never do this in production",
     );
   if (keyring.enabled) log.info({ keys: keyring.keys.map((k) => k.fingerprint) }, "API keys required");
+  if (backendOf(config) === "link") checkLinkExposure(config, log);
   const drain = createDrainGate();
   const limits: Limits = {
     maxPayloadBytes: config.maxPayloadBytes,
@@ -195,6 +196,28 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       await seams.close();
     },
   };
+}
+
+/**
+ * The hub's link port is as closed as the API: without REALTIME_LINK_SECRET
+ * (anyone who reaches it could publish and add members) it listens on
+ * loopback only (auth/exposure.ts).
+ */
+function checkLinkExposure(config: Config, log: Logger): void {
+  enforceExposure(
+    [config.linkHost],
+    config.linkSecret !== "",
+    config.insecure,
+    "set REALTIME_LINK_SECRET (32+ characters, the same on the API and every edge) so that edges must authenticate to REALTIME_LINK_HOST",
+    log,
+    {
+      fields: { link: config.linkHost },
+      loopback:
+        "no link secret configured (REALTIME_LINK_SECRET): any local process may link as an edge; the link listens on loopback only",
+      insecure:
+        "REALTIME_INSECURE=true: the link accepts edges from the network WITHOUT a secret; anyone who reaches it can publish and add members; never do this in production",
+    },
+  );
 }
 
 /** /metrics, /healthz and /readyz first, then the dashboard. */

@@ -13,6 +13,7 @@ import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
 import type { IdGenerator } from "../core/publication.js";
 import { LinkBroker } from "../link/broker-link.js";
+import { LinkRefusedError } from "../link/link-auth.js";
 import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 import { RedisBroker } from "../redis/broker-redis.js";
@@ -52,9 +53,11 @@ export async function startApiSeams(
     presence,
     graceMs: config.edgeGraceMs,
     eventIds,
+    secret: config.linkSecret,
     onError: (err, context) => {
       if (context === "link backpressure") observer?.dropped("edge_backpressure", 1);
-      log.warn({ err, context }, "link error");
+      if (err instanceof LinkRefusedError) log.warn({ reason: err.message }, "link refused");
+      else log.warn({ err, context }, "link error");
     },
     onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
   });
@@ -147,10 +150,14 @@ export function createEdgeSeams(
   const link = new LinkBroker({
     ...splitHostPort(config.linkUrl),
     edgeId,
+    secret: config.linkSecret,
     onPublication: hooks.deliver,
     snapshot: hooks.snapshot,
     onStateChange: hooks.onStateChange,
-    onError: (err, context) => log.warn({ err, context }, "link error"),
+    onError: (err, context) =>
+      err instanceof LinkRefusedError
+        ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
+        : log.warn({ err, context }, "link error"),
   });
   return {
     broker: link,

@@ -4,6 +4,7 @@
  * presence_add) so the API holds the members as if an edge held them.
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import { connect, type Socket } from "node:net";
 import { EdgeFrameSchema, HubFrameSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import { splitHostPort } from "../../src/config.js";
@@ -31,13 +32,17 @@ export class FakeEdge {
     return edge;
   }
 
-  /** Adds `count` members to each channel, without waiting for replies; resolves once the hub has them all. */
-  async addMembers(channels: string[], count: number, idPrefix: string): Promise<void> {
+  /**
+   * Adds `count` members to each channel, without waiting for replies;
+   * resolves once the hub has them all. data: each member's profile.
+   */
+  async addMembers(channels: string[], count: number, idPrefix: string, data?: (n: number) => Value): Promise<void> {
     let n = 0;
     for (const channel of channels) {
       for (let i = 0; i < count; i++) {
-        const id = `${idPrefix}${String(n++).padStart(6, "0")}`;
-        this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member: { id } } } });
+        const id = `${idPrefix}${String(n).padStart(6, "0")}`;
+        this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member: { id, data: data?.(n) } } } });
+        n++;
       }
       // Let the socket drain now and then.
       if (n % 5000 < count) await new Promise((r) => setImmediate(r));

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEipgMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSABCCQoHY29tbWFuZCIzCgRKb2luEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIjQKBUxlYXZlEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIlEKDVVwZGF0ZVByb2ZpbGUSJAoEZGF0YRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRlY2hvGAIgASgISACIAQFCBwoFX2VjaG8ihwEKBFNlbmQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASEQoEZWNobxgFIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iewoJQnJvYWRjYXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIRCgRlY2hvGAQgASgISAGIAQFCCQoHcGF5bG9hZEIHCgVfZWNobyIdCgpHZXRNZW1iZXJzEg8KB2NoYW5uZWwYASABKAkiBgoEUGluZyIYCgdSZWZyZXNoEg0KBXRva2VuGAEgASgJIqIBCgtTZXJ2ZXJGcmFtZRIyCgljb25uZWN0ZWQYASABKAsyHS5yZWFsdGltZS5jbGllbnQudjEuQ29ubmVjdGVkSAASKgoFcmVwbHkYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuUmVwbHlIABIqCgVldmVudBgDIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudEgAQgcKBWZyYW1lIhcKCUNvbm5lY3RlZBIKCgJpZBgBIAEoCSJ+CgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkipgEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkqpAIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASHwobRVJST1JfQ09ERV9JTlZBTElEX0FSR1VNRU5UEAMSIAocRVJST1JfQ09ERV9QRVJNSVNTSU9OX0RFTklFRBAHEiEKHUVSUk9SX0NPREVfUkVTT1VSQ0VfRVhIQVVTVEVEEAgSIgoeRVJST1JfQ09ERV9GQUlMRURfUFJFQ09ORElUSU9OEAkSHAoYRVJST1JfQ09ERV9VTklNUExFTUVOVEVEEAwSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBANEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDhIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEipgMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSABCCQoHY29tbWFuZCIzCgRKb2luEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIjQKBUxlYXZlEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIlEKDVVwZGF0ZVByb2ZpbGUSJAoEZGF0YRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRlY2hvGAIgASgISACIAQFCBwoFX2VjaG8ihwEKBFNlbmQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASEQoEZWNobxgFIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iewoJQnJvYWRjYXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIRCgRlY2hvGAQgASgISAGIAQFCCQoHcGF5bG9hZEIHCgVfZWNobyJECgpHZXRNZW1iZXJzEg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiBgoEUGluZyIYCgdSZWZyZXNoEg0KBXRva2VuGAEgASgJIqIBCgtTZXJ2ZXJGcmFtZRIyCgljb25uZWN0ZWQYASABKAsyHS5yZWFsdGltZS5jbGllbnQudjEuQ29ubmVjdGVkSAASKgoFcmVwbHkYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuUmVwbHlIABIqCgVldmVudBgDIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudEgAQgcKBWZyYW1lIhcKCUNvbm5lY3RlZBIKCgJpZBgBIAEoCSKXAQoFUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISKwoHbWVtYmVycxgDIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISEgoKbWVzc2FnZV9pZBgEIAEoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YBSABKAkiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSKmAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -308,7 +308,11 @@ export const BroadcastSchema: GenMessage<Broadcast> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 5);
 
 /**
- * GetMembers asks for the members of a channel.
+ * GetMembers asks for one page of the members of a channel, ordered by
+ * member id. The reply holds at most page_size members, and may hold fewer
+ * (a page is bounded in bytes too); its next_page_token, when not empty,
+ * asks for the next page. A client that sends neither field gets the first
+ * page only.
  *
  * @generated from message realtime.client.v1.GetMembers
  */
@@ -319,6 +323,22 @@ export type GetMembers = Message<"realtime.client.v1.GetMembers"> & {
    * @generated from field: string channel = 1;
    */
   channel: string;
+
+  /**
+   * The most members in the reply: 0 means 100, more than 1000 counts as
+   * 1000.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page's reply; empty for the first
+   * page. Only valid with the same channel (INVALID_ARGUMENT otherwise).
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -456,7 +476,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
   error?: Error | undefined;
 
   /**
-   * The members, in the reply to get_members.
+   * The members, in the reply to get_members: one page, ordered by id.
    *
    * @generated from field: repeated realtime.client.v1.Member members = 3;
    */
@@ -468,6 +488,16 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
    * @generated from field: string message_id = 4;
    */
   messageId: string;
+
+  /**
+   * In the reply to get_members: pass as page_token to read the next page;
+   * empty on the last page. Pages are keyed by member id, not by offset: a
+   * member that stays in the channel while the pages are read appears
+   * exactly once; one that joins or leaves meanwhile may or may not.
+   *
+   * @generated from field: string next_page_token = 5;
+   */
+  nextPageToken: string;
 };
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/link/v1/link.proto.
  */
 export const file_realtime_link_v1_link: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEiZgoLUHVibGljYXRpb24SDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoDBISCgpldmVudF9qc29uGAMgASgJEg4KBm9yaWdpbhgEIAEoCRITCgtza2lwX29yaWdpbhgFIAEoCCLbAgoJRWRnZUZyYW1lEgoKAmlkGAEgASgNEigKBWhlbGxvGAIgASgLMhcucmVhbHRpbWUubGluay52MS5IZWxsb0gAEhMKCXN1YnNjcmliZRgDIAEoCUgAEhUKC3Vuc3Vic2NyaWJlGAQgASgJSAASMAoHcHVibGlzaBgFIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABI1CgxwcmVzZW5jZV9hZGQYBiABKAsyHS5yZWFsdGltZS5saW5rLnYxLlByZXNlbmNlQWRkSAASOwoPcHJlc2VuY2VfcmVtb3ZlGAcgASgLMiAucmVhbHRpbWUubGluay52MS5QcmVzZW5jZVJlbW92ZUgAEhEKB21lbWJlcnMYCCABKAlIABIqCgZzeW5jZWQYCSABKAsyGC5yZWFsdGltZS5saW5rLnYxLlN5bmNlZEgAQgcKBWZyYW1lIhgKBUhlbGxvEg8KB2VkZ2VfaWQYASABKAkiSgoLUHJlc2VuY2VBZGQSDwoHY2hhbm5lbBgBIAEoCRIqCgZtZW1iZXIYAiABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyIjQKDlByZXNlbmNlUmVtb3ZlEg8KB2NoYW5uZWwYASABKAkSEQoJbWVtYmVyX2lkGAIgASgJIggKBlN5bmNlZCJ3CghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SABCBwoFZnJhbWUifQoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyYgZwcm90bzM", [file_realtime_client_v1_client]);
+  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEiZgoLUHVibGljYXRpb24SDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoDBISCgpldmVudF9qc29uGAMgASgJEg4KBm9yaWdpbhgEIAEoCRITCgtza2lwX29yaWdpbhgFIAEoCCKSAwoJRWRnZUZyYW1lEgoKAmlkGAEgASgNEigKBWhlbGxvGAIgASgLMhcucmVhbHRpbWUubGluay52MS5IZWxsb0gAEhMKCXN1YnNjcmliZRgDIAEoCUgAEhUKC3Vuc3Vic2NyaWJlGAQgASgJSAASMAoHcHVibGlzaBgFIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABI1CgxwcmVzZW5jZV9hZGQYBiABKAsyHS5yZWFsdGltZS5saW5rLnYxLlByZXNlbmNlQWRkSAASOwoPcHJlc2VuY2VfcmVtb3ZlGAcgASgLMiAucmVhbHRpbWUubGluay52MS5QcmVzZW5jZVJlbW92ZUgAEhEKB21lbWJlcnMYCCABKAlIABIqCgZzeW5jZWQYCSABKAsyGC5yZWFsdGltZS5saW5rLnYxLlN5bmNlZEgAEjUKDG1lbWJlcnNfcGFnZRgKIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuTWVtYmVyc1BhZ2VIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSIICgZTeW5jZWQiqQEKCEh1YkZyYW1lEjQKC3B1YmxpY2F0aW9uGAEgASgLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbkgAEiwKBXJlcGx5GAIgASgLMhsucmVhbHRpbWUubGluay52MS5MaW5rUmVwbHlIABIwCgljaGFsbGVuZ2UYAyABKAsyGy5yZWFsdGltZS5saW5rLnYxLkNoYWxsZW5nZUgAQgcKBWZyYW1lIosBCglMaW5rUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISDQoFZWRnZXMYAyABKA0SKwoHbWVtYmVycxgEIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISDAoEbW9yZRgFIAEoCGIGcHJvdG8z", [file_realtime_client_v1_client]);
 
 /**
  * Publication is one event on its way to the edges. The publisher encodes the
@@ -149,6 +149,15 @@ export type EdgeFrame = Message<"realtime.link.v1.EdgeFrame"> & {
      */
     value: Synced;
     case: "synced";
+  } | {
+    /**
+     * One page of a channel's members across all edges. Unlike members,
+     * whose reply holds every member, its reply is bounded in size.
+     *
+     * @generated from field: realtime.link.v1.MembersPage members_page = 10;
+     */
+    value: MembersPage;
+    case: "membersPage";
   } | { case: undefined; value?: undefined };
 };
 
@@ -171,6 +180,16 @@ export type Hello = Message<"realtime.link.v1.Hello"> & {
    * @generated from field: string edge_id = 1;
    */
   edgeId: string;
+
+  /**
+   * HMAC-SHA256, keyed with the link secret's UTF-8 bytes, of the ASCII
+   * bytes "switchboard link v1", one 0x00 byte, Challenge.nonce, then
+   * edge_id in UTF-8: 32 bytes. Empty when the edge has no secret (the hub
+   * accepts that only when it has none either).
+   *
+   * @generated from field: bytes proof = 2;
+   */
+  proof: Uint8Array;
 };
 
 /**
@@ -179,6 +198,64 @@ export type Hello = Message<"realtime.link.v1.Hello"> & {
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
   messageDesc(file_realtime_link_v1_link, 2);
+
+/**
+ * Challenge is the hub's first frame on every link: the nonce the edge's
+ * Hello.proof must sign.
+ *
+ * @generated from message realtime.link.v1.Challenge
+ */
+export type Challenge = Message<"realtime.link.v1.Challenge"> & {
+  /**
+   * Random bytes, fresh for each connection.
+   *
+   * @generated from field: bytes nonce = 1;
+   */
+  nonce: Uint8Array;
+};
+
+/**
+ * Describes the message realtime.link.v1.Challenge.
+ * Use `create(ChallengeSchema)` to create a new message.
+ */
+export const ChallengeSchema: GenMessage<Challenge> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 3);
+
+/**
+ * MembersPage asks for the members of a channel whose id sorts after
+ * `after`, in ascending order of id (UTF-16 code units).
+ *
+ * @generated from message realtime.link.v1.MembersPage
+ */
+export type MembersPage = Message<"realtime.link.v1.MembersPage"> & {
+  /**
+   * The channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The last member id of the previous page; empty for the first page.
+   *
+   * @generated from field: string after = 2;
+   */
+  after: string;
+
+  /**
+   * The most members to return (at least 1 is used).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message realtime.link.v1.MembersPage.
+ * Use `create(MembersPageSchema)` to create a new message.
+ */
+export const MembersPageSchema: GenMessage<MembersPage> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 4);
 
 /**
  * PresenceAdd records a member of a channel held by this edge.
@@ -206,7 +283,7 @@ export type PresenceAdd = Message<"realtime.link.v1.PresenceAdd"> & {
  * Use `create(PresenceAddSchema)` to create a new message.
  */
 export const PresenceAddSchema: GenMessage<PresenceAdd> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 3);
+  messageDesc(file_realtime_link_v1_link, 5);
 
 /**
  * PresenceRemove removes a member of a channel held by this edge.
@@ -234,7 +311,7 @@ export type PresenceRemove = Message<"realtime.link.v1.PresenceRemove"> & {
  * Use `create(PresenceRemoveSchema)` to create a new message.
  */
 export const PresenceRemoveSchema: GenMessage<PresenceRemove> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 4);
+  messageDesc(file_realtime_link_v1_link, 6);
 
 /**
  * Synced ends the re-synchronisation that follows Hello.
@@ -249,7 +326,7 @@ export type Synced = Message<"realtime.link.v1.Synced"> & {
  * Use `create(SyncedSchema)` to create a new message.
  */
 export const SyncedSchema: GenMessage<Synced> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 5);
+  messageDesc(file_realtime_link_v1_link, 7);
 
 /**
  * HubFrame is one frame from the hub to an edge.
@@ -278,6 +355,14 @@ export type HubFrame = Message<"realtime.link.v1.HubFrame"> & {
      */
     value: LinkReply;
     case: "reply";
+  } | {
+    /**
+     * The first frame on every link: what the edge's Hello must sign.
+     *
+     * @generated from field: realtime.link.v1.Challenge challenge = 3;
+     */
+    value: Challenge;
+    case: "challenge";
   } | { case: undefined; value?: undefined };
 };
 
@@ -286,7 +371,7 @@ export type HubFrame = Message<"realtime.link.v1.HubFrame"> & {
  * Use `create(HubFrameSchema)` to create a new message.
  */
 export const HubFrameSchema: GenMessage<HubFrame> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 6);
+  messageDesc(file_realtime_link_v1_link, 8);
 
 /**
  * LinkReply answers one EdgeFrame.
@@ -316,11 +401,21 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
   edges: number;
 
   /**
-   * For members: the channel's members.
+   * For members: the channel's members. For members_page: one page of
+   * them, at most limit and possibly fewer (the hub bounds the reply's size;
+   * more is then true), never a silently partial page.
    *
    * @generated from field: repeated realtime.client.v1.Member members = 4;
    */
   members: Member[];
+
+  /**
+   * For members_page: members sort after the last one of this page; ask
+   * again with after = its id.
+   *
+   * @generated from field: bool more = 5;
+   */
+  more: boolean;
 };
 
 /**
@@ -328,5 +423,5 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
  * Use `create(LinkReplySchema)` to create a new message.
  */
 export const LinkReplySchema: GenMessage<LinkReply> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 7);
+  messageDesc(file_realtime_link_v1_link, 9);
 

@@ -1,0 +1,80 @@
+/**
+ * The paging of members in the core (src/core/pages.ts) and the Presence
+ * seam's page() on the hub's MemoryPresence: keyset order, the `more` flag,
+ * the byte bound (at least one member), and a size measure that agrees with
+ * the reply actually encoded in each client encoding.
+ */
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { MemberSchema, type Member } from "../gen/realtime/client/v1/client_pb.js";
+import { serverFrame } from "../src/core/codec.js";
+import { Code } from "../src/core/errors.js";
+import { fitPage, memberSize, pageOfMembers } from "../src/core/pages.js";
+import { MemoryPresence } from "../src/core/presence-memory.js";
+import { Encoding } from "../src/core/transport.js";
+
+const member = (id: string, text = ""): Member =>
+  create(MemberSchema, { id, data: text ? { kind: { case: "stringValue", value: text } } : undefined });
+
+describe("Presence.page (MemoryPresence)", () => {
+  it("pages by id after the key, says whether more follow, and walks to everyone exactly once", async () => {
+    const hub = new MemoryPresence();
+    const view = hub.view("edge-a");
+    const ids = ["k", "b", "x", "a", "m", "c", "z"];
+    for (const id of ids) await view.add("room", member(id));
+    expect(await view.page("room", "", 3)).toMatchObject({
+      members: [{ id: "a" }, { id: "b" }, { id: "c" }],
+      more: true,
+    });
+    expect(await view.page("room", "c", 3)).toMatchObject({
+      members: [{ id: "k" }, { id: "m" }, { id: "x" }],
+      more: true,
+    });
+    expect(await view.page("room", "x", 3)).toMatchObject({ members: [{ id: "z" }], more: false });
+    expect(await view.page("room", "z", 3)).toEqual({ members: [], more: false });
+    expect(await view.page("nobody", "", 3)).toEqual({ members: [], more: false });
+    // A limit below 1 counts as 1.
+    expect((await view.page("room", "", 0)).members).toHaveLength(1);
+  });
+
+  it("is never silently partial: UNAVAILABLE while an edge holding members is unreachable", async () => {
+    const hub = new MemoryPresence();
+    await hub.view("edge-a").add("room", member("a"));
+    await hub.view("edge-b").add("room", member("b"));
+    hub.setReachable("edge-b", false);
+    await expect(hub.view("api").page("room", "", 10)).rejects.toMatchObject({ code: Code.Unavailable });
+  });
+});
+
+describe("fitPage and memberSize", () => {
+  const page = pageOfMembers(
+    Array.from({ length: 50 }, (_, i) => member(`m${String(i).padStart(3, "0")}`, "\u0001".repeat(1000 + i))),
+    "",
+    1000,
+  );
+
+  it("cut a page at the byte bound with at least one member, and mark it cut", () => {
+    expect(fitPage(page, 1e9, memberSize(Encoding.Proto))).toBe(page);
+    const cut = fitPage(page, 10_000, memberSize(Encoding.Proto));
+    expect(cut.members.length).toBeLessThan(page.members.length);
+    expect(cut.members).toEqual(page.members.slice(0, cut.members.length));
+    expect(cut.more).toBe(true);
+    expect(fitPage(page, 1, memberSize(Encoding.Json)).members).toHaveLength(1);
+  });
+
+  it("measure what the members really take in each encoding's reply (within the reply's own few bytes)", () => {
+    for (const encoding of [Encoding.Json, Encoding.Proto]) {
+      const measured = page.members.reduce((sum, m) => sum + memberSize(encoding)(m), 0);
+      const empty = serverFrame({ frame: { case: "reply", value: { id: 7, nextPageToken: "t" } } }, encoding).length;
+      const full = serverFrame(
+        { frame: { case: "reply", value: { id: 7, members: page.members, nextPageToken: "t" } } },
+        encoding,
+      ).length;
+      expect(Math.abs(full - empty - measured)).toBeLessThanOrEqual(16);
+    }
+    // JSON escapes each \u0001 in six bytes: the JSON reply is far larger than the binary one.
+    expect(memberSize(Encoding.Json)(page.members[0]!)).toBeGreaterThan(
+      5 * memberSize(Encoding.Proto)(page.members[0]!),
+    );
+  });
+});
