@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ConfigError, SETTINGS, type Config } from "./config.js";
 import { describeSettings, flagsToEnv, loadConfigWithFlags, parseArgs, type ParsedArgs } from "./config-args.js";
-import { createLogger } from "./log.js";
+import { createLogger, flushStdio, tolerateClosedStdio } from "./log.js";
 import { VERSION } from "./metrics/version.js";
 import { startApi } from "./roles/api.js";
 import { startEdge } from "./roles/edge.js";
@@ -28,6 +28,7 @@ ${describeSettings()}
 `;
 
 async function main(argv: string[]): Promise<void> {
+  tolerateClosedStdio();
   let args: ParsedArgs;
   try {
     args = parseArgs(argv);
@@ -65,24 +66,24 @@ async function main(argv: string[]): Promise<void> {
     log.fatal({ err }, `${command} crashed`);
     process.exit(1);
   });
-  let handle;
-  try {
-    handle = command === "api" ? await startApi(config, log) : await startEdge(config, log);
-  } catch (err) {
-    log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
-    // One plain line for the person at the terminal, beside the JSON log.
-    process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  }
-  process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
-  log.info({ ...handle.addresses, durationMs: Date.now() - started }, `${command} ready`);
-  let stopping = false;
+  const starting: Promise<{ addresses: object; stop(): Promise<void> }> =
+    command === "api" ? startApi(config, log) : startEdge(config, log);
+  // Signals are handled from before the start: one that comes before the
+  // ready line stops the process cleanly too (without a handler, Node's
+  // default action would kill it on the spot).
+  let stopping: string | undefined;
   const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (stopping !== undefined) {
+      // A second signal: the operator does not want to wait for the drain or the deadline.
+      log.warn({ signal, first: stopping }, `${command} got ${signal} again while stopping; exiting now`);
+      process.exit(1);
+    }
+    stopping = signal;
     const stopStarted = Date.now();
     log.info({ signal }, `${command} stopping`);
-    // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still pending.
+    // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still
+    // pending. Nothing can hold it off: logs never block the event loop, nor
+    // flush synchronously at exit (log.ts).
     setTimeout(() => {
       log.error(
         { timeoutMs: config.shutdownTimeoutMs },
@@ -90,12 +91,27 @@ async function main(argv: string[]): Promise<void> {
       );
       process.exit(1);
     }, config.shutdownTimeoutMs).unref();
+    const handle = await starting.catch(() => undefined);
+    if (!handle) return; // it failed to start: that path exits
     await handle.stop();
     log.info({ signal, durationMs: Date.now() - stopStarted }, `${command} stopped`);
+    await flushStdio();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+  let handle;
+  try {
+    handle = await starting;
+  } catch (err) {
+    log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
+    // One plain line for the person at the terminal, beside the JSON log.
+    process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  if (stopping !== undefined) return; // stopped before it was ready: no ready line
+  process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
+  log.info({ ...handle.addresses, durationMs: Date.now() - started }, `${command} ready`);
 }
 
 /**
