@@ -1,7 +1,8 @@
 /**
  * A newcomer's machine stays clean: whatever ends a parent (SIGTERM to
  * `npm start` or `npx switchboard edge`, kill -9 of `switchboard dev`), its
- * children end too and free their ports.
+ * children end too and free their ports. And a normal stop (Ctrl-C, SIGTERM
+ * to dev) stops the edge, then the API, and logs no warning.
  *
  * Real process trees: npm exec -c runs the CLI the way `npm start` and npx
  * do (npm, then sh -c, then node), every process found through a marker in
@@ -96,4 +97,53 @@ describe("children end with their parent", () => {
       await api.stop();
     }
   }, 60_000);
+});
+
+describe("a clean stop logs no warning", () => {
+  /** The stderr lines after `from` that are warnings or errors: JSON lines of level 40 or more, and dev's own lines other than progress. */
+  function warnings(stderr: string, from: number): string[] {
+    return stderr
+      .slice(from)
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .filter((l) => {
+        try {
+          return (JSON.parse(l) as { level: number }).level >= 40;
+        } catch {
+          return !l.startsWith("switchboard dev: ");
+        }
+      });
+  }
+
+  for (const [how, signal, group] of [
+    ["Ctrl-C (SIGINT to the whole process group)", "SIGINT", true],
+    ["SIGTERM to dev", "SIGTERM", false],
+  ] as const) {
+    it(`${how}: every process exits 0 and nothing at warn or above is logged`, async () => {
+      const s = await start(
+        [...NODE_CLI.split(" "), "dev", ...PORTS_0.split(" ")],
+        "dev",
+        { REALTIME_LOG_LEVEL: "info" },
+        {
+          detached: true,
+        },
+      );
+      // The banner follows the ready line.
+      while (!s.stderr().includes("\nTry: ")) await new Promise((r) => setTimeout(r, 20));
+      const from = s.stderr().length;
+      process.kill(group ? -s.child.pid! : s.child.pid!, signal);
+      const timer = setTimeout(() => process.kill(-s.child.pid!, "SIGKILL"), 20_000);
+      const { code } = await s.exited;
+      clearTimeout(timer);
+      await allGone(s.marker, GONE_WITHIN_MS);
+      expect(warnings(s.stderr(), from), s.stderr().slice(from)).toEqual([]);
+      expect(code).toBe(0);
+      const stopped = s
+        .stderr()
+        .slice(from)
+        .split("\n")
+        .filter((l) => /"msg":"(api|edge) stopped"/.test(l));
+      expect(stopped.length, "both children stopped cleanly").toBe(2);
+    }, 60_000);
+  }
 });
