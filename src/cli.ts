@@ -242,8 +242,8 @@ function startupFields(config: Config, role: "api" | "edge"): Record<string, unk
   ]);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(config)) {
-    const roles = (SETTINGS as Record<string, { roles: readonly string[] }>)[key]?.roles ?? [];
-    if (safe.has(key) && roles.includes(role)) out[key] = value;
+    const s = (SETTINGS as Record<string, { roles: readonly string[]; secret?: true }>)[key];
+    if (safe.has(key) && !s?.secret && s?.roles.includes(role)) out[key] = value;
   }
   out.mode = config.redisUrl ? "redis" : "embedded";
   return out;

@@ -7,7 +7,7 @@
  * Forms: `--grpc-port 0`, `--grpc-port=0`; a boolean setting also takes a
  * bare `--insecure` (true) or `--no-insecure` (false).
  */
-import { ConfigError, loadConfig, SETTINGS, type Config } from "./config.js";
+import { ConfigError, loadConfig, SETTINGS, shownValue, type Config } from "./config.js";
 
 type Key = keyof typeof SETTINGS;
 
@@ -95,7 +95,7 @@ export function loadConfigWithFlags(values: ParsedArgs["values"], env: NodeJS.Pr
     try {
       fromFlags[key] = (s.parse as (raw: string) => unknown)(raw);
     } catch (err) {
-      problems.push(`${flag} ${JSON.stringify(raw)}: ${(err as Error).message} (${s.doc})`);
+      problems.push(`${flag}${shownValue(s, raw, " ")}: ${(err as Error).message} (${s.doc})`);
     }
   }
   let config: Config | undefined;

@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import { SECRET_KEYS } from "./config.js";
 
 export type { Logger };
 
@@ -42,10 +43,14 @@ export function createLogger(role: string, level = process.env.REALTIME_LOG_LEVE
   return logger;
 }
 
-/** Log fields that may hold a secret or a payload, at the top level or one object down. */
-export const REDACTED_PATHS = ["token", "authorization", "apiKeys", "jwtSecret", "payload", "data", "password"].flatMap(
-  (k) => [k, `*.${k}`],
-);
+/**
+ * Log fields that may hold a secret or a payload, at the top level or one
+ * object down: the settings marked secret in the schema (config.ts), and
+ * the names a token, a key or a payload goes by.
+ */
+export const REDACTED_PATHS = [
+  ...new Set([...SECRET_KEYS, "token", "authorization", "apiKeys", "jwtSecret", "payload", "data", "password"]),
+].flatMap((k) => [k, `*.${k}`]);
 
 /** What LogSink writes to: process.stderr, or any stream of the same shape. */
 export interface LogStream {

@@ -80,7 +80,7 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     if (colon >= 0) {
       const scopes = entry.slice(colon + 1).split("+");
       methods = new Set();
-      for (const scope of scopes) {
+      for (const [j, scope] of scopes.entries()) {
         if (scope === "*") {
           methods = undefined;
           break;
@@ -90,8 +90,9 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
         if (group) group.forEach((m) => methods!.add(m));
         else if (method) methods.add(method);
         else {
+          // Not quoted: what follows a colon may be a key (KEY1:KEY2 for KEY1,KEY2).
           throw new Error(
-            `${where}: unknown scope ${JSON.stringify(scope)}; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +`,
+            `${where}: scope ${j + 1} after the colon is unknown; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +, and separate keys with commas`,
           );
         }
       }
