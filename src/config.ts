@@ -25,6 +25,7 @@ import {
   MIN_REDIS_EDGE_TTL_MS,
 } from "./redis/limits.js";
 import { parseApiKeys } from "./auth/api-keys.js";
+import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
 
 /**
@@ -105,7 +106,7 @@ const apiKeyList = (raw: string): string => {
 const secret = (raw: string): string => {
   if (raw.length < MIN_HS256_SECRET_LENGTH)
     throw new Error(
-      `must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: openssl rand -base64url 48)`,
+      `must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: ${GENERATE_SECRET_COMMAND})`,
     );
   return raw;
 };

@@ -7,10 +7,17 @@
  *
  * A setting marked secret needs its bad values here: the test refuses a
  * secret setting it has no case for.
+ *
+ * The command suggested for making a key or a secret
+ * (GENERATE_SECRET_COMMAND, and every `openssl rand` in the docs) runs here
+ * (OpenSSL 3.0 has no -base64url) and its output passes the configuration.
  */
-import { spawnSync } from "node:child_process";
+import { execSync, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { GENERATE_SECRET_COMMAND } from "../src/auth/secret-command.js";
 import { flagOf, loadConfigWithFlags, parseArgs } from "../src/config-args.js";
 import { ConfigError, loadConfig, SECRET_KEYS, SETTINGS } from "../src/config.js";
 import { REDACTED_PATHS } from "../src/log.js";
@@ -120,6 +127,54 @@ describe("secret settings", () => {
     for (const key of SECRET_KEYS) {
       expect(REDACTED_PATHS).toContain(key);
       expect(REDACTED_PATHS).toContain(`*.${key}`);
+    }
+  });
+});
+
+/** The settings whose value a person makes with the suggested command (a key-like secret added later belongs here). */
+const GENERATED = ["apiKeys", "jwtSecret"] as const;
+
+/** Every `openssl rand ...` that README.md and docs/ suggest, and every one written in src/ outside the constant. */
+function suggestedCommands(): { inDocs: string[]; inSource: string[] } {
+  const docs = [
+    "README.md",
+    ...readdirSync(join(ROOT, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => `docs/${f}`),
+  ];
+  const inDocs = docs.flatMap((f) => readFileSync(join(ROOT, f), "utf8").match(/openssl rand(?: [-\w]+)+/g) ?? []);
+  const walk = (dir: string): string[] =>
+    readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(`${dir}/${e.name}`) : e.name.endsWith(".ts") ? [`${dir}/${e.name}`] : [],
+    );
+  const inSource = walk("src")
+    .filter((f) => f !== "src/auth/secret-command.ts")
+    .filter((f) => readFileSync(join(ROOT, f), "utf8").includes("openssl rand"));
+  return { inDocs: [...new Set(inDocs)], inSource };
+}
+
+describe("the suggested command for a new key or secret", () => {
+  it("is the one command everywhere: the errors name it, the docs write it, no source file spells another", () => {
+    const { inDocs, inSource } = suggestedCommands();
+    expect(inSource, "write GENERATE_SECRET_COMMAND instead").toEqual([]);
+    expect(inDocs.length).toBeGreaterThan(0);
+    expect(inDocs).toEqual(inDocs.map(() => GENERATE_SECRET_COMMAND));
+    expect(refusal(() => loadConfig({ REALTIME_API_KEYS: "short" }))).toContain(GENERATE_SECRET_COMMAND);
+    expect(refusal(() => loadConfig({ REALTIME_JWT_SECRET: "short" }))).toContain(GENERATE_SECRET_COMMAND);
+  });
+
+  it("runs with the machine's openssl, and what it prints is accepted as an API key, two keys and a JWT secret", () => {
+    const { inDocs } = suggestedCommands();
+    for (const command of new Set([GENERATE_SECRET_COMMAND, ...inDocs])) {
+      const made = () => execSync(command, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+      const [a, b] = [made(), made()];
+      expect(a).not.toBe(b);
+      for (const key of GENERATED) {
+        const s = SETTINGS[key];
+        expect(() => loadConfig({ [s.env]: a }), `${command} for ${s.env}`).not.toThrow();
+      }
+      expect(loadConfig({ REALTIME_API_KEYS: `${a},${b}` }).apiKeys).toBe(`${a},${b}`);
+      expect(loadConfig({ REALTIME_JWT_SECRET: a }).jwtSecret).toBe(a);
     }
   });
 });

@@ -23,6 +23,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Shortest key accepted: a guessable key is no key. */
 export const MIN_API_KEY_LENGTH = 16;
@@ -72,7 +73,7 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     const key = colon < 0 ? entry : entry.slice(0, colon);
     if (key.length < MIN_API_KEY_LENGTH || key.length > MAX_API_KEY_LENGTH) {
       throw new Error(
-        `${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: openssl rand -base64url 32`,
+        `${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: ${GENERATE_SECRET_COMMAND}`,
       );
     }
     if (!KEY_RE.test(key)) throw new Error(`${where}: a key may only use A-Z a-z 0-9 - _ . ~ / =`);
