@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
+import { listenError } from "../config-args.js";
 import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
@@ -110,7 +111,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     observer: metrics.observer,
     tls,
   });
-  const address = await ws.listen(config.wsPort, config.wsHost);
+  const address = await ws.listen(config.wsPort, config.wsHost).catch((err: unknown) => {
+    throw listenError(err, "wsHost", "wsPort", config);
+  });
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
     link.start().then(() => true),
