@@ -48,7 +48,7 @@ export function watchParent(onGone: (why: string) => void, env: NodeJS.ProcessEn
   if (env.npm_command !== undefined) {
     const parent = process.ppid;
     timer = setInterval(() => {
-      if (process.ppid !== parent) gone(`the parent process ${parent} (npm) is gone`);
+      if (process.ppid !== parent) gone(`the parent process ${parent} (npm or the shell it ran) is gone`);
     }, PARENT_CHECK_INTERVAL_MS).unref();
   }
 }
