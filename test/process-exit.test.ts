@@ -66,7 +66,7 @@ describe("children end with their parent", () => {
         .sort(),
     ).toEqual(["api", "dev", "edge"]);
     s.child.kill("SIGTERM");
-    await allGone(s.marker, GONE_WITHIN_MS);
+    console.log(`npm start, kill -TERM of npm: every process gone ${await allGone(s.marker, GONE_WITHIN_MS)} ms later`);
     await expectFree(addresses);
   }, 60_000);
 
@@ -76,7 +76,7 @@ describe("children end with their parent", () => {
     const dev = marked(s.marker).find((p) => roleOf(p.cmd) === "dev");
     expect(dev).toBeDefined();
     process.kill(dev!.pid, "SIGKILL");
-    await allGone(s.marker, GONE_WITHIN_MS);
+    console.log(`kill -9 of dev: every process gone ${await allGone(s.marker, GONE_WITHIN_MS)} ms later`);
     await expectFree(addresses);
   }, 60_000);
 
@@ -91,7 +91,9 @@ describe("children end with their parent", () => {
       const addresses = addressesOf(s.ready);
       expect(marked(s.marker).some((p) => roleOf(p.cmd) === "edge")).toBe(true);
       s.child.kill("SIGTERM");
-      await allGone(s.marker, GONE_WITHIN_MS);
+      console.log(
+        `npx edge, kill -TERM of npm: every process gone ${await allGone(s.marker, GONE_WITHIN_MS)} ms later`,
+      );
       await expectFree(addresses);
     } finally {
       await api.stop();
