@@ -80,6 +80,18 @@ describe("children end with their parent", () => {
     await expectFree(addresses);
   }, 60_000);
 
+  it("kill -9 of dev run without npm: its IPC channel closes and the API and the edge exit", async () => {
+    const s = await start([...NODE_CLI.split(" "), "dev", ...PORTS_0.split(" ")], "dev", {
+      npm_command: undefined,
+      npm_lifecycle_event: undefined,
+    });
+    const addresses = addressesOf(s.ready);
+    process.kill(s.child.pid!, "SIGKILL");
+    console.log(`kill -9 of dev without npm: every process gone ${await allGone(s.marker, GONE_WITHIN_MS)} ms later`);
+    await expectFree(addresses);
+    expect(s.stderr()).toMatch(/switchboard dev is gone \(its IPC channel closed\); stopping/);
+  }, 60_000);
+
   it("kill -TERM of npx running an edge: the edge exits and frees its port", async () => {
     const api = await startProcess("api", {
       REALTIME_GRPC_PORT: "0",
