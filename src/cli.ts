@@ -5,7 +5,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ConfigError, SETTINGS, type Config } from "./config.js";
 import { describeSettings, flagsToEnv, loadConfigWithFlags, parseArgs, type ParsedArgs } from "./config-args.js";
-import { createLogger } from "./log.js";
+import { createLogger, flushStdio, tolerateClosedStdio } from "./log.js";
+import { DEV_CHILD_ENV, isDevChild, watchParent } from "./parent-watch.js";
 import { VERSION } from "./metrics/version.js";
 import { startApi } from "./roles/api.js";
 import { startEdge } from "./roles/edge.js";
@@ -29,6 +30,7 @@ ${describeSettings()}
 `;
 
 async function main(argv: string[]): Promise<void> {
+  tolerateClosedStdio();
   let args: ParsedArgs;
   try {
     args = parseArgs(argv);
@@ -57,7 +59,7 @@ async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
-  if (command === "dev") return dev(flagsToEnv(args.values), config.tlsCertFile !== "");
+  if (command === "dev") return dev(flagsToEnv(args.values), config);
 
   const log = createLogger(command, config.logLevel, VERSION);
   const started = Date.now();
@@ -66,24 +68,25 @@ async function main(argv: string[]): Promise<void> {
     log.fatal({ err }, `${command} crashed`);
     process.exit(1);
   });
-  let handle;
-  try {
-    handle = command === "api" ? await startApi(config, log) : await startEdge(config, log);
-  } catch (err) {
-    log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
-    // One plain line for the person at the terminal, beside the JSON log.
-    process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  }
-  process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
-  log.info({ ...handle.addresses, durationMs: Date.now() - started }, `${command} ready`);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  const starting: Promise<{ addresses: object; stop(): Promise<void> }> =
+    command === "api" ? startApi(config, log) : startEdge(config, log);
+  // Signals are handled from before the start: one that comes before the
+  // ready line stops the process cleanly too (without a handler, Node's
+  // default action would kill it on the spot).
+  let stopping: string | undefined;
+  const stop = async (cause: string) => {
+    const fields = cause.startsWith("SIG") ? { signal: cause } : { reason: cause };
+    if (stopping !== undefined) {
+      // A second signal: the operator does not want to wait for the drain or the deadline.
+      log.warn({ ...fields, first: stopping }, `${command} got ${cause} again while stopping; exiting now`);
+      process.exit(1);
+    }
+    stopping = cause;
     const stopStarted = Date.now();
-    log.info({ signal }, `${command} stopping`);
-    // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still pending.
+    log.info(fields, `${command} stopping`);
+    // The deadline (REALTIME_SHUTDOWN_TIMEOUT_MS): exit whatever is still
+    // pending. Nothing can hold it off: logs never block the event loop, nor
+    // flush synchronously at exit (log.ts).
     setTimeout(() => {
       log.error(
         { timeoutMs: config.shutdownTimeoutMs },
@@ -91,42 +94,100 @@ async function main(argv: string[]): Promise<void> {
       );
       process.exit(1);
     }, config.shutdownTimeoutMs).unref();
+    const handle = await starting.catch(() => undefined);
+    if (!handle) return; // it failed to start: that path exits
     await handle.stop();
-    log.info({ signal, durationMs: Date.now() - stopStarted }, `${command} stopped`);
+    log.info({ ...fields, durationMs: Date.now() - stopStarted }, `${command} stopped`);
+    await flushStdio();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
+  // Under switchboard dev, Ctrl-C is dev's to handle: it reaches the whole
+  // process group, and dev stops the edge first, then the API.
+  if (isDevChild()) process.on("SIGINT", () => log.debug("SIGINT: left to switchboard dev, which stops this process"));
+  else process.on("SIGINT", () => void stop("SIGINT"));
+  // The parent that started this process may die without telling it (parent-watch.ts).
+  watchParent((why) => {
+    log.warn({ reason: why }, `${command}: ${why}; stopping`);
+    void stop("parent gone");
+  });
+  let handle;
+  try {
+    handle = await starting;
+  } catch (err) {
+    log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
+    // One plain line for the person at the terminal, beside the JSON log.
+    process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  if (stopping !== undefined) return; // stopped before it was ready: no ready line
+  process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);
+  log.info({ ...handle.addresses, durationMs: Date.now() - started }, `${command} ready`);
 }
 
+/** How long past a child's own shutdown deadline `switchboard dev` waits before it SIGKILLs the child. */
+export const DEV_KILL_GRACE_MS = 2_000;
+
 /**
- * Runs one API and one edge as child processes; stops both when either ends.
+ * Runs one API and one edge as child processes; stops both when either
+ * ends, when dev gets SIGTERM or SIGINT (a second one: SIGKILL, at once),
+ * or when its own parent is gone. It stops the edge first, then the API,
+ * as in a deploy: the edge closes its clients and its link while the hub
+ * is still there. Each child has an IPC channel to dev: should dev be
+ * killed, they see it close and stop (parent-watch.ts).
  * flagEnv: the command line's settings, passed on to both.
  */
-async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> {
-  const http = tls ? "https" : "http";
+async function dev(flagEnv: Record<string, string>, config: Config): Promise<void> {
+  const http = config.tlsCertFile !== "" ? "https" : "http";
   const self = fileURLToPath(import.meta.url);
   // The edge authenticates to the API's link with a secret of this run's
   // own (unless one is configured), passed to both by env: never printed.
   const linkSecret =
     flagEnv.REALTIME_LINK_SECRET || process.env.REALTIME_LINK_SECRET || randomBytes(32).toString("base64url");
-  const children: ChildProcess[] = [];
-  const stopAll = (code: number) => {
-    for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
-    process.exitCode = code;
+  const children = new Map<"api" | "edge", ChildProcess>();
+  const running = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
+  let stopping = false;
+  let failed = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    if (code !== 0) failed = true;
+    for (const role of ["edge", "api"] as const) {
+      const child = children.get(role);
+      if (!child || !running(child)) continue;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), config.shutdownTimeoutMs + DEV_KILL_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    await flushStdio();
+    process.exit(failed ? 1 : 0);
   };
-  const run = (role: string, env: NodeJS.ProcessEnv) =>
+  const onSignal = () => {
+    if (!stopping) return void stopAll(0);
+    for (const child of children.values()) if (running(child)) child.kill("SIGKILL");
+    process.exit(1);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  watchParent((why) => {
+    process.stderr.write(`switchboard dev: ${why}; stopping\n`);
+    void stopAll(0);
+  });
+  const run = (role: "api" | "edge", env: NodeJS.ProcessEnv) =>
     new Promise<Record<string, string>>((resolve, reject) => {
       const child = spawn(process.execPath, [...process.execArgv, self, role], {
-        env: { ...process.env, ...flagEnv, REALTIME_LINK_SECRET: linkSecret, ...env },
-        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, ...flagEnv, REALTIME_LINK_SECRET: linkSecret, ...env, [DEV_CHILD_ENV]: "1" },
+        stdio: ["ignore", "pipe", "inherit", "ipc"],
       });
-      children.push(child);
+      children.set(role, child);
       child.on("exit", (code, signal) => {
         reject(new Error(`${role} exited (${signal ?? code}) before it was ready`));
-        if (children.every((c) => c.exitCode !== null || c.signalCode !== null)) return;
+        if (code !== 0) failed = true;
+        if (stopping) return;
         process.stderr.write(`switchboard: the ${role} process exited (${signal ?? code}); stopping\n`);
-        stopAll(code ?? 1);
+        void stopAll(code ?? 1);
       });
       createInterface({ input: child.stdout! }).on("line", (line) => {
         process.stdout.write(`${line}\n`);
@@ -138,8 +199,6 @@ async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> 
         }
       });
     });
-  process.on("SIGINT", () => stopAll(0));
-  process.on("SIGTERM", () => stopAll(0));
   try {
     const started = Date.now();
     const step = (text: string) => process.stderr.write(`switchboard dev: ${text}\n`);
@@ -155,11 +214,12 @@ async function dev(flagEnv: Record<string, string>, tls = false): Promise<void> 
         `  gRPC API        ${api.grpc}   (realtime.v1.Realtime: Send, Broadcast, GetMembers; reflection on)\n` +
         `  HTTP API        ${http}://${api.http}   (Connect, gRPC-Web, dashboard; /metrics /healthz /readyz)\n` +
         `  WebSocket edge  ${edge.ws}   (${edgeHttp}/metrics /healthz /readyz)\n` +
-        `Try: npx buf curl --protocol grpc ${tls ? "" : "--http2-prior-knowledge "}-d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' ${http}://${api.grpc}/realtime.v1.Realtime/Send\n\n`,
+        `Try: npx buf curl --protocol grpc ${http === "https" ? "" : "--http2-prior-knowledge "}-d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' ${http}://${api.grpc}/realtime.v1.Realtime/Send\n\n`,
     );
   } catch (err) {
+    if (stopping) return;
     process.stderr.write(`switchboard: ${(err as Error).message}\n`);
-    stopAll(1);
+    void stopAll(1);
   }
 }
 
@@ -187,8 +247,8 @@ function startupFields(config: Config, role: "api" | "edge"): Record<string, unk
   ]);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(config)) {
-    const roles = (SETTINGS as Record<string, { roles: readonly string[] }>)[key]?.roles ?? [];
-    if (safe.has(key) && roles.includes(role)) out[key] = value;
+    const s = (SETTINGS as Record<string, { roles: readonly string[]; secret?: true }>)[key];
+    if (safe.has(key) && !s?.secret && s?.roles.includes(role)) out[key] = value;
   }
   out.mode = config.redisUrl ? "redis" : "embedded";
   return out;

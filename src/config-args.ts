@@ -7,7 +7,7 @@
  * Forms: `--grpc-port 0`, `--grpc-port=0`; a boolean setting also takes a
  * bare `--insecure` (true) or `--no-insecure` (false).
  */
-import { ConfigError, loadConfig, SETTINGS, type Config } from "./config.js";
+import { ConfigError, loadConfig, SETTINGS, shownValue, type Config } from "./config.js";
 
 type Key = keyof typeof SETTINGS;
 
@@ -95,7 +95,7 @@ export function loadConfigWithFlags(values: ParsedArgs["values"], env: NodeJS.Pr
     try {
       fromFlags[key] = (s.parse as (raw: string) => unknown)(raw);
     } catch (err) {
-      problems.push(`${flag} ${JSON.stringify(raw)}: ${(err as Error).message} (${s.doc})`);
+      problems.push(`${flag}${shownValue(s, raw, " ")}: ${(err as Error).message} (${s.doc})`);
     }
   }
   let config: Config | undefined;
@@ -136,4 +136,37 @@ export function describeSettings(): string {
       return `  ${flagOf(key)}${value}\n      env ${s.env}, default ${def}, ${s.roles.join(" and ")}\n      ${s.doc}`;
     })
     .join("\n");
+}
+
+/** The listen failures that a setting can fix, and what to tell the person who runs the process. */
+const LISTEN_FAILURES: Record<string, (where: string, host: string, port: string) => string> = {
+  EADDRINUSE: (where, _host, port) => `${where} is in use: set ${port} to a free port, or 0 (any free one)`,
+  EACCES: (where, _host, port) =>
+    `${where} needs privileges this process lacks: set ${port} to 1024 or above, or 0 (any free one)`,
+  EADDRNOTAVAIL: (where, host) =>
+    `${where}: the host is not an address of this machine: set ${host} to one of its addresses, 127.0.0.1 or 0.0.0.0`,
+  ENOTFOUND: (where, host) => `${where}: the host name does not resolve: set ${host} to an address of this machine`,
+};
+
+/**
+ * A failure to listen on a host/port setting pair, as an Error that names
+ * the setting to change, for example
+ * `127.0.0.1:50051 is in use: set REALTIME_GRPC_PORT (--grpc-port) to a free port, or 0 (any free one)`;
+ * the original error is its cause. Any other error is returned unchanged.
+ */
+export function listenError(err: unknown, hostKey: Key, portKey: Key, config: Config): unknown {
+  if (!(err instanceof Error)) return err;
+  const e = err as NodeJS.ErrnoException;
+  // grpc-js's bindAsync reports the errno only in its message ("No address
+  // added out of total 1 resolved errors: [listen EADDRINUSE: ...]").
+  const code =
+    e.code && (e.syscall === "listen" || e.syscall === "bind" || e.syscall === "getaddrinfo")
+      ? e.code
+      : /\b(?:listen|bind) (E[A-Z]+)\b/.exec(e.message)?.[1];
+  const explain = code ? LISTEN_FAILURES[code] : undefined;
+  if (!explain) return err;
+  const host = String(config[hostKey]);
+  const where = `${host.includes(":") ? `[${host}]` : host}:${String(config[portKey])}`;
+  const name = (key: Key) => `${SETTINGS[key].env} (${flagOf(key)})`;
+  return new Error(explain(where, name(hostKey), name(portKey)), { cause: err });
 }

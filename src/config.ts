@@ -26,6 +26,7 @@ import {
   MIN_REDIS_EDGE_TTL_MS,
 } from "./redis/limits.js";
 import { parseApiKeys } from "./auth/api-keys.js";
+import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
 
 /**
@@ -41,8 +42,12 @@ interface Setting<T> {
   doc: string;
   /** Which processes read it. */
   roles: readonly ("api" | "edge")[];
-  /** A secret: a bad value is never echoed in the error, only the rule. */
-  secret?: boolean;
+  /**
+   * The value is a secret (a key, a password, a URL that may hold one):
+   * errors and logs name the setting and the rule it broke, never the value
+   * nor a part of it, and its parse must not quote the value either.
+   */
+  secret?: true;
   parse(raw: string): T;
 }
 
@@ -102,7 +107,7 @@ const apiKeyList = (raw: string): string => {
 const secret = (raw: string): string => {
   if (raw.length < MIN_HS256_SECRET_LENGTH)
     throw new Error(
-      `must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: openssl rand -base64url 48)`,
+      `must be at least ${MIN_HS256_SECRET_LENGTH} characters (generate one with: ${GENERATE_SECRET_COMMAND})`,
     );
   return raw;
 };
@@ -280,6 +285,7 @@ export const SETTINGS = {
     default: "",
     doc: "API keys backends must send (authorization: Bearer <key>), comma-separated, each KEY or KEY:scope+scope (publish, presence, a method name). Empty: no keys, loopback only.",
     roles: ["api"],
+    secret: true,
     parse: apiKeyList,
   }),
   insecure: setting({
@@ -294,6 +300,7 @@ export const SETTINGS = {
     default: "",
     doc: "HS256 secret that client tokens are signed with (32+ characters).",
     roles: ["edge"],
+    secret: true,
     parse: secret,
   }),
   jwtPublicKeyFile: setting({
@@ -441,6 +448,7 @@ export const SETTINGS = {
     default: "",
     doc: "Redis to scale out over (redis://host:port): every API node and edge then uses it instead of the API's link; empty: embedded mode.",
     roles: ["api", "edge"],
+    secret: true,
     parse: redisUrl,
   }),
   redisPrefix: setting({
@@ -499,12 +507,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     try {
       out[key] = s.parse(raw);
     } catch (err) {
-      const shown = s.secret ? "(hidden)" : JSON.stringify(raw);
-      problems.push(`${s.env}=${shown}: ${(err as Error).message} (${s.doc})`);
+      problems.push(`${s.env}${shownValue(s, raw, "=")}: ${(err as Error).message} (${s.doc})`);
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   return { ...(out as Config), ...overrides };
+}
+
+/** The keys of the settings marked secret: never printed, censored in logs (log.ts). */
+export const SECRET_KEYS: readonly string[] = Object.entries(SETTINGS as Record<string, Setting<unknown>>)
+  .filter(([, s]) => s.secret)
+  .map(([key]) => key);
+
+/**
+ * How an error shows the value a setting was given: `=` or ` ` and the
+ * value quoted, or for a secret a note that it is not shown.
+ */
+export function shownValue(s: { secret?: true }, raw: string, separator: "=" | " "): string {
+  return s.secret ? " (value not shown: it is secret)" : `${separator}${JSON.stringify(raw)}`;
 }
 
 /** Splits "host:port" into its parts. */

@@ -1,6 +1,16 @@
 import { pino, type Logger } from "pino";
+import { SECRET_KEYS } from "./config.js";
 
 export type { Logger };
+
+/**
+ * Most bytes of log lines that may wait for a slow reader of stderr. Past it
+ * new lines are dropped (and counted, see LogSink) instead of held: a reader
+ * that stalls costs neither memory without bound nor the event loop.
+ */
+export const LOG_MAX_PENDING_BYTES = 1024 * 1024;
+/** How long a process that stops waits for its last log lines to reach stderr before it exits anyway. */
+export const LOG_FLUSH_TIMEOUT_MS = 1_000;
 
 /**
  * Structured JSON logs on stderr (stdout carries only the machine-readable
@@ -11,26 +21,106 @@ export type { Logger };
  * Fields an operator filters on: role, pid, version (every line); addresses
  * on "ready"; signal and durationMs on "stopping"/"stopped"; err and context
  * on errors; edgeId on link events.
+ *
+ * Never blocks the event loop: lines go through process.stderr, which
+ * libuv writes without blocking when stderr is a pipe, and a stalled reader
+ * costs at most LOG_MAX_PENDING_BYTES. (pino.destination() would flush
+ * synchronously at exit, retrying forever while the pipe is full: a process
+ * whose stderr nobody read could then never exit, not even at its shutdown
+ * deadline, nor on a second SIGTERM, as its handlers never ran again.)
  */
 export function createLogger(role: string, level = process.env.REALTIME_LOG_LEVEL || "info", version?: string): Logger {
-  return pino(
+  const sink = new LogSink(process.stderr);
+  const logger = pino(
     {
       level,
       base: { role, pid: process.pid, ...(version ? { version } : {}) },
       redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
     },
-    pino.destination(2),
+    sink,
   );
+  sink.onDrained((dropped) => logger.warn({ dropped }, "log lines dropped: stderr was not read for a while"));
+  return logger;
 }
 
-/** Log fields that may hold a secret or a payload, at the top level or one object down. */
+/**
+ * Log fields that may hold a secret or a payload, at the top level or one
+ * object down: the settings marked secret in the schema (config.ts), and
+ * the names a token, a key or a payload goes by.
+ */
 export const REDACTED_PATHS = [
-  "token",
-  "authorization",
-  "apiKeys",
-  "jwtSecret",
-  "linkSecret",
-  "payload",
-  "data",
-  "password",
+  ...new Set([...SECRET_KEYS, "token", "authorization", "apiKeys", "jwtSecret", "payload", "data", "password"]),
 ].flatMap((k) => [k, `*.${k}`]);
+
+/** What LogSink writes to: process.stderr, or any stream of the same shape. */
+export interface LogStream {
+  write(chunk: string): boolean;
+  readonly writableLength: number;
+  on(event: "error", listener: (err: Error) => void): unknown;
+  on(event: "drain", listener: () => void): unknown;
+}
+
+/**
+ * The logger's destination: writes each line to a stream unless more than
+ * LOG_MAX_PENDING_BYTES already wait there (the line is then dropped and
+ * counted), and writes nothing more once the stream failed (EPIPE: its
+ * reader is gone). When the stream drains after drops, onDrained hears how
+ * many lines were lost.
+ */
+export class LogSink {
+  private dropped = 0;
+  private broken = false;
+  private drained: ((dropped: number) => void) | undefined;
+
+  constructor(
+    private readonly stream: LogStream,
+    private readonly maxPendingBytes = LOG_MAX_PENDING_BYTES,
+  ) {
+    stream.on("error", () => (this.broken = true));
+    stream.on("drain", () => {
+      if (this.dropped === 0 || this.broken) return;
+      const dropped = this.dropped;
+      this.dropped = 0;
+      this.drained?.(dropped);
+    });
+  }
+
+  write(line: string): void {
+    if (this.broken) return;
+    if (this.stream.writableLength + line.length > this.maxPendingBytes) {
+      this.dropped++;
+      return;
+    }
+    this.stream.write(line);
+  }
+
+  onDrained(listener: (dropped: number) => void): void {
+    this.drained = listener;
+  }
+}
+
+/**
+ * Makes a failing stdout or stderr harmless: once the process that reads
+ * them is gone, writes fail with EPIPE, which would otherwise be thrown
+ * from an 'error' event and crash the process in the middle of a clean stop.
+ */
+export function tolerateClosedStdio(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
+}
+
+/**
+ * Resolves once stdout and stderr have written what they hold, or after
+ * timeoutMs, whichever is first: call it before process.exit so that the
+ * last lines are not lost, without waiting on a reader that stalled.
+ */
+export function flushStdio(timeoutMs = LOG_FLUSH_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve) => {
+    const check = () => {
+      const pending = process.stdout.writableLength + process.stderr.writableLength;
+      if (pending === 0 || Date.now() >= deadline) resolve();
+      else setTimeout(check, 10);
+    };
+    check();
+  });
+}

@@ -38,9 +38,9 @@ describe("REALTIME_API_KEYS", () => {
     for (const [raw, why] of [
       ["short", /16 to 256/],
       [`${K1}!`, /may only use/],
-      [`${K1}:write`, /unknown scope "write"/],
+      [`${K1}:write`, /scope 1 after the colon is unknown/],
       [`${K1},${K1}`, /appears twice/],
-      [`${K1}:`, /unknown scope ""/],
+      [`${K1}:`, /scope 1 after the colon is unknown/],
     ] as const) {
       expect(() => parseApiKeys(raw)).toThrow(why);
       try {

@@ -15,7 +15,7 @@ import { LINK_MAX_FRAME_BYTES } from "../src/link/framing.js";
 import { FakeEdge } from "./helpers/fake-edge.js";
 import { useCluster } from "./helpers/fixture.js";
 import { RawLink } from "./helpers/raw-link.js";
-import { startTopology, SHARED_REDIS_URL, uniquePrefix } from "./helpers/redis-topology.js";
+import { NO_REDIS, startTopology, testRedisUrl, uniquePrefix } from "./helpers/redis-topology.js";
 import { TestClient, type Enc } from "./helpers/ws-client.js";
 
 const text = (s: string): Value => ({ $typeName: "google.protobuf.Value", kind: { case: "stringValue", value: s } });
@@ -170,10 +170,10 @@ describe("client getMembers pages", () => {
   }, 60_000);
 });
 
-describe("client getMembers pages in Redis mode", () => {
+describe.skipIf(NO_REDIS)("client getMembers pages in Redis mode", () => {
   const prefix = uniquePrefix("members-pages");
   it("pages by id over Redis too", async () => {
-    const t = await startTopology(1, 1, { REALTIME_REDIS_URL: SHARED_REDIS_URL, REALTIME_REDIS_PREFIX: prefix });
+    const t = await startTopology(1, 1, { REALTIME_REDIS_URL: testRedisUrl(), REALTIME_REDIS_PREFIX: prefix });
     const clients: TestClient[] = [];
     try {
       for (let i = 0; i < 12; i++) {

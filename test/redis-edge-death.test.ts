@@ -2,7 +2,7 @@
  * An edge that dies without cleanup (kill -9) in the Redis mode: its members
  * leave GetMembers (on every API node) and the members on the surviving
  * edges get one channel:leave for each, within the configured bound. Real
- * processes: two API nodes, three edges, the machine's Redis.
+ * processes: two API nodes, three edges, the run's Redis (test/helpers/global-setup.ts).
  */
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -11,7 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { stopAll } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { eventually, SHARED_REDIS_URL, startTopology, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
+import {
+  eventually,
+  NO_REDIS,
+  startTopology,
+  testRedisUrl,
+  uniquePrefix,
+  type Topology,
+} from "./helpers/redis-topology.js";
 import { sleep, TestClient } from "./helpers/ws-client.js";
 
 /** The liveness TTL of this test: short, so that the bound is. */
@@ -26,8 +33,9 @@ const clients: TestClient[] = [];
 const prefix = uniquePrefix("edge-death");
 
 beforeAll(async () => {
+  if (NO_REDIS) return;
   topology = await startTopology(2, 3, {
-    REALTIME_REDIS_URL: SHARED_REDIS_URL,
+    REALTIME_REDIS_URL: testRedisUrl(),
     REALTIME_REDIS_PREFIX: prefix,
     REALTIME_REDIS_EDGE_TTL_MS: String(TTL_MS),
   });
@@ -35,12 +43,13 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  if (NO_REDIS) return;
   await Promise.all(clients.map((c) => c.close()));
   for (const api of apis ?? []) api.close();
   await topology?.stop();
   await stopAll();
   // The killed edge's tombstone and the sweep's keys would linger for a while: remove them.
-  const redis = new Redis(SHARED_REDIS_URL);
+  const redis = new Redis(testRedisUrl());
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
@@ -58,7 +67,7 @@ const leavesOf = (c: TestClient, channel: string) =>
     .events("channel:leave")
     .flatMap((e) => (e.channel === channel && e.payload.case === "member" ? [e.payload.value.id] : []));
 
-describe("kill -9 of an edge, with Redis", () => {
+describe.skipIf(NO_REDIS)("kill -9 of an edge, with Redis", () => {
   it(`its members leave GetMembers and channel:leave reaches the other edges within ${LEAVE_BOUND_MS} ms, once each`, async () => {
     const doomed = [await client(0), await client(0)];
     const survivors = [await client(1), await client(2)];

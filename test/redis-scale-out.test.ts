@@ -1,6 +1,6 @@
 /**
  * Several API nodes and edges behave as one service over Redis: two real API
- * processes and three real edges on the machine's Redis (under a prefix of
+ * processes and three real edges on the run's Redis (test/helpers/global-setup.ts; under a prefix of
  * this file's own), gRPC clients of both API nodes, WebSocket clients spread
  * over the edges.
  */
@@ -13,7 +13,7 @@ import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stopAll } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { SHARED_REDIS_URL, startTopology, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
+import { NO_REDIS, startTopology, testRedisUrl, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
 
 let topology: Topology;
@@ -32,7 +32,8 @@ async function client(edge: number, enc: "json" | "proto" = "proto") {
 const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
 
 beforeAll(async () => {
-  topology = await startTopology(2, 3, { REALTIME_REDIS_URL: SHARED_REDIS_URL, REALTIME_REDIS_PREFIX: prefix });
+  if (NO_REDIS) return;
+  topology = await startTopology(2, 3, { REALTIME_REDIS_URL: testRedisUrl(), REALTIME_REDIS_PREFIX: prefix });
   apis = topology.grpc.map((address) => realtimeClient(address));
   connects = topology.grpc.map((address) =>
     createClient(Realtime, createGrpcTransport({ baseUrl: `http://${address}` })),
@@ -40,19 +41,20 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  if (NO_REDIS) return;
   await Promise.all(clients.map((c) => c.close()));
   for (const api of apis ?? []) api.close();
   await topology?.stop();
   await stopAll();
   // Leave nothing behind in the shared Redis.
-  const redis = new Redis(SHARED_REDIS_URL);
+  const redis = new Redis(testRedisUrl());
   const keys = await redis.keys(`${prefix}*`);
   expect(keys.filter((k) => !/sweep-(lock|clock|grace)$/.test(k))).toEqual([]);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
 }, 60_000);
 
-describe("Redis scale-out: 2 API nodes, 3 edges", () => {
+describe.skipIf(NO_REDIS)("Redis scale-out: 2 API nodes, 3 edges", () => {
   it("does not listen for edges (no link address in the ready line); edges are ready once Redis is up", async () => {
     for (const api of topology.apis) expect(api.ready.link).toBeUndefined();
     for (const ws of topology.ws) {

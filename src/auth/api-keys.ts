@@ -23,6 +23,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Shortest key accepted: a guessable key is no key. */
 export const MIN_API_KEY_LENGTH = 16;
@@ -72,7 +73,7 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     const key = colon < 0 ? entry : entry.slice(0, colon);
     if (key.length < MIN_API_KEY_LENGTH || key.length > MAX_API_KEY_LENGTH) {
       throw new Error(
-        `${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: openssl rand -base64url 32`,
+        `${where}: a key must be ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} characters (it has ${key.length}); generate one with: ${GENERATE_SECRET_COMMAND}`,
       );
     }
     if (!KEY_RE.test(key)) throw new Error(`${where}: a key may only use A-Z a-z 0-9 - _ . ~ / =`);
@@ -80,7 +81,7 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     if (colon >= 0) {
       const scopes = entry.slice(colon + 1).split("+");
       methods = new Set();
-      for (const scope of scopes) {
+      for (const [j, scope] of scopes.entries()) {
         if (scope === "*") {
           methods = undefined;
           break;
@@ -90,8 +91,9 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
         if (group) group.forEach((m) => methods!.add(m));
         else if (method) methods.add(method);
         else {
+          // Not quoted: what follows a colon may be a key (KEY1:KEY2 for KEY1,KEY2).
           throw new Error(
-            `${where}: unknown scope ${JSON.stringify(scope)}; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +`,
+            `${where}: scope ${j + 1} after the colon is unknown; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +, and separate keys with commas`,
           );
         }
       }

@@ -21,6 +21,7 @@ import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { MAX_CHANNEL_NAME_LENGTH } from "../core/limits.js";
 import { ChannelGrants, MAX_CHANNEL_GRANTS, type Identity } from "./identity.js";
+import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Largest token accepted, in characters: bigger is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
@@ -63,7 +64,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   if (options.secret !== undefined) {
     if (options.secret.length < MIN_HS256_SECRET_LENGTH) {
       throw new Error(
-        `the HS256 secret must be at least ${MIN_HS256_SECRET_LENGTH} characters; generate one with: openssl rand -base64url 48`,
+        `the HS256 secret must be at least ${MIN_HS256_SECRET_LENGTH} characters; generate one with: ${GENERATE_SECRET_COMMAND}`,
       );
     }
     secret = new TextEncoder().encode(options.secret);

@@ -36,7 +36,7 @@ export interface LinkBrokerOptions {
   /**
    * The link is up (true: the hub has acknowledged this edge's hello and
    * resync, so publishes reach its connections) or down (false, only after
-   * an up).
+   * an up, and not once close() was called: closing is not an outage).
    */
   onStateChange?: (connected: boolean) => void;
   /**
@@ -258,7 +258,7 @@ export class LinkBroker implements Broker, Presence {
       this.up = false;
       this.writer = undefined;
       this.failPending("the link to the API process closed; try again shortly");
-      if (wasUp) this.options.onStateChange?.(false);
+      if (wasUp && !this.stopped) this.options.onStateChange?.(false);
       this.scheduleRedial();
     });
   }

@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
+import { listenError } from "../config-args.js";
 import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
 import { checkExposure, enforceExposure } from "../auth/exposure.js";
@@ -86,6 +87,8 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   const seams = await startApiSeams(config, log, eventIds, metrics.observer, (up) => {
     metrics.observer.backendState("redis", up);
     readiness.set("redis", up);
+  }).catch((err: unknown) => {
+    throw redis ? err : listenError(err, "linkHost", "linkPort", config);
   });
   if (seams.levels) metrics.hubLevels(seams.levels);
 
@@ -143,7 +146,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     : grpc.ServerCredentials.createInsecure();
   const grpcPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, credentials, (err, port) =>
-      err ? reject(err) : resolve(port),
+      err ? reject(listenError(err, "grpcHost", "grpcPort", config)) : resolve(port),
     ),
   );
   // The same service over Connect and gRPC-Web, with the dashboard at /.
@@ -157,6 +160,8 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
     interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],
     onError: (err, method) => log.debug({ method, err }, "call failed"),
+  }).catch((err: unknown) => {
+    throw listenError(err, "httpHost", "httpPort", config);
   });
   readiness.serving();
   return {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
+import { listenError } from "../config-args.js";
 import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
@@ -62,6 +63,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   metrics.declareBackend(backend);
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
+  let stopping = false;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
   const eventIds = new IdGenerator();
   const link = createEdgeSeams(config, log, edgeId, eventIds, {
@@ -70,9 +72,10 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onStateChange: (up) => {
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
-      return up
-        ? log.info({ [backend]: link.target }, `${backend} up`)
-        : log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
+      if (up) return log.info({ [backend]: link.target }, `${backend} up`);
+      // While this edge stops, its API stopping too is no outage (switchboard dev, a whole deploy).
+      if (stopping) return log.info({ [backend]: link.target }, `${backend} down while stopping`);
+      log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
     },
   });
   edge = new Edge({
@@ -108,7 +111,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     observer: metrics.observer,
     tls,
   });
-  const address = await ws.listen(config.wsPort, config.wsHost);
+  const address = await ws.listen(config.wsPort, config.wsHost).catch((err: unknown) => {
+    throw listenError(err, "wsHost", "wsPort", config);
+  });
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
     link.start().then(() => true),
@@ -128,6 +133,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     linked: () => link.connected(),
     readiness,
     async stop() {
+      stopping = true;
       readiness.draining();
       // /readyz answers 503 for the drain period, while the edge still listens,
       // so that load balancers stop sending new clients before it goes.

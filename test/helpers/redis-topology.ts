@@ -1,15 +1,34 @@
 /**
  * The Redis mode's topology as real processes, for tests: API nodes and
- * edges that share one Redis under a key prefix unique to the test, and a
- * redis-server of the test's own when it must stop and restart Redis.
+ * edges that share the run's Redis under a key prefix unique to the test,
+ * and a redis-server of the test's own when it must stop and restart Redis.
+ *
+ * The run's Redis is found once by the global setup (global-setup.ts): a
+ * redis-server of the run's own, or REALTIME_TEST_REDIS_URL. Without one a
+ * Redis suite is skipped (describe.skipIf(NO_REDIS)), the reason printed
+ * once; under CI=true it runs and fails instead.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer, Socket } from "node:net";
+import { inject } from "vitest";
 import { startProcess, type Proc } from "./cluster.js";
+import { answersPing } from "./net.js";
 
-/** The machine's Redis that the tests share (each under its own prefix). */
-export const SHARED_REDIS_URL = process.env.REALTIME_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+export { freePort } from "./net.js";
+
+const IN_CI = process.env.CI === "true";
+const TEST_REDIS = inject("switchboardRedis");
+
+/** The run's Redis (each test under its own prefix); throws, with the reason, when there is none. */
+export function testRedisUrl(): string {
+  if (TEST_REDIS.url === null) throw new Error(`no Redis for the tests: ${TEST_REDIS.note}`);
+  return TEST_REDIS.url;
+}
+
+/** Skip a suite that needs the run's Redis: there is none, and this is not CI. */
+export const NO_REDIS = TEST_REDIS.url === null && !IN_CI;
+/** Skip a suite that starts a redis-server of its own: none can be run, and this is not CI. */
+export const NO_REDIS_SERVER = TEST_REDIS.server === null && !IN_CI;
 
 export interface Topology {
   apis: Proc[];
@@ -62,15 +81,6 @@ export async function startTopology(apis: number, edges: number, env: NodeJS.Pro
   return t;
 }
 
-/** A free TCP port on 127.0.0.1 (free when checked). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** A redis-server of the test's own, without persistence, that it can stop and start again. */
 export class OwnRedis {
   private child: ChildProcess | undefined;
@@ -82,7 +92,7 @@ export class OwnRedis {
 
   async start(): Promise<void> {
     const child = spawn(
-      "redis-server",
+      TEST_REDIS.server ?? "redis-server",
       ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
       {
         stdio: "ignore",
@@ -90,7 +100,7 @@ export class OwnRedis {
     );
     this.child = child;
     const deadline = Date.now() + 10_000;
-    while (!(await canConnect(this.port))) {
+    while (!(await answersPing(this.url, 1_000))) {
       if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
       if (Date.now() > deadline) throw new Error("redis-server did not listen within 10 s");
       await new Promise((r) => setTimeout(r, 50));
@@ -116,18 +126,6 @@ export class OwnRedis {
     await exited;
     this.child = undefined;
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
 }
 
 /** Polls fn until it returns true; throws after timeoutMs. */
