@@ -43,13 +43,16 @@ const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
 
 /** Default of EdgeOptions.privateChannelPrefix. */
 export const DEFAULT_PRIVATE_CHANNEL_PREFIX = "private:";
-/** Error codes that are the client's doing and spend its error budget. */
+/**
+ * Error codes that are the client's doing and spend its error budget.
+ * UNIMPLEMENTED is not one: a newer client probing an older edge is not at
+ * fault (the command rate limit still bounds how often it may).
+ */
 const CLIENT_FAULTS = new Set<Code>([
   Code.InvalidArgument,
   Code.PermissionDenied,
   Code.ResourceExhausted,
   Code.FailedPrecondition,
-  Code.Unimplemented,
   Code.Unauthenticated,
 ]);
 
@@ -224,26 +227,15 @@ export class Edge {
       frame = decodeClientFrame(data, isBinary, session.encoding);
     } catch (err) {
       const e = err instanceof FrameError ? err : new FrameError(String(err));
-      this.observer.messageIn("invalid");
-      this.replyError(session, e.requestId, e);
+      // An unknown command is a command (of a newer protocol): it counts
+      // against the rate limit. A malformed frame spends the error budget.
+      const unknownCommand = e.code === Code.Unimplemented;
+      this.observer.messageIn(unknownCommand ? "other" : "invalid");
+      if (!unknownCommand || this.takeRate(session, e.requestId)) this.replyError(session, e.requestId, e);
       return;
     }
     this.observer.messageIn(MESSAGE_IN_KINDS[frame.command.case ?? ""] ?? "other");
-    if (this.rate) {
-      const state = this.rate.take(session.rate);
-      if (state === undefined) {
-        this.replyError(
-          session,
-          frame.id,
-          new RealtimeError(
-            Code.ResourceExhausted,
-            `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`,
-          ),
-        );
-        return;
-      }
-      session.rate = state;
-    }
+    if (!this.takeRate(session, frame.id)) return;
     if (session.pending >= MAX_PENDING_COMMANDS) {
       this.replyError(
         session,
@@ -262,6 +254,25 @@ export class Edge {
         this.replyError(session, frame.id, asRealtimeError(err));
       }
     });
+  }
+
+  /** Takes one command from the connection's rate; false (and a RESOURCE_EXHAUSTED reply to id) when it is spent. */
+  private takeRate(session: Session, id: number): boolean {
+    if (!this.rate) return true;
+    const state = this.rate.take(session.rate);
+    if (state === undefined) {
+      this.replyError(
+        session,
+        id,
+        new RealtimeError(
+          Code.ResourceExhausted,
+          `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`,
+        ),
+      );
+      return false;
+    }
+    session.rate = state;
+    return true;
   }
 
   /** Runs fn after everything the connection has queued; fn must not throw. */

@@ -4,6 +4,7 @@ import { EventSchema, MemberSchema, type Event, type Member } from "../../gen/re
 import type { Publication } from "./broker.js";
 import { Code, RealtimeError } from "./errors.js";
 import { encodeEventBinary, encodeEventJson, isApplicationEvent } from "./event-codec.js";
+import { illFormedField, illFormedMessage } from "./unicode.js";
 
 /** The payload of an application event, as the generated messages carry it. */
 export type Payload = Event["payload"];
@@ -28,7 +29,9 @@ export class IdGenerator {
  * the hand-written codec of event-codec.ts, a system event with protobuf-es.
  * Throws RESOURCE_EXHAUSTED when the encoded event is larger than
  * maxEventBytes, and INVALID_ARGUMENT when its payload cannot be written as
- * JSON (NaN, ±Infinity, a Value with no kind).
+ * JSON (NaN, ±Infinity, a Value with no kind) or holds a string that is not
+ * well-formed Unicode (a lone surrogate: JSON and binary recipients would
+ * get different text; only a JSON request can carry one).
  */
 export function createPublication(event: Event, maxEventBytes: number, origin = "", skipOrigin = false): Publication {
   const application = isApplicationEvent(event);
@@ -40,6 +43,8 @@ export function createPublication(event: Event, maxEventBytes: number, origin = 
     );
   }
   const eventJson = application ? encodeEventJson(event) : toJsonString(EventSchema, event);
+  const field = illFormedField(eventJson);
+  if (field !== undefined) throw new RealtimeError(Code.InvalidArgument, illFormedMessage(field));
   return { channel: event.channel, event: bytes, eventJson, origin, skipOrigin };
 }
 

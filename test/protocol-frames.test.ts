@@ -1,0 +1,223 @@
+/**
+ * docs/protocol.md's rules for client frames, held the same in both
+ * encodings: proto3's unknown fields are ignored (and reach no recipient),
+ * an unknown command is UNIMPLEMENTED without spending the error budget,
+ * the id of a damaged frame is kept when it can be read, exactly one
+ * command per frame, and only well-formed Unicode (a lone surrogate would
+ * reach JSON and binary recipients as different text; the API's Connect
+ * JSON refuses it too). Real API and edge processes on port 0.
+ */
+import { create, toBinary, toJson } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ClientFrameSchema, ErrorCode, type Reply } from "../gen/realtime/client/v1/client_pb.js";
+import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
+import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
+import { toPayload, toValue } from "../src/client/codec.js";
+import { TestClient } from "./helpers/ws-client.js";
+
+let cluster: Cluster;
+let api: RealtimeTestClient;
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster(1);
+  api = realtimeClient(cluster.grpc);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  api?.close();
+  await cluster?.stop();
+  await stopAll();
+});
+
+async function connect(enc: "json" | "proto"): Promise<TestClient> {
+  const c = await TestClient.connect(cluster.ws[0]!, enc);
+  clients.push(c);
+  return c;
+}
+
+/** Sends raw bytes (binary) or text and resolves with the next reply. */
+async function raw(c: TestClient, data: string | Uint8Array): Promise<Reply> {
+  const count = c.frames.length;
+  c.ws.send(data, { binary: typeof data !== "string" });
+  const f = await c.next((f) => c.frames.indexOf(f) >= count && f.frame.case === "reply");
+  return f.frame.value as Reply;
+}
+
+const bin = (init: Parameters<typeof create<typeof ClientFrameSchema>>[1]) =>
+  toBinary(ClientFrameSchema, create(ClientFrameSchema, init));
+const cat = (...parts: (Uint8Array | number[])[]) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
+const codeAndId = (r: Reply) => [r.id, r.error?.code ?? 0];
+
+describe("unknown commands and fields (proto3: newer clients, older edges)", () => {
+  it("an unknown command is UNIMPLEMENTED with its id, in both encodings", async () => {
+    const j = await connect("json");
+    expect(codeAndId(await raw(j, JSON.stringify({ id: 5, subscribe: { channel: "x" } })))).toEqual([
+      5,
+      ErrorCode.UNIMPLEMENTED,
+    ]);
+    const p = await connect("proto");
+    // id 5, then field 20 (length-delimited, empty): a command of a newer protocol.
+    const reply = await raw(p, cat([0x08, 0x05, 0xa2, 0x01, 0x00]));
+    expect(codeAndId(reply)).toEqual([5, ErrorCode.UNIMPLEMENTED]);
+    expect(reply.error?.message).toMatch(/field number 20/);
+  });
+
+  it("does not spend the error budget: 40 unknown commands, and the connection stays", async () => {
+    for (const enc of ["json", "proto"] as const) {
+      const c = await connect(enc);
+      // id 100 (0x64), clear of the ids TestClient.ok picks.
+      const frame = enc === "json" ? JSON.stringify({ id: 100, subscribe: {} }) : cat([0x08, 0x64, 0xa2, 0x01, 0x00]);
+      for (let i = 0; i < 40; i++) expect((await raw(c, frame)).error?.code).toBe(ErrorCode.UNIMPLEMENTED);
+      await c.ok({ command: { case: "ping", value: {} } });
+      expect(c.closeCode).toBeUndefined();
+    }
+  });
+
+  it("ignores unknown fields at any depth, and no recipient sees them", async () => {
+    const j = await connect("json");
+    const p = await connect("proto");
+    const watcher = await connect("proto");
+    await watcher.ok({ command: { case: "join", value: { channel: "unknown-fields" } } });
+    const joinJson = { id: 2, join: { channel: "unknown-fields", priority: 3 }, trace: "abc" };
+    expect(codeAndId(await raw(j, JSON.stringify(joinJson)))).toEqual([2, 0]);
+    // A join with field 7 inside Join, then field 31 (varint) in ClientFrame.
+    const joinBin = cat(
+      [0x08, 0x02, 0x12, 0x14, 0x0a, 0x0e],
+      Buffer.from("unknown-fields"),
+      [0x38, 0x01],
+      [0xf8, 0x01, 0x01],
+    );
+    expect(codeAndId(await raw(p, joinBin))).toEqual([2, 0]);
+    // A send whose google.protobuf.Value carries unknown field 9 after its string_value.
+    const withUnknown = new BinaryWriter()
+      .tag(1, WireType.Varint)
+      .uint32(3)
+      .tag(5, WireType.LengthDelimited)
+      .fork()
+      .tag(1, WireType.LengthDelimited)
+      .string("unknown-fields")
+      .tag(2, WireType.LengthDelimited)
+      .string("e")
+      .tag(3, WireType.LengthDelimited)
+      .fork()
+      .tag(3, WireType.LengthDelimited)
+      .string("v")
+      .tag(9, WireType.Varint)
+      .uint32(1)
+      .join()
+      .join()
+      .finish();
+    expect(codeAndId(await raw(p, withUnknown))).toEqual([3, 0]);
+    const event = await watcher.event("e", "unknown-fields");
+    expect(event.payload.case).toBe("json");
+    expect((event.payload.value as { $unknown?: unknown }).$unknown).toBeUndefined();
+    expect(toJson(ValueSchema, event.payload.value as Value)).toBe("v");
+  });
+});
+
+describe("a frame's id and its one command", () => {
+  it("an error reply to a damaged binary frame keeps its id when it can be read", async () => {
+    const p = await connect("proto");
+    // id 42, then a join of 5 bytes of which 1 came.
+    expect(codeAndId(await raw(p, cat([0x08, 0x2a, 0x12, 0x05, 0x0a])))).toEqual([42, ErrorCode.INVALID_ARGUMENT]);
+    // a ping, id 7 after it, then a field whose length runs past the end.
+    expect(codeAndId(await raw(p, cat([0x42, 0x00, 0x08, 0x07, 0x1a, 0x7f, 0x01])))).toEqual([
+      7,
+      ErrorCode.INVALID_ARGUMENT,
+    ]);
+    // nothing readable: id 0.
+    expect(codeAndId(await raw(p, cat([0xff])))).toEqual([0, ErrorCode.INVALID_ARGUMENT]);
+  });
+
+  it("refuses two commands in one frame, in both encodings, with the frame's id", async () => {
+    const p = await connect("proto");
+    await p.ok({ command: { case: "join", value: { channel: "two" } } });
+    const join = bin({ command: { case: "join", value: { channel: "two" } } });
+    const leave = bin({ command: { case: "leave", value: { channel: "two" } } });
+    const reply = await raw(p, cat([0x08, 0x09], join, leave));
+    expect(codeAndId(reply)).toEqual([9, ErrorCode.INVALID_ARGUMENT]);
+    expect(reply.error?.message).toMatch(/2 commands \(join, leave\)/);
+    // Nothing was done: still a member.
+    expect(
+      (await p.ok({ command: { case: "getMembers", value: { channel: "two" } } })).members.map((m) => m.id),
+    ).toEqual([p.id]);
+    const j = await connect("json");
+    const jr = await raw(j, JSON.stringify({ id: 9, join: { channel: "two" }, leave: { channel: "two" } }));
+    expect(codeAndId(jr)).toEqual([9, ErrorCode.INVALID_ARGUMENT]);
+  });
+});
+
+describe("well-formed Unicode only", () => {
+  it("refuses a JSON frame with a lone surrogate, naming the field; binary peers never see U+FFFD for it", async () => {
+    const j = await connect("json");
+    const jPeer = await connect("json");
+    const pPeer = await connect("proto");
+    for (const c of [j, jPeer, pPeer]) await c.ok({ command: { case: "join", value: { channel: "utf" } } });
+    const send = `{"id":3,"send":{"channel":"utf","event":"e","json":{"text":"a\\ud800b"}}}`;
+    const reply = await raw(j, send);
+    expect(codeAndId(reply)).toEqual([3, ErrorCode.INVALID_ARGUMENT]);
+    expect(reply.error?.message).toMatch(/send\.json\.text is not well-formed Unicode/);
+    const profile = await raw(j, `{"id":4,"updateProfile":{"data":{"names":["ok","\\udc00"]}}}`);
+    expect(codeAndId(profile)).toEqual([4, ErrorCode.INVALID_ARGUMENT]);
+    expect(profile.error?.message).toMatch(/updateProfile\.data\.names\[1\]/);
+    // A well-formed pair (an emoji written as escapes) is fine.
+    expect(codeAndId(await raw(j, `{"id":5,"send":{"channel":"utf","event":"e","json":"\\ud83d\\ude00"}}`))).toEqual([
+      5, 0,
+    ]);
+    for (const peer of [jPeer, pPeer]) {
+      const event = await peer.event("e", "utf");
+      expect(toJson(ValueSchema, event.payload.value as Value)).toBe("😀");
+    }
+    expect([...jPeer.events("e"), ...pPeer.events("e")]).toHaveLength(2);
+  });
+
+  it("the API refuses a Connect JSON request with a lone surrogate: INVALID_ARGUMENT, nothing published", async () => {
+    const peer = await connect("proto");
+    await peer.ok({ command: { case: "join", value: { channel: "utf-api" } } });
+    const post = (method: string, body: string) =>
+      fetch(`http://${cluster.http}/realtime.v1.Realtime/${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+    const cases: [string, string][] = [
+      ["Send", `{"channel":"utf-api","event":"e","json":{"k":"\\udfff"}}`],
+      ["Broadcast", `{"event":"e","json":["\\ud800"]}`],
+      [
+        "SendBatch",
+        `{"requests":[{"channel":"utf-api","event":"e","json":1},{"channel":"utf-api","event":"e","json":{"\\ud800":1}}]}`,
+      ],
+    ];
+    for (const [method, body] of cases) {
+      const res = await post(method, body);
+      const json = (await res.json()) as { code?: string; message?: string };
+      expect({ method, status: res.status, code: json.code }).toEqual({
+        method,
+        status: 400,
+        code: "invalid_argument",
+      });
+      expect(json.message).toMatch(/not well-formed Unicode/);
+    }
+    const ok = await post("Send", `{"channel":"utf-api","event":"fine","json":"\\ud83d\\ude00"}`);
+    expect(ok.status).toBe(200);
+    await peer.event("fine", "utf-api");
+    expect(peer.events("e")).toEqual([]);
+  });
+});
+
+describe("the SDK keeps the Unicode rule in both encodings", () => {
+  it("refuses a message or profile with a lone surrogate before sending, whatever its encoding", () => {
+    expect(() => toPayload({ text: "a\ud800b" })).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.INVALID_ARGUMENT,
+        message: expect.stringMatching(/message\.text is not well-formed/),
+      }),
+    );
+    expect(() => toValue("\udc00", "profile")).toThrow(/profile is not well-formed Unicode/);
+    expect(toPayload({ text: "😀" }).case).toBe("json");
+  });
+});
