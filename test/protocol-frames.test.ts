@@ -5,13 +5,19 @@
  * the id of a damaged frame is kept when it can be read, exactly one
  * command per frame, and only well-formed Unicode (a lone surrogate would
  * reach JSON and binary recipients as different text; the API's Connect
- * JSON refuses it too). Real API and edge processes on port 0.
+ * JSON refuses it too); and the event size limit counts what the publisher
+ * sends, so that a client can compute it: the Event's channel, event name
+ * and payload fields in protobuf binary, not the id the service assigns
+ * (which grows with its counter), over gRPC, Connect and from clients in
+ * both encodings. Real API and edge processes on port 0.
  */
-import { create, toBinary, toJson } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientFrameSchema, ErrorCode, type Reply } from "../gen/realtime/client/v1/client_pb.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { toPayload, toValue } from "../src/client/codec.js";
@@ -219,5 +225,99 @@ describe("the SDK keeps the Unicode rule in both encodings", () => {
     );
     expect(() => toValue("\udc00", "profile")).toThrow(/profile is not well-formed Unicode/);
     expect(toPayload({ text: "😀" }).case).toBe("json");
+  });
+});
+
+/** The size of a varint, as docs/protocol.md has a client compute it. */
+const varint = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4);
+/** A length-delimited field of n bytes: tag, length, bytes. */
+const field = (n: number) => 1 + varint(n) + n;
+
+const CHANNEL = "size";
+const EVENT = "blob";
+/** The largest binary payload: the limit less the channel and event fields and the payload's own tag and length. */
+const MAX_BINARY = (() => {
+  const names = field(CHANNEL.length) + field(EVENT.length);
+  let n = DEFAULT_MAX_PAYLOAD_BYTES - names;
+  while (names + field(n) > DEFAULT_MAX_PAYLOAD_BYTES) n--;
+  return n;
+})();
+/** The largest string payload: json is a google.protobuf.Value whose string_value (field 3) holds it. */
+const MAX_STRING = (() => {
+  const names = field(CHANNEL.length) + field(EVENT.length);
+  let n = DEFAULT_MAX_PAYLOAD_BYTES - names;
+  while (names + field(field(n)) > DEFAULT_MAX_PAYLOAD_BYTES) n--;
+  return n;
+})();
+
+const binary = (n: number) => ({ case: "binary" as const, value: new Uint8Array(n).fill(7) });
+const string = (n: number) => ({ case: "json" as const, value: fromJson(ValueSchema, "x".repeat(n)) });
+
+describe("the event size limit counts what the publisher sends", () => {
+  it("the figures of the docs: 65,520 bytes of binary, 65,516 characters of string, beside channel and event of 4", () => {
+    expect([MAX_BINARY, MAX_STRING]).toEqual([65_520, 65_516]);
+  });
+
+  it("gRPC Send and SendBatch: the largest payload is accepted, whatever the id counter; one byte more is not", async () => {
+    for (let round = 0; round < 2; round++) {
+      for (const payload of [binary(MAX_BINARY), string(MAX_STRING)]) {
+        await api.send({ channel: CHANNEL, event: EVENT, payload });
+      }
+      await expect(api.send({ channel: CHANNEL, event: EVENT, payload: binary(MAX_BINARY + 1) })).rejects.toMatchObject(
+        {
+          code: status.RESOURCE_EXHAUSTED,
+        },
+      );
+      await expect(api.send({ channel: CHANNEL, event: EVENT, payload: string(MAX_STRING + 1) })).rejects.toMatchObject(
+        {
+          code: status.RESOURCE_EXHAUSTED,
+        },
+      );
+      const batch = await api.sendBatch({
+        requests: [{ channel: CHANNEL, event: EVENT, payload: binary(MAX_BINARY) }],
+      });
+      expect(batch.responses).toHaveLength(1);
+      await expect(
+        api.sendBatch({ requests: [{ channel: CHANNEL, event: EVENT, payload: binary(MAX_BINARY + 1) }] }),
+      ).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/requests\[0\]/) });
+      // Grow the API's id counter past 1,296 (four base-36 digits): longer ids, the same limit.
+      if (round === 0)
+        for (let i = 0; i < 2; i++)
+          await api.sendBatch({
+            requests: Array.from({ length: 1_000 }, () => ({ channel: CHANNEL, event: "tick", payload: binary(1) })),
+          });
+    }
+  });
+
+  it("Connect JSON Send: the same limit", async () => {
+    const post = (n: number) =>
+      fetch(`http://${cluster.http}/realtime.v1.Realtime/Send`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ channel: CHANNEL, event: EVENT, binary: Buffer.alloc(n, 7).toString("base64") }),
+      });
+    expect((await post(MAX_BINARY)).status).toBe(200);
+    const over = await post(MAX_BINARY + 1);
+    expect(((await over.json()) as { code: string }).code).toBe("resource_exhausted");
+  });
+
+  it("a client, in both encodings: the largest payload is sent, one byte more is RESOURCE_EXHAUSTED", async () => {
+    for (const enc of ["json", "proto"] as const) {
+      const c = await connect(enc);
+      await c.ok({ command: { case: "join", value: { channel: CHANNEL } } });
+      for (const payload of [binary(MAX_BINARY), string(MAX_STRING)]) {
+        const reply = await c.request({
+          command: { case: "send", value: { channel: CHANNEL, event: EVENT, payload } },
+        });
+        expect({ enc, error: reply.error?.message }).toEqual({ enc, error: undefined });
+      }
+      for (const payload of [binary(MAX_BINARY + 1), string(MAX_STRING + 1)]) {
+        const reply = await c.request({
+          command: { case: "send", value: { channel: CHANNEL, event: EVENT, payload } },
+        });
+        expect({ enc, code: reply.error?.code }).toEqual({ enc, code: ErrorCode.RESOURCE_EXHAUSTED });
+        expect(reply.error?.message).toMatch(/65537 bytes encoded \(channel, event name and payload/);
+      }
+    }
   });
 });
