@@ -7,7 +7,7 @@ import {
   type ErrorCode,
   type Member,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import { ANONYMOUS, type Identity } from "../auth/identity.js";
+import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../auth/identity.js";
 import type { Broker, Publication } from "./broker.js";
 import { CloseCode } from "./close-codes.js";
 import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "./codec.js";
@@ -499,12 +499,16 @@ export class Edge {
     await this.settle(session).catch(() => {});
   }
 
-  /** Arms (or re-arms) the timer that closes the connection with 4003 when its token expires. */
+  /**
+   * Arms (or re-arms) the timer that closes the connection with 4003 when its
+   * token expires: at its exp plus the clock skew the edge allows.
+   */
   private scheduleExpiry(session: Session): void {
     clearTimeout(session.expiryTimer);
     session.expiryTimer = undefined;
-    const at = session.identity.expiresAt;
-    if (at === undefined) return;
+    const exp = session.identity.expiresAt;
+    if (exp === undefined) return;
+    const at = exp + TOKEN_CLOCK_SKEW_MS;
     // setTimeout holds at most 2^31-1 ms (24.8 days): re-arm until then.
     const delay = Math.min(Math.max(0, at - Date.now()), 0x7fffffff);
     session.expiryTimer = setTimeout(() => {
