@@ -15,20 +15,31 @@ import { create, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ClientFrameSchema, ErrorCode, type Reply } from "../gen/realtime/client/v1/client_pb.js";
+import { ClientFrameSchema, ErrorCode, EventSchema, type Reply } from "../gen/realtime/client/v1/client_pb.js";
+import { DEFAULT_RECONNECT_INITIAL_DELAY_MS, DEFAULT_RECONNECT_MAX_DELAY_MS } from "../src/client/backoff.js";
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_QUEUED_REQUESTS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+} from "../src/client/options.js";
+import { binaryEventFrame, jsonEventFrame } from "../src/core/codec.js";
+import { createPublication, MAX_EVENT_ID_BYTES } from "../src/core/publication.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { toPayload, toValue } from "../src/client/codec.js";
+import { SHARED_REDIS_URL, startTopology, uniquePrefix } from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
+import WebSocket from "ws";
 
 let cluster: Cluster;
 let api: RealtimeTestClient;
 const clients: TestClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startCluster(1);
+  cluster = await startCluster(1, { REALTIME_ALLOW_CLIENT_BROADCAST: "true" });
   api = realtimeClient(cluster.grpc);
 }, 60_000);
 
@@ -318,6 +329,114 @@ describe("the event size limit counts what the publisher sends", () => {
         expect({ enc, code: reply.error?.code }).toEqual({ enc, code: ErrorCode.RESOURCE_EXHAUSTED });
         expect(reply.error?.message).toMatch(/65537 bytes encoded \(channel, event name and payload/);
       }
+    }
+  });
+});
+
+/**
+ * Checks that each of a connection's own events (echo on) arrives before the
+ * reply to the command that caused it, `rounds` times over.
+ */
+async function ownEventsBeforeReplies(url: string, enc: "json" | "proto", rounds: number): Promise<void> {
+  const c = await TestClient.connect(url, enc);
+  clients.push(c);
+  const before = (reply: Reply, event: string, channel: string) => {
+    const r = c.frames.findIndex((f) => f.frame.case === "reply" && f.frame.value.id === reply.id);
+    const e = c.frames.findIndex(
+      (f) => f.frame.case === "event" && f.frame.value.event === event && f.frame.value.channel === channel,
+    );
+    return e >= 0 && e < r;
+  };
+  const payload = { case: "binary" as const, value: new Uint8Array([1]) };
+  for (let i = 0; i < rounds; i++) {
+    const channel = `own-${enc}-${i}`;
+    const cmds: [Parameters<TestClient["ok"]>[0], string, string][] = [
+      [{ command: { case: "join", value: { channel } } }, "channel:join", channel],
+      [{ command: { case: "updateProfile", value: { data: fromJson(ValueSchema, i) } } }, "channel:update", channel],
+      [{ command: { case: "send", value: { channel, event: "mine", payload } } }, "mine", channel],
+      [{ command: { case: "broadcast", value: { event: `all-${channel}`, payload } } }, `all-${channel}`, ""],
+      [{ command: { case: "leave", value: { channel } } }, "channel:leave", channel],
+    ];
+    for (const [cmd, event, ch] of cmds) {
+      const reply = await c.ok(cmd);
+      expect({ enc, i, event, before: before(reply, event, ch) }).toEqual({ enc, i, event, before: true });
+    }
+  }
+}
+
+describe("what docs/protocol.md tells a client writer", () => {
+  it("a connection's own join, update, send, broadcast and leave arrive before the command's reply, in both encodings", async () => {
+    for (const enc of ["json", "proto"] as const) await ownEventsBeforeReplies(cluster.ws[0]!, enc, 20);
+  });
+
+  it("the same in Redis mode, where the event and the reply come over different Redis connections", async () => {
+    const topology = await startTopology(1, 1, {
+      REALTIME_REDIS_URL: SHARED_REDIS_URL,
+      REALTIME_REDIS_PREFIX: uniquePrefix("own-events"),
+      REALTIME_ALLOW_CLIENT_BROADCAST: "true",
+    });
+    try {
+      for (const enc of ["json", "proto"] as const) await ownEventsBeforeReplies(topology.ws[0]!, enc, 20);
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await topology.stop();
+    }
+  }, 60_000);
+
+  it("the edge picks realtime.v1.proto when a client offers both, in either order", async () => {
+    for (const offered of [
+      ["realtime.v1.json", "realtime.v1.proto"],
+      ["realtime.v1.proto", "realtime.v1.json"],
+    ]) {
+      const ws = new WebSocket(cluster.ws[0]!, offered);
+      await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+      expect(ws.protocol).toBe("realtime.v1.proto");
+      ws.close();
+    }
+  });
+});
+
+describe("the figures docs/protocol.md gives a client writer", () => {
+  const docs = readFileSync(new URL("../docs/protocol.md", import.meta.url), "utf8");
+
+  it("the largest event frames: 6 x the limit in JSON (control characters), the limit + 30 bytes in binary", () => {
+    const id = "i".repeat(MAX_EVENT_ID_BYTES);
+    /** The largest string of ch that fits the limit, as a broadcast, and its frames. */
+    const largest = (ch: string, channel = "") => {
+      for (let n = DEFAULT_MAX_PAYLOAD_BYTES; ; n--) {
+        const event = create(EventSchema, {
+          id,
+          channel,
+          event: "e",
+          payload: { case: "json", value: fromJson(ValueSchema, ch.repeat(n)) },
+        });
+        try {
+          const pub = createPublication(event, DEFAULT_MAX_PAYLOAD_BYTES);
+          return { json: jsonEventFrame(pub).length, binary: binaryEventFrame(pub).length };
+        } catch {
+          // one character less
+        }
+      }
+    };
+    const worst = largest("\u0001");
+    expect(worst).toEqual({ json: 393_215, binary: DEFAULT_MAX_PAYLOAD_BYTES + 30 });
+    expect(worst.json).toBeLessThanOrEqual(6 * DEFAULT_MAX_PAYLOAD_BYTES);
+    for (const ch of ['"', "a", "é", "😀"]) expect(largest(ch, "c").json).toBeLessThan(worst.json / 2);
+    expect(docs).toContain("| `realtime.v1.proto` | limit + 30 bytes | 65,566 bytes |");
+    expect(docs).toContain("| `realtime.v1.json` | 6 × limit | 393,216 bytes (384 KiB) |");
+  });
+
+  it("the SDK's constants, as the table gives them", () => {
+    const constants: Record<string, number> = {
+      DEFAULT_RECONNECT_INITIAL_DELAY_MS,
+      DEFAULT_RECONNECT_MAX_DELAY_MS,
+      DEFAULT_REQUEST_TIMEOUT_MS,
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      DEFAULT_MAX_QUEUED_REQUESTS,
+    };
+    for (const [name, value] of Object.entries(constants)) {
+      const row = new RegExp(`^\\| \`${name}\` \\| (\\d+)( ms)? \\|`, "m").exec(docs);
+      expect({ name, documented: Number(row?.[1]) }).toEqual({ name, documented: value });
     }
   });
 });

@@ -172,8 +172,9 @@ export interface EdgeOptions {
  * whose outcome is unknown (its request was in flight when the link broke)
  * counts as failed: the Presence implementation re-asserts what this edge
  * holds when it is back (the link's resync from snapshot(), Redis's sync).
- * A connection's own system events are handed to it directly, before its
- * reply; everyone else gets them through the broker.
+ * A connection's own events (its system events, and with echo what it
+ * sends or broadcasts) are handed to it directly, before its reply;
+ * everyone else gets them through the broker.
  */
 export class Edge {
   readonly sessions = new Map<string, Session>();
@@ -677,6 +678,11 @@ export class Edge {
     this.retryTimer.unref?.();
   }
 
+  /**
+   * A client's send or broadcast. Its own copy (echo) is handed to it here,
+   * once published, so that it comes before the reply whatever the broker
+   * (Redis delivers on another connection than the publish's answer).
+   */
   private async publish(
     session: Session,
     channel: string,
@@ -689,9 +695,10 @@ export class Edge {
       create(EventSchema, { id, channel, event, payload }),
       this.maxEventBytes,
       session.id,
-      !echo,
+      true,
     );
     await this.options.broker.publish(pub);
+    if (echo) this.deliverTo(session, pub);
     return id;
   }
 
