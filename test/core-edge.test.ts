@@ -264,6 +264,11 @@ describe("edge core", () => {
     expect(errorOf(a)).toBeUndefined();
     expect(presence.members("c").map((m) => m.id)).toEqual([peer.s.id]);
     expect(peer.t.events("channel:leave")).toEqual([]);
+    // Meanwhile a ping works; a command that needs the service waits for what is owed first.
+    await cmd(a.s, { id: 3, command: { case: "ping", value: {} } });
+    expect(errorOf(a)).toBeUndefined();
+    await cmd(a.s, { id: 4, command: { case: "join", value: { channel: "d" } } });
+    expect(errorOf(a)).toBe(Code.Unavailable);
     node.publish = publish;
     // No command needed: the retry timer publishes it.
     await new Promise((r) => setTimeout(r, SETTLE_RETRY_MS + 200));

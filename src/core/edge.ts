@@ -375,8 +375,10 @@ export class Edge {
   private async run(session: Session, frame: ClientFrame): Promise<void> {
     const { id, command } = frame;
     // What an earlier change still owes goes first: the other members must
-    // see this connection's changes in the order it made them.
-    if (session.owed && command.case !== "ping") await this.settle(session);
+    // see this connection's changes in the order it made them. A ping needs
+    // nothing of the service, and a refresh must not wait for it (the token
+    // would expire; its own leaves are owed after the earlier steps).
+    if (session.owed && command.case !== "ping" && command.case !== "refresh") await this.settle(session);
     switch (command.case) {
       case "join": {
         checkChannel(command.value.channel);
