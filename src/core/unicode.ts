@@ -27,7 +27,8 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * escape; json is the text already parsed, if the caller has it.
  */
 export function illFormedField(text: string, json?: JsonValue): string | undefined {
-  if (!SURROGATE_ESCAPE.test(text)) return undefined;
+  // indexOf first: several times faster than the expression on long text.
+  if (text.indexOf("\\u") === -1 || !SURROGATE_ESCAPE.test(text)) return undefined;
   return find(json === undefined ? (JSON.parse(text) as JsonValue) : json, "");
 }
 
