@@ -403,7 +403,7 @@ describe("the figures docs/protocol.md gives a client writer", () => {
     const id = "i".repeat(MAX_EVENT_ID_BYTES);
     /** The largest string of ch that fits the limit, as a broadcast, and its frames. */
     const largest = (ch: string, channel = "") => {
-      for (let n = DEFAULT_MAX_PAYLOAD_BYTES; ; n--) {
+      const pub = (n: number) => {
         const event = create(EventSchema, {
           id,
           channel,
@@ -411,12 +411,20 @@ describe("the figures docs/protocol.md gives a client writer", () => {
           payload: { case: "json", value: fromJson(ValueSchema, ch.repeat(n)) },
         });
         try {
-          const pub = createPublication(event, DEFAULT_MAX_PAYLOAD_BYTES);
-          return { json: jsonEventFrame(pub).length, binary: binaryEventFrame(pub).length };
+          return createPublication(event, DEFAULT_MAX_PAYLOAD_BYTES);
         } catch {
-          // one character less
+          return undefined; // over the limit
         }
+      };
+      // The largest n that fits, by bisection.
+      let [lo, hi] = [0, DEFAULT_MAX_PAYLOAD_BYTES];
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        if (pub(mid)) lo = mid;
+        else hi = mid - 1;
       }
+      const found = pub(lo)!;
+      return { json: jsonEventFrame(found).length, binary: binaryEventFrame(found).length };
     };
     const worst = largest("\u0001");
     expect(worst).toEqual({ json: 393_215, binary: DEFAULT_MAX_PAYLOAD_BYTES + 30 });

@@ -145,8 +145,16 @@ describe("Redis stopped and restarted", () => {
     await a.ok({ command: { case: "join", value: { channel: "elsewhere" } } });
 
     for (const c of [a, b]) expect(c.closeCode).toBeUndefined();
-    // b is still in the channel; its leave, retried, works.
-    await b.event("back", "room");
+    // b is still in the channel (once its edge re-subscribed, which a's
+    // edge may have done first); its leave, retried, works.
+    await eventually(
+      async () => {
+        await apis[0]!.send({ channel: "room", event: "for-b", payload: payload(5) });
+        return b.events("for-b").length > 0;
+      },
+      10_000,
+      "b receives what is sent to the channel",
+    );
     await b.ok({ command: { case: "leave", value: { channel: "room" } } });
     await eventually(() => told(a, "channel:leave", "room").includes(b.id), 5_000, "a told that b left");
     for (const p of [...topology.apis, ...topology.edges]) expect(p.child.exitCode).toBeNull();
