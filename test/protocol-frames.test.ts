@@ -30,7 +30,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { toPayload, toValue } from "../src/client/codec.js";
-import { SHARED_REDIS_URL, startTopology, uniquePrefix } from "./helpers/redis-topology.js";
+import { freePort, OwnRedis, startTopology, uniquePrefix } from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
 import WebSocket from "ws";
 
@@ -370,8 +370,11 @@ describe("what docs/protocol.md tells a client writer", () => {
   });
 
   it("the same in Redis mode, where the event and the reply come over different Redis connections", async () => {
+    // A redis-server of the test's own, so that no other test's keys are near.
+    const redis = new OwnRedis(await freePort());
+    await redis.start();
     const topology = await startTopology(1, 1, {
-      REALTIME_REDIS_URL: SHARED_REDIS_URL,
+      REALTIME_REDIS_URL: redis.url,
       REALTIME_REDIS_PREFIX: uniquePrefix("own-events"),
       REALTIME_ALLOW_CLIENT_BROADCAST: "true",
     });
@@ -380,6 +383,7 @@ describe("what docs/protocol.md tells a client writer", () => {
     } finally {
       await Promise.all(clients.splice(0).map((c) => c.close()));
       await topology.stop();
+      await redis.kill();
     }
   }, 60_000);
 
