@@ -226,7 +226,7 @@ export const SETTINGS = {
   maxPayloadBytes: setting({
     env: "REALTIME_MAX_PAYLOAD_BYTES",
     default: DEFAULT_MAX_PAYLOAD_BYTES,
-    doc: "Largest event, bytes of its protobuf encoding.",
+    doc: "Largest event: bytes of its protobuf encoding without the id the service adds (channel, event name, payload).",
     roles: ["api", "edge"],
     parse: integer(1024, 16 * 1024 * 1024),
   }),

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../gen/realtime/client/v1/client_pb.js";
+import { TOKEN_CLOCK_SKEW_MS } from "../src/auth/identity.js";
 import { startCluster, startProcess, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { hs256, SECRET, upgrade } from "./helpers/trust.js";
@@ -81,8 +82,8 @@ describe("at the upgrade", () => {
       ],
       ["expired", hs256({ sub: "alice" }, -60).then((t) => upgrade(`${url}/?token=${t}`)), /expired/],
       [
-        "expired within the clock tolerance",
-        hs256({ sub: "alice" }, -2).then((t) => upgrade(`${url}/?token=${t}`)),
+        "expired beyond the clock skew",
+        hs256({ sub: "alice" }, -(TOKEN_CLOCK_SKEW_MS / 1000) - 1).then((t) => upgrade(`${url}/?token=${t}`)),
         /expired/,
       ],
       ["alg none", upgrade(`${url}/?token=${header({ alg: "none" })}.${header({ sub: "root" })}.`), /invalid token/],
@@ -215,7 +216,7 @@ describe("expiry and refresh", () => {
     const started = Date.now();
     await c.closed;
     expect(c.closeCode).toBe(4003);
-    expect(Date.now() - started).toBeLessThan(3_500);
+    expect(Date.now() - started).toBeLessThan(2_000 + TOKEN_CLOCK_SKEW_MS + 1_500);
     // It left its channels like any closed connection.
     const left = await watcher.event("channel:leave", "expiry");
     expect(left.payload.case === "member" && left.payload.value.userId).toBe("erin");
@@ -235,9 +236,59 @@ describe("expiry and refresh", () => {
     // A good refresh without the grant: the connection stays, the private channel is left, and it is told.
     expect((await refresh(await hs256({ sub: "frank" }, 600))).error).toBeUndefined();
     await c.event("channel:leave", "private:frank");
-    await sleep(3_000);
+    // Past the first token's exp and the skew.
+    await sleep(2_000 + TOKEN_CLOCK_SKEW_MS + 500);
     expect(c.closeCode).toBeUndefined();
     expect((await c.request({ command: { case: "ping", value: {} } })).error).toBeUndefined();
+  });
+});
+
+describe("clock skew (TOKEN_CLOCK_SKEW_MS, 5 s, docs/security.md)", () => {
+  const nowS = () => Math.floor(Date.now() / 1000);
+  /** An HS256 token with exactly these claims (no iat unless given). */
+  const token = (claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(SECRET));
+
+  it("at the upgrade: exp counts the skew; iat and nbf may be ahead by the skew, no more", async () => {
+    const url = cluster.ws[SECURED]!;
+    const cases: [string, Record<string, unknown>, number, RegExp?][] = [
+      ["expired 1 to 2 s ago", { sub: "skew", exp: nowS() - 1 }, 101],
+      ["expired 7 to 8 s ago", { sub: "skew", exp: nowS() - 7 }, 401, /expired/],
+      ["issued 2 s ahead", { sub: "skew", iat: nowS() + 2 }, 101],
+      ["issued a day ahead", { sub: "skew", iat: nowS() + 86_400 }, 401, /iat claim is in the future/],
+      ["not before 2 s ahead", { sub: "skew", nbf: nowS() + 2 }, 101],
+      ["not before a day ahead", { sub: "skew", nbf: nowS() + 86_400 }, 401, /nbf/],
+    ];
+    for (const [name, claims, status, reason] of cases) {
+      const res = await upgrade(`${url}/?token=${await token(claims)}`);
+      res.ws?.close();
+      expect({ name, status: res.status }).toEqual({ name, status });
+      if (reason) expect(res.body, name).toMatch(reason);
+    }
+  });
+
+  it("an open connection is closed with 4003 at exp plus the skew, not at exp", async () => {
+    const exp = nowS() + 1;
+    const c = await connect(SECURED, await token({ sub: "skew-open", exp }));
+    await sleep(exp * 1000 + TOKEN_CLOCK_SKEW_MS - 1_500 - Date.now());
+    expect(c.closeCode).toBeUndefined();
+    await c.closed;
+    const closedAt = Date.now();
+    expect(c.closeCode).toBe(4003);
+    expect(closedAt).toBeGreaterThanOrEqual(exp * 1000 + TOKEN_CLOCK_SKEW_MS - 50);
+    expect(closedAt).toBeLessThan(exp * 1000 + TOKEN_CLOCK_SKEW_MS + 1_500);
+  });
+
+  it("on refresh: a token within the skew past its exp is accepted, one issued a day ahead is not", async () => {
+    const c = await connect(SECURED, await hs256({ sub: "skew-refresh" }));
+    const refresh = async (claims: Record<string, unknown>) =>
+      (await c.request({ command: { case: "refresh", value: { token: await token(claims) } } })).error;
+    expect(await refresh({ sub: "skew-refresh", exp: nowS() - 1 })).toBeUndefined();
+    expect(await refresh({ sub: "skew-refresh", iat: nowS() + 86_400, exp: nowS() + 600 })).toMatchObject({
+      code: ErrorCode.UNAUTHENTICATED,
+      message: expect.stringMatching(/iat/),
+    });
+    expect(await refresh({ sub: "skew-refresh", exp: nowS() - 7 })).toMatchObject({ code: ErrorCode.UNAUTHENTICATED });
   });
 });
 

@@ -6,7 +6,7 @@ import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { Edge, type Session } from "../src/core/edge.js";
+import { Edge, SETTLE_RETRY_MS, type Session } from "../src/core/edge.js";
 import { Code, RealtimeError } from "../src/core/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
@@ -36,7 +36,8 @@ function setup(limits = DEFAULT_LIMITS) {
   const presence = new MemoryPresence();
   let edge!: Edge;
   const node = broker.attach((pub) => edge.deliver(pub), true);
-  edge = new Edge({ broker: node, presence: presence.view("edge-1"), limits, allowClientBroadcast: true });
+  const view = presence.view("edge-1");
+  edge = new Edge({ broker: node, presence: view, limits, allowClientBroadcast: true });
   const connect = (echo = true) => {
     const t = new FakeTransport();
     const s = edge.connect(t, Encoding.Json, echo);
@@ -46,8 +47,15 @@ function setup(limits = DEFAULT_LIMITS) {
     edge.receive(s, new TextEncoder().encode(toJsonString(ClientFrameSchema, create(ClientFrameSchema, init))), false);
     await s.queue;
   };
-  return { edge, broker, presence, node, connect, cmd };
+  return { edge, broker, presence, view, node, connect, cmd };
 }
+
+const down = async (): Promise<never> => {
+  throw new RealtimeError(Code.Unavailable, "the link is down");
+};
+const errorOf = (c: { t: FakeTransport }) => c.t.replies().at(-1)!.error?.code;
+const memberIds = (events: { payload: { value?: unknown } }[]) =>
+  events.map((e) => (e.payload.value as { id: string }).id);
 
 describe("edge core", () => {
   it("join is idempotent: one channel:join, one member", async () => {
@@ -177,22 +185,147 @@ describe("edge core", () => {
     ]);
   });
 
-  it("a join whose channel:join cannot be published is undone, so a retry is a clean join", async () => {
-    const { connect, cmd, presence, node, edge } = setup();
+  it("a join whose presence write fails changed nothing: UNAVAILABLE, not listed, and a retry is a clean join", async () => {
+    const { connect, cmd, presence, view, edge } = setup();
     const a = connect();
-    const publish = node.publish.bind(node);
-    node.publish = async () => {
-      throw new RealtimeError(Code.Unavailable, "the broker is down");
-    };
+    const add = view.add;
+    view.add = down;
     await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
-    expect(a.t.replies()[0]!.error?.code).toBe(Code.Unavailable);
+    expect(errorOf(a)).toBe(Code.Unavailable);
     expect(presence.members("c")).toEqual([]);
     expect(edge.snapshot()).toEqual({ channels: [], members: [] });
-    node.publish = publish;
+    view.add = add;
     await cmd(a.s, { id: 2, command: { case: "join", value: { channel: "c" } } });
-    expect(a.t.replies()[1]!.error).toBeUndefined();
+    expect(errorOf(a)).toBeUndefined();
     expect(a.t.events("channel:join")).toHaveLength(1);
     expect(presence.members("c").map((m) => m.id)).toEqual([a.s.id]);
+  });
+
+  it("a join whose channel:join cannot be published stands: ok, and the event is published before the next command", async () => {
+    const { connect, cmd, presence, node } = setup();
+    const peer = connect();
+    await cmd(peer.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    const a = connect();
+    const publish = node.publish.bind(node);
+    node.publish = down;
+    await cmd(a.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    expect(errorOf(a)).toBeUndefined();
+    // Its own channel:join comes before the reply, the peer's once the broker is back.
+    expect(memberIds(a.t.events("channel:join"))).toEqual([a.s.id]);
+    expect(memberIds(peer.t.events("channel:join"))).toEqual([peer.s.id]);
+    expect(presence.members("c").map((m) => m.id)).toEqual([peer.s.id, a.s.id]);
+    node.publish = publish;
+    await cmd(a.s, {
+      id: 2,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "e", payload: { case: "binary", value: new Uint8Array([1]) } },
+      },
+    });
+    expect(peer.t.events().map((e) => e.event)).toEqual(["channel:join", "channel:join", "e"]);
+    expect(memberIds(peer.t.events("channel:join"))).toEqual([peer.s.id, a.s.id]);
+  });
+
+  it("a leave whose presence write fails changed nothing: UNAVAILABLE, still a member here and in presence", async () => {
+    const { connect, cmd, presence, view, edge, node } = setup();
+    const a = connect();
+    const peer = connect();
+    for (const c of [a, peer]) await cmd(c.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    const remove = view.remove;
+    view.remove = down;
+    await cmd(a.s, { id: 2, command: { case: "leave", value: { channel: "c" } } });
+    expect(errorOf(a)).toBe(Code.Unavailable);
+    expect(a.t.events("channel:leave")).toEqual([]);
+    expect(peer.t.events("channel:leave")).toEqual([]);
+    expect(presence.members("c").map((m) => m.id)).toEqual([a.s.id, peer.s.id]);
+    expect(edge.snapshot().members.map((m) => m.member.id)).toEqual([a.s.id, peer.s.id]);
+    await cmd(peer.s, {
+      id: 2,
+      command: {
+        case: "send",
+        value: { channel: "c", event: "still", payload: { case: "binary", value: new Uint8Array([1]) } },
+      },
+    });
+    expect(a.t.events("still")).toHaveLength(1);
+    expect([...node.channels]).toEqual(["c"]);
+    view.remove = remove;
+    await cmd(a.s, { id: 3, command: { case: "leave", value: { channel: "c" } } });
+    expect(memberIds(peer.t.events("channel:leave"))).toEqual([a.s.id]);
+  });
+
+  it("a leave whose channel:leave cannot be published stands, and the event follows once the broker is back", async () => {
+    const { connect, cmd, presence, node } = setup();
+    const a = connect();
+    const peer = connect();
+    for (const c of [a, peer]) await cmd(c.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    const publish = node.publish.bind(node);
+    node.publish = down;
+    await cmd(a.s, { id: 2, command: { case: "leave", value: { channel: "c" } } });
+    expect(errorOf(a)).toBeUndefined();
+    expect(presence.members("c").map((m) => m.id)).toEqual([peer.s.id]);
+    expect(peer.t.events("channel:leave")).toEqual([]);
+    // Meanwhile a ping works; a command that needs the service waits for what is owed first.
+    await cmd(a.s, { id: 3, command: { case: "ping", value: {} } });
+    expect(errorOf(a)).toBeUndefined();
+    await cmd(a.s, { id: 4, command: { case: "join", value: { channel: "d" } } });
+    expect(errorOf(a)).toBe(Code.Unavailable);
+    node.publish = publish;
+    // No command needed: the retry timer publishes it.
+    await new Promise((r) => setTimeout(r, SETTLE_RETRY_MS + 200));
+    expect(memberIds(peer.t.events("channel:leave"))).toEqual([a.s.id]);
+  });
+
+  it("an updateProfile whose first presence write fails keeps the old profile; one that fails later stands", async () => {
+    const { connect, cmd, presence, view } = setup();
+    const a = connect();
+    const peer = connect();
+    for (const ch of ["c1", "c2"]) {
+      for (const c of [a, peer]) await cmd(c.s, { id: 1, command: { case: "join", value: { channel: ch } } });
+    }
+    const profile = (v: string) => ({ data: { kind: { case: "stringValue" as const, value: v } } });
+    const add = view.add;
+    view.add = down;
+    await cmd(a.s, { id: 2, command: { case: "updateProfile", value: profile("new") } });
+    expect(errorOf(a)).toBe(Code.Unavailable);
+    expect(a.s.profile).toBeUndefined();
+    expect(presence.members("c1").find((m) => m.id === a.s.id)?.data).toBeUndefined();
+    expect(peer.t.events("channel:update")).toEqual([]);
+    // The first channel's write works, the second's fails: the change stands.
+    let calls = 0;
+    view.add = (channel, member) => (++calls === 1 ? add(channel, member) : down());
+    await cmd(a.s, { id: 3, command: { case: "updateProfile", value: profile("newer") } });
+    expect(errorOf(a)).toBeUndefined();
+    expect(peer.t.events("channel:update").map((e) => e.channel)).toEqual(["c1"]);
+    view.add = add;
+    await cmd(a.s, { id: 4, command: { case: "getMembers", value: { channel: "c2" } } });
+    expect(peer.t.events("channel:update").map((e) => e.channel)).toEqual(["c1", "c2"]);
+    for (const ch of ["c1", "c2"]) {
+      expect(presence.members(ch).find((m) => m.id === a.s.id)?.data?.kind.value).toBe("newer");
+    }
+  });
+
+  it("a connection that closes while presence is away is held until its removal is done, then announced", async () => {
+    const { connect, cmd, presence, view, edge } = setup();
+    const a = connect();
+    const peer = connect();
+    for (const c of [a, peer]) await cmd(c.s, { id: 1, command: { case: "join", value: { channel: "c" } } });
+    const remove = view.remove;
+    view.remove = down;
+    await edge.disconnect(a.s);
+    // Gone here; still held for the resync, so that the hub keeps it until its leave.
+    expect(edge.sessions.has(a.s.id)).toBe(false);
+    expect(
+      edge
+        .snapshot()
+        .members.map((m) => m.member.id)
+        .sort(),
+    ).toEqual([a.s.id, peer.s.id].sort());
+    expect(peer.t.events("channel:leave")).toEqual([]);
+    view.remove = remove;
+    await new Promise((r) => setTimeout(r, SETTLE_RETRY_MS + 200));
+    expect(memberIds(peer.t.events("channel:leave"))).toEqual([a.s.id]);
+    expect(presence.members("c").map((m) => m.id)).toEqual([peer.s.id]);
+    expect(edge.snapshot().members.map((m) => m.member.id)).toEqual([peer.s.id]);
   });
 
   it("a publication is encoded once per encoding for all recipients", async () => {

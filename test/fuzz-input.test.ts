@@ -41,7 +41,8 @@ function decodeOrFrameError(data: Uint8Array, isBinary: boolean, encoding: Encod
   } catch (err) {
     expect(err).toBeInstanceOf(FrameError);
     const e = err as FrameError;
-    expect(e.code).toBe(Code.InvalidArgument);
+    // INVALID_ARGUMENT, or UNIMPLEMENTED for what reads as a newer protocol's command.
+    expect([Code.InvalidArgument, Code.Unimplemented]).toContain(e.code);
     expect(e.message.length).toBeGreaterThan(10);
     expect(Number.isInteger(e.requestId) && e.requestId >= 0).toBe(true);
     return e;

@@ -1,7 +1,7 @@
 /**
  * The SDK must bundle for browsers: nothing in src/client/ may reach `ws`
  * or a node:* module, directly or through what it imports; and of the core
- * it imports only the close codes (docs/architecture.md).
+ * it imports only the close codes and the Unicode rule (docs/architecture.md).
  */
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { SystemEvent } from "../src/core/names.js";
 import { Encoding } from "../src/core/transport.js";
 
 describe("switchboard/client bundle", () => {
-  it("bundles for the browser without node modules, and of the core takes only the close codes", async () => {
+  it("bundles for the browser without node modules, and of the core takes only the close codes and the Unicode rule", async () => {
     const result = await build({
       entryPoints: ["src/client/index.ts"],
       bundle: true,
@@ -27,6 +27,7 @@ describe("switchboard/client bundle", () => {
     expect(inputs.filter((p) => /(^|\/)node_modules\/ws\//.test(p) || p.startsWith("node:"))).toEqual([]);
     expect(inputs.filter((p) => p.startsWith("src/") && !p.startsWith("src/client/"))).toEqual([
       "src/core/close-codes.ts",
+      "src/core/unicode.ts",
     ]);
     const code = result.outputFiles[0]!.text;
     expect(code).not.toMatch(/require\(["'](node:|ws["'])/);

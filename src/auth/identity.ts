@@ -4,6 +4,14 @@
  * upgrade (tokens.ts); the core Edge only asks it questions.
  */
 
+/**
+ * Clock skew allowed between a token's issuer and the edge (docs/security.md):
+ * a token is valid until its `exp` plus this, at the upgrade, on refresh
+ * and on an open connection (closed with 4003 then); its `iat` and `nbf`
+ * may be this far in the future, no further.
+ */
+export const TOKEN_CLOCK_SKEW_MS = 5_000;
+
 /** Longest grant list a token may carry (more is refused as a bad token). */
 export const MAX_CHANNEL_GRANTS = 1_000;
 
@@ -35,7 +43,7 @@ export class ChannelGrants {
 export interface Identity {
   /** The token's subject; "" for an anonymous connection. */
   readonly userId: string;
-  /** When the token expires (ms since the epoch); undefined = never. */
+  /** The token's `exp` (ms since the epoch; the edge allows TOKEN_CLOCK_SKEW_MS past it); undefined = never. */
   readonly expiresAt: number | undefined;
   /** The private channels it may join and read. */
   readonly grants: ChannelGrants;

@@ -10,9 +10,10 @@
  *
  * Claims:
  *   sub       required: the user id (1 to 256 characters), shown in GetMembers
- *   exp       optional: after it the edge closes the connection with 4003,
- *             unless a Refresh frame brought a newer token first
- *   nbf, iat  checked when present (with CLOCK_TOLERANCE_SECONDS of slack)
+ *   exp       optional: after it (and TOKEN_CLOCK_SKEW_MS) the edge closes
+ *             the connection with 4003, unless a Refresh frame brought a
+ *             newer token first; a token past it (and the skew) is refused
+ *   nbf, iat  optional: refused when more than TOKEN_CLOCK_SKEW_MS ahead
  *   iss, aud  checked when REALTIME_JWT_ISSUER / REALTIME_JWT_AUDIENCE are set
  *   channels  optional: grants of private channels (identity.ts ChannelGrants)
  */
@@ -20,13 +21,11 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { MAX_CHANNEL_NAME_LENGTH } from "../core/limits.js";
-import { ChannelGrants, MAX_CHANNEL_GRANTS, type Identity } from "./identity.js";
+import { ChannelGrants, MAX_CHANNEL_GRANTS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
 import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Largest token accepted, in characters: bigger is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
-/** Clock skew allowed between the token issuer and the edge. */
-export const CLOCK_TOLERANCE_SECONDS = 5;
 /** Shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash size). */
 export const MIN_HS256_SECRET_LENGTH = 32;
 /** Longest user id (sub) accepted. */
@@ -113,16 +112,22 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           algorithms,
           issuer: options.issuer,
           audience: options.audience,
-          clockTolerance: CLOCK_TOLERANCE_SECONDS,
+          clockTolerance: TOKEN_CLOCK_SKEW_MS / 1000,
           requiredClaims: ["sub"],
         }));
       } catch (err) {
         throw new TokenError(describe(err));
       }
-      // The clock tolerance is for nbf and iat. A token past its exp would be
-      // let in only to be closed with 4003 at once, and a client that offers
-      // it again would loop: refuse it here instead (401).
-      if (payload.exp !== undefined && payload.exp * 1000 <= Date.now()) throw new TokenError("the token has expired");
+      // The skew, in milliseconds, as the expiry timer of an open connection
+      // applies it (jose counts whole seconds); jose checks iat only against
+      // a maximum age, so a token issued in the future is refused here.
+      const now = Date.now();
+      if (payload.exp !== undefined && payload.exp * 1000 + TOKEN_CLOCK_SKEW_MS <= now)
+        throw new TokenError("the token has expired");
+      if (payload.iat !== undefined && payload.iat * 1000 > now + TOKEN_CLOCK_SKEW_MS)
+        throw new TokenError(
+          `the token's iat claim is in the future (more than ${TOKEN_CLOCK_SKEW_MS / 1000} s ahead of the edge's clock): check the issuer's clock`,
+        );
       const sub = payload.sub;
       if (typeof sub !== "string" || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) {
         throw new TokenError(`the token's sub (user id) must be a string of 1 to ${MAX_USER_ID_LENGTH} characters`);

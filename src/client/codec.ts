@@ -8,6 +8,7 @@ import { create, fromBinary, fromJson, fromJsonString, toBinary, toJson, toJsonS
 import type { JsonValue, MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/realtime/client/v1/client_pb.js";
+import { illFormedField, illFormedMessage } from "../core/unicode.js";
 import { ErrorCode, RealtimeClientError } from "./errors.js";
 
 /** The SDK's names for the two encodings. */
@@ -58,7 +59,9 @@ export type PayloadInit = { case: "json"; value: Value } | { case: "binary"; val
  * as is. Anything else becomes a JSON payload with JSON.stringify's
  * semantics, so a receiver gets exactly JSON.parse(JSON.stringify(message)):
  * toJSON() is honoured, undefined properties are dropped, NaN becomes null.
- * Rejects (INVALID_ARGUMENT) what JSON.stringify cannot encode.
+ * Rejects (INVALID_ARGUMENT) what JSON.stringify cannot encode, and strings
+ * that are not well-formed Unicode (a lone surrogate), which the edge
+ * refuses (docs/protocol.md).
  */
 export function toPayload(message: unknown): PayloadInit {
   const bytes = asBytes(message);
@@ -80,6 +83,15 @@ export function toValue(json: unknown, what: string): Value {
   }
   if (text === undefined) {
     throw new RealtimeClientError(ErrorCode.InvalidArgument, `${what} is not a JSON value (got ${typeof json})`);
+  }
+  // The edge refuses a lone surrogate in a JSON frame, and the binary
+  // encoding would turn it into U+FFFD: refused here, in both encodings.
+  const field = illFormedField(text);
+  if (field !== undefined) {
+    throw new RealtimeClientError(
+      ErrorCode.InvalidArgument,
+      illFormedMessage(field === "the value" ? what : `${what}.${field}`),
+    );
   }
   return fromJson(ValueSchema, JSON.parse(text) as JsonValue);
 }

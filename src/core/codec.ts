@@ -1,4 +1,5 @@
-import { create, fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJsonString, type JsonValue } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import {
   ClientFrameSchema,
   ServerFrameSchema,
@@ -8,63 +9,140 @@ import {
 import type { Publication } from "./broker.js";
 import { Code, RealtimeError } from "./errors.js";
 import { Encoding } from "./transport.js";
+import { illFormedField, illFormedMessage } from "./unicode.js";
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
 
+/** The command fields of ClientFrame (its oneof), by field number. */
+const COMMAND_FIELDS = new Map(ClientFrameSchema.oneofs[0]!.fields.map((f) => [f.number, f]));
 /** The commands a ClientFrame may carry, for error messages. */
-const COMMANDS = "join, leave, updateProfile, send, broadcast, getMembers, ping, refresh";
-
+const COMMANDS = [...COMMAND_FIELDS.values()].map((f) => f.jsonName).join(", ");
+/** Every name a JSON ClientFrame's key may have: each field's JSON name and proto name. */
+const JSON_KEYS = new Set(ClientFrameSchema.fields.flatMap((f) => [f.jsonName, f.name]));
 /**
- * A frame that could not be decoded. requestId is the frame's id when it
- * could still be read, so that the error reply names the request.
+ * A frame that could not be decoded (INVALID_ARGUMENT), or that carries a
+ * command this edge does not know (UNIMPLEMENTED). requestId is the
+ * frame's id when it could still be read, so that the error reply names
+ * the request.
  */
 export class FrameError extends RealtimeError {
   constructor(
     message: string,
     readonly requestId = 0,
+    code: Code.InvalidArgument | Code.Unimplemented = Code.InvalidArgument,
   ) {
-    super(Code.InvalidArgument, message);
+    super(code, message);
   }
 }
 
 /**
  * Decodes one client frame in the connection's encoding. Throws FrameError
  * with a message that says what to fix; never anything else.
+ *
+ * The same rules in both encodings, proto3's: unknown fields are ignored
+ * (and dropped, so that no recipient sees them), at any depth; a frame
+ * whose only command-like field is unknown carries a command of a newer
+ * protocol: UNIMPLEMENTED. Exactly one command; strings must be
+ * well-formed Unicode (a lone surrogate, which only JSON can carry, would
+ * reach JSON and binary recipients as different text).
  */
 export function decodeClientFrame(data: Uint8Array, isBinary: boolean, encoding: Encoding): ClientFrame {
+  return encoding === Encoding.Json ? decodeJson(data, isBinary) : decodeBinary(data, isBinary);
+}
+
+function decodeJson(data: Uint8Array, isBinary: boolean): ClientFrame {
+  if (isBinary)
+    throw new FrameError(`this connection speaks ${Encoding.Json}: send text frames with JSON, not binary frames`);
+  let text: string;
+  try {
+    text = textDecoder.decode(data);
+  } catch {
+    throw new FrameError("the text frame is not valid UTF-8");
+  }
+  let json: JsonValue;
+  try {
+    json = JSON.parse(text) as JsonValue;
+  } catch (err) {
+    throw new FrameError(`malformed frame: the text is not valid JSON (${describe(err)})`);
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json))
+    throw new FrameError('malformed frame: a frame is a JSON object, {"id":1,"ping":{}} say');
+  const id = peekJsonId(json);
+  const field = illFormedField(text, json);
+  if (field !== undefined) throw new FrameError(illFormedMessage(field), id);
   let frame: ClientFrame;
-  if (encoding === Encoding.Json) {
-    if (isBinary)
-      throw new FrameError(`this connection speaks ${Encoding.Json}: send text frames with JSON, not binary frames`);
-    let text: string;
-    try {
-      text = textDecoder.decode(data);
-    } catch {
-      throw new FrameError("the text frame is not valid UTF-8");
-    }
-    try {
-      frame = fromJsonString(ClientFrameSchema, text);
-    } catch (err) {
-      throw new FrameError(`malformed frame: ${describe(err)}`, peekJsonId(text));
-    }
-  } else {
-    if (!isBinary)
-      throw new FrameError(
-        `this connection speaks ${Encoding.Proto}: send binary frames with protobuf, not text frames`,
-      );
-    try {
-      frame = fromBinary(ClientFrameSchema, data);
-    } catch (err) {
-      throw new FrameError(`malformed frame: ${describe(err)}`);
-    }
-    const unknown = frame.$unknown?.[0];
-    if (unknown) throw new FrameError(`malformed frame: unknown field number ${unknown.no} in ClientFrame`, frame.id);
+  try {
+    frame = fromJson(ClientFrameSchema, json, { ignoreUnknownFields: true });
+  } catch (err) {
+    throw new FrameError(`malformed frame: ${describe(err)}`, id);
   }
   if (frame.command.case === undefined) {
-    throw new FrameError(`the frame has no command: set one of ${COMMANDS}`, frame.id);
+    const unknown = Object.keys(json).find((key) => !JSON_KEYS.has(key));
+    if (unknown !== undefined)
+      throw new FrameError(
+        `unknown command ${JSON.stringify(unknown)}: this edge knows ${COMMANDS} (it is older than the client?)`,
+        frame.id,
+        Code.Unimplemented,
+      );
+    throw noCommand(frame.id);
   }
   return frame;
+}
+
+function decodeBinary(data: Uint8Array, isBinary: boolean): ClientFrame {
+  if (!isBinary)
+    throw new FrameError(`this connection speaks ${Encoding.Proto}: send binary frames with protobuf, not text frames`);
+  const scan = scanFrame(data);
+  let frame: ClientFrame;
+  try {
+    frame = fromBinary(ClientFrameSchema, data, { readUnknownFields: false });
+  } catch (err) {
+    throw new FrameError(`malformed frame: ${describe(err)}`, scan.id);
+  }
+  if (scan.commands.size > 1) {
+    const names = [...scan.commands].map((no) => COMMAND_FIELDS.get(no)!.jsonName);
+    throw new FrameError(`the frame has ${names.length} commands (${names.join(", ")}): send exactly one`, frame.id);
+  }
+  if (frame.command.case === undefined) {
+    if (scan.unknown !== undefined)
+      throw new FrameError(
+        `unknown command: field number ${scan.unknown} of ClientFrame is not a command this edge knows (${COMMANDS}; it is older than the client?)`,
+        frame.id,
+        Code.Unimplemented,
+      );
+    throw noCommand(frame.id);
+  }
+  return frame;
+}
+
+function noCommand(id: number): FrameError {
+  return new FrameError(`the frame has no command: set one of ${COMMANDS}`, id);
+}
+
+/**
+ * Reads a binary ClientFrame's top level as far as it is well-formed: its
+ * id (field 1, the last one before any damage), the command fields it
+ * holds, and its first unknown field number. Never throws.
+ */
+function scanFrame(data: Uint8Array): { id: number; commands: Set<number>; unknown: number | undefined } {
+  const reader = new BinaryReader(data);
+  const out = { id: 0, commands: new Set<number>(), unknown: undefined as number | undefined };
+  try {
+    while (reader.pos < reader.len) {
+      const [no, wireType] = reader.tag();
+      if (no === 1 && wireType === WireType.Varint) {
+        out.id = reader.uint32();
+        continue;
+      }
+      if (COMMAND_FIELDS.has(no)) out.commands.add(no);
+      else if (no !== 1) out.unknown ??= no;
+      reader.skip(wireType, no);
+    }
+  } catch {
+    // damaged from here on: what was read stands
+  }
+  return out;
 }
 
 /** Encodes a frame for one connection (replies, the connected frame). */
@@ -111,16 +189,8 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Reads the id of a JSON frame that failed to decode, if it has one. */
-function peekJsonId(text: string): number {
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value && typeof value === "object" && "id" in value) {
-      const id = (value as { id: unknown }).id;
-      if (typeof id === "number" && Number.isInteger(id) && id > 0 && id <= 0xffffffff) return id;
-    }
-  } catch {
-    // not JSON at all: no id to name
-  }
-  return 0;
+/** The id of a JSON frame, for its error reply: 0 unless it is a valid uint32. */
+function peekJsonId(frame: { [key: string]: JsonValue }): number {
+  const id = frame.id;
+  return typeof id === "number" && Number.isInteger(id) && id > 0 && id <= 0xffffffff ? id : 0;
 }

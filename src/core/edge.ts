@@ -7,7 +7,7 @@ import {
   type ErrorCode,
   type Member,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import { ANONYMOUS, type Identity } from "../auth/identity.js";
+import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../auth/identity.js";
 import type { Broker, Publication } from "./broker.js";
 import { CloseCode } from "./close-codes.js";
 import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "./codec.js";
@@ -23,6 +23,12 @@ import { Encoding, type Transport } from "./transport.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
+/**
+ * How often an edge retries the steps still owed by membership changes that
+ * reached only part of the service (see Edge.finish): a presence write or a
+ * system event that failed after the change had taken effect.
+ */
+export const SETTLE_RETRY_MS = 1_000;
 
 /** The observer's name for each client command. */
 const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
@@ -38,18 +44,30 @@ const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
 
 /** Default of EdgeOptions.privateChannelPrefix. */
 export const DEFAULT_PRIVATE_CHANNEL_PREFIX = "private:";
-/** Error codes that are the client's doing and spend its error budget. */
+/**
+ * Error codes that are the client's doing and spend its error budget.
+ * UNIMPLEMENTED is not one: a newer client probing an older edge is not at
+ * fault (the command rate limit still bounds how often it may).
+ */
 const CLIENT_FAULTS = new Set<Code>([
   Code.InvalidArgument,
   Code.PermissionDenied,
   Code.ResourceExhausted,
   Code.FailedPrecondition,
-  Code.Unimplemented,
   Code.Unauthenticated,
 ]);
 
 /** The queue of a connection with no command waiting: one resolved promise for all of them. */
 const IDLE: Promise<void> = Promise.resolve();
+
+/**
+ * One step of a membership change on its way to the rest of the service: a
+ * presence write, or the publication of the change's system event.
+ */
+type Step =
+  | { readonly kind: "add"; readonly channel: string; readonly member: Member }
+  | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
+  | { readonly kind: "publish"; readonly pub: Publication };
 
 /**
  * One client connection on this edge. It is kept small (an idle edge holds
@@ -76,6 +94,11 @@ export class Session {
   errorBudget = 0;
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Steps of changes that took effect but have not reached all of the
+   * service yet, oldest first (see Edge.finish); undefined when none.
+   */
+  owed: Step[] | undefined;
 
   constructor(
     readonly id: string,
@@ -137,7 +160,22 @@ export interface EdgeOptions {
  * Guarantees: a connection's commands run in the order they arrived, one at
  * a time; a publication is encoded at most once per encoding and the same
  * bytes are written to every recipient; a connection that closes leaves all
- * its channels and the other members receive channel:leave.
+ * its channels and the other members receive channel:leave, once the rest
+ * of the service is reachable if it is not now.
+ *
+ * A reply tells the truth about join, leave and updateProfile. Each is a
+ * presence write, then its system event: when the first presence write
+ * fails, nothing changed (here, in presence and for peers) and the reply is
+ * the error, UNAVAILABLE while the link or Redis is away; once it
+ * succeeded, the change stands and the reply is ok: the steps left (more
+ * presence writes, the system events) are retried every SETTLE_RETRY_MS
+ * until they are done, before any later command of the connection. A write
+ * whose outcome is unknown (its request was in flight when the link broke)
+ * counts as failed: the Presence implementation re-asserts what this edge
+ * holds when it is back (the link's resync from snapshot(), Redis's sync).
+ * A connection's own events (its system events, and with echo what it
+ * sends or broadcasts) are handed to it directly, before its reply;
+ * everyone else gets them through the broker.
  */
 export class Edge {
   readonly sessions = new Map<string, Session>();
@@ -149,6 +187,9 @@ export class Edge {
   /** The command rate and the error budget of every connection; undefined = unlimited. */
   private readonly rate: TokenBucket | undefined;
   private readonly errorBudget: TokenBucket | undefined;
+  /** Connections (open or closed) that owe steps; retried by retryTimer. */
+  private readonly owing = new Set<Session>();
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
@@ -188,26 +229,15 @@ export class Edge {
       frame = decodeClientFrame(data, isBinary, session.encoding);
     } catch (err) {
       const e = err instanceof FrameError ? err : new FrameError(String(err));
-      this.observer.messageIn("invalid");
-      this.replyError(session, e.requestId, e);
+      // An unknown command is a command (of a newer protocol): it counts
+      // against the rate limit. A malformed frame spends the error budget.
+      const unknownCommand = e.code === Code.Unimplemented;
+      this.observer.messageIn(unknownCommand ? "other" : "invalid");
+      if (!unknownCommand || this.takeRate(session, e.requestId)) this.replyError(session, e.requestId, e);
       return;
     }
     this.observer.messageIn(MESSAGE_IN_KINDS[frame.command.case ?? ""] ?? "other");
-    if (this.rate) {
-      const state = this.rate.take(session.rate);
-      if (state === undefined) {
-        this.replyError(
-          session,
-          frame.id,
-          new RealtimeError(
-            Code.ResourceExhausted,
-            `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`,
-          ),
-        );
-        return;
-      }
-      session.rate = state;
-    }
+    if (!this.takeRate(session, frame.id)) return;
     if (session.pending >= MAX_PENDING_COMMANDS) {
       this.replyError(
         session,
@@ -219,16 +249,48 @@ export class Edge {
       );
       return;
     }
-    session.pending++;
-    session.queue = session.queue.then(async () => {
+    this.enqueue(session, async () => {
       try {
         await this.run(session, frame);
       } catch (err) {
         this.replyError(session, frame.id, asRealtimeError(err));
+      }
+    });
+  }
+
+  /** Takes one command from the connection's rate; false (and a RESOURCE_EXHAUSTED reply to id) when it is spent. */
+  private takeRate(session: Session, id: number): boolean {
+    if (!this.rate) return true;
+    const state = this.rate.take(session.rate);
+    if (state === undefined) {
+      this.replyError(
+        session,
+        id,
+        new RealtimeError(
+          Code.ResourceExhausted,
+          `rate limit: at most ${this.rate.perSecond} commands per second (bursts of ${this.rate.burst}); slow down or the connection is closed`,
+        ),
+      );
+      return false;
+    }
+    session.rate = state;
+    return true;
+  }
+
+  /** Runs fn after everything the connection has queued; fn must not throw. */
+  private enqueue(session: Session, fn: () => Promise<void>): void {
+    if (session.closed) {
+      session.queue = session.queue.then(fn);
+      return;
+    }
+    session.pending++;
+    session.queue = session.queue.then(async () => {
+      try {
+        await fn();
       } finally {
-        // The last command done: nothing is chained behind this one (a
-        // disconnect chains without counting, hence !closed), so the queue
-        // may drop its promise and the connection hold the shared IDLE.
+        // The last one done: nothing is chained behind it (a disconnect
+        // chains without counting, hence !closed), so the queue may drop
+        // its promise and the connection hold the shared IDLE.
         if (--session.pending === 0 && !session.closed) session.queue = IDLE;
       }
     });
@@ -236,7 +298,9 @@ export class Edge {
 
   /**
    * The connection closed: it leaves every channel, after its pending
-   * commands. `reason` is counted by the observer (see disconnectReason).
+   * commands. Resolves once it left here; the other members are told as
+   * soon as the rest of the service is reachable (retried until then).
+   * `reason` is counted by the observer (see disconnectReason).
    */
   disconnect(session: Session, reason: DisconnectReason = "client"): Promise<void> {
     if (session.closed) return session.queue;
@@ -245,13 +309,8 @@ export class Edge {
     this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);
-      for (const channel of [...session.channels]) {
-        try {
-          await this.leave(session, channel, false);
-        } catch (err) {
-          this.options.onError?.(err);
-        }
-      }
+      for (const channel of [...session.channels]) this.depart(session, channel, false);
+      await this.settle(session).catch(() => {});
     });
     return session.queue;
   }
@@ -293,7 +352,12 @@ export class Edge {
     return { connections: this.sessions.size, channels: this.channels.size, members };
   }
 
-  /** What this edge holds, for a broker that must re-learn it (after a link drop). */
+  /**
+   * What this edge holds, for a broker that must re-learn it (after a link
+   * drop): its channels, and its members with their profiles, including
+   * those whose removal is still owed (their channel:leave goes out once
+   * the removal is done, so the hub must hold them until then).
+   */
   snapshot(): { channels: string[]; members: { channel: string; member: Member }[] } {
     const members: { channel: string; member: Member }[] = [];
     for (const session of this.sessions.values()) {
@@ -301,11 +365,21 @@ export class Edge {
       const member = session.member();
       for (const channel of session.channels) members.push({ channel, member });
     }
+    for (const session of this.owing) {
+      for (const step of session.owed ?? []) {
+        if (step.kind === "remove") members.push({ channel: step.channel, member: step.member });
+      }
+    }
     return { channels: [...this.channels.keys()], members };
   }
 
   private async run(session: Session, frame: ClientFrame): Promise<void> {
     const { id, command } = frame;
+    // What an earlier change still owes goes first: the other members must
+    // see this connection's changes in the order it made them. A ping needs
+    // nothing of the service, and a refresh must not wait for it (the token
+    // would expire; its own leaves are owed after the earlier steps).
+    if (session.owed && command.case !== "ping" && command.case !== "refresh") await this.settle(session);
     switch (command.case) {
       case "join": {
         checkChannel(command.value.channel);
@@ -422,19 +496,25 @@ export class Edge {
       try {
         this.checkAccess(session, channel);
       } catch {
-        // The edge, not the client, ends this membership: the client is told
-        // (its own channel:leave), whatever its echo setting.
-        await this.leave(session, channel, true);
+        // The edge, not the client, ends this membership, at once and
+        // whatever the link's state: the client is told (its own
+        // channel:leave), whatever its echo setting.
+        this.depart(session, channel, true);
       }
     }
+    await this.settle(session).catch(() => {});
   }
 
-  /** Arms (or re-arms) the timer that closes the connection with 4003 when its token expires. */
+  /**
+   * Arms (or re-arms) the timer that closes the connection with 4003 when its
+   * token expires: at its exp plus the clock skew the edge allows.
+   */
   private scheduleExpiry(session: Session): void {
     clearTimeout(session.expiryTimer);
     session.expiryTimer = undefined;
-    const at = session.identity.expiresAt;
-    if (at === undefined) return;
+    const exp = session.identity.expiresAt;
+    if (exp === undefined) return;
+    const at = exp + TOKEN_CLOCK_SKEW_MS;
     // setTimeout holds at most 2^31-1 ms (24.8 days): re-arm until then.
     const delay = Math.min(Math.max(0, at - Date.now()), 0x7fffffff);
     session.expiryTimer = setTimeout(() => {
@@ -469,39 +549,42 @@ export class Edge {
       await local.subscribed;
       await this.options.presence.add(channel, member);
     } catch (err) {
+      // Nothing changed: no one sees the member (see the class comment).
       this.dropLocal(session, channel);
       throw err;
     }
-    const pub = createPublication(
-      systemEvent(this.eventIds.next(), channel, SystemEvent.Join, member),
-      Infinity,
-      session.id,
-      !echo,
-    );
-    try {
-      await this.options.broker.publish(pub);
-    } catch (err) {
-      // No one was told of the join: undo it, so that the client's retry is
-      // a clean join and no member is listed that others never saw arrive.
-      this.dropLocal(session, channel);
-      await this.options.presence.remove(channel, session.id).catch((e: unknown) => this.options.onError?.(e));
-      throw err;
-    }
+    const pub = this.systemPublication(session, channel, SystemEvent.Join, member);
+    if (echo) this.deliverTo(session, pub);
+    await this.finish(session, [{ kind: "publish", pub }]);
   }
 
+  /** The client's leave: all or nothing (see the class comment). */
   private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
+    const member = session.member();
+    // Throws when nothing changed: the connection is still in the channel.
+    await this.options.presence.remove(channel, member.id);
+    const pub = this.systemPublication(session, channel, SystemEvent.Leave, member);
     this.dropLocal(session, channel);
-    await this.options.presence.remove(channel, session.id);
-    const pub = createPublication(
-      systemEvent(this.eventIds.next(), channel, SystemEvent.Leave, session.member()),
-      Infinity,
-      session.id,
-      true,
-    );
     // The connection is no longer in the channel, so the broker would not
     // bring it its own channel:leave: hand it over directly.
-    if (echo && !session.closed) this.deliverTo(session, pub);
-    await this.options.broker.publish(pub);
+    if (echo) this.deliverTo(session, pub);
+    await this.finish(session, [{ kind: "publish", pub }]);
+  }
+
+  /**
+   * Ends the connection's membership of channel here at once, whatever the
+   * state of the rest of the service; the presence removal and the
+   * channel:leave are owed until they are done (the caller settles).
+   */
+  private depart(session: Session, channel: string, echo: boolean): void {
+    const member = session.member();
+    const pub = this.systemPublication(session, channel, SystemEvent.Leave, member);
+    this.dropLocal(session, channel);
+    if (echo) this.deliverTo(session, pub);
+    this.owe(session, [
+      { kind: "remove", channel, member },
+      { kind: "publish", pub },
+    ]);
   }
 
   private async updateProfile(session: Session, data: Value | undefined, echo: boolean): Promise<void> {
@@ -514,20 +597,97 @@ export class Edge {
         `the profile is ${size} bytes encoded; the limit is ${this.options.limits.maxProfileBytes} bytes`,
       );
     }
+    const previous = session.profile;
     session.profile = data.kind.case === "nullValue" ? undefined : data;
     const member = session.member();
+    const steps: Step[] = [];
+    const pubs: Publication[] = [];
     for (const channel of session.channels) {
-      await this.options.presence.add(channel, member);
-      const pub = createPublication(
-        systemEvent(this.eventIds.next(), channel, SystemEvent.Update, member),
-        Infinity,
-        session.id,
-        !echo,
-      );
-      await this.options.broker.publish(pub);
+      const pub = this.systemPublication(session, channel, SystemEvent.Update, member);
+      pubs.push(pub);
+      steps.push({ kind: "add", channel, member }, { kind: "publish", pub });
     }
+    const first = steps.shift();
+    if (first) {
+      try {
+        await this.apply(first);
+      } catch (err) {
+        // Nothing changed: the connection keeps its profile (see the class comment).
+        session.profile = previous;
+        throw err;
+      }
+    }
+    if (echo) for (const pub of pubs) this.deliverTo(session, pub);
+    await this.finish(session, steps);
   }
 
+  /** A system event about member, which the broker does not bring back to its own connection. */
+  private systemPublication(session: Session, channel: string, name: string, member: Member): Publication {
+    return createPublication(systemEvent(this.eventIds.next(), channel, name, member), Infinity, session.id, true);
+  }
+
+  /**
+   * The rest of a change that took effect: the steps are owed and run now,
+   * in order; whatever fails is retried every SETTLE_RETRY_MS (and before
+   * the connection's next command) until it is done. Never throws: the
+   * change stands.
+   */
+  private async finish(session: Session, steps: Step[]): Promise<void> {
+    if (steps.length === 0) return;
+    this.owe(session, steps);
+    await this.settle(session).catch(() => {});
+  }
+
+  private owe(session: Session, steps: Step[]): void {
+    (session.owed ??= []).push(...steps);
+    this.owing.add(session);
+  }
+
+  /**
+   * Runs the connection's owed steps in order, each once it is its turn in
+   * the connection's queue. Rejects with the first failure that may pass
+   * (UNAVAILABLE), leaving it and the steps after it owed and a retry
+   * armed; a step that fails for any other reason is reported and dropped.
+   */
+  private async settle(session: Session): Promise<void> {
+    const owed = session.owed;
+    while (owed && owed.length > 0) {
+      try {
+        await this.apply(owed[0]!);
+      } catch (err) {
+        if (asRealtimeError(err).code === Code.Unavailable) {
+          this.armRetry();
+          throw err;
+        }
+        this.options.onError?.(err);
+      }
+      owed.shift();
+    }
+    session.owed = undefined;
+    this.owing.delete(session);
+  }
+
+  private async apply(step: Step): Promise<void> {
+    if (step.kind === "add") await this.options.presence.add(step.channel, step.member);
+    else if (step.kind === "remove") await this.options.presence.remove(step.channel, step.member.id);
+    else await this.options.broker.publish(step.pub);
+  }
+
+  /** Arms the one timer that retries every connection's owed steps. */
+  private armRetry(): void {
+    if (this.retryTimer || this.owing.size === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      for (const session of this.owing) this.enqueue(session, () => this.settle(session).catch(() => {}));
+    }, SETTLE_RETRY_MS);
+    this.retryTimer.unref?.();
+  }
+
+  /**
+   * A client's send or broadcast. Its own copy (echo) is handed to it here,
+   * once published, so that it comes before the reply whatever the broker
+   * (Redis delivers on another connection than the publish's answer).
+   */
   private async publish(
     session: Session,
     channel: string,
@@ -540,9 +700,10 @@ export class Edge {
       create(EventSchema, { id, channel, event, payload }),
       this.maxEventBytes,
       session.id,
-      !echo,
+      true,
     );
     await this.options.broker.publish(pub);
+    if (echo) this.deliverTo(session, pub);
     return id;
   }
 
@@ -558,6 +719,7 @@ export class Edge {
   }
 
   private deliverTo(session: Session, pub: Publication): void {
+    if (session.closed) return;
     this.observer.messageOut("event", 1);
     if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true);
     else session.transport.send(binaryEventFrame(pub), false);

@@ -8,7 +8,11 @@
 export const MAX_CHANNEL_NAME_LENGTH = 128;
 /** Longest event name, in characters. */
 export const MAX_EVENT_NAME_LENGTH = 64;
-/** Largest event, in bytes of its protobuf encoding (payload and names). */
+/**
+ * Largest event, in bytes of its protobuf encoding without its id: the
+ * channel, event name and payload fields, what the publisher sends (the id
+ * is the service's, at most MAX_EVENT_ID_BYTES of publication.ts).
+ */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024;
 /** Largest profile, in bytes of its protobuf encoding. */
 export const DEFAULT_MAX_PROFILE_BYTES = 4 * 1024;

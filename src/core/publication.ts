@@ -4,18 +4,33 @@ import { EventSchema, MemberSchema, type Event, type Member } from "../../gen/re
 import type { Publication } from "./broker.js";
 import { Code, RealtimeError } from "./errors.js";
 import { encodeEventBinary, encodeEventJson, isApplicationEvent } from "./event-codec.js";
+import { illFormedField, illFormedMessage } from "./unicode.js";
+import { varintSize } from "./varint.js";
 
 /** The payload of an application event, as the generated messages carry it. */
 export type Payload = Event["payload"];
 
+/** Longest prefix of an IdGenerator (the default is 8 characters of base64url). */
+export const MAX_ID_PREFIX_LENGTH = 12;
+/**
+ * Longest id an IdGenerator makes, in bytes: its prefix, ".", and the
+ * counter in base 36 (11 digits reach 2^53). The event size limit does not
+ * count an event's id (a publisher cannot know it): this bounds what it
+ * adds to a frame.
+ */
+export const MAX_EVENT_ID_BYTES = MAX_ID_PREFIX_LENGTH + 1 + 11;
+
 /**
  * Creates event ids: unique across the service (a random prefix per process)
- * and cheap (a counter), so that ids cost nothing on the hot path.
+ * and cheap (a counter), so that ids cost nothing on the hot path. An id is
+ * at most MAX_EVENT_ID_BYTES long (ASCII).
  */
 export class IdGenerator {
   private readonly prefix: string;
   private counter = 0;
   constructor(prefix = randomBytes(6).toString("base64url")) {
+    if (prefix.length > MAX_ID_PREFIX_LENGTH || !/^[\x21-\x7e]*$/.test(prefix))
+      throw new Error(`an id prefix is at most ${MAX_ID_PREFIX_LENGTH} printable ASCII characters`);
     this.prefix = prefix;
   }
   next(): string {
@@ -26,21 +41,36 @@ export class IdGenerator {
 /**
  * Encodes event once in both client encodings: an application event with
  * the hand-written codec of event-codec.ts, a system event with protobuf-es.
- * Throws RESOURCE_EXHAUSTED when the encoded event is larger than
- * maxEventBytes, and INVALID_ARGUMENT when its payload cannot be written as
- * JSON (NaN, ±Infinity, a Value with no kind).
+ * Throws RESOURCE_EXHAUSTED when the event is larger than maxEventBytes,
+ * counted as its publisher can: the protobuf binary encoding of the event
+ * without its id (the channel, event name and payload fields; the id is the
+ * service's, MAX_EVENT_ID_BYTES long at most). Throws INVALID_ARGUMENT when
+ * its payload cannot be written as JSON (NaN, ±Infinity, a Value with no
+ * kind) or holds a string that is not well-formed Unicode (a lone
+ * surrogate: JSON and binary recipients would get different text; only a
+ * JSON request can carry one).
  */
 export function createPublication(event: Event, maxEventBytes: number, origin = "", skipOrigin = false): Publication {
   const application = isApplicationEvent(event);
   const bytes = application ? encodeEventBinary(event) : toBinary(EventSchema, event);
-  if (bytes.length > maxEventBytes) {
+  const size = bytes.length - stringFieldSize(event.id);
+  if (size > maxEventBytes) {
     throw new RealtimeError(
       Code.ResourceExhausted,
-      `the event is ${bytes.length} bytes encoded; the limit is ${maxEventBytes} bytes: send a smaller payload`,
+      `the event is ${size} bytes encoded (channel, event name and payload, protobuf binary); the limit is ${maxEventBytes} bytes: send a smaller payload`,
     );
   }
   const eventJson = application ? encodeEventJson(event) : toJsonString(EventSchema, event);
+  const field = illFormedField(eventJson);
+  if (field !== undefined) throw new RealtimeError(Code.InvalidArgument, illFormedMessage(field));
   return { channel: event.channel, event: bytes, eventJson, origin, skipOrigin };
+}
+
+/** The size of a string field of a message (tag of one byte), 0 when empty (proto3 omits it). */
+function stringFieldSize(value: string): number {
+  if (value === "") return 0;
+  const bytes = Buffer.byteLength(value);
+  return 1 + varintSize(bytes) + bytes;
 }
 
 /** Throws INVALID_ARGUMENT unless the payload is set. */

@@ -62,7 +62,10 @@ interface Pending {
  * Guarantees: requests reach the hub in the order they are made; while the
  * link is down every request fails at once with UNAVAILABLE (never queued,
  * never silently dropped); after a reconnect the edge's subscriptions and
- * members are re-sent before any new request. The link counts as up
+ * members are re-sent before any new request, so a request that failed
+ * while in flight (the link broke, or it timed out and the link was
+ * dropped for it) leaves the hub as the edge's snapshot says, whether or
+ * not the hub had applied it. The link counts as up
  * (`isConnected`, `start()`, `onStateChange(true)`) only once the hub has
  * answered that resync: from then on the hub counts this edge in every
  * publish, so "the edge is ready" means a Send right after reaches it.
@@ -186,21 +189,27 @@ export class LinkBroker implements Broker, Presence {
 
   /**
    * Fails the requests whose deadline passed, then re-arms for the oldest
-   * one left: one timer for every request in flight, not one each.
+   * one left: one timer for every request in flight, not one each. A
+   * request that timed out may still be applied by the hub, while its
+   * caller was told it failed: the link is dropped, and the resync that
+   * follows makes the hub hold exactly what this edge holds.
    */
   private expire(): void {
     this.timeoutTimer = undefined;
     const now = performance.now();
+    let expired = false;
     for (const [id, pending] of this.pending) {
       if (pending.deadline > now) {
         this.timeoutTimer = setTimeout(() => this.expire(), Math.ceil(pending.deadline - now));
-        return;
+        break;
       }
       this.pending.delete(id);
+      expired = true;
       pending.reject(
         new RealtimeError(Code.Unavailable, `the API process did not answer within ${LINK_REQUEST_TIMEOUT_MS} ms`),
       );
     }
+    if (expired) this.socket?.destroy();
   }
 
   /** Stops the timeout timer once no request is waiting. */

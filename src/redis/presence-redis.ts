@@ -248,21 +248,17 @@ export interface RedisPresenceOptions {
  * once; any node sweeps them away within a third of the TTL more and
  * publishes one channel:leave for each (one node, once: an atomic script
  * under a lock). While Redis is unreachable every call rejects with
- * UNAVAILABLE; the edge keeps what it holds in memory and, when Redis is
- * back (or after it restarted empty), writes it all again by itself,
- * removing what its connections left meanwhile (with their channel:leave).
+ * UNAVAILABLE, and a rejected add or remove changes nothing: the edge
+ * holds what it held before the call, and when Redis is back (or after it
+ * restarted empty) it writes all it holds again by itself, undoing a
+ * rejected call that Redis ran after all (a timeout). An entry of this edge
+ * that Redis holds and the edge does not (a rejected add that ran) is
+ * removed then, with a channel:leave in case someone listed it meanwhile.
  * channels() counts may include the members of a dead edge until the sweep.
  */
 export class RedisPresence implements PresenceDirectory {
   /** What this edge holds: channel -> member id -> the stored value. */
   private readonly held = new Map<string, Map<string, Buffer>>();
-  /**
-   * Members whose removal failed (channel\0id -> member bytes): the caller
-   * sent no channel:leave for them, and Redis may or may not have applied
-   * the removal (a timed-out command can still run). The next sync
-   * announces each once.
-   */
-  private readonly unannounced = new Map<string, { channel: string; member: Buffer }>();
   private readonly scripts: Scripts;
   private readonly tag: string;
   private readonly hashPrefix: string;
@@ -365,12 +361,14 @@ export class RedisPresence implements PresenceDirectory {
         value,
         channel,
       );
-      // Back in the channel: its join follows, and a pending leave would be wrong.
-      this.unannounced.delete(`${channel}\0${member.id}`);
     } catch (err) {
-      // A new member failed to join: forget it (the caller rolls the join
-      // back). A changed profile stays: the member is still there.
-      if (previous === undefined && ids.get(member.id) === value) this.forget(channel, member.id);
+      // Nothing changed for the caller: hold what was held before (no
+      // member, or its previous profile). Redis may still run the command
+      // (a timeout): the next sync writes what is held.
+      if (ids.get(member.id) === value) {
+        if (previous === undefined) this.forget(channel, member.id);
+        else ids.set(member.id, previous);
+      }
       this.needsSync = true;
       throw redisUnavailable(err, "recording the member");
     }
@@ -391,9 +389,13 @@ export class RedisPresence implements PresenceDirectory {
         last ? "1" : "0",
       );
     } catch (err) {
-      // The member is gone here; the next sync removes it from Redis (and
-      // announces it, since the caller's channel:leave will not be sent).
-      if (value) this.unannounced.set(`${channel}\0${memberId}`, { channel, member: value.subarray(this.tag.length) });
+      // Nothing changed for the caller: the member is held again. Redis may
+      // still run the removal (a timeout): the next sync writes it back.
+      if (value && !this.held.get(channel)?.has(memberId)) {
+        let ids = this.held.get(channel);
+        if (!ids) this.held.set(channel, (ids = new Map()));
+        ids.set(memberId, value);
+      }
       this.needsSync = true;
       throw redisUnavailable(err, "removing the member");
     }
@@ -519,7 +521,6 @@ export class RedisPresence implements PresenceDirectory {
       }
       const edgeKey = this.edgeKeyPrefix + edgeId;
       this.needsSync = false;
-      const owed = [...this.unannounced];
       let flat: Buffer[];
       try {
         flat = (await this.scripts.rtSyncBuffer(
@@ -539,21 +540,10 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "re-registering presence");
         return;
       }
-      const swept = flat[0]?.toString() === "1";
       const events: Announcement[] = [];
-      const left = new Set<string>();
       for (let i = 1; i + 2 < flat.length; i += 3) {
         const kind = flat[i]!.toString() === "join" ? SystemEvent.Join : SystemEvent.Leave;
-        const channel = flat[i + 1]!.toString();
-        events.push({ kind, channel, member: flat[i + 2]! });
-        if (kind === SystemEvent.Leave) left.add(`${channel}\0${fromBinary(MemberSchema, flat[i + 2]!).id}`);
-      }
-      // Removals that failed: announced here unless the script just did, or
-      // a sweep did (the edge was swept: everyone was told then).
-      for (const [key, owedLeave] of owed) {
-        if (this.unannounced.get(key) !== owedLeave) continue; // re-joined meanwhile, or re-failed
-        this.unannounced.delete(key);
-        if (!swept && !left.has(key)) events.push({ kind: SystemEvent.Leave, ...owedLeave });
+        events.push({ kind, channel: flat[i + 1]!.toString(), member: flat[i + 2]! });
       }
       await this.announce(events);
     } while (this.syncAgain);
