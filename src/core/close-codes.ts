@@ -12,6 +12,12 @@ export const CloseCode = {
   Normal: 1000,
   /** The edge is going away (shutdown or restart): reconnect elsewhere/later. */
   GoingAway: 1001,
+  /**
+   * A message arrived in more parts than the edge holds: more than
+   * MAX_MESSAGE_FRAGMENTS frames, or a frame in too many small reads
+   * (MIN_AVERAGE_READ_BYTES, limits.ts).
+   */
+  TooManyParts: 1008,
   /** A frame was larger than the edge accepts. */
   MessageTooBig: 1009,
   /** An unexpected fault in the edge. */

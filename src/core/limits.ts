@@ -19,6 +19,25 @@ export const DEFAULT_MAX_CHANNELS_PER_CONNECTION = 100;
  * base64-encoded in the JSON encoding, plus the frame's own fields.
  */
 export const FRAME_OVERHEAD_BYTES = 4 * 1024;
+/**
+ * Most frames one client message may arrive in (ws's maxFragments); more
+ * close the connection with 1008. Clients of ours never fragment
+ * (docs/protocol.md), but some libraries split a large message at their
+ * write buffer (Go's gorilla/websocket at 4 KiB): 32 admits the default
+ * frame limit in 4 KiB fragments. ws's own default, 16,384, let an
+ * unfinished message of one-byte fragments hold 1.8 MiB of buffer objects.
+ */
+export const MAX_MESSAGE_FRAGMENTS = 32;
+/**
+ * The smallest average network read a frame may arrive in: an edge holds
+ * at most maxFrameBytes / this reads of a frame it has not completely
+ * received (ws's maxBufferedChunks), and closes with 1008 past it. Each
+ * read held costs ~125 bytes of bookkeeping whatever its size, so a frame
+ * trickled in one-byte TCP writes cost 117x its size (ws's default allows
+ * 262,144 reads); 256 keeps that under half the frame limit, and is far
+ * below any real TCP segment (IPv4's smallest MSS is 536).
+ */
+export const MIN_AVERAGE_READ_BYTES = 256;
 /** Largest gRPC/Connect request: the payload limit plus room for the names. */
 export const REQUEST_OVERHEAD_BYTES = 4 * 1024;
 /** Most events in one SendBatch. */
@@ -113,4 +132,9 @@ export const DEFAULT_LIMITS: Limits = {
 /** The largest client frame an edge accepts for the given limits. */
 export function maxFrameBytes(limits: Limits): number {
   return Math.ceil((limits.maxPayloadBytes * 4) / 3) + FRAME_OVERHEAD_BYTES;
+}
+
+/** The most network reads of one incomplete client frame an edge holds (see MIN_AVERAGE_READ_BYTES). */
+export function maxBufferedReads(maxFrameBytes: number): number {
+  return Math.ceil(maxFrameBytes / MIN_AVERAGE_READ_BYTES);
 }

@@ -25,7 +25,7 @@ export type DisconnectReason =
   | "heartbeat"
   /** Authentication failed, is missing or expired (4003, 4502). */
   | "auth"
-  /** A limit was exceeded: frame too big (1009), error budget (4503). */
+  /** A limit was exceeded: a message in too many parts (1008), frame too big (1009), error budget (4503). */
   | "limit"
   /** The client broke the protocol (1002, 1003, 1007, 4500, 4501). */
   | "protocol"
@@ -72,6 +72,7 @@ export function disconnectReason(code: number, byEdge: boolean): DisconnectReaso
     case 4003:
     case 4502:
       return "auth";
+    case 1008:
     case 1009:
     case 4503:
       return "limit";

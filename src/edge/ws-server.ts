@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
-import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
+import { MAX_MESSAGE_FRAGMENTS, maxBufferedReads, SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
 import type { Edge, Session } from "../core/edge.js";
 import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
@@ -94,6 +94,9 @@ export class WsEdgeServer {
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,
+      // What a message the client has not finished may hold (limits.ts).
+      maxFragments: MAX_MESSAGE_FRAGMENTS,
+      maxBufferedChunks: maxBufferedReads(options.maxFrameBytes),
       perMessageDeflate: false,
       clientTracking: false,
       WebSocket: EdgeWebSocket,
