@@ -7,7 +7,7 @@
  * of honest idle connections cost in the same process.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { DEFAULT_LIMITS, maxBufferedReads, maxFrameBytes } from "../src/core/limits.js";
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, DEFAULT_LIMITS, maxBufferedReads, maxFrameBytes } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { clientFrame, clientFrameHeader, Opcode, RawClient } from "./helpers/raw-ws.js";
 import { rssBytes } from "./helpers/trust.js";
@@ -70,6 +70,7 @@ it(`${CONNECTIONS} unfinished messages of ${FRAGMENTS} one-byte fragments cost l
   // Each is told why (1008: too many parts) and cut off.
   await Promise.all(raw.map((c) => c.closeFrame()));
   expect(new Set(raw.map((c) => c.closeCode))).toEqual(new Set([1008]));
+  await Promise.race([Promise.all(raw.map((c) => c.ended)), sleep(CLOSE_HANDSHAKE_TIMEOUT_MS + 2_000)]);
   const attacked = await settledRss(pid);
   const attackCost = attacked - idle;
   // What the edge read of the floods may still be garbage it has not

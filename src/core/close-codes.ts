@@ -12,6 +12,10 @@ export const CloseCode = {
   Normal: 1000,
   /** The edge is going away (shutdown or restart): reconnect elsewhere/later. */
   GoingAway: 1001,
+  /** The client broke RFC 6455 framing: a bad opcode, an unmasked frame, reserved bits, a bad close frame. */
+  BadFrame: 1002,
+  /** A text frame (or a close reason) was not valid UTF-8. */
+  InvalidUtf8: 1007,
   /**
    * A message arrived in more parts than the edge holds: more than
    * MAX_MESSAGE_FRAGMENTS frames, or a frame in too many small reads

@@ -100,6 +100,13 @@ export const DEFAULT_MAX_OUTBOUND_BYTES = 1024 * 1024;
  * timeout is used: a client that cannot read for that long is dead anyway).
  */
 export const SLOW_CONSUMER_TERMINATE_MS = 2_000;
+/**
+ * After the edge sends a close frame (any code but 4001), how long the
+ * client has to answer it before its socket is destroyed. Meanwhile the
+ * edge hands none of its frames to the core and stops reading at the first
+ * one, so a client that ignores the close costs nothing but this wait.
+ */
+export const CLOSE_HANDSHAKE_TIMEOUT_MS = 2_000;
 /** How often the edge pings every client. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 25_000;
 /** How long a client has to answer a ping before it is terminated (and leaves its channels). */

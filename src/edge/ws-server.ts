@@ -2,10 +2,15 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
-import { MAX_MESSAGE_FRAGMENTS, maxBufferedReads, SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
+import {
+  CLOSE_HANDSHAKE_TIMEOUT_MS,
+  MAX_MESSAGE_FRAGMENTS,
+  maxBufferedReads,
+  SLOW_CONSUMER_TERMINATE_MS,
+} from "../core/limits.js";
 import type { Edge, Session } from "../core/edge.js";
 import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
@@ -46,6 +51,26 @@ export interface WsEdgeServerOptions {
    */
   heartbeat?: { intervalMs: number; timeoutMs: number };
 }
+
+/**
+ * The close code ws sends for each error it raises on a client connection,
+ * by the error's `code` (WS_ERR_*, listed in ws's doc/ws.md and stable
+ * across its versions); close-codes.ts names each code.
+ */
+const WS_CLOSE_CODES: Readonly<Record<string, number>> = {
+  WS_ERR_EXPECTED_FIN: CloseCode.BadFrame,
+  WS_ERR_EXPECTED_MASK: CloseCode.BadFrame,
+  WS_ERR_INVALID_CLOSE_CODE: CloseCode.BadFrame,
+  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: CloseCode.BadFrame,
+  WS_ERR_INVALID_OPCODE: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_MASK: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_RSV_1: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_RSV_2_3: CloseCode.BadFrame,
+  WS_ERR_INVALID_UTF8: CloseCode.InvalidUtf8,
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: CloseCode.TooManyParts,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: CloseCode.MessageTooBig,
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: CloseCode.MessageTooBig,
+};
 
 /** The subprotocols this edge speaks, preferred first. */
 const PROTOCOLS: readonly Encoding[] = [Encoding.Proto, Encoding.Json];
@@ -101,7 +126,10 @@ export class WsEdgeServer {
       clientTracking: false,
       WebSocket: EdgeWebSocket,
       handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) ?? false,
-    });
+      // ws's own timer, for closes the edge does not time itself (a client's
+      // close we answered): none waits longer than a slow consumer may.
+      closeTimeout: Math.max(CLOSE_HANDSHAKE_TIMEOUT_MS, this.terminateMs),
+    } as ServerOptions & { closeTimeout: number }); // closeTimeout (ws 8.19+) is not in @types/ws 8.18 yet
     this.http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
     this.wss.on("error", (err) => options.onError?.(err, "websocket server"));
     if (options.heartbeat) {
@@ -151,26 +179,28 @@ export class WsEdgeServer {
     clearInterval(this.heartbeatTimer);
     // Stop listening first: no new connection while the old ones close.
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const clients = [...this.clients].map((t) => t.ws);
-    const closing = clients.map(
-      (ws, i) =>
-        new Promise<void>((resolve) => {
-          if (ws.readyState === WebSocket.CLOSED) return resolve();
-          ws.once("close", () => resolve());
-          // Spread evenly over spreadMs, with jitter inside each slot, so
-          // that clients do not all reconnect at the same moment.
-          const delay = clients.length > 1 ? ((i + Math.random()) * spreadMs) / clients.length : 0;
-          setTimeout(() => {
-            ws.close(code, reason);
-            setTimeout(() => ws.terminate(), 2_000).unref();
-          }, delay).unref();
-        }),
-    );
-    await Promise.all(closing);
+    await this.closeAll(code, reason, spreadMs);
     await Promise.all(this.leaving);
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.http.closeAllConnections();
     await httpClosed;
+  }
+
+  /** Closes every client with code, spread over spreadMs; resolves once each connection is closed. */
+  private async closeAll(code: number, reason: string, spreadMs: number): Promise<void> {
+    const clients = [...this.clients];
+    const closing = clients.map(
+      (t, i) =>
+        new Promise<void>((resolve) => {
+          if (t.ws.readyState === WebSocket.CLOSED) return resolve();
+          t.ws.once("close", () => resolve());
+          // Spread evenly over spreadMs, with jitter inside each slot, so
+          // that clients do not all reconnect at the same moment.
+          const delay = clients.length > 1 ? ((i + Math.random()) * spreadMs) / clients.length : 0;
+          setTimeout(() => t.close(code, reason), delay).unref();
+        }),
+    );
+    await Promise.all(closing);
   }
 
   /** Destroys every client socket at once (the shutdown deadline passed). */
@@ -283,17 +313,27 @@ export class WsEdgeServer {
 
   private static onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
     const t = (this as EdgeWebSocket).transport!;
+    if (t.closedWith !== undefined) return t.stopReading();
     const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
     t.server.options.edge.receive(t.session!, bytes, isBinary);
   }
 
   private static onPong(this: WebSocket): void {
     const t = (this as EdgeWebSocket).transport!;
+    if (t.closedWith !== undefined) return t.stopReading();
     t.ponged = t.pinged;
   }
 
-  private static onError(): void {
-    // ws closes the connection after an error (e.g. 1009); 'close' follows.
+  /**
+   * ws found the client breaking the protocol or a limit: it has sent the
+   * close frame with the code for the error (WS_CLOSE_CODES) and stops
+   * parsing; 'close' follows. Socket errors (a reset) carry no such code:
+   * the connection is just dropping (1006).
+   */
+  private static onError(this: WebSocket, err: Error & { code?: unknown }): void {
+    const t = (this as EdgeWebSocket).transport!;
+    const code = typeof err.code === "string" ? WS_CLOSE_CODES[err.code] : undefined;
+    if (code !== undefined) t.closedByWs(code);
   }
 
   private static onClose(this: WebSocket, code: number): void {
@@ -343,7 +383,7 @@ class WsTransport implements Transport {
    * that stops reading costs at most maxOutboundBytes (+ one frame).
    */
   send(data: Uint8Array, text: boolean): void {
-    if (this.ws.readyState !== WebSocket.OPEN) {
+    if (this.closedWith !== undefined || this.ws.readyState !== WebSocket.OPEN) {
       this.server.dropped(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
       return;
     }
@@ -351,18 +391,51 @@ class WsTransport implements Transport {
     if (max !== undefined && this.ws.bufferedAmount + data.length > max) {
       this.server.dropped("slow_consumer");
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
-      // The close frame waits behind the unread bytes: give the client as
-      // long as a heartbeat to read it (a client that cannot is as good as
-      // dead), then free the memory. Meanwhile nothing more is queued.
-      setTimeout(() => this.ws.terminate(), this.server.terminateMs).unref();
       return;
     }
     writeFrame(this.ws, data, text);
   }
 
+  /**
+   * Closing means stopping: from the first call on, none of the client's
+   * frames reaches the core (Edge.receive), the first one that arrives stops
+   * the reading of the socket (the client's answer to the close is read as
+   * usual), and the socket is destroyed CLOSE_HANDSHAKE_TIMEOUT_MS later if
+   * the client has not completed the closing handshake by then. A slow
+   * consumer's close frame waits behind its unread bytes: it gets as long as
+   * a heartbeat to read it (a client that cannot is as good as dead). Later
+   * calls change nothing: the first decision is the code the client sees.
+   */
   close(code: number, reason: string): void {
-    this.closedWith ??= code;
+    if (this.closedWith !== undefined) return;
+    this.closedWith = code;
     this.ws.close(code, reason);
+    // A ping is a frame too (pongs and messages are checked in their listeners).
+    this.ws.on("ping", WsTransport.onLateFrame);
+    const ms = code === CloseCode.SlowConsumer ? this.server.terminateMs : CLOSE_HANDSHAKE_TIMEOUT_MS;
+    setTimeout(() => this.ws.terminate(), ms).unref();
+  }
+
+  /** @internal A frame arrived after the close: read nothing more (the timer destroys the socket). */
+  stopReading(): void {
+    this.ws.pause();
+  }
+
+  private static onLateFrame(this: WebSocket): void {
+    this.pause();
+  }
+
+  /**
+   * @internal ws closed the connection with code (see WsEdgeServer.onError).
+   * Same rules as close(): ws discards what follows but keeps reading it,
+   * resuming the socket in a process.nextTick after the error, so the pause
+   * comes after that (setImmediate); test/ws-closing.test.ts pins it.
+   */
+  closedByWs(code: number): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = code;
+    setImmediate(() => this.ws.pause());
+    setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_TIMEOUT_MS).unref();
   }
 
   /** Destroys the socket without a closing handshake (a dead peer would not answer it). */
