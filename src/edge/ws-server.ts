@@ -171,10 +171,10 @@ export class WsEdgeServer {
   }
 
   /**
-   * Stops accepting, closes every client with code (GoingAway by default)
+   * Stops accepting, closes every client with code (Shutdown by default)
    * and waits until their sessions have left their channels.
    */
-  async close(code: number = CloseCode.GoingAway, reason = "edge shutting down", spreadMs = 0): Promise<void> {
+  async close(code: number = CloseCode.Shutdown, reason = "edge shutting down", spreadMs = 0): Promise<void> {
     this.closing = true;
     clearInterval(this.heartbeatTimer);
     // Stop listening first: no new connection while the old ones close.
