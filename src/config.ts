@@ -13,6 +13,7 @@ import {
   DEFAULT_RATE_LIMIT_BURST,
   DEFAULT_RATE_LIMIT_PER_SECOND,
   DEFAULT_SHUTDOWN_DRAIN_MS,
+  DEFAULT_OUTAGE_CLOSE_MS,
   DEFAULT_SHUTDOWN_SPREAD_MS,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_GRPC_KEEPALIVE_TIME_MS,
@@ -382,6 +383,13 @@ export const SETTINGS = {
     doc: "On SIGTERM, the window over which an edge closes its clients (4000), so they do not all reconnect at once.",
     roles: ["edge"],
     parse: integer(0, 600_000),
+  }),
+  outageCloseMs: setting({
+    env: "REALTIME_OUTAGE_CLOSE_MS",
+    default: DEFAULT_OUTAGE_CLOSE_MS,
+    doc: "How long an edge keeps its clients while its link to the API (or Redis) is down; then it closes them with 4004 (spread over REALTIME_SHUTDOWN_SPREAD_MS) and refuses new ones with 503 until it is back; 0: never.",
+    roles: ["edge"],
+    parse: integer(0, 86_400_000),
   }),
   shutdownTimeoutMs: setting({
     env: "REALTIME_SHUTDOWN_TIMEOUT_MS",

@@ -111,6 +111,15 @@ export const CLOSE_HANDSHAKE_TIMEOUT_MS = 2_000;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 25_000;
 /** How long a client has to answer a ping before it is terminated (and leaves its channels). */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+/**
+ * How long an edge keeps its clients while its backend (the link to the API,
+ * or Redis) is down. Past it the edge closes them with 4004, spread like a
+ * shutdown, so that they reconnect to an edge that still has the service,
+ * and refuses upgrades with 503 until the backend is back. 30 s rides out a
+ * restart of the API (a few seconds) without dropping anyone; meanwhile the
+ * clients get UNAVAILABLE replies.
+ */
+export const DEFAULT_OUTAGE_CLOSE_MS = 30_000;
 /** On shutdown, the window over which an edge spreads its clients' closes (no reconnect storm). */
 export const DEFAULT_SHUTDOWN_SPREAD_MS = 2_000;
 /** On shutdown, the deadline by which a process has exited, whatever is left. */

@@ -105,7 +105,12 @@ export type RefusalReason =
   /** The edge is shutting down (HTTP 503). */
   | "shutdown"
   /** A bad request: unknown subprotocol, bad query (HTTP 400). */
-  | "protocol";
+  | "protocol"
+  /** The edge has lost the rest of the service for too long (HTTP 503). */
+  | "unavailable";
+
+/** Every RefusalReason, for implementations that pre-register label values. */
+export const REFUSAL_REASONS: readonly RefusalReason[] = ["auth", "limit", "shutdown", "protocol", "unavailable"];
 
 /** The kinds of client frames counted; anything else is "invalid" or "other". */
 export type MessageInKind =

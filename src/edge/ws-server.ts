@@ -50,6 +50,14 @@ export interface WsEdgeServerOptions {
    * within timeoutMs is terminated (it leaves its channels). Default: none.
    */
   heartbeat?: { intervalMs: number; timeoutMs: number };
+  /**
+   * While the backend (told by backendState) has been down for afterMs, the
+   * edge closes every client with 4004, spread over spreadMs like a
+   * shutdown, and refuses upgrades with HTTP 503 until it is back
+   * (REALTIME_OUTAGE_CLOSE_MS). Default: clients
+   * are kept whatever the backend's state.
+   */
+  outage?: { afterMs: number; spreadMs: number };
 }
 
 /**
@@ -102,6 +110,10 @@ export class WsEdgeServer {
   /** Upgrades being authenticated: they count towards maxConnections. */
   private handshaking = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Armed while the backend is down; fires after options.outage.afterMs. */
+  private outageTimer: NodeJS.Timeout | undefined;
+  /** Set once the outage lasted afterMs, until the backend is back: upgrades get 503. */
+  private unavailable = false;
   private round = 0;
   /** The open connections (ws's own clientTracking is off: it costs a closure per connection). */
   private readonly clients = new Set<WsTransport>();
@@ -171,12 +183,40 @@ export class WsEdgeServer {
   }
 
   /**
+   * The backend (the link to the API, or Redis) is reachable (up) or not.
+   * See WsEdgeServerOptions.outage: down for afterMs, every client is
+   * closed with 4004 and upgrades are refused until it is up again.
+   */
+  backendState(up: boolean): void {
+    const outage = this.options.outage;
+    if (!outage || outage.afterMs <= 0) return;
+    if (up) {
+      clearTimeout(this.outageTimer);
+      this.outageTimer = undefined;
+      this.unavailable = false;
+      return;
+    }
+    if (this.outageTimer || this.unavailable || this.closing) return;
+    this.outageTimer = setTimeout(() => {
+      this.outageTimer = undefined;
+      this.unavailable = true;
+      void this.closeAll(
+        CloseCode.Unavailable,
+        "this edge lost the rest of the service: reconnect (to another edge) after a delay",
+        outage.spreadMs,
+      );
+    }, outage.afterMs);
+    this.outageTimer.unref();
+  }
+
+  /**
    * Stops accepting, closes every client with code (Shutdown by default)
    * and waits until their sessions have left their channels.
    */
   async close(code: number = CloseCode.Shutdown, reason = "edge shutting down", spreadMs = 0): Promise<void> {
     this.closing = true;
     clearInterval(this.heartbeatTimer);
+    clearTimeout(this.outageTimer);
     // Stop listening first: no new connection while the old ones close.
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     await this.closeAll(code, reason, spreadMs);
@@ -212,7 +252,15 @@ export class WsEdgeServer {
   private refuse(socket: Duplex, status: number, message: string): void {
     const observer = this.options.observer ?? NOOP_OBSERVER;
     observer.connectionRefused(
-      status === 400 ? "protocol" : status === 503 ? (this.closing ? "shutdown" : "limit") : "auth",
+      status === 400
+        ? "protocol"
+        : status === 503
+          ? this.closing
+            ? "shutdown"
+            : this.unavailable
+              ? "unavailable"
+              : "limit"
+          : "auth",
     );
     refuse(socket, status, message);
   }
@@ -226,6 +274,15 @@ export class WsEdgeServer {
     socket.on("error", onError);
     if (this.closing) {
       this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
+      return;
+    }
+    if (this.unavailable) {
+      this.refuse(
+        socket,
+        503,
+        `this edge has lost the rest of the service for more than ${this.options.outage!.afterMs} ms ` +
+          "(REALTIME_OUTAGE_CLOSE_MS): connect to another edge or retry later",
+      );
       return;
     }
     const max = this.options.maxConnections;

@@ -5,6 +5,7 @@ import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
 import { CloseCode } from "../core/close-codes.js";
 import { Edge } from "../core/edge.js";
+import { Code, RealtimeError } from "../core/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
@@ -62,6 +63,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   metrics.declareBackend(backend);
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
+  let ws: WsEdgeServer | undefined;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
   const eventIds = new IdGenerator();
   const link = createEdgeSeams(config, log, edgeId, eventIds, {
@@ -70,6 +72,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onStateChange: (up) => {
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
+      ws?.backendState(up);
       return up
         ? log.info({ [backend]: link.target }, `${backend} up`)
         : log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
@@ -91,12 +94,17 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       errorBudget: config.errorBudget,
       errorRefillPerSecond: ERROR_BUDGET_REFILL_PER_SECOND,
     },
-    onError: (err) => log.warn({ err }, "edge error"),
+    // UNAVAILABLE: the backend is down, logged once as such ("link down"), not
+    // once per channel of every client that leaves meanwhile (4004 closes all).
+    onError: (err) =>
+      err instanceof RealtimeError && err.code === Code.Unavailable
+        ? log.debug({ err }, "edge error while the backend is down")
+        : log.warn({ err }, "edge error"),
     observer: metrics.observer,
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);
-  const ws = new WsEdgeServer({
+  ws = new WsEdgeServer({
     edge,
     maxFrameBytes: maxFrameBytes(limits),
     authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
@@ -106,8 +114,11 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
     observer: metrics.observer,
+    outage: { afterMs: config.outageCloseMs, spreadMs: config.shutdownSpreadMs },
     tls,
   });
+  // Down until the backend says otherwise: one that never comes up counts as an outage too.
+  ws.backendState(link.connected());
   const address = await ws.listen(config.wsPort, config.wsHost);
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
