@@ -81,17 +81,28 @@ const hostPort = (raw: string): string => {
   return v;
 };
 
-const origins = (raw: string): string => {
-  const list = raw
-    .split(",")
-    .map((o) => o.trim())
-    .filter((o) => o !== "");
-  for (const o of list) {
-    if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
-      throw new Error(`${JSON.stringify(o)} is not an origin: write scheme://host[:port] with no path, or *`);
-  }
-  return list.join(",");
-};
+/** A comma-separated list (spaces and empty items dropped) whose every item passes check, or "*". */
+const listOf =
+  (check: (item: string) => string | undefined) =>
+  (raw: string): string => {
+    const list = raw
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o !== "");
+    for (const item of list) {
+      const problem = item === "*" ? undefined : check(item);
+      if (problem) throw new Error(`${JSON.stringify(item)} ${problem}`);
+    }
+    return list.join(",");
+  };
+const origins = listOf((o) =>
+  /^https?:\/\/[^/\s]+$/.test(o) ? undefined : "is not an origin: write scheme://host[:port] with no path, or *",
+);
+const hostNames = listOf((h) =>
+  /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(h)
+    ? undefined
+    : "is not a host name: write app.example.com, with no scheme or port, or *",
+);
 
 const apiKeyList = (raw: string): string => {
   parseApiKeys(raw);
@@ -207,6 +218,20 @@ export const SETTINGS = {
     doc: "Port of the edge's WebSocket server (0 picks a free one).",
     roles: ["edge"],
     parse: port,
+  }),
+  wsOrigins: setting({
+    env: "REALTIME_WS_ORIGINS",
+    default: "",
+    doc: "Browser origins whose pages may connect to an edge besides its own host, comma-separated (https://app.example.com), or * for any; clients that send no Origin (apps, servers) always may.",
+    roles: ["edge"],
+    parse: origins,
+  }),
+  allowedHosts: setting({
+    env: "REALTIME_ALLOWED_HOSTS",
+    default: "",
+    doc: "Host names (besides loopback names and IP addresses) that the API's HTTP port answers while it has no API keys, and an edge while it has no token key: a guard against DNS rebinding; comma-separated, or * for any.",
+    roles: ["api", "edge"],
+    parse: hostNames,
   }),
   maxPayloadBytes: setting({
     env: "REALTIME_MAX_PAYLOAD_BYTES",

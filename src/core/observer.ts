@@ -107,10 +107,19 @@ export type RefusalReason =
   /** A bad request: unknown subprotocol, bad query (HTTP 400). */
   | "protocol"
   /** The edge has lost the rest of the service for too long (HTTP 503). */
-  | "unavailable";
+  | "unavailable"
+  /** A browser page from an origin not allowed, or a Host not allowed: DNS rebinding (HTTP 403). */
+  | "origin";
 
 /** Every RefusalReason, for implementations that pre-register label values. */
-export const REFUSAL_REASONS: readonly RefusalReason[] = ["auth", "limit", "shutdown", "protocol", "unavailable"];
+export const REFUSAL_REASONS: readonly RefusalReason[] = [
+  "auth",
+  "limit",
+  "shutdown",
+  "protocol",
+  "unavailable",
+  "origin",
+];
 
 /** The kinds of client frames counted; anything else is "invalid" or "other". */
 export type MessageInKind =

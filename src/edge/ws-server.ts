@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
+import type { HostCheck, OriginCheck } from "../auth/browser-guards.js";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
 import {
@@ -12,7 +13,13 @@ import {
   SLOW_CONSUMER_TERMINATE_MS,
 } from "../core/limits.js";
 import type { Edge, Session } from "../core/edge.js";
-import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
+import {
+  disconnectReason,
+  NOOP_OBSERVER,
+  type DropReason,
+  type Observer,
+  type RefusalReason,
+} from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
 import { writeFrame } from "./ws-frames.js";
 
@@ -37,6 +44,17 @@ export interface WsEdgeServerOptions {
    * connection. Default: every connection is anonymous.
    */
   authenticate?: (req: IncomingMessage) => Promise<Identity>;
+  /**
+   * Browser pages that may connect, by their Origin (auth/browser-guards.ts);
+   * others get HTTP 403 naming REALTIME_WS_ORIGINS. Default: any.
+   */
+  origins?: OriginCheck;
+  /**
+   * Host headers an upgrade may carry (the DNS rebinding guard of an edge
+   * without token keys); others get HTTP 403 naming REALTIME_ALLOWED_HOSTS.
+   * Default: any.
+   */
+  hosts?: HostCheck;
   /** Most connections, handshakes in progress included; more get HTTP 503 before the upgrade. Default: unlimited. */
   maxConnections?: number;
   /**
@@ -249,20 +267,55 @@ export class WsEdgeServer {
   }
 
   /** Refuses an upgrade with an HTTP status, and counts why. */
-  private refuse(socket: Duplex, status: number, message: string): void {
-    const observer = this.options.observer ?? NOOP_OBSERVER;
-    observer.connectionRefused(
-      status === 400
-        ? "protocol"
-        : status === 503
-          ? this.closing
-            ? "shutdown"
-            : this.unavailable
-              ? "unavailable"
-              : "limit"
-          : "auth",
-    );
+  private refuse(socket: Duplex, status: number, message: string, reason: RefusalReason): void {
+    (this.options.observer ?? NOOP_OBSERVER).connectionRefused(reason);
     refuse(socket, status, message);
+  }
+
+  /** The refusal of an upgrade that must not proceed before it is authenticated, if any. */
+  private refusal(req: IncomingMessage): [status: number, message: string, reason: RefusalReason] | undefined {
+    if (this.closing)
+      return [503, "this edge is shutting down: connect again (to another edge) after a short delay", "shutdown"];
+    const { host, origin } = req.headers;
+    if (this.options.hosts && !this.options.hosts(host))
+      return [
+        403,
+        `Host ${JSON.stringify(host)} is not allowed: this edge verifies no tokens, so it answers only connections ` +
+          "addressed to localhost, an IP address or a name in REALTIME_ALLOWED_HOSTS (a guard against DNS rebinding): " +
+          "add the name to REALTIME_ALLOWED_HOSTS, or configure a token key",
+        "origin",
+      ];
+    if (this.options.origins && !this.options.origins(origin, host))
+      return [
+        403,
+        `origin ${origin} is not allowed to connect: add it to REALTIME_WS_ORIGINS (comma-separated origins, or *)`,
+        "origin",
+      ];
+    if (this.unavailable)
+      return [
+        503,
+        `this edge has lost the rest of the service for more than ${this.options.outage!.afterMs} ms ` +
+          "(REALTIME_OUTAGE_CLOSE_MS): connect to another edge or retry later",
+        "unavailable",
+      ];
+    const max = this.options.maxConnections;
+    if (max !== undefined && this.clients.size + this.handshaking >= max)
+      return [
+        503,
+        `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
+        "limit",
+      ];
+    const offered = (req.headers["sec-websocket-protocol"] ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean);
+    if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p)))
+      return [
+        400,
+        `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`,
+        "protocol",
+      ];
+    return undefined;
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -272,44 +325,17 @@ export class WsEdgeServer {
     // uncaught 'error'.
     const onError = () => socket.destroy();
     socket.on("error", onError);
-    if (this.closing) {
-      this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
-      return;
-    }
-    if (this.unavailable) {
-      this.refuse(
-        socket,
-        503,
-        `this edge has lost the rest of the service for more than ${this.options.outage!.afterMs} ms ` +
-          "(REALTIME_OUTAGE_CLOSE_MS): connect to another edge or retry later",
-      );
-      return;
-    }
-    const max = this.options.maxConnections;
-    if (max !== undefined && this.clients.size + this.handshaking >= max) {
-      this.refuse(
-        socket,
-        503,
-        `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
-      );
-      return;
-    }
-    const offered = (req.headers["sec-websocket-protocol"] ?? "")
-      .split(",")
-      .map((p) => p.trim())
-      .filter(Boolean);
-    if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p))) {
-      this.refuse(
-        socket,
-        400,
-        `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`,
-      );
-      return;
-    }
+    const refusal = this.refusal(req);
+    if (refusal) return this.refuse(socket, ...refusal);
     const url = new URL(req.url ?? "/", "http://edge");
     const echoParam = url.searchParams.get("echo");
     if (echoParam !== null && echoParam !== "true" && echoParam !== "false") {
-      this.refuse(socket, 400, `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`);
+      this.refuse(
+        socket,
+        400,
+        `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`,
+        "protocol",
+      );
       return;
     }
     const authenticate = this.options.authenticate;
@@ -330,7 +356,7 @@ export class WsEdgeServer {
         (err: unknown) => {
           const status =
             typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
-          this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
+          this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized", "auth");
         },
       )
       .finally(() => {
@@ -341,6 +367,7 @@ export class WsEdgeServer {
             socket,
             503,
             "this edge is shutting down: connect again (to another edge) after a short delay",
+            "shutdown",
           );
         socket.off("error", onError);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));

@@ -115,7 +115,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const refused = new Counter({
     name: name("connections_refused_total"),
-    help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol, unavailable).",
+    help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol, unavailable, origin).",
     labelNames: ["reason"],
     registers: on(edge),
   });

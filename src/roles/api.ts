@@ -4,6 +4,7 @@ import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
 import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
+import { createHostCheck } from "../auth/browser-guards.js";
 import { checkExposure } from "../auth/exposure.js";
 import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
@@ -151,6 +152,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     services: [serviceEntry(Realtime, service), serviceEntry(health.service, health.impl)],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
+    hosts: keyring.enabled ? undefined : createHostCheck(config.httpHost, config.allowedHosts),
     tls,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
     interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],

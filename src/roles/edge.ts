@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
+import { createHostCheck, createOriginCheck } from "../auth/browser-guards.js";
 import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
@@ -115,6 +116,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     httpHandler: createOpsHandler({ metrics, readiness }),
     observer: metrics.observer,
     outage: { afterMs: config.outageCloseMs, spreadMs: config.shutdownSpreadMs },
+    origins: createOriginCheck(config.wsOrigins),
+    // Without token keys anyone who reaches the port is in: refuse DNS-rebound names (auth/browser-guards.ts).
+    hosts: verifier ? undefined : createHostCheck(config.wsHost, config.allowedHosts),
     tls,
   });
   // Down until the backend says otherwise: one that never comes up counts as an outage too.
