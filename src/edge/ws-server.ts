@@ -72,16 +72,17 @@ export interface WsEdgeServerOptions {
    * While the backend (told by backendState) has been down for afterMs, the
    * edge closes every client with 4004, spread over spreadMs like a
    * shutdown, and refuses upgrades with HTTP 503 until it is back
-   * (REALTIME_OUTAGE_CLOSE_MS). Default: clients
-   * are kept whatever the backend's state.
+   * (REALTIME_OUTAGE_CLOSE_MS). Default: clients are kept whatever the
+   * backend's state.
    */
   outage?: { afterMs: number; spreadMs: number };
 }
 
 /**
  * The close code ws sends for each error it raises on a client connection,
- * by the error's `code` (WS_ERR_*, listed in ws's doc/ws.md and stable
- * across its versions); close-codes.ts names each code.
+ * by the error's public `code` (WS_ERR_*, ws's doc/ws.md); close-codes.ts
+ * names each. test/ws-close-codes.test.ts pins them against this ws; an
+ * error a later ws adds is counted as the drop it looks like (1006).
  */
 const WS_CLOSE_CODES: Readonly<Record<string, number>> = {
   WS_ERR_EXPECTED_FIN: CloseCode.BadFrame,
@@ -116,7 +117,9 @@ class EdgeWebSocket extends WebSocket {
  *
  * Handshake rules: a client that offers no subprotocol speaks JSON; one that
  * offers only subprotocols this edge does not speak is refused with HTTP 400
- * and a body that lists the ones it does.
+ * and a body that lists the ones it does. Every refusal (refusal(): origin,
+ * Host, limits, shutdown, outage) is an HTTP status before the handshake,
+ * with a one-line body that names what to change.
  */
 export class WsEdgeServer {
   private readonly http: Server;
