@@ -13,6 +13,7 @@ import {
   DEFAULT_RATE_LIMIT_BURST,
   DEFAULT_RATE_LIMIT_PER_SECOND,
   DEFAULT_SHUTDOWN_DRAIN_MS,
+  DEFAULT_OUTAGE_CLOSE_MS,
   DEFAULT_SHUTDOWN_SPREAD_MS,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_GRPC_KEEPALIVE_TIME_MS,
@@ -88,17 +89,28 @@ const hostPort = (raw: string): string => {
   return v;
 };
 
-const origins = (raw: string): string => {
-  const list = raw
-    .split(",")
-    .map((o) => o.trim())
-    .filter((o) => o !== "");
-  for (const o of list) {
-    if (o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
-      throw new Error(`${JSON.stringify(o)} is not an origin: write scheme://host[:port] with no path, or *`);
-  }
-  return list.join(",");
-};
+/** A comma-separated list (spaces and empty items dropped) whose every item passes check, or "*". */
+const listOf =
+  (check: (item: string) => string | undefined) =>
+  (raw: string): string => {
+    const list = raw
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o !== "");
+    for (const item of list) {
+      const problem = item === "*" ? undefined : check(item);
+      if (problem) throw new Error(`${JSON.stringify(item)} ${problem}`);
+    }
+    return list.join(",");
+  };
+const origins = listOf((o) =>
+  /^https?:\/\/[^/\s]+$/.test(o) ? undefined : "is not an origin: write scheme://host[:port] with no path, or *",
+);
+const hostNames = listOf((h) =>
+  /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(h)
+    ? undefined
+    : "is not a host name: write app.example.com, with no scheme or port, or *",
+);
 
 const apiKeyList = (raw: string): string => {
   parseApiKeys(raw);
@@ -222,6 +234,20 @@ export const SETTINGS = {
     doc: "Port of the edge's WebSocket server (0 picks a free one).",
     roles: ["edge"],
     parse: port,
+  }),
+  wsOrigins: setting({
+    env: "REALTIME_WS_ORIGINS",
+    default: "",
+    doc: "Browser origins whose pages may connect to an edge besides its own host, comma-separated (https://app.example.com), or * for any; clients that send no Origin (apps, servers) always may.",
+    roles: ["edge"],
+    parse: origins,
+  }),
+  allowedHosts: setting({
+    env: "REALTIME_ALLOWED_HOSTS",
+    default: "",
+    doc: "Host names (besides loopback names and IP addresses) that the API's HTTP port answers while it has no API keys, and an edge while it has no token key: a guard against DNS rebinding; comma-separated, or * for any.",
+    roles: ["api", "edge"],
+    parse: hostNames,
   }),
   maxPayloadBytes: setting({
     env: "REALTIME_MAX_PAYLOAD_BYTES",
@@ -407,6 +433,13 @@ export const SETTINGS = {
     doc: "On SIGTERM, the window over which an edge closes its clients (4000), so they do not all reconnect at once.",
     roles: ["edge"],
     parse: integer(0, 600_000),
+  }),
+  outageCloseMs: setting({
+    env: "REALTIME_OUTAGE_CLOSE_MS",
+    default: DEFAULT_OUTAGE_CLOSE_MS,
+    doc: "How long an edge keeps its clients while its link to the API (or Redis) is down; then it closes them with 4004 (spread over REALTIME_SHUTDOWN_SPREAD_MS) and refuses new ones with 503 until it is back; 0: never.",
+    roles: ["edge"],
+    parse: integer(0, 86_400_000),
   }),
   shutdownTimeoutMs: setting({
     env: "REALTIME_SHUTDOWN_TIMEOUT_MS",

@@ -560,9 +560,11 @@ describe("RealtimeClient reconnects", () => {
     await connected(rt);
     const disconnects: unknown[] = [];
     rt.onDisconnect((i) => disconnects.push(i));
-    fake.closeAll(CloseCode.Unauthorized, "bad token");
+    fake.closeAll(CloseCode.PolicyViolation, "error budget spent");
     await waitFor(() => rt.getState() === "closed", "closed");
-    expect(disconnects).toEqual([{ code: CloseCode.Unauthorized, reason: "bad token", willReconnect: false }]);
+    expect(disconnects).toEqual([
+      { code: CloseCode.PolicyViolation, reason: "error budget spent", willReconnect: false },
+    ]);
     const err = await rejection(rt.join("a"));
     expect(err.code).toBe(ErrorCode.Unavailable);
     await new Promise((r) => setTimeout(r, 100));

@@ -23,6 +23,25 @@ export const DEFAULT_MAX_CHANNELS_PER_CONNECTION = 100;
  * base64-encoded in the JSON encoding, plus the frame's own fields.
  */
 export const FRAME_OVERHEAD_BYTES = 4 * 1024;
+/**
+ * Most frames one client message may arrive in (ws's maxFragments); more
+ * close the connection with 1008. Clients of ours never fragment
+ * (docs/protocol.md), but some libraries split a large message at their
+ * write buffer (Go's gorilla/websocket at 4 KiB): 32 admits the default
+ * frame limit in 4 KiB fragments. ws's own default, 16,384, let an
+ * unfinished message of one-byte fragments hold 1.8 MiB of buffer objects.
+ */
+export const MAX_MESSAGE_FRAGMENTS = 32;
+/**
+ * The smallest average network read a frame may arrive in: an edge holds
+ * at most maxFrameBytes / this reads of a frame it has not completely
+ * received (ws's maxBufferedChunks), and closes with 1008 past it. Each
+ * read held costs ~125 bytes of bookkeeping whatever its size, so a frame
+ * trickled in one-byte TCP writes cost 117x its size (ws's default allows
+ * 262,144 reads); 256 keeps that under half the frame limit, and is far
+ * below any real TCP segment (IPv4's smallest MSS is 536).
+ */
+export const MIN_AVERAGE_READ_BYTES = 256;
 /** Largest gRPC/Connect request: the payload limit plus room for the names. */
 export const REQUEST_OVERHEAD_BYTES = 4 * 1024;
 /** Most events in one SendBatch. */
@@ -101,10 +120,26 @@ export const DEFAULT_MAX_OUTBOUND_BYTES = 1024 * 1024;
  * timeout is used: a client that cannot read for that long is dead anyway).
  */
 export const SLOW_CONSUMER_TERMINATE_MS = 2_000;
+/**
+ * After the edge sends a close frame (any code but 4001), how long the
+ * client has to answer it before its socket is destroyed. Meanwhile the
+ * edge hands none of its frames to the core and stops reading at the first
+ * one, so a client that ignores the close costs nothing but this wait.
+ */
+export const CLOSE_HANDSHAKE_TIMEOUT_MS = 2_000;
 /** How often the edge pings every client. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 25_000;
 /** How long a client has to answer a ping before it is terminated (and leaves its channels). */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+/**
+ * How long an edge keeps its clients while its backend (the link to the API,
+ * or Redis) is down. Past it the edge closes them with 4004, spread like a
+ * shutdown, so that they reconnect to an edge that still has the service,
+ * and refuses upgrades with 503 until the backend is back. 30 s rides out a
+ * restart of the API (a few seconds) without dropping anyone; meanwhile the
+ * clients get UNAVAILABLE replies.
+ */
+export const DEFAULT_OUTAGE_CLOSE_MS = 30_000;
 /** On shutdown, the window over which an edge spreads its clients' closes (no reconnect storm). */
 export const DEFAULT_SHUTDOWN_SPREAD_MS = 2_000;
 /** On shutdown, the deadline by which a process has exited, whatever is left. */
@@ -133,4 +168,9 @@ export const DEFAULT_LIMITS: Limits = {
 /** The largest client frame an edge accepts for the given limits. */
 export function maxFrameBytes(limits: Limits): number {
   return Math.ceil((limits.maxPayloadBytes * 4) / 3) + FRAME_OVERHEAD_BYTES;
+}
+
+/** The most network reads of one incomplete client frame an edge holds (see MIN_AVERAGE_READ_BYTES). */
+export function maxBufferedReads(maxFrameBytes: number): number {
+  return Math.ceil(maxFrameBytes / MIN_AVERAGE_READ_BYTES);
 }

@@ -23,15 +23,15 @@ export type DisconnectReason =
   | "slow_consumer"
   /** The client did not answer heartbeats in time (4002). */
   | "heartbeat"
-  /** Authentication failed, is missing or expired (4003, 4502). */
+  /** The token expired (4003). */
   | "auth"
-  /** A limit was exceeded: frame too big (1009), error budget (4503). */
+  /** A limit was exceeded: a message in too many parts (1008), frame too big (1009), error budget (4503). */
   | "limit"
-  /** The client broke the protocol (1002, 1003, 1007, 4500, 4501). */
+  /** The client broke the protocol (1002, 1007; 1003 from a client). */
   | "protocol"
   /** The edge lost the rest of the service (4004, 1013). */
   | "unavailable"
-  /** A fault in the edge (1011) or a code outside the known set. */
+  /** A code outside the known set (1011 from a client or a proxy, for example). */
   | "error";
 
 /** Every DisconnectReason, for implementations that pre-register label values. */
@@ -70,16 +70,14 @@ export function disconnectReason(code: number, byEdge: boolean): DisconnectReaso
     case 4002:
       return "heartbeat";
     case 4003:
-    case 4502:
       return "auth";
+    case 1008:
     case 1009:
     case 4503:
       return "limit";
     case 1002:
     case 1003:
     case 1007:
-    case 4500:
-    case 4501:
       return "protocol";
     case 4004:
     case 1013:
@@ -107,7 +105,21 @@ export type RefusalReason =
   /** The edge is shutting down (HTTP 503). */
   | "shutdown"
   /** A bad request: unknown subprotocol, bad query (HTTP 400). */
-  | "protocol";
+  | "protocol"
+  /** The edge has lost the rest of the service for too long (HTTP 503). */
+  | "unavailable"
+  /** A browser page from an origin not allowed, or a Host not allowed: DNS rebinding (HTTP 403). */
+  | "origin";
+
+/** Every RefusalReason, for implementations that pre-register label values. */
+export const REFUSAL_REASONS: readonly RefusalReason[] = [
+  "auth",
+  "limit",
+  "shutdown",
+  "protocol",
+  "unavailable",
+  "origin",
+];
 
 /** The kinds of client frames counted; anything else is "invalid" or "other". */
 export type MessageInKind =

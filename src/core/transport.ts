@@ -10,7 +10,12 @@ export interface Transport {
    */
   send(data: Uint8Array, text: boolean): void;
 
-  /** Closes the connection with a code from close-codes.ts and a reason. */
+  /**
+   * Closes the connection with a code from close-codes.ts and a reason.
+   * From this call on, the adapter hands none of the connection's frames to
+   * the Edge (Edge.receive), and sends none; the first code given is the
+   * one the client sees. Edge.disconnect follows once the connection is gone.
+   */
   close(code: number, reason: string): void;
 }
 

@@ -2,12 +2,24 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
+import type { HostCheck, OriginCheck } from "../auth/browser-guards.js";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { CloseCode } from "../core/close-codes.js";
-import { SLOW_CONSUMER_TERMINATE_MS } from "../core/limits.js";
+import {
+  CLOSE_HANDSHAKE_TIMEOUT_MS,
+  MAX_MESSAGE_FRAGMENTS,
+  maxBufferedReads,
+  SLOW_CONSUMER_TERMINATE_MS,
+} from "../core/limits.js";
 import type { Edge, Session } from "../core/edge.js";
-import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "../core/observer.js";
+import {
+  disconnectReason,
+  NOOP_OBSERVER,
+  type DropReason,
+  type Observer,
+  type RefusalReason,
+} from "../core/observer.js";
 import { Encoding, type Transport } from "../core/transport.js";
 import { writeFrame } from "./ws-frames.js";
 
@@ -32,6 +44,17 @@ export interface WsEdgeServerOptions {
    * connection. Default: every connection is anonymous.
    */
   authenticate?: (req: IncomingMessage) => Promise<Identity>;
+  /**
+   * Browser pages that may connect, by their Origin (auth/browser-guards.ts);
+   * others get HTTP 403 naming REALTIME_WS_ORIGINS. Default: any.
+   */
+  origins?: OriginCheck;
+  /**
+   * Host headers an upgrade may carry (the DNS rebinding guard of an edge
+   * without token keys); others get HTTP 403 naming REALTIME_ALLOWED_HOSTS.
+   * Default: any.
+   */
+  hosts?: HostCheck;
   /** Most connections, handshakes in progress included; more get HTTP 503 before the upgrade. Default: unlimited. */
   maxConnections?: number;
   /**
@@ -45,7 +68,36 @@ export interface WsEdgeServerOptions {
    * within timeoutMs is terminated (it leaves its channels). Default: none.
    */
   heartbeat?: { intervalMs: number; timeoutMs: number };
+  /**
+   * While the backend (told by backendState) has been down for afterMs, the
+   * edge closes every client with 4004, spread over spreadMs like a
+   * shutdown, and refuses upgrades with HTTP 503 until it is back
+   * (REALTIME_OUTAGE_CLOSE_MS). Default: clients are kept whatever the
+   * backend's state.
+   */
+  outage?: { afterMs: number; spreadMs: number };
 }
+
+/**
+ * The close code ws sends for each error it raises on a client connection,
+ * by the error's public `code` (WS_ERR_*, ws's doc/ws.md); close-codes.ts
+ * names each. test/ws-close-codes.test.ts pins them against this ws; an
+ * error a later ws adds is counted as the drop it looks like (1006).
+ */
+const WS_CLOSE_CODES: Readonly<Record<string, number>> = {
+  WS_ERR_EXPECTED_FIN: CloseCode.BadFrame,
+  WS_ERR_EXPECTED_MASK: CloseCode.BadFrame,
+  WS_ERR_INVALID_CLOSE_CODE: CloseCode.BadFrame,
+  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: CloseCode.BadFrame,
+  WS_ERR_INVALID_OPCODE: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_MASK: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_RSV_1: CloseCode.BadFrame,
+  WS_ERR_UNEXPECTED_RSV_2_3: CloseCode.BadFrame,
+  WS_ERR_INVALID_UTF8: CloseCode.InvalidUtf8,
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: CloseCode.TooManyParts,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: CloseCode.MessageTooBig,
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: CloseCode.MessageTooBig,
+};
 
 /** The subprotocols this edge speaks, preferred first. */
 const PROTOCOLS: readonly Encoding[] = [Encoding.Proto, Encoding.Json];
@@ -65,7 +117,9 @@ class EdgeWebSocket extends WebSocket {
  *
  * Handshake rules: a client that offers no subprotocol speaks JSON; one that
  * offers only subprotocols this edge does not speak is refused with HTTP 400
- * and a body that lists the ones it does.
+ * and a body that lists the ones it does. Every refusal (refusal(): origin,
+ * Host, limits, shutdown, outage) is an HTTP status before the handshake,
+ * with a one-line body that names what to change.
  */
 export class WsEdgeServer {
   private readonly http: Server;
@@ -77,6 +131,10 @@ export class WsEdgeServer {
   /** Upgrades being authenticated: they count towards maxConnections. */
   private handshaking = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Armed while the backend is down; fires after options.outage.afterMs. */
+  private outageTimer: NodeJS.Timeout | undefined;
+  /** Set once the outage lasted afterMs, until the backend is back: upgrades get 503. */
+  private unavailable = false;
   private round = 0;
   /** The open connections (ws's own clientTracking is off: it costs a closure per connection). */
   private readonly clients = new Set<WsTransport>();
@@ -94,11 +152,17 @@ export class WsEdgeServer {
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,
+      // What a message the client has not finished may hold (limits.ts).
+      maxFragments: MAX_MESSAGE_FRAGMENTS,
+      maxBufferedChunks: maxBufferedReads(options.maxFrameBytes),
       perMessageDeflate: false,
       clientTracking: false,
       WebSocket: EdgeWebSocket,
       handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) ?? false,
-    });
+      // ws's own timer, for closes the edge does not time itself (a client's
+      // close we answered): none waits longer than a slow consumer may.
+      closeTimeout: Math.max(CLOSE_HANDSHAKE_TIMEOUT_MS, this.terminateMs),
+    } as ServerOptions & { closeTimeout: number }); // closeTimeout (ws 8.19+) is not in @types/ws 8.18 yet
     this.http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
     this.wss.on("error", (err) => options.onError?.(err, "websocket server"));
     if (options.heartbeat) {
@@ -140,34 +204,64 @@ export class WsEdgeServer {
   }
 
   /**
-   * Stops accepting, closes every client with code (GoingAway by default)
+   * The backend (the link to the API, or Redis) is reachable (up) or not.
+   * See WsEdgeServerOptions.outage: down for afterMs, every client is
+   * closed with 4004 and upgrades are refused until it is up again.
+   */
+  backendState(up: boolean): void {
+    const outage = this.options.outage;
+    if (!outage || outage.afterMs <= 0) return;
+    if (up) {
+      clearTimeout(this.outageTimer);
+      this.outageTimer = undefined;
+      this.unavailable = false;
+      return;
+    }
+    if (this.outageTimer || this.unavailable || this.closing) return;
+    this.outageTimer = setTimeout(() => {
+      this.outageTimer = undefined;
+      this.unavailable = true;
+      void this.closeAll(
+        CloseCode.Unavailable,
+        "this edge lost the rest of the service: reconnect (to another edge) after a delay",
+        outage.spreadMs,
+      );
+    }, outage.afterMs);
+    this.outageTimer.unref();
+  }
+
+  /**
+   * Stops accepting, closes every client with code (Shutdown by default)
    * and waits until their sessions have left their channels.
    */
-  async close(code: number = CloseCode.GoingAway, reason = "edge shutting down", spreadMs = 0): Promise<void> {
+  async close(code: number = CloseCode.Shutdown, reason = "edge shutting down", spreadMs = 0): Promise<void> {
     this.closing = true;
     clearInterval(this.heartbeatTimer);
+    clearTimeout(this.outageTimer);
     // Stop listening first: no new connection while the old ones close.
     const httpClosed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const clients = [...this.clients].map((t) => t.ws);
-    const closing = clients.map(
-      (ws, i) =>
-        new Promise<void>((resolve) => {
-          if (ws.readyState === WebSocket.CLOSED) return resolve();
-          ws.once("close", () => resolve());
-          // Spread evenly over spreadMs, with jitter inside each slot, so
-          // that clients do not all reconnect at the same moment.
-          const delay = clients.length > 1 ? ((i + Math.random()) * spreadMs) / clients.length : 0;
-          setTimeout(() => {
-            ws.close(code, reason);
-            setTimeout(() => ws.terminate(), 2_000).unref();
-          }, delay).unref();
-        }),
-    );
-    await Promise.all(closing);
+    await this.closeAll(code, reason, spreadMs);
     await Promise.all(this.leaving);
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.http.closeAllConnections();
     await httpClosed;
+  }
+
+  /** Closes every client with code, spread over spreadMs; resolves once each connection is closed. */
+  private async closeAll(code: number, reason: string, spreadMs: number): Promise<void> {
+    const clients = [...this.clients];
+    const closing = clients.map(
+      (t, i) =>
+        new Promise<void>((resolve) => {
+          if (t.ws.readyState === WebSocket.CLOSED) return resolve();
+          t.ws.once("close", () => resolve());
+          // Spread evenly over spreadMs, with jitter inside each slot, so
+          // that clients do not all reconnect at the same moment.
+          const delay = clients.length > 1 ? ((i + Math.random()) * spreadMs) / clients.length : 0;
+          setTimeout(() => t.close(code, reason), delay).unref();
+        }),
+    );
+    await Promise.all(closing);
   }
 
   /** Destroys every client socket at once (the shutdown deadline passed). */
@@ -176,12 +270,55 @@ export class WsEdgeServer {
   }
 
   /** Refuses an upgrade with an HTTP status, and counts why. */
-  private refuse(socket: Duplex, status: number, message: string): void {
-    const observer = this.options.observer ?? NOOP_OBSERVER;
-    observer.connectionRefused(
-      status === 400 ? "protocol" : status === 503 ? (this.closing ? "shutdown" : "limit") : "auth",
-    );
+  private refuse(socket: Duplex, status: number, message: string, reason: RefusalReason): void {
+    (this.options.observer ?? NOOP_OBSERVER).connectionRefused(reason);
     refuse(socket, status, message);
+  }
+
+  /** The refusal of an upgrade that must not proceed before it is authenticated, if any. */
+  private refusal(req: IncomingMessage): [status: number, message: string, reason: RefusalReason] | undefined {
+    if (this.closing)
+      return [503, "this edge is shutting down: connect again (to another edge) after a short delay", "shutdown"];
+    const { host, origin } = req.headers;
+    if (this.options.hosts && !this.options.hosts(host))
+      return [
+        403,
+        `Host ${JSON.stringify(host)} is not allowed: this edge verifies no tokens, so it answers only connections ` +
+          "addressed to localhost, an IP address or a name in REALTIME_ALLOWED_HOSTS (a guard against DNS rebinding): " +
+          "add the name to REALTIME_ALLOWED_HOSTS, or configure a token key",
+        "origin",
+      ];
+    if (this.options.origins && !this.options.origins(origin, host))
+      return [
+        403,
+        `origin ${origin} is not allowed to connect: add it to REALTIME_WS_ORIGINS (comma-separated origins, or *)`,
+        "origin",
+      ];
+    if (this.unavailable)
+      return [
+        503,
+        `this edge has lost the rest of the service for more than ${this.options.outage!.afterMs} ms ` +
+          "(REALTIME_OUTAGE_CLOSE_MS): connect to another edge or retry later",
+        "unavailable",
+      ];
+    const max = this.options.maxConnections;
+    if (max !== undefined && this.clients.size + this.handshaking >= max)
+      return [
+        503,
+        `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
+        "limit",
+      ];
+    const offered = (req.headers["sec-websocket-protocol"] ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean);
+    if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p)))
+      return [
+        400,
+        `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`,
+        "protocol",
+      ];
+    return undefined;
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -191,35 +328,17 @@ export class WsEdgeServer {
     // uncaught 'error'.
     const onError = () => socket.destroy();
     socket.on("error", onError);
-    if (this.closing) {
-      this.refuse(socket, 503, "this edge is shutting down: connect again (to another edge) after a short delay");
-      return;
-    }
-    const max = this.options.maxConnections;
-    if (max !== undefined && this.clients.size + this.handshaking >= max) {
-      this.refuse(
-        socket,
-        503,
-        `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
-      );
-      return;
-    }
-    const offered = (req.headers["sec-websocket-protocol"] ?? "")
-      .split(",")
-      .map((p) => p.trim())
-      .filter(Boolean);
-    if (offered.length > 0 && !offered.some((p) => (PROTOCOLS as readonly string[]).includes(p))) {
-      this.refuse(
-        socket,
-        400,
-        `unsupported subprotocol ${offered.join(", ")}: this edge speaks ${PROTOCOLS.join(" and ")}`,
-      );
-      return;
-    }
+    const refusal = this.refusal(req);
+    if (refusal) return this.refuse(socket, ...refusal);
     const url = new URL(req.url ?? "/", "http://edge");
     const echoParam = url.searchParams.get("echo");
     if (echoParam !== null && echoParam !== "true" && echoParam !== "false") {
-      this.refuse(socket, 400, `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`);
+      this.refuse(
+        socket,
+        400,
+        `query parameter echo must be true or false, not ${JSON.stringify(echoParam)}`,
+        "protocol",
+      );
       return;
     }
     const authenticate = this.options.authenticate;
@@ -240,7 +359,7 @@ export class WsEdgeServer {
         (err: unknown) => {
           const status =
             typeof (err as { status?: unknown }).status === "number" ? (err as { status: number }).status : 401;
-          this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized");
+          this.refuse(socket, status, err instanceof Error ? err.message : "unauthorized", "auth");
         },
       )
       .finally(() => {
@@ -251,6 +370,7 @@ export class WsEdgeServer {
             socket,
             503,
             "this edge is shutting down: connect again (to another edge) after a short delay",
+            "shutdown",
           );
         socket.off("error", onError);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, echoParam !== "false", identity));
@@ -280,17 +400,27 @@ export class WsEdgeServer {
 
   private static onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
     const t = (this as EdgeWebSocket).transport!;
+    if (t.closedWith !== undefined) return t.stopReading();
     const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
     t.server.options.edge.receive(t.session!, bytes, isBinary);
   }
 
   private static onPong(this: WebSocket): void {
     const t = (this as EdgeWebSocket).transport!;
+    if (t.closedWith !== undefined) return t.stopReading();
     t.ponged = t.pinged;
   }
 
-  private static onError(): void {
-    // ws closes the connection after an error (e.g. 1009); 'close' follows.
+  /**
+   * ws found the client breaking the protocol or a limit: it has sent the
+   * close frame with the code for the error (WS_CLOSE_CODES) and stops
+   * parsing; 'close' follows. Socket errors (a reset) carry no such code:
+   * the connection is just dropping (1006).
+   */
+  private static onError(this: WebSocket, err: Error & { code?: unknown }): void {
+    const t = (this as EdgeWebSocket).transport!;
+    const code = typeof err.code === "string" ? WS_CLOSE_CODES[err.code] : undefined;
+    if (code !== undefined) t.closedByWs(code);
   }
 
   private static onClose(this: WebSocket, code: number): void {
@@ -340,7 +470,7 @@ class WsTransport implements Transport {
    * that stops reading costs at most maxOutboundBytes (+ one frame).
    */
   send(data: Uint8Array, text: boolean): void {
-    if (this.ws.readyState !== WebSocket.OPEN) {
+    if (this.closedWith !== undefined || this.ws.readyState !== WebSocket.OPEN) {
       this.server.dropped(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
       return;
     }
@@ -348,18 +478,51 @@ class WsTransport implements Transport {
     if (max !== undefined && this.ws.bufferedAmount + data.length > max) {
       this.server.dropped("slow_consumer");
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
-      // The close frame waits behind the unread bytes: give the client as
-      // long as a heartbeat to read it (a client that cannot is as good as
-      // dead), then free the memory. Meanwhile nothing more is queued.
-      setTimeout(() => this.ws.terminate(), this.server.terminateMs).unref();
       return;
     }
     writeFrame(this.ws, data, text);
   }
 
+  /**
+   * Closing means stopping: from the first call on, none of the client's
+   * frames reaches the core (Edge.receive), the first one that arrives stops
+   * the reading of the socket (the client's answer to the close is read as
+   * usual), and the socket is destroyed CLOSE_HANDSHAKE_TIMEOUT_MS later if
+   * the client has not completed the closing handshake by then. A slow
+   * consumer's close frame waits behind its unread bytes: it gets as long as
+   * a heartbeat to read it (a client that cannot is as good as dead). Later
+   * calls change nothing: the first decision is the code the client sees.
+   */
   close(code: number, reason: string): void {
-    this.closedWith ??= code;
+    if (this.closedWith !== undefined) return;
+    this.closedWith = code;
     this.ws.close(code, reason);
+    // A ping is a frame too (pongs and messages are checked in their listeners).
+    this.ws.on("ping", WsTransport.onLateFrame);
+    const ms = code === CloseCode.SlowConsumer ? this.server.terminateMs : CLOSE_HANDSHAKE_TIMEOUT_MS;
+    setTimeout(() => this.ws.terminate(), ms).unref();
+  }
+
+  /** @internal A frame arrived after the close: read nothing more (the timer destroys the socket). */
+  stopReading(): void {
+    this.ws.pause();
+  }
+
+  private static onLateFrame(this: WebSocket): void {
+    this.pause();
+  }
+
+  /**
+   * @internal ws closed the connection with code (see WsEdgeServer.onError).
+   * Same rules as close(): ws discards what follows but keeps reading it,
+   * resuming the socket in a process.nextTick after the error, so the pause
+   * comes after that (setImmediate); test/ws-closing.test.ts pins it.
+   */
+  closedByWs(code: number): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = code;
+    setImmediate(() => this.ws.pause());
+    setTimeout(() => this.ws.terminate(), CLOSE_HANDSHAKE_TIMEOUT_MS).unref();
   }
 
   /** Destroys the socket without a closing handshake (a dead peer would not answer it). */

@@ -9,7 +9,7 @@
  * /metrics is scraped, so they cannot drift.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { DISCONNECT_REASONS, type Backend, type Observer } from "../core/observer.js";
+import { DISCONNECT_REASONS, REFUSAL_REASONS, type Backend, type Observer } from "../core/observer.js";
 import { GRPC_CODE_NAMES } from "./codes.js";
 
 /** Metric names start with this. */
@@ -115,7 +115,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const refused = new Counter({
     name: name("connections_refused_total"),
-    help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol).",
+    help: "WebSocket upgrades refused before the connection opened, by reason (auth, limit, shutdown, protocol, unavailable, origin).",
     labelNames: ["reason"],
     registers: on(edge),
   });
@@ -200,7 +200,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   if (edge) {
     for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
     for (const reason of DISCONNECT_REASONS) disconnects.inc({ reason }, 0);
-    for (const reason of ["auth", "limit", "shutdown", "protocol"]) refused.inc({ reason }, 0);
+    for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
   } else {

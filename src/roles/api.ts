@@ -5,6 +5,7 @@ import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
 import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
+import { createHostCheck } from "../auth/browser-guards.js";
 import { checkExposure, enforceExposure } from "../auth/exposure.js";
 import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
@@ -156,6 +157,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     services: [serviceEntry(Realtime, service, REQUEST_DECODERS), serviceEntry(health.service, health.impl)],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
+    hosts: keyring.enabled ? undefined : createHostCheck(config.httpHost, config.allowedHosts),
     tls,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
     interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],

@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
+import { createHostCheck, createOriginCheck } from "../auth/browser-guards.js";
 import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
 import { CloseCode } from "../core/close-codes.js";
 import { Edge } from "../core/edge.js";
+import { Code, RealtimeError } from "../core/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
@@ -64,6 +66,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
   let stopping = false;
+  let ws: WsEdgeServer | undefined;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
   const eventIds = new IdGenerator();
   const link = createEdgeSeams(config, log, edgeId, eventIds, {
@@ -72,6 +75,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onStateChange: (up) => {
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
+      ws?.backendState(up);
       if (up) return log.info({ [backend]: link.target }, `${backend} up`);
       // While this edge stops, its API stopping too is no outage (switchboard dev, a whole deploy).
       if (stopping) return log.info({ [backend]: link.target }, `${backend} down while stopping`);
@@ -94,12 +98,17 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       errorBudget: config.errorBudget,
       errorRefillPerSecond: ERROR_BUDGET_REFILL_PER_SECOND,
     },
-    onError: (err) => log.warn({ err }, "edge error"),
+    // UNAVAILABLE: the backend is down, logged once as such ("link down"), not
+    // once per channel of every client that leaves meanwhile (4004 closes all).
+    onError: (err) =>
+      err instanceof RealtimeError && err.code === Code.Unavailable
+        ? log.debug({ err }, "edge error while the backend is down")
+        : log.warn({ err }, "edge error"),
     observer: metrics.observer,
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);
-  const ws = new WsEdgeServer({
+  ws = new WsEdgeServer({
     edge,
     maxFrameBytes: maxFrameBytes(limits),
     authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
@@ -109,8 +118,14 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
     observer: metrics.observer,
+    outage: { afterMs: config.outageCloseMs, spreadMs: config.shutdownSpreadMs },
+    origins: createOriginCheck(config.wsOrigins),
+    // Without token keys anyone who reaches the port is in: refuse DNS-rebound names (auth/browser-guards.ts).
+    hosts: verifier ? undefined : createHostCheck(config.wsHost, config.allowedHosts),
     tls,
   });
+  // Down until the backend says otherwise: one that never comes up counts as an outage too.
+  ws.backendState(link.connected());
   const address = await ws.listen(config.wsPort, config.wsHost).catch((err: unknown) => {
     throw listenError(err, "wsHost", "wsPort", config);
   });

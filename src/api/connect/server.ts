@@ -1,5 +1,6 @@
 /**
- * The API's HTTP port: CORS first, then the RPCs (Connect and gRPC-Web, by
+ * The API's HTTP port: the Host check first (while it has no API keys),
+ * then CORS, then the RPCs (Connect and gRPC-Web, by
  * adapter.ts), then whatever else the port serves (the dashboard). HTTP/1.1,
  * as browsers speak it to a plain-http origin; gRPC proper stays on the
  * gRPC port (grpc-js, HTTP/2).
@@ -8,6 +9,7 @@ import { createServer, type IncomingMessage, type RequestListener, type ServerRe
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Interceptor } from "@connectrpc/connect";
+import type { HostCheck } from "../../auth/browser-guards.js";
 import { createConnectHandler, type ServiceEntry } from "./adapter.js";
 import { createCors } from "./cors.js";
 
@@ -23,6 +25,12 @@ export interface HttpServerOptions {
   readMaxBytes: number;
   /** REALTIME_CORS_ORIGINS: comma-separated origins, or *. */
   corsOrigins: string;
+  /**
+   * Host headers a request may carry: the DNS rebinding guard of an API
+   * without keys (auth/browser-guards.ts); others get 403 naming
+   * REALTIME_ALLOWED_HOSTS before anything else runs. Default: any.
+   */
+  hosts?: HostCheck;
   /** Answers what is not an RPC (GET / and the dashboard's assets). Default: 404. */
   fallback?: (req: IncomingMessage, res: ServerResponse) => void;
   onError?: (err: unknown, method: string) => void;
@@ -64,6 +72,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     ],
   });
   const onRequest: RequestListener = (req, res) => {
+    if (options.hosts && !options.hosts(req.headers.host)) return refuseHost(req, res);
     if (cors(req, res) === "answered") return;
     rpc(req, res);
   };
@@ -87,4 +96,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       clearTimeout(timer);
     },
   };
+}
+
+function refuseHost(req: IncomingMessage, res: ServerResponse): void {
+  const body =
+    `Host ${JSON.stringify(req.headers.host)} is not allowed: this API has no API keys, so it answers only requests ` +
+    "addressed to localhost, an IP address or a name in REALTIME_ALLOWED_HOSTS (a guard against DNS rebinding): " +
+    "add the name to REALTIME_ALLOWED_HOSTS, or set REALTIME_API_KEYS\n";
+  res.writeHead(403, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
