@@ -9,7 +9,7 @@ import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { ApiKeyring, parseApiKeys } from "../src/auth/api-keys.js";
 import { checkExposure, isLoopback } from "../src/auth/exposure.js";
-import { ChannelGrants } from "../src/auth/identity.js";
+import { ChannelGrants } from "../src/core/identity.js";
 import { createTokenVerifier } from "../src/auth/tokens.js";
 
 const K1 = "k1-0123456789abcdef0123";

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../gen/realtime/client/v1/client_pb.js";
-import { TOKEN_CLOCK_SKEW_MS } from "../src/auth/identity.js";
+import { TOKEN_CLOCK_SKEW_MS } from "../src/core/identity.js";
 import { startCluster, startProcess, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { hs256, SECRET, upgrade } from "./helpers/trust.js";

@@ -7,10 +7,11 @@ import { describe, expect, it } from "vitest";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { Edge, SETTLE_RETRY_MS, type Session } from "../src/core/edge.js";
-import { Code, RealtimeError } from "../src/core/errors.js";
+import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
-import { Encoding, type Transport } from "../src/core/transport.js";
+import type { Transport } from "../src/core/transport.js";
+import { Encoding } from "../src/protocol/encodings.js";
 
 class FakeTransport implements Transport {
   readonly sent: Uint8Array[] = [];

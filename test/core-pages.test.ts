@@ -7,11 +7,11 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { MemberSchema, type Member } from "../gen/realtime/client/v1/client_pb.js";
-import { serverFrame } from "../src/core/codec.js";
-import { Code } from "../src/core/errors.js";
+import { serverFrame } from "../src/wire/client-codec.js";
+import { Code } from "../src/protocol/errors.js";
 import { fitPage, memberSize, pageOfMembers } from "../src/core/pages.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
-import { Encoding } from "../src/core/transport.js";
+import { Encoding } from "../src/protocol/encodings.js";
 
 const member = (id: string, text = ""): Member =>
   create(MemberSchema, { id, data: text ? { kind: { case: "stringValue", value: text } } : undefined });

@@ -8,13 +8,13 @@ import { StructSchema, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema, type Event } from "../gen/realtime/client/v1/client_pb.js";
-import { Code, RealtimeError } from "../src/core/errors.js";
+import { Code, RealtimeError } from "../src/protocol/errors.js";
 import {
   encodeEventBinary,
   encodeEventJson,
   isApplicationEvent,
   type ApplicationEvent,
-} from "../src/core/event-codec.js";
+} from "../src/wire/event-codec.js";
 import { createPublication } from "../src/core/publication.js";
 import { finiteNumber, someUnknown, text, unknownVarint, values as valueTrees } from "./helpers/value-arbitraries.js";
 

@@ -18,15 +18,16 @@ import {
   type ServerFrame,
 } from "../gen/realtime/client/v1/client_pb.js";
 import { createRealtimeService } from "../src/api/service.js";
-import { ChannelGrants } from "../src/auth/identity.js";
+import { ChannelGrants } from "../src/core/identity.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { decodeClientFrame, FrameError } from "../src/core/codec.js";
+import { decodeClientFrame, FrameError } from "../src/wire/client-codec.js";
 import { Edge } from "../src/core/edge.js";
-import { Code } from "../src/core/errors.js";
+import { Code } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { IdGenerator } from "../src/core/publication.js";
-import { Encoding, type Transport } from "../src/core/transport.js";
+import type { Transport } from "../src/core/transport.js";
+import { Encoding } from "../src/protocol/encodings.js";
 
 const RUNS = 300;
 const enc = new TextEncoder();

@@ -16,7 +16,7 @@ import {
   serviceDefinition,
   type AddServiceOptions,
 } from "../src/api/grpc/adapter.js";
-import { Code as RealtimeCode, RealtimeError } from "../src/core/errors.js";
+import { Code as RealtimeCode, RealtimeError } from "../src/protocol/errors.js";
 import { watchLeaks } from "./helpers/leaks.js";
 
 /** Messages a paused client may let the server get ahead by before backpressure must stop it. */

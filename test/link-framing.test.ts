@@ -5,8 +5,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameReader, LINK_MAX_FRAME_BYTES } from "../src/link/framing.js";
-import { varintSize, writeVarint } from "../src/core/varint.js";
+import { FrameReader, LINK_MAX_FRAME_BYTES } from "../src/wire/link-framing.js";
+import { varintSize, writeVarint } from "../src/wire/varint.js";
 
 function encode(frames: Uint8Array[]): Buffer {
   const out = Buffer.alloc(frames.reduce((n, f) => n + varintSize(f.length) + f.length, 0));

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { RealtimeClient } from "../src/client/index.js";
 import { MAX_MEMBERS_PAGE_BYTES } from "../src/core/limits.js";
-import { LINK_MAX_FRAME_BYTES } from "../src/link/framing.js";
+import { LINK_MAX_FRAME_BYTES } from "../src/wire/link-framing.js";
 import { FakeEdge } from "./helpers/fake-edge.js";
 import { useCluster } from "./helpers/fixture.js";
 import { RawLink } from "./helpers/raw-link.js";

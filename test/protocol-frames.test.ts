@@ -24,7 +24,7 @@ import {
   DEFAULT_MAX_QUEUED_REQUESTS,
   DEFAULT_REQUEST_TIMEOUT_MS,
 } from "../src/client/options.js";
-import { binaryEventFrame, jsonEventFrame } from "../src/core/codec.js";
+import { binaryEventFrame, jsonEventFrame } from "../src/wire/client-codec.js";
 import { createPublication, MAX_EVENT_ID_BYTES } from "../src/core/publication.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";

@@ -6,7 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { HubFrameSchema, PublicationSchema } from "../gen/realtime/link/v1/link_pb.js";
-import { encodeHubPublication, encodePublication } from "../src/link/publication-codec.js";
+import { encodeHubPublication, encodePublication } from "../src/wire/publication.js";
 
 const publication = fc.record({
   channel: fc.oneof(fc.constant(""), fc.string(), fc.string({ unit: "grapheme", maxLength: 200 })),

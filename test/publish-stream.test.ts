@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { PublishRequestSchema, type PublishRequest, type PublishResponse } from "../gen/realtime/v1/realtime_pb.js";
 import { publishStream } from "../src/api/publish.js";
-import { Code, RealtimeError } from "../src/core/errors.js";
+import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { useCluster } from "./helpers/fixture.js";
 import { sleep } from "./helpers/ws-client.js";
 

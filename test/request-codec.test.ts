@@ -29,7 +29,7 @@ import {
   decodePublishRequest,
   decodeSendBatchRequest,
   decodeSendRequest,
-} from "../src/api/request-codec.js";
+} from "../src/wire/request-codec.js";
 import {
   anyNumber,
   key,

@@ -20,7 +20,7 @@ import {
   type PublishResponse,
 } from "../gen/realtime/v1/realtime_pb.js";
 import { createConnectHandler, serviceEntry } from "../src/api/connect/adapter.js";
-import { REQUEST_DECODERS } from "../src/api/request-codec.js";
+import { REQUEST_DECODERS } from "../src/wire/request-codec.js";
 import { createRealtimeService } from "../src/api/service.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";

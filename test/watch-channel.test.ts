@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { WATCH_MAX_QUEUED_BYTES, WATCH_MAX_QUEUED_EVENTS, watchChannel } from "../src/api/watch.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { Code, RealtimeError } from "../src/core/errors.js";
+import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { createPublication, systemEvent } from "../src/core/publication.js";
 

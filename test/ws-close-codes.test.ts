@@ -9,7 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CloseCode } from "../src/core/close-codes.js";
+import { CloseCode } from "../src/protocol/close-codes.js";
 import { DEFAULT_LIMITS, MAX_MESSAGE_FRAGMENTS, maxFrameBytes } from "../src/core/limits.js";
 import { ROOT, startCluster, startProcess, stopAll, type Cluster, type Proc } from "./helpers/cluster.js";
 import { httpOf, scrape } from "./helpers/prom.js";

@@ -37,7 +37,7 @@ import {
   type PublishRequest,
   type PublishResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
-import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
+import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { UndecodableRequestError } from "./undecodable.js";
 
 /** The event of a request that has one. */

@@ -9,7 +9,7 @@ import {
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Broker } from "../core/broker.js";
-import { asRealtimeError, Code, RealtimeError } from "../core/errors.js";
+import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { Member, PresenceDirectory } from "../core/presence.js";

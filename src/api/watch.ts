@@ -12,9 +12,9 @@ import {
   type WatchChannelResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication, PublicationHandler } from "../core/broker.js";
-import { Code, RealtimeError } from "../core/errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { DEFAULT_WATCH_MAX_STREAMS_PER_KEY } from "../core/limits.js";
-import { SystemEvent } from "../core/names.js";
+import { SystemEvent } from "../protocol/system-events.js";
 import type { Member, Presence } from "../core/presence.js";
 
 /** Most members in one WatchSnapshot message (the proto documents it). */

@@ -14,7 +14,7 @@
  * the encoding, and a token there would be echoed by proxies and logs of
  * the negotiated subprotocol just the same.
  */
-import { ANONYMOUS, type Identity } from "./identity.js";
+import { ANONYMOUS, type Identity } from "../core/identity.js";
 import { TokenError, type TokenVerifier } from "./tokens.js";
 
 /** What the authenticator reads of an upgrade request (an http.IncomingMessage fits). */

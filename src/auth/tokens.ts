@@ -21,7 +21,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { MAX_CHANNEL_NAME_LENGTH } from "../core/limits.js";
-import { ChannelGrants, MAX_CHANNEL_GRANTS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
+import { ChannelGrants, MAX_CHANNEL_GRANTS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../core/identity.js";
 import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Largest token accepted, in characters: bigger is refused before parsing. */

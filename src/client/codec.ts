@@ -8,20 +8,17 @@ import { create, fromBinary, fromJson, fromJsonString, toBinary, toJson, toJsonS
 import type { JsonValue, MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/realtime/client/v1/client_pb.js";
-import { illFormedField, illFormedMessage } from "../core/unicode.js";
+import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
+import { Encoding } from "../protocol/encodings.js";
 import { ErrorCode, RealtimeClientError } from "./errors.js";
 
 /** The SDK's names for the two encodings. */
 export type EncodingName = "json" | "proto";
 
-/**
- * The WebSocket subprotocol of each encoding; the same strings as the
- * edge's `Encoding` (src/core/transport.ts), restated so that the SDK
- * imports nothing of the core but the close codes. A test checks they agree.
- */
-export const SUBPROTOCOL: Readonly<Record<EncodingName, string>> = {
-  json: "realtime.v1.json",
-  proto: "realtime.v1.proto",
+/** The WebSocket subprotocol of each encoding (src/protocol/encodings.ts, shared with the edge). */
+export const SUBPROTOCOL: Readonly<Record<EncodingName, Encoding>> = {
+  json: Encoding.Json,
+  proto: Encoding.Proto,
 };
 
 /** A ClientFrame as `create` accepts it. */

@@ -8,19 +8,8 @@ import type { RealtimeClientError } from "./errors.js";
 
 export type { JsonValue };
 
-/**
- * The system events' names (client.proto, Event). The same table as
- * src/core/names.ts, restated so that the SDK imports nothing of the core
- * but the close codes (docs/architecture.md); a test checks they agree.
- */
-export const SystemEvent = {
-  Join: "channel:join",
-  Leave: "channel:leave",
-  Update: "channel:update",
-} as const;
-
-/** The names of the system events, which carry a {@link MemberEvent}. */
-export type SystemEventName = (typeof SystemEvent)[keyof typeof SystemEvent];
+/** The system events' names (src/protocol/system-events.ts, shared with the edge); each carries a {@link MemberEvent}. */
+export { SystemEvent, type SystemEventName } from "../protocol/system-events.js";
 
 /**
  * An application message: a JSON value, or bytes. Bytes arrive as a

@@ -48,4 +48,4 @@ export {
 } from "./events.js";
 export type { EncodingName } from "./codec.js";
 /** The edge's close codes and whether each allows a reconnect (docs/protocol.md). */
-export { CloseCode, shouldReconnect } from "../core/close-codes.js";
+export { CloseCode, shouldReconnect } from "../protocol/close-codes.js";

@@ -30,7 +30,7 @@
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { Event as EventFrame, Reply } from "../../gen/realtime/client/v1/client_pb.js";
-import { CloseCode, shouldReconnect } from "../core/close-codes.js";
+import { CloseCode, shouldReconnect } from "../protocol/close-codes.js";
 import { backoffDelay } from "./backoff.js";
 import {
   SUBPROTOCOL,

@@ -1,5 +1,5 @@
 import type { Broker, Publication, PublicationHandler } from "./broker.js";
-import { Code, RealtimeError } from "./errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { NOOP_OBSERVER, type Observer } from "./observer.js";
 
 /**

@@ -7,23 +7,9 @@
  * Redis implementation beside them. The core depends only on this file.
  */
 
-/**
- * One event on its way to the edges, encoded once by its publisher in both
- * client encodings, so that neither the broker nor an edge encodes anything
- * per recipient. Mirrors realtime.link.v1.Publication.
- */
-export interface Publication {
-  /** The channel; "" for a broadcast to every connection. */
-  readonly channel: string;
-  /** The event, realtime.client.v1.Event in protobuf binary. */
-  readonly event: Uint8Array;
-  /** The same event in protobuf's JSON mapping. */
-  readonly eventJson: string;
-  /** The connection that caused the event; "" when a backend sent it. */
-  readonly origin: string;
-  /** True when the origin connection must not receive the event. */
-  readonly skipOrigin: boolean;
-}
+import type { Publication } from "../wire/publication.js";
+
+export type { Publication };
 
 /** Receives the publications for the channels a node subscribed to. */
 export type PublicationHandler = (pub: Publication) => void;

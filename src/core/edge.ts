@@ -7,19 +7,21 @@ import {
   type ErrorCode,
   type Member,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../auth/identity.js";
+import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
 import type { Broker, Publication } from "./broker.js";
-import { CloseCode } from "./close-codes.js";
-import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "./codec.js";
-import { asRealtimeError, Code, RealtimeError } from "./errors.js";
+import { CloseCode } from "../protocol/close-codes.js";
+import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "../wire/client-codec.js";
+import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import type { Limits } from "./limits.js";
-import { checkChannel, checkEvent, SystemEvent } from "./names.js";
+import { checkChannel, checkEvent } from "./names.js";
+import { SystemEvent } from "../protocol/system-events.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
 import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
-import { Encoding, type Transport } from "./transport.js";
+import type { Transport } from "./transport.js";
+import { Encoding } from "../protocol/encodings.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;

@@ -1,18 +1,11 @@
-import { Code, RealtimeError } from "./errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_CHANNEL_NAME_LENGTH, MAX_EVENT_NAME_LENGTH } from "./limits.js";
+import { SYSTEM_EVENT_PREFIX } from "../protocol/system-events.js";
 
 /** Characters a channel name may use. */
 const CHANNEL_RE = /^[A-Za-z0-9_\-.:@/=+]+$/;
 /** Characters an event name may use. */
 const EVENT_RE = /^[A-Za-z0-9_\-.:]+$/;
-/** Event names with this prefix are the system events; no one may send them. */
-export const SYSTEM_EVENT_PREFIX = "channel:";
-
-export const SystemEvent = {
-  Join: "channel:join",
-  Leave: "channel:leave",
-  Update: "channel:update",
-} as const;
 
 /** Throws INVALID_ARGUMENT unless name is a valid channel name. */
 export function checkChannel(name: string, field = "channel"): void {

@@ -14,10 +14,10 @@
 import { toBinary, toJsonString } from "@bufbuild/protobuf";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Member, MemberPage, Presence } from "./presence.js";
-import { Code, RealtimeError } from "./errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_MEMBERS_PAGE_BYTES } from "./limits.js";
-import { Encoding } from "./transport.js";
-import { varintSize } from "./varint.js";
+import { Encoding } from "../protocol/encodings.js";
+import { varintSize } from "../wire/varint.js";
 
 /** Most items in one page; a larger page_size counts as this (AIP-158). */
 export const MAX_PAGE_SIZE = 1000;

@@ -1,6 +1,6 @@
 import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "./presence.js";
 import { pageOfMembers } from "./pages.js";
-import { Code, RealtimeError } from "./errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 
 /** A member together with the channel it was removed from. */
 export interface Departure {

@@ -2,10 +2,10 @@ import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { EventSchema, MemberSchema, type Event, type Member } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Publication } from "./broker.js";
-import { Code, RealtimeError } from "./errors.js";
-import { encodeEventBinary, encodeEventJson, isApplicationEvent } from "./event-codec.js";
-import { illFormedField, illFormedMessage } from "./unicode.js";
-import { varintSize } from "./varint.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
+import { encodeEventBinary, encodeEventJson, isApplicationEvent } from "../wire/event-codec.js";
+import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
+import { varintSize } from "../wire/varint.js";
 
 /** The payload of an application event, as the generated messages carry it. */
 export type Payload = Event["payload"];

@@ -18,10 +18,3 @@ export interface Transport {
    */
   close(code: number, reason: string): void;
 }
-
-/** The two client encodings, chosen by WebSocket subprotocol. */
-export const Encoding = {
-  Json: "realtime.v1.json",
-  Proto: "realtime.v1.proto",
-} as const;
-export type Encoding = (typeof Encoding)[keyof typeof Encoding];

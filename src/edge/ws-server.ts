@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
 import type { HostCheck, OriginCheck } from "../auth/browser-guards.js";
-import { ANONYMOUS, type Identity } from "../auth/identity.js";
-import { CloseCode } from "../core/close-codes.js";
+import { ANONYMOUS, type Identity } from "../core/identity.js";
+import { CloseCode } from "../protocol/close-codes.js";
 import {
   CLOSE_HANDSHAKE_TIMEOUT_MS,
   MAX_MESSAGE_FRAGMENTS,
@@ -20,7 +20,8 @@ import {
   type Observer,
   type RefusalReason,
 } from "../core/observer.js";
-import { Encoding, type Transport } from "../core/transport.js";
+import type { Transport } from "../core/transport.js";
+import { Encoding } from "../protocol/encodings.js";
 import { writeFrame } from "./ws-frames.js";
 
 export interface WsEdgeServerOptions {

@@ -8,11 +8,12 @@ import {
   type LinkReply,
 } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
-import { Code, RealtimeError } from "../core/errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
 import { MAX_PAGE_SIZE } from "../core/pages.js";
 import type { MemberPage, Presence } from "../core/presence.js";
-import { FrameReader, FrameWriter } from "./framing.js";
+import { FrameReader } from "../wire/link-framing.js";
+import { FrameWriter } from "./frame-writer.js";
 import { LINK_AUTH_TIMEOUT_MS, LinkRefusedError, linkProof } from "./link-auth.js";
 
 /** First delay before reconnecting the link; doubles up to the max, with jitter. */

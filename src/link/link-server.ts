@@ -9,15 +9,16 @@ import {
 } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
-import { asRealtimeError, Code } from "../core/errors.js";
+import { asRealtimeError, Code } from "../protocol/errors.js";
 import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
 import { fitPage, memberSize } from "../core/pages.js";
 import type { MemberPage } from "../core/presence.js";
-import { Encoding } from "../core/transport.js";
-import { SystemEvent } from "../core/names.js";
+import { Encoding } from "../protocol/encodings.js";
+import { SystemEvent } from "../protocol/system-events.js";
 import type { Departure, MemoryPresence } from "../core/presence-memory.js";
 import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
-import { FrameReader, FrameWriter, LINK_MAX_FRAME_BYTES } from "./framing.js";
+import { FrameReader, LINK_MAX_FRAME_BYTES } from "../wire/link-framing.js";
+import { FrameWriter } from "./frame-writer.js";
 import {
   createNonce,
   LINK_AUTH_TIMEOUT_MS,
@@ -25,7 +26,7 @@ import {
   LinkRefusedError,
   verifyLinkProof,
 } from "./link-auth.js";
-import { encodeHubPublication } from "./publication-codec.js";
+import { encodeHubPublication } from "../wire/publication.js";
 
 /** What one member adds to a LinkReply (protobuf binary). */
 const BINARY_MEMBER_SIZE = memberSize(Encoding.Proto);

@@ -5,7 +5,7 @@
  * bounded by the contract, never by traffic.
  */
 import { ConnectError, type Interceptor as ConnectInterceptor } from "@connectrpc/connect";
-import { RealtimeError } from "../core/errors.js";
+import { RealtimeError } from "../protocol/errors.js";
 import type { Interceptor } from "../api/interceptors.js";
 import { GRPC_CODE_NAMES } from "./codes.js";
 import type { Metrics } from "./metrics.js";

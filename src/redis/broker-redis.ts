@@ -2,9 +2,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
-import { Code, RealtimeError } from "../core/errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
-import { encodePublication } from "../link/publication-codec.js";
+import { encodePublication } from "../wire/publication.js";
 import { redisUnavailable } from "./connection.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { Code, RealtimeError } from "../core/errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 
 /**
  * How long one Redis command may take before it fails with UNAVAILABLE. A

@@ -2,7 +2,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Broker } from "../core/broker.js";
-import { SystemEvent } from "../core/names.js";
+import { SystemEvent } from "../protocol/system-events.js";
 import { pageOfMembers } from "../core/pages.js";
 import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "../core/presence.js";
 import { createPublication, systemEvent, type IdGenerator } from "../core/publication.js";

@@ -13,7 +13,7 @@ import { addService } from "../api/grpc/adapter.js";
 import { createHealth, ServingStatus } from "../api/grpc/health.js";
 import { addReflection } from "../api/grpc/reflection.js";
 import { createRealtimeService } from "../api/service.js";
-import { REQUEST_DECODERS } from "../api/request-codec.js";
+import { REQUEST_DECODERS } from "../wire/request-codec.js";
 import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
 import { createDashboardHandler } from "../dashboard/serve.js";

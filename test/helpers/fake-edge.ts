@@ -8,7 +8,8 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import { connect, type Socket } from "node:net";
 import { EdgeFrameSchema, HubFrameSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import { splitHostPort } from "../../src/config.js";
-import { FrameReader, FrameWriter } from "../../src/link/framing.js";
+import { FrameReader } from "../../src/wire/link-framing.js";
+import { FrameWriter } from "../../src/link/frame-writer.js";
 
 export class FakeEdge {
   private nextId = 1;

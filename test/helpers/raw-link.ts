@@ -16,7 +16,8 @@ import {
   type Publication,
 } from "../../gen/realtime/link/v1/link_pb.js";
 import { splitHostPort } from "../../src/config.js";
-import { FrameReader, FrameWriter } from "../../src/link/framing.js";
+import { FrameReader } from "../../src/wire/link-framing.js";
+import { FrameWriter } from "../../src/link/frame-writer.js";
 
 /**
  * Hello.proof as link.proto documents it, computed here independently of

@@ -34,7 +34,7 @@ import {
 // Internal to connect (pinned at 2.1.2): encodes ConnectError details as
 // grpc-status-details-bin exactly like connect-node's gRPC protocol does.
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { RealtimeError } from "../../core/errors.js";
+import { RealtimeError } from "../../protocol/errors.js";
 import { CONNECTION } from "../call-context.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
 import {

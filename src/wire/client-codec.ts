@@ -6,10 +6,10 @@ import {
   type ClientFrame,
   type ServerFrame,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Publication } from "./broker.js";
-import { Code, RealtimeError } from "./errors.js";
-import { Encoding } from "./transport.js";
-import { illFormedField, illFormedMessage } from "./unicode.js";
+import type { Publication } from "../core/broker.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
+import { Encoding } from "../protocol/encodings.js";
+import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();

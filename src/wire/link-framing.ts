@@ -1,41 +1,19 @@
-import type { Socket } from "node:net";
-import { varintSize, writeVarint } from "../core/varint.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 /**
- * Length-prefixed frames on a TCP socket: a varint length, then the frame.
- * Writes made in one turn of the event loop are corked together and leave
- * in one syscall, at the end of the turn (setImmediate): every frame that
- * the I/O of this turn produced (e.g. all the events read from one chunk of
- * a Publish stream, however many promise hops each took) shares it.
+ * The link's framing: length-prefixed frames on a byte stream, a varint
+ * length, then the frame (realtime.link.v1.EdgeFrame or HubFrame). The
+ * writing side, which corks a socket, is src/link/frame-writer.ts.
  */
 
 /** The largest frame either end accepts (a members reply can be large). */
 export const LINK_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
-export class FrameWriter {
-  private corked = false;
-  constructor(private readonly socket: Socket) {}
-
-  /** Queues one frame; returns false once the socket's buffer is full. */
-  write(frame: Uint8Array): boolean {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    const head = Buffer.allocUnsafe(varintSize(frame.length));
-    writeVarint(head, 0, frame.length);
-    this.socket.write(head);
-    return this.socket.write(frame);
-  }
-
-  /** Bytes queued and not yet handed to the kernel. */
-  get buffered(): number {
-    return this.socket.writableLength;
-  }
+/** The varint length prefix of a frame of `length` bytes. */
+export function frameHead(length: number): Buffer {
+  const head = Buffer.allocUnsafe(varintSize(length));
+  writeVarint(head, 0, length);
+  return head;
 }
 
 /**

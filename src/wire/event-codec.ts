@@ -1,7 +1,7 @@
 import type { UnknownField } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
-import { Code, RealtimeError } from "./errors.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { varintSize } from "./varint.js";
 
 /**
