@@ -9,6 +9,28 @@ import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 
 export type { Member };
 
+/**
+ * A change of a channel's members that presence made by itself, not at a
+ * connection's request: the members of an edge that is gone were removed
+ * (leave), a re-sync removed entries their edge no longer holds (leave) or
+ * restored those of an edge that had been swept (join). Made, and so
+ * reported, by one node only: the hub, or the Redis node whose atomic
+ * script made it (the sweep lock's holder, the re-syncing edge).
+ */
+export interface PresenceChange {
+  readonly kind: "join" | "leave";
+  readonly channel: string;
+  readonly member: Member;
+}
+
+/**
+ * Where an implementation reports the changes it made by itself: the
+ * membership room's announce (core/membership.ts), which publishes their
+ * events once. Resolves once each is published, owed for a retry, or
+ * dropped; never rejects.
+ */
+export type ReportChanges = (changes: readonly PresenceChange[]) => Promise<void>;
+
 export interface Presence {
   /**
    * Records member in channel, or replaces its profile if it is there.
