@@ -8,6 +8,7 @@ import type { WatchSource } from "../api/watch.js";
 import { splitHostPort, type Config } from "../config.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
 import { MemoryBroker } from "../core/broker-memory.js";
+import { Membership } from "../core/membership.js";
 import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
@@ -48,11 +49,21 @@ export async function startApiSeams(
   if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState, observer);
   const broker = new MemoryBroker(observer);
   const presence = new MemoryPresence();
+  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
+  const node = broker.attach(() => {}, false);
+  // The hub announces the members it removes by itself; its broker fails
+  // only when no edge is attached, and then no one is there to tell.
+  const membership = new Membership({
+    broker: node,
+    eventIds,
+    retryAnnouncements: false,
+    onError: (err, context) => log.warn({ err, context }, "membership error"),
+  });
   const link = new LinkServer({
     broker,
     presence,
     graceMs: config.edgeGraceMs,
-    eventIds,
+    announce: (changes) => membership.announce(changes),
     secret: config.linkSecret,
     onError: (err, context) => {
       if (context === "link backpressure") observer?.dropped("edge_backpressure", 1);
@@ -62,8 +73,6 @@ export async function startApiSeams(
     onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
   });
   const address = await link.listen(config.linkPort, config.linkHost);
-  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
-  const node = broker.attach(() => {}, false);
   return {
     broker: node,
     presence: presence.view("api"),
@@ -72,6 +81,7 @@ export async function startApiSeams(
     backend: "link",
     levels: () => ({ edges: link.edges, channels: broker.channelCount }),
     async close() {
+      membership.close();
       node.close();
       await link.close();
     },
