@@ -4,11 +4,15 @@
  * publish fails (core/membership.ts's contract). Fake timers: no waiting.
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { EventSchema, MemberSchema, type Member } from "../gen/realtime/client/v1/client_pb.js";
 import type { Broker, Publication } from "../src/core/broker.js";
+import { MemoryBroker } from "../src/core/broker-memory.js";
 import { Membership, SETTLE_RETRY_MS, type MembershipOptions } from "../src/core/membership.js";
 import type { MemberPage, Presence } from "../src/core/presence.js";
+import { MemoryPresence } from "../src/core/presence-memory.js";
 import { IdGenerator } from "../src/core/publication.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 
@@ -228,5 +232,51 @@ describe("membership room", () => {
     await vi.advanceTimersByTimeAsync(2 * SETTLE_RETRY_MS);
     expect(world.published).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("the hub: what MemoryPresence removes by itself is announced as leaves, and dropped when no edge can hear it", async () => {
+    const broker = new MemoryBroker();
+    const presence = new MemoryPresence();
+    const errors: string[] = [];
+    const membership = new Membership({
+      broker: broker.attach(() => {}, false),
+      eventIds: new IdGenerator("hub"),
+      retryAnnouncements: false,
+      onError: (_err, context) => errors.push(context),
+    });
+    presence.add("edge-a", "c", member("a1"));
+    presence.add("edge-a", "d", member("a2"));
+    presence.add("edge-b", "c", member("b1"));
+    // Nobody attached: the hub's broker fails, and no one is there to tell.
+    await membership.announce(presence.dropOwner("edge-a"));
+    expect(errors).toEqual([]);
+    presence.add("edge-a", "c", member("a1"));
+    const heard: string[] = [];
+    const edge = broker.attach((pub) => {
+      const e = fromBinary(EventSchema, pub.event);
+      heard.push(`${e.event} ${e.channel} ${(e.payload.value as Member).id} ${pub.origin}`);
+    }, true);
+    await edge.subscribe("c");
+    // A resync of edge-a that re-sends nothing removes a1.
+    presence.beginSync("edge-a");
+    await membership.announce(presence.endSync("edge-a"));
+    expect(heard).toEqual(["channel:leave c a1 a1"]);
+    expect(presence.members("c").map((m) => m.id)).toEqual(["b1"]);
+    await vi.advanceTimersByTimeAsync(2 * SETTLE_RETRY_MS);
+    expect(heard).toHaveLength(1);
+  });
+
+  it("is the only announcer: no other source file builds a system event", () => {
+    const builders: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (path.endsWith(".ts") && /\bsystemEvent\(/.test(readFileSync(path, "utf8"))) builders.push(path);
+      }
+    };
+    walk("src");
+    // publication.ts defines the builder; the room is its one caller.
+    expect(builders.sort()).toEqual(["src/core/membership.ts", "src/core/publication.ts"]);
   });
 });

@@ -4,6 +4,15 @@
  * Implementations: presence-memory.ts (the hub of the embedded mode),
  * src/link/broker-link.ts (an edge's view of it over TCP), and a Redis
  * implementation beside them.
+ *
+ * Who announces: Presence implementations never publish. A change a
+ * connection makes is announced by its edge's membership room
+ * (core/membership.ts), after the write that made it here. A change presence
+ * makes by itself (PresenceChange: the members of an edge that is gone,
+ * entries a re-sync removed or restored) is reported, by the one node that
+ * made it, to that node's membership room, which announces it: the hub's
+ * link reports what MemoryPresence returns (dropOwner, endSync), Redis
+ * presence reports through its ReportChanges option.
  */
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 

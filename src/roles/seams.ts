@@ -8,7 +8,7 @@ import type { WatchSource } from "../api/watch.js";
 import { splitHostPort, type Config } from "../config.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
 import { MemoryBroker } from "../core/broker-memory.js";
-import { Membership } from "../core/membership.js";
+import { Membership, type MembershipOptions } from "../core/membership.js";
 import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
@@ -53,12 +53,7 @@ export async function startApiSeams(
   const node = broker.attach(() => {}, false);
   // The hub announces the members it removes by itself; its broker fails
   // only when no edge is attached, and then no one is there to tell.
-  const membership = new Membership({
-    broker: node,
-    eventIds,
-    retryAnnouncements: false,
-    onError: (err, context) => log.warn({ err, context }, "membership error"),
-  });
+  const membership = createMembership(log, { broker: node, eventIds, retryAnnouncements: false });
   const link = new LinkServer({
     broker,
     presence,
@@ -104,12 +99,13 @@ async function startRedisApiSeams(
     observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
+  // This node announces the members its sweeps remove (core/membership.ts).
+  const membership = createMembership(log, { broker, eventIds });
   const presence = new RedisPresence({
     command,
     prefix: config.redisPrefix,
     ttlMs: config.redisEdgeTtlMs,
-    broker,
-    eventIds,
+    report: (changes) => membership.announce(changes),
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
   await startRedisParts(broker, presence, log);
@@ -120,6 +116,7 @@ async function startRedisApiSeams(
     backend: "redis",
     async close() {
       await presence.close();
+      membership.close();
       broker.close();
       await close();
     },
@@ -140,6 +137,12 @@ export interface EdgeSeamHooks {
 export interface EdgeSeams {
   broker: Broker;
   presence: Presence;
+  /**
+   * The edge's membership room over broker and presence: it announces its
+   * connections' changes (the Edge) and, with Redis, what its syncs and
+   * sweeps change.
+   */
+  membership: Membership;
   backend: "link" | "redis";
   /** Where the edge connects to, for logs (no password). */
   target: string;
@@ -169,14 +172,19 @@ export function createEdgeSeams(
         ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
         : log.warn({ err, context }, "link error"),
   });
+  const membership = createMembership(log, { broker: link, presence: link, eventIds });
   return {
     broker: link,
     presence: link,
+    membership,
     backend: "link",
     target: config.linkUrl,
     start: () => link.start(),
     connected: () => link.isConnected,
-    close: () => link.close(),
+    async close() {
+      await link.close();
+      membership.close();
+    },
   };
 }
 
@@ -203,14 +211,16 @@ function createRedisEdgeSeams(
     prefix: config.redisPrefix,
     edgeId,
     ttlMs: config.redisEdgeTtlMs,
-    broker,
-    eventIds,
+    // Called once started, when membership is set.
+    report: (changes) => membership.announce(changes),
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
+  const membership = createMembership(log, { broker, presence, eventIds });
   let started: Promise<void> | undefined;
   return {
     broker,
     presence,
+    membership,
     backend: "redis",
     target: redactUrl(config.redisUrl),
     start() {
@@ -226,10 +236,16 @@ function createRedisEdgeSeams(
     connected: () => command.status === "ready" && subscriber.status === "ready",
     async close() {
       await presence.close();
+      membership.close();
       broker.close();
       await Promise.all([closeRedis(command), closeRedis(subscriber)]);
     },
   };
+}
+
+/** A node's membership room (core/membership.ts); what it drops is logged. */
+function createMembership(log: Logger, options: Omit<MembershipOptions, "onError">): Membership {
+  return new Membership({ ...options, onError: (err, context) => log.warn({ err, context }, "membership error") });
 }
 
 /** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */
