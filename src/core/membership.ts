@@ -3,7 +3,7 @@
  * events channel:join, channel:leave and channel:update
  * (protocol/system-events.ts), for every node of the service.
  *
- * Who announces what, once:
+ * Who announces what:
  * - A change a connection makes (join, leave, updateProfile, and its leaving
  *   when it closes or loses a grant) is announced by the room of the
  *   connection's edge: join(), leave(), depart(), update(). The room writes
@@ -14,7 +14,7 @@
  *   (its link's grace period and resync), the Redis node that swept (under
  *   the sweep lock), the edge whose Redis sync changed its entries. They
  *   report the changes to announce(); presence itself publishes nothing.
- * So no change is announced by two nodes.
+ * So each change is announced by one node, the one that made it.
  *
  * Every event names the member (its id is its connection's id) and is
  * published with origin = that id and skipOrigin: the broker never brings an
@@ -95,7 +95,7 @@ type Step =
   | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
   | { readonly kind: "publish"; readonly name: SystemEventName; readonly pub: Publication };
 
-/** The queue of the changes presence reported (member ids are never empty, so no connection's). */
+/** The queue of the changes presence reported: a symbol, so that no connection's member id names it. */
 const REPORTED = Symbol("reported changes");
 type Debtor = string | typeof REPORTED;
 
