@@ -14,23 +14,17 @@ import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, server
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import type { Limits } from "./limits.js";
 import { checkChannel, checkEvent } from "./names.js";
-import { SystemEvent } from "../protocol/system-events.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
-import { checkPayload, createPublication, IdGenerator, systemEvent, type Payload } from "./publication.js";
+import { Membership, type StandsHandler } from "./membership.js";
+import { checkPayload, createPublication, IdGenerator, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
 import type { Transport } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
-/**
- * How often an edge retries the steps still owed by membership changes that
- * reached only part of the service (see Edge.finish): a presence write or a
- * system event that failed after the change had taken effect.
- */
-export const SETTLE_RETRY_MS = 1_000;
 
 /** The observer's name for each client command. */
 const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
@@ -63,15 +57,6 @@ const CLIENT_FAULTS = new Set<Code>([
 const IDLE: Promise<void> = Promise.resolve();
 
 /**
- * One step of a membership change on its way to the rest of the service: a
- * presence write, or the publication of the change's system event.
- */
-type Step =
-  | { readonly kind: "add"; readonly channel: string; readonly member: Member }
-  | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
-  | { readonly kind: "publish"; readonly pub: Publication };
-
-/**
  * One client connection on this edge. It is kept small (an idle edge holds
  * one per connection): the rate limits are one number each, the state of
  * the edge's shared TokenBucket, and an idle queue is the shared IDLE.
@@ -96,11 +81,6 @@ export class Session {
   errorBudget = 0;
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
-  /**
-   * Steps of changes that took effect but have not reached all of the
-   * service yet, oldest first (see Edge.finish); undefined when none.
-   */
-  owed: Step[] | undefined;
 
   constructor(
     readonly id: string,
@@ -124,6 +104,12 @@ interface LocalChannel {
 export interface EdgeOptions {
   broker: Broker;
   presence: Presence;
+  /**
+   * The node's membership room (core/membership.ts), over the same broker
+   * and presence: it records and announces the connections' joins, leaves
+   * and profiles. Default: a room of the edge's own.
+   */
+  membership?: Membership;
   limits: Limits;
   /** Creates connection ids; their prefix must be unique to this edge. */
   connectionIds?: IdGenerator;
@@ -165,18 +151,15 @@ export interface EdgeOptions {
  * its channels and the other members receive channel:leave, once the rest
  * of the service is reachable if it is not now.
  *
- * A reply tells the truth about join, leave and updateProfile. Each is a
- * presence write, then its system event: when the first presence write
- * fails, nothing changed (here, in presence and for peers) and the reply is
- * the error, UNAVAILABLE while the link or Redis is away; once it
- * succeeded, the change stands and the reply is ok: the steps left (more
- * presence writes, the system events) are retried every SETTLE_RETRY_MS
- * until they are done, before any later command of the connection. A write
- * whose outcome is unknown (its request was in flight when the link broke)
- * counts as failed: the Presence implementation re-asserts what this edge
- * holds when it is back (the link's resync from snapshot(), Redis's sync).
- * A connection's own events (its system events, and with echo what it
- * sends or broadcasts) are handed to it directly, before its reply;
+ * A reply tells the truth about join, leave and updateProfile: they go
+ * through the membership room (core/membership.ts), whose contract says
+ * what is written and announced in which order. When the first presence
+ * write fails, nothing changed (here, in presence and for peers) and the
+ * reply is the error, UNAVAILABLE while the link or Redis is away; once it
+ * succeeded, the change stands and the reply is ok: the steps left are
+ * owed, and done before any later command of the connection but ping and
+ * refresh. A connection's own events (its system events, and with echo what
+ * it sends or broadcasts) are handed to it directly, before its reply;
  * everyone else gets them through the broker.
  */
 export class Edge {
@@ -189,15 +172,21 @@ export class Edge {
   /** The command rate and the error budget of every connection; undefined = unlimited. */
   private readonly rate: TokenBucket | undefined;
   private readonly errorBudget: TokenBucket | undefined;
-  /** Connections (open or closed) that owe steps; retried by retryTimer. */
-  private readonly owing = new Set<Session>();
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly membership: Membership;
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
     this.connectionIds = options.connectionIds ?? new IdGenerator();
     this.eventIds = options.eventIds ?? new IdGenerator();
     this.maxEventBytes = options.limits.maxPayloadBytes;
+    this.membership =
+      options.membership ??
+      new Membership({
+        broker: options.broker,
+        presence: options.presence,
+        eventIds: this.eventIds,
+        onError: (err) => options.onError?.(err),
+      });
     const rl = options.rateLimit;
     if (rl) {
       this.rate = new TokenBucket(rl.perSecond, rl.burst);
@@ -367,11 +356,7 @@ export class Edge {
       const member = session.member();
       for (const channel of session.channels) members.push({ channel, member });
     }
-    for (const session of this.owing) {
-      for (const step of session.owed ?? []) {
-        if (step.kind === "remove") members.push({ channel: step.channel, member: step.member });
-      }
-    }
+    members.push(...this.membership.owedRemovals());
     return { channels: [...this.channels.keys()], members };
   }
 
@@ -381,7 +366,8 @@ export class Edge {
     // see this connection's changes in the order it made them. A ping needs
     // nothing of the service, and a refresh must not wait for it (the token
     // would expire; its own leaves are owed after the earlier steps).
-    if (session.owed && command.case !== "ping" && command.case !== "refresh") await this.settle(session);
+    if (this.membership.owes(session.id) && command.case !== "ping" && command.case !== "refresh")
+      await this.settle(session);
     switch (command.case) {
       case "join": {
         checkChannel(command.value.channel);
@@ -546,31 +532,20 @@ export class Edge {
     }
     local.sessions.add(session);
     session.channels.add(channel);
-    const member = session.member();
     try {
       await local.subscribed;
-      await this.options.presence.add(channel, member);
+      // Rejects when nothing changed: then no one sees the member (see the class comment).
+      await this.membership.join(channel, session.member(), this.echoTo(session, echo));
     } catch (err) {
-      // Nothing changed: no one sees the member (see the class comment).
       this.dropLocal(session, channel);
       throw err;
     }
-    const pub = this.systemPublication(session, channel, SystemEvent.Join, member);
-    if (echo) this.deliverTo(session, pub);
-    await this.finish(session, [{ kind: "publish", pub }]);
   }
 
   /** The client's leave: all or nothing (see the class comment). */
   private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
-    const member = session.member();
-    // Throws when nothing changed: the connection is still in the channel.
-    await this.options.presence.remove(channel, member.id);
-    const pub = this.systemPublication(session, channel, SystemEvent.Leave, member);
-    this.dropLocal(session, channel);
-    // The connection is no longer in the channel, so the broker would not
-    // bring it its own channel:leave: hand it over directly.
-    if (echo) this.deliverTo(session, pub);
-    await this.finish(session, [{ kind: "publish", pub }]);
+    // Rejects when nothing changed: the connection is still in the channel.
+    await this.membership.leave(channel, session.member(), this.leftHere(session, channel, echo));
   }
 
   /**
@@ -579,14 +554,7 @@ export class Edge {
    * channel:leave are owed until they are done (the caller settles).
    */
   private depart(session: Session, channel: string, echo: boolean): void {
-    const member = session.member();
-    const pub = this.systemPublication(session, channel, SystemEvent.Leave, member);
-    this.dropLocal(session, channel);
-    if (echo) this.deliverTo(session, pub);
-    this.owe(session, [
-      { kind: "remove", channel, member },
-      { kind: "publish", pub },
-    ]);
+    this.membership.depart(channel, session.member(), this.leftHere(session, channel, echo));
   }
 
   private async updateProfile(session: Session, data: Value | undefined, echo: boolean): Promise<void> {
@@ -601,88 +569,35 @@ export class Edge {
     }
     const previous = session.profile;
     session.profile = data.kind.case === "nullValue" ? undefined : data;
-    const member = session.member();
-    const steps: Step[] = [];
-    const pubs: Publication[] = [];
-    for (const channel of session.channels) {
-      const pub = this.systemPublication(session, channel, SystemEvent.Update, member);
-      pubs.push(pub);
-      steps.push({ kind: "add", channel, member }, { kind: "publish", pub });
+    try {
+      await this.membership.update(session.channels, session.member(), this.echoTo(session, echo));
+    } catch (err) {
+      // Nothing changed: the connection keeps its profile (see the class comment).
+      session.profile = previous;
+      throw err;
     }
-    const first = steps.shift();
-    if (first) {
-      try {
-        await this.apply(first);
-      } catch (err) {
-        // Nothing changed: the connection keeps its profile (see the class comment).
-        session.profile = previous;
-        throw err;
-      }
-    }
-    if (echo) for (const pub of pubs) this.deliverTo(session, pub);
-    await this.finish(session, steps);
   }
 
-  /** A system event about member, which the broker does not bring back to its own connection. */
-  private systemPublication(session: Session, channel: string, name: string, member: Member): Publication {
-    return createPublication(systemEvent(this.eventIds.next(), channel, name, member), Infinity, session.id, true);
+  /** Hands the connection its own events of a change (with echo): the broker does not bring them back. */
+  private echoTo(session: Session, echo: boolean): StandsHandler | undefined {
+    return echo ? (pub) => this.deliverTo(session, pub) : undefined;
   }
 
   /**
-   * The rest of a change that took effect: the steps are owed and run now,
-   * in order; whatever fails is retried every SETTLE_RETRY_MS (and before
-   * the connection's next command) until it is done. Never throws: the
-   * change stands.
+   * The connection has left channel: it is dropped here, and with echo
+   * handed its own channel:leave directly (it is no longer in the channel,
+   * so the broker would not bring it).
    */
-  private async finish(session: Session, steps: Step[]): Promise<void> {
-    if (steps.length === 0) return;
-    this.owe(session, steps);
-    await this.settle(session).catch(() => {});
+  private leftHere(session: Session, channel: string, echo: boolean): StandsHandler {
+    return (pub) => {
+      this.dropLocal(session, channel);
+      if (echo) this.deliverTo(session, pub);
+    };
   }
 
-  private owe(session: Session, steps: Step[]): void {
-    (session.owed ??= []).push(...steps);
-    this.owing.add(session);
-  }
-
-  /**
-   * Runs the connection's owed steps in order, each once it is its turn in
-   * the connection's queue. Rejects with the first failure that may pass
-   * (UNAVAILABLE), leaving it and the steps after it owed and a retry
-   * armed; a step that fails for any other reason is reported and dropped.
-   */
-  private async settle(session: Session): Promise<void> {
-    const owed = session.owed;
-    while (owed && owed.length > 0) {
-      try {
-        await this.apply(owed[0]!);
-      } catch (err) {
-        if (asRealtimeError(err).code === Code.Unavailable) {
-          this.armRetry();
-          throw err;
-        }
-        this.options.onError?.(err);
-      }
-      owed.shift();
-    }
-    session.owed = undefined;
-    this.owing.delete(session);
-  }
-
-  private async apply(step: Step): Promise<void> {
-    if (step.kind === "add") await this.options.presence.add(step.channel, step.member);
-    else if (step.kind === "remove") await this.options.presence.remove(step.channel, step.member.id);
-    else await this.options.broker.publish(step.pub);
-  }
-
-  /** Arms the one timer that retries every connection's owed steps. */
-  private armRetry(): void {
-    if (this.retryTimer || this.owing.size === 0) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      for (const session of this.owing) this.enqueue(session, () => this.settle(session).catch(() => {}));
-    }, SETTLE_RETRY_MS);
-    this.retryTimer.unref?.();
+  /** Runs what the connection's changes still owe (Membership.settle). */
+  private settle(session: Session): Promise<void> {
+    return this.membership.settle(session.id);
   }
 
   /**

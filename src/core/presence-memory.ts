@@ -1,12 +1,6 @@
-import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "./presence.js";
+import type { ChannelCount, Member, MemberPage, PresenceChange, PresenceDirectory } from "./presence.js";
 import { pageOfMembers } from "./pages.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-
-/** A member together with the channel it was removed from. */
-export interface Departure {
-  channel: string;
-  member: Member;
-}
 
 interface Entry {
   member: Member;
@@ -25,7 +19,9 @@ interface Owner {
  * MemoryPresence is the presence table of the embedded mode's hub. Every
  * member belongs to an owner (the edge that holds its connection), so that
  * an edge's members can be marked unreachable, re-synchronised after its
- * link comes back, or dropped when it is gone.
+ * link comes back, or dropped when it is gone. It publishes nothing: what
+ * it removes by itself (endSync, dropOwner) it returns, and its caller (the
+ * hub's link) reports it to the membership room (core/presence.ts).
  */
 export class MemoryPresence {
   private readonly channels = new Map<string, Map<string, Entry>>();
@@ -134,30 +130,30 @@ export class MemoryPresence {
     for (const [channel, ids] of o.channels) for (const id of ids) o.stale.add(key(channel, id));
   }
 
-  /** Ends a re-synchronisation; returns the members that were not re-sent. */
-  endSync(owner: string): Departure[] {
+  /** Ends a re-synchronisation; returns the members that were not re-sent, removed (leaves). */
+  endSync(owner: string): PresenceChange[] {
     const o = this.owners.get(owner);
     const stale = o?.stale;
     if (!o || !stale) return [];
     o.stale = undefined;
-    const gone: Departure[] = [];
+    const gone: PresenceChange[] = [];
     for (const k of stale) {
       const [channel, id] = k.split("\0") as [string, string];
       const member = this.remove(owner, channel, id);
-      if (member) gone.push({ channel, member });
+      if (member) gone.push({ kind: "leave", channel, member });
     }
     return gone;
   }
 
-  /** Removes every member the owner holds; returns them. */
-  dropOwner(owner: string): Departure[] {
+  /** Removes every member the owner holds; returns them (leaves). */
+  dropOwner(owner: string): PresenceChange[] {
     const o = this.owners.get(owner);
     if (!o) return [];
-    const gone: Departure[] = [];
+    const gone: PresenceChange[] = [];
     for (const [channel, ids] of [...o.channels]) {
       for (const id of [...ids]) {
         const member = this.remove(owner, channel, id);
-        if (member) gone.push({ channel, member });
+        if (member) gone.push({ kind: "leave", channel, member });
       }
     }
     this.owners.delete(owner);

@@ -4,10 +4,41 @@
  * Implementations: presence-memory.ts (the hub of the embedded mode),
  * src/link/broker-link.ts (an edge's view of it over TCP), and a Redis
  * implementation beside them.
+ *
+ * Who announces: Presence implementations never publish. A change a
+ * connection makes is announced by its edge's membership room
+ * (core/membership.ts), after the write that made it here. A change presence
+ * makes by itself (PresenceChange: the members of an edge that is gone,
+ * entries a re-sync removed or restored) is reported, by the one node that
+ * made it, to that node's membership room, which announces it: the hub's
+ * link reports what MemoryPresence returns (dropOwner, endSync), Redis
+ * presence reports through its ReportChanges option.
  */
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 
 export type { Member };
+
+/**
+ * A change of a channel's members that presence made by itself, not at a
+ * connection's request: the members of an edge that is gone were removed
+ * (leave), a re-sync removed entries their edge no longer holds (leave) or
+ * restored those of an edge that had been swept (join). Made, and so
+ * reported, by one node only: the hub, or the Redis node whose atomic
+ * script made it (the sweep lock's holder, the re-syncing edge).
+ */
+export interface PresenceChange {
+  readonly kind: "join" | "leave";
+  readonly channel: string;
+  readonly member: Member;
+}
+
+/**
+ * Where an implementation reports the changes it made by itself: the
+ * membership room's announce (core/membership.ts), which publishes their
+ * events once. Resolves once each is published, owed for a retry, or
+ * dropped; never rejects.
+ */
+export type ReportChanges = (changes: readonly PresenceChange[]) => Promise<void>;
 
 export interface Presence {
   /**

@@ -12,11 +12,9 @@ import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
 import { asRealtimeError, Code } from "../protocol/errors.js";
 import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
 import { fitPage, memberSize } from "../core/pages.js";
-import type { MemberPage } from "../core/presence.js";
+import type { MemberPage, ReportChanges } from "../core/presence.js";
 import { Encoding } from "../protocol/encodings.js";
-import { SystemEvent } from "../protocol/system-events.js";
-import type { Departure, MemoryPresence } from "../core/presence-memory.js";
-import { createPublication, type IdGenerator, systemEvent } from "../core/publication.js";
+import type { MemoryPresence } from "../core/presence-memory.js";
 import { FrameReader, LINK_MAX_FRAME_BYTES } from "../wire/link-framing.js";
 import { FrameWriter } from "./frame-writer.js";
 import {
@@ -36,7 +34,13 @@ export interface LinkServerOptions {
   presence: MemoryPresence;
   /** How long an edge's members outlive its link (DEFAULT_EDGE_GRACE_MS). */
   graceMs: number;
-  eventIds: IdGenerator;
+  /**
+   * Where the members the hub removes by itself are reported (the
+   * membership room's announce, which publishes their channel:leave): an
+   * edge's after its grace period, and those an edge's resync did not
+   * re-send.
+   */
+  announce: ReportChanges;
   /**
    * The link secret (REALTIME_LINK_SECRET): an edge's Hello must prove it
    * holds it (link-auth.ts). Empty or undefined: any Hello is accepted, so
@@ -61,8 +65,9 @@ export interface LinkServerOptions {
  * publication is encoded once, whatever the number of edges; frames from
  * one edge are handled in order; when an edge's link drops, its members
  * stay (GetMembers of their channels is UNAVAILABLE) for graceMs, then are
- * removed and channel:leave is published for each — unless the edge comes
- * back and re-synchronises first.
+ * removed and reported (announce: channel:leave for each) — unless the edge
+ * comes back and re-synchronises first. The members a resync did not
+ * re-send are removed and reported when it ends (synced).
  */
 export class LinkServer {
   private readonly server: Server;
@@ -171,23 +176,10 @@ export class LinkServer {
     this.options.onEdge?.(edgeId, false);
     const timer = setTimeout(() => {
       this.graceTimers.delete(edgeId);
-      this.publishLeaves(this.options.presence.dropOwner(edgeId));
+      void this.options.announce(this.options.presence.dropOwner(edgeId));
     }, this.options.graceMs);
     timer.unref();
     this.graceTimers.set(edgeId, timer);
-  }
-
-  /** @internal Publishes channel:leave for members that are gone. */
-  publishLeaves(departures: Departure[]): void {
-    for (const { channel, member } of departures) {
-      const event = systemEvent(this.options.eventIds.next(), channel, SystemEvent.Leave, member);
-      try {
-        this.options.broker.publish(createPublication(event, Infinity, member.id, true));
-      } catch (err) {
-        // No edge is left to tell: nothing is lost.
-        if (this.options.broker.edges > 0) this.options.onError?.(err, "publishing channel:leave");
-      }
-    }
   }
 }
 
@@ -256,7 +248,7 @@ class EdgeLink {
         case "membersPage":
           return this.replyPage(id, presence.page(f.value.channel, f.value.after, f.value.limit));
         case "synced":
-          this.hub.publishLeaves(presence.endSync(this.edgeId));
+          void this.hub.options.announce(presence.endSync(this.edgeId));
           return this.reply({ id });
         default:
           throw new Error("unknown link frame");

@@ -1,11 +1,15 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Broker } from "../core/broker.js";
-import { SystemEvent } from "../protocol/system-events.js";
 import { pageOfMembers } from "../core/pages.js";
-import type { ChannelCount, Member, MemberPage, PresenceDirectory } from "../core/presence.js";
-import { createPublication, systemEvent, type IdGenerator } from "../core/publication.js";
+import type {
+  ChannelCount,
+  Member,
+  MemberPage,
+  PresenceChange,
+  PresenceDirectory,
+  ReportChanges,
+} from "../core/presence.js";
 import { redisUnavailable } from "./connection.js";
 import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
 
@@ -16,13 +20,13 @@ import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
  *   P edges               set    the ids of the registered edges
  *   P edge:<id>           string the edge's liveness: exists while the edge heartbeats (PX ttl)
  *   P edge:<id>:channels  set    the channels where the edge may hold members
- *   P edge:<id>:swept     string the edge was swept (its channel:leave sent); PX REDIS_SWEPT_MEMORY_MS
+ *   P edge:<id>:swept     string the edge was swept (its members' leaves reported); PX REDIS_SWEPT_MEMORY_MS
  *   P sweep-lock          string held by the node that sweeps now (PX the sweep interval)
  *   P sweep-clock         string Redis time (ms) of the last sweep attempt by any node
  *   P sweep-grace         string Redis time (ms) until which no edge is swept (after a stall)
  *
  * Every write that must stay consistent with others is one Lua script, so
- * two nodes never both remove (and announce) the same member. The scripts
+ * two nodes never both remove (and report) the same member. The scripts
  * reach keys derived from their arguments, which a standalone Redis allows;
  * on Redis Cluster the prefix must carry a hash tag (docs/scaling.md).
  */
@@ -100,9 +104,9 @@ return 1`;
 
 /**
  * Makes Redis hold exactly what the edge holds: registers the edge, removes
- * its entries it no longer holds (returned as leaves: their channel:leave
- * was never sent) and writes every entry it holds (returned as joins when
- * the edge had been swept: the others were told they left).
+ * its entries it no longer holds (returned as leaves: no channel:leave was
+ * announced for them) and writes every entry it holds (returned as joins
+ * when the edge had been swept: the others were told they left).
  * KEYS: edges, edge, edge channels, swept, channels.
  * ARGV: id, ttl, hash prefix, n, then n triples channel, member id, value.
  * Returns "1" if the edge had been swept ("0" if not), then a flat list of
@@ -149,9 +153,9 @@ return out`;
 
 /**
  * Removes the members of every registered edge whose liveness expired, and
- * returns them (flat: channel, member bytes) for their channel:leave. Only
+ * returns them (flat: channel, member bytes) to be reported as leaves. Only
  * the node that takes the lock sweeps; the removal is atomic, so a member is
- * removed, and announced, once.
+ * removed, and reported, once.
  *
  * Every node attempts a sweep every interval, so in Redis's own clock the
  * attempts are about an interval apart. A longer gap means no node could
@@ -232,9 +236,12 @@ export interface RedisPresenceOptions {
   edgeId?: string;
   /** Liveness TTL of an edge (REALTIME_REDIS_EDGE_TTL_MS). */
   ttlMs: number;
-  /** Publishes the channel:leave (and channel:join) events this node owes. */
-  broker: Broker;
-  eventIds: IdGenerator;
+  /**
+   * Where the members this node's sweeps and syncs removed or restored are
+   * reported: the membership room's announce, which publishes their
+   * channel:leave and channel:join.
+   */
+  report: ReportChanges;
   onError?: (err: unknown, context: string) => void;
 }
 
@@ -246,14 +253,16 @@ export interface RedisPresenceOptions {
  * Guarantees: add resolves once every node's GetMembers sees the member.
  * members() leaves out the members of an edge whose liveness expired, at
  * once; any node sweeps them away within a third of the TTL more and
- * publishes one channel:leave for each (one node, once: an atomic script
- * under a lock). While Redis is unreachable every call rejects with
+ * reports each as a leave, for its channel:leave (one node, once: an atomic
+ * script under a lock). While Redis is unreachable every call rejects with
  * UNAVAILABLE, and a rejected add or remove changes nothing: the edge
  * holds what it held before the call, and when Redis is back (or after it
  * restarted empty) it writes all it holds again by itself, undoing a
  * rejected call that Redis ran after all (a timeout). An entry of this edge
  * that Redis holds and the edge does not (a rejected add that ran) is
- * removed then, with a channel:leave in case someone listed it meanwhile.
+ * removed then and reported as a leave, in case someone listed it
+ * meanwhile; an entry it restores after its edge was swept is reported as a
+ * join. It publishes nothing itself (core/presence.ts).
  * channels() counts may include the members of a dead edge until the sweep.
  */
 export class RedisPresence implements PresenceDirectory {
@@ -470,11 +479,10 @@ export class RedisPresence implements PresenceDirectory {
       this.options.onError?.(err, "sweeping dead edges");
       return 0;
     }
-    const departures: Announcement[] = [];
-    for (let i = 0; i < flat.length; i += 2)
-      departures.push({ kind: SystemEvent.Leave, channel: flat[i]!.toString(), member: flat[i + 1]! });
-    await this.announce(departures);
-    return departures.length;
+    const departures: PresenceChange[] = [];
+    for (let i = 0; i < flat.length; i += 2) this.decode(departures, "leave", flat[i]!, flat[i + 1]!);
+    await this.options.report(departures);
+    return flat.length / 2;
   }
 
   private async heartbeat(): Promise<void> {
@@ -540,30 +548,19 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "re-registering presence");
         return;
       }
-      const events: Announcement[] = [];
-      for (let i = 1; i + 2 < flat.length; i += 3) {
-        const kind = flat[i]!.toString() === "join" ? SystemEvent.Join : SystemEvent.Leave;
-        events.push({ kind, channel: flat[i + 1]!.toString(), member: flat[i + 2]! });
-      }
-      await this.announce(events);
+      const changes: PresenceChange[] = [];
+      for (let i = 1; i + 2 < flat.length; i += 3)
+        this.decode(changes, flat[i]!.toString() === "join" ? "join" : "leave", flat[i + 1]!, flat[i + 2]!);
+      await this.options.report(changes);
     } while (this.syncAgain);
   }
 
-  /** Publishes the system events this node owes to the channels. */
-  private async announce(events: Announcement[]): Promise<void> {
-    for (const { kind, channel, member: bytes } of events) {
-      try {
-        const member = fromBinary(MemberSchema, bytes);
-        const pub = createPublication(
-          systemEvent(this.options.eventIds.next(), channel, kind, member),
-          Infinity,
-          member.id,
-          true,
-        );
-        await this.options.broker.publish(pub);
-      } catch (err) {
-        this.options.onError?.(err, `publishing ${kind}`);
-      }
+  /** Adds the change a script returned to changes; a member Redis holds that does not decode is reported (onError) instead. */
+  private decode(changes: PresenceChange[], kind: PresenceChange["kind"], channel: Buffer, member: Buffer): void {
+    try {
+      changes.push({ kind, channel: channel.toString(), member: fromBinary(MemberSchema, member) });
+    } catch (err) {
+      this.options.onError?.(err, `decoding a member of ${channel.toString()} for its ${kind}`);
     }
   }
 
@@ -582,10 +579,4 @@ export class RedisPresence implements PresenceDirectory {
       throw new Error("only an edge records members: this RedisPresence has no edgeId");
     return this.options.edgeId;
   }
-}
-
-interface Announcement {
-  kind: (typeof SystemEvent)[keyof typeof SystemEvent];
-  channel: string;
-  member: Buffer;
 }

@@ -85,6 +85,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   edge = new Edge({
     broker: link.broker,
     presence: link.presence,
+    membership: link.membership,
     limits,
     connectionIds: new IdGenerator(edgeId),
     eventIds,

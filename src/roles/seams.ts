@@ -8,6 +8,7 @@ import type { WatchSource } from "../api/watch.js";
 import { splitHostPort, type Config } from "../config.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
 import { MemoryBroker } from "../core/broker-memory.js";
+import { Membership, type MembershipOptions } from "../core/membership.js";
 import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
@@ -48,11 +49,16 @@ export async function startApiSeams(
   if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState, observer);
   const broker = new MemoryBroker(observer);
   const presence = new MemoryPresence();
+  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
+  const node = broker.attach(() => {}, false);
+  // The hub announces the members it removes by itself; its broker fails
+  // only when no edge is attached, and then no one is there to tell.
+  const membership = createMembership(log, { broker: node, eventIds, retryAnnouncements: false });
   const link = new LinkServer({
     broker,
     presence,
     graceMs: config.edgeGraceMs,
-    eventIds,
+    announce: (changes) => membership.announce(changes),
     secret: config.linkSecret,
     onError: (err, context) => {
       if (context === "link backpressure") observer?.dropped("edge_backpressure", 1);
@@ -62,8 +68,6 @@ export async function startApiSeams(
     onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
   });
   const address = await link.listen(config.linkPort, config.linkHost);
-  // The API's own view of the hub: it publishes and reads presence; it is not an edge.
-  const node = broker.attach(() => {}, false);
   return {
     broker: node,
     presence: presence.view("api"),
@@ -72,6 +76,7 @@ export async function startApiSeams(
     backend: "link",
     levels: () => ({ edges: link.edges, channels: broker.channelCount }),
     async close() {
+      membership.close();
       node.close();
       await link.close();
     },
@@ -94,12 +99,13 @@ async function startRedisApiSeams(
     observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
+  // This node announces the members its sweeps remove (core/membership.ts).
+  const membership = createMembership(log, { broker, eventIds });
   const presence = new RedisPresence({
     command,
     prefix: config.redisPrefix,
     ttlMs: config.redisEdgeTtlMs,
-    broker,
-    eventIds,
+    report: (changes) => membership.announce(changes),
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
   await startRedisParts(broker, presence, log);
@@ -110,6 +116,7 @@ async function startRedisApiSeams(
     backend: "redis",
     async close() {
       await presence.close();
+      membership.close();
       broker.close();
       await close();
     },
@@ -130,6 +137,12 @@ export interface EdgeSeamHooks {
 export interface EdgeSeams {
   broker: Broker;
   presence: Presence;
+  /**
+   * The edge's membership room over broker and presence: it announces its
+   * connections' changes (the Edge) and, with Redis, what its syncs and
+   * sweeps change.
+   */
+  membership: Membership;
   backend: "link" | "redis";
   /** Where the edge connects to, for logs (no password). */
   target: string;
@@ -159,14 +172,19 @@ export function createEdgeSeams(
         ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
         : log.warn({ err, context }, "link error"),
   });
+  const membership = createMembership(log, { broker: link, presence: link, eventIds });
   return {
     broker: link,
     presence: link,
+    membership,
     backend: "link",
     target: config.linkUrl,
     start: () => link.start(),
     connected: () => link.isConnected,
-    close: () => link.close(),
+    async close() {
+      await link.close();
+      membership.close();
+    },
   };
 }
 
@@ -193,14 +211,16 @@ function createRedisEdgeSeams(
     prefix: config.redisPrefix,
     edgeId,
     ttlMs: config.redisEdgeTtlMs,
-    broker,
-    eventIds,
+    // Called once started, when membership is set.
+    report: (changes) => membership.announce(changes),
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
+  const membership = createMembership(log, { broker, presence, eventIds });
   let started: Promise<void> | undefined;
   return {
     broker,
     presence,
+    membership,
     backend: "redis",
     target: redactUrl(config.redisUrl),
     start() {
@@ -216,10 +236,16 @@ function createRedisEdgeSeams(
     connected: () => command.status === "ready" && subscriber.status === "ready",
     async close() {
       await presence.close();
+      membership.close();
       broker.close();
       await Promise.all([closeRedis(command), closeRedis(subscriber)]);
     },
   };
+}
+
+/** A node's membership room (core/membership.ts); what it drops is logged. */
+function createMembership(log: Logger, options: Omit<MembershipOptions, "onError">): Membership {
+  return new Membership({ ...options, onError: (err, context) => log.warn({ err, context }, "membership error") });
 }
 
 /** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */

@@ -1,0 +1,315 @@
+/**
+ * The membership room: the one place that decides and publishes the system
+ * events channel:join, channel:leave and channel:update
+ * (protocol/system-events.ts), for every node of the service.
+ *
+ * Who announces what:
+ * - A change a connection makes (join, leave, updateProfile, and its leaving
+ *   when it closes or loses a grant) is announced by the room of the
+ *   connection's edge: join(), leave(), depart(), update(). The room writes
+ *   presence first, then publishes the event.
+ * - A change presence makes by itself (the members of an edge that is gone,
+ *   entries a re-sync removed or restored) is announced by the room of the
+ *   node that made it, which alone learns of it (core/presence.ts): the hub
+ *   (its link's grace period and resync), the Redis node that swept (under
+ *   the sweep lock), the edge whose Redis sync changed its entries. They
+ *   report the changes to announce(); presence itself publishes nothing.
+ * So each change is announced by one node, the one that made it.
+ *
+ * Every event names the member (its id is its connection's id) and is
+ * published with origin = that id and skipOrigin: the broker never brings an
+ * event back to the connection it is about. That connection gets its own
+ * copy (echo) from its edge, through the `stands` handler of the change,
+ * before the event is published: before any later event of the channel and
+ * before its reply.
+ *
+ * Order and failures. A change by a connection is its presence writes, then
+ * their events, in order: join (add, channel:join), leave (remove,
+ * channel:leave), update (add, channel:update, for each of the connection's
+ * channels in turn), depart (remove, channel:leave; owed at once). When the
+ * first presence write fails, nothing changed: the call rejects, nothing is
+ * announced. Once it succeeded, the change stands and the steps left are
+ * owed by the connection: run in order now, and a step that fails with
+ * UNAVAILABLE (the link or Redis is away) stays owed with the steps after
+ * it, retried every SETTLE_RETRY_MS and whenever the connection's next
+ * command settles first, until done; a step that fails for any other reason
+ * is reported (onError) and dropped. A write whose outcome is unknown (a
+ * timeout) counts as failed and is retried; the Presence implementation
+ * re-asserts what the edge holds when it is back (the link's resync,
+ * Redis's sync), and an event may then reach an edge twice, never zero
+ * times while this node lives. The changes presence reported are published
+ * in the order reported, one at a time, in a queue of their own (a
+ * connection's owed steps never hold them up, nor they a connection's); one
+ * that fails with UNAVAILABLE is owed and retried as above, unless
+ * retryAnnouncements is false (the hub: see MembershipOptions).
+ */
+import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
+import type { Broker, Publication } from "./broker.js";
+import { asRealtimeError, Code } from "../protocol/errors.js";
+import { SystemEvent, type SystemEventName } from "../protocol/system-events.js";
+import type { Presence, PresenceChange } from "./presence.js";
+import { createPublication, type IdGenerator, systemEvent } from "./publication.js";
+
+/**
+ * How often the room retries the steps still owed: presence writes and
+ * events of changes that took effect but failed to reach all of the service.
+ */
+export const SETTLE_RETRY_MS = 1_000;
+
+/**
+ * Told each event of a change once the change stands (its first presence
+ * write succeeded), in order, before any of them is published: the edge
+ * updates its own table and hands the connection its own copy (echo) here.
+ */
+export type StandsHandler = (event: Publication) => void;
+
+export interface MembershipOptions {
+  /** Where the events are published. */
+  broker: Broker;
+  /**
+   * Where a connection's changes are recorded: an edge's presence. Needed
+   * by join, leave, depart and update only; a node that holds no
+   * connections (the API, the hub) announces what presence reports.
+   */
+  presence?: Presence;
+  /** Creates the events' ids. */
+  eventIds: IdGenerator;
+  /**
+   * Whether a reported change whose event fails with UNAVAILABLE is owed
+   * and retried (true, the default: this node lost its way to the edges,
+   * which are still there: a dropped link, Redis away) or dropped (false:
+   * the hub, whose broker is in this process and fails only when no edge is
+   * attached at all, so that no one is there to tell; an edge that attaches
+   * later re-syncs, and docs/protocol.md says an event published while a
+   * member's edge is reconnecting is missed). A connection's changes are
+   * always owed.
+   */
+  retryAnnouncements?: boolean;
+  /** A step dropped because it failed for a reason that will not pass. */
+  onError?: (err: unknown, context: string) => void;
+}
+
+/** One step of a change on its way to the rest of the service. */
+type Step =
+  | { readonly kind: "add"; readonly channel: string; readonly member: Member }
+  | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
+  | { readonly kind: "publish"; readonly name: SystemEventName; readonly pub: Publication };
+
+/** The queue of the changes presence reported: a symbol, so that no connection's member id names it. */
+const REPORTED = Symbol("reported changes");
+type Debtor = string | typeof REPORTED;
+
+/**
+ * Membership decides and publishes the system events of one node (see the
+ * contract above). One per process: the roles create it with the node's
+ * seams (roles/seams.ts) and hand it to the Edge and to whatever reports
+ * presence's own changes.
+ */
+export class Membership {
+  /** The steps each debtor (a connection's member id, or REPORTED) still owes, oldest first; never empty. */
+  private readonly owed = new Map<Debtor, Step[]>();
+  /** The run of each debtor's owed steps in progress: one at a time, so that no step is applied twice. */
+  private readonly settling = new Map<Debtor, Promise<void>>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: MembershipOptions) {}
+
+  /**
+   * A connection joins channel: member is recorded in presence, then
+   * channel:join is published. Rejects, with nothing changed, when the
+   * presence write fails; resolves once the event is published or owed.
+   */
+  async join(channel: string, member: Member, stands?: StandsHandler): Promise<void> {
+    await this.presence().add(channel, member);
+    this.stand(member.id, [this.publishStep(SystemEvent.Join, channel, member)], stands);
+    await this.settle(member.id).catch(() => {});
+  }
+
+  /**
+   * A connection leaves channel: member is removed from presence, then
+   * channel:leave is published. Rejects, with nothing changed, when the
+   * presence write fails; resolves once the event is published or owed.
+   */
+  async leave(channel: string, member: Member, stands?: StandsHandler): Promise<void> {
+    await this.presence().remove(channel, member.id);
+    this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member)], stands);
+    await this.settle(member.id).catch(() => {});
+  }
+
+  /**
+   * A connection's membership of channel ends now, whatever the state of
+   * the rest of the service (it closed, or lost its grant): the change
+   * stands at once, and the presence removal and channel:leave are owed
+   * until done. The caller settles (settle()) when it may wait.
+   */
+  depart(channel: string, member: Member, stands?: StandsHandler): void {
+    this.stand(
+      member.id,
+      [{ kind: "remove", channel, member }, this.publishStep(SystemEvent.Leave, channel, member)],
+      stands,
+    );
+  }
+
+  /**
+   * A connection's profile changed: member (with its new profile) is
+   * rewritten in presence and channel:update is published, channel by
+   * channel. Rejects, with nothing changed, when the first presence write
+   * fails; resolves once the rest is done or owed. No channels: nothing to do.
+   */
+  async update(channels: Iterable<string>, member: Member, stands?: StandsHandler): Promise<void> {
+    const steps: Step[] = [];
+    for (const channel of channels)
+      steps.push({ kind: "add", channel, member }, this.publishStep(SystemEvent.Update, channel, member));
+    const first = steps.shift();
+    if (!first) return;
+    await this.apply(first);
+    this.stand(member.id, steps, stands);
+    await this.settle(member.id).catch(() => {});
+  }
+
+  /** Whether the connection whose member id this is owes steps (its next command settles first). */
+  owes(memberId: string): boolean {
+    return this.owed.has(memberId);
+  }
+
+  /**
+   * Runs the connection's owed steps in order. Rejects with the first
+   * failure that may pass (UNAVAILABLE), leaving it and the steps after it
+   * owed and a retry armed; resolves once nothing is owed.
+   */
+  settle(memberId: string): Promise<void> {
+    return this.run(memberId);
+  }
+
+  /**
+   * The members whose presence removal is still owed (a connection that
+   * closed while presence was away): presence must hold them until then,
+   * so a resync re-sends them (Edge.snapshot), and their channel:leave
+   * follows the removal.
+   */
+  owedRemovals(): { channel: string; member: Member }[] {
+    const out: { channel: string; member: Member }[] = [];
+    for (const [debtor, steps] of this.owed) {
+      if (debtor === REPORTED) continue;
+      for (const step of steps) if (step.kind === "remove") out.push({ channel: step.channel, member: step.member });
+    }
+    return out;
+  }
+
+  /**
+   * Announces changes that presence made by itself (core/presence.ts,
+   * ReportChanges): their presence writes are done; their events are
+   * published in order, after those reported before. Resolves once each is
+   * published, owed or dropped; never rejects.
+   */
+  async announce(changes: readonly PresenceChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    this.owe(
+      REPORTED,
+      changes.map(({ kind, channel, member }) =>
+        this.publishStep(kind === "join" ? SystemEvent.Join : SystemEvent.Leave, channel, member),
+      ),
+    );
+    await this.run(REPORTED).catch(() => {});
+  }
+
+  /** Stops retrying (the node stops): what is still owed is not published. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private presence(): Presence {
+    const { presence } = this.options;
+    if (!presence) throw new Error("this Membership has no presence: only an edge's records a connection's changes");
+    return presence;
+  }
+
+  /** The event about member, which the broker does not bring back to member's own connection. */
+  private publishStep(name: SystemEventName, channel: string, member: Member): Step {
+    const event = systemEvent(this.options.eventIds.next(), channel, name, member);
+    return { kind: "publish", name, pub: createPublication(event, Infinity, member.id, true) };
+  }
+
+  /** The change stands: its events go to `stands`, then its steps are owed. */
+  private stand(memberId: string, steps: Step[], stands: StandsHandler | undefined): void {
+    if (stands) {
+      for (const step of steps) {
+        if (step.kind !== "publish") continue;
+        try {
+          stands(step.pub);
+        } catch (err) {
+          // The change stands whatever the caller's handler did.
+          this.options.onError?.(err, "handing a connection its own event");
+        }
+      }
+    }
+    this.owe(memberId, steps);
+  }
+
+  private owe(debtor: Debtor, steps: Step[]): void {
+    if (steps.length === 0) return;
+    const owed = this.owed.get(debtor);
+    if (owed) owed.push(...steps);
+    else this.owed.set(debtor, steps);
+  }
+
+  /** The debtor's run in progress, or a new one; resolved at once when nothing is owed. */
+  private run(debtor: Debtor): Promise<void> {
+    const running = this.settling.get(debtor);
+    if (running) return running;
+    if (!this.owed.has(debtor)) return Promise.resolve();
+    // drain() awaits before it ends (it has a step to apply), so the entry
+    // is set before drain() deletes it.
+    const run = this.drain(debtor);
+    this.settling.set(debtor, run);
+    return run;
+  }
+
+  private async drain(debtor: Debtor): Promise<void> {
+    const owed = this.owed.get(debtor)!;
+    try {
+      while (owed.length > 0) {
+        const step = owed[0]!;
+        try {
+          await this.apply(step);
+        } catch (err) {
+          if (asRealtimeError(err).code !== Code.Unavailable) this.options.onError?.(err, describe(step));
+          else if (debtor !== REPORTED || this.options.retryAnnouncements !== false) {
+            this.armRetry();
+            throw err;
+          }
+        }
+        owed.shift();
+      }
+      this.owed.delete(debtor);
+    } finally {
+      this.settling.delete(debtor);
+    }
+  }
+
+  private async apply(step: Step): Promise<void> {
+    if (step.kind === "publish") await this.options.broker.publish(step.pub);
+    else if (step.kind === "add") await this.presence().add(step.channel, step.member);
+    else await this.presence().remove(step.channel, step.member.id);
+  }
+
+  /** Arms the one timer that retries every debtor's owed steps. */
+  private armRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      for (const debtor of [...this.owed.keys()]) this.run(debtor).catch(() => {});
+    }, SETTLE_RETRY_MS);
+    this.retryTimer.unref?.();
+  }
+}
+
+/** What a step does, for a report of its failure. */
+function describe(step: Step): string {
+  if (step.kind === "add") return "recording a member in presence";
+  if (step.kind === "remove") return "removing a member from presence";
+  return `publishing ${step.name}`;
+}
