@@ -157,7 +157,7 @@ export class WsEdgeServer {
       return;
     }
     socket.off("error", onError);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, a.echo, a.identity));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, a.echo, a.identity));
   }
 
   /**
@@ -166,9 +166,9 @@ export class WsEdgeServer {
    * ws.connection), so an idle connection costs ws's objects, a WsTransport,
    * a ClientConnection and a Session.
    */
-  private accept(ws: WebSocket, echo: boolean, identity: Identity): void {
+  private accept(ws: WebSocket, socket: Duplex, echo: boolean, identity: Identity): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const connection = this.connections.open(new WsTransport(ws), encoding, echo, identity);
+    const connection = this.connections.open(new WsTransport(ws, socket), encoding, echo, identity);
     (ws as EdgeWebSocket).connection = connection;
     if (this.connections.probes) ws.on("pong", WsEdgeServer.onPong);
     ws.on("message", WsEdgeServer.onMessage);
@@ -222,9 +222,16 @@ function subprotocolRefusal(req: IncomingMessage): Refusal | undefined {
   };
 }
 
-/** The Transport of one `ws` connection. */
+/**
+ * The Transport of one `ws` connection. Frames are written to the socket
+ * the upgrade handed to ws (ws-frames.ts says why that is safe); the rest
+ * is ws's public API.
+ */
 class WsTransport implements Transport {
-  constructor(private readonly ws: WebSocket) {}
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Duplex,
+  ) {}
 
   get open(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
@@ -235,7 +242,7 @@ class WsTransport implements Transport {
   }
 
   send(data: Uint8Array, text: boolean): void {
-    writeFrame(this.ws, data, text);
+    writeFrame(this.socket, data, text);
   }
 
   close(code: number, reason: string): void {
