@@ -11,10 +11,10 @@ import { SETTLE_RETRY_MS } from "../src/core/membership.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
-import type { Transport } from "../src/core/transport.js";
+import type { Connection } from "../src/core/transport.js";
 import { Encoding } from "../src/protocol/encodings.js";
 
-class FakeTransport implements Transport {
+class FakeTransport implements Connection {
   readonly sent: Uint8Array[] = [];
   frames(): ServerFrame[] {
     return this.sent.map((b) => fromJsonString(ServerFrameSchema, new TextDecoder().decode(b)));

@@ -26,7 +26,7 @@ import { Code } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { IdGenerator } from "../src/core/publication.js";
-import type { Transport } from "../src/core/transport.js";
+import type { Connection } from "../src/core/transport.js";
 import { Encoding } from "../src/protocol/encodings.js";
 
 const RUNS = 300;
@@ -229,7 +229,7 @@ describe("the edge core fed hostile frames", () => {
         ),
         async (frames) => {
           const sent: Uint8Array[] = [];
-          const transport: Transport = { send: (d) => void sent.push(d), close: () => {} };
+          const transport: Connection = { send: (d) => void sent.push(d), close: () => {} };
           const session = edge.connect(transport, Encoding.Proto, true, {
             userId: "u",
             expiresAt: undefined,

@@ -14,14 +14,9 @@
  * the encoding, and a token there would be echoed by proxies and logs of
  * the negotiated subprotocol just the same.
  */
+import type { ConnectRequest } from "../core/admission.js";
 import { ANONYMOUS, type Identity } from "../core/identity.js";
 import { TokenError, type TokenVerifier } from "./tokens.js";
-
-/** What the authenticator reads of an upgrade request (an http.IncomingMessage fits). */
-export interface UpgradeRequest {
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  readonly url?: string;
-}
 
 /** The upgrade is refused with `status` and a one-line reason. */
 export class AuthRefusal extends Error {
@@ -41,7 +36,8 @@ export interface ClientAuthOptions {
   allowAnonymous: boolean;
 }
 
-export type ClientAuthenticator = (req: UpgradeRequest) => Promise<Identity>;
+/** The connection policy's AdmissionOptions.authenticate (core/admission.ts). */
+export type ClientAuthenticator = (req: ConnectRequest) => Promise<Identity>;
 
 /**
  * Resolves with the identity of the request's token. Rejects with
@@ -70,7 +66,7 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
 }
 
 /** The request's token (see the module comment), or undefined. Throws AuthRefusal for a malformed Authorization header. */
-export function tokenFromRequest(req: UpgradeRequest): string | undefined {
+export function tokenFromRequest(req: ConnectRequest): string | undefined {
   const header = req.headers.authorization;
   if (typeof header === "string" && header !== "") {
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);

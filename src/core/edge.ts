@@ -20,7 +20,7 @@ import type { Presence } from "./presence.js";
 import { Membership, type StandsHandler } from "./membership.js";
 import { checkPayload, createPublication, IdGenerator, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
-import type { Transport } from "./transport.js";
+import type { Connection } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
@@ -84,7 +84,8 @@ export class Session {
 
   constructor(
     readonly id: string,
-    readonly transport: Transport,
+    /** Where its frames go (the connection policy's ClientConnection, over the connection's transport). */
+    readonly transport: Connection,
     readonly encoding: Encoding,
     /** The connection's default for echo, overridden per command. */
     readonly echo: boolean,
@@ -142,8 +143,8 @@ export interface EdgeOptions {
 /**
  * Edge is the core of an edge process: its connections, their channel
  * membership, the client commands, and the fan-out of publications to
- * local connections. It knows no transport library: the WebSocket server
- * hands it Transports and frames.
+ * local connections. It knows no transport: the connection policy
+ * (connections.ts) hands it Connections and their frames.
  *
  * Guarantees: a connection's commands run in the order they arrived, one at
  * a time; a publication is encoded at most once per encoding and the same
@@ -199,7 +200,7 @@ export class Edge {
    * token says it is (anonymous by default); when the token expires, the
    * connection is closed with 4003 unless a Refresh replaced it.
    */
-  connect(transport: Transport, encoding: Encoding, echo: boolean, identity: Identity = ANONYMOUS): Session {
+  connect(transport: Connection, encoding: Encoding, echo: boolean, identity: Identity = ANONYMOUS): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     session.identity = identity;
     this.scheduleExpiry(session);

@@ -96,7 +96,7 @@ export type DropReason =
   /** The hub dropped an edge's link because the edge fell too far behind. */
   | "edge_backpressure";
 
-/** Why a WebSocket upgrade was refused before it became a connection; one closed set. */
+/** Why a request to connect was refused before it became a connection (admission.ts); one closed set. */
 export type RefusalReason =
   /** No valid token (HTTP 401/403). */
   | "auth"
@@ -133,7 +133,7 @@ export interface Observer {
   connectionOpened(encoding: string): void;
   /** A client connection ended. */
   connectionClosed(reason: DisconnectReason): void;
-  /** A WebSocket upgrade was refused before the connection opened. */
+  /** A request to connect (a WebSocket upgrade) was refused before a connection opened. */
   connectionRefused(reason: RefusalReason): void;
   /** A frame arrived from a client. */
   messageIn(kind: MessageInKind): void;

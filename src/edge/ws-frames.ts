@@ -1,5 +1,4 @@
-import type { Socket } from "node:net";
-import type { WebSocket } from "ws";
+import type { Duplex } from "node:stream";
 
 /**
  * The edge's write path for server-to-client frames, beside `ws`'s own
@@ -12,9 +11,18 @@ import type { WebSocket } from "ws";
  * one poll share it too), so a burst of messages costs one syscall per
  * connection, not one per message, and adds no timer delay.
  *
+ * The socket is the one the upgrade handed to ws (WebSocketServer.handleUpgrade
+ * takes it as an argument: a public reference, kept by the edge's transport).
+ * Writing to it beside ws is safe because ws writes to it synchronously, in
+ * call order, too: permessage-deflate is off on the edge (no compression
+ * queue) and the edge never sends a Blob (ws reads those asynchronously), so
+ * a frame written here and ws's own (pings, the close) leave in the order
+ * they were made; ws's cork/uncork pairs nest inside ours. What is written
+ * here counts in ws's `bufferedAmount` (it includes the socket's buffer).
+ * test/ws-transport.test.ts pins the order and the count against this ws.
+ *
  * Contract: the caller checks that the WebSocket is OPEN; frames are written
- * in call order, in order with `ws`'s own frames (permessage-deflate is off on
- * the edge, so `ws` writes synchronously too), and count in `bufferedAmount`.
+ * in call order, in order with `ws`'s own frames, and count in `bufferedAmount`.
  */
 
 /**
@@ -25,7 +33,7 @@ import type { WebSocket } from "ws";
 const lastText: { data?: Uint8Array; frame?: Buffer } = {};
 const lastBinary: { data?: Uint8Array; frame?: Buffer } = {};
 /** Sockets corked in this turn of the event loop, uncorked together at its end. */
-let corked: Socket[] = [];
+let corked: Duplex[] = [];
 
 /** The complete WebSocket frame (FIN, text or binary, unmasked) carrying data. */
 export function frameOf(data: Uint8Array, text: boolean): Buffer {
@@ -51,13 +59,8 @@ export function frameOf(data: Uint8Array, text: boolean): Buffer {
   return frame;
 }
 
-/** Writes data as one frame to ws's socket, corked until this turn of the event loop ends. */
-export function writeFrame(ws: WebSocket, data: Uint8Array, text: boolean): void {
-  const socket = (ws as unknown as { _socket?: Socket })._socket;
-  if (!socket) {
-    ws.send(data, { binary: !text });
-    return;
-  }
+/** Writes data as one frame to a WebSocket's socket (see above), corked until this turn of the event loop ends. */
+export function writeFrame(socket: Duplex, data: Uint8Array, text: boolean): void {
   if (socket.destroyed) return;
   if (!socket.writableCorked) {
     socket.cork();

@@ -6,6 +6,7 @@ import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
 import { loadTokenVerifier } from "../auth/tokens.js";
 import { CloseCode } from "../protocol/close-codes.js";
+import { ConnectionPolicy } from "../core/connections.js";
 import { Edge } from "../core/edge.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
@@ -66,7 +67,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   metrics.readiness(() => readiness.status().ready);
   let edge: Edge | undefined;
   let stopping = false;
-  let ws: WsEdgeServer | undefined;
+  let connections: ConnectionPolicy | undefined;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
   const eventIds = new IdGenerator();
   const link = createEdgeSeams(config, log, edgeId, eventIds, {
@@ -75,7 +76,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onStateChange: (up) => {
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
-      ws?.backendState(up);
+      connections?.backendState(up);
       if (up) return log.info({ [backend]: link.target }, `${backend} up`);
       // While this edge stops, its API stopping too is no outage (switchboard dev, a whole deploy).
       if (stopping) return log.info({ [backend]: link.target }, `${backend} down while stopping`);
@@ -109,24 +110,28 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);
-  ws = new WsEdgeServer({
+  // One policy for every connection of this edge, whatever its transport (core/connections.ts).
+  connections = new ConnectionPolicy({
     edge,
-    maxFrameBytes: maxFrameBytes(limits),
-    authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
-    maxConnections: config.maxConnections,
-    maxOutboundBytes: config.maxOutboundBytes,
-    heartbeat: { intervalMs: config.heartbeatIntervalMs, timeoutMs: config.heartbeatTimeoutMs },
-    onError: (err, context) => log.error({ err, context }, "websocket error"),
-    httpHandler: createOpsHandler({ metrics, readiness }),
     observer: metrics.observer,
-    outage: { afterMs: config.outageCloseMs, spreadMs: config.shutdownSpreadMs },
+    authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
     origins: createOriginCheck(config.wsOrigins),
     // Without token keys anyone who reaches the port is in: refuse DNS-rebound names (auth/browser-guards.ts).
     hosts: verifier ? undefined : createHostCheck(config.wsHost, config.allowedHosts),
+    maxConnections: config.maxConnections,
+    maxOutboundBytes: config.maxOutboundBytes,
+    heartbeat: { intervalMs: config.heartbeatIntervalMs, timeoutMs: config.heartbeatTimeoutMs },
+    outage: { afterMs: config.outageCloseMs, spreadMs: config.shutdownSpreadMs },
+  });
+  const ws = new WsEdgeServer({
+    connections,
+    maxFrameBytes: maxFrameBytes(limits),
+    onError: (err, context) => log.error({ err, context }, "websocket error"),
+    httpHandler: createOpsHandler({ metrics, readiness }),
     tls,
   });
   // Down until the backend says otherwise: one that never comes up counts as an outage too.
-  ws.backendState(link.connected());
+  connections.backendState(link.connected());
   const address = await ws.listen(config.wsPort, config.wsHost).catch((err: unknown) => {
     throw listenError(err, "wsHost", "wsPort", config);
   });
@@ -171,7 +176,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       clearTimeout(deadline);
       if (timedOut) {
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown deadline: cutting the remaining clients");
-        ws.terminateAll();
+        connections.terminateAll();
       }
       await link.close();
     },
