@@ -76,4 +76,10 @@ describe("FrameReader", () => {
     r2.push(Buffer.from([0x80, 0x80, 0x80]));
     expect(() => r2.push(Buffer.from([0x80, 0x80, 0x01]))).toThrow(/not a valid varint/);
   });
+
+  it("throws for a five-byte length of 2^32 or more, rather than reading it modulo 2^32", () => {
+    // 2^32 + 3 would read as a frame of 3 bytes if truncated.
+    const r = new FrameReader(() => {});
+    expect(() => r.push(Buffer.from([0x83, 0x80, 0x80, 0x80, 0x10, 1, 2, 3]))).toThrow(/not a valid varint/);
+  });
 });

@@ -10,6 +10,7 @@ import type { Publication } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
@@ -167,16 +168,11 @@ export function serverFrame(
  */
 export function binaryEventFrame(pub: Publication): Uint8Array {
   const len = pub.event.length;
-  const head: number[] = [0x1a];
-  let n = len;
-  while (n > 0x7f) {
-    head.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  head.push(n);
-  const out = new Uint8Array(head.length + len);
-  out.set(head, 0);
-  out.set(pub.event, head.length);
+  const head = 1 + varintSize(len);
+  const out = new Uint8Array(head + len);
+  out[0] = 0x1a;
+  writeVarint(out, 1, len);
+  out.set(pub.event, head);
   return out;
 }
 

@@ -11,6 +11,7 @@ import {
   type SendBatchRequest,
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
+import { readVarint32, type Cursor } from "./varint.js";
 
 /**
  * The publish requests of realtime.v1 (PublishRequest, SendRequest,
@@ -85,8 +86,9 @@ const notCanonical = new Error("request-codec: not the canonical shape");
 // The decoder's state, for one top-level decode at a time (decoding is
 // synchronous and calls nothing that could decode again).
 let buf: Uint8Array = new Uint8Array(0);
-let pos = 0;
 let depth = 0;
+/** The read position in buf (a cursor: readVarint32 moves it). */
+const at: Cursor = { pos: 0 };
 
 function decode<Desc extends DescMessage>(
   bytes: Uint8Array,
@@ -94,7 +96,7 @@ function decode<Desc extends DescMessage>(
   body: (end: number) => MessageShape<Desc>,
 ): MessageShape<Desc> {
   buf = bytes;
-  pos = 0;
+  at.pos = 0;
   depth = 1;
   try {
     return body(bytes.length);
@@ -114,9 +116,9 @@ const EMPTY = new Uint8Array(0);
 
 function publishRequest(end: number): PublishRequest {
   let event: PublishRequest["event"] = { case: undefined };
-  while (pos < end) {
+  while (at.pos < end) {
     if (event.case !== undefined) throw notCanonical; // a oneof member twice
-    const tag = buf[pos++];
+    const tag = buf[at.pos++];
     if (tag === 0x0a)
       event = { case: "send", value: sendRequest(nested(end)) }; // 1 send
     else if (tag === 0x12)
@@ -131,8 +133,8 @@ function sendRequest(end: number): SendRequest {
   let event = "";
   let payload: SendRequest["payload"] = { case: undefined };
   let seen = 0; // a bit a field (the payload oneof as one)
-  while (pos < end) {
-    const tag = buf[pos++];
+  while (at.pos < end) {
+    const tag = buf[at.pos++];
     if (tag === 0x0a && !(seen & 1)) {
       seen |= 1;
       channel = string(end); // 1 channel
@@ -154,8 +156,8 @@ function broadcastRequest(end: number): BroadcastRequest {
   let event = "";
   let payload: BroadcastRequest["payload"] = { case: undefined };
   let seen = 0;
-  while (pos < end) {
-    const tag = buf[pos++];
+  while (at.pos < end) {
+    const tag = buf[at.pos++];
     if (tag === 0x0a && !(seen & 1)) {
       seen |= 1;
       event = string(end); // 1 event
@@ -177,8 +179,8 @@ function eventPayload(json: boolean, end: number): SendRequest["payload"] & Broa
 
 function sendBatchRequest(end: number): SendBatchRequest {
   const requests: SendRequest[] = [];
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 requests
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 requests
     requests.push(sendRequest(nested(end)));
   }
   return { $typeName: "realtime.v1.SendBatchRequest", requests };
@@ -187,18 +189,18 @@ function sendBatchRequest(end: number): SendBatchRequest {
 /** A google.protobuf.Value: at most one field, its kind. */
 function value(end: number): Value {
   let kind: Value["kind"];
-  if (pos === end) {
+  if (at.pos === end) {
     kind = { case: undefined };
   } else {
-    const tag = buf[pos++];
+    const tag = buf[at.pos++];
     switch (tag) {
       case 0x08: // 1 null_value, varint: NULL_VALUE (0) in one byte only
-        if (pos >= end || buf[pos] !== 0) throw notCanonical;
-        pos++;
+        if (at.pos >= end || buf[at.pos] !== 0) throw notCanonical;
+        at.pos++;
         kind = { case: "nullValue", value: 0 };
         break;
       case 0x11: // 2 number_value, 64-bit
-        if (end - pos < 8) throw notCanonical;
+        if (end - at.pos < 8) throw notCanonical;
         kind = { case: "numberValue", value: double() };
         break;
       case 0x1a: // 3 string_value
@@ -206,9 +208,9 @@ function value(end: number): Value {
         break;
       case 0x20: {
         // 4 bool_value, varint: 0 or 1 in one byte only
-        const b = pos < end ? buf[pos] : 2;
+        const b = at.pos < end ? buf[at.pos] : 2;
         if (b > 1) throw notCanonical;
-        pos++;
+        at.pos++;
         kind = { case: "boolValue", value: b === 1 };
         break;
       }
@@ -221,7 +223,7 @@ function value(end: number): Value {
       default:
         throw notCanonical;
     }
-    if (pos !== end) throw notCanonical; // a second field
+    if (at.pos !== end) throw notCanonical; // a second field
   }
   depth--;
   return { $typeName: "google.protobuf.Value", kind };
@@ -231,14 +233,14 @@ function struct(end: number): Struct {
   // protobuf-es assigns each entry into a fresh {} in wire order: a repeated
   // key keeps its first place and takes the last value, as here.
   const fields: { [key: string]: Value } = {};
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 fields, one map entry
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 fields, one map entry
     const entryEnd = length(end);
-    if (pos >= entryEnd || buf[pos++] !== 0x0a) throw notCanonical; // entry key
+    if (at.pos >= entryEnd || buf[at.pos++] !== 0x0a) throw notCanonical; // entry key
     const key = string(entryEnd);
-    if (pos >= entryEnd || buf[pos++] !== 0x12) throw notCanonical; // entry value
+    if (at.pos >= entryEnd || buf[at.pos++] !== 0x12) throw notCanonical; // entry value
     const item = value(nested(entryEnd));
-    if (pos !== entryEnd) throw notCanonical;
+    if (at.pos !== entryEnd) throw notCanonical;
     // Assigning "__proto__" would set the object's prototype: leave that
     // to protobuf-es.
     if (key === "__proto__") throw notCanonical;
@@ -250,8 +252,8 @@ function struct(end: number): Struct {
 
 function list(end: number): ListValue {
   const values: Value[] = [];
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 values
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 values
     values.push(value(nested(end)));
   }
   depth--;
@@ -263,17 +265,13 @@ function list(end: number): ListValue {
  * 256 MiB), within end; returns the position after the data.
  */
 function length(end: number): number {
-  if (pos >= end) throw notCanonical;
-  let b = buf[pos++];
-  let len = b & 0x7f;
-  for (let shift = 7; b & 0x80; shift += 7) {
-    if (pos >= end || shift > 21) throw notCanonical;
-    b = buf[pos++];
-    len |= (b & 0x7f) << shift;
-  }
-  if (len > end - pos) throw notCanonical;
-  return pos + len;
+  const len = readVarint32(buf, at, end, MAX_LENGTH_BYTES);
+  if (len < 0 || len > end - at.pos) throw notCanonical; // VARINT_INCOMPLETE or _INVALID, or too long
+  return at.pos + len;
 }
+
+/** The most varint bytes of a length decoded here (a length under 256 MiB). */
+const MAX_LENGTH_BYTES = 4;
 
 /** The end of an embedded message within end, one level deeper. */
 function nested(end: number): number {
@@ -284,8 +282,8 @@ function nested(end: number): number {
 
 function bytesField(end: number): Uint8Array {
   const dataEnd = length(end);
-  const data = new Uint8Array(buf.subarray(pos, dataEnd)); // a copy, even of a Buffer
-  pos = dataEnd;
+  const data = new Uint8Array(buf.subarray(at.pos, dataEnd)); // a copy, even of a Buffer
+  at.pos = dataEnd;
   return data;
 }
 
@@ -297,8 +295,8 @@ function bytesField(end: number): Uint8Array {
  */
 function string(end: number): string {
   const stringEnd = length(end);
-  const start = pos;
-  pos = stringEnd;
+  const start = at.pos;
+  at.pos = stringEnd;
   if (stringEnd - start <= SHORT_STRING) {
     let s = "";
     for (let i = start; i < stringEnd; i++) {
@@ -319,7 +317,7 @@ const scratchView = new DataView(scratch.buffer);
 
 /** A little-endian double at pos (8 bytes there, checked by the caller). */
 function double(): number {
-  for (let i = 0; i < 8; i++) scratch[i] = buf[pos + i];
-  pos += 8;
+  for (let i = 0; i < 8; i++) scratch[i] = buf[at.pos + i];
+  at.pos += 8;
   return scratchView.getFloat64(0, true);
 }
