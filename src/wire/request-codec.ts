@@ -1,6 +1,5 @@
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
-import { getTextEncoding } from "@bufbuild/protobuf/wire";
 import {
   BroadcastRequestSchema,
   PublishRequestSchema,
@@ -11,6 +10,7 @@ import {
   type SendBatchRequest,
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
+import { decodeString } from "./utf8.js";
 import { readVarint32, type Cursor } from "./varint.js";
 
 /**
@@ -287,30 +287,13 @@ function bytesField(end: number): Uint8Array {
   return data;
 }
 
-/**
- * A string field as protobuf-es reads a proto3 string: with its strict UTF-8
- * decoder (a fatal TextDecoder: it throws on invalid UTF-8, and drops a
- * leading BOM), except short ASCII, built here (the decoder's call costs
- * more than that).
- */
+/** A string field, as protobuf-es reads a proto3 string (utf8.ts). */
 function string(end: number): string {
   const stringEnd = length(end);
   const start = at.pos;
   at.pos = stringEnd;
-  if (stringEnd - start <= SHORT_STRING) {
-    let s = "";
-    for (let i = start; i < stringEnd; i++) {
-      const c = buf[i];
-      if (c >= 0x80) return getTextEncoding().decodeUtf8(buf.subarray(start, stringEnd), true);
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
-  return getTextEncoding().decodeUtf8(buf.subarray(start, stringEnd), true);
+  return decodeString(buf, start, stringEnd);
 }
-
-/** Up to this many bytes, an ASCII string is built here (measured: Node 20). */
-const SHORT_STRING = 12;
 
 const scratch = new Uint8Array(8);
 const scratchView = new DataView(scratch.buffer);
