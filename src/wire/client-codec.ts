@@ -12,6 +12,19 @@ import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
 import { varintSize, writeVarint } from "./varint.js";
 
+/**
+ * The client protocol's frames (realtime.client.v1, in the connection's
+ * encoding, protobuf binary or JSON): ClientFrames decoded, and
+ * ServerFrames encoded, with protobuf-es, under the rules stated on
+ * decodeClientFrame (test/protocol-frames.test.ts, test/fuzz-input.test.ts);
+ * except the frame of an event, the one sent to every recipient, which is
+ * built by hand from the publication's already-encoded event
+ * (binaryEventFrame, jsonEventFrame): byte for byte what protobuf-es writes
+ * for ServerFrame{event}, as test/wire-coverage.test.ts checks (and
+ * src/wire/coverage.ts lists: a field added to ServerFrame fails that test
+ * until it is placed).
+ */
+
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
 

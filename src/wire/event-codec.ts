@@ -17,7 +17,11 @@ import { int32VarintSize, varintSize, writeInt32Varint, writeVarint } from "./va
  *   kept after the known ones, strings as UTF-8 with lone surrogates as
  *   U+FFFD;
  * - JSON: character for character `toJsonString(EventSchema, event)`.
- * System events (a Member payload) stay with protobuf-es.
+ * System events (a Member payload) stay with protobuf-es: the caller asks
+ * isApplicationEvent (src/core/publication.ts). src/wire/coverage.ts lists
+ * the fields written here, and test/wire-coverage.test.ts fails when Event
+ * or the Value tree gains one that is not listed, or when an event with
+ * every listed field set is not written here as protobuf-es writes it.
  */
 
 /** An Event whose payload is an application payload: json or binary. */

@@ -1,9 +1,14 @@
 import { readVarint32, VARINT_INCOMPLETE, VARINT_INVALID, varintSize, writeVarint, type Cursor } from "./varint.js";
 
 /**
- * The link's framing: length-prefixed frames on a byte stream, a varint
- * length, then the frame (realtime.link.v1.EdgeFrame or HubFrame). The
+ * The link's framing (proto/realtime/link/v1/link.proto): length-prefixed
+ * frames on a byte stream, a varint length (varint.ts), then the frame
+ * (realtime.link.v1.EdgeFrame or HubFrame, publication.ts for the publish
+ * path, protobuf-es for the rest): the framing of protobuf's "delimited"
+ * messages (what `sizeDelimitedEncode` of @bufbuild/protobuf writes). The
  * writing side, which corks a socket, is src/link/frame-writer.ts.
+ * test/link-framing.test.ts checks that the frames come back whole and in
+ * order however the stream is cut, and that a bad length is refused.
  */
 
 /** The largest frame either end accepts (a members reply can be large). */

@@ -19,8 +19,7 @@ import { readVarint32, type Cursor } from "./varint.js";
  * every published event is decoded once on the hot path of the publish RPCs,
  * where protobuf-es's reflective `fromBinary` costs more than the rest of the
  * decode (most of it in the google.protobuf.Value tree). The counterpart of
- * the hand-written encoders in src/core/event-codec.ts and
- * src/link/publication-codec.ts.
+ * the hand-written encoders in event-codec.ts and publication.ts.
  *
  * Only the canonical shape is decoded here: the known fields with their
  * wire types, each at most once (at most one member of a oneof), one-byte
@@ -40,6 +39,15 @@ import { readVarint32, type Cursor } from "./varint.js";
  * decoded as protobuf-es decodes them (a leading BOM dropped). One
  * deliberate difference: a `binary` payload is a copy, where protobuf-es
  * returns a view into `bytes` (which grpc-js may reuse).
+ *
+ * Why the fallback is not a silent slow path: src/wire/coverage.ts lists
+ * every field of these messages (and of Value, Struct and ListValue) as
+ * decoded here, and test/wire-coverage.test.ts fails, naming the message
+ * and the field, when our proto gains a field that it does not list, or
+ * when a request with every listed field set is not decoded here. A field
+ * added to proto/ cannot be absorbed by `fromBinary` unnoticed: what
+ * reaches it is only what protobuf-es itself never writes (a field twice,
+ * non-minimal values, unknown fields from a newer client, bad bytes).
  */
 
 /** realtime.v1.PublishRequest from protobuf binary; throws where fromBinary throws. */
