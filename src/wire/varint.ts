@@ -79,18 +79,28 @@ export const VARINT_INVALID = -2;
  * `at.pos` as it was.
  */
 export function readVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes = MAX_VARINT32_BYTES): number {
+  // One byte, the common case (tags, short lengths), is read here; this
+  // function stays small enough for the hot decoders to inline it.
+  const pos = at.pos;
+  if (pos < end) {
+    const b = buf[pos];
+    if (b < 0x80) {
+      at.pos = pos + 1;
+      return b;
+    }
+  }
+  return readLongVarint32(buf, at, end, maxBytes);
+}
+
+/** readVarint32 where the first byte is not the whole varint. */
+function readLongVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes: number): number {
   let pos = at.pos;
   if (pos >= end) return VARINT_INCOMPLETE;
-  let b = buf[pos++];
-  if (b < 0x80) {
-    at.pos = pos;
-    return b;
-  }
-  let value = b & 0x7f;
+  let value = buf[pos++] & 0x7f;
   for (let shift = 7; ; shift += 7) {
     if (shift >= maxBytes * 7) return VARINT_INVALID;
     if (pos >= end) return VARINT_INCOMPLETE;
-    b = buf[pos++];
+    const b = buf[pos++];
     if (shift === 28) {
       // The fifth byte holds the top four bits, and ends the varint.
       if (b > 0x0f) return VARINT_INVALID;
