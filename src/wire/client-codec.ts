@@ -6,7 +6,7 @@ import {
   type ClientFrame,
   type ServerFrame,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Publication } from "../core/broker.js";
+import type { Publication } from "./publication.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
