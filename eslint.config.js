@@ -31,6 +31,24 @@ export default tseslint.config(
     },
   },
   {
+    // The wire room holds byte formats only: it imports src/protocol/, gen/
+    // and protobuf-es, nothing of the server and no I/O (docs/architecture.md).
+    files: ["src/wire/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(?!\\./|\\.\\./protocol/|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$))",
+              message: "src/wire/ imports only src/protocol/, gen/ and @bufbuild/protobuf",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["test/**/*.ts", "bench/**/*.ts"],
     rules: {
       "@typescript-eslint/no-non-null-assertion": "off",

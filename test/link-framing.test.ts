@@ -5,7 +5,10 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameReader, LINK_MAX_FRAME_BYTES } from "../src/wire/link-framing.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { sizeDelimitedEncode } from "@bufbuild/protobuf/wire";
+import { HubFrameSchema } from "../gen/realtime/link/v1/link_pb.js";
+import { FrameReader, frameHead, LINK_MAX_FRAME_BYTES } from "../src/wire/link-framing.js";
 import { varintSize, writeVarint } from "../src/wire/varint.js";
 
 function encode(frames: Uint8Array[]): Buffer {
@@ -75,5 +78,26 @@ describe("FrameReader", () => {
     const r2 = new FrameReader(() => {});
     r2.push(Buffer.from([0x80, 0x80, 0x80]));
     expect(() => r2.push(Buffer.from([0x80, 0x80, 0x01]))).toThrow(/not a valid varint/);
+  });
+
+  it("frames a message as protobuf-es's size-delimited encoding does", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.string(), (nonce, channel) => {
+        for (const frame of [
+          create(HubFrameSchema, { frame: { case: "challenge", value: { nonce } } }),
+          create(HubFrameSchema, { frame: { case: "publication", value: { channel, event: nonce } } }),
+        ]) {
+          const bytes = toBinary(HubFrameSchema, frame);
+          const framed = Buffer.concat([frameHead(bytes.length), bytes]);
+          expect(framed.equals(sizeDelimitedEncode(HubFrameSchema, frame))).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it("throws for a five-byte length of 2^32 or more, rather than reading it modulo 2^32", () => {
+    // 2^32 + 3 would read as a frame of 3 bytes if truncated.
+    const r = new FrameReader(() => {});
+    expect(() => r.push(Buffer.from([0x83, 0x80, 0x80, 0x80, 0x10, 1, 2, 3]))).toThrow(/not a valid varint/);
   });
 });

@@ -18,7 +18,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 /**
  * Request decoders to use instead of protobuf-es's reflective `fromBinary`,
  * by message type name (e.g. the hand-written ones of the hot path, in
- * src/api/request-codec.ts). Each must return what `fromBinary` would, and
+ * src/wire/request-codec.ts). Each must return what `fromBinary` would, and
  * throw where it would.
  */
 export type RequestDecoders = Readonly<Record<string, (bytes: Uint8Array) => unknown>>;

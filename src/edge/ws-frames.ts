@@ -1,10 +1,12 @@
 import type { Duplex } from "node:stream";
+import { frameOf } from "../wire/ws-frame.js";
 
 /**
  * The edge's write path for server-to-client frames, beside `ws`'s own
  * Sender. Server frames are not masked (RFC 6455 section 5.1), so one
  * message's frame is the same bytes for every recipient: it is built once
- * (header and payload in one buffer) and written as is to each socket.
+ * (header and payload in one buffer, src/wire/ws-frame.ts) and written as is
+ * to each socket.
  * Writes to one socket within one turn of the event loop are corked together
  * and leave in one writev when the loop turns (setImmediate: after every
  * I/O callback of this turn, so events that arrived in several link reads of
@@ -25,39 +27,8 @@ import type { Duplex } from "node:stream";
  * in call order, in order with `ws`'s own frames, and count in `bufferedAmount`.
  */
 
-/**
- * The last frame built per opcode, with the payload it carries: the edge
- * hands one event's payload to all its recipients in a row, so one slot per
- * encoding is a hit for every recipient after the first (no lookup table).
- */
-const lastText: { data?: Uint8Array; frame?: Buffer } = {};
-const lastBinary: { data?: Uint8Array; frame?: Buffer } = {};
 /** Sockets corked in this turn of the event loop, uncorked together at its end. */
 let corked: Duplex[] = [];
-
-/** The complete WebSocket frame (FIN, text or binary, unmasked) carrying data. */
-export function frameOf(data: Uint8Array, text: boolean): Buffer {
-  const last = text ? lastText : lastBinary;
-  if (last.data === data) return last.frame!;
-  const len = data.length;
-  const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(head + len);
-  frame[0] = 0x80 | (text ? 0x1 : 0x2);
-  if (len < 126) {
-    frame[1] = len;
-  } else if (len < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(len, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
-    frame.writeUInt32BE(len >>> 0, 6);
-  }
-  frame.set(data, head);
-  last.data = data;
-  last.frame = frame;
-  return frame;
-}
 
 /** Writes data as one frame to a WebSocket's socket (see above), corked until this turn of the event loop ends. */
 export function writeFrame(socket: Duplex, data: Uint8Array, text: boolean): void {

@@ -1,18 +1,14 @@
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { connect, type Socket } from "node:net";
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
-import {
-  EdgeFrameSchema,
-  HubFrameSchema,
-  PublicationSchema,
-  type LinkReply,
-} from "../../gen/realtime/link/v1/link_pb.js";
+import { EdgeFrameSchema, type LinkReply } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
 import { MAX_PAGE_SIZE } from "../core/pages.js";
 import type { MemberPage, Presence } from "../core/presence.js";
 import { FrameReader } from "../wire/link-framing.js";
+import { decodeHubFrame, encodeEdgePublish } from "../wire/publication.js";
 import { FrameWriter } from "./frame-writer.js";
 import { LINK_AUTH_TIMEOUT_MS, LinkRefusedError, linkProof } from "./link-auth.js";
 
@@ -127,7 +123,7 @@ export class LinkBroker implements Broker, Presence {
   }
 
   async publish(pub: Publication): Promise<number> {
-    const reply = await this.request({ frame: { case: "publish", value: create(PublicationSchema, pub) } });
+    const reply = await this.requestFrame((id) => encodeEdgePublish(id, pub));
     return reply.edges;
   }
 
@@ -171,6 +167,11 @@ export class LinkBroker implements Broker, Presence {
   }
 
   private request(init: MessageInitShape<typeof EdgeFrameSchema>): Promise<LinkReply> {
+    return this.requestFrame((id) => encodeEdgeFrame({ ...init, id }));
+  }
+
+  /** Sends the frame that encode(id) returns, under a fresh id, and resolves with the hub's reply to it. */
+  private requestFrame(encode: (id: number) => Uint8Array): Promise<LinkReply> {
     if (!this.connected) {
       return Promise.reject(
         new RealtimeError(
@@ -184,7 +185,7 @@ export class LinkBroker implements Broker, Presence {
     return new Promise<LinkReply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: performance.now() + LINK_REQUEST_TIMEOUT_MS });
       this.timeoutTimer ??= setTimeout(() => this.expire(), LINK_REQUEST_TIMEOUT_MS);
-      this.send({ ...init, id });
+      this.write(encode(id));
     });
   }
 
@@ -221,8 +222,12 @@ export class LinkBroker implements Broker, Presence {
   }
 
   private send(init: MessageInitShape<typeof EdgeFrameSchema>): void {
+    this.write(encodeEdgeFrame(init));
+  }
+
+  private write(frame: Uint8Array): void {
     if (!this.connected || !this.writer) return;
-    this.writer.write(toBinary(EdgeFrameSchema, create(EdgeFrameSchema, init)));
+    this.writer.write(frame);
   }
 
   private dial(): void {
@@ -314,7 +319,7 @@ export class LinkBroker implements Broker, Presence {
   }
 
   private onFrame(bytes: Uint8Array): void {
-    const frame = fromBinary(HubFrameSchema, bytes).frame;
+    const frame = decodeHubFrame(bytes).frame;
     if (frame.case === "publication") {
       this.options.onPublication(frame.value);
     } else if (frame.case === "challenge") {
@@ -349,4 +354,9 @@ export class LinkBroker implements Broker, Presence {
     }
     this.settled();
   }
+}
+
+/** An EdgeFrame other than a publish (encodeEdgePublish), with protobuf-es. */
+function encodeEdgeFrame(init: MessageInitShape<typeof EdgeFrameSchema>): Uint8Array {
+  return toBinary(EdgeFrameSchema, create(EdgeFrameSchema, init));
 }

@@ -1,12 +1,7 @@
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { ErrorCode } from "../../gen/realtime/client/v1/client_pb.js";
-import {
-  EdgeFrameSchema,
-  HubFrameSchema,
-  type LinkReplySchema,
-  type EdgeFrame,
-} from "../../gen/realtime/link/v1/link_pb.js";
+import { HubFrameSchema, type LinkReplySchema, type EdgeFrame } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
 import { asRealtimeError, Code } from "../protocol/errors.js";
@@ -24,7 +19,7 @@ import {
   LinkRefusedError,
   verifyLinkProof,
 } from "./link-auth.js";
-import { encodeHubPublication } from "../wire/publication.js";
+import { decodeEdgeFrame, encodeHubPublication } from "../wire/publication.js";
 
 /** What one member adds to a LinkReply (protobuf binary). */
 const BINARY_MEMBER_SIZE = memberSize(Encoding.Proto);
@@ -118,7 +113,7 @@ export class LinkServer {
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 5_000);
-    const reader = new FrameReader((bytes) => link.handle(fromBinary(EdgeFrameSchema, bytes)));
+    const reader = new FrameReader((bytes) => link.handle(decodeEdgeFrame(bytes)));
     // Until the Hello is accepted, only frames the size of a Hello are read.
     reader.maxFrameBytes = LINK_MAX_HELLO_FRAME_BYTES;
     const timeoutMs = this.options.authTimeoutMs ?? LINK_AUTH_TIMEOUT_MS;

@@ -1,10 +1,8 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
-import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
-import { encodePublication } from "../wire/publication.js";
+import { decodePublication, encodePublication } from "../wire/publication.js";
 import { redisUnavailable } from "./connection.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
@@ -71,7 +69,7 @@ export class RedisBroker implements Broker {
     const deliver = (_channel: Buffer, message: Buffer) => {
       let pub: Publication;
       try {
-        pub = fromBinary(PublicationSchema, message);
+        pub = decodePublication(message);
       } catch (err) {
         options.onError?.(err, "decoding a publication from Redis");
         return;

@@ -6,10 +6,24 @@ import {
   type ClientFrame,
   type ServerFrame,
 } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Publication } from "../core/broker.js";
+import type { Publication } from "./publication.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
+import { varintSize, writeVarint } from "./varint.js";
+
+/**
+ * The client protocol's frames (realtime.client.v1, in the connection's
+ * encoding, protobuf binary or JSON): ClientFrames decoded, and
+ * ServerFrames encoded, with protobuf-es, under the rules stated on
+ * decodeClientFrame (test/protocol-frames.test.ts, test/fuzz-input.test.ts);
+ * except the frame of an event, the one sent to every recipient, which is
+ * built by hand from the publication's already-encoded event
+ * (binaryEventFrame, jsonEventFrame): byte for byte what protobuf-es writes
+ * for ServerFrame{event}, as test/wire-coverage.test.ts checks (and
+ * src/wire/coverage.ts lists: a field added to ServerFrame fails that test
+ * until it is placed).
+ */
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
@@ -167,16 +181,11 @@ export function serverFrame(
  */
 export function binaryEventFrame(pub: Publication): Uint8Array {
   const len = pub.event.length;
-  const head: number[] = [0x1a];
-  let n = len;
-  while (n > 0x7f) {
-    head.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  head.push(n);
-  const out = new Uint8Array(head.length + len);
-  out.set(head, 0);
-  out.set(pub.event, head.length);
+  const head = 1 + varintSize(len);
+  const out = new Uint8Array(head + len);
+  out[0] = 0x1a;
+  writeVarint(out, 1, len);
+  out.set(pub.event, head);
   return out;
 }
 

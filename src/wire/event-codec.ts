@@ -2,7 +2,7 @@ import type { UnknownField } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-import { varintSize } from "./varint.js";
+import { int32VarintSize, varintSize, writeInt32Varint, writeVarint } from "./varint.js";
 
 /**
  * realtime.client.v1.Event with an application payload (json or binary), in
@@ -17,7 +17,11 @@ import { varintSize } from "./varint.js";
  *   kept after the known ones, strings as UTF-8 with lone surrogates as
  *   U+FFFD;
  * - JSON: character for character `toJsonString(EventSchema, event)`.
- * System events (a Member payload) stay with protobuf-es.
+ * System events (a Member payload) stay with protobuf-es: the caller asks
+ * isApplicationEvent (src/core/publication.ts). src/wire/coverage.ts lists
+ * the fields written here, and test/wire-coverage.test.ts fails when Event
+ * or the Value tree gains one that is not listed, or when an event with
+ * every listed field set is not written here as protobuf-es writes it.
  */
 
 /** An Event whose payload is an application payload: json or binary. */
@@ -87,7 +91,7 @@ function measureValue(value: Value, lens: number[]): number {
   let size = 0;
   switch (kind.case) {
     case "nullValue":
-      size = 1 + int32Size(kind.value);
+      size = 1 + int32VarintSize(kind.value);
       break;
     case "numberValue":
       size = 9;
@@ -186,7 +190,7 @@ class Writer {
     switch (kind.case) {
       case "nullValue":
         this.out[this.pos++] = 0x08; // 1 null_value, varint
-        this.int32(kind.value);
+        this.pos = writeInt32Varint(this.out, this.pos, kind.value);
         break;
       case "numberValue":
         this.out[this.pos++] = 0x11; // 2 number_value, 64-bit
@@ -257,26 +261,8 @@ class Writer {
 
   /** An unsigned varint of at most 32 bits. */
   private varint(n: number): void {
-    while (n > 0x7f) {
-      this.out[this.pos++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    this.out[this.pos++] = n;
+    this.pos = writeVarint(this.out, this.pos, n);
   }
-
-  /** An int32 varint: a negative one is sign-extended to ten bytes. */
-  private int32(n: number): void {
-    if (n >= 0) return this.varint(n);
-    for (let i = 0; i < 9; i++) {
-      this.out[this.pos++] = (n & 0x7f) | 0x80;
-      n >>= 7;
-    }
-    this.out[this.pos++] = 1;
-  }
-}
-
-function int32Size(n: number): number {
-  return n >= 0 ? varintSize(n) : 10;
 }
 
 // JSON: protobuf-es builds a plain object and JSON.stringify()s it; this

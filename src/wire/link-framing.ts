@@ -1,9 +1,14 @@
-import { varintSize, writeVarint } from "./varint.js";
+import { readVarint32, VARINT_INCOMPLETE, VARINT_INVALID, varintSize, writeVarint, type Cursor } from "./varint.js";
 
 /**
- * The link's framing: length-prefixed frames on a byte stream, a varint
- * length, then the frame (realtime.link.v1.EdgeFrame or HubFrame). The
+ * The link's framing (proto/realtime/link/v1/link.proto): length-prefixed
+ * frames on a byte stream, a varint length (varint.ts), then the frame
+ * (realtime.link.v1.EdgeFrame or HubFrame, publication.ts for the publish
+ * path, protobuf-es for the rest): the framing of protobuf's "delimited"
+ * messages (what `sizeDelimitedEncode` of @bufbuild/protobuf writes). The
  * writing side, which corks a socket, is src/link/frame-writer.ts.
+ * test/link-framing.test.ts checks that the frames come back whole and in
+ * order however the stream is cut, and that a bad length is refused.
  */
 
 /** The largest frame either end accepts (a members reply can be large). */
@@ -19,7 +24,8 @@ export function frameHead(length: number): Buffer {
 /**
  * Splits a byte stream into frames. push() calls onFrame for each complete
  * frame, in order; a frame longer than maxFrameBytes (LINK_MAX_FRAME_BYTES
- * unless lowered), or a length that is not a valid varint, throws.
+ * unless lowered), or a length that is not a valid varint (longer than five
+ * bytes, or 2^32 or more), throws.
  *
  * Frames that arrive whole are views of the chunk they came in (no copy).
  * A frame split across chunks is joined once, when its last byte arrives:
@@ -38,6 +44,8 @@ export class FrameReader {
    * only until a link has authenticated).
    */
   maxFrameBytes = LINK_MAX_FRAME_BYTES;
+  /** Where parse() reads the next length. */
+  private readonly at: Cursor = { pos: 0 };
 
   constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
 
@@ -62,26 +70,14 @@ export class FrameReader {
   }
 
   private parse(buf: Buffer): void {
+    const at = this.at;
     let offset = 0;
     while (offset < buf.length) {
-      let len = 0;
-      let shift = 0;
-      let pos = offset;
-      let complete = false;
-      while (pos < buf.length && shift < 35) {
-        const b = buf[pos++]!;
-        len |= (b & 0x7f) << shift;
-        if (b < 0x80) {
-          complete = true;
-          break;
-        }
-        shift += 7;
-      }
-      if (!complete) {
-        if (shift >= 35) throw new Error("link frame length is not a valid varint");
-        return this.keep(buf.subarray(offset), -1);
-      }
-      len >>>= 0;
+      at.pos = offset;
+      const len = readVarint32(buf, at, buf.length);
+      if (len === VARINT_INCOMPLETE) return this.keep(buf.subarray(offset), -1);
+      if (len === VARINT_INVALID) throw new Error("link frame length is not a valid varint");
+      const pos = at.pos;
       if (len > this.maxFrameBytes) throw new Error(`link frame of ${len} bytes exceeds ${this.maxFrameBytes}`);
       if (pos + len > buf.length) return this.keep(buf.subarray(offset), pos - offset + len);
       this.onFrame(buf.subarray(pos, pos + len));

@@ -1,6 +1,5 @@
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
-import { getTextEncoding } from "@bufbuild/protobuf/wire";
 import {
   BroadcastRequestSchema,
   PublishRequestSchema,
@@ -11,6 +10,8 @@ import {
   type SendBatchRequest,
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
+import { decodeString } from "./utf8.js";
+import { readVarint32, type Cursor } from "./varint.js";
 
 /**
  * The publish requests of realtime.v1 (PublishRequest, SendRequest,
@@ -18,8 +19,7 @@ import {
  * every published event is decoded once on the hot path of the publish RPCs,
  * where protobuf-es's reflective `fromBinary` costs more than the rest of the
  * decode (most of it in the google.protobuf.Value tree). The counterpart of
- * the hand-written encoders in src/core/event-codec.ts and
- * src/link/publication-codec.ts.
+ * the hand-written encoders in event-codec.ts and publication.ts.
  *
  * Only the canonical shape is decoded here: the known fields with their
  * wire types, each at most once (at most one member of a oneof), one-byte
@@ -39,6 +39,15 @@ import {
  * decoded as protobuf-es decodes them (a leading BOM dropped). One
  * deliberate difference: a `binary` payload is a copy, where protobuf-es
  * returns a view into `bytes` (which grpc-js may reuse).
+ *
+ * Why the fallback is not a silent slow path: src/wire/coverage.ts lists
+ * every field of these messages (and of Value, Struct and ListValue) as
+ * decoded here, and test/wire-coverage.test.ts fails, naming the message
+ * and the field, when our proto gains a field that it does not list, or
+ * when a request with every listed field set is not decoded here. A field
+ * added to proto/ cannot be absorbed by `fromBinary` unnoticed: what
+ * reaches it is only what protobuf-es itself never writes (a field twice,
+ * non-minimal values, unknown fields from a newer client, bad bytes).
  */
 
 /** realtime.v1.PublishRequest from protobuf binary; throws where fromBinary throws. */
@@ -85,8 +94,9 @@ const notCanonical = new Error("request-codec: not the canonical shape");
 // The decoder's state, for one top-level decode at a time (decoding is
 // synchronous and calls nothing that could decode again).
 let buf: Uint8Array = new Uint8Array(0);
-let pos = 0;
 let depth = 0;
+/** The read position in buf (a cursor: readVarint32 moves it). */
+const at: Cursor = { pos: 0 };
 
 function decode<Desc extends DescMessage>(
   bytes: Uint8Array,
@@ -94,7 +104,7 @@ function decode<Desc extends DescMessage>(
   body: (end: number) => MessageShape<Desc>,
 ): MessageShape<Desc> {
   buf = bytes;
-  pos = 0;
+  at.pos = 0;
   depth = 1;
   try {
     return body(bytes.length);
@@ -114,9 +124,9 @@ const EMPTY = new Uint8Array(0);
 
 function publishRequest(end: number): PublishRequest {
   let event: PublishRequest["event"] = { case: undefined };
-  while (pos < end) {
+  while (at.pos < end) {
     if (event.case !== undefined) throw notCanonical; // a oneof member twice
-    const tag = buf[pos++];
+    const tag = buf[at.pos++];
     if (tag === 0x0a)
       event = { case: "send", value: sendRequest(nested(end)) }; // 1 send
     else if (tag === 0x12)
@@ -131,8 +141,8 @@ function sendRequest(end: number): SendRequest {
   let event = "";
   let payload: SendRequest["payload"] = { case: undefined };
   let seen = 0; // a bit a field (the payload oneof as one)
-  while (pos < end) {
-    const tag = buf[pos++];
+  while (at.pos < end) {
+    const tag = buf[at.pos++];
     if (tag === 0x0a && !(seen & 1)) {
       seen |= 1;
       channel = string(end); // 1 channel
@@ -154,8 +164,8 @@ function broadcastRequest(end: number): BroadcastRequest {
   let event = "";
   let payload: BroadcastRequest["payload"] = { case: undefined };
   let seen = 0;
-  while (pos < end) {
-    const tag = buf[pos++];
+  while (at.pos < end) {
+    const tag = buf[at.pos++];
     if (tag === 0x0a && !(seen & 1)) {
       seen |= 1;
       event = string(end); // 1 event
@@ -177,8 +187,8 @@ function eventPayload(json: boolean, end: number): SendRequest["payload"] & Broa
 
 function sendBatchRequest(end: number): SendBatchRequest {
   const requests: SendRequest[] = [];
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 requests
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 requests
     requests.push(sendRequest(nested(end)));
   }
   return { $typeName: "realtime.v1.SendBatchRequest", requests };
@@ -187,18 +197,18 @@ function sendBatchRequest(end: number): SendBatchRequest {
 /** A google.protobuf.Value: at most one field, its kind. */
 function value(end: number): Value {
   let kind: Value["kind"];
-  if (pos === end) {
+  if (at.pos === end) {
     kind = { case: undefined };
   } else {
-    const tag = buf[pos++];
+    const tag = buf[at.pos++];
     switch (tag) {
       case 0x08: // 1 null_value, varint: NULL_VALUE (0) in one byte only
-        if (pos >= end || buf[pos] !== 0) throw notCanonical;
-        pos++;
+        if (at.pos >= end || buf[at.pos] !== 0) throw notCanonical;
+        at.pos++;
         kind = { case: "nullValue", value: 0 };
         break;
       case 0x11: // 2 number_value, 64-bit
-        if (end - pos < 8) throw notCanonical;
+        if (end - at.pos < 8) throw notCanonical;
         kind = { case: "numberValue", value: double() };
         break;
       case 0x1a: // 3 string_value
@@ -206,9 +216,9 @@ function value(end: number): Value {
         break;
       case 0x20: {
         // 4 bool_value, varint: 0 or 1 in one byte only
-        const b = pos < end ? buf[pos] : 2;
+        const b = at.pos < end ? buf[at.pos] : 2;
         if (b > 1) throw notCanonical;
-        pos++;
+        at.pos++;
         kind = { case: "boolValue", value: b === 1 };
         break;
       }
@@ -221,7 +231,7 @@ function value(end: number): Value {
       default:
         throw notCanonical;
     }
-    if (pos !== end) throw notCanonical; // a second field
+    if (at.pos !== end) throw notCanonical; // a second field
   }
   depth--;
   return { $typeName: "google.protobuf.Value", kind };
@@ -231,14 +241,14 @@ function struct(end: number): Struct {
   // protobuf-es assigns each entry into a fresh {} in wire order: a repeated
   // key keeps its first place and takes the last value, as here.
   const fields: { [key: string]: Value } = {};
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 fields, one map entry
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 fields, one map entry
     const entryEnd = length(end);
-    if (pos >= entryEnd || buf[pos++] !== 0x0a) throw notCanonical; // entry key
+    if (at.pos >= entryEnd || buf[at.pos++] !== 0x0a) throw notCanonical; // entry key
     const key = string(entryEnd);
-    if (pos >= entryEnd || buf[pos++] !== 0x12) throw notCanonical; // entry value
+    if (at.pos >= entryEnd || buf[at.pos++] !== 0x12) throw notCanonical; // entry value
     const item = value(nested(entryEnd));
-    if (pos !== entryEnd) throw notCanonical;
+    if (at.pos !== entryEnd) throw notCanonical;
     // Assigning "__proto__" would set the object's prototype: leave that
     // to protobuf-es.
     if (key === "__proto__") throw notCanonical;
@@ -250,8 +260,8 @@ function struct(end: number): Struct {
 
 function list(end: number): ListValue {
   const values: Value[] = [];
-  while (pos < end) {
-    if (buf[pos++] !== 0x0a) throw notCanonical; // 1 values
+  while (at.pos < end) {
+    if (buf[at.pos++] !== 0x0a) throw notCanonical; // 1 values
     values.push(value(nested(end)));
   }
   depth--;
@@ -263,17 +273,13 @@ function list(end: number): ListValue {
  * 256 MiB), within end; returns the position after the data.
  */
 function length(end: number): number {
-  if (pos >= end) throw notCanonical;
-  let b = buf[pos++];
-  let len = b & 0x7f;
-  for (let shift = 7; b & 0x80; shift += 7) {
-    if (pos >= end || shift > 21) throw notCanonical;
-    b = buf[pos++];
-    len |= (b & 0x7f) << shift;
-  }
-  if (len > end - pos) throw notCanonical;
-  return pos + len;
+  const len = readVarint32(buf, at, end, MAX_LENGTH_BYTES);
+  if (len < 0 || len > end - at.pos) throw notCanonical; // VARINT_INCOMPLETE or _INVALID, or too long
+  return at.pos + len;
 }
+
+/** The most varint bytes of a length decoded here (a length under 256 MiB). */
+const MAX_LENGTH_BYTES = 4;
 
 /** The end of an embedded message within end, one level deeper. */
 function nested(end: number): number {
@@ -284,42 +290,25 @@ function nested(end: number): number {
 
 function bytesField(end: number): Uint8Array {
   const dataEnd = length(end);
-  const data = new Uint8Array(buf.subarray(pos, dataEnd)); // a copy, even of a Buffer
-  pos = dataEnd;
+  const data = new Uint8Array(buf.subarray(at.pos, dataEnd)); // a copy, even of a Buffer
+  at.pos = dataEnd;
   return data;
 }
 
-/**
- * A string field as protobuf-es reads a proto3 string: with its strict UTF-8
- * decoder (a fatal TextDecoder: it throws on invalid UTF-8, and drops a
- * leading BOM), except short ASCII, built here (the decoder's call costs
- * more than that).
- */
+/** A string field, as protobuf-es reads a proto3 string (utf8.ts). */
 function string(end: number): string {
   const stringEnd = length(end);
-  const start = pos;
-  pos = stringEnd;
-  if (stringEnd - start <= SHORT_STRING) {
-    let s = "";
-    for (let i = start; i < stringEnd; i++) {
-      const c = buf[i];
-      if (c >= 0x80) return getTextEncoding().decodeUtf8(buf.subarray(start, stringEnd), true);
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
-  return getTextEncoding().decodeUtf8(buf.subarray(start, stringEnd), true);
+  const start = at.pos;
+  at.pos = stringEnd;
+  return decodeString(buf, start, stringEnd);
 }
-
-/** Up to this many bytes, an ASCII string is built here (measured: Node 20). */
-const SHORT_STRING = 12;
 
 const scratch = new Uint8Array(8);
 const scratchView = new DataView(scratch.buffer);
 
 /** A little-endian double at pos (8 bytes there, checked by the caller). */
 function double(): number {
-  for (let i = 0; i < 8; i++) scratch[i] = buf[pos + i];
-  pos += 8;
+  for (let i = 0; i < 8; i++) scratch[i] = buf[at.pos + i];
+  at.pos += 8;
   return scratchView.getFloat64(0, true);
 }

@@ -1,8 +1,25 @@
 /**
- * Unsigned protobuf varints of at most 32 bits, for the hand-written
- * encoders (src/core/event-codec.ts, src/link/publication-codec.ts).
- * Callers pass integers in [0, 2^32); nothing else is checked.
+ * Protobuf varints (https://protobuf.dev/programming-guides/encoding/#varints):
+ * the one place where the hand codecs of src/wire/ read and write them
+ * (tags, lengths, uint32 and int32 fields, the link's frame lengths).
+ *
+ * Writing: unsigned varints of integers in [0, 2^32), minimal (as every
+ * protobuf encoder writes them), and int32 fields, whose negative values
+ * are sign-extended to 64 bits (ten bytes), as protobuf-es writes them.
+ * Callers pass integers in range; nothing else is checked.
+ *
+ * Reading: unsigned varints of at most 32 bits, within bounds the caller
+ * gives; a varint that does not end within them, that is longer than the
+ * caller allows, or that holds 2^32 or more is refused, never truncated.
+ * Non-minimal encodings (0x80 0x00 for 0) read as their value, as
+ * protobuf-es reads them.
+ *
+ * test/varint.test.ts checks both against protobuf-es's BinaryWriter and
+ * BinaryReader.
  */
+
+/** The most bytes a varint of 32 bits takes. */
+export const MAX_VARINT32_BYTES = 5;
 
 /** Bytes the varint of n takes. */
 export function varintSize(n: number): number {
@@ -22,4 +39,78 @@ export function writeVarint(out: Uint8Array, pos: number, n: number): number {
   }
   out[pos++] = n;
   return pos;
+}
+
+/** Bytes an int32 field's varint of n takes: ten for a negative n. */
+export function int32VarintSize(n: number): number {
+  return n >= 0 ? varintSize(n) : 10;
+}
+
+/**
+ * Writes an int32 field's varint of n (in [-2^31, 2^31)) at pos, a negative
+ * one sign-extended to ten bytes; returns the position after it.
+ */
+export function writeInt32Varint(out: Uint8Array, pos: number, n: number): number {
+  if (n >= 0) return writeVarint(out, pos, n);
+  for (let i = 0; i < 9; i++) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n >>= 7;
+  }
+  out[pos++] = 1;
+  return pos;
+}
+
+/** A read position in a buffer, which readVarint32 moves past what it read. */
+export interface Cursor {
+  pos: number;
+}
+
+/** What readVarint32 returns when the bytes end (at `end`) inside the varint. */
+export const VARINT_INCOMPLETE = -1;
+/** What readVarint32 returns for a varint longer than allowed, or of 2^32 or more. */
+export const VARINT_INVALID = -2;
+
+/**
+ * Reads the unsigned varint at `at.pos` of buf, reading no byte at or past
+ * end, and of at most maxBytes bytes (MAX_VARINT32_BYTES unless lowered).
+ * Returns its value, in [0, 2^32), and moves `at.pos` past it; or returns
+ * VARINT_INCOMPLETE (the bytes end inside it: more may come) or
+ * VARINT_INVALID (longer than maxBytes, or 2^32 or more), and leaves
+ * `at.pos` as it was.
+ */
+export function readVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes = MAX_VARINT32_BYTES): number {
+  // One byte, the common case (tags, short lengths), is read here; this
+  // function stays small enough for the hot decoders to inline it.
+  const pos = at.pos;
+  if (pos < end) {
+    const b = buf[pos];
+    if (b < 0x80) {
+      at.pos = pos + 1;
+      return b;
+    }
+  }
+  return readLongVarint32(buf, at, end, maxBytes);
+}
+
+/** readVarint32 where the first byte is not the whole varint. */
+function readLongVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes: number): number {
+  let pos = at.pos;
+  if (pos >= end) return VARINT_INCOMPLETE;
+  let value = buf[pos++] & 0x7f;
+  for (let shift = 7; ; shift += 7) {
+    if (shift >= maxBytes * 7) return VARINT_INVALID;
+    if (pos >= end) return VARINT_INCOMPLETE;
+    const b = buf[pos++];
+    if (shift === 28) {
+      // The fifth byte holds the top four bits, and ends the varint.
+      if (b > 0x0f) return VARINT_INVALID;
+      at.pos = pos;
+      return (value | (b << 28)) >>> 0;
+    }
+    value |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      at.pos = pos;
+      return value;
+    }
+  }
 }

@@ -1,6 +1,6 @@
 /**
  * A raw client of the API's link port, built from the generated link schemas
- * and src/link/framing.ts only: what an intruder on the network (or a
+ * and src/wire/link-framing.ts only: what an intruder on the network (or a
  * hand-written edge) can send. It records every HubFrame and lets a test
  * wait for the one it expects, or for the hub to close the connection.
  */

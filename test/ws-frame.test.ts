@@ -5,7 +5,7 @@
  */
 import * as ws from "ws";
 import { describe, expect, it } from "vitest";
-import { frameOf } from "../src/edge/ws-frames.js";
+import { frameOf } from "../src/wire/ws-frame.js";
 
 // ws's framing, which its typings do not declare.
 const { Sender } = ws as unknown as { Sender: { frame(data: Buffer, options: object): Buffer[] } };
