@@ -10,7 +10,7 @@ import { checkExposure, enforceExposure } from "../auth/exposure.js";
 import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
 import { addService } from "../api/grpc/adapter.js";
-import { createHealth, ServingStatus } from "../api/grpc/health.js";
+import { createHealth, ServingStatus } from "../api/health.js";
 import { addReflection } from "../api/grpc/reflection.js";
 import { createRealtimeService } from "../api/service.js";
 import { REQUEST_DECODERS } from "../wire/request-codec.js";
