@@ -11,5 +11,4 @@ export {
 export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
 export { codeName, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
-export { GRPC_CODE_NAMES } from "./codes.js";
 export { VERSION } from "./version.js";

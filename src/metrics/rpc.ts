@@ -6,14 +6,13 @@
  */
 import { ConnectError, type Interceptor as ConnectInterceptor } from "@connectrpc/connect";
 import { RealtimeError } from "../protocol/errors.js";
+import { Code } from "../protocol/status-codes.js";
 import type { Interceptor } from "../api/interceptors.js";
-import { GRPC_CODE_NAMES } from "./codes.js";
-import type { Metrics } from "./metrics.js";
+import { codeLabel, type Metrics } from "./metrics.js";
 
 /** The gRPC code name a failure is answered with (the adapters' own mapping: anything unknown is INTERNAL). */
 export function codeName(err: unknown): string {
-  const code = err instanceof ConnectError || err instanceof RealtimeError ? (err.code as number) : 13;
-  return GRPC_CODE_NAMES[code] ?? "UNKNOWN";
+  return codeLabel(err instanceof ConnectError || err instanceof RealtimeError ? err.code : Code.Internal);
 }
 
 /**
