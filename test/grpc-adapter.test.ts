@@ -213,7 +213,7 @@ describe("unary calls", () => {
         },
       },
       {
-        async interceptHandler(_ctx, next) {
+        async interceptor(_call, next) {
           try {
             await next();
           } catch (err) {
@@ -254,8 +254,8 @@ describe("unary calls", () => {
         },
       },
       {
-        async interceptHandler(ctx, next) {
-          if (ctx.requestHeader.get("authorization") === null) {
+        async interceptor(call, next) {
+          if (call.requestHeader.get("authorization") === null) {
             throw new ConnectError("missing authorization", Code.Unauthenticated);
           }
           await next();

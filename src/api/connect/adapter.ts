@@ -8,8 +8,12 @@
  * (https://connectrpc.com/docs/protocol, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md);
  * this file only sets the limits and answers what connect-node leaves bare.
  */
-import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ConnectError,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor as ConnectInterceptor,
+} from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -18,32 +22,17 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { Code } from "../../protocol/status-codes.js";
 import { CONNECTION } from "../call-context.js";
+import type { Interceptor } from "../interceptors.js";
+import type { ServiceEntry } from "../service-entry.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
-import { requestDecoder, type RequestDecoders } from "../undecodable.js";
+import { requestDecoder } from "../undecodable.js";
 import { methodMismatch, parseRpcContentType } from "./content-type.js";
 import { checkRequests, undecodableInterceptor } from "./request-check.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** One service to serve: the generated descriptor and its implementation. */
-export interface ServiceEntry {
-  service: DescService;
-  /** A Partial<ServiceImpl<typeof service>>; methods missing answer UNIMPLEMENTED. */
-  impl: object;
-  /** Decoders for its request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
-  requestDecoders?: RequestDecoders;
-}
-
-/** A typed ServiceEntry: checks that impl implements service. */
-export function serviceEntry<S extends DescService>(
-  service: S,
-  impl: Partial<ServiceImpl<S>>,
-  requestDecoders?: RequestDecoders,
-): ServiceEntry {
-  return { service, impl, requestDecoders };
-}
 
 /** Options of {@link createConnectHandler}. */
 export interface ConnectHandlerOptions {
@@ -58,14 +47,33 @@ export interface ConnectHandlerOptions {
    * server can close. Default: none.
    */
   shutdownSignal?: AbortSignal;
-  /** Runs around every call (connect-node's interceptors), first outermost. Default: none. */
-  interceptors?: Interceptor[];
   /** Answers requests that are not RPCs (the dashboard). Default: 404. */
   fallback?: NodeHandlerFn;
 }
 
 /** The compressions the HTTP port accepts (connectNodeAdapter's default). */
 const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
+
+/**
+ * The API's RPC interceptor (src/api/interceptors.ts) as a connect-es
+ * server-side Interceptor: the adapter function of this port. It sees the
+ * call as connect-node hands it to interceptors (service, method, request
+ * header, context values), and its `next()` settles once the handler has
+ * returned: for a streaming response, once it has returned its stream.
+ */
+export function toConnectInterceptor(interceptor: Interceptor): ConnectInterceptor {
+  return (next) => async (req) => {
+    let res: Awaited<ReturnType<typeof next>> | undefined;
+    await interceptor(
+      { service: req.service, method: req.method, requestHeader: req.header, values: req.contextValues },
+      async () => {
+        res = await next(req);
+      },
+    );
+    if (!res) throw new ConnectError("an interceptor resolved without running the call", Code.Internal);
+    return res;
+  };
+}
 
 /**
  * Creates a Node request handler (for node:http or node:http2) serving
@@ -83,6 +91,8 @@ const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
  *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
  *   where to call it;
  * - `ctx.values.get(CONNECTION)` names the connection the call came on;
+ * - a service's `interceptor` runs around each of its calls, before the
+ *   check of undecodable requests (see {@link toConnectInterceptor});
  * - other paths go to `fallback`.
  *
  * It is connectNodeAdapter's dispatch (path, then protocol by content type)
@@ -94,13 +104,13 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
   const router = createConnectRouter({
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: unavailableOnAbort(options.shutdownSignal),
-    interceptors: [...(options.interceptors ?? []), undecodableInterceptor()],
     acceptCompression: ACCEPT_COMPRESSION,
   });
   const handlers = new Map<string, UniversalHandler>();
-  for (const { service, impl, requestDecoders } of services) {
+  for (const { service, impl, requestDecoders, interceptor } of services) {
     const first = router.handlers.length;
-    router.service(service, impl as never);
+    const interceptors = [...(interceptor ? [toConnectInterceptor(interceptor)] : []), undecodableInterceptor()];
+    router.service(service, impl as never, { interceptors });
     for (const handler of router.handlers.slice(first)) {
       const decode = requestDecoder(handler.method.input, requestDecoders);
       handlers.set(
