@@ -32,9 +32,6 @@ import {
   type MethodImplSpec,
   type ServiceImpl,
 } from "@connectrpc/connect";
-// Internal to connect (pinned at 2.1.2): encodes ConnectError details as
-// grpc-status-details-bin exactly like connect-node's gRPC protocol does.
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../protocol/errors.js";
 import { Code } from "../../protocol/status-codes.js";
 import { CONNECTION } from "../call-context.js";
@@ -48,6 +45,7 @@ import {
   UndecodableRequestError,
   type RequestDecoders,
 } from "../undecodable.js";
+import { STATUS_DETAILS_KEY, statusDetailsBin } from "./status-details.js";
 
 export type { RequestDecoders } from "../undecodable.js";
 
@@ -90,7 +88,6 @@ const RESERVED_RESPONSE_KEYS = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
-const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 
 /**
  * A cancel that arrives this close to the deadline (or after it) aborts
@@ -175,13 +172,16 @@ export function addService<S extends DescService>(
 /**
  * Maps anything a handler throws to the gRPC status sent for it: the code of
  * a ConnectError (whose Code numbers are gRPC's) or RealtimeError, with its
- * message (ConnectError: rawMessage, metadata and details); otherwise
- * INTERNAL with {@link INTERNAL_ERROR_MESSAGE}. `trailer` is sent along.
+ * message (ConnectError: rawMessage, and its metadata and details in the
+ * trailer, the details as grpc-status-details-bin); otherwise INTERNAL with
+ * {@link INTERNAL_ERROR_MESSAGE}. `trailer` is sent along.
  */
 export function toGrpcStatus(err: unknown, trailer?: Headers): grpc.StatusObject {
   const headers = new Headers(trailer);
   if (err instanceof ConnectError) {
-    setTrailerStatus(headers, err);
+    err.metadata.forEach((value, key) => headers.append(key, value));
+    const details = statusDetailsBin(err);
+    if (details !== undefined) headers.set(STATUS_DETAILS_KEY, details);
     return { code: err.code as number, details: err.rawMessage, metadata: toMetadata(headers) };
   }
   if (err instanceof RealtimeError) {
