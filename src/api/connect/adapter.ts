@@ -14,6 +14,7 @@ import {
   createContextValues,
   type Interceptor as ConnectInterceptor,
 } from "@connectrpc/connect";
+// Public enough: types only, of an exported subpath, none marked @private; the public ConnectRouter.handlers is UniversalHandler[].
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -93,6 +94,10 @@ export function toConnectInterceptor(interceptor: Interceptor): ConnectIntercept
  * - `ctx.values.get(CONNECTION)` names the connection the call came on;
  * - a service's `interceptor` runs around each of its calls, before the
  *   check of undecodable requests (see {@link toConnectInterceptor});
+ * - after an answer decided before the request body was read to its end
+ *   (a body refused as too large), the client's next call is answered, not
+ *   stuck behind the unread body on the same HTTP/1.1 connection
+ *   (closeIfUnread);
  * - other paths go to `fallback`.
  *
  * It is connectNodeAdapter's dispatch (path, then protocol by content type)
@@ -136,7 +141,6 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
         );
       }
     }
-    closeIfUnread(req, res);
     const values = createContextValues().set(CONNECTION, `http:${req.socket.remoteAddress}:${req.socket.remotePort}`);
     let uReq;
     try {
@@ -146,7 +150,11 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
       return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);
     }
     handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => {
+        // The answer is decided and its head not yet written.
+        closeIfUnread(req, res);
+        return universalResponseToNodeResponse(uRes, res);
+      })
       .catch(() => {
         // Writing the answer failed: the client has gone; connect-node has
         // already aborted the call's signal.
@@ -177,24 +185,23 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
 
 /**
  * connect-node stops reading a body at readMaxBytes and answers at once,
- * leaving the rest unread; Node then neither discards it nor parses the next
- * request on that keep-alive connection, so the client's next call hangs
- * until the connection times out (ABORTED). An answer written before the
- * request was read to its end therefore says `connection: close`, and the
- * rest of the body is read and discarded so the client can finish writing.
+ * leaving the rest unread. A keep-alive connection cannot go on to the next
+ * request before that rest is read: depending on how far connect-node read,
+ * Node reads and discards all of it (however large), or leaves it, and the
+ * client's next call on the connection hangs until it times out (ABORTED;
+ * test/connect-unread-body.test.ts pins what we do). Called once the answer is
+ * decided and before its head is written: if the body has not been read to
+ * its end, the answer says `connection: close` (res.setHeader: the client
+ * opens a new connection for its next call), and once it is written the
+ * rest of the body is read and discarded (up to MAX_DRAIN_BYTES), so that
+ * the client can finish writing and read it. A body read to its end (every
+ * call answered normally) keeps the connection alive.
  */
 function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
   // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
-  if (req.httpVersionMajor !== 1) return;
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (!req.complete) {
-      res.setHeader("connection", "close");
-      res.shouldKeepAlive = false;
-      res.once("finish", () => drain(req));
-    }
-    return writeHead.apply(this, args);
-  } as typeof writeHead;
+  if (req.httpVersionMajor !== 1 || req.complete || res.headersSent) return;
+  res.setHeader("connection", "close");
+  res.once("finish", () => drain(req));
 }
 
 function drain(req: IncomingMessage): void {

@@ -27,6 +27,7 @@
  * answers bad JSON with INVALID_ARGUMENT.
  */
 import { createContextKey, ConnectError, type Interceptor } from "@connectrpc/connect";
+// Public enough: types only, of an exported subpath, none marked @private; the public ConnectRouter.handlers is UniversalHandler[].
 import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { Code } from "../../protocol/status-codes.js";
 import { decodeReason, undecodableMessage, UndecodableRequestError } from "../undecodable.js";
