@@ -47,8 +47,6 @@ import {
 } from "../undecodable.js";
 import { STATUS_DETAILS_KEY, statusDetailsBin } from "./status-details.js";
 
-export type { RequestDecoders } from "../undecodable.js";
-
 /**
  * The status message sent for any failure that is neither a ConnectError nor
  * a RealtimeError. The cause is never sent to the client; the `interceptor`
