@@ -168,6 +168,18 @@ describe("unary calls", () => {
     expect(out.trailer!.get("x-field")).toEqual(["channel"]);
   });
 
+  /** The error a Connect gRPC client reads for a GetMembers call to `address`. */
+  async function getMembersError(address: string): Promise<ConnectError | undefined> {
+    const target = `http://${address}`;
+    const sessionManager = new Http2SessionManager(target);
+    cleanups.push(() => sessionManager.abort());
+    const connect = createClient(Realtime, createGrpcTransport({ baseUrl: target, sessionManager }));
+    return connect.getMembers({ channel: "room" }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+  }
+
   it("sends a ConnectError's details as grpc-status-details-bin, readable by a Connect gRPC client", async () => {
     const { address } = await serve(Realtime, {
       getMembers() {
@@ -176,17 +188,28 @@ describe("unary calls", () => {
         ]);
       },
     });
-    const target = `http://${address}`;
-    const sessionManager = new Http2SessionManager(target);
-    cleanups.push(() => sessionManager.abort());
-    const connect = createClient(Realtime, createGrpcTransport({ baseUrl: target, sessionManager }));
-    const err = await connect.getMembers({ channel: "room" }).then(
-      () => undefined,
-      (e: unknown) => ConnectError.from(e),
-    );
+    const err = await getMembersError(address);
     expect(err?.code).toBe(Code.Unavailable);
     expect(err?.rawMessage).toBe("edge-2 is unreachable");
     expect(err?.findDetails(StringValueSchema)).toMatchObject([{ value: "edge-2" }]);
+  });
+
+  it("passes on a detail a ConnectError received from elsewhere (type name and bytes) in grpc-status-details-bin", async () => {
+    const { address } = await serve(Realtime, {
+      getMembers() {
+        const err = new ConnectError("from upstream", Code.FailedPrecondition);
+        err.details = [
+          {
+            type: StringValueSchema.typeName,
+            value: toBinary(StringValueSchema, create(StringValueSchema, { value: "up" })),
+          },
+        ];
+        throw err;
+      },
+    });
+    const err = await getMembersError(address);
+    expect(err?.code).toBe(Code.FailedPrecondition);
+    expect(err?.findDetails(StringValueSchema)).toMatchObject([{ value: "up" }]);
   });
 
   it("sends a RealtimeError as its gRPC code and message", async () => {
@@ -213,7 +236,7 @@ describe("unary calls", () => {
         },
       },
       {
-        async interceptHandler(_ctx, next) {
+        async interceptor(_call, next) {
           try {
             await next();
           } catch (err) {
@@ -254,8 +277,8 @@ describe("unary calls", () => {
         },
       },
       {
-        async interceptHandler(ctx, next) {
-          if (ctx.requestHeader.get("authorization") === null) {
+        async interceptor(call, next) {
+          if (call.requestHeader.get("authorization") === null) {
             throw new ConnectError("missing authorization", Code.Unauthenticated);
           }
           await next();

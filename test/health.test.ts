@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { addService, serviceDefinition, type AddServiceOptions } from "../src/api/grpc/adapter.js";
-import { createHealth, OVERALL_SERVICE, ServingStatus, type HealthState } from "../src/api/grpc/health.js";
+import { createHealth, OVERALL_SERVICE, ServingStatus, type HealthState } from "../src/api/health.js";
 import { watchLeaks } from "./helpers/leaks.js";
 
 const REALTIME = "realtime.v1.Realtime";

@@ -15,7 +15,7 @@ import {
 } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { addService, serviceDefinition } from "../src/api/grpc/adapter.js";
-import { createHealth } from "../src/api/grpc/health.js";
+import { createHealth } from "../src/api/health.js";
 import { addReflection } from "../src/api/grpc/reflection.js";
 import { watchLeaks } from "./helpers/leaks.js";
 

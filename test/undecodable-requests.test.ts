@@ -19,14 +19,15 @@ import {
   Realtime,
   type PublishResponse,
 } from "../gen/realtime/v1/realtime_pb.js";
-import { createConnectHandler, serviceEntry } from "../src/api/connect/adapter.js";
+import { createConnectHandler } from "../src/api/connect/adapter.js";
+import { serviceEntry } from "../src/api/service-entry.js";
 import { REQUEST_DECODERS } from "../src/wire/request-codec.js";
 import { createRealtimeService } from "../src/api/service.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { IdGenerator } from "../src/core/publication.js";
-import { createMetrics, rpcMetricsConnectInterceptor } from "../src/metrics/index.js";
+import { createMetrics, rpcMetricsInterceptor } from "../src/metrics/index.js";
 import { useCluster } from "./helpers/fixture.js";
 import { Samples, scrape } from "./helpers/prom.js";
 import { connectStreamRaw, connectUnaryRaw, envelope, grpcRaw, grpcWebRaw, type RawStatus } from "./helpers/raw-rpc.js";
@@ -193,10 +194,15 @@ describe("Publish: an undecodable message is an error for its index, and the str
       watchers: (h) => broker.attach(h, false),
     });
     const metrics = createMetrics({ role: "api", processMetrics: false });
-    const handler = createConnectHandler([serviceEntry(Realtime, service, REQUEST_DECODERS)], {
-      readMaxBytes: 1 << 20,
-      interceptors: [rpcMetricsConnectInterceptor(metrics)],
-    });
+    const handler = createConnectHandler(
+      [
+        serviceEntry(Realtime, service, {
+          requestDecoders: REQUEST_DECODERS,
+          interceptor: rpcMetricsInterceptor(metrics),
+        }),
+      ],
+      { readMaxBytes: 1 << 20 },
+    );
     const server = createServer(handler as never);
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -1,4 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { Code } from "../protocol/status-codes.js";
 
 /**
  * A signal that aborts with UNAVAILABLE ("the server is shutting down") when

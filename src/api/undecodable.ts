@@ -13,7 +13,8 @@
  * handler that can go on (Publish) catches the error and reads on.
  */
 import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { Code } from "../protocol/status-codes.js";
 
 /**
  * Request decoders to use instead of protobuf-es's reflective `fromBinary`,

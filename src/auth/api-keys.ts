@@ -22,7 +22,8 @@
  * short fingerprint (first 8 hex of the SHA-256) is.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { Code } from "../protocol/status-codes.js";
 import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
 /** Shortest key accepted: a guessable key is no key. */

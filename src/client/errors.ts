@@ -1,9 +1,10 @@
 /**
  * The one error every SDK method rejects with. Codes are the gRPC status
- * numbers, the same numbers as realtime.client.v1.ErrorCode and the
- * server's `Code` (src/core/errors.ts), so a code means the same thing
- * whether the edge sent it or the SDK decided it locally.
+ * numbers of the one table (src/protocol/status-codes.ts), the same numbers
+ * as realtime.client.v1.ErrorCode and the server's `Code`, so a code means
+ * the same thing whether the edge sent it or the SDK decided it locally.
  */
+import { Code, CODE_NAMES } from "../protocol/status-codes.js";
 
 /**
  * The closed set of codes a {@link RealtimeClientError} carries. The edge
@@ -14,46 +15,33 @@
  *  - DeadlineExceeded: no reply within `requestTimeoutMs`.
  *  - Unavailable (also sent by the edge): the connection closed before the
  *    reply came, or there was no connection and none was coming.
+ * and Unknown for what is not a RealtimeClientError (a listener that threw).
+ * The numbers come from the one table; only the SDK's subset is listed.
  */
 export const ErrorCode = {
-  Canceled: 1,
-  Unknown: 2,
-  InvalidArgument: 3,
-  DeadlineExceeded: 4,
-  NotFound: 5,
-  PermissionDenied: 7,
-  ResourceExhausted: 8,
-  FailedPrecondition: 9,
-  Unimplemented: 12,
-  Internal: 13,
-  Unavailable: 14,
-  Unauthenticated: 16,
+  Canceled: Code.Canceled,
+  Unknown: Code.Unknown,
+  InvalidArgument: Code.InvalidArgument,
+  DeadlineExceeded: Code.DeadlineExceeded,
+  NotFound: Code.NotFound,
+  PermissionDenied: Code.PermissionDenied,
+  ResourceExhausted: Code.ResourceExhausted,
+  FailedPrecondition: Code.FailedPrecondition,
+  Unimplemented: Code.Unimplemented,
+  Internal: Code.Internal,
+  Unavailable: Code.Unavailable,
+  Unauthenticated: Code.Unauthenticated,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** gRPC's canonical names, e.g. 3 → "INVALID_ARGUMENT". */
-const CODE_NAMES: Readonly<Record<number, string>> = {
-  1: "CANCELED",
-  2: "UNKNOWN",
-  3: "INVALID_ARGUMENT",
-  4: "DEADLINE_EXCEEDED",
-  5: "NOT_FOUND",
-  7: "PERMISSION_DENIED",
-  8: "RESOURCE_EXHAUSTED",
-  9: "FAILED_PRECONDITION",
-  12: "UNIMPLEMENTED",
-  13: "INTERNAL",
-  14: "UNAVAILABLE",
-  16: "UNAUTHENTICATED",
-};
-
 /**
- * Returns gRPC's canonical name of code ("INVALID_ARGUMENT"); a code outside
- * the set (a newer edge) becomes "CODE_<n>" rather than being lost.
+ * Returns gRPC's canonical name of code ("INVALID_ARGUMENT", "CANCELLED");
+ * a number that is no gRPC status code (a newer edge) becomes "CODE_<n>"
+ * rather than being lost.
  */
 export function codeName(code: number): string {
-  return CODE_NAMES[code] ?? `CODE_${code}`;
+  return (CODE_NAMES as readonly string[])[code] ?? `CODE_${code}`;
 }
 
 /**

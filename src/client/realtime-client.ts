@@ -20,7 +20,7 @@
  *    requestTimeoutMs of the call (DEADLINE_EXCEEDED), for a connection
  *    that closed after the frame was sent (UNAVAILABLE; the command may or
  *    may not have taken effect, and is never re-sent), or for close()
- *    (CANCELED).
+ *    (CANCELLED).
  *  - After a reconnect the SDK restores its session before anything queued
  *    is sent and before onConnect: first the profile (if one was set),
  *    then a join, with echo false, of every channel it had joined. A
@@ -163,7 +163,7 @@ export class RealtimeClient {
 
   /**
    * Closes the connection (code 1000) and stops reconnecting. Calls not yet
-   * answered reject with CANCELED; the session's channels and profile are
+   * answered reject with CANCELLED; the session's channels and profile are
    * forgotten. onDisconnect fires if onConnect had. Idempotent.
    */
   close(): void {

@@ -6,6 +6,7 @@ import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
 import { asRealtimeError, Code } from "../protocol/errors.js";
 import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
+import type { Observer } from "../core/observer.js";
 import { fitPage, memberSize } from "../core/pages.js";
 import type { MemberPage, ReportChanges } from "../core/presence.js";
 import { Encoding } from "../protocol/encodings.js";
@@ -44,8 +45,10 @@ export interface LinkServerOptions {
   secret?: string;
   /** How long a link may take to authenticate before it is closed (LINK_AUTH_TIMEOUT_MS). */
   authTimeoutMs?: number;
-  /** Faults of the link; err is a LinkRefusedError when an edge failed to authenticate. */
+  /** Faults of the link, for logs; err is a LinkRefusedError when an edge failed to authenticate. */
   onError?: (err: unknown, context: string) => void;
+  /** Told of each edge link dropped for falling behind (dropped "edge_backpressure"). Default: none. */
+  observer?: Observer;
   onEdge?: (edgeId: string, connected: boolean) => void;
 }
 
@@ -286,6 +289,7 @@ class EdgeLink {
     if (this.socket.destroyed) return;
     this.writer.write(this.hub.encodePublication(pub));
     if (this.writer.buffered > LINK_MAX_BUFFERED_BYTES) {
+      this.hub.options.observer?.dropped("edge_backpressure", 1);
       this.hub.options.onError?.(
         new Error(`edge ${this.edgeId} fell ${this.writer.buffered} bytes behind; dropping its link`),
         "link backpressure",

@@ -10,6 +10,5 @@ export {
 } from "./metrics.js";
 export { Readiness, type Phase, type ReadinessStatus } from "./readiness.js";
 export { createOpsHandler, OPS_PATHS, type OpsHandler, type OpsHandlerOptions } from "./http.js";
-export { codeName, rpcMetricsConnectInterceptor, rpcMetricsInterceptor } from "./rpc.js";
-export { GRPC_CODE_NAMES } from "./codes.js";
+export { rpcMetricsInterceptor } from "./rpc.js";
 export { VERSION } from "./version.js";

@@ -10,10 +10,19 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { DISCONNECT_REASONS, REFUSAL_REASONS, type Backend, type Observer } from "../core/observer.js";
-import { GRPC_CODE_NAMES } from "./codes.js";
+import { CODE_NAMES, type CodeName } from "../protocol/status-codes.js";
 
 /** Metric names start with this. */
 export const METRIC_PREFIX = "switchboard_";
+
+/**
+ * The `code` label of a status code: its gRPC name (status-codes.ts); a
+ * number outside the table is UNKNOWN, so the label's values stay a closed
+ * set.
+ */
+export function codeLabel(code: number): CodeName {
+  return CODE_NAMES[code] ?? "UNKNOWN";
+}
 
 /** Latency buckets of RPCs, in seconds: 1 ms to 10 s. */
 export const RPC_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -213,7 +222,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     connectionClosed: (reason) => disconnects.inc({ reason }),
     connectionRefused: (reason) => refused.inc({ reason }),
     messageIn: (kind) => messagesIn.inc({ kind }),
-    commandFailed: (code) => commandErrors.inc({ code: GRPC_CODE_NAMES[code] ?? "UNKNOWN" }),
+    commandFailed: (code) => commandErrors.inc({ code: codeLabel(code) }),
     messageOut(kind, count) {
       messagesOut.inc({ kind }, count);
       if (kind === "event") deliveries.inc(count);

@@ -49,10 +49,6 @@ export class Readiness {
     this.changed();
   }
 
-  get current(): Phase {
-    return this.phase;
-  }
-
   status(): ReadinessStatus {
     if (this.phase !== "serving") return { ready: false, reason: this.phase };
     for (const [name, up] of this.dependencies) if (!up) return { ready: false, reason: `${name} down` };

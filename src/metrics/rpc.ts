@@ -1,57 +1,31 @@
 /**
- * RPC metrics for the API's adapters: count and latency of every call, by
+ * RPC metrics for the API's ports: count and latency of every call, by
  * service, method and status code. Method labels come from the registered
  * services' descriptors and codes from the 17 gRPC codes, so cardinality is
  * bounded by the contract, never by traffic.
  */
-import { ConnectError, type Interceptor as ConnectInterceptor } from "@connectrpc/connect";
-import { RealtimeError } from "../protocol/errors.js";
 import type { Interceptor } from "../api/interceptors.js";
-import { GRPC_CODE_NAMES } from "./codes.js";
-import type { Metrics } from "./metrics.js";
-
-/** The gRPC code name a failure is answered with (the adapters' own mapping: anything unknown is INTERNAL). */
-export function codeName(err: unknown): string {
-  const code = err instanceof ConnectError || err instanceof RealtimeError ? (err.code as number) : 13;
-  return GRPC_CODE_NAMES[code] ?? "UNKNOWN";
-}
+import { statusCodeOf } from "../api/status.js";
+import { codeLabel, type Metrics } from "./metrics.js";
 
 /**
- * An interceptor for the gRPC adapter's `interceptHandler` (compose it with
- * chainInterceptors, first, so that it also sees calls that later
- * interceptors reject).
+ * An RPC interceptor (src/api/interceptors.ts) that counts and times every
+ * call. Place it first in chainInterceptors, so that it also sees calls that
+ * later interceptors reject. A streaming response is timed until `next()`
+ * settles: over gRPC until the stream ends, over Connect until the handler
+ * returns its stream.
  */
 export function rpcMetricsInterceptor(metrics: Metrics): Interceptor {
-  return async (ctx, next) => {
+  return async (call, next) => {
     const start = process.hrtime.bigint();
     let code = "OK";
     try {
       await next();
     } catch (err) {
-      code = codeName(err);
+      code = codeLabel(statusCodeOf(err));
       throw err;
     } finally {
-      metrics.rpc(ctx.service.typeName, ctx.method.name, code, Number(process.hrtime.bigint() - start) / 1e9);
-    }
-  };
-}
-
-/**
- * The same for a Connect server (connect-node's `interceptors` option). A
- * streaming response is timed until the handler returns its stream, not
- * until the stream ends.
- */
-export function rpcMetricsConnectInterceptor(metrics: Metrics): ConnectInterceptor {
-  return (next) => async (req) => {
-    const start = process.hrtime.bigint();
-    let code = "OK";
-    try {
-      return await next(req);
-    } catch (err) {
-      code = codeName(err);
-      throw err;
-    } finally {
-      metrics.rpc(req.service.typeName, req.method.name, code, Number(process.hrtime.bigint() - start) / 1e9);
+      metrics.rpc(call.service.typeName, call.method.name, code, Number(process.hrtime.bigint() - start) / 1e9);
     }
   };
 }

@@ -1,20 +1,13 @@
+import { Code } from "./status-codes.js";
+
 /**
- * The one closed set of reasons an operation fails, shared by the gRPC API,
- * the Connect API and the client protocol. The numbers are the gRPC status
- * codes of the same name (and realtime.client.v1.ErrorCode uses them too),
- * so an adapter maps a RealtimeError to its protocol without a table.
+ * The codes a RealtimeError carries: the one table of status codes
+ * (status-codes.ts), re-exported beside the error that carries them. The
+ * numbers are the gRPC status codes (realtime.client.v1.ErrorCode uses
+ * them too), so an adapter maps a RealtimeError to its protocol without a
+ * table.
  */
-export enum Code {
-  InvalidArgument = 3,
-  NotFound = 5,
-  PermissionDenied = 7,
-  ResourceExhausted = 8,
-  FailedPrecondition = 9,
-  Unimplemented = 12,
-  Internal = 13,
-  Unavailable = 14,
-  Unauthenticated = 16,
-}
+export { Code };
 
 /**
  * RealtimeError is the only error the core throws on purpose. Its message is

@@ -83,11 +83,6 @@ export class RedisBroker implements Broker {
     options.subscriber.on("ready", this.onReady);
   }
 
-  /** Whether SPUBLISH/SSUBSCRIBE are in use. */
-  get usesShardedPubSub(): boolean {
-    return this.sharded;
-  }
-
   /**
    * Chooses sharded or classic pub/sub by asking the server, then
    * subscribes what is wanted. Waits for the command connection as long as

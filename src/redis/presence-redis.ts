@@ -450,11 +450,6 @@ export class RedisPresence implements PresenceDirectory {
     return out;
   }
 
-  /** Whether the node is connected to Redis now. */
-  get connected(): boolean {
-    return this.options.command.status === "ready";
-  }
-
   /** Runs one sweep now (tests and operators); resolves with the members removed. */
   async sweep(): Promise<number> {
     const { command } = this.options;

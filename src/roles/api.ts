@@ -1,31 +1,24 @@
-import * as grpc from "@grpc/grpc-js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
-import { GRPC_MAX_CONNECTION_AGE_GRACE_MS, maxRequestBytes, type Limits } from "../core/limits.js";
+import { maxRequestBytes, type Limits } from "../core/limits.js";
 import { ApiKeyring, parseApiKeys } from "../auth/api-keys.js";
 import { createHostCheck } from "../auth/browser-guards.js";
 import { checkExposure, enforceExposure } from "../auth/exposure.js";
-import { apiKeyConnectInterceptor, apiKeyHandlerInterceptor, createDrainGate } from "../auth/interceptors.js";
+import { apiKeyInterceptor } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
-import { addService } from "../api/grpc/adapter.js";
-import { createHealth, ServingStatus } from "../api/grpc/health.js";
-import { addReflection } from "../api/grpc/reflection.js";
+import { createDrainGate } from "../api/drain-gate.js";
+import { startGrpcServer } from "../api/grpc/server.js";
+import { createHealth, ServingStatus } from "../api/health.js";
+import { chainInterceptors, failureLogInterceptor } from "../api/interceptors.js";
 import { createRealtimeService } from "../api/service.js";
+import { serviceEntry } from "../api/service-entry.js";
 import { REQUEST_DECODERS } from "../wire/request-codec.js";
-import { readMaxBytesFor, serviceEntry } from "../api/connect/adapter.js";
+import { readMaxBytesFor } from "../api/connect/adapter.js";
 import { startHttpServer } from "../api/connect/server.js";
 import { createDashboardHandler } from "../dashboard/serve.js";
-import { chainInterceptors } from "../api/interceptors.js";
-import {
-  createMetrics,
-  createOpsHandler,
-  Readiness,
-  rpcMetricsConnectInterceptor,
-  rpcMetricsInterceptor,
-  VERSION,
-} from "../metrics/index.js";
+import { createMetrics, createOpsHandler, Readiness, rpcMetricsInterceptor, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
 import { readTls } from "../tls.js";
 import { backendOf, startApiSeams } from "./seams.js";
@@ -102,66 +95,55 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
   });
 
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes),
-    "grpc.keepalive_time_ms": config.grpcKeepaliveTimeMs,
-    "grpc.keepalive_timeout_ms": config.grpcKeepaliveTimeoutMs,
-    ...(config.grpcMaxConnectionAgeMs > 0
-      ? {
-          "grpc.max_connection_age_ms": config.grpcMaxConnectionAgeMs,
-          "grpc.max_connection_age_grace_ms": GRPC_MAX_CONNECTION_AGE_GRACE_MS,
-        }
-      : {}),
-  });
-  const shutdown = new AbortController();
   const health = createHealth();
   // The overall status follows readiness: NOT_SERVING until started, and from the start of stop().
   health.set("", ServingStatus.NOT_SERVING);
   readiness.onChange((s) => health.set("", s.ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING));
   health.set(Realtime.typeName, ServingStatus.SERVING);
-  addService(server, health.service, health.impl, { shutdownSignal: shutdown.signal });
-  addReflection(server, [Realtime, health.service], { shutdownSignal: shutdown.signal });
-  addService(server, Realtime, service, {
-    shutdownSignal: shutdown.signal,
+  // Every call of the API is counted, then logged if it fails, then its key
+  // checked, then refused while draining: the one chain of both ports.
+  const realtime = serviceEntry(Realtime, service, {
     // Hand-written decoders for the publish requests (the hot path); they
     // return what protobuf-es would, and defer to it for anything unusual.
     requestDecoders: REQUEST_DECODERS,
-    interceptHandler: chainInterceptors(
+    interceptor: chainInterceptors(
       rpcMetricsInterceptor(metrics),
-      async (ctx, next) => {
-        try {
-          await next();
-        } catch (err) {
-          log.debug({ method: ctx.method.name, err }, "call failed");
-          throw err;
-        }
-      },
-      apiKeyHandlerInterceptor(keyring),
-      drain.handler,
+      failureLogInterceptor(log),
+      apiKeyInterceptor(keyring),
+      drain.interceptor,
     ),
+  });
+  // Health needs no key and is not refused while draining (load balancers
+  // must see NOT_SERVING). Its calls are counted and their failures logged
+  // on the HTTP port only (the gRPC port's probes are not).
+  const grpcHealth = serviceEntry(health.service, health.impl);
+  const httpHealth = serviceEntry(health.service, health.impl, {
+    interceptor: chainInterceptors(rpcMetricsInterceptor(metrics), failureLogInterceptor(log)),
   });
   // TLS in the process when REALTIME_TLS_CERT_FILE/KEY_FILE are set; otherwise plain (TLS in front).
   const tls = readTls(config);
-  const credentials = tls
-    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
-    : grpc.ServerCredentials.createInsecure();
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${bracket(config.grpcHost)}:${config.grpcPort}`, credentials, (err, port) =>
-      err ? reject(listenError(err, "grpcHost", "grpcPort", config)) : resolve(port),
-    ),
-  );
+  const grpc = await startGrpcServer({
+    host: config.grpcHost,
+    port: config.grpcPort,
+    services: [realtime, grpcHealth],
+    maxReceiveMessageBytes: maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes),
+    keepaliveTimeMs: config.grpcKeepaliveTimeMs,
+    keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+    maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
+    tls,
+  }).catch((err: unknown) => {
+    throw listenError(err, "grpcHost", "grpcPort", config);
+  });
   // The same service over Connect and gRPC-Web, with the dashboard at /.
   const http = await startHttpServer({
     host: config.httpHost,
     port: config.httpPort,
-    services: [serviceEntry(Realtime, service, REQUEST_DECODERS), serviceEntry(health.service, health.impl)],
+    services: [realtime, httpHealth],
     readMaxBytes: readMaxBytesFor(maxRequestBytes(config.maxPayloadBytes, config.maxBatchBytes)),
     corsOrigins: config.corsOrigins,
     hosts: keyring.enabled ? undefined : createHostCheck(config.httpHost, config.allowedHosts),
     tls,
     fallback: withOps(createOpsHandler({ metrics, readiness }), createDashboardHandler()),
-    interceptors: [rpcMetricsConnectInterceptor(metrics), apiKeyConnectInterceptor(keyring), drain.connect()],
-    onError: (err, method) => log.debug({ method, err }, "call failed"),
   }).catch((err: unknown) => {
     throw listenError(err, "httpHost", "httpPort", config);
   });
@@ -169,7 +151,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   return {
     readiness,
     addresses: {
-      grpc: `${bracket(config.grpcHost)}:${grpcPort}`,
+      grpc: grpc.address,
       ...(seams.link ? { link: seams.link } : {}),
       http: http.address,
     },
@@ -182,23 +164,11 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       drain.close();
       if (config.shutdownDrainMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
       const httpStopped = http.stop();
-      // Streams (WatchChannel, health Watch) never finish on their own: end
-      // them (UNAVAILABLE) so that only unary calls in flight are waited for.
-      shutdown.abort();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(
-          () => {
-            shutdown.abort();
-            server.forceShutdown();
-            resolve();
-          },
-          Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)),
-        );
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      // Streams (WatchChannel, health Watch) never finish on their own: stop
+      // ends them (UNAVAILABLE) so that only unary calls in flight are waited for.
+      await grpc.stop(
+        Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)),
+      );
       await httpStopped;
       await seams.close();
     },
@@ -235,8 +205,4 @@ function withOps(
   return (req: IncomingMessage, res: ServerResponse): void => {
     if (!ops(req, res)) next(req, res);
   };
-}
-
-function bracket(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }

@@ -60,11 +60,11 @@ export async function startApiSeams(
     graceMs: config.edgeGraceMs,
     announce: (changes) => membership.announce(changes),
     secret: config.linkSecret,
-    onError: (err, context) => {
-      if (context === "link backpressure") observer?.dropped("edge_backpressure", 1);
-      if (err instanceof LinkRefusedError) log.warn({ reason: err.message }, "link refused");
-      else log.warn({ err, context }, "link error");
-    },
+    observer,
+    onError: (err, context) =>
+      err instanceof LinkRefusedError
+        ? log.warn({ reason: err.message }, "link refused")
+        : log.warn({ err, context }, "link error"),
     onEdge: (edgeId, connected) => log.info({ edgeId, connected }, connected ? "edge connected" : "edge disconnected"),
   });
   const address = await link.listen(config.linkPort, config.linkHost);

@@ -44,7 +44,7 @@ export class FrameError extends RealtimeError {
   constructor(
     message: string,
     readonly requestId = 0,
-    code: Code.InvalidArgument | Code.Unimplemented = Code.InvalidArgument,
+    code: typeof Code.InvalidArgument | typeof Code.Unimplemented = Code.InvalidArgument,
   ) {
     super(code, message);
   }

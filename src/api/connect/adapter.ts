@@ -8,8 +8,13 @@
  * (https://connectrpc.com/docs/protocol, https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md);
  * this file only sets the limits and answers what connect-node leaves bare.
  */
-import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ConnectError,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor as ConnectInterceptor,
+} from "@connectrpc/connect";
+// Public enough: types only, of an exported subpath, none marked @private; the public ConnectRouter.handlers is UniversalHandler[].
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -18,32 +23,17 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { Code } from "../../protocol/status-codes.js";
 import { CONNECTION } from "../call-context.js";
+import type { Interceptor } from "../interceptors.js";
+import type { ServiceEntry } from "../service-entry.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
-import { requestDecoder, type RequestDecoders } from "../undecodable.js";
+import { requestDecoder } from "../undecodable.js";
 import { methodMismatch, parseRpcContentType } from "./content-type.js";
 import { checkRequests, undecodableInterceptor } from "./request-check.js";
 
 /** A node:http request handler (what connectNodeAdapter returns, for HTTP/1.1). */
 export type NodeHandlerFn = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** One service to serve: the generated descriptor and its implementation. */
-export interface ServiceEntry {
-  service: DescService;
-  /** A Partial<ServiceImpl<typeof service>>; methods missing answer UNIMPLEMENTED. */
-  impl: object;
-  /** Decoders for its request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
-  requestDecoders?: RequestDecoders;
-}
-
-/** A typed ServiceEntry: checks that impl implements service. */
-export function serviceEntry<S extends DescService>(
-  service: S,
-  impl: Partial<ServiceImpl<S>>,
-  requestDecoders?: RequestDecoders,
-): ServiceEntry {
-  return { service, impl, requestDecoders };
-}
 
 /** Options of {@link createConnectHandler}. */
 export interface ConnectHandlerOptions {
@@ -58,14 +48,33 @@ export interface ConnectHandlerOptions {
    * server can close. Default: none.
    */
   shutdownSignal?: AbortSignal;
-  /** Runs around every call (connect-node's interceptors), first outermost. Default: none. */
-  interceptors?: Interceptor[];
   /** Answers requests that are not RPCs (the dashboard). Default: 404. */
   fallback?: NodeHandlerFn;
 }
 
 /** The compressions the HTTP port accepts (connectNodeAdapter's default). */
 const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
+
+/**
+ * The API's RPC interceptor (src/api/interceptors.ts) as a connect-es
+ * server-side Interceptor: the adapter function of this port. It sees the
+ * call as connect-node hands it to interceptors (service, method, request
+ * header, context values), and its `next()` settles once the handler has
+ * returned: for a streaming response, once it has returned its stream.
+ */
+export function toConnectInterceptor(interceptor: Interceptor): ConnectInterceptor {
+  return (next) => async (req) => {
+    let res: Awaited<ReturnType<typeof next>> | undefined;
+    await interceptor(
+      { service: req.service, method: req.method, requestHeader: req.header, values: req.contextValues },
+      async () => {
+        res = await next(req);
+      },
+    );
+    if (!res) throw new ConnectError("an interceptor resolved without running the call", Code.Internal);
+    return res;
+  };
+}
 
 /**
  * Creates a Node request handler (for node:http or node:http2) serving
@@ -83,6 +92,12 @@ const ACCEPT_COMPRESSION = [compressionGzip, compressionBrotli];
  *   HTTP/1.1, which connect-node cannot serve, gets 505 and a body that says
  *   where to call it;
  * - `ctx.values.get(CONNECTION)` names the connection the call came on;
+ * - a service's `interceptor` runs around each of its calls, before the
+ *   check of undecodable requests (see {@link toConnectInterceptor});
+ * - after an answer decided before the request body was read to its end
+ *   (a body refused as too large), the client's next call is answered, not
+ *   stuck behind the unread body on the same HTTP/1.1 connection
+ *   (closeIfUnread);
  * - other paths go to `fallback`.
  *
  * It is connectNodeAdapter's dispatch (path, then protocol by content type)
@@ -94,13 +109,13 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
   const router = createConnectRouter({
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: unavailableOnAbort(options.shutdownSignal),
-    interceptors: [...(options.interceptors ?? []), undecodableInterceptor()],
     acceptCompression: ACCEPT_COMPRESSION,
   });
   const handlers = new Map<string, UniversalHandler>();
-  for (const { service, impl, requestDecoders } of services) {
+  for (const { service, impl, requestDecoders, interceptor } of services) {
     const first = router.handlers.length;
-    router.service(service, impl as never);
+    const interceptors = [...(interceptor ? [toConnectInterceptor(interceptor)] : []), undecodableInterceptor()];
+    router.service(service, impl as never, { interceptors });
     for (const handler of router.handlers.slice(first)) {
       const decode = requestDecoder(handler.method.input, requestDecoders);
       handlers.set(
@@ -126,7 +141,6 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
         );
       }
     }
-    closeIfUnread(req, res);
     const values = createContextValues().set(CONNECTION, `http:${req.socket.remoteAddress}:${req.socket.remotePort}`);
     let uReq;
     try {
@@ -136,7 +150,11 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
       return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);
     }
     handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => {
+        // The answer is decided and its head not yet written.
+        closeIfUnread(req, res);
+        return universalResponseToNodeResponse(uRes, res);
+      })
       .catch(() => {
         // Writing the answer failed: the client has gone; connect-node has
         // already aborted the call's signal.
@@ -167,24 +185,23 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
 
 /**
  * connect-node stops reading a body at readMaxBytes and answers at once,
- * leaving the rest unread; Node then neither discards it nor parses the next
- * request on that keep-alive connection, so the client's next call hangs
- * until the connection times out (ABORTED). An answer written before the
- * request was read to its end therefore says `connection: close`, and the
- * rest of the body is read and discarded so the client can finish writing.
+ * leaving the rest unread. A keep-alive connection cannot go on to the next
+ * request before that rest is read: depending on how far connect-node read,
+ * Node reads and discards all of it (however large), or leaves it, and the
+ * client's next call on the connection hangs until it times out (ABORTED;
+ * test/connect-unread-body.test.ts pins what we do). Called once the answer is
+ * decided and before its head is written: if the body has not been read to
+ * its end, the answer says `connection: close` (res.setHeader: the client
+ * opens a new connection for its next call), and once it is written the
+ * rest of the body is read and discarded (up to MAX_DRAIN_BYTES), so that
+ * the client can finish writing and read it. A body read to its end (every
+ * call answered normally) keeps the connection alive.
  */
 function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
   // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
-  if (req.httpVersionMajor !== 1) return;
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (!req.complete) {
-      res.setHeader("connection", "close");
-      res.shouldKeepAlive = false;
-      res.once("finish", () => drain(req));
-    }
-    return writeHead.apply(this, args);
-  } as typeof writeHead;
+  if (req.httpVersionMajor !== 1 || req.complete || res.headersSent) return;
+  res.setHeader("connection", "close");
+  res.once("finish", () => drain(req));
 }
 
 function drain(req: IncomingMessage): void {

@@ -26,8 +26,10 @@
  * answer as it does. JSON requests are not checked: connect-node already
  * answers bad JSON with INVALID_ARGUMENT.
  */
-import { createContextKey, Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createContextKey, ConnectError, type Interceptor } from "@connectrpc/connect";
+// Public enough: types only, of an exported subpath, none marked @private; the public ConnectRouter.handlers is UniversalHandler[].
 import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { Code } from "../../protocol/status-codes.js";
 import { decodeReason, undecodableMessage, UndecodableRequestError } from "../undecodable.js";
 import { parseRpcContentType } from "./content-type.js";
 

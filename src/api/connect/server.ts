@@ -3,14 +3,15 @@
  * then CORS, then the RPCs (Connect and gRPC-Web, by
  * adapter.ts), then whatever else the port serves (the dashboard). HTTP/1.1,
  * as browsers speak it to a plain-http origin; gRPC proper stays on the
- * gRPC port (grpc-js, HTTP/2).
+ * gRPC port (grpc-js, HTTP/2: src/api/grpc/server.ts, which takes the same
+ * service entries).
  */
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { Interceptor } from "@connectrpc/connect";
 import type { HostCheck } from "../../auth/browser-guards.js";
-import { createConnectHandler, type ServiceEntry } from "./adapter.js";
+import type { ServiceEntry } from "../service-entry.js";
+import { createConnectHandler } from "./adapter.js";
 import { createCors } from "./cors.js";
 
 /** How long stop() lets calls in flight finish before it closes their connections. */
@@ -20,6 +21,7 @@ export interface HttpServerOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
+  /** The services and, for each, its interceptor (src/api/service-entry.ts). */
   services: readonly ServiceEntry[];
   /** See ConnectHandlerOptions.readMaxBytes. */
   readMaxBytes: number;
@@ -33,9 +35,6 @@ export interface HttpServerOptions {
   hosts?: HostCheck;
   /** Answers what is not an RPC (GET / and the dashboard's assets). Default: 404. */
   fallback?: (req: IncomingMessage, res: ServerResponse) => void;
-  onError?: (err: unknown, method: string) => void;
-  /** Run around every call, first outermost, outside the onError one (e.g. RPC metrics). Default: none. */
-  interceptors?: Interceptor[];
   /** Serve HTTPS with this PEM certificate chain and key. Default: plain HTTP (TLS in front). */
   tls?: { cert: Buffer; key: Buffer };
 }
@@ -55,21 +54,6 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: shutdown.signal,
     fallback: options.fallback,
-    interceptors: [
-      ...(options.interceptors ?? []),
-      ...(options.onError
-        ? [
-            ((next) => async (req) => {
-              try {
-                return await next(req);
-              } catch (err) {
-                options.onError!(err, req.method.name);
-                throw err;
-              }
-            }) satisfies Interceptor,
-          ]
-        : []),
-    ],
   });
   const onRequest: RequestListener = (req, res) => {
     if (options.hosts && !options.hosts(req.headers.host)) return refuseHost(req, res);

@@ -1,13 +1,15 @@
 /**
  * Serves a connect-style `ServiceImpl` (from gen/, protoc-gen-es v2) with
- * grpc-js, so that one implementation runs behind grpc-js now and
- * connect-node later. Request and response messages are (de)serialized from
- * the generated descriptors; there is no proto-loader and no hand-written
- * message type.
+ * grpc-js, so that one implementation runs behind grpc-js and connect-node
+ * (src/api/connect/adapter.ts, the HTTP port) alike. Request and response
+ * messages are (de)serialized from the generated descriptors; there is no
+ * proto-loader and no hand-written message type.
  *
  * The gRPC wire protocol is grpc-js's job; this file only translates:
  * grpc-js calls into `HandlerContext`s, async iterables into grpc-js streams,
- * and thrown errors into gRPC statuses (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+ * thrown errors into gRPC statuses (https://grpc.github.io/grpc/core/md_doc_statuscodes.html),
+ * and the API's RPC interceptor (src/api/interceptors.ts) into a wrapper of
+ * each call.
  */
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -20,7 +22,6 @@ import {
   type DescService,
 } from "@bufbuild/protobuf";
 import {
-  Code,
   ConnectError,
   createContextValues,
   createHandlerContext,
@@ -31,11 +32,11 @@ import {
   type MethodImplSpec,
   type ServiceImpl,
 } from "@connectrpc/connect";
-// Internal to connect (pinned at 2.1.2): encodes ConnectError details as
-// grpc-status-details-bin exactly like connect-node's gRPC protocol does.
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { RealtimeError } from "../../protocol/errors.js";
+import { Code } from "../../protocol/status-codes.js";
 import { CONNECTION } from "../call-context.js";
+import type { Interceptor } from "../interceptors.js";
+import type { ServiceOptions } from "../service-entry.js";
 import { unavailableOnAbort } from "../shutdown-signal.js";
 import {
   decodeReason,
@@ -44,30 +45,23 @@ import {
   UndecodableRequestError,
   type RequestDecoders,
 } from "../undecodable.js";
-
-export type { RequestDecoders } from "../undecodable.js";
+import { STATUS_DETAILS_KEY, statusDetailsBin } from "./status-details.js";
 
 /**
  * The status message sent for any failure that is neither a ConnectError nor
- * a RealtimeError. The cause is never sent to the client; `interceptHandler`
+ * a RealtimeError. The cause is never sent to the client; the `interceptor`
  * sees it (to log it) before it is replaced.
  */
 export const INTERNAL_ERROR_MESSAGE = "internal error";
 
 /**
- * Wraps every call of a service. `next()` runs the handler to completion (for
- * a streaming response: until the last message is written) and rejects with
- * whatever the handler threw, before that error is mapped to a status. The
- * interceptor may throw (a ConnectError, to answer with its code) without
- * calling `next()`, e.g. to reject a missing `authorization` header, and may
- * set `ctx.values` or `ctx.responseHeader` for the handler.
+ * Options of {@link addService}. Every field is optional. The `interceptor`
+ * runs with the call's HandlerContext (which is an InterceptedCall: this
+ * port needs no conversion); its `next()` settles once the handler is done,
+ * for a streaming response once its last message is written, and rejects
+ * with what the handler threw, before it is mapped to a status.
  */
-export type HandlerInterceptor = (ctx: HandlerContext, next: () => Promise<void>) => Promise<void>;
-
-/** Options of {@link addService}. Every field is optional. */
-export interface AddServiceOptions {
-  /** Runs around every call of the service. Default: none. */
-  interceptHandler?: HandlerInterceptor;
+export interface AddServiceOptions extends ServiceOptions {
   /**
    * When it aborts, the `ctx.signal` of every call in flight aborts with
    * UNAVAILABLE, so that long-lived streams (health Watch) end and
@@ -75,8 +69,6 @@ export interface AddServiceOptions {
    * the client cancels or its deadline passes).
    */
   shutdownSignal?: AbortSignal;
-  /** Decoders for request messages instead of protobuf-es's (see RequestDecoders). Default: none. */
-  requestDecoders?: RequestDecoders;
 }
 
 /**
@@ -94,7 +86,6 @@ const RESERVED_RESPONSE_KEYS = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
-const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 
 /**
  * A cancel that arrives this close to the deadline (or after it) aborts
@@ -169,7 +160,7 @@ export function addService<S extends DescService>(
       service,
       method,
       shutdownSignal,
-      intercept: options.interceptHandler ?? ((_ctx, next) => next()),
+      intercept: options.interceptor ?? ((_call, next) => next()),
     };
     handlers[method.localName] = createHandler(spec.methods[method.localName], run);
   }
@@ -179,19 +170,22 @@ export function addService<S extends DescService>(
 /**
  * Maps anything a handler throws to the gRPC status sent for it: the code of
  * a ConnectError (whose Code numbers are gRPC's) or RealtimeError, with its
- * message (ConnectError: rawMessage, metadata and details); otherwise
- * INTERNAL with {@link INTERNAL_ERROR_MESSAGE}. `trailer` is sent along.
+ * message (ConnectError: rawMessage, and its metadata and details in the
+ * trailer, the details as grpc-status-details-bin); otherwise INTERNAL with
+ * {@link INTERNAL_ERROR_MESSAGE}. `trailer` is sent along.
  */
 export function toGrpcStatus(err: unknown, trailer?: Headers): grpc.StatusObject {
   const headers = new Headers(trailer);
   if (err instanceof ConnectError) {
-    setTrailerStatus(headers, err);
+    err.metadata.forEach((value, key) => headers.append(key, value));
+    const details = statusDetailsBin(err);
+    if (details !== undefined) headers.set(STATUS_DETAILS_KEY, details);
     return { code: err.code as number, details: err.rawMessage, metadata: toMetadata(headers) };
   }
   if (err instanceof RealtimeError) {
-    return { code: err.code as number, details: err.message, metadata: toMetadata(headers) };
+    return { code: err.code, details: err.message, metadata: toMetadata(headers) };
   }
-  return { code: grpc.status.INTERNAL, details: INTERNAL_ERROR_MESSAGE, metadata: toMetadata(headers) };
+  return { code: Code.Internal, details: INTERNAL_ERROR_MESSAGE, metadata: toMetadata(headers) };
 }
 
 /** What every handler of one method shares. */
@@ -199,7 +193,7 @@ interface Runner {
   service: DescService;
   method: DescMethod;
   shutdownSignal: AbortSignal | undefined;
-  intercept: HandlerInterceptor;
+  intercept: Interceptor;
 }
 
 type Context = ReturnType<typeof createHandlerContext>;

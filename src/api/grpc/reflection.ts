@@ -15,7 +15,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import {
   ErrorResponseSchema,
@@ -31,6 +31,7 @@ import {
   ServerReflectionRequestSchema as RequestV1alpha,
   ServerReflectionResponseSchema as ResponseV1alpha,
 } from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { Code } from "../../protocol/status-codes.js";
 import { addService, type AddServiceOptions } from "./adapter.js";
 
 /** The two reflection services, each with the impl to pass to addService. */
@@ -230,7 +231,7 @@ function notFound(message: string): Answer {
   return error(Code.NotFound, message);
 }
 
-/** An error_response: its code is the gRPC status code (Connect's Code numbers are the same). */
+/** An error_response: its code is the gRPC status code. */
 function error(code: Code, message: string): Answer {
   return {
     case: "errorResponse",

@@ -2,10 +2,12 @@
  * grpc.health.v1.Health, as specified in
  * https://github.com/grpc/grpc/blob/master/doc/health-checking.md, over a
  * small in-memory table of serving statuses that the API process updates
- * (e.g. NOT_SERVING under "" while it drains).
+ * (e.g. NOT_SERVING under "" while it drains). Served on both ports, like
+ * the service (src/roles/api.ts).
  */
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/grpc/health/v1/health_pb.js";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { Code } from "../protocol/status-codes.js";
 
 export { ServingStatus };
 
