@@ -49,6 +49,57 @@ export default tseslint.config(
     },
   },
   {
+    // What the server and the SDK share: gen/ and protobuf-es only.
+    files: ["src/protocol/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(?!\\./|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$))",
+              message: "src/protocol/ imports only gen/ and @bufbuild/protobuf",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The core imports no transport and nothing above it (docs/architecture.md).
+    files: ["src/core/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(?!\\./|\\.\\./(protocol|wire)/|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$)|node:crypto$)",
+              message: "src/core/ imports only src/protocol/, src/wire/, gen/, @bufbuild/protobuf and node:crypto",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The SDK bundles for browsers and imports nothing of the server.
+    files: ["src/client/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(?!\\./|\\.\\./protocol/|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$))",
+              message: "src/client/ imports only src/protocol/, gen/ and @bufbuild/protobuf",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["test/**/*.ts", "bench/**/*.ts"],
     rules: {
       "@typescript-eslint/no-non-null-assertion": "off",

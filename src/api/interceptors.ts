@@ -13,7 +13,6 @@
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { ContextValues } from "@connectrpc/connect";
-import type { Logger } from "../log.js";
 
 /**
  * What an interceptor knows of a call before its handler runs, on either
@@ -57,12 +56,17 @@ export function chainInterceptors(...interceptors: (Interceptor | undefined)[]):
   };
 }
 
+/** What the failure log needs of a logger (src/log.ts's pino Logger is one). */
+export interface DebugLog {
+  debug(fields: object, message: string): void;
+}
+
 /**
  * Logs every failed call at debug ("call failed", with the method and the
  * error: a cause that is not sent to the client, such as an INTERNAL's, is
  * seen here), then lets the failure go on.
  */
-export function failureLogInterceptor(log: Logger): Interceptor {
+export function failureLogInterceptor(log: DebugLog): Interceptor {
   return async (call, next) => {
     try {
       await next();

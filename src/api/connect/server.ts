@@ -9,7 +9,6 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { HostCheck } from "../../auth/browser-guards.js";
 import type { ServiceEntry } from "../service-entry.js";
 import { createConnectHandler } from "./adapter.js";
 import { createCors } from "./cors.js";
@@ -32,7 +31,7 @@ export interface HttpServerOptions {
    * without keys (auth/browser-guards.ts); others get 403 naming
    * REALTIME_ALLOWED_HOSTS before anything else runs. Default: any.
    */
-  hosts?: HostCheck;
+  hosts?: (host: string | undefined) => boolean;
   /** Answers what is not an RPC (GET / and the dashboard's assets). Default: 404. */
   fallback?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Serve HTTPS with this PEM certificate chain and key. Default: plain HTTP (TLS in front). */
