@@ -1,9 +1,11 @@
 import type { Redis } from "ioredis";
+import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
 import { decodePublication, encodePublication } from "../wire/publication.js";
 import { redisUnavailable } from "./connection.js";
+import { RedisHistory, type HistoryLimits, type PositionFields } from "./history-redis.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
 export const REDIS_RESUBSCRIBE_BATCH = 500;
@@ -21,6 +23,13 @@ export interface RedisBrokerOptions {
    * subscribes to.
    */
   edge: boolean;
+  /**
+   * The history of each channel (pos's settings): its size and age, or
+   * undefined (or size 0) when the channel keeps none. A channel with history
+   * is published by one script that numbers it (see history-redis.ts); one
+   * without, by a plain PUBLISH, and its events carry no position.
+   */
+  history?: (channel: string) => HistoryLimits | undefined;
   /** Receives every publication this node subscribed to with subscribe(). */
   onPublication?: PublicationHandler;
   /** Told of each publication routed (as the embedded hub tells it). */
@@ -43,6 +52,13 @@ export interface RedisBrokerOptions {
  * that owns it; otherwise PUBLISH/SUBSCRIBE. The choice is made once, at
  * start(), and every node of a deployment makes the same one.
  *
+ * A channel with history is published by one Lua script instead
+ * (history-redis.ts), which gives the publication its position (offset and
+ * epoch, decided in Redis, so the same on every node), stores it in the
+ * channel's bounded history and publishes the same bytes; history() reads
+ * that history. A channel without history keeps the plain publish: no
+ * position, nothing stored.
+ *
  * Guarantees: at most once per node (a publication in flight when a
  * connection drops is not re-sent); publications of one publisher to one
  * channel reach each node in the order publish was called (one connection,
@@ -62,10 +78,12 @@ export class RedisBroker implements Broker {
   private readonly onReady = () => this.resubscribe();
   /** The handlers attached with attach(), per channel. */
   private readonly local = new Map<string, { handlers: Set<PublicationHandler>; subscribed: Promise<void> }>();
+  private readonly positions: RedisHistory;
 
   constructor(private readonly options: RedisBrokerOptions) {
     this.broadcastKey = `${options.prefix}broadcast`;
     this.channelPrefix = `${options.prefix}c:`;
+    this.positions = new RedisHistory(options.command, options.prefix, positionFields());
     const deliver = (_channel: Buffer, message: Buffer) => {
       let pub: Publication;
       try {
@@ -131,11 +149,18 @@ export class RedisBroker implements Broker {
     if (!this.started) throw new RealtimeError(Code.Unavailable, "not connected to Redis yet; try again shortly");
     const key = this.key(pub.channel);
     const bytes = encodePublication(pub);
+    const limits = this.limits(pub.channel);
     let receivers: number;
     try {
-      receivers = Number(
-        this.sharded ? await this.options.command.spublish(key, bytes) : await this.options.command.publish(key, bytes),
-      );
+      if (limits) {
+        receivers = (await this.positions.publish(key, bytes, limits, this.sharded)).receivers;
+      } else {
+        receivers = Number(
+          this.sharded
+            ? await this.options.command.spublish(key, bytes)
+            : await this.options.command.publish(key, bytes),
+        );
+      }
     } catch (err) {
       throw redisUnavailable(err, pub.channel === "" ? "Broadcast" : "Send");
     }
@@ -151,6 +176,39 @@ export class RedisBroker implements Broker {
     return receivers;
   }
 
+  /**
+   * The channel's position and part of its history, from Redis, in one
+   * script (bounded by query.limit). A channel without history has no
+   * position either in Redis: no publications, position {0n, ""}, complete
+   * only without since.
+   */
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const limits = this.limits(channel);
+    if (!limits) return { publications: [], position: { offset: 0n, epoch: "" }, complete: !query.since };
+    let read;
+    try {
+      read = await this.positions.read(this.key(channel), limits, query);
+    } catch (err) {
+      throw redisUnavailable(err, `reading the history of channel ${JSON.stringify(channel)}`);
+    }
+    const publications: Publication[] = [];
+    for (const entry of read.entries) {
+      try {
+        publications.push(decodePublication(entry));
+      } catch (err) {
+        // Not ours (another version's bytes): the history cannot be trusted whole.
+        this.options.onError?.(err, "decoding a publication from the history in Redis");
+        throw redisUnavailable(err, `reading the history of channel ${JSON.stringify(channel)}`);
+      }
+    }
+    if (!query.newestFirst) publications.reverse();
+    return {
+      publications,
+      position: { offset: read.top, epoch: read.epoch },
+      complete: query.since ? read.complete : true,
+    };
+  }
+
   async subscribe(channel: string): Promise<void> {
     this.wanted.add(channel);
     if (!this.started)
@@ -160,11 +218,6 @@ export class RedisBroker implements Broker {
     } catch (err) {
       throw redisUnavailable(err, `subscribing to channel ${JSON.stringify(channel)}`);
     }
-  }
-
-  /** Not implemented yet (the seam's first commit; the hub's history follows). */
-  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
-    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
   }
 
   async unsubscribe(channel: string): Promise<void> {
@@ -220,6 +273,13 @@ export class RedisBroker implements Broker {
     };
   }
 
+  /** The channel's history limits, or undefined when it keeps none (and broadcasts). */
+  private limits(channel: string): HistoryLimits | undefined {
+    if (channel === "") return undefined;
+    const limits = this.options.history?.(channel);
+    return limits && limits.size > 0 ? limits : undefined;
+  }
+
   private key(channel: string): string {
     return channel === "" ? this.broadcastKey : this.channelPrefix + channel;
   }
@@ -243,4 +303,26 @@ export class RedisBroker implements Broker {
       }
     }
   }
+}
+
+/**
+ * The tags the history script appends to a publication: its offset (a
+ * varint) and its epoch (a string), by their numbers in
+ * realtime.link.v1.Publication, which must be its two highest, offset
+ * first, so that appending them is what protobuf-es writes.
+ */
+export function positionFields(): PositionFields {
+  const numbers = PublicationSchema.fields.map((f) => f.number);
+  const offset = PublicationSchema.field.offset!.number;
+  const epoch = PublicationSchema.field.epoch!.number;
+  if (
+    epoch !== Math.max(...numbers) ||
+    offset !== Math.max(...numbers.filter((n) => n !== epoch)) ||
+    offset > 15 ||
+    epoch > 15
+  )
+    throw new Error(
+      "realtime.link.v1.Publication: offset and epoch must be its two highest fields, below 16, offset first",
+    );
+  return { offsetTag: (offset << 3) | 0, epochTag: (epoch << 3) | 2 };
 }

@@ -19,7 +19,7 @@ import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 import { RedisBroker } from "../redis/broker-redis.js";
 import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
-import { REDIS_START_WAIT_MS } from "../redis/limits.js";
+import { REDIS_DEFAULT_HISTORY, REDIS_START_WAIT_MS } from "../redis/limits.js";
 import { RedisPresence } from "../redis/presence-redis.js";
 
 /** What an API process publishes through and reads presence from. */
@@ -96,6 +96,7 @@ async function startRedisApiSeams(
     subscriber,
     prefix: config.redisPrefix,
     edge: false,
+    history: () => REDIS_DEFAULT_HISTORY,
     observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
@@ -203,6 +204,7 @@ function createRedisEdgeSeams(
     subscriber,
     prefix: config.redisPrefix,
     edge: true,
+    history: () => REDIS_DEFAULT_HISTORY,
     onPublication: hooks.deliver,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
