@@ -13,7 +13,7 @@ import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
 import type { IdGenerator } from "../core/publication.js";
-import { LinkBroker } from "../link/broker-link.js";
+import { LINK_SETTLE_MS, LinkBroker } from "../link/broker-link.js";
 import { LinkRefusedError } from "../link/link-auth.js";
 import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
@@ -176,13 +176,21 @@ export function createEdgeSeams(
   hooks: EdgeSeamHooks,
 ): EdgeSeams {
   if (config.redisUrl !== "") return createRedisEdgeSeams(config, log, edgeId, eventIds, hooks);
+  let linkedBefore = false;
   const link = new LinkBroker({
     ...splitHostPort(config.linkUrl),
     edgeId,
     secret: config.linkSecret,
     onPublication: hooks.deliver,
     snapshot: hooks.snapshot,
-    onStateChange: hooks.onStateChange,
+    onStateChange: (up) => {
+      // Back after an outage: the API may have restarted, and the other
+      // edges re-attach within their backoff; what this edge's members did
+      // meanwhile (their channel:leave) is announced once they can hear it.
+      if (up && linkedBefore) membership.hold(LINK_SETTLE_MS);
+      linkedBefore ||= up;
+      hooks.onStateChange(up);
+    },
     onError: (err, context) =>
       err instanceof LinkRefusedError
         ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
