@@ -35,6 +35,9 @@ class World {
     },
     subscribe: async () => {},
     unsubscribe: async () => {},
+    history: async () => {
+      throw new Error("not used");
+    },
   };
 
   readonly presence: Presence = {

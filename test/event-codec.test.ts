@@ -10,6 +10,8 @@ import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema, type Event } from "../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import {
+  appendPositionBinary,
+  appendPositionJson,
   encodeEventBinary,
   encodeEventJson,
   isApplicationEvent,
@@ -31,6 +33,13 @@ function values(jsonSafe: boolean) {
   });
 }
 
+/** uint64 offsets, with the edges of the varint lengths. */
+const offsets = fc.oneof(
+  fc.constant(0n),
+  fc.bigInt({ min: 1n, max: (1n << 64n) - 1n }),
+  fc.constantFrom(1n, 127n, 128n, 0xffffffffn, 0x100000000n, (1n << 64n) - 1n),
+);
+
 function events(payload: fc.Arbitrary<ApplicationEvent["payload"]>): fc.Arbitrary<ApplicationEvent> {
   return fc
     .record({
@@ -38,6 +47,8 @@ function events(payload: fc.Arbitrary<ApplicationEvent["payload"]>): fc.Arbitrar
       event: fc.oneof(fc.constant(""), text),
       id: fc.oneof(fc.constant(""), text),
       payload,
+      offset: offsets,
+      epoch: fc.oneof(fc.constant(""), text),
     })
     .map((init) => create(EventSchema, init) as ApplicationEvent);
 }
@@ -245,6 +256,36 @@ describe("event codec", () => {
         );
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("a position appended to an encoded event", () => {
+  const systemEvents = fc
+    .record({ channel: text, id: fc.oneof(fc.constant(""), text), member: fc.string() })
+    .map(({ channel, id, member }) =>
+      create(EventSchema, {
+        channel,
+        event: "channel:join",
+        id,
+        payload: { case: "member", value: create(MemberSchema, { id: member }) },
+      }),
+    );
+  const anyEvent = fc.oneof(jsonEvents(true), binaryEvents, systemEvents);
+
+  it("is what protobuf-es writes for the event with the position set, in both encodings", () => {
+    fc.assert(
+      fc.property(anyEvent, offsets, fc.oneof(fc.constant(""), text), (event, offset, epoch) => {
+        const bare = { ...event, offset: 0n, epoch: "" };
+        const positioned = { ...event, offset, epoch };
+        expect(Buffer.from(appendPositionBinary(toBinary(EventSchema, bare), offset, epoch))).toEqual(
+          Buffer.from(toBinary(EventSchema, positioned)),
+        );
+        expect(appendPositionJson(toJsonString(EventSchema, bare), offset, epoch)).toBe(
+          toJsonString(EventSchema, positioned),
+        );
+      }),
+      { numRuns: 500 },
     );
   });
 });

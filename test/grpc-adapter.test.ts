@@ -291,6 +291,10 @@ describe("unary calls", () => {
   });
 
   it("aborts ctx.signal with DeadlineExceeded when the deadline passes", async () => {
+    // Long enough that the handler has surely started when it passes, on a
+    // loaded machine too (with 100 ms the call could end before grpc-js ran
+    // the handler, which then never saw an abort).
+    const DEADLINE_MS = 1000;
     let reason: unknown;
     const { client, address } = await serve(Realtime, {
       getMembers(_req, ctx) {
@@ -306,9 +310,9 @@ describe("unary calls", () => {
     // on a loaded machine that cancel can arrive well before the server's
     // deadline (which starts when the server reads the headers), so the
     // reason is DeadlineExceeded or, rarely, Canceled.
-    const out = await unary(client, realtime.getMembers!, { channel: "room" }, { deadline: 100 });
+    const out = await unary(client, realtime.getMembers!, { channel: "room" }, { deadline: DEADLINE_MS });
     expect(out.error!.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    await vi.waitFor(() => expect(reason).toBeDefined());
+    await vi.waitFor(() => expect(reason).toBeDefined(), { timeout: 10_000 });
     expect([Code.DeadlineExceeded, Code.Canceled]).toContain(ConnectError.from(reason).code);
 
     // A raw HTTP/2 request with grpc-timeout that never cancels: the server's
@@ -321,7 +325,7 @@ describe("unary calls", () => {
       ":path": "/realtime.v1.Realtime/GetMembers",
       "content-type": "application/grpc",
       te: "trailers",
-      "grpc-timeout": "100m",
+      "grpc-timeout": `${DEADLINE_MS}m`,
     });
     const body = toBinary(GetMembersRequestSchema, create(GetMembersRequestSchema, { channel: "room" }));
     const frame = Buffer.alloc(5 + body.length);
@@ -334,7 +338,7 @@ describe("unary calls", () => {
       stream.on("trailers", (trailers) => resolve(trailers["grpc-status"]));
     });
     expect(Number(status)).toBe(grpc.status.DEADLINE_EXCEEDED);
-    await vi.waitFor(() => expect(reason).toBeDefined());
+    await vi.waitFor(() => expect(reason).toBeDefined(), { timeout: 10_000 });
     expect(ConnectError.from(reason).code).toBe(Code.DeadlineExceeded);
   });
 

@@ -54,6 +54,12 @@ const publicationFields = {
   ),
   origin: fc.oneof(fc.constant(""), fc.string({ maxLength: 40 })),
   skipOrigin: fc.boolean(),
+  offset: fc.oneof(
+    fc.constant(0n),
+    fc.bigInt({ min: 1n, max: (1n << 64n) - 1n }),
+    fc.constantFrom(1n, 127n, 128n, 0xffffffffn, 0x100000000n, (1n << 63n) - 1n, (1n << 64n) - 1n),
+  ),
+  epoch: fc.oneof(fc.constant(""), fc.string({ maxLength: 16 })),
 };
 const publication = fc.record(publicationFields);
 
@@ -310,7 +316,11 @@ describe("publication codec: decoding", () => {
       concat([0x28, 0x02]), // skip_origin 2
       concat([0x28, 0x81, 0x00]), // skip_origin in two bytes
       concat([0x08, 1]), // channel as a varint
-      concat([0x30, 0]), // unknown field 6
+      concat([0x40, 0]), // unknown field 8
+      concat([0x30, 1, 0x30, 2]), // offset twice
+      concat([0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]), // offset of 2^64: truncated there
+      concat([0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), // an eleven-byte varint
+      concat([0x3a, 1, 0xff]), // invalid UTF-8 in epoch
       concat([0x8a, 0x00, 1, 0x61]), // channel with a two-byte tag
       concat([0x0a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x61]), // a six-byte length
       concat([0x1a, 3, 0x61]), // truncated

@@ -146,19 +146,19 @@ describe("wire coverage", () => {
 
 /**
  * The roots of publication.ts from a copy of realtime.link.v1's descriptors
- * in which Publication has one more field, `uint64 position = 6`: what
+ * in which Publication has one more field, `uint64 priority = 8`: what
  * proto/ would hold if a field were added and publication.ts were not
  * taught it.
  */
-function rootsWithPosition(): DescMessage[] {
+function rootsWithPriority(): DescMessage[] {
   const file = clone(FileDescriptorProtoSchema, file_realtime_link_v1_link.proto);
   file.messageType
     .find((m) => m.name === "Publication")!
     .field.push(
       create(FieldDescriptorProtoSchema, {
-        name: "position",
-        jsonName: "position",
-        number: 6,
+        name: "priority",
+        jsonName: "priority",
+        number: 8,
         label: FieldDescriptorProto_Label.OPTIONAL,
         type: FieldDescriptorProto_Type.UINT64,
       }),
@@ -171,20 +171,20 @@ function rootsWithPosition(): DescMessage[] {
 
 describe("wire coverage: the checks fail where they must", () => {
   const publication = WIRE_COVERAGE["publication.ts"]!;
-  const modified = (messages: CodecCoverage["messages"]): CodecCoverage => ({ roots: rootsWithPosition(), messages });
+  const modified = (messages: CodecCoverage["messages"]): CodecCoverage => ({ roots: rootsWithPriority(), messages });
 
   it("names a field added to a message and not listed", () => {
     expect(coverageGaps("publication.ts", modified(publication.messages))).toEqual([
-      "publication.ts: realtime.link.v1.Publication field 6 (position) is not in src/wire/coverage.ts: teach publication.ts the field and list it as hand, or list it as protobufEs (messages holding it go to protobuf-es)",
+      "publication.ts: realtime.link.v1.Publication field 8 (priority) is not in src/wire/coverage.ts: teach publication.ts the field and list it as hand, or list it as protobufEs (messages holding it go to protobuf-es)",
     ]);
   });
 
   it("names a listed field that the codec does not handle by hand", () => {
-    const messages = { ...publication.messages, "realtime.link.v1.Publication": { hand: [1, 2, 3, 4, 5, 6] } };
+    const messages = { ...publication.messages, "realtime.link.v1.Publication": { hand: [1, 2, 3, 4, 5, 6, 7, 8] } };
     const coverage = modified(messages);
     expect(coverageGaps("publication.ts", coverage)).toEqual([]);
     const failures = handFailures("publication.ts", coverage, ROOTS["publication.ts"]!);
-    // Each root, encoded and decoded, misses the position.
+    // Each root, encoded and decoded, misses the priority.
     for (const root of ["Publication", "HubFrame", "EdgeFrame"]) {
       expect(failures.some((f) => new RegExp(`v1\\.${root} [0-9a-f]+: encoded by hand as`).test(f))).toBe(true);
       expect(failures.some((f) => new RegExp(`v1\\.${root} [0-9a-f]+: fell back to fromBinary`).test(f))).toBe(true);
@@ -194,7 +194,7 @@ describe("wire coverage: the checks fail where they must", () => {
   it("names a field listed as protobufEs that the codec handles by hand", () => {
     const messages = {
       ...publication.messages,
-      "realtime.link.v1.Publication": { hand: [1, 2, 3, 4], protobufEs: [5] },
+      "realtime.link.v1.Publication": { hand: [1, 2, 3, 4, 6, 7], protobufEs: [5] },
     };
     const failures = deferredFailures("publication.ts", { ...publication, messages }, ROOTS["publication.ts"]!);
     expect(failures.map((f) => f.replace(/ \([0-9a-f]+\)/, ""))).toEqual(
@@ -208,9 +208,9 @@ describe("wire coverage: the checks fail where they must", () => {
   });
 
   it("names a listed field that does not exist", () => {
-    const messages = { ...publication.messages, "realtime.link.v1.Publication": { hand: [1, 2, 3, 4, 5, 7] } };
+    const messages = { ...publication.messages, "realtime.link.v1.Publication": { hand: [1, 2, 3, 4, 5, 6, 7, 9] } };
     expect(coverageGaps("publication.ts", { ...publication, messages })).toEqual([
-      "publication.ts: src/wire/coverage.ts lists field 7 of realtime.link.v1.Publication, which has no such field",
+      "publication.ts: src/wire/coverage.ts lists field 9 of realtime.link.v1.Publication, which has no such field",
     ]);
   });
 

@@ -144,6 +144,10 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         };
       });
     },
+    getHistory() {
+      // The seam's first commit: the hub's history and this method follow.
+      throw toConnectError(new RealtimeError(Code.Unimplemented, "GetHistory is not implemented yet"));
+    },
     async *watchChannel(req, ctx) {
       let close: (() => void) | undefined;
       try {

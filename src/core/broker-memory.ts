@@ -1,4 +1,4 @@
-import type { Broker, Publication, PublicationHandler } from "./broker.js";
+import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "./broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { NOOP_OBSERVER, type Observer } from "./observer.js";
 
@@ -104,6 +104,11 @@ export class MemoryNode implements Broker {
 
   async subscribe(channel: string): Promise<void> {
     this.broker.subscribe(this, channel);
+  }
+
+  /** Not implemented yet (the seam's first commit; the hub's history follows). */
+  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
+    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
   }
 
   async unsubscribe(channel: string): Promise<void> {

@@ -2,7 +2,7 @@ import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { connect, type Socket } from "node:net";
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 import { EdgeFrameSchema, type LinkReply } from "../../gen/realtime/link/v1/link_pb.js";
-import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
+import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
 import { MAX_PAGE_SIZE } from "../core/pages.js";
@@ -137,6 +137,11 @@ export class LinkBroker implements Broker, Presence {
 
   async subscribe(channel: string): Promise<void> {
     await this.request({ frame: { case: "subscribe", value: channel } });
+  }
+
+  /** Not implemented yet (the seam's first commit; the hub's history follows). */
+  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
+    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
   }
 
   async unsubscribe(channel: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { Broker, Publication, PublicationHandler } from "../core/broker.js";
+import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
 import { decodePublication, encodePublication } from "../wire/publication.js";
@@ -166,6 +166,11 @@ export class RedisBroker implements Broker {
     } catch (err) {
       throw redisUnavailable(err, `subscribing to channel ${JSON.stringify(channel)}`);
     }
+  }
+
+  /** Not implemented yet (the seam's first commit; the hub's history follows). */
+  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
+    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
   }
 
   async unsubscribe(channel: string): Promise<void> {

@@ -64,8 +64,8 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
   "event-codec.ts": {
     roots: [EventSchema],
     messages: {
-      // channel, event, json, binary, id; a member payload is a system event (protobuf-es).
-      [EventSchema.typeName]: { hand: [1, 2, 3, 4, 6], protobufEs: [5] },
+      // channel, event, json, binary, id, offset, epoch; a member payload is a system event (protobuf-es).
+      [EventSchema.typeName]: { hand: [1, 2, 3, 4, 6, 7, 8], protobufEs: [5] },
       ...VALUE_TREE,
     },
   },
@@ -82,17 +82,18 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
   "publication.ts": {
     roots: [PublicationSchema, HubFrameSchema, EdgeFrameSchema],
     messages: {
-      [PublicationSchema.typeName]: { hand: [1, 2, 3, 4, 5] }, // channel, event, event_json, origin, skip_origin
+      // channel, event, event_json, origin, skip_origin, offset, epoch
+      [PublicationSchema.typeName]: { hand: [1, 2, 3, 4, 5, 6, 7] },
       [HubFrameSchema.typeName]: { hand: [1], protobufEs: [2, 3] }, // publication; reply, challenge
-      // id, publish; hello, subscribe, unsubscribe, presence_add, presence_remove, members, synced, members_page
-      [EdgeFrameSchema.typeName]: { hand: [1, 5], protobufEs: [2, 3, 4, 6, 7, 8, 9, 10] },
+      // id, publish; hello, subscribe, unsubscribe, presence_add, presence_remove, members, synced, members_page, history
+      [EdgeFrameSchema.typeName]: { hand: [1, 5], protobufEs: [2, 3, 4, 6, 7, 8, 9, 10, 11] },
     },
   },
   "client-codec.ts": {
     // binaryEventFrame and jsonEventFrame: the ServerFrame of an event; the other frames are protobuf-es's.
     roots: [ServerFrameSchema],
     messages: {
-      [ServerFrameSchema.typeName]: { hand: [], encoded: [3], protobufEs: [1, 2] }, // event; connected, reply
+      [ServerFrameSchema.typeName]: { hand: [], encoded: [3], protobufEs: [1, 2, 4] }, // event; connected, reply, resync
     },
   },
 };

@@ -2,7 +2,7 @@ import type { UnknownField } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-import { int32VarintSize, varintSize, writeInt32Varint, writeVarint } from "./varint.js";
+import { int32VarintSize, varint64Size, varintSize, writeInt32Varint, writeVarint, writeVarint64 } from "./varint.js";
 
 /**
  * realtime.client.v1.Event with an application payload (json or binary), in
@@ -57,7 +57,51 @@ export function encodeEventJson(event: ApplicationEvent): string {
   else
     json += `"binary":"${Buffer.from(payload.value.buffer, payload.value.byteOffset, payload.value.byteLength).toString("base64")}",`;
   if (event.id !== "") json += `"id":${JSON.stringify(event.id)},`;
+  if (event.offset !== 0n) json += `"offset":"${event.offset}",`;
+  if (event.epoch !== "") json += `"epoch":${JSON.stringify(event.epoch)},`;
   return json.slice(0, -1) + "}";
+}
+
+/**
+ * The event's bytes with its position (Event.offset, Event.epoch) appended:
+ * what toBinary writes for the event with them set, given the bytes of the
+ * event without them and without unknown fields (what encodeEventBinary and
+ * protobuf-es write for the events the service makes). An edge gives each
+ * publication its position this way, once, for all its recipients.
+ */
+export function appendPositionBinary(event: Uint8Array, offset: bigint, epoch: string): Buffer {
+  const epochBytes = Buffer.byteLength(epoch);
+  const size =
+    event.length +
+    (offset !== 0n ? 1 + varint64Size(offset) : 0) +
+    (epochBytes > 0 ? 1 + varintSize(epochBytes) + epochBytes : 0);
+  const out = Buffer.allocUnsafe(size);
+  out.set(event, 0);
+  let pos = event.length;
+  if (offset !== 0n) {
+    out[pos++] = 0x38; // 7 offset, varint
+    pos = writeVarint64(out, pos, offset);
+  }
+  if (epochBytes > 0) {
+    out[pos++] = 0x42; // 8 epoch
+    pos = writeVarint(out, pos, epochBytes);
+    out.write(epoch, pos, "utf8");
+  }
+  return out;
+}
+
+/**
+ * The event's JSON with its position appended: what toJsonString writes for
+ * the event with them set, given the JSON of the event without them
+ * (protobuf's JSON mapping writes fields in field order, and these are the
+ * last two). A uint64 is a JSON string.
+ */
+export function appendPositionJson(eventJson: string, offset: bigint, epoch: string): string {
+  let tail = "";
+  if (offset !== 0n) tail += `,"offset":"${offset}"`;
+  if (epoch !== "") tail += `,"epoch":${JSON.stringify(epoch)}`;
+  if (tail === "") return eventJson;
+  return eventJson.length > 2 ? eventJson.slice(0, -1) + tail + "}" : "{" + tail.slice(1) + "}";
 }
 
 // Binary: a measure pass, then one write into a buffer of exactly that size.
@@ -70,7 +114,9 @@ function measureEvent(event: ApplicationEvent, lens: number[]): number {
   const payload = event.payload;
   if (payload.case === "json") size += messageField(measureValue(payload.value, lens));
   else size += 1 + varintSize(payload.value.length) + payload.value.length;
-  return size + stringField(event.id, lens) + unknownSize(event.$unknown);
+  size += stringField(event.id, lens);
+  if (event.offset !== 0n) size += 1 + varint64Size(event.offset);
+  return size + stringField(event.epoch, lens) + unknownSize(event.$unknown);
 }
 
 function stringField(value: string, lens: number[]): number {
@@ -180,6 +226,11 @@ class Writer {
       this.pos += payload.value.length;
     }
     this.string(0x32, event.id); // 6 id
+    if (event.offset !== 0n) {
+      this.out[this.pos++] = 0x38; // 7 offset, varint
+      this.pos = writeVarint64(this.out, this.pos, event.offset);
+    }
+    this.string(0x42, event.epoch); // 8 epoch
     this.unknown(event.$unknown);
   }
 

@@ -8,7 +8,15 @@ import {
   type Publication as PublicationMessage,
 } from "../../gen/realtime/link/v1/link_pb.js";
 import { decodeString } from "./utf8.js";
-import { readVarint32, varintSize, writeVarint, type Cursor } from "./varint.js";
+import {
+  readVarint32,
+  readVarint64,
+  varint64Size,
+  varintSize,
+  writeVarint,
+  writeVarint64,
+  type Cursor,
+} from "./varint.js";
 
 /**
  * The publish path of the link and of Redis, written by hand:
@@ -65,6 +73,13 @@ export interface Publication {
   readonly origin: string;
   /** True when the origin connection must not receive the event. */
   readonly skipOrigin: boolean;
+  /**
+   * The event's offset in its channel, set by the broker that orders the
+   * channel (src/core/broker.ts); 0n or absent: no position.
+   */
+  readonly offset?: bigint;
+  /** The channel's epoch; "" or absent when the publication has no position. */
+  readonly epoch?: string;
 }
 
 // Encoding
@@ -109,6 +124,7 @@ interface Sizes {
   channel: number;
   eventJson: number;
   origin: number;
+  epoch: number;
   total: number;
 }
 
@@ -122,7 +138,11 @@ function measure(pub: Publication): Sizes {
   if (eventJson > 0) total += 1 + varintSize(eventJson) + eventJson;
   if (origin > 0) total += 1 + varintSize(origin) + origin;
   if (pub.skipOrigin) total += 2;
-  return { channel, eventJson, origin, total };
+  const offset = pub.offset ?? 0n;
+  if (offset !== 0n) total += 1 + varint64Size(offset);
+  const epoch = pub.epoch ? Buffer.byteLength(pub.epoch) : 0;
+  if (epoch > 0) total += 1 + varintSize(epoch) + epoch;
+  return { channel, eventJson, origin, epoch, total };
 }
 
 function writeBody(out: Buffer, pos: number, pub: Publication, sizes: Sizes): void {
@@ -137,8 +157,14 @@ function writeBody(out: Buffer, pos: number, pub: Publication, sizes: Sizes): vo
   pos = writeString(out, pos, 0x22, pub.origin, sizes.origin); // 4 origin
   if (pub.skipOrigin) {
     out[pos++] = 0x28; // 5 skip_origin, varint
-    out[pos] = 1;
+    out[pos++] = 1;
   }
+  const offset = pub.offset ?? 0n;
+  if (offset !== 0n) {
+    out[pos++] = 0x30; // 6 offset, varint
+    pos = writeVarint64(out, pos, offset);
+  }
+  writeString(out, pos, 0x3a, pub.epoch ?? "", sizes.epoch); // 7 epoch
 }
 
 function writeString(out: Buffer, pos: number, tag: number, value: string, bytes: number): number {
@@ -223,12 +249,35 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
   let eventJson = "";
   let origin = "";
   let skipOrigin = false;
+  let offset = 0n;
+  let epoch = "";
   let seen = 0; // a bit a field
   while (at.pos < end) {
     const tag = buf[at.pos++];
-    const bit = tag === 0x0a ? 1 : tag === 0x12 ? 2 : tag === 0x1a ? 4 : tag === 0x22 ? 8 : tag === 0x28 ? 16 : 0;
+    const bit =
+      tag === 0x0a
+        ? 1
+        : tag === 0x12
+          ? 2
+          : tag === 0x1a
+            ? 4
+            : tag === 0x22
+              ? 8
+              : tag === 0x28
+                ? 16
+                : tag === 0x30
+                  ? 32
+                  : tag === 0x3a
+                    ? 64
+                    : 0;
     if (bit === 0 || seen & bit) throw notCanonical; // another field, or one again
     seen |= bit;
+    if (tag === 0x30) {
+      // 6 offset, varint (uint64)
+      offset = readVarint64(buf, at, end);
+      if (offset < 0n) throw notCanonical;
+      continue;
+    }
     if (tag === 0x28) {
       // 5 skip_origin, varint: 0 or 1 in one byte only
       const b = at.pos < end ? buf[at.pos] : 2;
@@ -246,7 +295,9 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
       channel = decodeString(buf, dataStart, dataEnd); // 1 channel
     else if (tag === 0x1a)
       eventJson = decodeString(buf, dataStart, dataEnd); // 3 event_json
-    else origin = decodeString(buf, dataStart, dataEnd); // 4 origin
+    else if (tag === 0x22)
+      origin = decodeString(buf, dataStart, dataEnd); // 4 origin
+    else epoch = decodeString(buf, dataStart, dataEnd); // 7 epoch
   }
   return {
     $typeName: "realtime.link.v1.Publication",
@@ -255,6 +306,8 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
     eventJson,
     origin,
     skipOrigin,
+    offset,
+    epoch,
   };
 }
 

@@ -114,3 +114,52 @@ function readLongVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes: nu
     }
   }
 }
+
+/** The largest uint64 (a varint of ten bytes at most). */
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/** Bytes the varint of a uint64 n takes (n in [0, 2^64)). */
+export function varint64Size(n: bigint): number {
+  if (n <= 0xffffffffn) return varintSize(Number(n));
+  let size = 1;
+  while (n > 0x7fn) {
+    n >>= 7n;
+    size++;
+  }
+  return size;
+}
+
+/** Writes the varint of a uint64 n (in [0, 2^64)) at pos; returns the position after it. */
+export function writeVarint64(out: Uint8Array, pos: number, n: bigint): number {
+  if (n <= 0xffffffffn) return writeVarint(out, pos, Number(n));
+  while (n > 0x7fn) {
+    out[pos++] = Number(n & 0x7fn) | 0x80;
+    n >>= 7n;
+  }
+  out[pos++] = Number(n);
+  return pos;
+}
+
+/**
+ * Reads the unsigned varint of a uint64 at `at.pos` of buf, reading no byte
+ * at or past end. Returns its value and moves `at.pos` past it; or returns
+ * -1n (the bytes end inside it, it is longer than ten bytes, or it is 2^64
+ * or more: protobuf-es would truncate it) and leaves `at.pos` as it was.
+ */
+export function readVarint64(buf: Uint8Array, at: Cursor, end: number): bigint {
+  const small = readVarint32(buf, at, end);
+  if (small >= 0) return BigInt(small);
+  let pos = at.pos;
+  let value = 0n;
+  for (let shift = 0n; shift < 70n; shift += 7n) {
+    if (pos >= end) return -1n;
+    const b = buf[pos++];
+    value |= BigInt(b & 0x7f) << shift;
+    if (b < 0x80) {
+      if (value > UINT64_MAX) return -1n;
+      at.pos = pos;
+      return value;
+    }
+  }
+  return -1n;
+}

@@ -46,6 +46,8 @@ export function rawPublication(channel: string, event: string, text: string): Pu
     eventJson: toJsonString(EventSchema, ev),
     origin: "",
     skipOrigin: false,
+    offset: 0n,
+    epoch: "",
   };
 }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIiYKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSKDAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCUIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCTKkBAoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIlIKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uIrICChRXYXRjaENoYW5uZWxSZXNwb25zZRItCgdtZW1iZXJzGAEgASgLMhoucmVhbHRpbWUudjEuV2F0Y2hTbmFwc2hvdEgAEiMKBGpvaW4YAiABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIkCgVsZWF2ZRgDIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEi0KDnByb2ZpbGVfdXBkYXRlGAQgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLAoHbWVzc2FnZRgFIAEoCzIZLnJlYWx0aW1lLnYxLldhdGNoTWVzc2FnZUgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCRIOCgZyZXN5bmMYCSABKAhCCAoGdXBkYXRlIkcKDVdhdGNoU25hcHNob3QSJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIQCghjb21wbGV0ZRgCIAEoCCJyCgxXYXRjaE1lc3NhZ2USDQoFZXZlbnQYASABKAkSJgoEanNvbhgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgDIAEoDEgAEg4KBm9yaWdpbhgEIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKEUdldEhpc3RvcnlSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIogBChJHZXRIaXN0b3J5UmVzcG9uc2USMQoGZXZlbnRzGAEgAygLMiEucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoIcG9zaXRpb24YAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgDIAEoCDLzBAoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -503,6 +503,17 @@ export type WatchChannelRequest = Message<"realtime.v1.WatchChannelRequest"> & {
    * @generated from field: string channel = 1;
    */
   channel: string;
+
+  /**
+   * Resume after this position (the offset and epoch of the last message a
+   * previous watch received): the stream then starts with every event after
+   * it, in order, instead of a snapshot, when the channel still keeps them
+   * all; otherwise it starts with a snapshot whose first message has
+   * resync = true. Unset: a snapshot.
+   *
+   * @generated from field: realtime.v1.StreamPosition since = 2;
+   */
+  since?: StreamPosition | undefined;
 };
 
 /**
@@ -579,6 +590,29 @@ export type WatchChannelResponse = Message<"realtime.v1.WatchChannelResponse"> &
    * @generated from field: string id = 6;
    */
   id: string;
+
+  /**
+   * The event's position in the channel (0 and empty for `members`, and
+   * for a channel that keeps no positions).
+   *
+   * @generated from field: uint64 offset = 7;
+   */
+  offset: bigint;
+
+  /**
+   * The channel's epoch.
+   *
+   * @generated from field: string epoch = 8;
+   */
+  epoch: string;
+
+  /**
+   * On the first `members` message of a watch with since that could not
+   * resume: the events in between are lost; rebuild from this snapshot.
+   *
+   * @generated from field: bool resync = 9;
+   */
+  resync: boolean;
 };
 
 /**
@@ -706,6 +740,113 @@ export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 18);
 
 /**
+ * StreamPosition is a place in a channel's sequence of events.
+ *
+ * @generated from message realtime.v1.StreamPosition
+ */
+export type StreamPosition = Message<"realtime.v1.StreamPosition"> & {
+  /**
+   * The offset of the last event seen (0: before the first).
+   *
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * The epoch the offset belongs to.
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+};
+
+/**
+ * Describes the message realtime.v1.StreamPosition.
+ * Use `create(StreamPositionSchema)` to create a new message.
+ */
+export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 19);
+
+/**
+ * GetHistoryRequest asks for a channel's kept events.
+ *
+ * @generated from message realtime.v1.GetHistoryRequest
+ */
+export type GetHistoryRequest = Message<"realtime.v1.GetHistoryRequest"> & {
+  /**
+   * The channel, with the same rules as SendRequest.channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * Only the events after this position; unset: from the oldest kept (or
+   * the newest, with reverse).
+   *
+   * @generated from field: realtime.v1.StreamPosition since = 2;
+   */
+  since?: StreamPosition | undefined;
+
+  /**
+   * The most events to return: 1 to 1,000; 0 means 100.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Newest first.
+   *
+   * @generated from field: bool reverse = 4;
+   */
+  reverse: boolean;
+};
+
+/**
+ * Describes the message realtime.v1.GetHistoryRequest.
+ * Use `create(GetHistoryRequestSchema)` to create a new message.
+ */
+export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 20);
+
+/**
+ * GetHistoryResponse holds the events, as WatchChannel shows them
+ * (join, leave, profile_update or message, each with its id and position).
+ *
+ * @generated from message realtime.v1.GetHistoryResponse
+ */
+export type GetHistoryResponse = Message<"realtime.v1.GetHistoryResponse"> & {
+  /**
+   * The events, oldest first (newest first when asked).
+   *
+   * @generated from field: repeated realtime.v1.WatchChannelResponse events = 1;
+   */
+  events: WatchChannelResponse[];
+
+  /**
+   * The channel's position the history was read at.
+   *
+   * @generated from field: realtime.v1.StreamPosition position = 2;
+   */
+  position?: StreamPosition | undefined;
+
+  /**
+   * With since: true when every event after since is still kept.
+   *
+   * @generated from field: bool complete = 3;
+   */
+  complete: boolean;
+};
+
+/**
+ * Describes the message realtime.v1.GetHistoryResponse.
+ * Use `create(GetHistoryResponseSchema)` to create a new message.
+ */
+export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 21);
+
+/**
  * Realtime is the API that backends call to push events to the clients
  * connected to the edges. Every method is served over gRPC (and, where the
  * API process enables it, over Connect and gRPC-Web) by one implementation.
@@ -823,6 +964,19 @@ export const Realtime: GenService<{
     methodKind: "bidi_streaming";
     input: typeof PublishRequestSchema;
     output: typeof PublishResponseSchema;
+  },
+  /**
+   * GetHistory reads the events a channel keeps, with their positions:
+   * since a position, up to a limit, oldest or newest first. The history is
+   * bounded by count and age (REALTIME_HISTORY_*). A since whose epoch is
+   * not the channel's, or older than what is kept, answers complete = false.
+   *
+   * @generated from rpc realtime.v1.Realtime.GetHistory
+   */
+  getHistory: {
+    methodKind: "unary";
+    input: typeof GetHistoryRequestSchema;
+    output: typeof GetHistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);

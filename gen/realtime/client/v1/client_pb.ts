@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEipgMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSABCCQoHY29tbWFuZCIzCgRKb2luEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIjQKBUxlYXZlEg8KB2NoYW5uZWwYASABKAkSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIlEKDVVwZGF0ZVByb2ZpbGUSJAoEZGF0YRgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIRCgRlY2hvGAIgASgISACIAQFCBwoFX2VjaG8ihwEKBFNlbmQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASEQoEZWNobxgFIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iewoJQnJvYWRjYXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIRCgRlY2hvGAQgASgISAGIAQFCCQoHcGF5bG9hZEIHCgVfZWNobyJECgpHZXRNZW1iZXJzEg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiBgoEUGluZyIYCgdSZWZyZXNoEg0KBXRva2VuGAEgASgJIqIBCgtTZXJ2ZXJGcmFtZRIyCgljb25uZWN0ZWQYASABKAsyHS5yZWFsdGltZS5jbGllbnQudjEuQ29ubmVjdGVkSAASKgoFcmVwbHkYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuUmVwbHlIABIqCgVldmVudBgDIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudEgAQgcKBWZyYW1lIhcKCUNvbm5lY3RlZBIKCgJpZBgBIAEoCSKXAQoFUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISKwoHbWVtYmVycxgDIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISEgoKbWVzc2FnZV9pZBgEIAEoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YBSABKAkiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSKmAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSLQAQoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSABCBwoFZnJhbWUiFwoJQ29ubmVjdGVkEgoKAmlkGAEgASgJIp0CCgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJEhcKD25leHRfcGFnZV90b2tlbhgFIAEoCRI0Cghwb3NpdGlvbhgGIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIRCglyZWNvdmVyZWQYByABKAgSKQoGZXZlbnRzGAggAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50EhAKCGNvbXBsZXRlGAkgASgIIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkixQEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwCgpHZXRIaXN0b3J5Eg8KB2NoYW5uZWwYASABKAkSMQoFc2luY2UYAiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCJPCgZSZXN5bmMSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -97,6 +97,14 @@ export type ClientFrame = Message<"realtime.client.v1.ClientFrame"> & {
      */
     value: Refresh;
     case: "refresh";
+  } | {
+    /**
+     * Read a channel's history.
+     *
+     * @generated from field: realtime.client.v1.GetHistory get_history = 10;
+     */
+    value: GetHistory;
+    case: "getHistory";
   } | { case: undefined; value?: undefined };
 };
 
@@ -128,6 +136,16 @@ export type Join = Message<"realtime.client.v1.Join"> & {
    * @generated from field: optional bool echo = 2;
    */
   echo?: boolean | undefined;
+
+  /**
+   * Recover from this position: the last one the client saw in this channel
+   * (an Event's offset and epoch). The edge delivers every event of the
+   * channel after it, in order and once, before the reply, then the live
+   * ones; the reply says whether it could (recovered). Unset: no recovery.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition since = 3;
+   */
+  since?: StreamPosition | undefined;
 };
 
 /**
@@ -424,6 +442,16 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
      */
     value: Event;
     case: "event";
+  } | {
+    /**
+     * The edge lost events of a channel this connection is a member of and
+     * could not fill the gap from history: rejoin with since (the SDK does)
+     * or resynchronise.
+     *
+     * @generated from field: realtime.client.v1.Resync resync = 4;
+     */
+    value: Resync;
+    case: "resync";
   } | { case: undefined; value?: undefined };
 };
 
@@ -498,6 +526,43 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
    * @generated from field: string next_page_token = 5;
    */
   nextPageToken: string;
+
+  /**
+   * In the reply to join: the channel's position when the reply was made
+   * (its last event's offset and epoch; offset 0 when it has none yet, and
+   * epoch empty when the channel keeps no positions). In the reply to
+   * get_history: the channel's position the history was read at.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition position = 6;
+   */
+  position?: StreamPosition | undefined;
+
+  /**
+   * In the reply to a join with since: true when every event after since
+   * was delivered before this reply (the client missed nothing); false when
+   * the edge could not (the epoch changed, or the events after since are no
+   * longer all kept): the client must resynchronise (read the members again;
+   * the events in between are lost).
+   *
+   * @generated from field: bool recovered = 7;
+   */
+  recovered: boolean;
+
+  /**
+   * In the reply to get_history: the events, oldest first (newest first
+   * when asked), each with its offset and epoch.
+   *
+   * @generated from field: repeated realtime.client.v1.Event events = 8;
+   */
+  events: Event[];
+
+  /**
+   * In the reply to get_history with since: true when every event after
+   * since is still kept (events then holds the first of them, up to limit).
+   *
+   * @generated from field: bool complete = 9;
+   */
+  complete: boolean;
 };
 
 /**
@@ -594,6 +659,25 @@ export type Event = Message<"realtime.client.v1.Event"> & {
    * @generated from field: string id = 6;
    */
   id: string;
+
+  /**
+   * The event's position in its channel: 1 for the channel's first event,
+   * growing by one with every event published to the channel (application
+   * and system events alike). 0 when the event has no position (a
+   * broadcast, or a channel that keeps none).
+   *
+   * @generated from field: uint64 offset = 7;
+   */
+  offset: bigint;
+
+  /**
+   * The channel's epoch: offsets are comparable only within one epoch. It
+   * changes when the channel's history is lost (the hub restarted, Redis
+   * lost the channel's keys). Empty when the event has no position.
+   *
+   * @generated from field: string epoch = 8;
+   */
+  epoch: string;
 };
 
 /**
@@ -638,6 +722,106 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 14);
+
+/**
+ * StreamPosition is a place in a channel's sequence of events.
+ *
+ * @generated from message realtime.client.v1.StreamPosition
+ */
+export type StreamPosition = Message<"realtime.client.v1.StreamPosition"> & {
+  /**
+   * The offset of the last event seen (0: before the first).
+   *
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * The epoch the offset belongs to.
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+};
+
+/**
+ * Describes the message realtime.client.v1.StreamPosition.
+ * Use `create(StreamPositionSchema)` to create a new message.
+ */
+export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 15);
+
+/**
+ * GetHistory reads the events a channel keeps (its history is bounded by
+ * count and age: docs/protocol.md). Allowed where join is.
+ *
+ * @generated from message realtime.client.v1.GetHistory
+ */
+export type GetHistory = Message<"realtime.client.v1.GetHistory"> & {
+  /**
+   * The channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * Only the events after this position; unset: from the oldest kept (or
+   * the newest, with reverse).
+   *
+   * @generated from field: realtime.client.v1.StreamPosition since = 2;
+   */
+  since?: StreamPosition | undefined;
+
+  /**
+   * The most events to return: 1 to 1,000; 0 means 100.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Newest first.
+   *
+   * @generated from field: bool reverse = 4;
+   */
+  reverse: boolean;
+};
+
+/**
+ * Describes the message realtime.client.v1.GetHistory.
+ * Use `create(GetHistorySchema)` to create a new message.
+ */
+export const GetHistorySchema: GenMessage<GetHistory> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 16);
+
+/**
+ * Resync tells a member that the edge lost events of a channel.
+ *
+ * @generated from message realtime.client.v1.Resync
+ */
+export type Resync = Message<"realtime.client.v1.Resync"> & {
+  /**
+   * The channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The last position the edge delivered in it: rejoin with since = this.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition position = 2;
+   */
+  position?: StreamPosition | undefined;
+};
+
+/**
+ * Describes the message realtime.client.v1.Resync.
+ * Use `create(ResyncSchema)` to create a new message.
+ */
+export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 17);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Error, Member } from "../../client/v1/client_pb.js";
+import type { Error, Member, StreamPosition } from "../../client/v1/client_pb.js";
 import { file_realtime_client_v1_client } from "../../client/v1/client_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/link/v1/link.proto.
  */
 export const file_realtime_link_v1_link: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEiZgoLUHVibGljYXRpb24SDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoDBISCgpldmVudF9qc29uGAMgASgJEg4KBm9yaWdpbhgEIAEoCRITCgtza2lwX29yaWdpbhgFIAEoCCKSAwoJRWRnZUZyYW1lEgoKAmlkGAEgASgNEigKBWhlbGxvGAIgASgLMhcucmVhbHRpbWUubGluay52MS5IZWxsb0gAEhMKCXN1YnNjcmliZRgDIAEoCUgAEhUKC3Vuc3Vic2NyaWJlGAQgASgJSAASMAoHcHVibGlzaBgFIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABI1CgxwcmVzZW5jZV9hZGQYBiABKAsyHS5yZWFsdGltZS5saW5rLnYxLlByZXNlbmNlQWRkSAASOwoPcHJlc2VuY2VfcmVtb3ZlGAcgASgLMiAucmVhbHRpbWUubGluay52MS5QcmVzZW5jZVJlbW92ZUgAEhEKB21lbWJlcnMYCCABKAlIABIqCgZzeW5jZWQYCSABKAsyGC5yZWFsdGltZS5saW5rLnYxLlN5bmNlZEgAEjUKDG1lbWJlcnNfcGFnZRgKIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuTWVtYmVyc1BhZ2VIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSIICgZTeW5jZWQiqQEKCEh1YkZyYW1lEjQKC3B1YmxpY2F0aW9uGAEgASgLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbkgAEiwKBXJlcGx5GAIgASgLMhsucmVhbHRpbWUubGluay52MS5MaW5rUmVwbHlIABIwCgljaGFsbGVuZ2UYAyABKAsyGy5yZWFsdGltZS5saW5rLnYxLkNoYWxsZW5nZUgAQgcKBWZyYW1lIosBCglMaW5rUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISDQoFZWRnZXMYAyABKA0SKwoHbWVtYmVycxgEIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISDAoEbW9yZRgFIAEoCGIGcHJvdG8z", [file_realtime_client_v1_client]);
+  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEihQEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJIscDCglFZGdlRnJhbWUSCgoCaWQYASABKA0SKAoFaGVsbG8YAiABKAsyFy5yZWFsdGltZS5saW5rLnYxLkhlbGxvSAASEwoJc3Vic2NyaWJlGAMgASgJSAASFQoLdW5zdWJzY3JpYmUYBCABKAlIABIwCgdwdWJsaXNoGAUgASgLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbkgAEjUKDHByZXNlbmNlX2FkZBgGIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VBZGRIABI7Cg9wcmVzZW5jZV9yZW1vdmUYByABKAsyIC5yZWFsdGltZS5saW5rLnYxLlByZXNlbmNlUmVtb3ZlSAASEQoHbWVtYmVycxgIIAEoCUgAEioKBnN5bmNlZBgJIAEoCzIYLnJlYWx0aW1lLmxpbmsudjEuU3luY2VkSAASNQoMbWVtYmVyc19wYWdlGAogASgLMh0ucmVhbHRpbWUubGluay52MS5NZW1iZXJzUGFnZUgAEjMKB2hpc3RvcnkYCyABKAsyIC5yZWFsdGltZS5saW5rLnYxLkhpc3RvcnlSZXF1ZXN0SABCBwoFZnJhbWUiJwoFSGVsbG8SDwoHZWRnZV9pZBgBIAEoCRINCgVwcm9vZhgCIAEoDCIaCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwiPAoLTWVtYmVyc1BhZ2USDwoHY2hhbm5lbBgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJKCgtQcmVzZW5jZUFkZBIPCgdjaGFubmVsGAEgASgJEioKBm1lbWJlchgCIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXIiNAoOUHJlc2VuY2VSZW1vdmUSDwoHY2hhbm5lbBgBIAEoCRIRCgltZW1iZXJfaWQYAiABKAkidAoOSGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIxCgVzaW5jZRgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIggKBlN5bmNlZCKpAQoISHViRnJhbWUSNAoLcHVibGljYXRpb24YASABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASLAoFcmVwbHkYAiABKAsyGy5yZWFsdGltZS5saW5rLnYxLkxpbmtSZXBseUgAEjAKCWNoYWxsZW5nZRgDIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuQ2hhbGxlbmdlSABCBwoFZnJhbWUiiAIKCUxpbmtSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchINCgVlZGdlcxgDIAEoDRIrCgdtZW1iZXJzGAQgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchIMCgRtb3JlGAUgASgIEjMKDHB1YmxpY2F0aW9ucxgGIAMoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb24SNAoIcG9zaXRpb24YByABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYCCABKAhiBnByb3RvMw", [file_realtime_client_v1_client]);
 
 /**
  * Publication is one event on its way to the edges. The publisher encodes the
@@ -57,6 +57,23 @@ export type Publication = Message<"realtime.link.v1.Publication"> & {
    * @generated from field: bool skip_origin = 5;
    */
   skipOrigin: boolean;
+
+  /**
+   * The event's offset in its channel, set by the broker that orders the
+   * channel (the hub; in Redis, the publish script, which appends this
+   * field and epoch to the encoded publication: they must stay the last
+   * two fields). 0: no position.
+   *
+   * @generated from field: uint64 offset = 6;
+   */
+  offset: bigint;
+
+  /**
+   * The channel's epoch; empty when offset is 0.
+   *
+   * @generated from field: string epoch = 7;
+   */
+  epoch: string;
 };
 
 /**
@@ -158,6 +175,14 @@ export type EdgeFrame = Message<"realtime.link.v1.EdgeFrame"> & {
      */
     value: MembersPage;
     case: "membersPage";
+  } | {
+    /**
+     * Read a channel's history (the reply's publications and position).
+     *
+     * @generated from field: realtime.link.v1.HistoryRequest history = 11;
+     */
+    value: HistoryRequest;
+    case: "history";
   } | { case: undefined; value?: undefined };
 };
 
@@ -314,6 +339,48 @@ export const PresenceRemoveSchema: GenMessage<PresenceRemove> = /*@__PURE__*/
   messageDesc(file_realtime_link_v1_link, 6);
 
 /**
+ * HistoryRequest reads a channel's history on the hub.
+ *
+ * @generated from message realtime.link.v1.HistoryRequest
+ */
+export type HistoryRequest = Message<"realtime.link.v1.HistoryRequest"> & {
+  /**
+   * The channel.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * Only the publications after this position; unset: from the oldest kept.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition since = 2;
+   */
+  since?: StreamPosition | undefined;
+
+  /**
+   * The most publications to return (at least 1 is used).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Newest first.
+   *
+   * @generated from field: bool reverse = 4;
+   */
+  reverse: boolean;
+};
+
+/**
+ * Describes the message realtime.link.v1.HistoryRequest.
+ * Use `create(HistoryRequestSchema)` to create a new message.
+ */
+export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 7);
+
+/**
  * Synced ends the re-synchronisation that follows Hello.
  *
  * @generated from message realtime.link.v1.Synced
@@ -326,7 +393,7 @@ export type Synced = Message<"realtime.link.v1.Synced"> & {
  * Use `create(SyncedSchema)` to create a new message.
  */
 export const SyncedSchema: GenMessage<Synced> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 7);
+  messageDesc(file_realtime_link_v1_link, 8);
 
 /**
  * HubFrame is one frame from the hub to an edge.
@@ -371,7 +438,7 @@ export type HubFrame = Message<"realtime.link.v1.HubFrame"> & {
  * Use `create(HubFrameSchema)` to create a new message.
  */
 export const HubFrameSchema: GenMessage<HubFrame> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 8);
+  messageDesc(file_realtime_link_v1_link, 9);
 
 /**
  * LinkReply answers one EdgeFrame.
@@ -416,6 +483,28 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
    * @generated from field: bool more = 5;
    */
   more: boolean;
+
+  /**
+   * For history: the publications, each with its offset and epoch.
+   *
+   * @generated from field: repeated realtime.link.v1.Publication publications = 6;
+   */
+  publications: Publication[];
+
+  /**
+   * For history: the channel's position the history was read at.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition position = 7;
+   */
+  position?: StreamPosition | undefined;
+
+  /**
+   * For history with since: true when every publication after since is
+   * still kept (and since's epoch is the channel's).
+   *
+   * @generated from field: bool complete = 8;
+   */
+  complete: boolean;
 };
 
 /**
@@ -423,5 +512,5 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
  * Use `create(LinkReplySchema)` to create a new message.
  */
 export const LinkReplySchema: GenMessage<LinkReply> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 9);
+  messageDesc(file_realtime_link_v1_link, 10);
 
