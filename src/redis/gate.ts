@@ -361,7 +361,7 @@ export class RedisGate {
 /**
  * The broker as the service uses it: a publish is refused with UNAVAILABLE
  * while the gate is closed (it might not reach every edge); subscriptions
- * pass.
+ * and history reads pass.
  */
 export function gatedBroker(broker: Broker, gate: RedisGate): Broker {
   return {
@@ -375,6 +375,8 @@ export function gatedBroker(broker: Broker, gate: RedisGate): Broker {
     },
     subscribe: (channel) => broker.subscribe(channel),
     unsubscribe: (channel) => broker.unsubscribe(channel),
+    // History is kept in Redis with each publication, whatever the edges' state.
+    history: (channel, query) => broker.history(channel, query),
   };
 }
 
