@@ -11,57 +11,38 @@
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stopAll } from "./helpers/cluster.js";
-import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
+import type { RealtimeTestClient } from "./helpers/grpc-client.js";
 import {
   eventually,
-  freePort,
   NO_REDIS_SERVER,
-  OwnRedis,
-  startTopology,
-  uniquePrefix,
+  startOwnTopology,
+  type OwnRedis,
+  type OwnTopology,
   type Topology,
 } from "./helpers/redis-topology.js";
 import { sleep, TestClient } from "./helpers/ws-client.js";
 
 const UNAVAILABLE = 14;
+let own: OwnTopology;
 let redis: OwnRedis;
 let topology: Topology;
 let apis: RealtimeTestClient[];
-const clients: TestClient[] = [];
 
 beforeAll(async () => {
   if (NO_REDIS_SERVER) return;
-  redis = new OwnRedis(await freePort());
-  await redis.start();
-  topology = await startTopology(2, 2, {
-    REALTIME_REDIS_URL: redis.url,
-    REALTIME_REDIS_PREFIX: uniquePrefix("outage"),
-    REALTIME_REDIS_EDGE_TTL_MS: "3000",
-  });
-  apis = topology.grpc.map((address) => realtimeClient(address));
+  own = await startOwnTopology("outage", 2, 2, { REALTIME_REDIS_EDGE_TTL_MS: "3000" });
+  ({ redis, topology, apis } = own);
 }, 90_000);
 
 afterAll(async () => {
-  if (NO_REDIS_SERVER) return;
-  await Promise.all(clients.map((c) => c.close()));
-  for (const api of apis ?? []) api.close();
-  await topology?.stop();
-  await stopAll();
-  await redis?.kill();
+  await own?.stop();
 }, 60_000);
 
-async function client(edge: number) {
-  const c = await TestClient.connect(topology.ws[edge]!, "json");
-  clients.push(c);
-  return c;
-}
+const client = (edge: number) => own.client(edge);
 
 const payload = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });
 const profile = (v: unknown) => ({ data: fromJson(ValueSchema, v as never) });
-/** The ids of the members that the system events `name` received by c on channel are about. */
-const told = (c: TestClient, name: string, channel: string) =>
-  c.events(name).flatMap((e) => (e.channel === channel && e.payload.case === "member" ? [e.payload.value.id] : []));
+const told = (c: TestClient, name: string, channel: string) => c.told(name, channel);
 const ids = (members: { id: string }[]) => members.map((m) => m.id).sort();
 const codeOf = (p: Promise<unknown>) =>
   p.then(

@@ -49,6 +49,13 @@ export interface WatchNode {
   subscribe(channel: string): Promise<void>;
   /** Stops delivery to the handler for good. */
   close(): void;
+  /**
+   * Registers the one listener told when the node's subscriptions are lost
+   * (the Redis mode's subscriber connection dropped: what is published
+   * until it re-subscribes is missed). A node that cannot lose them (the
+   * embedded hub's, in this process) has none.
+   */
+  onLost?(listener: (why: string) => void): void;
 }
 
 /**
@@ -65,6 +72,10 @@ const decoded = new WeakMap<Publication, WatchChannelResponse | null>();
  * The responses of one WatchChannel call: the snapshot (members by id, in
  * parts of {@link WATCH_SNAPSHOT_CHUNK}), then each event in the order the
  * broker delivered it, until `signal` aborts (then it throws the reason).
+ * When the node loses its subscription (WatchNode.onLost) the stream ends
+ * with UNAVAILABLE after the events delivered before the loss: a watcher
+ * is never left on a stream that silently misses events; it opens it
+ * again (and gets a fresh snapshot).
  */
 export async function* watchChannel(
   channel: string,
@@ -76,6 +87,8 @@ export async function* watchChannel(
   let queuedBytes = 0;
   /** Why the watcher was dropped, once it fell too far behind. */
   let overflow: string | undefined;
+  /** Why the node's subscription was lost, once it was. */
+  let lost: string | undefined;
   let wake: (() => void) | undefined;
   const notify = () => {
     wake?.();
@@ -107,6 +120,10 @@ export async function* watchChannel(
     }
     notify();
   });
+  node.onLost?.((why) => {
+    lost ??= why;
+    notify();
+  });
   signal.addEventListener("abort", notify);
   try {
     await node.subscribe(channel);
@@ -130,6 +147,12 @@ export async function* watchChannel(
         queuedBytes -= next.bytes;
         yield next.response;
         continue;
+      }
+      if (lost) {
+        throw new RealtimeError(
+          Code.Unavailable,
+          `the watch lost its subscription (${lost}), so events may be missed from here: open it again for a fresh snapshot`,
+        );
       }
       await new Promise<void>((resolve) => (wake = resolve));
     }

@@ -45,7 +45,7 @@
  */
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Broker, Publication } from "./broker.js";
-import { asRealtimeError, Code } from "../protocol/errors.js";
+import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { SystemEvent, type SystemEventName } from "../protocol/system-events.js";
 import type { Presence, PresenceChange } from "./presence.js";
 import { createPublication, type IdGenerator, systemEvent } from "./publication.js";
@@ -112,6 +112,8 @@ export class Membership {
   private readonly settling = new Map<Debtor, Promise<void>>();
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Debtors whose owed events wait until then (performance.now()): see hold(). */
+  private readonly held = new Map<Debtor, number>();
 
   constructor(private readonly options: MembershipOptions) {}
 
@@ -214,6 +216,19 @@ export class Membership {
     await this.run(REPORTED).catch(() => {});
   }
 
+  /**
+   * The events owed now (not the presence writes) wait `ms` before they are
+   * published, and fail with UNAVAILABLE (owed, retried) meanwhile. For an
+   * edge whose link came back: the hub may have restarted, and the other
+   * edges re-attach within their reconnect backoff; an event published
+   * before they did would miss their connections. Changes made from now on
+   * are not held, unless queued behind a held one of the same debtor.
+   */
+  hold(ms: number): void {
+    const until = performance.now() + ms;
+    for (const debtor of this.owed.keys()) this.held.set(debtor, until);
+  }
+
   /** Stops retrying (the node stops): what is still owed is not published. */
   close(): void {
     this.closed = true;
@@ -274,7 +289,7 @@ export class Membership {
       while (owed.length > 0) {
         const step = owed[0]!;
         try {
-          await this.apply(step);
+          await this.apply(step, debtor);
         } catch (err) {
           if (asRealtimeError(err).code !== Code.Unavailable) this.options.onError?.(err, describe(step));
           else if (debtor !== REPORTED || this.options.retryAnnouncements !== false) {
@@ -285,12 +300,19 @@ export class Membership {
         owed.shift();
       }
       this.owed.delete(debtor);
+      this.held.delete(debtor);
     } finally {
       this.settling.delete(debtor);
     }
   }
 
-  private async apply(step: Step): Promise<void> {
+  private async apply(step: Step, debtor?: Debtor): Promise<void> {
+    const held = debtor === undefined ? undefined : this.held.get(debtor);
+    if (held !== undefined && step.kind === "publish") {
+      if (performance.now() < held)
+        throw new RealtimeError(Code.Unavailable, "waiting for the other edges to re-attach to the API");
+      this.held.delete(debtor!);
+    }
     if (step.kind === "publish") await this.options.broker.publish(step.pub);
     else if (step.kind === "add") await this.presence().add(step.channel, step.member);
     else await this.presence().remove(step.channel, step.member.id);

@@ -15,6 +15,14 @@ import { LINK_AUTH_TIMEOUT_MS, LinkRefusedError, linkProof } from "./link-auth.j
 /** First delay before reconnecting the link; doubles up to the max, with jitter. */
 export const LINK_RECONNECT_INITIAL_MS = 100;
 export const LINK_RECONNECT_MAX_MS = 3_000;
+/**
+ * How long an edge whose link came back holds the channel:join/leave it
+ * owes from the outage (core/membership.ts, hold): the API may have
+ * restarted, and every other live edge re-attaches within its backoff
+ * (at most LINK_RECONNECT_MAX_MS) plus its resync. An edge slower than this
+ * misses them (at most once).
+ */
+export const LINK_SETTLE_MS = LINK_RECONNECT_MAX_MS + 2_000;
 
 export interface LinkBrokerOptions {
   host: string;

@@ -36,6 +36,12 @@ export interface RedisBrokerOptions {
   observer?: Observer;
   /** A publication that could not be decoded, or a failed re-subscription. */
   onError?: (err: unknown, context: string) => void;
+  /**
+   * Every channel wanted is subscribed on the subscriber's current
+   * connection: called once per (re)connect, when its re-subscription is done
+   * (the registration gate, gate.ts).
+   */
+  onSubscribed?: () => void;
 }
 
 /**
@@ -302,6 +308,7 @@ export class RedisBroker implements Broker {
         return;
       }
     }
+    this.options.onSubscribed?.();
   }
 }
 

@@ -165,7 +165,7 @@ return out`;
  * every edge heartbeat again; a sweep sent before the stall and run after
  * it sees the gap too. No record of an attempt (a fresh Redis, or one that
  * restarted from disk) counts as a stall as well.
- * KEYS: edges, lock, channels, clock, grace.
+ * KEYS: edges, lock, channels, clock, grace, registrations (gate.ts).
  * ARGV: edge key prefix, hash prefix, lock ms, swept ms, stall ms, ttl ms.
  */
 const SWEEP = `
@@ -200,14 +200,16 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
     redis.call('DEL', ck)
     redis.call('SREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[6], id)
     redis.call('SET', ek .. ':swept', '1', 'PX', ARGV[4])
   end
 end
 return out`;
 
-/** Unregisters an edge that stops with no members left (KEYS: edges, edge, edge channels; ARGV: id). */
+/** Unregisters an edge that stops with no members left (KEYS: edges, edge, edge channels, registrations; ARGV: id). */
 const UNREGISTER = `
 redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 return 1`;
 
@@ -242,6 +244,13 @@ export interface RedisPresenceOptions {
    * channel:leave and channel:join.
    */
   report: ReportChanges;
+  /**
+   * This edge's sync script ran: Redis holds every member it holds (the
+   * registration gate, gate.ts). Called before the changes it found are reported.
+   */
+  onSynced?: () => void;
+  /** The key of the edges' registrations (RedisGate.registrationsKey): swept and unregistered edges leave it. */
+  registrationsKey?: string;
   onError?: (err: unknown, context: string) => void;
 }
 
@@ -272,7 +281,14 @@ export class RedisPresence implements PresenceDirectory {
   private readonly tag: string;
   private readonly hashPrefix: string;
   private readonly edgeKeyPrefix: string;
-  private readonly keys: { channels: string; edges: string; lock: string; clock: string; grace: string };
+  private readonly keys: {
+    channels: string;
+    edges: string;
+    lock: string;
+    clock: string;
+    grace: string;
+    registrations: string;
+  };
   private readonly intervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -298,6 +314,7 @@ export class RedisPresence implements PresenceDirectory {
       lock: `${prefix}sweep-lock`,
       clock: `${prefix}sweep-clock`,
       grace: `${prefix}sweep-grace`,
+      registrations: options.registrationsKey ?? `${prefix}registrations`,
     };
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
     const define = (name: string, numberOfKeys: number, lua: string) =>
@@ -308,8 +325,8 @@ export class RedisPresence implements PresenceDirectory {
     define("rtChannels", 1, CHANNELS);
     define("rtHeartbeat", 2, HEARTBEAT);
     define("rtSync", 5, SYNC);
-    define("rtSweep", 5, SWEEP);
-    define("rtUnregister", 3, UNREGISTER);
+    define("rtSweep", 6, SWEEP);
+    define("rtUnregister", 4, UNREGISTER);
     this.scripts = command as unknown as Scripts;
   }
 
@@ -343,7 +360,13 @@ export class RedisPresence implements PresenceDirectory {
     const edgeKey = this.edgeKeyPrefix + edgeId;
     try {
       if (this.held.size === 0)
-        await this.scripts.rtUnregister(this.keys.edges, edgeKey, `${edgeKey}:channels`, edgeId);
+        await this.scripts.rtUnregister(
+          this.keys.edges,
+          edgeKey,
+          `${edgeKey}:channels`,
+          this.keys.registrations,
+          edgeId,
+        );
       else await command.del(edgeKey);
     } catch (err) {
       this.options.onError?.(err, "unregistering the edge");
@@ -462,6 +485,7 @@ export class RedisPresence implements PresenceDirectory {
         this.keys.channels,
         this.keys.clock,
         this.keys.grace,
+        this.keys.registrations,
         this.edgeKeyPrefix,
         this.hashPrefix,
         this.intervalMs,
@@ -543,6 +567,7 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "re-registering presence");
         return;
       }
+      this.options.onSynced?.();
       const changes: PresenceChange[] = [];
       for (let i = 1; i + 2 < flat.length; i += 3)
         this.decode(changes, flat[i]!.toString() === "join" ? "join" : "leave", flat[i + 1]!, flat[i + 2]!);

@@ -13,12 +13,13 @@ import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
 import { MemoryPresence } from "../core/presence-memory.js";
 import type { IdGenerator } from "../core/publication.js";
-import { LinkBroker } from "../link/broker-link.js";
+import { LINK_SETTLE_MS, LinkBroker } from "../link/broker-link.js";
 import { LinkRefusedError } from "../link/link-auth.js";
 import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 import { RedisBroker } from "../redis/broker-redis.js";
 import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
+import { gatedBroker, gatedPresence, RedisGate } from "../redis/gate.js";
 import { REDIS_DEFAULT_HISTORY, REDIS_START_WAIT_MS } from "../redis/limits.js";
 import { RedisPresence } from "../redis/presence-redis.js";
 
@@ -90,7 +91,16 @@ async function startRedisApiSeams(
   onBackendState?: (up: boolean) => void,
   observer?: Observer,
 ): Promise<ApiSeams> {
-  const { command, subscriber, close } = await openPair(config, log, "api", onBackendState);
+  const { command, subscriber, close, stalled } = await openPair(config, log, "api", onBackendState);
+  // Acknowledgements and presence reads wait for every live edge after a restart (gate.ts).
+  const gate = new RedisGate({
+    command,
+    subscriber,
+    prefix: config.redisPrefix,
+    ttlMs: config.redisEdgeTtlMs,
+    onStall: stalled,
+    onError: (err, context) => log.debug({ err, context }, "redis gate error"),
+  });
   const broker = new RedisBroker({
     command,
     subscriber,
@@ -100,22 +110,28 @@ async function startRedisApiSeams(
     observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
+  const gated = gatedBroker(broker, gate);
   // This node announces the members its sweeps remove (core/membership.ts).
-  const membership = createMembership(log, { broker, eventIds });
+  const membership = createMembership(log, { broker: gated, eventIds });
   const presence = new RedisPresence({
     command,
     prefix: config.redisPrefix,
     ttlMs: config.redisEdgeTtlMs,
     report: (changes) => membership.announce(changes),
+    registrationsKey: gate.registrationsKey,
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
+  gate.start();
   await startRedisParts(broker, presence, log);
+  const watchers = watchersOf(broker, subscriber);
   return {
-    broker,
-    presence,
-    watchers: (handler: PublicationHandler) => broker.attach(handler),
+    broker: gated,
+    presence: gatedPresence(presence, gate),
+    watchers: watchers.source,
     backend: "redis",
     async close() {
+      watchers.close();
+      gate.close();
       await presence.close();
       membership.close();
       broker.close();
@@ -161,13 +177,21 @@ export function createEdgeSeams(
   hooks: EdgeSeamHooks,
 ): EdgeSeams {
   if (config.redisUrl !== "") return createRedisEdgeSeams(config, log, edgeId, eventIds, hooks);
+  let linkedBefore = false;
   const link = new LinkBroker({
     ...splitHostPort(config.linkUrl),
     edgeId,
     secret: config.linkSecret,
     onPublication: hooks.deliver,
     snapshot: hooks.snapshot,
-    onStateChange: hooks.onStateChange,
+    onStateChange: (up) => {
+      // Back after an outage: the API may have restarted, and the other
+      // edges re-attach within their backoff; what this edge's members did
+      // meanwhile (their channel:leave) is announced once they can hear it.
+      if (up && linkedBefore) membership.hold(LINK_SETTLE_MS);
+      linkedBefore ||= up;
+      hooks.onStateChange(up);
+    },
     onError: (err, context) =>
       err instanceof LinkRefusedError
         ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
@@ -198,7 +222,21 @@ function createRedisEdgeSeams(
 ): EdgeSeams {
   const command = openRedis(config.redisUrl, `switchboard:edge:${edgeId}`);
   const subscriber = openRedis(config.redisUrl, `switchboard:edge:${edgeId}:sub`);
-  watchState(command, subscriber, hooks.onStateChange);
+  const state = watchState(command, subscriber, hooks.onStateChange);
+  // Constructed before the broker: its 'ready' listener on the subscriber
+  // must run before the broker's (it reads the run id before re-subscribing).
+  const gate = new RedisGate({
+    command,
+    subscriber,
+    prefix: config.redisPrefix,
+    edgeId,
+    ttlMs: config.redisEdgeTtlMs,
+    onStall: (stalled) => {
+      state.stalled(stalled);
+      if (stalled) log.warn({ redis: redactUrl(config.redisUrl) }, "redis stalled");
+    },
+    onError: (err, context) => log.debug({ err, context }, "redis gate error"),
+  });
   const broker = new RedisBroker({
     command,
     subscriber,
@@ -206,6 +244,7 @@ function createRedisEdgeSeams(
     edge: true,
     history: () => REDIS_DEFAULT_HISTORY,
     onPublication: hooks.deliver,
+    onSubscribed: () => gate.subscribed(),
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
   const presence = new RedisPresence({
@@ -215,13 +254,18 @@ function createRedisEdgeSeams(
     ttlMs: config.redisEdgeTtlMs,
     // Called once started, when membership is set.
     report: (changes) => membership.announce(changes),
+    onSynced: () => gate.synced(),
+    registrationsKey: gate.registrationsKey,
     onError: (err, context) => log.warn({ err, context }, "redis presence error"),
   });
-  const membership = createMembership(log, { broker, presence, eventIds });
+  // What the edge's clients publish and its own announcements wait for the
+  // gate (after a Redis restart, until every live edge is subscribed again).
+  const gated = gatedBroker(broker, gate);
+  const membership = createMembership(log, { broker: gated, presence, eventIds });
   let started: Promise<void> | undefined;
   return {
-    broker,
-    presence,
+    broker: gated,
+    presence: gatedPresence(presence, gate),
     membership,
     backend: "redis",
     target: redactUrl(config.redisUrl),
@@ -229,6 +273,7 @@ function createRedisEdgeSeams(
       started ??= (async () => {
         const subscribed = connectRedis(subscriber, 2 ** 31 - 1);
         command.connect().catch(() => {});
+        gate.start();
         presence.start();
         await broker.start();
         await subscribed;
@@ -237,6 +282,7 @@ function createRedisEdgeSeams(
     },
     connected: () => command.status === "ready" && subscriber.status === "ready",
     async close() {
+      gate.close();
       await presence.close();
       membership.close();
       broker.close();
@@ -254,11 +300,13 @@ function createMembership(log: Logger, options: Omit<MembershipOptions, "onError
 async function openPair(config: Config, log: Logger, role: string, onStateChange?: (up: boolean) => void) {
   const command = openRedis(config.redisUrl, `switchboard:${role}`);
   const subscriber = openRedis(config.redisUrl, `switchboard:${role}:sub`);
-  watchState(command, subscriber, (up) => {
+  let down = true;
+  const state = watchState(command, subscriber, (up) => {
     onStateChange?.(up);
-    return up
-      ? log.info({ redis: redactUrl(config.redisUrl) }, "redis up")
-      : log.warn({ redis: redactUrl(config.redisUrl) }, "redis down; reconnecting");
+    if (up) log.info({ redis: redactUrl(config.redisUrl) }, "redis up");
+    // A stall ended or began while connected, or the connection itself went.
+    else if (!down) log.warn({ redis: redactUrl(config.redisUrl) }, "redis down or stalled; reconnecting");
+    down = !up;
   });
   const [ok] = await Promise.all([
     connectRedis(command, REDIS_START_WAIT_MS),
@@ -269,6 +317,8 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
   return {
     command,
     subscriber,
+    /** Redis stalled (true) or answers again (false): down meanwhile, for readiness. */
+    stalled: state.stalled,
     close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}),
   };
 }
@@ -285,15 +335,19 @@ async function startRedisParts(broker: RedisBroker, presence: RedisPresence, log
   if (!started) log.warn("the Redis broker starts once Redis is reachable");
 }
 
-/** Reports up when both connections are ready, down when either drops. */
+/**
+ * Reports up when both connections are ready and Redis is not stalled
+ * (gate.ts, REDIS_STALL_MS), down when either drops or Redis stalls.
+ */
 function watchState(
   command: ReturnType<typeof openRedis>,
   subscriber: ReturnType<typeof openRedis>,
   onStateChange: (up: boolean) => void,
-): void {
+): { stalled(stalled: boolean): void } {
   let up = false;
+  let stalled = false;
   const check = () => {
-    const now = command.status === "ready" && subscriber.status === "ready";
+    const now = command.status === "ready" && subscriber.status === "ready" && !stalled;
     if (now !== up) {
       up = now;
       onStateChange(up);
@@ -303,6 +357,42 @@ function watchState(
     conn.on("ready", check);
     conn.on("close", check);
   }
+  return {
+    stalled(value) {
+      stalled = value;
+      check();
+    },
+  };
+}
+
+/**
+ * Where an API node's watchers attach: the broker's local receivers, each
+ * told when the subscriber connection drops (its subscriptions are gone,
+ * and what is published until it re-subscribes is missed: the watch ends,
+ * api/watch.ts). One listener on the connection for all of them.
+ */
+function watchersOf(broker: RedisBroker, subscriber: ReturnType<typeof openRedis>) {
+  const lost = new Set<(why: string) => void>();
+  const onClose = () => {
+    for (const listener of [...lost]) listener("this API node's Redis subscriber connection dropped");
+  };
+  subscriber.on("close", onClose);
+  const source: WatchSource = (handler: PublicationHandler) => {
+    const node = broker.attach(handler);
+    let listener: ((why: string) => void) | undefined;
+    return {
+      subscribe: (channel) => node.subscribe(channel),
+      onLost(l) {
+        listener = l;
+        lost.add(l);
+      },
+      close() {
+        if (listener) lost.delete(listener);
+        node.close();
+      },
+    };
+  };
+  return { source, close: () => subscriber.off("close", onClose) };
 }
 
 /** The URL without its password, for logs. */

@@ -11,10 +11,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { inject } from "vitest";
-import { startProcess, type Proc } from "./cluster.js";
+import { startProcess, stopAll, type Proc } from "./cluster.js";
+import { realtimeClient, type RealtimeTestClient } from "./grpc-client.js";
+import { TestClient } from "./ws-client.js";
 import { answersPing } from "./net.js";
 
-export { freePort } from "./net.js";
+import { freePort } from "./net.js";
+
+export { freePort };
 
 const IN_CI = process.env.CI === "true";
 const TEST_REDIS = inject("switchboardRedis");
@@ -144,4 +148,58 @@ export async function eventually(
     if (Date.now() - start > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A redis-server of the test's own with `apis` API nodes and `edges` edges
+ * on it (under a unique prefix), gRPC clients of the API nodes, and the
+ * WebSocket clients the test opens with client(); stop() ends them all.
+ */
+export interface OwnTopology {
+  redis: OwnRedis;
+  topology: Topology;
+  apis: RealtimeTestClient[];
+  /** A JSON WebSocket client of edge number `edge`, closed by stop(). */
+  client(edge: number): Promise<TestClient>;
+  stop(): Promise<void>;
+}
+
+export async function startOwnTopology(
+  name: string,
+  apis: number,
+  edges: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<OwnTopology> {
+  const redis = new OwnRedis(await freePort());
+  await redis.start();
+  const clients: TestClient[] = [];
+  const own: OwnTopology = {
+    redis,
+    topology: undefined as unknown as Topology,
+    apis: [],
+    async client(edge) {
+      const c = await TestClient.connect(own.topology.ws[edge]!, "json");
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.all(clients.map((c) => c.close()));
+      for (const api of own.apis) api.close();
+      await own.topology?.stop();
+      await stopAll();
+      await redis.kill();
+    },
+  };
+  try {
+    own.topology = await startTopology(apis, edges, {
+      REALTIME_REDIS_URL: redis.url,
+      REALTIME_REDIS_PREFIX: uniquePrefix(name),
+      ...env,
+    });
+  } catch (err) {
+    await redis.kill();
+    throw err;
+  }
+  own.apis = own.topology.grpc.map((address) => realtimeClient(address));
+  return own;
 }

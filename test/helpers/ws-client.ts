@@ -96,6 +96,13 @@ export class TestClient {
     return f.frame.value as Event;
   }
 
+  /** The ids of the members that the system events `name` this client received on channel are about. */
+  told(name: string, channel: string): string[] {
+    return this.events(name).flatMap((e) =>
+      e.channel === channel && e.payload.case === "member" ? [e.payload.value.id] : [],
+    );
+  }
+
   /** Every event frame received so far. */
   events(name?: string): Event[] {
     return this.frames.flatMap((f) =>
