@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIiYKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSKDAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCUIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCTKkBAoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiiwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJ/ChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCQoHcGF5bG9hZCJJChFCcm9hZGNhc3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvCg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0iJgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJIoMCChRXYXRjaENoYW5uZWxSZXNwb25zZRItCgdtZW1iZXJzGAEgASgLMhoucmVhbHRpbWUudjEuV2F0Y2hTbmFwc2hvdEgAEiMKBGpvaW4YAiABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIkCgVsZWF2ZRgDIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEi0KDnByb2ZpbGVfdXBkYXRlGAQgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLAoHbWVzc2FnZRgFIAEoCzIZLnJlYWx0aW1lLnYxLldhdGNoTWVzc2FnZUgAEgoKAmlkGAYgASgJQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJMqQECghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -58,6 +58,30 @@ export type SendRequest = Message<"realtime.v1.SendRequest"> & {
     value: Uint8Array;
     case: "binary";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Optional: makes retries safe. A request with the same key as an earlier
+   * one that succeeded within the idempotency window (5 minutes by default:
+   * REALTIME_IDEMPOTENCY_WINDOW_MS, counted from that success) is not
+   * delivered again: it is answered with the first result (the same
+   * message_id and edges) and duplicate = true. A retry that arrives while
+   * the first attempt is still in flight waits for it and gets its result.
+   * A first attempt that failed (e.g. UNAVAILABLE) leaves no trace: its
+   * retry is tried afresh. Keys are shared by Send, SendBatch's requests,
+   * Broadcast and the Publish stream, scoped per API key when API keys are
+   * configured, and remembered across every API node in Redis mode.
+   *
+   * 1 to 128 characters from A-Z a-z 0-9 and _ - . : @ / = + (e.g. a UUID);
+   * otherwise INVALID_ARGUMENT. "" (the default): no deduplication. The
+   * same key with a different request (another channel, event name or
+   * payload, or a Broadcast) is FAILED_PRECONDITION and is not delivered:
+   * pick a new key for a new event. RESOURCE_EXHAUSTED when the API
+   * remembers as many keys as it may (REALTIME_IDEMPOTENCY_MAX_KEYS): the
+   * event is not delivered; retry later or without a key.
+   *
+   * @generated from field: string idempotency_key = 5;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -68,7 +92,9 @@ export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 0);
 
 /**
- * SendResponse acknowledges that the event was handed to the edges.
+ * SendResponse acknowledges that the event was handed to the edges. A
+ * deduplicated retry (see SendRequest.idempotency_key) gets the response of
+ * the first attempt, with duplicate = true.
  *
  * @generated from message realtime.v1.SendResponse
  */
@@ -87,6 +113,15 @@ export type SendResponse = Message<"realtime.v1.SendResponse"> & {
    * @generated from field: uint32 edges = 2;
    */
   edges: number;
+
+  /**
+   * True when this request was a retry of an earlier one with the same
+   * idempotency key: nothing was delivered now; message_id and edges are
+   * those of the first attempt.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -209,7 +244,11 @@ export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 5);
 
 /**
- * PublishError is one failed request of a Publish stream.
+ * PublishError is one failed request of a Publish stream. A request whose
+ * idempotency key repeats one that succeeded (in this stream, another or a
+ * unary call) is not an error: it is acknowledged in `handled` like a
+ * delivered request, and delivered once. The same key with a different
+ * request is an error here with code 9 (FAILED_PRECONDITION).
  *
  * @generated from message realtime.v1.PublishError
  */
@@ -279,6 +318,15 @@ export type BroadcastRequest = Message<"realtime.v1.BroadcastRequest"> & {
     value: Uint8Array;
     case: "binary";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Optional: makes retries safe, with the same rules and the same keys as
+   * SendRequest.idempotency_key (a Send and a Broadcast with one key are
+   * different requests: FAILED_PRECONDITION).
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -289,7 +337,9 @@ export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*
   messageDesc(file_realtime_v1_realtime, 7);
 
 /**
- * BroadcastResponse acknowledges that the event was handed to the edges.
+ * BroadcastResponse acknowledges that the event was handed to the edges. A
+ * deduplicated retry gets the response of the first attempt, with
+ * duplicate = true.
  *
  * @generated from message realtime.v1.BroadcastResponse
  */
@@ -307,6 +357,15 @@ export type BroadcastResponse = Message<"realtime.v1.BroadcastResponse"> & {
    * @generated from field: uint32 edges = 2;
    */
   edges: number;
+
+  /**
+   * True when this request was a retry of an earlier one with the same
+   * idempotency key: nothing was delivered now; message_id and edges are
+   * those of the first attempt.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
 };
 
 /**
