@@ -300,7 +300,7 @@ export const SETTINGS = {
   idempotencyMaxKeys: setting({
     env: "REALTIME_IDEMPOTENCY_MAX_KEYS",
     default: DEFAULT_IDEMPOTENCY_MAX_KEYS,
-    doc: "Embedded mode: idempotency keys the API remembers at once (about 200 bytes each); past it, requests with a new key get RESOURCE_EXHAUSTED and are not delivered. Redis mode: Redis holds them, each expiring after the window.",
+    doc: "Embedded mode: idempotency keys the API remembers at once (about 300 bytes each); past it, requests with a new key get RESOURCE_EXHAUSTED and are not delivered. Redis mode: Redis holds them, each expiring after the window.",
     roles: ["api"],
     parse: integer(1, 100_000_000),
   }),

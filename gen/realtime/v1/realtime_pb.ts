@@ -844,7 +844,13 @@ export const Realtime: GenService<{
    * nothing is sent. Then they are handed to the edges in order, so events
    * of one batch to one channel arrive in batch order.
    * Delivery is at most once per event, as with Send: when the call fails
-   * with UNAVAILABLE, some events of the batch may have been delivered.
+   * with UNAVAILABLE, some events of the batch may have been delivered;
+   * retry the batch with an idempotency_key on each request and those are
+   * answered as duplicates, not delivered again. Every key of a batch is
+   * claimed before anything is sent: one that cannot be (used by another
+   * request: FAILED_PRECONDITION) fails the call, naming its index, and
+   * nothing is sent. A key twice in one batch, for the same request, is
+   * delivered once (the second response a duplicate).
    *
    * @generated from rpc realtime.v1.Realtime.SendBatch
    */
@@ -865,7 +871,10 @@ export const Realtime: GenService<{
    * handled so far and which of those failed. A request that fails (an
    * invalid name, a payload over the limit, no edge reachable, bytes that
    * are not a valid PublishRequest) fails alone: it is reported with its
-   * index and code, and the stream goes on.
+   * index and code, and the stream goes on. A request with an
+   * idempotency_key that repeats a delivered one is acknowledged without
+   * being delivered again (see SendRequest.idempotency_key); the requests
+   * after a keyed one wait until its key is claimed, so stream order holds.
    *
    * When the publisher half-closes the stream, the server answers the
    * remaining requests in a last response and ends the call with OK. The
