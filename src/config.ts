@@ -26,6 +26,12 @@ import {
   MAX_REDIS_EDGE_TTL_MS,
   MIN_REDIS_EDGE_TTL_MS,
 } from "./redis/limits.js";
+import {
+  DEFAULT_IDEMPOTENCY_MAX_KEYS,
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
+  MAX_IDEMPOTENCY_WINDOW_MS,
+  MIN_IDEMPOTENCY_WINDOW_MS,
+} from "./core/idempotency.js";
 import { parseApiKeys } from "./auth/api-keys.js";
 import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
@@ -283,6 +289,20 @@ export const SETTINGS = {
     doc: "WatchChannel streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
     roles: ["api"],
     parse: integer(1, 1_000_000),
+  }),
+  idempotencyWindowMs: setting({
+    env: "REALTIME_IDEMPOTENCY_WINDOW_MS",
+    default: DEFAULT_IDEMPOTENCY_WINDOW_MS,
+    doc: "How long after a successful Send, Broadcast or Publish request with an idempotency_key a retry with that key is answered with its result (duplicate: true) instead of being delivered again.",
+    roles: ["api"],
+    parse: integer(MIN_IDEMPOTENCY_WINDOW_MS, MAX_IDEMPOTENCY_WINDOW_MS),
+  }),
+  idempotencyMaxKeys: setting({
+    env: "REALTIME_IDEMPOTENCY_MAX_KEYS",
+    default: DEFAULT_IDEMPOTENCY_MAX_KEYS,
+    doc: "Embedded mode: idempotency keys the API remembers at once (about 300 bytes each); past it, requests with a new key get RESOURCE_EXHAUSTED and are not delivered. Redis mode: Redis holds them, each expiring after the window.",
+    roles: ["api"],
+    parse: integer(1, 100_000_000),
   }),
   logLevel: setting({
     env: "REALTIME_LOG_LEVEL",

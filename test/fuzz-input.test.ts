@@ -8,7 +8,7 @@
  */
 import { fromBinary, fromJson, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code as ConnectCode, ConnectError } from "@connectrpc/connect";
+import { Code as ConnectCode, ConnectError, createContextValues } from "@connectrpc/connect";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -273,10 +273,16 @@ describe("API request validation", () => {
       eventIds: new IdGenerator(),
       watchers: (h) => broker.attach(h, false),
     } as Parameters<typeof createRealtimeService>[0]);
-    const ALLOWED = new Set([ConnectCode.InvalidArgument, ConnectCode.ResourceExhausted, ConnectCode.Unavailable]);
+    // FAILED_PRECONDITION: a valid idempotency key that an earlier run used for another request.
+    const ALLOWED = new Set([
+      ConnectCode.InvalidArgument,
+      ConnectCode.ResourceExhausted,
+      ConnectCode.Unavailable,
+      ConnectCode.FailedPrecondition,
+    ]);
     const str = fc.oneof(
       fc.string({ unit: "binary", maxLength: 200 }),
-      fc.constantFrom("", "__proto__", "channel:join", "a".repeat(129), "ok"),
+      fc.constantFrom("", "__proto__", "channel:join", "a".repeat(129), "ok", "k:1"),
     );
     const payload = fc.oneof(
       fc.constant({ case: undefined }),
@@ -291,10 +297,11 @@ describe("API request validation", () => {
         payload,
         fc.nat({ max: 5000 }),
         str,
-        async (method, channel, event, p, pageSize, pageToken) => {
-          const ctx = {} as never;
+        str,
+        async (method, channel, event, p, pageSize, pageToken, idempotencyKey) => {
+          const ctx = { values: createContextValues(), signal: new AbortController().signal } as never;
           const impl = service as unknown as Record<string, (req: unknown, ctx: never) => Promise<unknown>>;
-          const req = { channel, event, payload: p, pageSize, pageToken, prefix: channel };
+          const req = { channel, event, payload: p, pageSize, pageToken, prefix: channel, idempotencyKey };
           try {
             await impl[method]!(req, ctx);
           } catch (err) {

@@ -88,12 +88,15 @@ function payloads(canonical: boolean) {
 
 const sendRequests = (canonical: boolean): fc.Arbitrary<SendRequest> =>
   fc
-    .tuple(fc.record({ channel: text, event: text, payload: payloads(canonical) }), unknownFields(canonical))
+    .tuple(
+      fc.record({ channel: text, event: text, payload: payloads(canonical), idempotencyKey: text }),
+      unknownFields(canonical),
+    )
     .map(([init, unknown]) => withUnknown(create(SendRequestSchema, init), unknown));
 
 const broadcastRequests = (canonical: boolean): fc.Arbitrary<BroadcastRequest> =>
   fc
-    .tuple(fc.record({ event: text, payload: payloads(canonical) }), unknownFields(canonical))
+    .tuple(fc.record({ event: text, payload: payloads(canonical), idempotencyKey: text }), unknownFields(canonical))
     .map(([init, unknown]) => withUnknown(create(BroadcastRequestSchema, init), unknown));
 
 interface Case extends DecoderCase {
@@ -184,7 +187,7 @@ describe("request codec", () => {
     });
   }
 
-  it("decodes the publish benchmark's request by hand, as fromBinary does", () => {
+  it("decodes the publish benchmark's request by hand, as fromBinary does, with and without a key", () => {
     const json = create(ValueSchema, {
       kind: {
         case: "structValue",
@@ -209,6 +212,24 @@ describe("request codec", () => {
     );
     const decoded = decodeSendRequest(toBinary(SendRequestSchema, send));
     expect(decoded).toEqual(send);
+    // With an idempotency key (a UUID), as a retrying publisher sends it.
+    const keyed = create(SendRequestSchema, { ...send, idempotencyKey: "4b1f0c2e-8d7a-4f3e-9c61-2a5b7d9e0f13" });
+    expectDecodedByHand(sendCase, toBinary(SendRequestSchema, keyed));
+    expectDecodedByHand(
+      publishCase,
+      toBinary(PublishRequestSchema, create(PublishRequestSchema, { event: { case: "send", value: keyed } })),
+    );
+    expectDecodedByHand(
+      batchCase,
+      toBinary(SendBatchRequestSchema, create(SendBatchRequestSchema, { requests: [keyed, send] })),
+    );
+    const broadcast = create(BroadcastRequestSchema, {
+      event: "tick",
+      payload: { case: "json", value: json },
+      idempotencyKey: "b-1",
+    });
+    expectDecodedByHand(broadcastCase, toBinary(BroadcastRequestSchema, broadcast));
+    expect(decodeBroadcastRequest(toBinary(BroadcastRequestSchema, broadcast)).idempotencyKey).toBe("b-1");
   });
 
   it("decodes Struct fields in wire order, a repeated key last-wins at its first place", () => {
@@ -295,7 +316,7 @@ describe("request codec", () => {
       concat([0x1a, v1.length], v1, [0x22, 1, 7]), // json, then binary
       concat([0x22, 1, 7, 0x22, 0]), // binary twice
       concat([0x08, 1]), // channel as a varint
-      concat([0x2a, 0]), // unknown field 5
+      concat([0x32, 0]), // unknown field 6
       concat([0x8a, 0x00, 1, 0x61]), // channel with a two-byte tag
       concat([0x0a, 0x81, 0x80, 0x80, 0x80, 0x00, 0x61]), // a five-byte length
       concat([0x1a, 3, 0x08, 0x01]), // truncated
@@ -315,6 +336,9 @@ describe("request codec", () => {
     expectFallback(publishCase, concat([0x0a, 0, 0x0a, 0])); // send twice: merged
     expectFallback(publishCase, concat([0x0a, 0, 0x12, 0])); // send, then broadcast
     expectFallback(broadcastCase, concat([0x0a, 0, 0x0a, 0])); // event twice
+    expectFallback(sendCase, concat([0x2a, 1, 0x61, 0x2a, 1, 0x62])); // idempotency_key twice: the last wins
+    expectFallback(broadcastCase, concat([0x22, 1, 0x61, 0x22, 0])); // idempotency_key twice
+    expectFallback(broadcastCase, concat([0x20, 1])); // idempotency_key as a varint
     expectFallback(batchCase, concat([0x0a, 0, 0x12, 0])); // an unknown field after a request
   });
 

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   ChannelSummarySchema,
@@ -8,13 +8,24 @@ import {
   type BroadcastRequest,
   type SendRequest,
 } from "../../gen/realtime/v1/realtime_pb.js";
-import type { Broker } from "../core/broker.js";
+import type { Broker, Publication } from "../core/broker.js";
+import {
+  checkIdempotencyKey,
+  DEFAULT_IDEMPOTENCY_MAX_KEYS,
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
+  fingerprintOf,
+  Idempotency,
+  keyMismatch,
+  type DoneKey,
+  type HeldKey,
+} from "../core/idempotency.js";
+import { MemoryIdempotencyStore } from "../core/idempotency-memory.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { Member, PresenceDirectory } from "../core/presence.js";
 import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
-import { publishStream } from "./publish.js";
+import { publishStream, type PublishEvent } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, membersScope, pageSize } from "../core/pages.js";
 import { API_KEY, CONNECTION } from "./call-context.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
@@ -28,6 +39,30 @@ export interface RealtimeServiceDeps {
   watchers: WatchSource;
   /** WatchChannel streams open at once per connection and per API key. Default: WatchStreams' defaults. */
   watchLimits?: WatchStreamLimits;
+  /**
+   * Where idempotency keys are claimed (roles/seams.ts: this process's
+   * memory, or Redis). Default: this process's memory, with the default
+   * window and bound.
+   */
+  idempotency?: Idempotency;
+}
+
+/** An event checked and encoded, ready to be handed to the broker. */
+interface Prepared {
+  readonly id: string;
+  readonly pub: Publication;
+  /** Its idempotency key; "" for none. */
+  readonly key: string;
+}
+
+/** What a publish reads of its call: the API key's fingerprint (API_KEY) and the cancellation. */
+type Call = Pick<HandlerContext, "values" | "signal">;
+
+/** What Send and Broadcast answer. */
+interface Ack {
+  messageId: string;
+  edges: number;
+  duplicate: boolean;
 }
 
 /**
@@ -38,34 +73,130 @@ export interface RealtimeServiceDeps {
 export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<typeof Realtime> {
   const { broker, presence, limits, eventIds, watchers } = deps;
   const watchStreams = new WatchStreams(deps.watchLimits);
+  const idempotency =
+    deps.idempotency ??
+    new Idempotency({
+      store: new MemoryIdempotencyStore({
+        windowMs: DEFAULT_IDEMPOTENCY_WINDOW_MS,
+        maxKeys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
+      }),
+    });
 
-  async function publish(channel: string, event: string, payload: Parameters<typeof checkPayload>[0]) {
+  /** Checks the key and encodes the event: throws INVALID_ARGUMENT or RESOURCE_EXHAUSTED. */
+  function prepare(channel: string, event: string, payload: Parameters<typeof checkPayload>[0], key: string): Prepared {
+    if (key !== "") checkIdempotencyKey(key);
     const id = eventIds.next();
     const pub = createPublication(create(EventSchema, { id, channel, event, payload }), limits.maxPayloadBytes);
-    const edges = await broker.publish(pub);
-    return { messageId: id, edges };
+    return { id, pub, key };
   }
 
-  /** Send (alone or in a Publish stream): throws INVALID_ARGUMENT for a bad name or a missing payload. */
-  function sendOne(req: SendRequest) {
+  /** Send (alone, in a batch or in a Publish stream), checked: throws INVALID_ARGUMENT for a bad name or a missing payload. */
+  function prepareSend(req: SendRequest): Prepared {
     checkChannel(req.channel);
     checkEvent(req.event);
     checkPayload(req.payload);
-    return publish(req.channel, req.event, req.payload);
+    return prepare(req.channel, req.event, req.payload, req.idempotencyKey);
   }
 
-  /** Broadcast (alone or in a Publish stream). */
-  function broadcastOne(req: BroadcastRequest) {
+  /** Broadcast (alone or in a Publish stream), checked. */
+  function prepareBroadcast(req: BroadcastRequest): Prepared {
     checkEvent(req.event);
     checkPayload(req.payload);
-    return publish("", req.event, req.payload);
+    return prepare("", req.event, req.payload, req.idempotencyKey);
+  }
+
+  /**
+   * Hands the event to the broker; with a key, once per key: a retry gets
+   * the first attempt's answer with duplicate. `started` is called once
+   * the event is handed to the broker, or known not to be (a duplicate, an
+   * error): what the Publish stream orders its next requests by.
+   */
+  async function publish(p: Prepared, call: Call, started?: () => void): Promise<Ack> {
+    if (p.key === "") {
+      const edges = broker.publish(p.pub);
+      started?.();
+      return { messageId: p.id, edges: await edges, duplicate: false };
+    }
+    const scope = call.values.get(API_KEY);
+    const claim = await idempotency.claim(scope, p.key, fingerprintOf(p.pub.event, p.id), call.signal);
+    if (claim.duplicate) return { ...claim.result, duplicate: true };
+    return publishHeld(p, claim, started);
+  }
+
+  /** Publishes an event whose key this call holds: remembers its result, or forgets the key if it failed. */
+  async function publishHeld(p: Prepared, held: HeldKey, started?: () => void): Promise<Ack> {
+    let edges: number;
+    try {
+      const publishing = broker.publish(p.pub);
+      started?.();
+      edges = await publishing;
+    } catch (err) {
+      held.release();
+      throw err;
+    }
+    held.complete({ messageId: p.id, edges });
+    return { messageId: p.id, edges, duplicate: false };
+  }
+
+  /**
+   * SendBatch's events with keys: every key is claimed before anything is
+   * sent (if one cannot be, the claimed ones are released, nothing is sent,
+   * and the call fails naming its index); then the events are handed to the
+   * broker in batch order, those already delivered answered from their
+   * first result. A key twice in one batch: the second is a duplicate of
+   * the first (the same request) or FAILED_PRECONDITION.
+   */
+  async function publishKeyedBatch(prepared: Prepared[], call: Call): Promise<Ack[]> {
+    const scope = call.values.get(API_KEY);
+    const fingerprints = prepared.map((p) => (p.key === "" ? "" : fingerprintOf(p.pub.event, p.id)));
+    const firstOf = new Map<string, number>();
+    const copyOf: (number | undefined)[] = [];
+    prepared.forEach((p, i) => {
+      if (p.key === "") return;
+      const first = firstOf.get(p.key);
+      if (first === undefined) firstOf.set(p.key, i);
+      else if (fingerprints[first] !== fingerprints[i])
+        indexed(i, () => {
+          throw keyMismatch(p.key, true);
+        });
+      else copyOf[i] = first;
+    });
+    const firsts = [...firstOf.values()];
+    const settled = await Promise.allSettled(
+      firsts.map((i) => idempotency.claim(scope, prepared[i]!.key, fingerprints[i]!, call.signal)),
+    );
+    const claims = new Map(firsts.map((i, k) => [i, settled[k]!]));
+    const refused = firsts.find((i) => claims.get(i)!.status === "rejected");
+    if (refused !== undefined) {
+      for (const c of claims.values()) if (c.status === "fulfilled" && !c.value.duplicate) c.value.release();
+      const reason = (claims.get(refused) as PromiseRejectedResult).reason;
+      indexed(refused, () => {
+        throw reason;
+      });
+    }
+    const acks: Promise<Ack>[] = [];
+    prepared.forEach((p, i) => {
+      const copy = copyOf[i];
+      if (copy !== undefined) {
+        acks.push(acks[copy]!.then((a) => ({ ...a, duplicate: true })));
+        return;
+      }
+      const claim = claims.get(i);
+      if (claim === undefined)
+        acks.push(broker.publish(p.pub).then((edges) => ({ messageId: p.id, edges, duplicate: false })));
+      else {
+        const c = (claim as PromiseFulfilledResult<HeldKey | DoneKey>).value;
+        acks.push(c.duplicate ? Promise.resolve({ ...c.result, duplicate: true }) : publishHeld(p, c));
+      }
+    });
+    return Promise.all(acks);
   }
 
   return {
-    async send(req) {
-      return guard(async () => sendOne(req));
+    async send(req, ctx) {
+      return guard(async () => publish(prepareSend(req), ctx));
     },
-    async sendBatch(req) {
+    async sendBatch(req, ctx) {
       return guard(async () => {
         const { requests } = req;
         if (requests.length === 0 || requests.length > MAX_BATCH_EVENTS) {
@@ -75,36 +206,44 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
           );
         }
         // Check and encode everything before sending anything.
-        const pubs = requests.map((r, i) =>
-          indexed(i, () => {
-            checkChannel(r.channel);
-            checkEvent(r.event);
-            checkPayload(r.payload);
-            const id = eventIds.next();
-            return {
-              id,
-              pub: createPublication(
-                create(EventSchema, { id, channel: r.channel, event: r.event, payload: r.payload }),
-                limits.maxPayloadBytes,
-              ),
-            };
-          }),
-        );
-        const edges = await Promise.all(pubs.map(({ pub }) => broker.publish(pub)));
-        return { responses: pubs.map(({ id }, i) => ({ messageId: id, edges: edges[i]! })) };
+        const prepared = requests.map((r, i) => indexed(i, () => prepareSend(r)));
+        if (prepared.some((p) => p.key !== "")) {
+          return { responses: await publishKeyedBatch(prepared, ctx) };
+        }
+        const edges = await Promise.all(prepared.map(({ pub }) => broker.publish(pub)));
+        return { responses: prepared.map(({ id }, i) => ({ messageId: id, edges: edges[i]! })) };
       });
     },
-    async broadcast(req) {
-      return guard(async () => broadcastOne(req));
+    async broadcast(req, ctx) {
+      return guard(async () => publish(prepareBroadcast(req), ctx));
     },
     async *publish(requests, ctx) {
+      // Stream order with keys: a keyed request is handed to the broker only
+      // once its key is claimed (a Redis round trip in Redis mode), so the
+      // requests after it wait until it was (or was found to be a
+      // duplicate); without keys nothing waits.
+      let gate: Promise<void> | undefined;
+      const publishOne = (e: PublishEvent): Promise<unknown> => {
+        const p = e.case === "send" ? prepareSend(e.value) : prepareBroadcast(e.value);
+        if (gate === undefined && p.key === "") return broker.publish(p.pub);
+        const before = gate;
+        let open!: () => void;
+        const mine = new Promise<void>((resolve) => (open = resolve));
+        gate = mine;
+        void mine.then(() => {
+          if (gate === mine) gate = undefined;
+        });
+        return (async () => {
+          try {
+            if (before) await before;
+            return await publish(p, ctx, open);
+          } finally {
+            open();
+          }
+        })();
+      };
       try {
-        yield* publishStream(
-          requests,
-          (e) => (e.case === "send" ? sendOne(e.value) : broadcastOne(e.value)),
-          MAX_PUBLISH_UNACKNOWLEDGED,
-          ctx.signal,
-        );
+        yield* publishStream(requests, publishOne, MAX_PUBLISH_UNACKNOWLEDGED, ctx.signal);
       } catch (err) {
         throw toConnectError(err);
       }

@@ -54,7 +54,7 @@ const DEFAULT_METHODS = [
 export interface ApiKey {
   /** SHA-256 of the key: what is compared. */
   readonly digest: Buffer;
-  /** First 8 hex digits of the digest, safe to log. */
+  /** First 8 hex digits of the digest, safe to log; unique among the configured keys. */
   readonly fingerprint: string;
   /** The method names (as in the proto) this key may call; undefined = all. */
   readonly methods: ReadonlySet<string> | undefined;
@@ -101,7 +101,15 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
     }
     const digest = createHash("sha256").update(key).digest();
     if (keys.some((k) => timingSafeEqual(k.digest, digest))) throw new Error(`${where}: the same key appears twice`);
-    keys.push({ digest, fingerprint: digest.toString("hex").slice(0, 8), methods });
+    const fingerprint = digest.toString("hex").slice(0, 8);
+    // The fingerprint names a key in logs, per-key bounds and the scope of
+    // idempotency keys: two keys must not share one (odds 1 in 2^32 a pair).
+    if (keys.some((k) => k.fingerprint === fingerprint)) {
+      throw new Error(
+        `${where}: its fingerprint (the first 8 hex of its SHA-256) is another key's; generate another key with: ${GENERATE_SECRET_COMMAND}`,
+      );
+    }
+    keys.push({ digest, fingerprint, methods });
   });
   return keys;
 }

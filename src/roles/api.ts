@@ -8,6 +8,7 @@ import { createHostCheck } from "../auth/browser-guards.js";
 import { checkExposure, enforceExposure } from "../auth/exposure.js";
 import { apiKeyInterceptor } from "../auth/interceptors.js";
 import { IdGenerator } from "../core/publication.js";
+import { Idempotency } from "../core/idempotency.js";
 import { createDrainGate } from "../api/drain-gate.js";
 import { startGrpcServer } from "../api/grpc/server.js";
 import { createHealth, ServingStatus } from "../api/health.js";
@@ -93,6 +94,10 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     eventIds,
     watchers: seams.watchers,
     watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
+    idempotency: new Idempotency({
+      store: seams.idempotency,
+      onError: (err, context) => log.warn({ err, context }, "idempotency store error"),
+    }),
   });
 
   const health = createHealth();

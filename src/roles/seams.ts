@@ -7,7 +7,10 @@
 import type { WatchSource } from "../api/watch.js";
 import { splitHostPort, type Config } from "../config.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
+import { randomBytes } from "node:crypto";
 import { MemoryBroker } from "../core/broker-memory.js";
+import type { IdempotencyStore } from "../core/idempotency.js";
+import { MemoryIdempotencyStore } from "../core/idempotency-memory.js";
 import { Membership, type MembershipOptions } from "../core/membership.js";
 import type { Observer } from "../core/observer.js";
 import type { Member, Presence, PresenceDirectory } from "../core/presence.js";
@@ -18,6 +21,7 @@ import { LinkRefusedError } from "../link/link-auth.js";
 import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 import { RedisBroker } from "../redis/broker-redis.js";
+import { RedisIdempotencyStore } from "../redis/idempotency-redis.js";
 import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
 import { gatedBroker, gatedPresence, RedisGate } from "../redis/gate.js";
 import { REDIS_DEFAULT_HISTORY, REDIS_START_WAIT_MS } from "../redis/limits.js";
@@ -29,6 +33,8 @@ export interface ApiSeams {
   presence: PresenceDirectory;
   /** Where WatchChannel attaches its receivers. */
   watchers: WatchSource;
+  /** Where idempotency keys are claimed: this process's memory, or Redis (shared by every API node). */
+  idempotency: IdempotencyStore;
   /** The link's address (host:port) that edges connect to; embedded mode only. */
   link?: string;
   /** What the API depends on, for readiness and metrics. */
@@ -73,6 +79,10 @@ export async function startApiSeams(
     broker: node,
     presence: presence.view("api"),
     watchers: (handler) => broker.attach(handler, false),
+    idempotency: new MemoryIdempotencyStore({
+      windowMs: config.idempotencyWindowMs,
+      maxKeys: config.idempotencyMaxKeys,
+    }),
     link: `${bracket(address.address)}:${address.port}`,
     backend: "link",
     levels: () => ({ edges: link.edges, channels: broker.channelCount }),
@@ -128,6 +138,12 @@ async function startRedisApiSeams(
     broker: gated,
     presence: gatedPresence(presence, gate),
     watchers: watchers.source,
+    idempotency: new RedisIdempotencyStore({
+      command,
+      prefix: config.redisPrefix,
+      windowMs: config.idempotencyWindowMs,
+      node: randomBytes(6).toString("base64url"),
+    }),
     backend: "redis",
     async close() {
       watchers.close();

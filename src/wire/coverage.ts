@@ -73,8 +73,8 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
     roots: [PublishRequestSchema, SendRequestSchema, BroadcastRequestSchema, SendBatchRequestSchema],
     messages: {
       [PublishRequestSchema.typeName]: { hand: [1, 2] }, // send, broadcast
-      [SendRequestSchema.typeName]: { hand: [1, 2, 3, 4] }, // channel, event, json, binary
-      [BroadcastRequestSchema.typeName]: { hand: [1, 2, 3] }, // event, json, binary
+      [SendRequestSchema.typeName]: { hand: [1, 2, 3, 4, 5] }, // channel, event, json, binary, idempotency_key
+      [BroadcastRequestSchema.typeName]: { hand: [1, 2, 3, 4] }, // event, json, binary, idempotency_key
       [SendBatchRequestSchema.typeName]: { hand: [1] }, // requests
       ...VALUE_TREE,
     },

@@ -140,6 +140,7 @@ function sendRequest(end: number): SendRequest {
   let channel = "";
   let event = "";
   let payload: SendRequest["payload"] = { case: undefined };
+  let idempotencyKey = "";
   let seen = 0; // a bit a field (the payload oneof as one)
   while (at.pos < end) {
     const tag = buf[at.pos++];
@@ -152,17 +153,21 @@ function sendRequest(end: number): SendRequest {
     } else if ((tag === 0x1a || tag === 0x22) && !(seen & 4)) {
       seen |= 4;
       payload = eventPayload(tag === 0x1a, end); // 3 json, 4 binary
+    } else if (tag === 0x2a && !(seen & 8)) {
+      seen |= 8;
+      idempotencyKey = string(end); // 5 idempotency_key
     } else {
       throw notCanonical; // another field, or one again
     }
   }
   depth--;
-  return { $typeName: "realtime.v1.SendRequest", channel, event, payload };
+  return { $typeName: "realtime.v1.SendRequest", channel, event, payload, idempotencyKey };
 }
 
 function broadcastRequest(end: number): BroadcastRequest {
   let event = "";
   let payload: BroadcastRequest["payload"] = { case: undefined };
+  let idempotencyKey = "";
   let seen = 0;
   while (at.pos < end) {
     const tag = buf[at.pos++];
@@ -172,12 +177,15 @@ function broadcastRequest(end: number): BroadcastRequest {
     } else if ((tag === 0x12 || tag === 0x1a) && !(seen & 2)) {
       seen |= 2;
       payload = eventPayload(tag === 0x12, end); // 2 json, 3 binary
+    } else if (tag === 0x22 && !(seen & 4)) {
+      seen |= 4;
+      idempotencyKey = string(end); // 4 idempotency_key
     } else {
       throw notCanonical;
     }
   }
   depth--;
-  return { $typeName: "realtime.v1.BroadcastRequest", event, payload };
+  return { $typeName: "realtime.v1.BroadcastRequest", event, payload, idempotencyKey };
 }
 
 /** The payload oneof of SendRequest and BroadcastRequest, its tag read. */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEicgoLU2VuZFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSABCCQoHcGF5bG9hZCIxCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRINCgVlZGdlcxgCIAEoDSI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJmChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIAEIJCgdwYXlsb2FkIjYKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0iSwoRR2V0TWVtYmVyc1JlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJTChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTAoTTGlzdENoYW5uZWxzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXgoUTGlzdENoYW5uZWxzUmVzcG9uc2USLQoIY2hhbm5lbHMYASADKAsyGy5yZWFsdGltZS52MS5DaGFubmVsU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoOQ2hhbm5lbFN1bW1hcnkSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgASgNIlIKE1dhdGNoQ2hhbm5lbFJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uIrICChRXYXRjaENoYW5uZWxSZXNwb25zZRItCgdtZW1iZXJzGAEgASgLMhoucmVhbHRpbWUudjEuV2F0Y2hTbmFwc2hvdEgAEiMKBGpvaW4YAiABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIkCgVsZWF2ZRgDIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEi0KDnByb2ZpbGVfdXBkYXRlGAQgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLAoHbWVzc2FnZRgFIAEoCzIZLnJlYWx0aW1lLnYxLldhdGNoTWVzc2FnZUgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCRIOCgZyZXN5bmMYCSABKAhCCAoGdXBkYXRlIkcKDVdhdGNoU25hcHNob3QSJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIQCghjb21wbGV0ZRgCIAEoCCJyCgxXYXRjaE1lc3NhZ2USDQoFZXZlbnQYASABKAkSJgoEanNvbhgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgDIAEoDEgAEg4KBm9yaWdpbhgEIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKEUdldEhpc3RvcnlSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIogBChJHZXRIaXN0b3J5UmVzcG9uc2USMQoGZXZlbnRzGAEgAygLMiEucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoIcG9zaXRpb24YAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgDIAEoCDLzBAoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiiwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJ/ChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCQoHcGF5bG9hZCJJChFCcm9hZGNhc3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvCg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0iUgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24isgIKFFdhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KB21lbWJlcnMYASABKAsyGi5yZWFsdGltZS52MS5XYXRjaFNuYXBzaG90SAASIwoEam9pbhgCIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiQKBWxlYXZlGAMgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLQoOcHJvZmlsZV91cGRhdGUYBCABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIsCgdtZXNzYWdlGAUgASgLMhkucmVhbHRpbWUudjEuV2F0Y2hNZXNzYWdlSAASCgoCaWQYBiABKAkSDgoGb2Zmc2V0GAcgASgEEg0KBWVwb2NoGAggASgJEg4KBnJlc3luYxgJIAEoCEIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSIvCg5TdHJlYW1Qb3NpdGlvbhIOCgZvZmZzZXQYASABKAQSDQoFZXBvY2gYAiABKAkicAoRR2V0SGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiiAEKEkdldEhpc3RvcnlSZXNwb25zZRIxCgZldmVudHMYASADKAsyIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZRItCghwb3NpdGlvbhgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEhAKCGNvbXBsZXRlGAMgASgIMvMECghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAESTQoKR2V0SGlzdG9yeRIeLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0SGlzdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -58,6 +58,30 @@ export type SendRequest = Message<"realtime.v1.SendRequest"> & {
     value: Uint8Array;
     case: "binary";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Optional: makes retries safe. A request with the same key as an earlier
+   * one that succeeded within the idempotency window (5 minutes by default:
+   * REALTIME_IDEMPOTENCY_WINDOW_MS, counted from that success) is not
+   * delivered again: it is answered with the first result (the same
+   * message_id and edges) and duplicate = true. A retry that arrives while
+   * the first attempt is still in flight waits for it and gets its result.
+   * A first attempt that failed (e.g. UNAVAILABLE) leaves no trace: its
+   * retry is tried afresh. Keys are shared by Send, SendBatch's requests,
+   * Broadcast and the Publish stream, scoped per API key when API keys are
+   * configured, and remembered across every API node in Redis mode.
+   *
+   * 1 to 128 characters from A-Z a-z 0-9 and _ - . : @ / = + (e.g. a UUID);
+   * otherwise INVALID_ARGUMENT. "" (the default): no deduplication. The
+   * same key with a different request (another channel, event name or
+   * payload, or a Broadcast) is FAILED_PRECONDITION and is not delivered:
+   * pick a new key for a new event. RESOURCE_EXHAUSTED when the API
+   * remembers as many keys as it may (REALTIME_IDEMPOTENCY_MAX_KEYS): the
+   * event is not delivered; retry later or without a key.
+   *
+   * @generated from field: string idempotency_key = 5;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -68,7 +92,9 @@ export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 0);
 
 /**
- * SendResponse acknowledges that the event was handed to the edges.
+ * SendResponse acknowledges that the event was handed to the edges. A
+ * deduplicated retry (see SendRequest.idempotency_key) gets the response of
+ * the first attempt, with duplicate = true.
  *
  * @generated from message realtime.v1.SendResponse
  */
@@ -87,6 +113,15 @@ export type SendResponse = Message<"realtime.v1.SendResponse"> & {
    * @generated from field: uint32 edges = 2;
    */
   edges: number;
+
+  /**
+   * True when this request was a retry of an earlier one with the same
+   * idempotency key: nothing was delivered now; message_id and edges are
+   * those of the first attempt.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -209,7 +244,11 @@ export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 5);
 
 /**
- * PublishError is one failed request of a Publish stream.
+ * PublishError is one failed request of a Publish stream. A request whose
+ * idempotency key repeats one that succeeded (in this stream, another or a
+ * unary call) is not an error: it is acknowledged in `handled` like a
+ * delivered request, and delivered once. The same key with a different
+ * request is an error here with code 9 (FAILED_PRECONDITION).
  *
  * @generated from message realtime.v1.PublishError
  */
@@ -279,6 +318,15 @@ export type BroadcastRequest = Message<"realtime.v1.BroadcastRequest"> & {
     value: Uint8Array;
     case: "binary";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Optional: makes retries safe, with the same rules and the same keys as
+   * SendRequest.idempotency_key (a Send and a Broadcast with one key are
+   * different requests: FAILED_PRECONDITION).
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -289,7 +337,9 @@ export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*
   messageDesc(file_realtime_v1_realtime, 7);
 
 /**
- * BroadcastResponse acknowledges that the event was handed to the edges.
+ * BroadcastResponse acknowledges that the event was handed to the edges. A
+ * deduplicated retry gets the response of the first attempt, with
+ * duplicate = true.
  *
  * @generated from message realtime.v1.BroadcastResponse
  */
@@ -307,6 +357,15 @@ export type BroadcastResponse = Message<"realtime.v1.BroadcastResponse"> & {
    * @generated from field: uint32 edges = 2;
    */
   edges: number;
+
+  /**
+   * True when this request was a retry of an earlier one with the same
+   * idempotency key: nothing was delivered now; message_id and edges are
+   * those of the first attempt.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -926,7 +985,13 @@ export const Realtime: GenService<{
    * nothing is sent. Then they are handed to the edges in order, so events
    * of one batch to one channel arrive in batch order.
    * Delivery is at most once per event, as with Send: when the call fails
-   * with UNAVAILABLE, some events of the batch may have been delivered.
+   * with UNAVAILABLE, some events of the batch may have been delivered;
+   * retry the batch with an idempotency_key on each request and those are
+   * answered as duplicates, not delivered again. Every key of a batch is
+   * claimed before anything is sent: one that cannot be (used by another
+   * request: FAILED_PRECONDITION) fails the call, naming its index, and
+   * nothing is sent. A key twice in one batch, for the same request, is
+   * delivered once (the second response a duplicate).
    *
    * @generated from rpc realtime.v1.Realtime.SendBatch
    */
@@ -947,7 +1012,10 @@ export const Realtime: GenService<{
    * handled so far and which of those failed. A request that fails (an
    * invalid name, a payload over the limit, no edge reachable, bytes that
    * are not a valid PublishRequest) fails alone: it is reported with its
-   * index and code, and the stream goes on.
+   * index and code, and the stream goes on. A request with an
+   * idempotency_key that repeats a delivered one is acknowledged without
+   * being delivered again (see SendRequest.idempotency_key); the requests
+   * after a keyed one wait until its key is claimed, so stream order holds.
    *
    * When the publisher half-closes the stream, the server answers the
    * remaining requests in a last response and ends the call with OK. The
