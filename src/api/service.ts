@@ -182,8 +182,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         return;
       }
       const claim = claims.get(i);
-      if (claim === undefined)
-        acks.push(broker.publish(p.pub).then((edges) => ({ messageId: p.id, edges, duplicate: false })));
+      if (claim === undefined) acks.push(publish(p, call));
       else {
         const c = (claim as PromiseFulfilledResult<HeldKey | DoneKey>).value;
         acks.push(c.duplicate ? Promise.resolve({ ...c.result, duplicate: true }) : publishHeld(p, c));
@@ -207,11 +206,12 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         }
         // Check and encode everything before sending anything.
         const prepared = requests.map((r, i) => indexed(i, () => prepareSend(r)));
-        if (prepared.some((p) => p.key !== "")) {
-          return { responses: await publishKeyedBatch(prepared, ctx) };
-        }
-        const edges = await Promise.all(prepared.map(({ pub }) => broker.publish(pub)));
-        return { responses: prepared.map(({ id }, i) => ({ messageId: id, edges: edges[i]! })) };
+        const keyed = prepared.some((p) => p.key !== "");
+        return {
+          responses: await (keyed
+            ? publishKeyedBatch(prepared, ctx)
+            : Promise.all(prepared.map((p) => publish(p, ctx)))),
+        };
       });
     },
     async broadcast(req, ctx) {
