@@ -32,6 +32,13 @@ import {
   MAX_IDEMPOTENCY_WINDOW_MS,
   MIN_IDEMPOTENCY_WINDOW_MS,
 } from "./core/idempotency.js";
+import {
+  DEFAULT_HISTORY_SIZE,
+  DEFAULT_HISTORY_TTL_MS,
+  MAX_HISTORY_SIZE,
+  MAX_HISTORY_TTL_MS,
+  parseHistoryRules,
+} from "./core/history-rules.js";
 import { parseApiKeys } from "./auth/api-keys.js";
 import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
@@ -303,6 +310,30 @@ export const SETTINGS = {
     doc: "Embedded mode: idempotency keys the API remembers at once (about 300 bytes each); past it, requests with a new key get RESOURCE_EXHAUSTED and are not delivered. Redis mode: Redis holds them, each expiring after the window.",
     roles: ["api"],
     parse: integer(1, 100_000_000),
+  }),
+  historySize: setting({
+    env: "REALTIME_HISTORY_SIZE",
+    default: DEFAULT_HISTORY_SIZE,
+    doc: "Events each channel keeps for recovery and GetHistory (0: none; a channel without history has no positions and costs nothing). Per channel prefix: REALTIME_HISTORY_RULES.",
+    roles: ["api", "edge"],
+    parse: integer(0, MAX_HISTORY_SIZE),
+  }),
+  historyTtlMs: setting({
+    env: "REALTIME_HISTORY_TTL_MS",
+    default: DEFAULT_HISTORY_TTL_MS,
+    doc: "How long a channel keeps each event in its history (0: until pushed out by newer ones). A client that reconnects within it recovers what it missed.",
+    roles: ["api", "edge"],
+    parse: integer(0, MAX_HISTORY_TTL_MS),
+  }),
+  historyRules: setting({
+    env: "REALTIME_HISTORY_RULES",
+    default: "",
+    doc: "History per channel prefix, overriding the two above: comma-separated prefix=size or prefix=size/ttl_ms, longest prefix first, e.g. chat:=1000/600000,tmp:=0.",
+    roles: ["api", "edge"],
+    parse: (raw: string): string => {
+      parseHistoryRules(raw, 0);
+      return raw.trim();
+    },
   }),
   logLevel: setting({
     env: "REALTIME_LOG_LEVEL",

@@ -31,7 +31,7 @@ class World {
       const e = fromBinary(EventSchema, pub.event);
       this.log.push(`publish ${e.event} ${e.channel} ${(e.payload.value as Member).id}`);
       this.published.push(pub);
-      return 1;
+      return { edges: 1, offset: 0n, epoch: "" };
     },
     subscribe: async () => {},
     unsubscribe: async () => {},

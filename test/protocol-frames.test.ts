@@ -94,28 +94,6 @@ describe("unknown commands and fields (proto3: newer clients, older edges)", () 
     }
   });
 
-  it("positions are not served yet (docs/protocol.md): getHistory is UNIMPLEMENTED, join since is a plain join", async () => {
-    for (const enc of ["json", "proto"] as const) {
-      const c = await connect(enc);
-      const getHistory =
-        enc === "json"
-          ? JSON.stringify({ id: 100, getHistory: { channel: "pos" } })
-          : bin({ id: 100, command: { case: "getHistory", value: { channel: "pos" } } });
-      // Answered without spending the error budget (21 client faults close the connection).
-      for (let i = 0; i < 25; i++) expect(codeAndId(await raw(c, getHistory))).toEqual([100, ErrorCode.UNIMPLEMENTED]);
-      const joined = await raw(
-        c,
-        enc === "json"
-          ? JSON.stringify({ id: 101, join: { channel: "pos", since: { offset: "3", epoch: "e" } } })
-          : bin({ id: 101, command: { case: "join", value: { channel: "pos", since: { offset: 3n, epoch: "e" } } } }),
-      );
-      expect(joined.error).toBeUndefined();
-      expect(joined.recovered).toBe(false);
-      expect(joined.position).toBeUndefined();
-      expect(c.closeCode).toBeUndefined();
-    }
-  });
-
   it("ignores unknown fields at any depth, and no recipient sees them", async () => {
     const j = await connect("json");
     const p = await connect("proto");

@@ -74,7 +74,7 @@ const position = (p: Publication) => ({ n: p.event[0], offset: p.offset, epoch: 
 describe.skipIf(NO_REDIS_SERVER)("RedisBroker: positions and history across nodes", () => {
   it("one position per publication on every edge; history since a position on any node: exactly the missed, in order", async () => {
     for (const e of edges) await e.broker.subscribe("feed");
-    for (let n = 1; n <= 3; n++) expect(await apis[0]!.publish(pub("feed", n))).toBe(2);
+    for (let n = 1; n <= 3; n++) expect((await apis[0]!.publish(pub("feed", n))).edges).toBe(2);
     await eventually(() => on(0, "feed").length === 3 && on(1, "feed").length === 3, 5_000, "both edges got three");
     const seen = on(1, "feed").at(-1)!;
     const epoch = seen.epoch!;

@@ -113,9 +113,9 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
    */
   async function publish(p: Prepared, call: Call, started?: () => void): Promise<Ack> {
     if (p.key === "") {
-      const edges = broker.publish(p.pub);
+      const delivery = broker.publish(p.pub);
       started?.();
-      return { messageId: p.id, edges: await edges, duplicate: false };
+      return { messageId: p.id, edges: (await delivery).edges, duplicate: false };
     }
     const scope = call.values.get(API_KEY);
     const claim = await idempotency.claim(scope, p.key, fingerprintOf(p.pub.event, p.id), call.signal);
@@ -129,7 +129,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     try {
       const publishing = broker.publish(p.pub);
       started?.();
-      edges = await publishing;
+      edges = (await publishing).edges;
     } catch (err) {
       held.release();
       throw err;

@@ -1,4 +1,14 @@
-import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "./broker.js";
+import {
+  unpositioned,
+  type Broker,
+  type Delivery,
+  type HistoryQuery,
+  type HistoryResult,
+  type Publication,
+  type PublicationHandler,
+} from "./broker.js";
+import { ChannelStreams } from "./history.js";
+import { NO_HISTORY, type HistoryFor } from "./history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { NOOP_OBSERVER, type Observer } from "./observer.js";
 
@@ -6,14 +16,29 @@ import { NOOP_OBSERVER, type Observer } from "./observer.js";
  * MemoryBroker routes publications between nodes in one process: the hub of
  * the embedded mode. Each edge (or watcher) attaches as a node and gets its
  * own Broker view. Work per publication is per node, never per recipient.
+ * It orders the channels: each publication to a channel that keeps history
+ * is numbered and kept (core/history.ts) as it is routed.
  */
 export class MemoryBroker {
   private readonly channels = new Map<string, Set<MemoryNode>>();
   private readonly nodes = new Set<MemoryNode>();
   private edgeCount = 0;
 
-  /** observer is told about every publication routed (metrics). */
-  constructor(private readonly observer: Observer = NOOP_OBSERVER) {}
+  /** @internal The channels' positions and history. */
+  readonly streams: ChannelStreams;
+
+  /** observer is told about every publication routed (metrics); historyFor says what each channel keeps. */
+  constructor(
+    private readonly observer: Observer = NOOP_OBSERVER,
+    historyFor: HistoryFor = NO_HISTORY,
+  ) {
+    this.streams = new ChannelStreams(historyFor);
+  }
+
+  /** Stops the history's sweep. */
+  close(): void {
+    this.streams.close();
+  }
 
   /**
    * Attaches a node whose handler receives its publications. edge=true
@@ -60,32 +85,31 @@ export class MemoryBroker {
     if (set.size === 0) this.channels.delete(channel);
   }
 
-  /** Delivers synchronously to each subscribed node; returns the edges reached. */
-  publish(pub: Publication): number {
+  /** Numbers pub (when its channel keeps history) and delivers it synchronously to each subscribed node. */
+  publish(original: Publication): Delivery {
     if (this.edgeCount === 0) {
       throw new RealtimeError(Code.Unavailable, "no edge is connected: start an edge (switchboard edge) and try again");
     }
     let edges = 0;
-    if (pub.channel === "") {
+    if (original.channel === "") {
       for (const node of this.nodes) {
         if (!node.edge) continue;
-        node.handler(pub);
+        node.handler(original);
         edges++;
       }
       this.observer.published(true, edges);
-      return edges;
+      return unpositioned(edges);
     }
+    const pub = this.streams.assign(original);
     const set = this.channels.get(pub.channel);
-    if (!set) {
-      this.observer.published(false, 0);
-      return 0;
-    }
-    for (const node of set) {
-      node.handler(pub);
-      if (node.edge) edges++;
+    if (set) {
+      for (const node of set) {
+        node.handler(pub);
+        if (node.edge) edges++;
+      }
     }
     this.observer.published(false, edges);
-    return edges;
+    return { edges, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" };
   }
 }
 
@@ -98,7 +122,7 @@ export class MemoryNode implements Broker {
     /** @internal */ readonly edge: boolean,
   ) {}
 
-  async publish(pub: Publication): Promise<number> {
+  async publish(pub: Publication): Promise<Delivery> {
     return this.broker.publish(pub);
   }
 
@@ -106,9 +130,8 @@ export class MemoryNode implements Broker {
     this.broker.subscribe(this, channel);
   }
 
-  /** Not implemented yet (the seam's first commit; the hub's history follows). */
-  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
-    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    return this.broker.streams.read(channel, query);
   }
 
   async unsubscribe(channel: string): Promise<void> {

@@ -53,10 +53,31 @@ export interface HistoryResult {
   readonly complete: boolean;
 }
 
+/** What publish() did: the edges reached, and the position the publication was given. */
+export interface Delivery {
+  /** How many edges the publication was handed to. */
+  readonly edges: number;
+  /** Its offset in its channel; 0n when it has no position (a broadcast, a channel without history). */
+  readonly offset: bigint;
+  /** Its channel's epoch; "" when it has no position. */
+  readonly epoch: string;
+}
+
+/** The Delivery of a publication without position. */
+export function unpositioned(edges: number): Delivery {
+  return { edges, offset: 0n, epoch: "" };
+}
+
+/** pub with the position delivery gave it (pub itself when none). */
+export function withPosition(pub: Publication, delivery: Delivery): Publication {
+  return delivery.offset === 0n ? pub : { ...pub, offset: delivery.offset, epoch: delivery.epoch };
+}
+
 export interface Broker {
   /**
    * Hands pub to every edge subscribed to pub.channel, or to every edge for
-   * a broadcast, and resolves with how many edges it was handed to.
+   * a broadcast, and resolves with how many edges it was handed to and the
+   * position it was given (Delivery).
    *
    * Positions: the broker that orders the channel (the hub's MemoryBroker;
    * Redis, in its publish script) gives a publication to a channel that
@@ -71,7 +92,7 @@ export interface Broker {
    * delivery to an edge whose link fails while the publication is in flight.
    * Rejects with RealtimeError(Unavailable) when no edge can be reached.
    */
-  publish(pub: Publication): Promise<number>;
+  publish(pub: Publication): Promise<Delivery>;
 
   /**
    * Delivers the channel's publications to this node's handler from now on.

@@ -1,4 +1,4 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import {
   EventSchema,
@@ -8,16 +8,23 @@ import {
   type Member,
 } from "../../gen/realtime/client/v1/client_pb.js";
 import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
-import type { Broker, Publication } from "./broker.js";
+import { withPosition, type Broker, type Delivery, type Publication, type StreamPosition } from "./broker.js";
+import { fitHistory } from "./history.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "../wire/client-codec.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
-import type { Limits } from "./limits.js";
+import {
+  DEFAULT_HISTORY_LIMIT,
+  MAX_HISTORY_LIMIT,
+  MAX_HISTORY_REPLY_BYTES,
+  MAX_RECOVERY_EVENTS,
+  type Limits,
+} from "./limits.js";
 import { checkChannel, checkEvent } from "./names.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
-import { Membership, type StandsHandler } from "./membership.js";
+import { Membership, type PublishedHandler, type StandsHandler } from "./membership.js";
 import { checkPayload, createPublication, IdGenerator, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
 import type { Connection } from "./transport.js";
@@ -25,6 +32,15 @@ import { Encoding } from "../protocol/encodings.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
+
+/**
+ * How long a connection's command waits for its own positioned event to
+ * come back through the broker (so that its copy keeps the channel's order:
+ * Redis answers the publish and delivers the event on different
+ * connections) before the edge hands the copy over directly, with the
+ * position the broker answered.
+ */
+export const ECHO_WAIT_MS = 1_000;
 
 /** The observer's name for each client command. */
 const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
@@ -34,6 +50,7 @@ const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
   send: "send",
   broadcast: "broadcast",
   getMembers: "get_members",
+  getHistory: "other",
   ping: "ping",
   refresh: "other",
 };
@@ -97,9 +114,37 @@ export class Session {
 }
 
 interface LocalChannel {
+  readonly channel: string;
   readonly sessions: Set<Session>;
   /** Resolves once the broker delivers the channel's publications here. */
   readonly subscribed: Promise<void>;
+  /** The position of the last publication delivered here (epoch "": none yet). */
+  epoch: string;
+  offset: bigint;
+  /**
+   * While the edge fills a gap from history (publications were lost on the
+   * way here): the publications that arrived meanwhile, delivered after it.
+   */
+  filling: Publication[] | undefined;
+  /** More arrived while filling than MAX_RECOVERY_EVENTS: the members are told to resynchronise. */
+  overflow: boolean;
+}
+
+/** A connection's own event on its way back (see Edge.expectEcho). */
+interface PendingEcho {
+  readonly session: Session;
+  /** The event's bytes, as published: the broker's copy has the same. */
+  readonly event: Uint8Array;
+  /** The broker brought it back, and it was handed to the connection. */
+  arrived: boolean;
+  wake: (() => void) | undefined;
+}
+
+/** A connection that replays a channel's history (a join with since): live publications wait in buffer. */
+interface Recovery {
+  readonly channel: string;
+  readonly buffer: Publication[];
+  overflow: boolean;
 }
 
 export interface EdgeOptions {
@@ -174,6 +219,10 @@ export class Edge {
   private readonly rate: TokenBucket | undefined;
   private readonly errorBudget: TokenBucket | undefined;
   private readonly membership: Membership;
+  /** The own events the connections (by id) wait for from the broker, oldest first. */
+  private readonly echoes = new Map<string, PendingEcho[]>();
+  /** The connections replaying a channel's history, and what arrived live meanwhile. */
+  private readonly recovering = new Map<Session, Recovery>();
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
@@ -301,26 +350,141 @@ export class Edge {
     this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);
+      this.recovering.delete(session);
       for (const channel of [...session.channels]) this.depart(session, channel, false);
       await this.settle(session).catch(() => {});
+      this.echoes.delete(session.id);
     });
     return session.queue;
   }
 
-  /** Delivers a publication to the local connections it is for. */
+  /**
+   * Delivers a publication to the local connections it is for. A
+   * publication with a position is delivered only in its channel's order:
+   * one this edge already delivered (a retry, a replay) is dropped; one
+   * after a gap (publications lost on the way: a dropped subscription)
+   * waits while the edge fills the gap from history (fill), and when it
+   * cannot, the channel's connections are sent a Resync frame first.
+   */
   deliver(pub: Publication): void {
-    const targets = pub.channel === "" ? this.sessions.values() : this.channels.get(pub.channel)?.sessions;
     this.observer.publicationReceived();
-    if (!targets) return;
+    if (pub.channel === "") return this.fanOut(this.sessions.values(), pub);
+    const local = this.channels.get(pub.channel);
+    if (!local) return;
+    if (pub.offset) {
+      if (local.filling) return this.hold(local, pub);
+      if (!this.advance(local, pub)) return;
+    }
+    this.fanOut(local.sessions, pub);
+  }
+
+  /**
+   * Moves the channel's position to pub's; false when pub is not to be
+   * delivered now (an old one, or one after a gap: a fill starts).
+   */
+  private advance(local: LocalChannel, pub: Publication): boolean {
+    const offset = pub.offset!;
+    if (local.epoch === pub.epoch) {
+      if (offset <= local.offset) return false;
+      if (offset !== local.offset + 1n) {
+        local.filling = [pub];
+        void this.fill(local);
+        return false;
+      }
+    } else if (local.epoch !== "") {
+      // The channel's history was lost (the hub restarted, Redis lost its
+      // keys): what happened in between cannot be known.
+      this.resync(local, { offset: local.offset, epoch: local.epoch });
+    }
+    local.epoch = pub.epoch!;
+    local.offset = offset;
+    return true;
+  }
+
+  /** A publication that arrived while the channel's gap is filled. */
+  private hold(local: LocalChannel, pub: Publication): void {
+    if (local.filling!.length < MAX_RECOVERY_EVENTS) local.filling!.push(pub);
+    else local.overflow = true;
+  }
+
+  /**
+   * Fills the channel's gap from history, in order, then delivers what
+   * arrived meanwhile. When history cannot (the events are no longer kept,
+   * the broker is away, too many arrived meanwhile), the connections are
+   * sent Resync with the last position delivered, and delivery goes on from
+   * the next publication.
+   */
+  private async fill(local: LocalChannel): Promise<void> {
+    const { channel } = local;
+    const position = { offset: local.offset, epoch: local.epoch };
+    let whole = true;
+    try {
+      for (let read = 0; read <= MAX_RECOVERY_EVENTS;) {
+        const since = { offset: local.offset, epoch: local.epoch };
+        const res = await this.options.broker.history(channel, { since, limit: MAX_HISTORY_LIMIT });
+        if (!res.complete) {
+          whole = false;
+          break;
+        }
+        for (const p of res.publications) {
+          if (p.epoch !== local.epoch || p.offset! <= local.offset) continue;
+          local.offset = p.offset!;
+          this.fanOut(local.sessions, p);
+        }
+        read += res.publications.length;
+        if (res.publications.length === 0 || local.offset >= res.position.offset) break;
+      }
+    } catch (err) {
+      whole = false;
+      this.options.onError?.(err);
+    }
+    const held = local.filling ?? [];
+    local.filling = undefined;
+    if (!whole || local.overflow) {
+      local.overflow = false;
+      this.resync(local, position);
+      // Delivery goes on from the next publication that arrived.
+      local.epoch = "";
+    }
+    for (let i = 0; i < held.length; i++) {
+      if (local.filling) {
+        this.hold(local, held[i]!);
+        continue;
+      }
+      if (this.advance(local, held[i]!)) this.fanOut(local.sessions, held[i]!);
+    }
+  }
+
+  /** Tells the channel's connections that events after position were lost (ServerFrame.resync). */
+  private resync(local: LocalChannel, position: StreamPosition): void {
+    const { channel } = local;
+    for (const session of local.sessions) {
+      // A frame about the channel's events: counted as one.
+      this.send(session, { frame: { case: "resync", value: { channel, position } } }, "event");
+    }
+  }
+
+  /** Writes pub to each of targets (but its origin, when it is to be skipped); the same bytes to all. */
+  private fanOut(targets: Iterable<Session>, pub: Publication): void {
+    if (pub.skipOrigin && pub.offset && this.echoes.size > 0) this.echoArrived(pub);
     let binary: Uint8Array | undefined;
     let json: Uint8Array | undefined;
     let written = 0;
     let dropped = 0;
+    const recovering = this.recovering.size > 0;
     for (const session of targets) {
       if (pub.skipOrigin && session.id === pub.origin) continue;
       if (session.closed) {
         dropped++;
         continue;
+      }
+      if (recovering) {
+        const r = this.recovering.get(session);
+        if (r !== undefined && r.channel === pub.channel) {
+          if (r.buffer.length < MAX_RECOVERY_EVENTS) r.buffer.push(pub);
+          else r.overflow = true;
+          continue;
+        }
       }
       try {
         if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
@@ -335,6 +499,67 @@ export class Edge {
     }
     if (written > 0) this.observer.messageOut("event", written);
     if (dropped > 0) this.observer.dropped("closed", dropped);
+  }
+
+  /**
+   * The connection's own event is on its way: the broker brings it back
+   * (skipping the connection), and fanOut hands it over then, in the
+   * channel's order (see finishEcho).
+   */
+  private expectEcho(session: Session, pub: Publication): void {
+    const list = this.echoes.get(session.id);
+    const pending: PendingEcho = { session, event: pub.event, arrived: false, wake: undefined };
+    if (list) list.push(pending);
+    else this.echoes.set(session.id, [pending]);
+  }
+
+  /** The connection's own event was not published after all: nothing comes back. */
+  private forgetEcho(session: Session, pub: Publication): void {
+    const list = this.echoes.get(session.id);
+    const at = list?.findIndex((p) => p.event === pub.event) ?? -1;
+    if (at < 0) return;
+    list!.splice(at, 1);
+    if (list!.length === 0) this.echoes.delete(session.id);
+  }
+
+  /** The broker brought back an event a connection waits for: hand it over now. */
+  private echoArrived(pub: Publication): void {
+    const list = this.echoes.get(pub.origin);
+    if (!list) return;
+    for (const pending of list) {
+      if (pending.arrived || !sameBytes(pending.event, pub.event)) continue;
+      pending.arrived = true;
+      this.deliverTo(pending.session, pub);
+      pending.wake?.();
+      return;
+    }
+  }
+
+  /**
+   * pub, the connection's own event, is published (delivery): its copy is
+   * handed over, once. With a position, the copy the broker brings back
+   * keeps the channel's order: it is waited for (up to ECHO_WAIT_MS),
+   * unless `direct` (the connection left the channel: nothing of it comes
+   * back); otherwise, or when it does not come, the copy is handed over here
+   * with the position the broker answered.
+   */
+  private async finishEcho(session: Session, pub: Publication, delivery: Delivery, direct: boolean): Promise<void> {
+    const list = this.echoes.get(session.id);
+    const pending = list?.find((p) => p.event === pub.event);
+    if (pending && !pending.arrived && !direct && delivery.offset !== 0n) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ECHO_WAIT_MS);
+        pending.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    if (list && pending) {
+      list.splice(list.indexOf(pending), 1);
+      if (list.length === 0) this.echoes.delete(session.id);
+    }
+    if (!pending?.arrived) this.deliverTo(session, withPosition(pub, delivery));
   }
 
   /** Levels for metrics, read when they are scraped: O(connections). */
@@ -371,10 +596,18 @@ export class Edge {
       await this.settle(session);
     switch (command.case) {
       case "join": {
-        checkChannel(command.value.channel);
-        this.checkAccess(session, command.value.channel);
-        await this.join(session, command.value.channel, command.value.echo ?? session.echo);
-        return this.replyOk(session, id);
+        const { channel, since } = command.value;
+        checkChannel(channel);
+        this.checkAccess(session, channel);
+        const joined = await this.join(
+          session,
+          channel,
+          command.value.echo ?? session.echo,
+          since && { offset: since.offset, epoch: since.epoch },
+        );
+        if (id === 0) return;
+        this.send(session, { frame: { case: "reply", value: { id, ...joined } } });
+        return;
       }
       case "leave": {
         checkChannel(command.value.channel);
@@ -430,6 +663,30 @@ export class Edge {
         this.send(session, { frame: { case: "reply", value: { id, ...page } } });
         return;
       }
+      case "getHistory": {
+        const { channel, since, limit, reverse } = command.value;
+        checkChannel(channel);
+        this.checkAccess(session, channel);
+        if (limit > MAX_HISTORY_LIMIT)
+          throw new RealtimeError(
+            Code.InvalidArgument,
+            `limit is ${limit}: at most ${MAX_HISTORY_LIMIT} events per read (0 means ${DEFAULT_HISTORY_LIMIT}); read on after the last one`,
+          );
+        const read = await this.options.broker.history(channel, {
+          since: since && { offset: since.offset, epoch: since.epoch },
+          limit: limit === 0 ? DEFAULT_HISTORY_LIMIT : limit,
+          newestFirst: reverse,
+        });
+        const { publications, position, complete } = fitHistory(read, MAX_HISTORY_REPLY_BYTES);
+        const events = publications.map((p) => {
+          const event = fromBinary(EventSchema, p.event);
+          event.offset = p.offset ?? 0n;
+          event.epoch = p.epoch ?? "";
+          return event;
+        });
+        this.send(session, { frame: { case: "reply", value: { id, events, position, complete } } });
+        return;
+      }
       case "ping":
         this.send(session, { frame: { case: "reply", value: { id } } });
         return;
@@ -439,7 +696,7 @@ export class Edge {
       default:
         throw new RealtimeError(
           Code.Unimplemented,
-          `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, ping, refresh"}`,
+          `unknown command: this edge knows ${"join, leave, updateProfile, send, broadcast, getMembers, getHistory, ping, refresh"}`,
         );
     }
   }
@@ -517,8 +774,26 @@ export class Edge {
     session.expiryTimer.unref?.();
   }
 
-  private async join(session: Session, channel: string, echo: boolean): Promise<void> {
-    if (session.channels.has(channel)) return;
+  /**
+   * The connection joins channel; with since, it first gets every event of
+   * the channel after since, in order, once, from history (replay), and
+   * the answer says whether it could (recovered). Joining a channel the
+   * connection is in changes nothing, but replays with since (a client that
+   * was sent Resync, or that recovers after a blip of its own). position is
+   * where the connection's stream of the channel starts: the offset of its
+   * own channel:join, after which it receives every event (or, for a
+   * replay only, the last event replayed).
+   */
+  private async join(
+    session: Session,
+    channel: string,
+    echo: boolean,
+    since: StreamPosition | undefined,
+  ): Promise<{ position?: StreamPosition; recovered: boolean }> {
+    if (session.channels.has(channel)) {
+      if (!since) return { recovered: false };
+      return this.replay(session, channel, since);
+    }
     const max = this.options.limits.maxChannelsPerConnection;
     if (session.channels.size >= max) {
       throw new RealtimeError(
@@ -528,25 +803,105 @@ export class Edge {
     }
     let local = this.channels.get(channel);
     if (!local) {
-      local = { sessions: new Set(), subscribed: this.options.broker.subscribe(channel) };
+      local = {
+        channel,
+        sessions: new Set(),
+        subscribed: this.options.broker.subscribe(channel),
+        epoch: "",
+        offset: 0n,
+        filling: undefined,
+        overflow: false,
+      };
       this.channels.set(channel, local);
     }
+    // Live publications wait while the history is replayed.
+    if (since) this.recovering.set(session, { channel, buffer: [], overflow: false });
     local.sessions.add(session);
     session.channels.add(channel);
     try {
       await local.subscribed;
+      let recovered = false;
+      if (since) recovered = (await this.replay(session, channel, since)).recovered;
+      let position: StreamPosition | undefined;
       // Rejects when nothing changed: then no one sees the member (see the class comment).
-      await this.membership.join(channel, session.member(), this.echoTo(session, echo));
+      await this.membership.join(
+        channel,
+        session.member(),
+        this.expectOwn(session, echo),
+        this.ownPublished(session, echo, false, (d) => {
+          if (d.offset !== 0n) position = { offset: d.offset, epoch: d.epoch };
+        }),
+      );
+      return { position, recovered };
     } catch (err) {
+      this.recovering.delete(session);
       this.dropLocal(session, channel);
       throw err;
     }
   }
 
+  /**
+   * Hands the connection the channel's events after since, from history,
+   * then those that arrived live meanwhile (the connection is in
+   * this.recovering until then; a join puts it there before it subscribes).
+   * recovered: every event after since was handed over; false when the
+   * epoch changed, the events are no longer all kept, or more than
+   * MAX_RECOVERY_EVENTS were missed (nothing is replayed then: the client
+   * resynchronises). Rejects (UNAVAILABLE) when the history cannot be read.
+   */
+  private async replay(
+    session: Session,
+    channel: string,
+    since: StreamPosition,
+  ): Promise<{ position: StreamPosition; recovered: boolean }> {
+    let recovery = this.recovering.get(session);
+    if (!recovery) this.recovering.set(session, (recovery = { channel, buffer: [], overflow: false }));
+    let cursor = since;
+    let recovered = true;
+    try {
+      for (let first = true; ; first = false) {
+        const res = await this.options.broker.history(channel, {
+          since: cursor,
+          limit: Math.min(MAX_HISTORY_LIMIT, MAX_RECOVERY_EVENTS),
+        });
+        if (
+          !res.complete ||
+          (first && res.position.epoch === since.epoch && res.position.offset - since.offset > MAX_RECOVERY_EVENTS)
+        ) {
+          recovered = false;
+          cursor = res.position;
+          break;
+        }
+        for (const p of res.publications) {
+          if (p.offset! <= cursor.offset) continue;
+          this.deliverTo(session, p);
+          cursor = { offset: p.offset!, epoch: p.epoch! };
+        }
+        if (res.publications.length === 0 || cursor.offset >= res.position.offset) break;
+      }
+    } catch (err) {
+      this.recovering.delete(session);
+      throw err;
+    }
+    this.recovering.delete(session);
+    if (recovery.overflow) recovered = false;
+    for (const p of recovery.buffer) {
+      if (p.epoch === cursor.epoch && p.offset! <= cursor.offset) continue;
+      this.deliverTo(session, p);
+      if (p.offset) cursor = { offset: p.offset, epoch: p.epoch! };
+    }
+    return { position: cursor, recovered };
+  }
+
   /** The client's leave: all or nothing (see the class comment). */
   private async leave(session: Session, channel: string, echo: boolean): Promise<void> {
     // Rejects when nothing changed: the connection is still in the channel.
-    await this.membership.leave(channel, session.member(), this.leftHere(session, channel, echo));
+    await this.membership.leave(
+      channel,
+      session.member(),
+      this.leftHere(session, channel),
+      this.ownPublished(session, echo, true),
+    );
   }
 
   /**
@@ -555,7 +910,12 @@ export class Edge {
    * channel:leave are owed until they are done (the caller settles).
    */
   private depart(session: Session, channel: string, echo: boolean): void {
-    this.membership.depart(channel, session.member(), this.leftHere(session, channel, echo));
+    this.membership.depart(
+      channel,
+      session.member(),
+      this.leftHere(session, channel),
+      this.ownPublished(session, echo, true),
+    );
   }
 
   private async updateProfile(session: Session, data: Value | undefined, echo: boolean): Promise<void> {
@@ -571,7 +931,12 @@ export class Edge {
     const previous = session.profile;
     session.profile = data.kind.case === "nullValue" ? undefined : data;
     try {
-      await this.membership.update(session.channels, session.member(), this.echoTo(session, echo));
+      await this.membership.update(
+        session.channels,
+        session.member(),
+        this.expectOwn(session, echo),
+        this.ownPublished(session, echo, false),
+      );
     } catch (err) {
       // Nothing changed: the connection keeps its profile (see the class comment).
       session.profile = previous;
@@ -579,21 +944,32 @@ export class Edge {
     }
   }
 
-  /** Hands the connection its own events of a change (with echo): the broker does not bring them back. */
-  private echoTo(session: Session, echo: boolean): StandsHandler | undefined {
-    return echo ? (pub) => this.deliverTo(session, pub) : undefined;
+  /** With echo: the connection's own events of a change are expected back (expectEcho). */
+  private expectOwn(session: Session, echo: boolean): StandsHandler | undefined {
+    return echo ? (pub) => this.expectEcho(session, pub) : undefined;
   }
 
   /**
-   * The connection has left channel: it is dropped here, and with echo
-   * handed its own channel:leave directly (it is no longer in the channel,
-   * so the broker would not bring it).
+   * Once each own event of a change is published: with echo, its copy is
+   * handed over (finishEcho; direct when the connection left the channel);
+   * then `then` is told the delivery.
    */
-  private leftHere(session: Session, channel: string, echo: boolean): StandsHandler {
-    return (pub) => {
-      this.dropLocal(session, channel);
-      if (echo) this.deliverTo(session, pub);
+  private ownPublished(
+    session: Session,
+    echo: boolean,
+    direct: boolean,
+    then?: (delivery: Delivery) => void,
+  ): PublishedHandler | undefined {
+    if (!echo && !then) return undefined;
+    return async (pub, delivery) => {
+      if (echo) await this.finishEcho(session, pub, delivery, direct);
+      then?.(delivery);
     };
+  }
+
+  /** The connection has left channel: it is dropped here (its own channel:leave, with echo, follows once published). */
+  private leftHere(session: Session, channel: string): StandsHandler {
+    return () => this.dropLocal(session, channel);
   }
 
   /** Runs what the connection's changes still owe (Membership.settle). */
@@ -620,8 +996,15 @@ export class Edge {
       session.id,
       true,
     );
-    await this.options.broker.publish(pub);
-    if (echo) this.deliverTo(session, pub);
+    if (echo && channel !== "") this.expectEcho(session, pub);
+    let delivery: Delivery;
+    try {
+      delivery = await this.options.broker.publish(pub);
+    } catch (err) {
+      if (echo && channel !== "") this.forgetEcho(session, pub);
+      throw err;
+    }
+    if (echo) await this.finishEcho(session, pub, delivery, channel === "");
     return id;
   }
 
@@ -668,9 +1051,15 @@ export class Edge {
     }
   }
 
-  private send(session: Session, init: Parameters<typeof serverFrame>[0]): void {
+  private send(session: Session, init: Parameters<typeof serverFrame>[0], kind: "event" | "reply" = "reply"): void {
     if (session.closed) return;
-    this.observer.messageOut("reply", 1);
+    this.observer.messageOut(kind, 1);
     session.transport.send(serverFrame(init, session.encoding), session.encoding === Encoding.Json);
   }
+}
+
+/** Whether two byte arrays hold the same bytes. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }

@@ -91,6 +91,25 @@ export const LINK_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_MEMBERS_PAGE_BYTES = 256 * 1024;
 
+/** Events a history read returns when the caller names no limit (GetHistory, the getHistory command). */
+export const DEFAULT_HISTORY_LIMIT = 100;
+/** Most events one history read may ask for. */
+export const MAX_HISTORY_LIMIT = 1_000;
+/**
+ * Largest history reply, in bytes of its events (both encodings of each,
+ * as the hub and Redis hold them): a read stops before it, with at least
+ * one event, and says so only by returning fewer than asked (ask again
+ * after the last one). As MAX_MEMBERS_PAGE_BYTES, it keeps a client's reply
+ * within its outbound queue and a link reply far below the frame limit.
+ */
+export const MAX_HISTORY_REPLY_BYTES = 256 * 1024;
+/**
+ * Most events an edge replays to recover one connection's channel (a join
+ * with since, after a resync): a client that missed more is told
+ * recovered = false and resynchronises instead.
+ */
+export const MAX_RECOVERY_EVENTS = 1_000;
+
 // --- Client-facing limits of an edge (docs/security.md explains each) ---
 
 /** Most client connections one edge holds; more are refused with HTTP 503 before the upgrade. */

@@ -19,9 +19,11 @@
  * Every event names the member (its id is its connection's id) and is
  * published with origin = that id and skipOrigin: the broker never brings an
  * event back to the connection it is about. That connection gets its own
- * copy (echo) from its edge, through the `stands` handler of the change,
- * before the event is published: before any later event of the channel and
- * before its reply.
+ * copy (echo) from its edge, with the position the broker gave the event:
+ * the edge is told the event before it is published (the `stands` handler
+ * of the change) and once it is (`published`, with the broker's Delivery),
+ * so that it can hand the copy over in the channel's order and before the
+ * reply (core/edge.ts says how).
  *
  * Order and failures. A change by a connection is its presence writes, then
  * their events, in order: join (add, channel:join), leave (remove,
@@ -44,7 +46,7 @@
  * retryAnnouncements is false (the hub: see MembershipOptions).
  */
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Broker, Publication } from "./broker.js";
+import type { Broker, Delivery, Publication } from "./broker.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { SystemEvent, type SystemEventName } from "../protocol/system-events.js";
 import type { Presence, PresenceChange } from "./presence.js";
@@ -62,6 +64,13 @@ export const SETTLE_RETRY_MS = 1_000;
  * updates its own table and hands the connection its own copy (echo) here.
  */
 export type StandsHandler = (event: Publication) => void;
+
+/**
+ * Told each event of a connection's change once it is published, with the
+ * Delivery the broker answered (its position): the edge finishes handing
+ * the connection its own copy here. Awaited before the next step.
+ */
+export type PublishedHandler = (event: Publication, delivery: Delivery) => void | Promise<void>;
 
 export interface MembershipOptions {
   /** Where the events are published. */
@@ -93,7 +102,12 @@ export interface MembershipOptions {
 type Step =
   | { readonly kind: "add"; readonly channel: string; readonly member: Member }
   | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
-  | { readonly kind: "publish"; readonly name: SystemEventName; readonly pub: Publication };
+  | {
+      readonly kind: "publish";
+      readonly name: SystemEventName;
+      readonly pub: Publication;
+      published?: PublishedHandler;
+    };
 
 /** The queue of the changes presence reported: a symbol, so that no connection's member id names it. */
 const REPORTED = Symbol("reported changes");
@@ -122,9 +136,9 @@ export class Membership {
    * channel:join is published. Rejects, with nothing changed, when the
    * presence write fails; resolves once the event is published or owed.
    */
-  async join(channel: string, member: Member, stands?: StandsHandler): Promise<void> {
+  async join(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
     await this.presence().add(channel, member);
-    this.stand(member.id, [this.publishStep(SystemEvent.Join, channel, member)], stands);
+    this.stand(member.id, [this.publishStep(SystemEvent.Join, channel, member)], stands, published);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -133,9 +147,9 @@ export class Membership {
    * channel:leave is published. Rejects, with nothing changed, when the
    * presence write fails; resolves once the event is published or owed.
    */
-  async leave(channel: string, member: Member, stands?: StandsHandler): Promise<void> {
+  async leave(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
     await this.presence().remove(channel, member.id);
-    this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member)], stands);
+    this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member)], stands, published);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -145,11 +159,12 @@ export class Membership {
    * stands at once, and the presence removal and channel:leave are owed
    * until done. The caller settles (settle()) when it may wait.
    */
-  depart(channel: string, member: Member, stands?: StandsHandler): void {
+  depart(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): void {
     this.stand(
       member.id,
       [{ kind: "remove", channel, member }, this.publishStep(SystemEvent.Leave, channel, member)],
       stands,
+      published,
     );
   }
 
@@ -159,14 +174,19 @@ export class Membership {
    * channel. Rejects, with nothing changed, when the first presence write
    * fails; resolves once the rest is done or owed. No channels: nothing to do.
    */
-  async update(channels: Iterable<string>, member: Member, stands?: StandsHandler): Promise<void> {
+  async update(
+    channels: Iterable<string>,
+    member: Member,
+    stands?: StandsHandler,
+    published?: PublishedHandler,
+  ): Promise<void> {
     const steps: Step[] = [];
     for (const channel of channels)
       steps.push({ kind: "add", channel, member }, this.publishStep(SystemEvent.Update, channel, member));
     const first = steps.shift();
     if (!first) return;
     await this.apply(first);
-    this.stand(member.id, steps, stands);
+    this.stand(member.id, steps, stands, published);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -248,8 +268,14 @@ export class Membership {
     return { kind: "publish", name, pub: createPublication(event, Infinity, member.id, true) };
   }
 
-  /** The change stands: its events go to `stands`, then its steps are owed. */
-  private stand(memberId: string, steps: Step[], stands: StandsHandler | undefined): void {
+  /** The change stands: its events go to `stands`, then its steps are owed (each event then to `published`). */
+  private stand(
+    memberId: string,
+    steps: Step[],
+    stands: StandsHandler | undefined,
+    published: PublishedHandler | undefined,
+  ): void {
+    if (published) for (const step of steps) if (step.kind === "publish") step.published = published;
     if (stands) {
       for (const step of steps) {
         if (step.kind !== "publish") continue;
@@ -313,8 +339,17 @@ export class Membership {
         throw new RealtimeError(Code.Unavailable, "waiting for the other edges to re-attach to the API");
       this.held.delete(debtor!);
     }
-    if (step.kind === "publish") await this.options.broker.publish(step.pub);
-    else if (step.kind === "add") await this.presence().add(step.channel, step.member);
+    if (step.kind === "publish") {
+      const delivery = await this.options.broker.publish(step.pub);
+      if (step.published) {
+        try {
+          await step.published(step.pub, delivery);
+        } catch (err) {
+          // Published it is, whatever the caller's handler did.
+          this.options.onError?.(err, "handing a connection its own event");
+        }
+      }
+    } else if (step.kind === "add") await this.presence().add(step.channel, step.member);
     else await this.presence().remove(step.channel, step.member.id);
   }
 

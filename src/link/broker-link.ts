@@ -2,7 +2,7 @@ import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { connect, type Socket } from "node:net";
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 import { EdgeFrameSchema, type LinkReply } from "../../gen/realtime/link/v1/link_pb.js";
-import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
+import type { Broker, Delivery, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
 import { MAX_PAGE_SIZE } from "../core/pages.js";
@@ -130,18 +130,29 @@ export class LinkBroker implements Broker, Presence {
     }
   }
 
-  async publish(pub: Publication): Promise<number> {
+  async publish(pub: Publication): Promise<Delivery> {
     const reply = await this.requestFrame((id) => encodeEdgePublish(id, pub));
-    return reply.edges;
+    const position = reply.position;
+    return { edges: reply.edges, offset: position?.offset ?? 0n, epoch: position?.epoch ?? "" };
   }
 
   async subscribe(channel: string): Promise<void> {
     await this.request({ frame: { case: "subscribe", value: channel } });
   }
 
-  /** Not implemented yet (the seam's first commit; the hub's history follows). */
-  async history(_channel: string, _query: HistoryQuery): Promise<HistoryResult> {
-    throw new RealtimeError(Code.Unimplemented, "history is not implemented yet");
+  /** The hub's history of the channel (bounded in bytes by the hub: fewer than limit may come back). */
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const reply = await this.request({
+      frame: {
+        case: "history",
+        value: { channel, since: query.since, limit: query.limit, reverse: query.newestFirst ?? false },
+      },
+    });
+    return {
+      publications: reply.publications,
+      position: { offset: reply.position?.offset ?? 0n, epoch: reply.position?.epoch ?? "" },
+      complete: reply.complete,
+    };
   }
 
   async unsubscribe(channel: string): Promise<void> {

@@ -5,7 +5,13 @@ import { HubFrameSchema, type LinkReplySchema, type EdgeFrame } from "../../gen/
 import type { Publication } from "../core/broker.js";
 import type { MemoryBroker, MemoryNode } from "../core/broker-memory.js";
 import { asRealtimeError, Code } from "../protocol/errors.js";
-import { LINK_MAX_BUFFERED_BYTES, MAX_MEMBERS_PAGE_BYTES } from "../core/limits.js";
+import {
+  LINK_MAX_BUFFERED_BYTES,
+  MAX_HISTORY_LIMIT,
+  MAX_HISTORY_REPLY_BYTES,
+  MAX_MEMBERS_PAGE_BYTES,
+} from "../core/limits.js";
+import { fitHistory } from "../core/history.js";
 import type { Observer } from "../core/observer.js";
 import { fitPage, memberSize } from "../core/pages.js";
 import type { MemberPage, ReportChanges } from "../core/presence.js";
@@ -233,8 +239,20 @@ class EdgeLink {
         case "unsubscribe":
           void this.node!.unsubscribe(f.value);
           return this.reply({ id });
-        case "publish":
-          return this.reply({ id, edges: broker.publish(f.value) });
+        case "publish": {
+          const { edges, offset, epoch } = broker.publish(f.value);
+          return this.reply({ id, edges, position: offset === 0n ? undefined : { offset, epoch } });
+        }
+        case "history": {
+          const { channel, since, limit, reverse } = f.value;
+          const read = broker.streams.read(channel, {
+            since: since ? { offset: since.offset, epoch: since.epoch } : undefined,
+            limit: Math.max(1, Math.min(limit, MAX_HISTORY_LIMIT)),
+            newestFirst: reverse,
+          });
+          const { publications, position, complete } = fitHistory(read, MAX_HISTORY_REPLY_BYTES);
+          return this.reply({ id, publications, position, complete });
+        }
         case "presenceAdd":
           presence.add(this.edgeId, f.value.channel, f.value.member!);
           return this.reply({ id });

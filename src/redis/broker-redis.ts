@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
-import type { Broker, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
+import type { Broker, Delivery, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
+import type { HistoryFor } from "../core/history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
 import { decodePublication, encodePublication } from "../wire/publication.js";
@@ -29,7 +30,7 @@ export interface RedisBrokerOptions {
    * is published by one script that numbers it (see history-redis.ts); one
    * without, by a plain PUBLISH, and its events carry no position.
    */
-  history?: (channel: string) => HistoryLimits | undefined;
+  history?: HistoryFor;
   /** Receives every publication this node subscribed to with subscribe(). */
   onPublication?: PublicationHandler;
   /** Told of each publication routed (as the embedded hub tells it). */
@@ -149,7 +150,7 @@ export class RedisBroker implements Broker {
     this.wanted.clear();
   }
 
-  async publish(pub: Publication): Promise<number> {
+  async publish(pub: Publication): Promise<Delivery> {
     // Until start() chose the flavour, a publish could use the other one
     // than the subscribers and reach no one.
     if (!this.started) throw new RealtimeError(Code.Unavailable, "not connected to Redis yet; try again shortly");
@@ -157,9 +158,11 @@ export class RedisBroker implements Broker {
     const bytes = encodePublication(pub);
     const limits = this.limits(pub.channel);
     let receivers: number;
+    let offset = 0n;
+    let epoch = "";
     try {
       if (limits) {
-        receivers = (await this.positions.publish(key, bytes, limits, this.sharded)).receivers;
+        ({ receivers, offset, epoch } = await this.positions.publish(key, bytes, limits, this.sharded));
       } else {
         receivers = Number(
           this.sharded
@@ -179,7 +182,7 @@ export class RedisBroker implements Broker {
       );
     }
     this.options.observer?.published(pub.channel === "", receivers);
-    return receivers;
+    return { edges: receivers, offset, epoch };
   }
 
   /**

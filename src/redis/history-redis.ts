@@ -1,6 +1,7 @@
 import { randomFillSync } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { HistoryQuery } from "../core/broker.js";
+import type { HistoryLimits } from "../core/history-rules.js";
 
 /*
  * Positions and history of the channels that keep history, in Redis.
@@ -38,11 +39,7 @@ export const REDIS_POSITION_TTL_MS = 7 * 24 * 3600_000;
 /** Length of the Redis-time stamp (ms, decimal) that starts every history entry. */
 export const HISTORY_STAMP_BYTES = 13;
 
-/** How long one channel's history is kept: the most entries, and their age (0: no age limit). */
-export interface HistoryLimits {
-  size: number;
-  ageMs: number;
-}
+export type { HistoryLimits };
 
 /**
  * The tags (field number and wire type, one byte each) the script appends,

@@ -28,11 +28,3 @@ export const REDIS_SWEPT_MEMORY_MS = 60 * 60_000;
 
 /** How long a node waits for Redis at start before it starts anyway (and keeps trying). */
 export const REDIS_START_WAIT_MS = 5_000;
-
-/**
- * The history of every channel in the Redis mode (src/redis/history-redis.ts)
- * until the history settings of src/config.ts (size and age per channel
- * prefix) are wired to RedisBroker's `history` option: the shared design's
- * defaults, 100 publications and 120 s.
- */
-export const REDIS_DEFAULT_HISTORY = { size: 100, ageMs: 120_000 } as const;

@@ -24,7 +24,8 @@ import { RedisBroker } from "../redis/broker-redis.js";
 import { RedisIdempotencyStore } from "../redis/idempotency-redis.js";
 import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
 import { gatedBroker, gatedPresence, RedisGate } from "../redis/gate.js";
-import { REDIS_DEFAULT_HISTORY, REDIS_START_WAIT_MS } from "../redis/limits.js";
+import { REDIS_START_WAIT_MS } from "../redis/limits.js";
+import { historyRules, parseHistoryRules, type HistoryFor } from "../core/history-rules.js";
 import { RedisPresence } from "../redis/presence-redis.js";
 
 /** What an API process publishes through and reads presence from. */
@@ -54,7 +55,7 @@ export async function startApiSeams(
   onBackendState?: (up: boolean) => void,
 ): Promise<ApiSeams> {
   if (config.redisUrl !== "") return startRedisApiSeams(config, log, eventIds, onBackendState, observer);
-  const broker = new MemoryBroker(observer);
+  const broker = new MemoryBroker(observer, historyOf(config));
   const presence = new MemoryPresence();
   // The API's own view of the hub: it publishes and reads presence; it is not an edge.
   const node = broker.attach(() => {}, false);
@@ -89,6 +90,7 @@ export async function startApiSeams(
     async close() {
       membership.close();
       node.close();
+      broker.close();
       await link.close();
     },
   };
@@ -116,7 +118,7 @@ async function startRedisApiSeams(
     subscriber,
     prefix: config.redisPrefix,
     edge: false,
-    history: () => REDIS_DEFAULT_HISTORY,
+    history: historyOf(config),
     observer,
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
   });
@@ -258,7 +260,7 @@ function createRedisEdgeSeams(
     subscriber,
     prefix: config.redisPrefix,
     edge: true,
-    history: () => REDIS_DEFAULT_HISTORY,
+    history: historyOf(config),
     onPublication: hooks.deliver,
     onSubscribed: () => gate.subscribed(),
     onError: (err, context) => log.warn({ err, context }, "redis broker error"),
@@ -429,4 +431,13 @@ function bracket(host: string): string {
 /** What a process of this configuration depends on: the API's link, or Redis. */
 export function backendOf(config: Config): "link" | "redis" {
   return config.redisUrl !== "" ? "redis" : "link";
+}
+
+/** What each channel keeps, from the history settings (src/config.ts; core/history-rules.ts). */
+export function historyOf(config: Config): HistoryFor {
+  return historyRules(
+    config.historySize,
+    config.historyTtlMs,
+    parseHistoryRules(config.historyRules, config.historyTtlMs),
+  );
 }

@@ -11,6 +11,7 @@ import { Code, RealtimeError } from "../protocol/errors.js";
 import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
 import { varintSize, writeVarint } from "./varint.js";
+import { appendPositionBinary, appendPositionJson } from "./event-codec.js";
 
 /**
  * The client protocol's frames (realtime.client.v1, in the connection's
@@ -177,21 +178,25 @@ export function serverFrame(
 /**
  * The ServerFrame that carries pub's event, in protobuf binary, built from
  * the already-encoded event without decoding it: field 3 (event), wire type
- * 2 (length-delimited), then the event's bytes.
+ * 2 (length-delimited), then the event's bytes, then its position (Event
+ * fields 7 offset and 8 epoch, the last two: appendPositionBinary) when the
+ * publication has one.
  */
 export function binaryEventFrame(pub: Publication): Uint8Array {
-  const len = pub.event.length;
+  const event = pub.offset ? appendPositionBinary(pub.event, pub.offset, pub.epoch ?? "") : pub.event;
+  const len = event.length;
   const head = 1 + varintSize(len);
   const out = new Uint8Array(head + len);
   out[0] = 0x1a;
   writeVarint(out, 1, len);
-  out.set(pub.event, head);
+  out.set(event, head);
   return out;
 }
 
-/** The ServerFrame that carries pub's event, in JSON, from its JSON. */
+/** The ServerFrame that carries pub's event, in JSON, from its JSON (with its position when it has one). */
 export function jsonEventFrame(pub: Publication): Uint8Array {
-  return textEncoder.encode(`{"event":${pub.eventJson}}`);
+  const json = pub.offset ? appendPositionJson(pub.eventJson, pub.offset, pub.epoch ?? "") : pub.eventJson;
+  return textEncoder.encode(`{"event":${json}}`);
 }
 
 function describe(err: unknown): string {

@@ -445,8 +445,8 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
   } | {
     /**
      * The edge lost events of a channel this connection is a member of and
-     * could not fill the gap from history: rejoin with since (the SDK does)
-     * or resynchronise.
+     * could not fill the gap from history, or the channel's epoch changed:
+     * resynchronise (read the members again; the SDK emits channel:resync).
      *
      * @generated from field: realtime.client.v1.Resync resync = 4;
      */

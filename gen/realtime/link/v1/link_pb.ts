@@ -492,7 +492,8 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
   publications: Publication[];
 
   /**
-   * For history: the channel's position the history was read at.
+   * For history: the channel's position the history was read at. For
+   * publish: the position the publication was given (unset: none).
    *
    * @generated from field: realtime.client.v1.StreamPosition position = 7;
    */

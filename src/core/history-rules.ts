@@ -1,0 +1,87 @@
+/**
+ * Which channels keep positions and history, and how much: the settings
+ * REALTIME_HISTORY_SIZE, REALTIME_HISTORY_TTL_MS (every channel) and
+ * REALTIME_HISTORY_RULES (per channel prefix), read the same way by the
+ * hub (core/history.ts) and by Redis (redis/history-redis.ts).
+ *
+ * A channel keeps positions exactly when it keeps history (size > 0): an
+ * offset is worth something only where the events after it can be read
+ * again. A channel with size 0 costs nothing: its publications take the
+ * plain path, with no position. Broadcasts never have one.
+ */
+
+/** How long one channel's history is kept: the most entries, and their age (0: no age limit). */
+export interface HistoryLimits {
+  readonly size: number;
+  readonly ageMs: number;
+}
+
+/** Default of REALTIME_HISTORY_SIZE: events kept per channel. */
+export const DEFAULT_HISTORY_SIZE = 100;
+/** Default of REALTIME_HISTORY_TTL_MS: how long an event is kept (two minutes, as Ably's continuity). */
+export const DEFAULT_HISTORY_TTL_MS = 120_000;
+/** Most events one channel may keep. */
+export const MAX_HISTORY_SIZE = 10_000;
+/** Longest a history may keep an event: one day. */
+export const MAX_HISTORY_TTL_MS = 24 * 3600_000;
+/** Most rules REALTIME_HISTORY_RULES may list. */
+export const MAX_HISTORY_RULES = 64;
+
+/** One rule: channels whose name starts with prefix keep this much. */
+export interface HistoryRule extends HistoryLimits {
+  readonly prefix: string;
+}
+
+/** The channel alphabet (core/names.ts), for prefixes. */
+const PREFIX = /^[A-Za-z0-9_\-.:@/=+]{1,64}$/;
+
+/**
+ * Parses REALTIME_HISTORY_RULES: a comma-separated list of
+ * `prefix=size` or `prefix=size/ttl_ms` (the ttl defaults to the global
+ * one), e.g. `chat:=1000/600000,tmp:=0`. Throws an Error that says what to
+ * fix. The empty string is no rules.
+ */
+export function parseHistoryRules(raw: string, defaultTtlMs: number): HistoryRule[] {
+  const rules: HistoryRule[] = [];
+  for (const item of raw.split(",").map((s) => s.trim())) {
+    if (item === "") continue;
+    const m = /^([^=]+)=(\d+)(?:\/(\d+))?$/.exec(item);
+    if (!m) throw new Error(`${JSON.stringify(item)} is not a rule: write prefix=size or prefix=size/ttl_ms`);
+    const prefix = m[1]!.trim();
+    if (!PREFIX.test(prefix))
+      throw new Error(
+        `${JSON.stringify(prefix)} is not a channel prefix: 1 to 64 characters from A-Z a-z 0-9 _ - . : @ / = +`,
+      );
+    const size = Number(m[2]);
+    const ageMs = m[3] === undefined ? defaultTtlMs : Number(m[3]);
+    if (size > MAX_HISTORY_SIZE) throw new Error(`${JSON.stringify(item)}: size must be from 0 to ${MAX_HISTORY_SIZE}`);
+    if (ageMs > MAX_HISTORY_TTL_MS)
+      throw new Error(`${JSON.stringify(item)}: ttl_ms must be from 0 to ${MAX_HISTORY_TTL_MS}`);
+    if (rules.some((r) => r.prefix === prefix)) throw new Error(`prefix ${JSON.stringify(prefix)} is listed twice`);
+    rules.push({ prefix, size, ageMs });
+  }
+  if (rules.length > MAX_HISTORY_RULES) throw new Error(`at most ${MAX_HISTORY_RULES} rules`);
+  return rules;
+}
+
+/** What a channel keeps; undefined when it keeps no history (nor positions). */
+export type HistoryFor = (channel: string) => HistoryLimits | undefined;
+
+/**
+ * The lookup of the settings: the rule with the longest prefix of the
+ * channel's name, else the global size and ttl. Broadcasts ("") keep none.
+ */
+export function historyRules(size: number, ageMs: number, rules: readonly HistoryRule[] = []): HistoryFor {
+  const global: HistoryLimits | undefined = size > 0 ? { size, ageMs } : undefined;
+  const sorted = [...rules].sort((a, b) => b.prefix.length - a.prefix.length);
+  const byRule = sorted.map((r) => (r.size > 0 ? { size: r.size, ageMs: r.ageMs } : undefined));
+  if (sorted.length === 0) return (channel) => (channel === "" ? undefined : global);
+  return (channel) => {
+    if (channel === "") return undefined;
+    for (let i = 0; i < sorted.length; i++) if (channel.startsWith(sorted[i]!.prefix)) return byRule[i];
+    return global;
+  };
+}
+
+/** No channel keeps history. */
+export const NO_HISTORY: HistoryFor = () => undefined;
