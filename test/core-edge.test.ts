@@ -4,7 +4,14 @@
  */
 import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../gen/realtime/client/v1/client_pb.js";
+import {
+  ClientFrameSchema,
+  EventSchema,
+  ServerFrameSchema,
+  type ServerFrame,
+} from "../gen/realtime/client/v1/client_pb.js";
+import { historyRules } from "../src/core/history-rules.js";
+import { createPublication } from "../src/core/publication.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
 import { Edge, type Session } from "../src/core/edge.js";
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
@@ -354,5 +361,96 @@ describe("edge core", () => {
     expect(frames[1]).toBe(frames[0]);
     expect(frames[2]).toBe(frames[0]);
     expect(edge.sessions.size).toBe(3);
+  });
+});
+
+describe("edge core: channel order", () => {
+  function positioned(size = 100) {
+    const broker = new MemoryBroker(undefined, historyRules(size, 0));
+    const presence = new MemoryPresence();
+    let edge!: Edge;
+    const node = broker.attach((pub) => edge.deliver(pub), true);
+    edge = new Edge({
+      broker: node,
+      presence: presence.view("edge-1"),
+      limits: DEFAULT_LIMITS,
+      allowClientBroadcast: true,
+    });
+    const t = new FakeTransport();
+    const s = edge.connect(t, Encoding.Json, false);
+    const event = (n: number) =>
+      createPublication(
+        create(EventSchema, {
+          id: `e${n}`,
+          channel: "c",
+          event: "n",
+          payload: { case: "binary", value: new Uint8Array([n]) },
+        }),
+        1_000,
+      );
+    /** Numbers and keeps n's event without delivering it: lost on the way to the edge. */
+    const lose = (n: number) => broker.streams.assign(event(n));
+    const got = () => t.events("n").map((e) => [(e.payload.value as Uint8Array)[0], e.offset]);
+    const join = async () => {
+      edge.receive(s, new TextEncoder().encode(JSON.stringify({ id: 1, join: { channel: "c" } })), false);
+      await s.queue;
+    };
+    return { broker, edge, t, event, lose, got, join };
+  }
+  const settled = () => new Promise((r) => setTimeout(r, 10));
+
+  it("drops a publication it already delivered", async () => {
+    const { broker, edge, event, got, join } = positioned();
+    await join();
+    broker.publish(event(1));
+    const again = broker.streams.read("c", { limit: 10 }).publications.at(-1)!;
+    edge.deliver(again);
+    expect(got()).toEqual([[1, 2n]]);
+  });
+
+  it("fills a gap from history before delivering what came after it, in order, once", async () => {
+    const { broker, lose, event, got, join, t } = positioned();
+    await join();
+    broker.publish(event(1));
+    lose(2);
+    lose(3);
+    broker.publish(event(4));
+    broker.publish(event(5));
+    await settled();
+    expect(got()).toEqual([
+      [1, 2n],
+      [2, 3n],
+      [3, 4n],
+      [4, 5n],
+      [5, 6n],
+    ]);
+    expect(t.frames().filter((f) => f.frame.case === "resync")).toEqual([]);
+  });
+
+  it("sends Resync when the gap is no longer in history, then goes on", async () => {
+    const { broker, lose, event, got, join, t } = positioned(2);
+    await join();
+    broker.publish(event(1));
+    for (let n = 2; n <= 5; n++) lose(n);
+    broker.publish(event(6));
+    await settled();
+    const resyncs = t.frames().flatMap((f) => (f.frame.case === "resync" ? [f.frame.value] : []));
+    expect(resyncs.map((r) => [r.channel, r.position?.offset])).toEqual([["c", 2n]]);
+    expect(got()).toEqual([
+      [1, 2n],
+      [6, 7n],
+    ]);
+  });
+
+  it("sends Resync when the channel's epoch changes under it (its history was lost)", async () => {
+    const { broker, edge, event, got, join, t } = positioned();
+    await join();
+    broker.publish(event(1));
+    edge.deliver({ ...event(2), offset: 1n, epoch: "new-epoch" });
+    expect(t.frames().filter((f) => f.frame.case === "resync")).toHaveLength(1);
+    expect(got()).toEqual([
+      [1, 2n],
+      [2, 1n],
+    ]);
   });
 });

@@ -42,6 +42,9 @@ export const MAX_PENDING_COMMANDS = 256;
  */
 export const ECHO_WAIT_MS = 1_000;
 
+/** Channels whose gap recheck() fills at once (history reads in flight). */
+export const RECHECK_CONCURRENCY = 16;
+
 /** The observer's name for each client command. */
 const MESSAGE_IN_KINDS: Record<string, MessageInKind> = {
   join: "join",
@@ -399,6 +402,28 @@ export class Edge {
     local.epoch = pub.epoch!;
     local.offset = offset;
     return true;
+  }
+
+  /**
+   * The broker is back after it was away (the link re-attached, Redis
+   * reconnected): publications may have been lost on the way here, and no
+   * later one may come to show the gap. Each channel with a position reads
+   * the history after it and delivers what was missed (fill), a few
+   * channels at a time; a channel whose history cannot say (the hub
+   * restarted: a new epoch) has its connections sent Resync.
+   */
+  recheck(): void {
+    const channels = [...this.channels.values()].filter((l) => l.epoch !== "");
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < channels.length) {
+        const local = channels[next++]!;
+        if (this.channels.get(local.channel) !== local || local.filling || local.epoch === "") continue;
+        local.filling = [];
+        await this.fill(local);
+      }
+    };
+    for (let i = 0; i < Math.min(RECHECK_CONCURRENCY, channels.length); i++) void worker();
   }
 
   /** A publication that arrived while the channel's gap is filled. */

@@ -77,7 +77,11 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       metrics.observer.backendState(backend, up);
       readiness.set(backend, up);
       connections?.backendState(up);
-      if (up) return log.info({ [backend]: link.target }, `${backend} up`);
+      if (up) {
+        // What was published while it was away may not have reached this edge.
+        edge?.recheck();
+        return log.info({ [backend]: link.target }, `${backend} up`);
+      }
       // While this edge stops, its API stopping too is no outage (switchboard dev, a whole deploy).
       if (stopping) return log.info({ [backend]: link.target }, `${backend} down while stopping`);
       log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
