@@ -65,7 +65,10 @@ async function loseAndRecover(
   // A moment for anything doubled to show.
   await new Promise((r) => setTimeout(r, 200));
   expect(numbers(a, "gap")).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  const offsets = a.events().filter((e) => e.channel === "gap").map((e) => e.offset);
+  const offsets = a
+    .events()
+    .filter((e) => e.channel === "gap")
+    .map((e) => e.offset);
   expect(offsets).toEqual([...offsets].sort((x, y) => (x < y ? -1 : 1)));
   expect(new Set(offsets).size).toBe(offsets.length);
   expect(a.frames.filter((f) => f.frame.case === "resync")).toEqual([]);
