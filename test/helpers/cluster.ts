@@ -26,11 +26,20 @@ export interface Proc {
 
 const running = new Set<Proc>();
 
+/** The test run's marker for the processes it starts; outside vitest (a bench script) there is no run: "bench". */
+function runMarker(): string {
+  try {
+    return inject("switchboardTestRun");
+  } catch {
+    return "bench";
+  }
+}
+
 /** Starts `switchboard <role>` with env and waits for its ready line. */
 export async function startProcess(role: "api" | "edge", env: NodeJS.ProcessEnv = {}): Promise<Proc> {
   const child = spawn(process.execPath, ["--import", "tsx", CLI, role], {
     cwd: ROOT,
-    env: { ...process.env, REALTIME_LOG_LEVEL: "warn", [RUN_ENV]: inject("switchboardTestRun"), ...env },
+    env: { ...process.env, REALTIME_LOG_LEVEL: "warn", [RUN_ENV]: runMarker(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

@@ -9,6 +9,8 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
+  /** The sockets of the process under test's side. */
+  private readonly clientSockets = new Set<Socket>();
   private open = true;
 
   private constructor(
@@ -24,6 +26,8 @@ export class TcpProxy {
     const server = createServer((client) => {
       if (!proxy!.open) return client.destroy();
       const upstream = connect(port, host);
+      proxy!.clientSockets.add(client);
+      client.once("close", () => proxy!.clientSockets.delete(client));
       for (const [a, b] of [
         [client, upstream],
         [upstream, client],
@@ -46,6 +50,14 @@ export class TcpProxy {
   cut(): void {
     this.open = false;
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Destroys one connection through the proxy, picked at random (the network cuts it); false when there is none. */
+  cutOne(): boolean {
+    const clients = [...this.clientSockets];
+    if (clients.length === 0) return false;
+    clients[Math.floor(Math.random() * clients.length)]!.destroy();
+    return true;
   }
 
   reopen(): void {
