@@ -453,4 +453,32 @@ describe("edge core: channel order", () => {
       [2, 1n],
     ]);
   });
+
+  it("does not hand a connection again what its replay gave it (the edge's own fill reads the same history)", async () => {
+    const { broker, edge, lose, got, join, t } = positioned();
+    await join(); // the first connection's channel:join: offset 1
+    lose(2);
+    lose(3);
+    const epoch = broker.streams.read("c", { limit: 1 }).position.epoch;
+    const t2 = new FakeTransport();
+    const s2 = edge.connect(t2, Encoding.Json, false);
+    // Replays 2 and 3; its own channel:join (4) then shows the edge the gap, which it fills for everyone.
+    edge.receive(
+      s2,
+      new TextEncoder().encode(JSON.stringify({ id: 1, join: { channel: "c", since: { offset: "1", epoch } } })),
+      false,
+    );
+    await s2.queue;
+    await settled();
+    const got2 = t2.events("n").map((e) => [(e.payload.value as Uint8Array)[0], e.offset]);
+    expect(got2).toEqual([
+      [2, 2n],
+      [3, 3n],
+    ]);
+    expect(got()).toEqual([
+      [2, 2n],
+      [3, 3n],
+    ]);
+    expect(t2.frames().filter((f) => f.frame.case === "resync")).toEqual([]);
+  });
 });

@@ -236,6 +236,14 @@ describe("recovery", () => {
         command: { case: "join", value: { channel: `small:${enc}`, since: { offset: 1n, epoch: position!.epoch } } },
       });
       expect(old.recovered).toBe(false);
+      // Told by a resync frame too, before any event of the channel (a reply lost with the connection must not leave it believing it recovered).
+      const kinds = e.frames
+        .filter(
+          (f) => (f.frame.case === "event" || f.frame.case === "resync") && f.frame.value.channel === `small:${enc}`,
+        )
+        .map((f) => f.frame.case);
+      expect(kinds[0]).toBe("resync");
+      expect(kinds.filter((k) => k === "resync")).toHaveLength(1);
       // Only its own join (and what came after it): no replay.
       expect(
         e

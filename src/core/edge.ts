@@ -131,6 +131,13 @@ interface LocalChannel {
   filling: Publication[] | undefined;
   /** More arrived while filling than MAX_RECOVERY_EVENTS: the members are told to resynchronise. */
   overflow: boolean;
+  /**
+   * Connections whose replay (join with since) went past the channel's
+   * position here: history is read faster than the broker brings the same
+   * publications, and the edge's own fill reads them too. Each with the
+   * last position it was handed; fanOut does not hand it those again.
+   */
+  ahead: Map<Session, StreamPosition> | undefined;
 }
 
 /** A connection's own event on its way back (see Edge.expectEcho). */
@@ -378,7 +385,7 @@ export class Edge {
       if (local.filling) return this.hold(local, pub);
       if (!this.advance(local, pub)) return;
     }
-    this.fanOut(local.sessions, pub);
+    this.fanOut(local.sessions, pub, local);
   }
 
   /**
@@ -454,7 +461,7 @@ export class Edge {
         for (const p of res.publications) {
           if (p.epoch !== local.epoch || p.offset! <= local.offset) continue;
           local.offset = p.offset!;
-          this.fanOut(local.sessions, p);
+          this.fanOut(local.sessions, p, local);
         }
         read += res.publications.length;
         if (res.publications.length === 0 || local.offset >= res.position.offset) break;
@@ -476,21 +483,25 @@ export class Edge {
         this.hold(local, held[i]!);
         continue;
       }
-      if (this.advance(local, held[i]!)) this.fanOut(local.sessions, held[i]!);
+      if (this.advance(local, held[i]!)) this.fanOut(local.sessions, held[i]!, local);
     }
   }
 
   /** Tells the channel's connections that events after position were lost (ServerFrame.resync). */
   private resync(local: LocalChannel, position: StreamPosition): void {
-    const { channel } = local;
-    for (const session of local.sessions) {
-      // A frame about the channel's events: counted as one.
-      this.send(session, { frame: { case: "resync", value: { channel, position } } }, "event");
-    }
+    for (const session of local.sessions) this.sendResync(session, local.channel, position);
   }
 
-  /** Writes pub to each of targets (but its origin, when it is to be skipped); the same bytes to all. */
-  private fanOut(targets: Iterable<Session>, pub: Publication): void {
+  private sendResync(session: Session, channel: string, position: StreamPosition): void {
+    // A frame about the channel's events: counted as one.
+    this.send(session, { frame: { case: "resync", value: { channel, position } } }, "event");
+  }
+
+  /**
+   * Writes pub to each of targets (but its origin, when it is to be
+   * skipped, and those of local.ahead that have it); the same bytes to all.
+   */
+  private fanOut(targets: Iterable<Session>, pub: Publication, local?: LocalChannel): void {
     if (pub.skipOrigin && pub.offset && this.echoes.size > 0) this.echoArrived(pub);
     let binary: Uint8Array | undefined;
     let json: Uint8Array | undefined;
@@ -503,6 +514,7 @@ export class Edge {
         dropped++;
         continue;
       }
+      if (local?.ahead && this.handedAlready(local, local.ahead, session, pub)) continue;
       if (recovering) {
         const r = this.recovering.get(session);
         if (r !== undefined && r.channel === pub.channel) {
@@ -524,6 +536,23 @@ export class Edge {
     }
     if (written > 0) this.observer.messageOut("event", written);
     if (dropped > 0) this.observer.dropped("closed", dropped);
+  }
+
+  /** Whether session's replay already handed it pub (see LocalChannel.ahead); forgets it once past. */
+  private handedAlready(
+    local: LocalChannel,
+    ahead: Map<Session, StreamPosition>,
+    session: Session,
+    pub: Publication,
+  ): boolean {
+    const mark = ahead.get(session);
+    if (!mark || !pub.offset) return false;
+    const had = pub.epoch === mark.epoch && pub.offset <= mark.offset;
+    if (!had || pub.offset === mark.offset) {
+      ahead.delete(session);
+      if (ahead.size === 0) local.ahead = undefined;
+    }
+    return had;
   }
 
   /**
@@ -836,6 +865,7 @@ export class Edge {
         offset: 0n,
         filling: undefined,
         overflow: false,
+        ahead: undefined,
       };
       this.channels.set(channel, local);
     }
@@ -910,12 +940,39 @@ export class Edge {
     }
     this.recovering.delete(session);
     if (recovery.overflow) recovered = false;
+    // Told before anything newer of the channel: a client whose connection
+    // drops before the reply must not take a later event's position for a
+    // recovered one.
+    if (!recovered) this.sendResync(session, channel, since);
     for (const p of recovery.buffer) {
       if (p.epoch === cursor.epoch && p.offset! <= cursor.offset) continue;
+      if (recovered && p.offset && cursor.epoch !== "" && p.epoch !== cursor.epoch) {
+        // The channel's history was lost after it was read: what was between is not known.
+        recovered = false;
+        this.sendResync(session, channel, since);
+      }
       this.deliverTo(session, p);
       if (p.offset) cursor = { offset: p.offset, epoch: p.epoch! };
     }
+    this.replayedTo(session, channel, cursor);
     return { position: cursor, recovered };
+  }
+
+  /**
+   * After a replay: the connection has the channel up to cursor. A channel
+   * with no position here yet takes it (the connection is its only one),
+   * so that what comes next is checked against it; otherwise, when the
+   * connection is ahead of the channel here, it is marked so (ahead).
+   */
+  private replayedTo(session: Session, channel: string, cursor: StreamPosition): void {
+    const local = this.channels.get(channel);
+    if (!local || !local.sessions.has(session) || cursor.epoch === "") return;
+    if (local.epoch === "" && local.sessions.size === 1 && !local.filling) {
+      local.epoch = cursor.epoch;
+      local.offset = cursor.offset;
+    } else if (local.epoch !== cursor.epoch || cursor.offset > local.offset) {
+      (local.ahead ??= new Map()).set(session, cursor);
+    }
   }
 
   /** The client's leave: all or nothing (see the class comment). */
@@ -1038,6 +1095,7 @@ export class Edge {
     const local = this.channels.get(channel);
     if (!local) return;
     local.sessions.delete(session);
+    local.ahead?.delete(session);
     if (local.sessions.size === 0) {
       this.channels.delete(channel);
       this.options.broker.unsubscribe(channel).catch((err) => this.options.onError?.(err));
