@@ -183,6 +183,30 @@ describe("recovery after a reconnect", () => {
     }
   }, 120_000);
 
+  it("after its edge is killed and replaced on the same port, recovers from the hub's history what was sent meanwhile", async () => {
+    const proc = await cluster.addEdge();
+    const url = proc.ready.ws!;
+    const channel = "rec-killed";
+    const r = new Recorder({ url });
+    await connected(r.rt);
+    await r.rt.join(channel);
+    await sendN(channel, 1, 1);
+    await waitFor(() => r.numbers(channel).length === 1, "1 event", WAIT_MS);
+
+    await proc.kill();
+    await waitFor(() => !r.rt.isConnected(), "the SDK to see its edge gone", WAIT_MS);
+    await sendN(channel, 2, 5);
+    const before = r.atConnect.length;
+    const replacement = await cluster.addEdge({ REALTIME_WS_PORT: new URL(url).port });
+    cleanup.push(() => replacement.stop());
+    await waitFor(() => r.atConnect.length > before, "the reconnect", WAIT_MS);
+
+    expect(r.atConnect.at(-1)).toBe(6);
+    expect(r.numbers(channel)).toEqual(range(1, 6));
+    expect(r.resyncs).toEqual([]);
+    expect(r.joins(channel).at(-1)!.reply?.frame.value).toMatchObject({ recovered: true });
+  }, 60_000);
+
   it("past what history keeps, the re-join is not recovered: channel:resync with reason not_recovered, and the channel goes on", async () => {
     for (const encoding of ENCODINGS) {
       const channel = `small:gone-${encoding}`;
