@@ -99,7 +99,8 @@ export interface RealtimeClientOptions {
    * order and once, before the client is open again; when it cannot (the
    * history no longer holds them), the SDK emits channel:resync. false:
    * re-join without a position; the events of the time away are lost,
-   * without channel:resync.
+   * without channel:resync (which still fires when the edge sends Resync
+   * while connected). Default true.
    */
   recover?: boolean;
 }
