@@ -110,6 +110,7 @@ describe("tokens", () => {
     expect(joins.find((e) => e.message.id === secondId)).toEqual({
       channel: "private:sdk-expiry",
       message: { id: secondId, data: { name: "dave" }, userId: "dave" },
+      position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
     });
   });
 

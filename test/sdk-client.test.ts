@@ -15,6 +15,7 @@ import {
   RealtimeClient,
   type RealtimeClientError,
   type RealtimeClientOptions,
+  type ResyncEvent,
 } from "../src/client/index.js";
 import { fromValue } from "../src/client/codec.js";
 import { connected, rejection, waitFor } from "./helpers/sdk.js";
@@ -682,5 +683,209 @@ describe("RealtimeClient tokens", () => {
   it("refuses a token in the url and an empty token", () => {
     expect(() => new RealtimeClient({ url: "ws://x/?token=a", WebSocket })).toThrow(/token/);
     expect(() => new RealtimeClient({ url: "ws://x", WebSocket, token: "" })).toThrow(/token/);
+  });
+});
+
+describe("RealtimeClient positions and recovery", () => {
+  /** A fake edge whose join replies carry a position (offset 5 in epoch e1, unless told) and recovered = !!since. */
+  async function positionedEdge(reply: (frame: ClientFrame) => { recovered?: boolean } = () => ({})) {
+    return FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "join") return false;
+        conn.channels.add(frame.command.value.channel);
+        const since = frame.command.value.since;
+        conn.send({
+          frame: {
+            case: "reply",
+            value: {
+              id: frame.id,
+              position: { offset: 5n, epoch: "e1" },
+              recovered: since !== undefined,
+              ...reply(frame),
+            },
+          },
+        });
+        return true;
+      },
+    });
+  }
+  const event = (conn: FakeConn, channel: string, id: string, offset = 0n, epoch = "") =>
+    conn.send({
+      frame: {
+        case: "event",
+        value: {
+          channel,
+          event: "e",
+          id,
+          offset,
+          epoch,
+          payload: { case: "json", value: { kind: { case: "nullValue", value: 0 } } },
+        },
+      },
+    });
+
+  it("drops an event at or before the last position seen in its epoch, takes a new epoch, re-joins with the last position", async () => {
+    const fake = await positionedEdge();
+    const rt = client({ url: fake.url });
+    const got: { id: string; position?: unknown }[] = [];
+    rt.on("e", (e) => got.push({ id: e.id, position: e.position }));
+    expect(await rt.join("c")).toEqual({ position: { offset: 5n, epoch: "e1" }, recovered: false });
+    const conn = fake.conns[0]!;
+    event(conn, "c", "five", 5n, "e1"); // the join reply's position: seen
+    event(conn, "c", "six", 6n, "e1");
+    event(conn, "c", "seven", 7n, "e1");
+    event(conn, "c", "six again", 6n, "e1");
+    event(conn, "c", "seven again", 7n, "e1");
+    event(conn, "c", "unpositioned"); // a channel without history: always delivered
+    event(conn, "", "broadcast");
+    event(conn, "c", "new epoch", 1n, "e2");
+    event(conn, "c", "last", 2n, "e2");
+    await waitFor(() => got.some((e) => e.id === "last"), "the last event");
+    expect(got).toEqual([
+      { id: "six", position: { offset: 6n, epoch: "e1" } },
+      { id: "seven", position: { offset: 7n, epoch: "e1" } },
+      { id: "unpositioned", position: undefined },
+      { id: "broadcast", position: undefined },
+      { id: "new epoch", position: { offset: 1n, epoch: "e2" } },
+      { id: "last", position: { offset: 2n, epoch: "e2" } },
+    ]);
+    const resyncs: unknown[] = [];
+    rt.onResync((e) => resyncs.push(e));
+    fake.closeAll(CloseCode.Shutdown);
+    await waitFor(() => fake.conns.length === 2 && rt.isConnected(), "the reconnect");
+    const rejoin = fake.frames.find((f) => f.conn.id === "conn-2")!.frame.command;
+    expect(rejoin).toMatchObject({
+      case: "join",
+      value: { channel: "c", echo: false, since: { offset: 2n, epoch: "e2" } },
+    });
+    expect(resyncs).toEqual([]);
+  });
+
+  it("emits channel:resync when a re-join is not recovered (not_recovered) and on a Resync frame (resync); onAny does not get it", async () => {
+    const fake = await positionedEdge((f) =>
+      f.command.case === "join" && f.command.value.channel === "lost" ? { recovered: false } : {},
+    );
+    const rt = client({ url: fake.url, encoding: "json" });
+    const resyncs: ResyncEvent[] = [];
+    const any: string[] = [];
+    rt.on("channel:resync", (e) => resyncs.push(e));
+    rt.onAny((name) => any.push(name));
+    const once: ResyncEvent[] = [];
+    rt.once("channel:resync", (e) => once.push(e));
+    const off = () => resyncs.push({ channel: "off", reason: "resync", position: undefined });
+    rt.on("channel:resync", off);
+    rt.off("channel:resync", off);
+    await rt.join("lost");
+    await rt.join("kept");
+    fake.closeAll(CloseCode.Shutdown);
+    await waitFor(() => fake.conns.length === 2 && rt.isConnected(), "the reconnect");
+    expect(resyncs).toEqual([{ channel: "lost", reason: "not_recovered", position: { offset: 5n, epoch: "e1" } }]);
+    fake.conns[1]!.send({
+      frame: { case: "resync", value: { channel: "kept", position: { offset: 9n, epoch: "e1" } } },
+    });
+    await waitFor(() => resyncs.length === 2, "the Resync frame");
+    expect(resyncs[1]).toEqual({ channel: "kept", reason: "resync", position: { offset: 9n, epoch: "e1" } });
+    expect(once).toEqual([resyncs[0]]);
+    expect(any).toEqual([]);
+  });
+
+  it("re-joins without since when it saw no position, or with recover: false, and emits no channel:resync then", async () => {
+    const fake = await FakeEdge.start(); // replies carry no position
+    const noPosition = client({ url: fake.url });
+    await noPosition.join("a");
+    const positioned = await positionedEdge(() => ({ recovered: false }));
+    const off = client({ url: positioned.url, recover: false });
+    await off.join("b");
+    const resyncs: unknown[] = [];
+    for (const rt of [noPosition, off]) rt.onResync((e) => resyncs.push(e));
+    fake.closeAll(CloseCode.Shutdown);
+    positioned.closeAll(CloseCode.Shutdown);
+    await waitFor(() => fake.conns.length === 2 && positioned.conns.length === 2, "both reconnect");
+    await waitFor(() => noPosition.isConnected() && off.isConnected(), "both restored");
+    for (const f of [fake, positioned]) {
+      const rejoin = f.frames.find((x) => x.conn.id === "conn-2")!.frame.command;
+      expect(rejoin.case).toBe("join");
+      expect((rejoin.value as { since?: unknown }).since).toBeUndefined();
+    }
+    expect(resyncs).toEqual([]);
+  });
+
+  it("join takes {echo, since} or the old boolean echo; since goes on the wire as given (a string offset too)", async () => {
+    const fake = await positionedEdge();
+    const rt = client({ url: fake.url });
+    await rt.join("a", true);
+    expect(await rt.join("b", { echo: false, since: { offset: 3n, epoch: "e1" } })).toEqual({
+      position: { offset: 5n, epoch: "e1" },
+      recovered: true,
+    });
+    await rt.join("c", { since: { offset: "4" as unknown as bigint, epoch: "e1" } });
+    expect(fake.frames.map((f) => f.frame.command.value)).toMatchObject([
+      { channel: "a", echo: true },
+      { channel: "b", echo: false, since: { offset: 3n, epoch: "e1" } },
+      { channel: "c", since: { offset: 4n, epoch: "e1" } },
+    ]);
+  });
+
+  it("getHistory sends its options and maps the events as listeners get them", async () => {
+    const fake = await FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "getHistory") return false;
+        conn.send({
+          frame: {
+            case: "reply",
+            value: {
+              id: frame.id,
+              position: { offset: 8n, epoch: "e1" },
+              complete: true,
+              events: [
+                {
+                  channel: "h",
+                  event: "channel:join",
+                  payload: { case: "member", value: { id: "m" } },
+                  id: "j",
+                  offset: 7n,
+                  epoch: "e1",
+                },
+                {
+                  channel: "h",
+                  event: "msg",
+                  payload: { case: "binary", value: new Uint8Array([1]) },
+                  id: "x",
+                  offset: 8n,
+                  epoch: "e1",
+                },
+              ],
+            },
+          },
+        });
+        return true;
+      },
+    });
+    const rt = client({ url: fake.url, encoding: "json" });
+    const page = await rt.getHistory("h", { since: { offset: 6n, epoch: "e1" }, limit: 2, reverse: false });
+    expect(fake.frames[0]!.frame.command.value).toMatchObject({
+      channel: "h",
+      since: { offset: 6n, epoch: "e1" },
+      limit: 2,
+      reverse: false,
+    });
+    expect(page).toEqual({
+      position: { offset: 8n, epoch: "e1" },
+      complete: true,
+      events: [
+        {
+          event: "channel:join",
+          payload: {
+            channel: "h",
+            message: { id: "m", data: null, userId: "" },
+            position: { offset: 7n, epoch: "e1" },
+          },
+        },
+        {
+          event: "msg",
+          payload: { channel: "h", message: new Uint8Array([1]), id: "x", position: { offset: 8n, epoch: "e1" } },
+        },
+      ],
+    });
   });
 });

@@ -98,7 +98,12 @@ describe.each(pairs)("sender %s, receiver %s", (senderEnc, receiverEnc) => {
     };
     const sentJson = await a.rt.send(ch, "chat", json);
     const gotJson = await b.next<MessageEvent>("chat", (e) => e.id === sentJson.id);
-    expect(gotJson).toEqual({ channel: ch, message: json, id: sentJson.id });
+    expect(gotJson).toEqual({
+      channel: ch,
+      message: json,
+      id: sentJson.id,
+      position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
+    });
 
     for (const scalar of ["just a string", 42, false, null]) {
       const sent = await a.rt.send(ch, "scalar", scalar);
@@ -166,15 +171,33 @@ describe("system events", () => {
     const id = member.rt.getSocketId()!;
     await member.rt.join(ch, true);
     await watcher.next("channel:join", (e: MemberEvent) => e.message.id === id);
-    expect(joins).toEqual([{ channel: ch, message: { id, data: { name: "ann", tags: ["x"] }, userId: "" } }]);
+    expect(joins).toEqual([
+      {
+        channel: ch,
+        message: { id, data: { name: "ann", tags: ["x"] }, userId: "" },
+        position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
+      },
+    ]);
 
     await member.rt.updateProfile("just a string", false);
     await watcher.next("channel:update", (e: MemberEvent) => e.message.data === "just a string");
-    expect(updates).toEqual([{ channel: ch, message: { id, data: "just a string", userId: "" } }]);
+    expect(updates).toEqual([
+      {
+        channel: ch,
+        message: { id, data: "just a string", userId: "" },
+        position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
+      },
+    ]);
 
     await member.rt.leave(ch, true);
     await watcher.next("channel:leave", (e: MemberEvent) => e.message.id === id);
-    expect(leaves).toEqual([{ channel: ch, message: { id, data: "just a string", userId: "" } }]);
+    expect(leaves).toEqual([
+      {
+        channel: ch,
+        message: { id, data: "just a string", userId: "" },
+        position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
+      },
+    ]);
 
     await member.next("channel:leave");
     // join (echo true) and leave (echo true) came back; the update (echo false) did not.
@@ -297,7 +320,11 @@ describe("reconnect", () => {
 
     // The other client sees the member again, with its profile.
     const rejoined = await watcher.next<MemberEvent>("channel:join", (e) => e.message.id === secondId);
-    expect(rejoined).toEqual({ channel: ch, message: { id: secondId, data: { name: "phoenix" }, userId: "" } });
+    expect(rejoined).toEqual({
+      channel: ch,
+      message: { id: secondId, data: { name: "phoenix" }, userId: "" },
+      position: { offset: expect.any(BigInt) as bigint, epoch: expect.any(String) as string },
+    });
     const members = await watcher.rt.getMembers(ch);
     expect(members).toContainEqual({ id: secondId, data: { name: "phoenix" }, userId: "" });
     expect(members.map((m) => m.id)).not.toContain(firstId);

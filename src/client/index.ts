@@ -34,9 +34,15 @@ export {
 } from "./backoff.js";
 export { ErrorCode, RealtimeClientError, codeName } from "./errors.js";
 export {
+  RESYNC_EVENT,
   SystemEvent,
   type ConnectInfo,
   type DisconnectInfo,
+  type HistoryEvent,
+  type HistoryOptions,
+  type HistoryPage,
+  type JoinOptions,
+  type JoinResult,
   type JsonValue,
   type Member,
   type MemberEvent,
@@ -44,6 +50,9 @@ export {
   type Message,
   type MessageEvent,
   type ReconnectAttemptInfo,
+  type ResyncEvent,
+  type ResyncReason,
+  type StreamPosition,
   type SystemEventName,
 } from "./events.js";
 export type { EncodingName } from "./codec.js";

@@ -92,6 +92,17 @@ export interface RealtimeClientOptions {
   maxQueuedRequests?: number;
   /** Whether the constructor calls open(). Default true. */
   autoOpen?: boolean;
+  /**
+   * Whether a reconnect recovers what was missed. On (the default), the SDK
+   * keeps the last position it saw in each channel and re-joins with it:
+   * the edge replays every event of the channel published meanwhile, in
+   * order and once, before the client is open again; when it cannot (the
+   * history no longer holds them), the SDK emits channel:resync. false:
+   * re-join without a position; the events of the time away are lost,
+   * without channel:resync (which still fires when the edge sends Resync
+   * while connected). Default true.
+   */
+  recover?: boolean;
 }
 
 /** Options with every default applied. */
@@ -105,6 +116,7 @@ export interface ResolvedOptions {
   connectTimeoutMs: number;
   maxQueuedRequests: number;
   autoOpen: boolean;
+  recover: boolean;
 }
 
 /**
@@ -166,6 +178,7 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
     connectTimeoutMs: nonNegative("connectTimeoutMs", options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
     maxQueuedRequests: nonNegative("maxQueuedRequests", options.maxQueuedRequests, DEFAULT_MAX_QUEUED_REQUESTS),
     autoOpen: options.autoOpen ?? true,
+    recover: options.recover ?? true,
   };
 }
 

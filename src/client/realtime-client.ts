@@ -26,10 +26,21 @@
  *    then a join, with echo false, of every channel it had joined. A
  *    restore that the edge refuses is reported via onError and that channel
  *    is forgotten.
+ *  - Recovery (unless the option recover is false): the SDK keeps, per
+ *    channel, the last position it saw (from each event and each join
+ *    reply) and re-joins with it, so the edge replays what was missed, in
+ *    order, before onConnect. Each positioned event is emitted at most once
+ *    per epoch: one at or before the last position seen is dropped. When the
+ *    edge cannot replay, or tells the client it lost events (a Resync
+ *    frame), the SDK emits channel:resync: the app reloads that state.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { Value } from "@bufbuild/protobuf/wkt";
-import type { Event as EventFrame, Reply } from "../../gen/realtime/client/v1/client_pb.js";
+import type {
+  Event as EventFrame,
+  Reply,
+  StreamPosition as PositionFrame,
+} from "../../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, shouldReconnect } from "../protocol/close-codes.js";
 import { backoffDelay } from "./backoff.js";
 import {
@@ -44,9 +55,14 @@ import {
 import { Emitter } from "./emitter.js";
 import { ErrorCode, RealtimeClientError, asRealtimeClientError } from "./errors.js";
 import {
+  RESYNC_EVENT,
   SystemEvent,
   type ConnectInfo,
   type DisconnectInfo,
+  type HistoryOptions,
+  type HistoryPage,
+  type JoinOptions,
+  type JoinResult,
   type LifecycleEvents,
   type Member,
   type MemberEvent,
@@ -54,6 +70,8 @@ import {
   type Message,
   type MessageEvent,
   type ReconnectAttemptInfo,
+  type ResyncEvent,
+  type StreamPosition,
   type SystemEventName,
 } from "./events.js";
 import { resolveOptions, type RealtimeClientOptions, type ResolvedOptions, type WebSocketLike } from "./options.js";
@@ -127,6 +145,12 @@ export class RealtimeClient {
 
   /** Channels joined in this session, re-joined after a reconnect. */
   readonly #channels = new Set<string>();
+  /**
+   * The last position seen per channel (of an event or a join reply): the
+   * `since` of the re-join after a reconnect, and the bar below which a
+   * positioned event is a repeat.
+   */
+  readonly #positions = new Map<string, StreamPosition>();
   /** The profile last set in this session, restored after a reconnect. */
   #profile: Value | undefined;
 
@@ -174,6 +198,7 @@ export class RealtimeClient {
     this.#connectSeq++;
     this.#state = "closed";
     this.#channels.clear();
+    this.#positions.clear();
     this.#profile = undefined;
     this.#failAll(new RealtimeClientError(ErrorCode.Canceled, "the client was closed before the reply came"));
     if (socket !== undefined) {
@@ -206,14 +231,25 @@ export class RealtimeClient {
 
   /**
    * Joins channel; the client re-joins it after every reconnect until it
-   * calls leave. echo: whether this client gets its own channel:join
-   * (default: the connection's echo). Joining twice is not an error.
+   * calls leave (recovering what it missed, see the option recover).
+   * options: `echo` (or that boolean alone), whether this client gets its
+   * own channel:join (default: the connection's echo); `since`, a position
+   * to recover from. Resolves with where the client's stream of the channel
+   * starts and whether since was recovered. Joining twice is not an error
+   * (the second resolves with no position, unless since replayed some).
    */
-  async join(channel: string, echo?: boolean): Promise<void> {
-    await this.#call({ case: "join", value: { channel, echo } });
+  async join(channel: string, options?: boolean | JoinOptions): Promise<JoinResult> {
+    const { echo, since } = typeof options === "object" && options !== null ? options : { echo: options };
+    const reply = await this.#call({
+      case: "join",
+      value: { channel, echo, since: since && { offset: BigInt(since.offset), epoch: since.epoch } },
+    });
     // Added on success only: a join that failed or whose fate is unknown
     // (the connection dropped) is not replayed behind the caller's back.
     this.#channels.add(channel);
+    const position = positionOf(reply.position);
+    this.#advance(channel, position);
+    return { position, recovered: reply.recovered };
   }
 
   /**
@@ -223,7 +259,13 @@ export class RealtimeClient {
    */
   async leave(channel: string, echo?: boolean): Promise<void> {
     this.#channels.delete(channel);
-    await this.#call({ case: "leave", value: { channel, echo } });
+    this.#positions.delete(channel);
+    try {
+      await this.#call({ case: "leave", value: { channel, echo } });
+    } finally {
+      // Events delivered before the leave took effect moved it again.
+      if (!this.#channels.has(channel)) this.#positions.delete(channel);
+    }
   }
 
   /**
@@ -301,6 +343,30 @@ export class RealtimeClient {
   }
 
   /**
+   * Reads the events channel's history keeps (bounded by count and age on
+   * the service: docs/protocol.md), each with its position, in the shape
+   * listeners get them. Allowed where join is; the client need not have
+   * joined. Read on with since = the last event's position.
+   */
+  async getHistory(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    const { since, limit, reverse } = options;
+    const reply = await this.#call({
+      case: "getHistory",
+      value: {
+        channel,
+        since: since && { offset: BigInt(since.offset), epoch: since.epoch },
+        limit: limit ?? 0,
+        reverse: reverse ?? false,
+      },
+    });
+    return {
+      events: reply.events.map((ev) => ({ event: ev.event, payload: payloadOf(ev) })),
+      position: positionOf(reply.position),
+      complete: reply.complete,
+    };
+  }
+
+  /**
    * Replaces the connection's token before it expires (the edge closes the
    * connection with 4003 at expiry). The new token must have the same
    * subject; a refused one (UNAUTHENTICATED, PERMISSION_DENIED) leaves the
@@ -317,30 +383,39 @@ export class RealtimeClient {
   /**
    * Calls cb for every event named event: an application event's listener
    * gets a MessageEvent, a system event's (channel:join, channel:leave,
-   * channel:update) a MemberEvent. T narrows the message type; the SDK does
+   * channel:update) a MemberEvent, channel:resync's a ResyncEvent (the
+   * SDK's own: see onResync). T narrows the message type; the SDK does
    * not check it. Returns a function that removes cb.
    */
+  on(event: typeof RESYNC_EVENT, cb: (e: ResyncEvent) => void): Unsubscribe;
   on(event: SystemEventName, cb: (e: MemberEvent) => void): Unsubscribe;
   on<T = Message>(event: string, cb: (e: MessageEvent<T>) => void): Unsubscribe;
   on(event: string, cb: (e: never) => void): Unsubscribe {
-    this.#events.on(event, cb as (e: MessageEvent | MemberEvent) => void);
+    if (event === RESYNC_EVENT) this.#lifecycle.on(RESYNC_EVENT, cb as (e: ResyncEvent) => void);
+    else this.#events.on(event, cb as (e: MessageEvent | MemberEvent) => void);
     return () => this.off(event, cb);
   }
 
   /** Like on, for the next such event only. */
+  once(event: typeof RESYNC_EVENT, cb: (e: ResyncEvent) => void): Unsubscribe;
   once(event: SystemEventName, cb: (e: MemberEvent) => void): Unsubscribe;
   once<T = Message>(event: string, cb: (e: MessageEvent<T>) => void): Unsubscribe;
   once(event: string, cb: (e: never) => void): Unsubscribe {
-    this.#events.once(event, cb as (e: MessageEvent | MemberEvent) => void);
+    if (event === RESYNC_EVENT) this.#lifecycle.once(RESYNC_EVENT, cb as (e: ResyncEvent) => void);
+    else this.#events.once(event, cb as (e: MessageEvent | MemberEvent) => void);
     return () => this.off(event, cb);
   }
 
   /** Removes cb (added with on or once) from event, or every listener of event. */
   off(event: string, cb?: (e: never) => void): void {
-    this.#events.off(event, cb as ((e: MessageEvent | MemberEvent) => void) | undefined);
+    if (event === RESYNC_EVENT) this.#lifecycle.off(RESYNC_EVENT, cb as ((e: ResyncEvent) => void) | undefined);
+    else this.#events.off(event, cb as ((e: MessageEvent | MemberEvent) => void) | undefined);
   }
 
-  /** Calls cb with the name and payload of every event, system events included, after its own listeners. */
+  /**
+   * Calls cb with the name and payload of every event from the edge, system
+   * events included, after its own listeners; not channel:resync.
+   */
   onAny(cb: (event: string, e: MessageEvent | MemberEvent) => void): Unsubscribe {
     this.#events.onAny(cb);
     return () => this.offAny(cb);
@@ -364,6 +439,15 @@ export class RealtimeClient {
   /** on("channel:update"): a member of a channel this client is in changed its profile. */
   onUpdate(cb: (e: MemberEvent) => void): Unsubscribe {
     return this.on(SystemEvent.Update, cb);
+  }
+
+  /**
+   * on("channel:resync"): events of a channel this client is in may have
+   * been lost (see ResyncEvent.reason); reload what was built from them
+   * (getMembers, getHistory). The client stays in the channel.
+   */
+  onResync(cb: (e: ResyncEvent) => void): Unsubscribe {
+    return this.on(RESYNC_EVENT, cb);
   }
 
   /** Calls cb each time the client is connected and its session restored; calls made from cb go out at once. */
@@ -687,6 +771,11 @@ export class RealtimeClient {
       case "event":
         this.#onEvent(frame.frame.value);
         return;
+      case "resync": {
+        const { channel, position } = frame.frame.value;
+        this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "resync", position: positionOf(position) });
+        return;
+      }
       default:
         // A frame kind from a newer edge: nothing to do with it.
         return;
@@ -735,12 +824,20 @@ export class RealtimeClient {
       );
     }
     for (const channel of this.#channels) {
+      const since = this.#options.recover ? this.#positions.get(channel) : undefined;
       tasks.push(
-        this.#call({ case: "join", value: { channel, echo: false } }, true).then(
-          () => undefined,
+        this.#call({ case: "join", value: { channel, echo: false, since } }, true).then(
+          (reply) => {
+            if (this.#socket !== socket) return;
+            const position = positionOf(reply.position);
+            this.#advance(channel, position);
+            if (since !== undefined && !reply.recovered)
+              this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "not_recovered", position });
+          },
           (err: unknown) => {
             if (this.#socket !== socket) return; // dropped again: the next restore retries
             this.#channels.delete(channel);
+            this.#positions.delete(channel);
             this.#emitError(
               new RealtimeClientError(
                 asRealtimeClientError(err).code,
@@ -767,28 +864,16 @@ export class RealtimeClient {
   }
 
   #onEvent(ev: EventFrame): void {
+    const position = positionOf(ev);
+    if (position !== undefined && ev.channel !== "") {
+      const last = this.#positions.get(ev.channel);
+      // A repeat (the edge delivers in order and once; this is the safety net).
+      if (last !== undefined && last.epoch === position.epoch && position.offset <= last.offset) return;
+      this.#positions.set(ev.channel, position);
+    }
     let payload: MessageEvent | MemberEvent;
     try {
-      const p = ev.payload;
-      switch (p.case) {
-        case "member":
-          payload = {
-            channel: ev.channel,
-            message: { id: p.value.id, data: fromValue(p.value.data), userId: p.value.userId },
-          };
-          // This connection was removed from the channel (by the edge, e.g.
-          // a refreshed token without the grant): do not re-join it later.
-          if (ev.event === SystemEvent.Leave && p.value.id === this.#socketId) this.#channels.delete(ev.channel);
-          break;
-        case "binary":
-          payload = { channel: ev.channel, message: p.value, id: ev.id };
-          break;
-        case "json":
-          payload = { channel: ev.channel, message: fromValue(p.value), id: ev.id };
-          break;
-        default:
-          payload = { channel: ev.channel, message: null, id: ev.id };
-      }
+      payload = payloadOf(ev, position);
     } catch (err) {
       this.#emitError(
         new RealtimeClientError(
@@ -799,7 +884,21 @@ export class RealtimeClient {
       );
       return;
     }
+    // This connection was removed from the channel (by the edge, e.g. a
+    // refreshed token without the grant): do not re-join it later.
+    if (ev.event === SystemEvent.Leave && ev.payload.case === "member" && ev.payload.value.id === this.#socketId) {
+      this.#channels.delete(ev.channel);
+      this.#positions.delete(ev.channel);
+    }
     this.#events.emit(ev.event, payload);
+  }
+
+  /** Moves channel's last position seen to position when that is later (or of another epoch). */
+  #advance(channel: string, position: StreamPosition | undefined): void {
+    if (position === undefined) return;
+    const last = this.#positions.get(channel);
+    if (last === undefined || last.epoch !== position.epoch || position.offset > last.offset)
+      this.#positions.set(channel, position);
   }
 
   #emitError(err: unknown): void {
@@ -813,5 +912,30 @@ export class RealtimeClient {
         cause: err,
       }),
     );
+  }
+}
+
+/** A position from the wire; undefined when there is none (no epoch: the channel keeps no history). */
+function positionOf(p: PositionFrame | EventFrame | undefined): StreamPosition | undefined {
+  return p === undefined || p.epoch === "" ? undefined : { offset: p.offset, epoch: p.epoch };
+}
+
+/** What listeners get for ev; throws when its payload does not decode. */
+function payloadOf(ev: EventFrame, position = positionOf(ev)): MessageEvent | MemberEvent {
+  const p = ev.payload;
+  const pos = position === undefined ? {} : { position };
+  switch (p.case) {
+    case "member":
+      return {
+        channel: ev.channel,
+        message: { id: p.value.id, data: fromValue(p.value.data), userId: p.value.userId },
+        ...pos,
+      };
+    case "binary":
+      return { channel: ev.channel, message: p.value, id: ev.id, ...pos };
+    case "json":
+      return { channel: ev.channel, message: fromValue(p.value), id: ev.id, ...pos };
+    default:
+      return { channel: ev.channel, message: null, id: ev.id, ...pos };
   }
 }
