@@ -789,6 +789,59 @@ describe("RealtimeClient positions and recovery", () => {
     expect(any).toEqual([]);
   });
 
+  it("a re-join the edge cannot recover, told by a Resync frame and then the reply, is one channel:resync (not_recovered)", async () => {
+    const fake = await FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "join") return false;
+        const { channel, since } = frame.command.value;
+        if (since) conn.send({ frame: { case: "resync", value: { channel, position: since } } });
+        conn.send({
+          frame: {
+            case: "reply",
+            value: { id: frame.id, position: { offset: 5n, epoch: "e2" }, recovered: false },
+          },
+        });
+        return true;
+      },
+    });
+    const rt = client({ url: fake.url, encoding: "json" });
+    const resyncs: ResyncEvent[] = [];
+    rt.onResync((e) => resyncs.push(e));
+    await rt.join("c");
+    fake.closeAll(CloseCode.Shutdown);
+    await waitFor(() => fake.conns.length === 2 && rt.isConnected(), "the reconnect");
+    expect(resyncs).toEqual([{ channel: "c", reason: "not_recovered", position: { offset: 5n, epoch: "e2" } }]);
+  });
+
+  it("keeps a channel whose re-join the edge refuses for now (UNAVAILABLE) and joins it again on the same connection", async () => {
+    let refusals = 2;
+    const fake = await FakeEdge.start(0, {
+      handle: (conn, frame) => {
+        if (frame.command.case !== "join") return false;
+        const value =
+          conn.id !== "conn-1" && refusals-- > 0
+            ? { id: frame.id, error: { code: ErrorCode.Unavailable, message: "Redis is away" } }
+            : { id: frame.id, position: { offset: 5n, epoch: "e1" }, recovered: conn.id !== "conn-1" };
+        conn.send({ frame: { case: "reply", value } });
+        return true;
+      },
+    });
+    const rt = client({ url: fake.url, encoding: "json" });
+    const errors: unknown[] = [];
+    rt.onError((e) => errors.push(e));
+    await rt.join("c");
+    fake.closeAll(CloseCode.Shutdown);
+    await waitFor(
+      () => fake.frames.filter((f) => f.conn.id === "conn-2" && f.frame.command.case === "join").length === 3,
+      "the third re-join",
+    );
+    expect(fake.conns).toHaveLength(2);
+    expect(errors).toEqual([]);
+    // Each try with the position it had: the third one recovers.
+    const rejoins = fake.frames.filter((f) => f.conn.id === "conn-2").map((f) => f.frame.command);
+    for (const r of rejoins) expect(r).toMatchObject({ case: "join", value: { since: { offset: 5n, epoch: "e1" } } });
+  });
+
   it("re-joins without since when it saw no position, or with recover: false, and emits no channel:resync then", async () => {
     const fake = await FakeEdge.start(); // replies carry no position
     const noPosition = client({ url: fake.url });

@@ -89,6 +89,14 @@ const ABNORMAL_CLOSURE = 1006;
 const OPEN = 1;
 /** Request ids are uint32 and 0 means "no reply"; they wrap from here to 1. */
 const MAX_REQUEST_ID = 0xffff_ffff;
+/**
+ * A re-join after a reconnect that the edge refuses for now (UNAVAILABLE:
+ * it lost the API or Redis) is tried again on the same connection, after
+ * this long, doubling up to REJOIN_RETRY_MAX_MS, with the channel and its
+ * position kept meanwhile.
+ */
+const REJOIN_RETRY_MS = 250;
+const REJOIN_RETRY_MAX_MS = 5_000;
 
 /** Where the client is in its lifecycle (see the module comment). */
 export type ClientState = "idle" | "connecting" | "restoring" | "open" | "closed";
@@ -151,6 +159,13 @@ export class RealtimeClient {
    * positioned event is a repeat.
    */
   readonly #positions = new Map<string, StreamPosition>();
+  /**
+   * Channels whose re-join with since is in flight, each with whether a
+   * Resync frame came meanwhile: an edge that cannot recover sends one
+   * before the reply, and the two are one channel:resync (not_recovered),
+   * also when the connection drops before the reply.
+   */
+  readonly #rejoining = new Map<string, boolean>();
   /** The profile last set in this session, restored after a reconnect. */
   #profile: Value | undefined;
 
@@ -773,6 +788,8 @@ export class RealtimeClient {
         return;
       case "resync": {
         const { channel, position } = frame.frame.value;
+        // During a re-join it says the re-join did not recover: reported with the reply.
+        if (this.#rejoining.has(channel)) return void this.#rejoining.set(channel, true);
         this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "resync", position: positionOf(position) });
         return;
       }
@@ -823,33 +840,53 @@ export class RealtimeClient {
         ),
       );
     }
-    for (const channel of this.#channels) {
-      const since = this.#options.recover ? this.#positions.get(channel) : undefined;
-      tasks.push(
-        this.#call({ case: "join", value: { channel, echo: false, since } }, true).then(
-          (reply) => {
-            if (this.#socket !== socket) return;
-            const position = positionOf(reply.position);
-            this.#advance(channel, position);
-            if (since !== undefined && !reply.recovered)
-              this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "not_recovered", position });
-          },
-          (err: unknown) => {
-            if (this.#socket !== socket) return; // dropped again: the next restore retries
-            this.#channels.delete(channel);
-            this.#positions.delete(channel);
-            this.#emitError(
-              new RealtimeClientError(
-                asRealtimeClientError(err).code,
-                `re-joining channel ${JSON.stringify(channel)} after a reconnect failed: ${(err as Error).message}`,
-                { cause: err },
-              ),
-            );
-          },
+    for (const channel of this.#channels) tasks.push(this.#rejoin(socket, channel, REJOIN_RETRY_MS));
+    await Promise.all(tasks);
+  }
+
+  /** Re-joins channel on socket, with its last position; never rejects (see REJOIN_RETRY_MS). */
+  async #rejoin(socket: WebSocketLike, channel: string, retryMs: number): Promise<void> {
+    const since = this.#options.recover ? this.#positions.get(channel) : undefined;
+    if (since !== undefined) this.#rejoining.set(channel, false);
+    try {
+      // A retry may come after the restore is over: then an ordinary call.
+      const reply = await this.#call(
+        { case: "join", value: { channel, echo: false, since } },
+        this.#state === "restoring",
+      );
+      const told = this.#rejoining.get(channel) === true;
+      this.#rejoining.delete(channel);
+      if (this.#socket !== socket) return;
+      const position = positionOf(reply.position);
+      this.#advance(channel, position);
+      if (since !== undefined && (!reply.recovered || told))
+        this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "not_recovered", position });
+    } catch (err) {
+      const told = this.#rejoining.get(channel) === true;
+      this.#rejoining.delete(channel);
+      // Dropped before the reply, after the edge said it could not recover:
+      // what came since is not a recovered stream either.
+      if (told) this.#lifecycle.emit(RESYNC_EVENT, { channel, reason: "not_recovered", position: undefined });
+      if (this.#socket !== socket || !this.#channels.has(channel)) return; // dropped again: the next restore retries
+      const code = asRealtimeClientError(err).code;
+      if (code === ErrorCode.Unavailable) {
+        // Not restored yet, but kept: tried again in the background.
+        setTimeout(() => {
+          if (this.#socket === socket && this.#channels.has(channel))
+            void this.#rejoin(socket, channel, Math.min(retryMs * 2, REJOIN_RETRY_MAX_MS));
+        }, retryMs);
+        return;
+      }
+      this.#channels.delete(channel);
+      this.#positions.delete(channel);
+      this.#emitError(
+        new RealtimeClientError(
+          code,
+          `re-joining channel ${JSON.stringify(channel)} after a reconnect failed: ${(err as Error).message}`,
+          { cause: err },
         ),
       );
     }
-    await Promise.all(tasks);
   }
 
   #onReply(reply: Reply): void {
