@@ -16,7 +16,17 @@ import { Realtime, type WatchChannelResponse } from "../gen/realtime/v1/realtime
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT } from "../src/core/limits.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { NO_REDIS, startTopology, testRedisUrl, uniquePrefix, type Topology } from "./helpers/redis-topology.js";
+import {
+  eventually,
+  NO_REDIS,
+  NO_REDIS_SERVER,
+  startOwnTopology,
+  startTopology,
+  testRedisUrl,
+  uniquePrefix,
+  type OwnTopology,
+  type Topology,
+} from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
 
 const WAIT_MS = 15_000;
@@ -325,4 +335,67 @@ describe.skipIf(NO_REDIS)("Redis mode", () => {
     () => api,
     () => topology.ws[0]!,
   );
+});
+
+describe.skipIf(NO_REDIS_SERVER)("Redis away, then back empty", () => {
+  let own: OwnTopology;
+  let api: Api;
+  beforeAll(async () => {
+    own = await startOwnTopology("history-api-outage", 1, 1);
+    api = {
+      rpc: own.apis[0]!,
+      connect: createClient(
+        Realtime,
+        createConnectTransport({ baseUrl: `http://${own.topology.apis[0]!.ready.http}`, httpVersion: "1.1" }),
+      ),
+    };
+  }, 90_000);
+  afterAll(async () => {
+    await own?.stop();
+  });
+
+  it("GetHistory and a watch with since are UNAVAILABLE while Redis is away; after, the old position resyncs", async () => {
+    const channel = "outage";
+    await sendN(api, channel, 1, 3);
+    const before = await api.rpc.getHistory({ channel });
+    const since = before.position!;
+    expect(since.offset).toBe(3n);
+    const w = watch(api, "grpc", { channel, since: { offset: 1n, epoch: since.epoch } });
+    await w.wait((g) => g.length === 2, "the two missed");
+
+    await own.redis.kill();
+    // Never a partial or empty answer: UNAVAILABLE.
+    await eventually(
+      async () => (await grpcCode(api.rpc.getHistory({ channel })).then((c) => c !== "ok" && c[0])) === 14,
+      10_000,
+      "GetHistory UNAVAILABLE",
+    );
+    const connect = await api.connect.getHistory({ channel }).catch((e: unknown) => ConnectError.from(e));
+    expect((connect as ConnectError).code).toBe(Code.Unavailable);
+    await expect(w.wait(() => false, "the watch to end")).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    const during = watch(api, "grpc", { channel, since: { offset: 3n, epoch: since.epoch } });
+    await expect(during.wait(() => false, "the watch to fail")).rejects.toMatchObject({
+      code: grpc.status.UNAVAILABLE,
+    });
+
+    // Back without its data: a new epoch; the old position cannot resume.
+    await own.redis.start();
+    await eventually(
+      async () => (await api.rpc.getHistory({ channel })).position!.epoch !== since.epoch,
+      20_000,
+      "history readable again",
+    );
+    const after = await api.rpc.getHistory({ channel, since: { offset: 3n, epoch: since.epoch } });
+    expect([after.complete, after.events]).toEqual([false, []]);
+    const resumed = watch(api, "grpc", { channel, since: { offset: 3n, epoch: since.epoch } });
+    await resumed.wait((g) => g.length === 1, "the snapshot");
+    expect([resumed.got[0]!.update.case, resumed.got[0]!.resync]).toEqual(["members", true]);
+    await eventually(
+      async () => (await grpcCode(api.rpc.send({ channel, event: "n", payload: json(4) }))) === "ok",
+      20_000,
+      "Send accepted again",
+    );
+    await resumed.wait((g) => g.some((r) => n(r) === 4), "a live event");
+    await resumed.stop();
+  });
 });
