@@ -88,6 +88,7 @@ for (const protocol of ["grpc", "connect"] as const) {
       const reader = rt(READER);
       expect(await code(reader.getMembers({ channel: "keys" }))).toBe("ok");
       expect(await code(reader.listChannels({}))).toBe("ok");
+      expect(await code(reader.getHistory({ channel: "keys" }))).toBe("ok");
       expect(await code(send(reader))).toBe(Code.PermissionDenied);
       expect(await code(reader.broadcast({ event: "e", payload: json(1) }))).toBe(Code.PermissionDenied);
       expect(await code(reader.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(
@@ -99,6 +100,7 @@ for (const protocol of ["grpc", "connect"] as const) {
         "ok",
       );
       expect(await code(writer.getMembers({ channel: "keys" }))).toBe(Code.PermissionDenied);
+      expect(await code(writer.getHistory({ channel: "keys" }))).toBe(Code.PermissionDenied);
     });
 
     if (protocol === "grpc") {

@@ -54,7 +54,7 @@ async function bufCurl(
 
 describe("buf curl", () => {
   for (const protocol of Object.keys(PROTOCOLS) as (keyof typeof PROTOCOLS)[]) {
-    it(`--protocol ${protocol}: Send reaches a client, GetMembers and ListChannels list it, bad input is INVALID_ARGUMENT`, async () => {
+    it(`--protocol ${protocol}: Send reaches a client, GetMembers and ListChannels list it, GetHistory has it, bad input is INVALID_ARGUMENT`, async () => {
       const channel = `curl-${protocol}`;
       const c = await TestClient.connect(cluster.ws[0]!, "json");
       await c.ok({ command: { case: "join", value: { channel } } });
@@ -74,6 +74,16 @@ describe("buf curl", () => {
         channels: { name: string; members: number }[];
       };
       expect(channels.channels).toEqual([{ name: channel, members: 1 }]);
+
+      // docs/reach.md's GetHistory: the join, then the event, newest first (offsets are JSON strings).
+      const history = JSON.parse(
+        (await bufCurl(protocol, "GetHistory", { channel, limit: 10, reverse: true })).stdout,
+      ) as { events: { offset: string; message?: { event: string } }[]; position: { offset: string } };
+      expect(history.events.map((e) => [e.offset, e.message?.event])).toEqual([
+        ["2", "hello"],
+        ["1", undefined],
+      ]);
+      expect(history.position.offset).toBe("2");
 
       const bad = await bufCurl(protocol, "Send", { channel: "a b", event: "hello", json: 1 });
       expect(bad.code).not.toBe(0);

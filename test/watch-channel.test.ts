@@ -2,7 +2,8 @@
  * watchChannel (src/api/watch.ts) against an in-memory broker: the snapshot
  * comes after the subscription is in effect, a watcher that falls too far
  * behind (in events or in bytes) ends with RESOURCE_EXHAUSTED, and
- * cancelling detaches the node.
+ * cancelling detaches the node; with since, the missed events come from
+ * history, then the live ones, each once, or a snapshot marked resync.
  * (End to end over every protocol: test/connect.test.ts.)
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -10,13 +11,18 @@ import { describe, expect, it } from "vitest";
 import { EventSchema, MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { WATCH_MAX_QUEUED_BYTES, WATCH_MAX_QUEUED_EVENTS, watchChannel } from "../src/api/watch.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
+import type { HistoryQuery } from "../src/core/broker.js";
+import { historyRules, NO_HISTORY } from "../src/core/history-rules.js";
+import { MAX_RECOVERY_EVENTS } from "../src/core/limits.js";
+import { NOOP_OBSERVER } from "../src/core/observer.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { createPublication, systemEvent } from "../src/core/publication.js";
 
-function setup() {
-  const broker = new MemoryBroker();
-  broker.attach(() => {}, true); // one edge, so publish has somewhere to go
+function setup(historySize = 0) {
+  const broker = new MemoryBroker(NOOP_OBSERVER, historySize > 0 ? historyRules(historySize, 0) : NO_HISTORY);
+  // One edge, so publish has somewhere to go; it reads the history too.
+  const history = broker.attach(() => {}, true);
   const presence = new MemoryPresence();
   let attached = 0;
   const source = (h: Parameters<MemoryBroker["attach"]>[0]) => {
@@ -34,7 +40,7 @@ function setup() {
     );
   const say = (i: number) => publish(`e${i}`, { case: "json", value: { kind: { case: "numberValue", value: i } } });
   const big = (i: number, bytes: number) => publish(`b${i}`, { case: "binary", value: new Uint8Array(bytes) });
-  return { broker, presence, source, say, big, attached: () => attached };
+  return { broker, history, presence, source, say, big, attached: () => attached };
 }
 
 describe("watchChannel", () => {
@@ -111,5 +117,91 @@ describe("watchChannel", () => {
     abort.abort(new Error("bye"));
     await expect(pending).rejects.toThrow("bye");
     expect(attached()).toBe(0);
+  });
+
+  describe("with since", () => {
+    /** Drains the iterator's next `count` responses. */
+    const take = async (it: AsyncGenerator<{ id: string; offset: bigint }>, count: number) => {
+      const out: { id: string; offset: bigint }[] = [];
+      for (let i = 0; i < count; i++) out.push((await it.next()).value!);
+      return out.map((r) => [r.id, r.offset]);
+    };
+
+    it("sends the missed events from history, then live ones, each once, though some race the read", async () => {
+      const { presence, source, say, history: hub } = setup(100);
+      for (let i = 1; i <= 3; i++) await say(i);
+      const { epoch } = (await hub.history("c", { limit: 1 })).position;
+      for (let i = 4; i <= 5; i++) await say(i);
+      // Published while the history is read: delivered live to the watch and kept.
+      const history = {
+        history: async (channel: string, q: HistoryQuery) => {
+          for (let i = 6; i <= 7; i++) await say(i);
+          return hub.history(channel, q);
+        },
+      };
+      const abort = new AbortController();
+      const it = watchChannel("c", source, presence.view("api"), abort.signal, {
+        since: { offset: 3n, epoch },
+        history,
+      });
+      const first = await take(it, 4);
+      await say(8);
+      expect([...first, ...(await take(it, 1))]).toEqual([
+        ["e4", 4n],
+        ["e5", 5n],
+        ["e6", 6n],
+        ["e7", 7n],
+        ["e8", 8n],
+      ]);
+      // Nothing more is waiting: e6 and e7 came once.
+      const pending = it.next();
+      abort.abort(new Error("done"));
+      await expect(pending).rejects.toThrow("done");
+    });
+
+    it(`starts with a snapshot marked resync when the epoch is not the channel's, or more than ${MAX_RECOVERY_EVENTS} were missed`, async () => {
+      const { presence, source, say, history: hub } = setup(MAX_RECOVERY_EVENTS + 10);
+      presence.add("edge", "c", create(MemberSchema, { id: "a" }));
+      await say(0);
+      const { epoch } = (await hub.history("c", { limit: 1 })).position;
+      for (let i = 1; i <= MAX_RECOVERY_EVENTS + 1; i++) await say(i);
+      const end = (await hub.history("c", { limit: 1 })).position.offset;
+      for (const since of [
+        { offset: 1n, epoch: "other" },
+        { offset: end - BigInt(MAX_RECOVERY_EVENTS) - 1n, epoch },
+      ]) {
+        const it = watchChannel("c", source, presence.view("api"), new AbortController().signal, {
+          since,
+          history: hub,
+        });
+        const snapshot = (await it.next()).value!;
+        expect([snapshot.update.case, snapshot.resync]).toEqual(["members", true]);
+        await say(-1);
+        const live = (await hub.history("c", { limit: 1, newestFirst: true })).position.offset;
+        expect((await it.next()).value!.offset).toBe(live);
+        await it.return(undefined);
+      }
+      // Exactly MAX_RECOVERY_EVENTS missed: resumed.
+      const now = (await hub.history("c", { limit: 1 })).position.offset;
+      const it = watchChannel("c", source, presence.view("api"), new AbortController().signal, {
+        since: { offset: now - BigInt(MAX_RECOVERY_EVENTS), epoch },
+        history: hub,
+      });
+      expect((await it.next()).value!.offset).toBe(now - BigInt(MAX_RECOVERY_EVENTS) + 1n);
+      await it.return(undefined);
+    });
+
+    it("ends with the history's error (UNAVAILABLE) when it cannot be read, and detaches", async () => {
+      const { presence, source, attached } = setup(100);
+      const history = {
+        history: () => Promise.reject(new RealtimeError(Code.Unavailable, "history away")),
+      };
+      const it = watchChannel("c", source, presence.view("api"), new AbortController().signal, {
+        since: { offset: 1n, epoch: "x" },
+        history,
+      });
+      await expect(it.next()).rejects.toThrow("history away");
+      expect(attached()).toBe(0);
+    });
   });
 });

@@ -28,6 +28,7 @@ import { checkPayload, createPublication, type IdGenerator } from "../core/publi
 import { publishStream, type PublishEvent } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, membersScope, pageSize } from "../core/pages.js";
 import { API_KEY, CONNECTION } from "./call-context.js";
+import { getHistory } from "./history.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
 
 export interface RealtimeServiceDeps {
@@ -283,16 +284,16 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         };
       });
     },
-    getHistory() {
-      // The seam's first commit: the hub's history and this method follow.
-      throw toConnectError(new RealtimeError(Code.Unimplemented, "GetHistory is not implemented yet"));
+    async getHistory(req) {
+      return guard(async () => getHistory(broker, req));
     },
     async *watchChannel(req, ctx) {
       let close: (() => void) | undefined;
       try {
         checkChannel(req.channel);
         close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
-        yield* watchChannel(req.channel, watchers, presence, ctx.signal);
+        const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
+        yield* watchChannel(req.channel, watchers, presence, ctx.signal, since && { since, history: broker });
       } catch (err) {
         throw toConnectError(err);
       } finally {

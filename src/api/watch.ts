@@ -2,20 +2,17 @@
  * WatchChannel: a channel's members, then its events, as a stream. The API
  * attaches one broker node per watcher (not an edge: it counts for no
  * delivery and receives no broadcasts), subscribes it to the channel, and
- * only then reads the members, so no event between the two is lost.
+ * only then reads the members (or, resuming after a position, the history),
+ * so no event between the two is lost.
  */
-import { create, fromBinary } from "@bufbuild/protobuf";
-import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
-import {
-  MemberSchema,
-  WatchChannelResponseSchema,
-  type WatchChannelResponse,
-} from "../../gen/realtime/v1/realtime_pb.js";
-import type { Publication, PublicationHandler } from "../core/broker.js";
+import { create } from "@bufbuild/protobuf";
+import { WatchChannelResponseSchema, type WatchChannelResponse } from "../../gen/realtime/v1/realtime_pb.js";
+import type { Publication, PublicationHandler, StreamPosition } from "../core/broker.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-import { DEFAULT_WATCH_MAX_STREAMS_PER_KEY } from "../core/limits.js";
-import { SystemEvent } from "../protocol/system-events.js";
-import type { Member, Presence } from "../core/presence.js";
+import { DEFAULT_WATCH_MAX_STREAMS_PER_KEY, MAX_HISTORY_LIMIT, MAX_RECOVERY_EVENTS } from "../core/limits.js";
+import type { Presence } from "../core/presence.js";
+import { eventResponse, memberMessage } from "./channel-events.js";
+import type { HistoryReader } from "./history.js";
 
 /** Most members in one WatchSnapshot message (the proto documents it). */
 export const WATCH_SNAPSHOT_CHUNK = 500;
@@ -65,23 +62,38 @@ export interface WatchNode {
  */
 export type WatchSource = (handler: PublicationHandler) => WatchNode;
 
-/** Each publication is decoded once, whatever the number of watchers. */
-const decoded = new WeakMap<Publication, WatchChannelResponse | null>();
+/** How a watch resumes (WatchChannelRequest.since). */
+export interface WatchResume {
+  /** The position of the last event a previous watch received. */
+  readonly since: StreamPosition;
+  /** Where the channel's history is read (the API's broker). */
+  readonly history: HistoryReader;
+}
 
 /**
  * The responses of one WatchChannel call: the snapshot (members by id, in
  * parts of {@link WATCH_SNAPSHOT_CHUNK}), then each event in the order the
- * broker delivered it, until `signal` aborts (then it throws the reason).
- * When the node loses its subscription (WatchNode.onLost) the stream ends
- * with UNAVAILABLE after the events delivered before the loss: a watcher
- * is never left on a stream that silently misses events; it opens it
- * again (and gets a fresh snapshot).
+ * broker delivered it, each with its offset and epoch, until `signal`
+ * aborts (then it throws the reason). When the node loses its subscription
+ * (WatchNode.onLost) the stream ends with UNAVAILABLE after the events
+ * delivered before the loss: a watcher is never left on a stream that
+ * silently misses events; it opens it again (with since, to resume).
+ *
+ * With `resume`: the node subscribes, then the history after since is read
+ * once. When it holds every event after since (the channel's epoch, none
+ * trimmed, at most MAX_RECOVERY_EVENTS), those events come first, in
+ * order, instead of a snapshot; otherwise the snapshot comes with resync =
+ * true on its first message. Either way the live events follow, those
+ * already sent dropped: each event after since exactly once, in offset
+ * order. A history that cannot be read ends the stream (UNAVAILABLE), never
+ * a stream with a silent hole.
  */
 export async function* watchChannel(
   channel: string,
   source: WatchSource,
   presence: Presence,
   signal: AbortSignal,
+  resume?: WatchResume,
 ): AsyncGenerator<WatchChannelResponse> {
   const queue: { response: WatchChannelResponse; bytes: number }[] = [];
   let queuedBytes = 0;
@@ -101,7 +113,7 @@ export async function* watchChannel(
   };
   const node = source((pub) => {
     if (overflow) return;
-    const response = toResponse(pub);
+    const response = eventResponse(pub);
     if (!response) return;
     const bytes = pub.event.length;
     if (queue.length >= WATCH_MAX_QUEUED_EVENTS)
@@ -127,12 +139,30 @@ export async function* watchChannel(
   signal.addEventListener("abort", notify);
   try {
     await node.subscribe(channel);
-    const members = [...(await presence.members(channel))].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    for (let i = 0; i === 0 || i < members.length; i += WATCH_SNAPSHOT_CHUNK) {
-      const part = members.slice(i, i + WATCH_SNAPSHOT_CHUNK).map(member);
-      yield create(WatchChannelResponseSchema, {
-        update: { case: "members", value: { members: part, complete: i + WATCH_SNAPSHOT_CHUNK >= members.length } },
-      });
+    /** The position of the last event sent: a live one at or before it is a repeat. */
+    let last: StreamPosition = { offset: 0n, epoch: "" };
+    let resync = false;
+    if (resume) {
+      const missed = await readMissed(resume.history, channel, resume.since);
+      if (missed) {
+        last = resume.since;
+        for (const pub of missed) {
+          if (pub.offset === undefined || pub.offset <= last.offset) continue;
+          last = { offset: pub.offset, epoch: pub.epoch! };
+          const response = eventResponse(pub);
+          if (response) yield response;
+        }
+      } else resync = true;
+    }
+    if (!resume || resync) {
+      const members = [...(await presence.members(channel))].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      for (let i = 0; i === 0 || i < members.length; i += WATCH_SNAPSHOT_CHUNK) {
+        const part = members.slice(i, i + WATCH_SNAPSHOT_CHUNK).map(memberMessage);
+        yield create(WatchChannelResponseSchema, {
+          update: { case: "members", value: { members: part, complete: i + WATCH_SNAPSHOT_CHUNK >= members.length } },
+          resync: resync && i === 0,
+        });
+      }
     }
     for (;;) {
       signal.throwIfAborted();
@@ -145,13 +175,19 @@ export async function* watchChannel(
       const next = queue.shift();
       if (next) {
         queuedBytes -= next.bytes;
+        const { offset, epoch } = next.response;
+        if (offset !== 0n) {
+          // Sent already (replayed from history, or a broker's retry).
+          if (epoch === last.epoch && offset <= last.offset) continue;
+          last = { offset, epoch };
+        }
         yield next.response;
         continue;
       }
       if (lost) {
         throw new RealtimeError(
           Code.Unavailable,
-          `the watch lost its subscription (${lost}), so events may be missed from here: open it again for a fresh snapshot`,
+          `the watch lost its subscription (${lost}), so events may be missed from here: open it again with since for the rest`,
         );
       }
       await new Promise<void>((resolve) => (wake = resolve));
@@ -162,37 +198,23 @@ export async function* watchChannel(
   }
 }
 
-function member(m: Member) {
-  return create(MemberSchema, { id: m.id, data: m.data, userId: m.userId });
-}
-
-/** The response for a publication, or null for one that is not a channel event. */
-function toResponse(pub: Publication): WatchChannelResponse | null {
-  let response = decoded.get(pub);
-  if (response !== undefined) return response;
-  response = null;
-  try {
-    const event = fromBinary(EventSchema, pub.event);
-    const p = event.payload;
-    if (p.case === "member") {
-      const m = member(p.value);
-      if (event.event === SystemEvent.Join)
-        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "join", value: m } });
-      else if (event.event === SystemEvent.Leave)
-        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "leave", value: m } });
-      else if (event.event === SystemEvent.Update)
-        response = create(WatchChannelResponseSchema, { id: event.id, update: { case: "profileUpdate", value: m } });
-    } else if (p.case === "json" || p.case === "binary") {
-      response = create(WatchChannelResponseSchema, {
-        id: event.id,
-        update: { case: "message", value: { event: event.event, payload: p, origin: pub.origin } },
-      });
-    }
-  } catch {
-    // Not an Event: the publisher is broken, not the watcher; skip it.
-  }
-  decoded.set(pub, response);
-  return response;
+/**
+ * The channel's publications after since, in order, when the history still
+ * holds them all (since's epoch is the channel's, none trimmed, at most
+ * MAX_RECOVERY_EVENTS); undefined when it does not. One read, so that the
+ * answer is all or nothing: MAX_RECOVERY_EVENTS fit one read. Read after
+ * the watch's node subscribed: whatever the read does not hold arrives live.
+ */
+async function readMissed(
+  history: HistoryReader,
+  channel: string,
+  since: StreamPosition,
+): Promise<Publication[] | undefined> {
+  const limit = Math.min(MAX_HISTORY_LIMIT, MAX_RECOVERY_EVENTS);
+  const res = await history.history(channel, { since, limit });
+  if (!res.complete || res.position.epoch !== since.epoch) return undefined;
+  if (res.position.offset - since.offset > BigInt(limit)) return undefined;
+  return res.publications;
 }
 
 /** The bounds of {@link WatchStreams}. */

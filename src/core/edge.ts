@@ -9,17 +9,11 @@ import {
 } from "../../gen/realtime/client/v1/client_pb.js";
 import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
 import { withPosition, type Broker, type Delivery, type Publication, type StreamPosition } from "./broker.js";
-import { fitHistory } from "./history.js";
+import { fitHistory, historyLimit } from "./history.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "../wire/client-codec.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
-import {
-  DEFAULT_HISTORY_LIMIT,
-  MAX_HISTORY_LIMIT,
-  MAX_HISTORY_REPLY_BYTES,
-  MAX_RECOVERY_EVENTS,
-  type Limits,
-} from "./limits.js";
+import { MAX_HISTORY_LIMIT, MAX_HISTORY_REPLY_BYTES, MAX_RECOVERY_EVENTS, type Limits } from "./limits.js";
 import { checkChannel, checkEvent } from "./names.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import { readMembersPage } from "./pages.js";
@@ -721,14 +715,9 @@ export class Edge {
         const { channel, since, limit, reverse } = command.value;
         checkChannel(channel);
         this.checkAccess(session, channel);
-        if (limit > MAX_HISTORY_LIMIT)
-          throw new RealtimeError(
-            Code.InvalidArgument,
-            `limit is ${limit}: at most ${MAX_HISTORY_LIMIT} events per read (0 means ${DEFAULT_HISTORY_LIMIT}); read on after the last one`,
-          );
         const read = await this.options.broker.history(channel, {
           since: since && { offset: since.offset, epoch: since.epoch },
-          limit: limit === 0 ? DEFAULT_HISTORY_LIMIT : limit,
+          limit: historyLimit(limit),
           newestFirst: reverse,
         });
         const { publications, position, complete } = fitHistory(read, MAX_HISTORY_REPLY_BYTES);

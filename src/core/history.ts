@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { HistoryQuery, HistoryResult, Publication, StreamPosition } from "./broker.js";
 import type { HistoryFor, HistoryLimits } from "./history-rules.js";
+import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT } from "./limits.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 
 /**
  * The positions and history of the channels of the hub (embedded mode),
@@ -185,4 +187,18 @@ export function fitHistory(result: HistoryResult, maxBytes: number): HistoryResu
     if (total > maxBytes && i > 0) return { ...result, publications: pubs.slice(0, i) };
   }
   return result;
+}
+
+/**
+ * The limit of a history read as a caller asked it (the client's getHistory,
+ * the API's GetHistory): 0 means DEFAULT_HISTORY_LIMIT; more than
+ * MAX_HISTORY_LIMIT is INVALID_ARGUMENT, naming the bound.
+ */
+export function historyLimit(limit: number): number {
+  if (limit > MAX_HISTORY_LIMIT)
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      `limit is ${limit}: at most ${MAX_HISTORY_LIMIT} events per read (0 means ${DEFAULT_HISTORY_LIMIT}); read on after the last one`,
+    );
+  return limit === 0 ? DEFAULT_HISTORY_LIMIT : limit;
 }

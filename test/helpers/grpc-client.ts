@@ -6,6 +6,8 @@ import {
   type BroadcastRequestSchema,
   type BroadcastResponse,
   type GetMembersRequestSchema,
+  type GetHistoryRequestSchema,
+  type GetHistoryResponse,
   type GetMembersResponse,
   type PublishRequest,
   type PublishResponse,
@@ -13,6 +15,8 @@ import {
   type SendBatchResponse,
   type SendRequestSchema,
   type SendResponse,
+  type WatchChannelRequestSchema,
+  type WatchChannelResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { serviceDefinition } from "../../src/api/grpc/adapter.js";
@@ -25,6 +29,15 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof GetMembersRequestSchema>,
     metadata?: grpc.Metadata,
   ): Promise<GetMembersResponse>;
+  getHistory(
+    req: MessageInitShape<typeof GetHistoryRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<GetHistoryResponse>;
+  /** Opens a WatchChannel stream: read WatchChannelResponses; cancel() ends it. */
+  watchChannel(
+    req: MessageInitShape<typeof WatchChannelRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): grpc.ClientReadableStream<WatchChannelResponse>;
   /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
   publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
@@ -49,6 +62,13 @@ export function realtimeClient(address: string): RealtimeTestClient {
     sendBatch: call<SendBatchResponse>("sendBatch", m.sendBatch.input),
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
+    getHistory: call<GetHistoryResponse>("getHistory", m.getHistory.input),
+    watchChannel: (req, metadata = new grpc.Metadata()) =>
+      (
+        client as unknown as {
+          watchChannel(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchChannelResponse>;
+        }
+      ).watchChannel(create(m.watchChannel.input, req), metadata),
     publish: (metadata = new grpc.Metadata()) =>
       (
         client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }

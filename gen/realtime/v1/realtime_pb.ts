@@ -585,7 +585,8 @@ export const WatchChannelRequestSchema: GenMessage<WatchChannelRequest> = /*@__P
 /**
  * WatchChannelResponse is one step of a channel's life. The stream starts
  * with one or more `members` messages (the last with complete = true), then
- * one message per event, in the order the API received them.
+ * one message per event, in the order the API received them. A watch with
+ * since that resumes starts with the missed events instead: no `members`.
  *
  * Apply them as a replica would: `join` and `update` insert or replace the
  * member by id, `leave` removes it. An event may repeat what the snapshot
@@ -891,7 +892,8 @@ export type GetHistoryResponse = Message<"realtime.v1.GetHistoryResponse"> & {
   position?: StreamPosition | undefined;
 
   /**
-   * With since: true when every event after since is still kept.
+   * With since: true when every event after since is still kept; false
+   * comes with no events (start again without since).
    *
    * @generated from field: bool complete = 3;
    */
@@ -968,7 +970,9 @@ export const Realtime: GenService<{
    * cancels. It never ends on its own (except when the watcher falls too far
    * behind: RESOURCE_EXHAUSTED, or the server shuts down: UNAVAILABLE). A
    * watch beyond the streams one connection or one API key may hold open is
-   * refused with RESOURCE_EXHAUSTED.
+   * refused with RESOURCE_EXHAUSTED. Each event carries its offset and
+   * epoch; a watch with since resumes after that position (see
+   * WatchChannelRequest.since).
    *
    * @generated from rpc realtime.v1.Realtime.WatchChannel
    */
