@@ -34,10 +34,9 @@ export async function getHistory(reader: HistoryReader, req: GetHistoryRequest):
     newestFirst: req.reverse,
   });
   const { publications, position, complete } = fitHistory(read, MAX_HISTORY_REPLY_BYTES);
-  // complete = false answers no events in either mode (the hub would give
-  // what it still keeps, Redis nothing): the caller starts over without since.
+  // complete = false comes with no events (Broker.history): the caller starts over without since.
   const events: WatchChannelResponse[] = [];
-  for (const pub of complete ? publications : []) {
+  for (const pub of publications) {
     const response = eventResponse(pub);
     if (response) events.push(response);
   }

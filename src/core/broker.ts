@@ -48,7 +48,8 @@ export interface HistoryResult {
    * With since: true iff since.epoch is the channel's epoch and every
    * publication after since.offset is still kept, so that publications are
    * exactly the first of those missed (up to limit; ask again after the
-   * last one for more). Without since: true.
+   * last one for more); when false, publications is empty (in every
+   * broker: the caller starts over without since). Without since: true.
    */
   readonly complete: boolean;
 }

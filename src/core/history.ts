@@ -101,13 +101,13 @@ export class ChannelStreams {
     const position: StreamPosition = { offset: stream.offset, epoch: stream.epoch };
     const first = stream.offset - BigInt(stream.count) + 1n; // offset of the oldest kept
     let from = first; // the first offset to return
-    let complete = true;
     const since = query.since;
     if (since) {
       if (since.epoch !== stream.epoch || since.offset > stream.offset) {
         return { publications: [], position, complete: false };
       }
-      complete = since.offset + 1n >= first;
+      // Some of those after since are gone: none are answered (as Redis does).
+      if (since.offset + 1n < first) return { publications: [], position, complete: false };
       if (since.offset + 1n > from) from = since.offset + 1n;
     }
     const available = Number(stream.offset - from + 1n);
@@ -121,7 +121,7 @@ export class ChannelStreams {
       const at = query.newestFirst ? (newest - i + size) % size : (start + i) % size;
       publications[i] = stream.ring[at]!;
     }
-    return { publications, position, complete };
+    return { publications, position, complete: true };
   }
 
   /** Drops aged entries and the streams no longer used. */
