@@ -455,7 +455,7 @@ describe("edge core: channel order", () => {
   });
 
   it("does not hand a connection again what its replay gave it (the edge's own fill reads the same history)", async () => {
-    const { broker, edge, lose, got, join, t } = positioned();
+    const { broker, edge, lose, got, join } = positioned();
     await join(); // the first connection's channel:join: offset 1
     lose(2);
     lose(3);
