@@ -282,9 +282,10 @@ export class RedisHistory {
 
 /**
  * Redis's replication id (INFO replication, master_replid) names the
- * dataset the positions live in: it stays across a restart that reloads the
- * data (RDB/AOF) and changes when a replica is promoted or a server starts
- * empty. Asked once per connection, before its first script; positions
+ * dataset the positions live in: it changes when a replica is promoted and
+ * on every start, even one that reloads the data (Redis 7.0 with AOF or
+ * RDB: measured), which is the safe side, since a reload may lack the last
+ * writes. Asked once per connection, before its first script; positions
  * written under another id are lost ones (see COMMON). The first
  * SERVER_ID_CHARS hex characters are enough to tell two apart.
  */
