@@ -1,29 +1,33 @@
 /**
- * Regenerates README.md's configuration table from src/config.ts.
- *   npm run docs:config            rewrite README.md
- *   npm run docs:config -- --check exit 1 if README.md is out of date
+ * Regenerates the settings tables of the docs (README.md, docs/security.md)
+ * from src/config.ts.
+ *   npm run docs:config            rewrite them
+ *   npm run docs:config -- --check exit 1 if one is out of date
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { withConfigTable } from "../src/config-docs.js";
+import { DOCS_WITH_SETTINGS, withConfigTable } from "../src/config-docs.js";
 
-const path = fileURLToPath(new URL("../README.md", import.meta.url));
-let readme = "";
-try {
-  readme = readFileSync(path, "utf8");
-} catch {
-  // no README yet: the section is the whole file
-}
-const next = withConfigTable(readme);
-if (process.argv.includes("--check")) {
-  if (next !== readme) {
-    process.stderr.write("README.md's configuration table is out of date: run npm run docs:config\n");
-    process.exit(1);
+let stale = false;
+for (const doc of DOCS_WITH_SETTINGS) {
+  const path = fileURLToPath(new URL(`../${doc}`, import.meta.url));
+  let text = "";
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    // no such file yet: the section is the whole file
   }
-  process.stdout.write("README.md's configuration table is up to date\n");
-} else if (next !== readme) {
-  writeFileSync(path, next);
-  process.stdout.write("README.md: configuration table regenerated\n");
-} else {
-  process.stdout.write("README.md: configuration table already up to date\n");
+  const next = withConfigTable(text);
+  if (process.argv.includes("--check")) {
+    if (next !== text) {
+      process.stderr.write(`${doc}'s settings table is out of date: run npm run docs:config\n`);
+      stale = true;
+    } else process.stdout.write(`${doc}'s settings table is up to date\n`);
+  } else if (next !== text) {
+    writeFileSync(path, next);
+    process.stdout.write(`${doc}: settings table regenerated\n`);
+  } else {
+    process.stdout.write(`${doc}: settings table already up to date\n`);
+  }
 }
+if (stale) process.exit(1);

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { flagOf, loadConfigWithFlags, parseArgs } from "../src/config-args.js";
-import { CONFIG_END, CONFIG_START, withConfigTable } from "../src/config-docs.js";
+import { CONFIG_END, CONFIG_START, DOCS_WITH_SETTINGS, withConfigTable } from "../src/config-docs.js";
 import { ConfigError, loadConfig, SETTINGS } from "../src/config.js";
 import { ROOT } from "./helpers/cluster.js";
 
@@ -116,6 +116,26 @@ describe("the CLI", () => {
       expect(res.stdout).toContain(s.doc);
     }
     expect(cli(["edge", "-h"]).stdout).toContain("Usage: switchboard");
+  });
+});
+
+describe("the docs' settings tables", () => {
+  it("agree with the schema in every doc that has one (npm run docs:config)", () => {
+    for (const doc of DOCS_WITH_SETTINGS) {
+      const text = readFileSync(new URL(`../${doc}`, import.meta.url), "utf8");
+      expect(text, doc).toContain(CONFIG_END);
+      expect(withConfigTable(text), `${doc} is out of date: run npm run docs:config`).toBe(text);
+    }
+  });
+
+  it("name only settings that exist, so a removed one fails the check", () => {
+    expect(() => withConfigTable("<!-- config:start REALTIME_NO_SUCH -->\n<!-- config:end -->")).toThrow(
+      "no setting REALTIME_NO_SUCH",
+    );
+    const one = withConfigTable("x\n<!-- config:start REALTIME_TLS_KEY_FILE -->\nstale\n<!-- config:end -->\ny");
+    expect(one).toContain("| `REALTIME_TLS_KEY_FILE` |");
+    expect(one).not.toContain("stale");
+    expect(one.split("\n").filter((l) => l.startsWith("| `REALTIME_"))).toHaveLength(1);
   });
 });
 
