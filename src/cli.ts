@@ -8,6 +8,7 @@ import { describeSettings, flagsToEnv, loadConfigWithFlags, parseArgs, type Pars
 import { createLogger, flushStdio, tolerateClosedStdio } from "./log.js";
 import { DEV_CHILD_ENV, isDevChild, watchParent } from "./parent-watch.js";
 import { VERSION } from "./metrics/version.js";
+import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { startApi } from "./roles/api.js";
 import { startEdge } from "./roles/edge.js";
 
@@ -19,9 +20,11 @@ Commands:
   dev    one API process and one edge process, as two OS processes (npm start)
 
 Each process prints one JSON line on stdout when it is ready, for example
-  {"ready":"api","grpc":"127.0.0.1:50051","link":"127.0.0.1:50052"}
+  {"ready":"api","grpc":"127.0.0.1:50051","link":"127.0.0.1:50052","http":"127.0.0.1:8080"}
   {"ready":"edge","ws":"ws://127.0.0.1:8090"}
-Logs are JSON lines on stderr. Every process serves GET /metrics (Prometheus),
+(dev on a terminal prints the addresses for a person instead). Logs go to
+stderr: one human line each on a terminal, JSON lines otherwise
+(REALTIME_LOG_FORMAT). Every process serves GET /metrics (Prometheus),
 /healthz and /readyz: the API on its HTTP port, an edge on its WebSocket port.
 
 Configuration: each setting is a flag or an environment variable (the flag
@@ -61,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === "dev") return dev(flagsToEnv(args.values), config);
 
-  const log = createLogger(command, config.logLevel, VERSION);
+  const log = createLogger(command, config.logLevel, VERSION, config.logFormat);
   const started = Date.now();
   log.info({ node: process.version, settings: startupFields(config, command) }, `${command} starting`);
   process.on("uncaughtException", (err) => {
@@ -139,6 +142,8 @@ export const DEV_KILL_GRACE_MS = 2_000;
  */
 async function dev(flagEnv: Record<string, string>, config: Config): Promise<void> {
   const http = config.tlsCertFile !== "" ? "https" : "http";
+  // For a person at a terminal: the banner, without the ready lines meant for programs.
+  const human = config.logFormat === "text" || (config.logFormat === "auto" && process.stdout.isTTY === true);
   const self = fileURLToPath(import.meta.url);
   // The edge authenticates to the API's link with a secret of this run's
   // own (unless one is configured), passed to both by env: never printed.
@@ -190,7 +195,7 @@ async function dev(flagEnv: Record<string, string>, config: Config): Promise<voi
         void stopAll(code ?? 1);
       });
       createInterface({ input: child.stdout! }).on("line", (line) => {
-        process.stdout.write(`${line}\n`);
+        if (!human) process.stdout.write(`${line}\n`);
         try {
           const msg = JSON.parse(line) as Record<string, string>;
           if (msg.ready === role) resolve(msg);
@@ -207,11 +212,13 @@ async function dev(flagEnv: Record<string, string>, config: Config): Promise<voi
     step(`API ready in ${Date.now() - started} ms (gRPC ${api.grpc}, HTTP ${api.http}); starting an edge…`);
     const edge = await run("edge", api.link ? { REALTIME_LINK_URL: api.link } : {});
     step(`edge ready in ${Date.now() - started} ms (${edge.ws})`);
-    process.stdout.write(`${JSON.stringify({ ready: "dev", grpc: api.grpc, http: api.http, ws: edge.ws })}\n`);
+    if (!human)
+      process.stdout.write(`${JSON.stringify({ ready: "dev", grpc: api.grpc, http: api.http, ws: edge.ws })}\n`);
     const edgeHttp = edge.ws?.replace(/^ws/, "http");
+    const methods = Realtime.methods.map((m) => m.name).join(", ");
     process.stderr.write(
       `\nSwitchboard is running:\n` +
-        `  gRPC API        ${api.grpc}   (realtime.v1.Realtime: Send, Broadcast, GetMembers; reflection on)\n` +
+        `  gRPC API        ${api.grpc}   (realtime.v1.Realtime: ${methods}; reflection on)\n` +
         `  HTTP API        ${http}://${api.http}   (Connect, gRPC-Web, dashboard; /metrics /healthz /readyz)\n` +
         `  WebSocket edge  ${edge.ws}   (${edgeHttp}/metrics /healthz /readyz)\n` +
         `Try: npx buf curl --protocol grpc ${http === "https" ? "" : "--http2-prior-knowledge "}-d '{"channel":"lobby","event":"hello","json":{"text":"hi"}}' ${http}://${api.grpc}/realtime.v1.Realtime/Send\n\n`,

@@ -342,6 +342,13 @@ export const SETTINGS = {
     roles: ["api", "edge"],
     parse: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   }),
+  logFormat: setting({
+    env: "REALTIME_LOG_FORMAT",
+    default: "auto",
+    doc: "How log lines on stderr read: json (one JSON object a line, for collectors), text (one human line: time, level, role, message, fields), or auto: text when stderr is a terminal, else json.",
+    roles: ["api", "edge"],
+    parse: oneOf(["auto", "json", "text"]),
+  }),
   edgeGraceMs: setting({
     env: "REALTIME_EDGE_GRACE_MS",
     default: DEFAULT_EDGE_GRACE_MS,

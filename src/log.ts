@@ -29,8 +29,15 @@ export const LOG_FLUSH_TIMEOUT_MS = 1_000;
  * whose stderr nobody read could then never exit, not even at its shutdown
  * deadline, nor on a second SIGTERM, as its handlers never ran again.)
  */
-export function createLogger(role: string, level = process.env.REALTIME_LOG_LEVEL || "info", version?: string): Logger {
-  const sink = new LogSink(process.stderr);
+export function createLogger(
+  role: string,
+  level = process.env.REALTIME_LOG_LEVEL || "info",
+  version?: string,
+  /** The logFormat setting: "json", "text", or "auto" (text when stderr is a terminal). */
+  format = "auto",
+): Logger {
+  const text = format === "text" || (format === "auto" && process.stderr.isTTY === true);
+  const sink = new LogSink(process.stderr, LOG_MAX_PENDING_BYTES, text ? textLine : undefined);
   const logger = pino(
     {
       level,
@@ -75,6 +82,8 @@ export class LogSink {
   constructor(
     private readonly stream: LogStream,
     private readonly maxPendingBytes = LOG_MAX_PENDING_BYTES,
+    /** Rewrites each JSON line before it is written (textLine); none: written as is. */
+    private readonly rewrite?: (line: string) => string,
   ) {
     stream.on("error", () => (this.broken = true));
     stream.on("drain", () => {
@@ -85,8 +94,9 @@ export class LogSink {
     });
   }
 
-  write(line: string): void {
+  write(json: string): void {
     if (this.broken) return;
+    const line = this.rewrite ? this.rewrite(json) : json;
     if (this.stream.writableLength + line.length > this.maxPendingBytes) {
       this.dropped++;
       return;
@@ -97,6 +107,48 @@ export class LogSink {
   onDrained(listener: (dropped: number) => void): void {
     this.drained = listener;
   }
+}
+
+const LEVEL_NAMES: Record<number, string> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO",
+  40: "WARN",
+  50: "ERROR",
+  60: "FATAL",
+};
+/** Fields every line has, shown in its prefix or not at all in the text format. */
+const TEXT_SKIPPED = new Set(["level", "time", "role", "msg", "pid", "version", "hostname"]);
+
+/**
+ * One pino JSON line as one line for a person at a terminal:
+ * `12:00:01.234 INFO  api  api ready grpc=127.0.0.1:50051 durationMs=32`,
+ * then an error's stack on its own lines. A line that is not JSON is
+ * returned as is.
+ */
+export function textLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const time = typeof o.time === "number" ? new Date(o.time).toISOString().slice(11, 23) : "";
+  const level = (LEVEL_NAMES[o.level as number] ?? String(o.level)).padEnd(5);
+  const fields: string[] = [];
+  let stack = "";
+  for (const [k, v] of Object.entries(o)) {
+    if (TEXT_SKIPPED.has(k)) continue;
+    if (k === "err" && v && typeof v === "object") {
+      const err = v as { message?: string; stack?: string };
+      fields.push(`err=${JSON.stringify(err.message ?? "")}`);
+      if (err.stack) stack = `\n${err.stack.replace(/^/gm, "    ")}`;
+      continue;
+    }
+    fields.push(`${k}=${typeof v === "string" && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`);
+  }
+  const text = [time, level, String(o.role ?? ""), String(o.msg ?? ""), ...fields].filter((x) => x !== "").join(" ");
+  return `${text}${stack}\n`;
 }
 
 /**

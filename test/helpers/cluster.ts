@@ -27,7 +27,7 @@ export interface Proc {
 const running = new Set<Proc>();
 
 /** The test run's marker for the processes it starts; outside vitest (a bench script) there is no run: "bench". */
-function runMarker(): string {
+export function runMarker(): string {
   try {
     return inject("switchboardTestRun");
   } catch {
