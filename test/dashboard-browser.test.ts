@@ -7,7 +7,8 @@
  * Where /usr/bin/chromium is missing the test is skipped with a line that
  * says so, except under CI=true, where it must run.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -22,6 +23,10 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const IN_CI = process.env.CI === "true";
 const OUT = join(ROOT, "test-output");
+/** axe-core's browser build, injected into the page (its public entry, resolved like any import). */
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+/** The axe impacts that fail the check. */
+const FAILING_IMPACTS = ["serious", "critical"];
 
 if (!HAVE_CHROMIUM && !IN_CI) {
   console.warn(
@@ -163,6 +168,73 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     } finally {
       await locked.stop();
     }
+  }, 60_000);
+
+  /** The violations axe-core finds on p, of a failing impact, as "rule: target" lines. */
+  async function axeViolations(p: Page): Promise<string[]> {
+    await p.addScriptTag({ content: AXE_SOURCE });
+    const found = await p.evaluate(async () => {
+      const result = await (window as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe.run();
+      return result.violations as { id: string; impact: string; nodes: { target: string[] }[] }[];
+    });
+    return found
+      .filter((v) => FAILING_IMPACTS.includes(v.impact))
+      .flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}): ${n.target.join(" ")}`));
+  }
+
+  it("has no serious accessibility violations (axe-core), in light and dark, wide and at 390 px, and requests nothing that 404s", async () => {
+    const c = await connect("json");
+    await c.ok({ command: { case: "join", value: { channel: "a11y" } } });
+    mkdirSync(OUT, { recursive: true });
+    for (const scheme of ["light", "dark"] as const) {
+      for (const width of [1366, 390]) {
+        // bypassCSP: only so that axe's script can be injected; the page's own CSP stays as served.
+        const p = await browser.newPage({ viewport: { width, height: 844 }, colorScheme: scheme, bypassCSP: true });
+        const failed: string[] = [];
+        p.on("response", (r) => {
+          if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`);
+        });
+        await p.goto(`http://${cluster.http}/#a11y`);
+        await p.locator('li[data-channel="a11y"]').waitFor();
+        await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+        expect(await axeViolations(p), `${scheme}, ${width} px`).toEqual([]);
+        // Nothing wider than the screen: no sideways scrolling on a phone.
+        expect(
+          await p.evaluate(() => document.documentElement.scrollWidth),
+          `${scheme}, ${width} px`,
+        ).toBeLessThanOrEqual(width);
+        expect(failed).toEqual([]);
+        await p.screenshot({ path: join(OUT, `dashboard-${scheme}-${width}.png`), fullPage: true });
+        await p.close();
+      }
+    }
+  }, 90_000);
+
+  it("the channel list is one Tab stop, arrows move in it, Enter watches the channel", async () => {
+    for (const name of ["kb/a", "kb/b", "kb/c"]) {
+      const c = await connect("json");
+      await c.ok({ command: { case: "join", value: { channel: name } } });
+    }
+    const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+    await p.goto(`http://${cluster.http}/`);
+    await p.getByTestId("filter").fill("kb/");
+    await expect.poll(() => p.locator("#channel-list li[data-channel]").count()).toBe(3);
+    // From the filter, one Tab reaches the list (its first channel), not each channel in turn.
+    await p.getByTestId("filter").focus();
+    await p.keyboard.press("Tab");
+    const focused = () => p.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.channel);
+    expect(await focused()).toBe("kb/a");
+    await p.keyboard.press("ArrowDown");
+    await p.keyboard.press("ArrowDown");
+    expect(await focused()).toBe("kb/c");
+    await p.keyboard.press("ArrowUp");
+    expect(await focused()).toBe("kb/b");
+    await p.keyboard.press("Enter");
+    await p.getByTestId("channel-name").filter({ hasText: "kb/b" }).waitFor();
+    expect(await p.locator('li[data-channel="kb/b"]').getAttribute("aria-selected")).toBe("true");
+    await p.keyboard.press("Tab");
+    expect(await focused()).toBeUndefined(); // out of the list in one Tab
+    await p.close();
   }, 60_000);
 
   it("filters channels by prefix", async () => {

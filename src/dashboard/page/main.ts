@@ -90,7 +90,9 @@ function renderChannels(channels: { name: string; members: number }[], more: boo
   const items = channels.map((c) => {
     const li = el("li");
     li.dataset.channel = c.name;
+    li.setAttribute("role", "option");
     li.setAttribute("aria-selected", String(c.name === selected));
+    li.tabIndex = -1;
     li.append(el("span", "name", c.name), el("span", "n", String(c.members)));
     li.title = `${c.name}: ${c.members} member${c.members === 1 ? "" : "s"}`;
     return li;
@@ -106,7 +108,37 @@ function renderChannels(channels: { name: string; members: number }[], more: boo
       ),
     );
   list.replaceChildren(...items);
+  rovingFocus();
   $("channel-total").textContent = `${channels.length}${more ? "+" : ""}`;
+}
+
+/**
+ * The list is one stop for Tab (the selected channel, else the first), and
+ * the arrow keys, Home and End move within it (the listbox pattern).
+ */
+function rovingFocus(focus?: HTMLLIElement) {
+  const options = Array.from($("channel-list").querySelectorAll<HTMLLIElement>("li[data-channel]"));
+  const current =
+    focus ??
+    options.find((li) => li === document.activeElement) ??
+    options.find((li) => li.dataset.channel === selected) ??
+    options[0];
+  for (const li of options) li.tabIndex = li === current ? 0 : -1;
+  if (focus) focus.focus();
+}
+
+function onListKey(e: KeyboardEvent) {
+  const options = Array.from($("channel-list").querySelectorAll<HTMLLIElement>("li[data-channel]"));
+  const at = options.indexOf(e.target as HTMLLIElement);
+  if (at < 0) return;
+  const move = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: options.length - 1 }[e.key];
+  if (move !== undefined) {
+    e.preventDefault();
+    rovingFocus(options[Math.max(0, Math.min(options.length - 1, move))]);
+  } else if (e.key === "Enter" || e.key === " ") {
+    e.preventDefault();
+    select(options[at]!.dataset.channel!);
+  }
 }
 
 // ---- the watched channel ----
@@ -285,6 +317,7 @@ function start() {
     const li = (e.target as HTMLElement).closest<HTMLLIElement>("li[data-channel]");
     if (li) select(li.dataset.channel!);
   });
+  $("channel-list").addEventListener("keydown", onListKey);
   $("filter").addEventListener("input", () => {
     pageTokens = [""];
     void refreshChannels();
