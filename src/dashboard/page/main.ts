@@ -17,6 +17,8 @@ const CHANNEL_POLL_MS = 2000;
 const CHANNEL_PAGE_SIZE = 200;
 /** Entries kept in the event log; older ones scroll away. */
 const MAX_LOG_ENTRIES = 500;
+/** The longest the page works through stream messages before it lets the browser draw and take input. */
+const WORK_SLICE_MS = 12;
 /** Wait before watching again after the stream failed. */
 const REWATCH_DELAY_MS = 2000;
 
@@ -154,6 +156,7 @@ function select(channel: string) {
   $("channel-name").textContent = channel;
   $("target-label").textContent = `To ${channel}`;
   $("log").replaceChildren();
+  pendingLog = [];
   history.replaceState(null, "", `#${encodeURIComponent(channel)}`);
   watch?.abort();
   watch = new AbortController();
@@ -166,7 +169,14 @@ async function watchLoop(channel: string, signal: AbortSignal) {
     let snapshotDone = false;
     setWatchState("connecting", "connecting…");
     try {
+      let slice = performance.now();
       for await (const r of client.watchChannel({ channel }, { signal })) {
+        // A burst arrives as one long run of messages: yield to the page
+        // (input, drawing) every WORK_SLICE_MS instead of holding it.
+        if (performance.now() - slice > WORK_SLICE_MS) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          slice = performance.now();
+        }
         if (r.update.case === "members") {
           for (const m of r.update.value.members) members.set(m.id, m);
           if (r.update.value.complete) {
@@ -231,6 +241,11 @@ function apply(r: WatchChannelResponse) {
 }
 
 function renderMembers(flash?: string) {
+  pendingMembers = { flash: flash ?? pendingMembers?.flash };
+  schedule();
+}
+
+function drawMembers(flash?: string) {
   const rows = [...members.values()]
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((m) => {
@@ -251,21 +266,56 @@ function renderMembers(flash?: string) {
   if (n) n.textContent = String(members.size);
 }
 
+/**
+ * Log entries and the member table are drawn once per animation frame, not
+ * once per event: a burst of thousands of events costs one layout per
+ * frame, and of the entries queued meanwhile only the last MAX_LOG_ENTRIES
+ * are built.
+ */
+let pendingLog: (() => HTMLLIElement)[] = [];
+let pendingMembers: { flash?: string } | undefined;
+let frame = 0;
+
+function schedule() {
+  if (frame === 0) frame = requestAnimationFrame(draw);
+}
+
+function draw() {
+  frame = 0;
+  if (pendingMembers) {
+    const { flash } = pendingMembers;
+    pendingMembers = undefined;
+    drawMembers(flash);
+  }
+  if (pendingLog.length === 0) return;
+  const list = $("log");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const fragment = document.createDocumentFragment();
+  for (const make of pendingLog.slice(-MAX_LOG_ENTRIES)) fragment.append(make());
+  pendingLog = [];
+  list.append(fragment);
+  while (list.childElementCount > MAX_LOG_ENTRIES) list.firstElementChild!.remove();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
 function log(kind: string, label: string, body: string, from?: string, event?: string) {
   if (($("pause") as HTMLInputElement).checked && kind !== "info") return;
-  const list = $("log");
+  const at = new Date();
+  pendingLog.push(() => logEntry(at, kind, label, body, from, event));
+  if (pendingLog.length > 2 * MAX_LOG_ENTRIES) pendingLog = pendingLog.slice(-MAX_LOG_ENTRIES);
+  schedule();
+}
+
+function logEntry(at: Date, kind: string, label: string, body: string, from?: string, event?: string): HTMLLIElement {
   const li = el("li", kind);
   li.dataset.kind = label;
-  const time = el("time", "", new Date().toLocaleTimeString([], { hour12: false }));
+  const time = el("time", "", at.toLocaleTimeString([], { hour12: false }));
   const text = el("span", "body");
   if (event) text.append(el("span", "ev", event));
   text.append(body);
   if (from) text.append(el("span", "from", from));
   li.append(time, el("span", "kind", label), text);
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(li);
-  while (list.childElementCount > MAX_LOG_ENTRIES) list.firstElementChild!.remove();
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  return li;
 }
 
 // ---- sending ----
@@ -332,7 +382,10 @@ function start() {
     select(input.value.trim());
     input.value = "";
   });
-  $("clear").addEventListener("click", () => $("log").replaceChildren());
+  $("clear").addEventListener("click", () => {
+    pendingLog = [];
+    $("log").replaceChildren();
+  });
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const input = $("api-key") as HTMLInputElement;
