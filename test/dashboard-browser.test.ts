@@ -289,6 +289,31 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await p.close();
   }, 60_000);
 
+  it("during an outage shows one 'disconnected since' state and keeps the last data, marked stale", async () => {
+    const down = await startCluster(1);
+    try {
+      const c = await TestClient.connect(down.ws[0]!, "json");
+      clients.push(c);
+      await c.ok({ command: { case: "join", value: { channel: "outage" } } });
+      const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+      await p.goto(`http://${down.http}/#outage`);
+      await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+      await p.locator(`tr[data-member="${c.id}"]`).waitFor();
+      await down.api.stop();
+      await p.getByTestId("status").filter({ hasText: "disconnected since" }).waitFor({ timeout: 10_000 });
+      await p.getByTestId("watch-state").filter({ hasText: "disconnected since" }).waitFor({ timeout: 10_000 });
+      // Several retries later (every 2 s): still one line about it, and the last members, marked stale.
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(await p.locator('#log li[data-kind="stream"]').count()).toBe(1);
+      expect(await p.locator(`tr[data-member="${c.id}"]`).count()).toBe(1);
+      expect(await p.getByTestId("members").getAttribute("data-stale")).toBe("true");
+      expect(await p.getByTestId("channel-list").getAttribute("data-stale")).toBe("true");
+      await p.close();
+    } finally {
+      await down.stop();
+    }
+  }, 60_000);
+
   it("filters channels by prefix", async () => {
     await page.getByTestId("filter").fill("support/");
     await expect

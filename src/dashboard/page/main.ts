@@ -81,10 +81,27 @@ async function refreshChannels() {
       channels.map((c) => ({ name: c.name, members: c.members })),
       next !== "",
     );
+    lostSince = undefined;
     setStatus("ok", "connected");
+    markStale($("channel-list"), false);
   } catch (err) {
-    setStatus("error", describe(err));
+    // One state for the whole outage, with when it began; what is shown is marked stale.
+    lostSince ??= new Date();
+    setStatus("error", `disconnected since ${clock(lostSince)}: ${describe(err)}`);
+    markStale($("channel-list"), true);
   }
+}
+
+/** When the API stopped answering the channel list; undefined while it answers. */
+let lostSince: Date | undefined;
+
+const clock = (d: Date) => d.toLocaleTimeString([], { hour12: false });
+
+/** Marks what an element shows as possibly out of date (dimmed, and said so to screen readers). */
+function markStale(e: HTMLElement, stale: boolean) {
+  e.dataset.stale = String(stale);
+  if (stale) e.setAttribute("aria-description", "may be out of date: the API is not answering");
+  else e.removeAttribute("aria-description");
 }
 
 function renderChannels(channels: { name: string; members: number }[], more: boolean) {
@@ -163,9 +180,15 @@ function select(channel: string) {
   void watchLoop(channel, watch.signal);
 }
 
+/** When the watch of the selected channel was lost; undefined while it is live. */
+let watchLostSince: Date | undefined;
+
 async function watchLoop(channel: string, signal: AbortSignal) {
+  watchLostSince = undefined;
   while (!signal.aborted) {
-    members.clear();
+    // The members shown are kept through an outage (marked stale); the next snapshot replaces them.
+    if (watchLostSince === undefined) members.clear();
+    const snapshot = new Map<string, Member>();
     let snapshotDone = false;
     setWatchState("connecting", "connecting…");
     try {
@@ -178,12 +201,19 @@ async function watchLoop(channel: string, signal: AbortSignal) {
           slice = performance.now();
         }
         if (r.update.case === "members") {
-          for (const m of r.update.value.members) members.set(m.id, m);
+          for (const m of r.update.value.members) snapshot.set(m.id, m);
           if (r.update.value.complete) {
             snapshotDone = true;
+            members.clear();
+            for (const [id, m] of snapshot) members.set(id, m);
             renderMembers();
+            markStale($("members"), false);
             setWatchState("live", "● live");
-            log("info", "watching", `${members.size} member${members.size === 1 ? "" : "s"} now`);
+            const back = watchLostSince
+              ? ` (back after ${Math.round((Date.now() - watchLostSince.getTime()) / 1000)} s)`
+              : "";
+            watchLostSince = undefined;
+            log("info", "watching", `${members.size} member${members.size === 1 ? "" : "s"} now${back}`);
           }
           continue;
         }
@@ -193,8 +223,14 @@ async function watchLoop(channel: string, signal: AbortSignal) {
       }
     } catch (err) {
       if (signal.aborted) return;
-      setWatchState("error", describe(err));
-      log("info", "stream", `ended (${describe(err)}); watching again`);
+      // Logged once when the watch is lost, not at every retry; the
+      // members shown stay, marked stale, until a snapshot replaces them.
+      if (watchLostSince === undefined) {
+        watchLostSince = new Date();
+        log("info", "stream", `lost (${describe(err)}); watching again every ${REWATCH_DELAY_MS / 1000} s`);
+      }
+      setWatchState("error", `disconnected since ${clock(watchLostSince)}`);
+      markStale($("members"), true);
     }
     if (signal.aborted) return;
     await new Promise((r) => setTimeout(r, REWATCH_DELAY_MS));
