@@ -75,6 +75,15 @@ async function measure(reader: PresenceDirectory, channel: string, size: number,
   const full = await time(FULL_RUNS, () => reader.members(channel));
   const got = await reader.members(channel);
   if (got.length !== size) throw new Error(`${channel}: ${got.length} members listed, ${size} added`);
+  // Pages of 1000 read every member once, in id order.
+  const paged: string[] = [];
+  for (let after = "", more = true; more; after = paged.at(-1) ?? "") {
+    const page = await reader.page(channel, after, 1000);
+    paged.push(...page.members.map((m) => m.id));
+    more = page.more;
+  }
+  const sorted = got.map((m) => m.id).sort();
+  if (paged.join() !== sorted.join()) throw new Error(`${channel}: the pages do not list every member once in order`);
   return { size, first, middle, stats, full };
 }
 

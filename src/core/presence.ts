@@ -79,6 +79,17 @@ export interface MemberPage {
   more: boolean;
 }
 
+/**
+ * How many are in a channel (PresenceDirectory.stats): its connections
+ * (members) and the distinct users among them. A user with several
+ * connections in the channel counts once; an anonymous connection (no
+ * user id) counts as a connection and as no user.
+ */
+export interface PresenceStats {
+  connections: number;
+  users: number;
+}
+
 /** A channel that has members, and how many. */
 export interface ChannelCount {
   channel: string;
@@ -104,4 +115,13 @@ export interface PresenceDirectory extends Presence {
    * the edge grace period); unlike members(), it never rejects for that.
    */
   channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]>;
+
+  /**
+   * The channel's counts, read in O(1) (kept up to date on every join and
+   * leave, never counted by listing). Like channels(), the counts may
+   * include the members of an edge that is unreachable or dead right now
+   * (until its grace period ends or its sweep), and never reject for that:
+   * counts are an estimate for dashboards and limits, members() the truth.
+   */
+  stats(channel: string): Promise<PresenceStats>;
 }
