@@ -18,6 +18,7 @@ import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { RedisPresence } from "../src/redis/presence-redis.js";
 import { REDIS_MEMBERS_SCAN_MAX } from "../src/redis/limits.js";
 import { stopAll } from "./helpers/cluster.js";
+import { TestClient } from "./helpers/ws-client.js";
 import { FakeEdge } from "./helpers/fake-edge.js";
 import { useCluster } from "./helpers/fixture.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
@@ -136,7 +137,7 @@ describe.skipIf(NO_REDIS)("Redis mode: GetMembers pages and PresenceStats of 2,5
   }
 
   beforeAll(async () => {
-    topology = await startTopology(1, 0, {
+    topology = await startTopology(1, 1, {
       REALTIME_REDIS_URL: testRedisUrl(),
       REALTIME_REDIS_PREFIX: prefix,
       REALTIME_REDIS_EDGE_TTL_MS: String(TTL_MS),
@@ -161,6 +162,26 @@ describe.skipIf(NO_REDIS)("Redis mode: GetMembers pages and PresenceStats of 2,5
     await Promise.all(bIds.map((id, n) => add(b, id, userOfB(n))));
     for (const size of [100, 1000, 7]) expect(await walk(api, "big", size)).toEqual(sorted([...aIds, ...bIds]));
     expect(await api.presenceStats({ channel: "big" })).toMatchObject({ connections: 2_500, users: 1_000 });
+
+    // A client of a real edge process reads the same pages with its getMembers (anonymous: no user more).
+    const c = await TestClient.connect(topology.ws[0]!, "proto");
+    try {
+      await c.ok({ command: { case: "join", value: { channel: "big" } } });
+      const seen: string[] = [];
+      let pageToken = "";
+      do {
+        const reply = await c.ok({
+          command: { case: "getMembers", value: { channel: "big", pageSize: 1000, pageToken } },
+        });
+        seen.push(...reply.members.map((m) => m.id));
+        pageToken = reply.nextPageToken;
+      } while (pageToken !== "");
+      expect(seen).toEqual(sorted([...aIds, ...bIds, c.id]));
+      expect(await api.presenceStats({ channel: "big" })).toMatchObject({ connections: 2_501, users: 1_000 });
+      await c.ok({ command: { case: "leave", value: { channel: "big" } } });
+    } finally {
+      await c.close();
+    }
 
     // A profile update is no new connection; B's users u0..u99 leave with one connection (A holds them).
     await add(b, bIds[300]!, "");

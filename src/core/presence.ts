@@ -62,8 +62,11 @@ export interface Presence {
    * `after` ("" for the first page), ascending by id (UTF-16 code units,
    * JavaScript's `<`), at most `limit` (>= 1). A page holds fewer than
    * `limit` only at the end (more is false) or when the implementation
-   * bounds a page's size (the link: MAX_MEMBERS_PAGE_BYTES), then with
-   * more true and at least one member. Keyset, not offset: a member that
+   * bounds a page's size (the link: MAX_MEMBERS_PAGE_BYTES) or its work
+   * (Redis: REDIS_MEMBERS_SCAN_MAX ids read, when members of dead edges
+   * are skipped), then with more true and at least one member. An
+   * implementation keeps an index by id: a page costs O(limit + log
+   * members), not a read of the channel. Keyset, not offset: a member that
    * stays in the channel while the pages are read is on exactly one page.
    * Like members(), never a silently partial page: rejects with
    * RealtimeError(Unavailable) when some members cannot be known now.

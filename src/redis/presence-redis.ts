@@ -293,9 +293,7 @@ end
 redis.call('DEL', KEYS[3])
 for i = 0, n - 1 do
   local ch, mid, v = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
-  local ik, uk = ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch
-  reindex(ARGV[3] .. 'm:' .. ch, ik, uk)
-  local added = put(ARGV[3] .. 'm:' .. ch, ik, uk, mid, v)
+  local added = put(ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch, mid, v)
   redis.call('ZADD', KEYS[5], 0, ch)
   redis.call('SADD', KEYS[3], ch)
   if added == 1 and swept then
