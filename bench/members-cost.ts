@@ -82,6 +82,9 @@ async function measure(reader: PresenceDirectory, channel: string, size: number,
     paged.push(...page.members.map((m) => m.id));
     more = page.more;
   }
+  const counts = "stats" in reader ? await (reader as Stats).stats(channel) : undefined;
+  if (counts && JSON.stringify(counts) !== JSON.stringify({ connections: size, users: size / 2 }))
+    throw new Error(`${channel}: counts ${JSON.stringify(counts)}, ${size} connections of ${size / 2} users added`);
   const sorted = got.map((m) => m.id).sort();
   if (paged.join() !== sorted.join()) throw new Error(`${channel}: the pages do not list every member once in order`);
   return { size, first, middle, stats, full };

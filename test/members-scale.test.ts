@@ -254,6 +254,27 @@ describe.skipIf(NO_REDIS)("RedisPresence pages: dead edges, the scan bound, keys
     expect(await reader.stats("room")).toEqual({ connections: 5 + deadIds.length, users: 1 });
   }, 30_000);
 
+  it("reads user ids from the stored bytes in Lua: long profiles (multi-byte lengths), non-ASCII users, all removed", async () => {
+    const edge = await presence("bytes");
+    const reader = await presence();
+    const users = ["ünï", "用户", "a:b", "x".repeat(300), "🙂"];
+    const members = Array.from({ length: 40 }, (_, n) =>
+      create(MemberSchema, {
+        id: idOf("p", n),
+        userId: users[n % users.length],
+        data: { kind: { case: "stringValue", value: "é".repeat((n * 97) % 3000) } },
+      }),
+    );
+    await Promise.all(members.map((m) => edge.add("bytes", m)));
+    expect(await reader.stats("bytes")).toEqual({ connections: 40, users: users.length });
+    // A profile update keeps the counts.
+    await edge.add("bytes", create(MemberSchema, { id: idOf("p", 0), userId: users[0], data: undefined }));
+    expect(await reader.stats("bytes")).toEqual({ connections: 40, users: users.length });
+    await Promise.all(members.map((m) => edge.remove("bytes", m.id)));
+    expect(await reader.stats("bytes")).toEqual({ connections: 0, users: 0 });
+    expect(await conns[0]!.exists(`${prefix}mu:bytes`, `${prefix}mi:bytes`, `${prefix}m:bytes`)).toBe(0);
+  });
+
   it("indexes a channel written by the previous version (a hash without index) on the first read", async () => {
     const writer = await presence("old");
     const reader = await presence();
