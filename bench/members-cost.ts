@@ -63,6 +63,8 @@ interface Row {
   middle: number;
   stats: number | undefined;
   full: number;
+  /** Redis mode: the page script's own time in Redis (INFO commandstats, EVALSHA usec_per_call). */
+  redisUs?: number;
 }
 
 /** Times one filled channel through `reader`; `middleId` starts a page halfway. */
@@ -96,15 +98,28 @@ interface Stats {
 }
 
 function print(title: string, rows: Row[]): void {
+  const redis = rows.some((r) => r.redisUs !== undefined);
   console.log(`\n### ${title}\n`);
-  console.log("| members | first page of 100 | page of 100 in the middle | counts (stats) | full read |");
-  console.log("|---|---|---|---|---|");
+  console.log(
+    `| members | first page of 100 |${redis ? " of which in Redis |" : ""} page of 100 in the middle | counts (stats) | full read |`,
+  );
+  console.log(redis ? "|---|---|---|---|---|---|" : "|---|---|---|---|---|");
   for (const r of rows) {
     const stats = r.stats === undefined ? "n/a" : `${r.stats.toFixed(3)} ms`;
+    const inRedis = redis ? ` ${r.redisUs?.toFixed(0)} µs |` : "";
     console.log(
-      `| ${r.size.toLocaleString("en")} | ${r.first.toFixed(3)} ms | ${r.middle.toFixed(3)} ms | ${stats} | ${r.full.toFixed(2)} ms |`,
+      `| ${r.size.toLocaleString("en")} | ${r.first.toFixed(3)} ms |${inRedis} ${r.middle.toFixed(3)} ms | ${stats} | ${r.full.toFixed(2)} ms |`,
     );
   }
+}
+
+/** The mean time in Redis of one first-page script, over PAGE_RUNS calls (EVALSHA usec_per_call). */
+async function pageUsInRedis(conn: Redis, reader: PresenceDirectory, channel: string): Promise<number> {
+  await conn.config("RESETSTAT");
+  for (let r = 0; r < PAGE_RUNS; r++) await reader.page(channel, "", PAGE);
+  const stats = await conn.info("commandstats");
+  const m = /^cmdstat_evalsha:calls=\d+,usec=\d+,usec_per_call=([\d.]+)/m.exec(stats);
+  return m ? Number(m[1]) : NaN;
 }
 
 async function redisMode(url: string): Promise<Row[]> {
@@ -123,7 +138,8 @@ async function redisMode(url: string): Promise<Row[]> {
       for (let i = 0; i < size; i += FILL_WINDOW)
         await Promise.all(members.slice(i, i + FILL_WINDOW).map((m) => edge.add(channel, m)));
       const ids = members.map((m) => m.id).sort();
-      rows.push(await measure(api, channel, size, ids[Math.floor(size / 2)]!));
+      const row = await measure(api, channel, size, ids[Math.floor(size / 2)]!);
+      rows.push({ ...row, redisUs: await pageUsInRedis(apiConn, api, channel) });
     }
   } finally {
     await edge.close();

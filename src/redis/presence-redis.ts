@@ -185,7 +185,8 @@ return out`;
 /**
  * One page of a channel's live members, ascending by id after ARGV[2]: ids
  * are read from the index in order (ZRANGEBYLEX from the key, O(log n) to
- * find it), their values from the hash, and members of an edge whose
+ * find it; byte order, which for connection ids, printable ASCII
+ * (IdGenerator), is Presence.page's UTF-16 order), their values from the hash, and members of an edge whose
  * liveness expired are skipped, as MEMBERS does. Reads at most ARGV[3] + 1
  * live members (the one more says whether there is a next page) and at
  * most ARGV[4] ids in all (REDIS_MEMBERS_SCAN_MAX).
