@@ -477,7 +477,9 @@ export const PresenceStatsRequestSchema: GenMessage<PresenceStatsRequest> = /*@_
  * never refused for an edge that cannot be reached: they may count the
  * members of such an edge until they are removed (for the edge grace
  * period in embedded mode, REALTIME_REDIS_EDGE_TTL_MS and one sweep in
- * Redis mode), as ChannelSummary.members does.
+ * Redis mode), as ChannelSummary.members does. It fails with UNAVAILABLE
+ * only when presence cannot be read at all (Redis mode: Redis is away, or
+ * not every edge has written its members back after a Redis restart).
  *
  * @generated from message realtime.v1.PresenceStatsResponse
  */
