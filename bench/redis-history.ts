@@ -19,13 +19,12 @@
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
-import { spawn, type ChildProcess } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { PublicationSchema } from "../gen/realtime/link/v1/link_pb.js";
 import { positionFields, RedisBroker } from "../src/redis/broker-redis.js";
 import { closeRedis, connectRedis, openRedis } from "../src/redis/connection.js";
 import { RedisHistory } from "../src/redis/history-redis.js";
-import { answersPing, freePort } from "../test/helpers/net.js";
+import { ownRedis } from "./lib/own-redis.js";
 
 const SIZES = [10, 100, 1000];
 const CHANNELS_FOR_INFO = 1000;
@@ -154,25 +153,6 @@ async function publishes(url: string, historyOn: boolean): Promise<{ p50: number
   edge.close();
   await Promise.all(conns.map((c) => closeRedis(c)));
   return { p50: median(latencies), cpu: (cpu1.user + cpu1.system) / SENDS };
-}
-
-/** A redis-server of this run's own, without persistence (test/helpers/redis-topology.ts needs vitest). */
-async function ownRedis(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  while (!(await answersPing(url, 1_000))) {
-    if (Date.now() > deadline) throw new Error("redis-server did not listen within 10 s");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url, child };
 }
 
 async function main(): Promise<void> {

@@ -87,6 +87,7 @@ for (const protocol of ["grpc", "connect"] as const) {
     it("limits a scoped key to its methods: PERMISSION_DENIED outside them", async () => {
       const reader = rt(READER);
       expect(await code(reader.getMembers({ channel: "keys" }))).toBe("ok");
+      expect(await code(reader.presenceStats({ channel: "keys" }))).toBe("ok");
       expect(await code(reader.listChannels({}))).toBe("ok");
       expect(await code(reader.getHistory({ channel: "keys" }))).toBe("ok");
       expect(await code(send(reader))).toBe(Code.PermissionDenied);
@@ -100,6 +101,7 @@ for (const protocol of ["grpc", "connect"] as const) {
         "ok",
       );
       expect(await code(writer.getMembers({ channel: "keys" }))).toBe(Code.PermissionDenied);
+      expect(await code(writer.presenceStats({ channel: "keys" }))).toBe(Code.PermissionDenied);
       expect(await code(writer.getHistory({ channel: "keys" }))).toBe(Code.PermissionDenied);
     });
 

@@ -54,7 +54,7 @@ async function bufCurl(
 
 describe("buf curl", () => {
   for (const protocol of Object.keys(PROTOCOLS) as (keyof typeof PROTOCOLS)[]) {
-    it(`--protocol ${protocol}: Send reaches a client, GetMembers and ListChannels list it, GetHistory has it, bad input is INVALID_ARGUMENT`, async () => {
+    it(`--protocol ${protocol}: Send reaches a client, GetMembers, ListChannels and PresenceStats count it, GetHistory has it, bad input is INVALID_ARGUMENT`, async () => {
       const channel = `curl-${protocol}`;
       const c = await TestClient.connect(cluster.ws[0]!, "json");
       await c.ok({ command: { case: "join", value: { channel } } });
@@ -74,6 +74,10 @@ describe("buf curl", () => {
         channels: { name: string; members: number }[];
       };
       expect(channels.channels).toEqual([{ name: channel, members: 1 }]);
+
+      // An anonymous connection: one connection, no user (proto3 JSON leaves the 0 out).
+      const stats = JSON.parse((await bufCurl(protocol, "PresenceStats", { channel })).stdout) as unknown;
+      expect(stats).toEqual({ connections: 1 });
 
       // docs/reach.md's GetHistory: the join, then the event, newest first (offsets are JSON strings).
       const history = JSON.parse(

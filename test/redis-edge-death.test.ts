@@ -6,12 +6,12 @@
  */
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
 import { stopAll } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import {
+  deletePrefix,
   eventually,
   NO_REDIS,
   startTopology,
@@ -49,10 +49,7 @@ afterAll(async () => {
   await topology?.stop();
   await stopAll();
   // The killed edge's tombstone and the sweep's keys would linger for a while: remove them.
-  const redis = new Redis(testRedisUrl());
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await deletePrefix(prefix);
 }, 60_000);
 
 async function client(edge: number) {

@@ -270,6 +270,12 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         };
       });
     },
+    async presenceStats(req) {
+      return guard(async () => {
+        checkChannel(req.channel);
+        return presence.stats(req.channel);
+      });
+    },
     async listChannels(req) {
       return guard(async () => {
         const scope = `channels:${req.prefix}`;

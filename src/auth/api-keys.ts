@@ -10,8 +10,8 @@
  * whitespace); each entry is `KEY` (every method) or `KEY:SCOPE+SCOPE...`.
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
- *          `presence` GetMembers, ListChannels, WatchChannel and GetHistory (reading
- *                     who is where and what happened)
+ *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel and
+ *                     GetHistory (reading who is where and what happened)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
  * Example: REALTIME_API_KEYS="k3Yf...old, 9Qx...new, Zt1...ro:presence"
@@ -35,7 +35,7 @@ export const MAX_API_KEY_LENGTH = 256;
 /** The scopes and the methods of realtime.v1.Realtime each one allows. */
 export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
   publish: ["Send", "Broadcast", "SendBatch", "Publish"],
-  presence: ["GetMembers", "ListChannels", "WatchChannel", "GetHistory"],
+  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory"],
 };
 
 const KEY_RE = /^[A-Za-z0-9\-_.~/=]+$/;
@@ -47,6 +47,7 @@ const DEFAULT_METHODS = [
   "SendBatch",
   "Publish",
   "GetMembers",
+  "PresenceStats",
   "ListChannels",
   "WatchChannel",
   "GetHistory",

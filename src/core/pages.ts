@@ -73,22 +73,6 @@ export function pageSize(requested: number, fallback: number): number {
   return Math.min(requested === 0 ? fallback : requested, MAX_PAGE_SIZE);
 }
 
-/** Orders by UTF-16 code unit (JavaScript's <), the order of every page. */
-export function byId(a: Member, b: Member): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-/**
- * Presence.page over a whole list of members (for implementations that
- * read the channel whole): those after `after`, ascending by id, at most
- * `limit` (at least 1).
- */
-export function pageOfMembers(members: readonly Member[], after: string, limit: number): MemberPage {
-  const rest = members.filter((m) => m.id > after).sort(byId);
-  const size = Math.max(1, limit);
-  return { members: rest.slice(0, size), more: rest.length > size };
-}
-
 /**
  * Cuts a page so that its members take at most maxBytes as `sizeOf`
  * measures them (each member's share of the encoded reply), keeping at

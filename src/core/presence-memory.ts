@@ -1,10 +1,22 @@
-import type { ChannelCount, Member, MemberPage, PresenceChange, PresenceDirectory } from "./presence.js";
-import { pageOfMembers } from "./pages.js";
+import type { ChannelCount, Member, MemberPage, PresenceChange, PresenceDirectory, PresenceStats } from "./presence.js";
+import { SortedKeys } from "./sorted-keys.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 
 interface Entry {
   member: Member;
   owner: string;
+}
+
+/** One channel's members, with what makes its pages and counts cheap. */
+interface Channel {
+  /** member id -> entry */
+  entries: Map<string, Entry>;
+  /** The member ids in page order. */
+  ids: SortedKeys;
+  /** user id -> how many of its connections are members (anonymous ones are not counted). */
+  users: Map<string, number>;
+  /** owner -> how many members it holds here: which owners' reachability a read depends on. */
+  owners: Map<string, number>;
 }
 
 interface Owner {
@@ -24,7 +36,7 @@ interface Owner {
  * hub's link) reports it to the membership room (core/presence.ts).
  */
 export class MemoryPresence {
-  private readonly channels = new Map<string, Map<string, Entry>>();
+  private readonly channels = new Map<string, Channel>();
   private readonly owners = new Map<string, Owner>();
 
   /** The Presence seam as seen by one owner. */
@@ -37,15 +49,25 @@ export class MemoryPresence {
       },
       members: async (channel) => this.members(channel),
       page: async (channel, after, limit) => this.page(channel, after, limit),
+      stats: async (channel) => this.stats(channel),
     };
   }
 
   add(owner: string, channel: string, member: Member): void {
-    let members = this.channels.get(channel);
-    if (!members) this.channels.set(channel, (members = new Map()));
-    const previous = members.get(member.id);
-    if (previous && previous.owner !== owner) this.forget(previous.owner, channel, member.id);
-    members.set(member.id, { member, owner });
+    let ch = this.channels.get(channel);
+    if (!ch) {
+      ch = { entries: new Map(), ids: new SortedKeys(), users: new Map(), owners: new Map() };
+      this.channels.set(channel, ch);
+    }
+    const previous = ch.entries.get(member.id);
+    if (previous) {
+      if (previous.owner !== owner) this.forget(previous.owner, channel, member.id);
+      unlist(ch, previous);
+    }
+    const entry = { member, owner };
+    ch.entries.set(member.id, entry);
+    ch.ids.add(member.id);
+    list(ch, entry);
     const o = this.owner(owner);
     let ids = o.channels.get(channel);
     if (!ids) o.channels.set(channel, (ids = new Set()));
@@ -55,11 +77,13 @@ export class MemoryPresence {
 
   /** Removes the member; returns it, or undefined when it was not there. */
   remove(owner: string, channel: string, memberId: string): Member | undefined {
-    const members = this.channels.get(channel);
-    const entry = members?.get(memberId);
-    if (!members || !entry || entry.owner !== owner) return undefined;
-    members.delete(memberId);
-    if (members.size === 0) this.channels.delete(channel);
+    const ch = this.channels.get(channel);
+    const entry = ch?.entries.get(memberId);
+    if (!ch || !entry || entry.owner !== owner) return undefined;
+    ch.entries.delete(memberId);
+    ch.ids.delete(memberId);
+    unlist(ch, entry);
+    if (ch.entries.size === 0) this.channels.delete(channel);
     this.forget(owner, channel, memberId);
     return entry.member;
   }
@@ -69,33 +93,52 @@ export class MemoryPresence {
    * members of the channel is unreachable: the list could be wrong.
    */
   members(channel: string): Member[] {
-    const members = this.channels.get(channel);
-    if (!members) return [];
-    const out: Member[] = [];
-    for (const entry of members.values()) {
-      if (!this.owners.get(entry.owner)?.reachable) {
+    const ch = this.readable(channel);
+    return ch ? [...ch.entries.values()].map((e) => e.member) : [];
+  }
+
+  /**
+   * One page of the channel's members, ascending by id after `after`: at
+   * most `limit` (Presence.page). O(limit + log members + owners of the
+   * channel). Throws UNAVAILABLE as members() does.
+   */
+  page(channel: string, after: string, limit: number): MemberPage {
+    const ch = this.readable(channel);
+    const members: Member[] = [];
+    if (!ch) return { members, more: false };
+    const size = Math.max(1, limit);
+    for (const id of ch.ids.after(after)) {
+      if (members.length === size) return { members, more: true };
+      members.push(ch.entries.get(id)!.member);
+    }
+    return { members, more: false };
+  }
+
+  /** The channel's counts (PresenceDirectory.stats), O(1). */
+  stats(channel: string): PresenceStats {
+    const ch = this.channels.get(channel);
+    return { connections: ch?.entries.size ?? 0, users: ch?.users.size ?? 0 };
+  }
+
+  /** The channel, or undefined when it has no members; throws UNAVAILABLE when an owner of some of them is unreachable. */
+  private readable(channel: string): Channel | undefined {
+    const ch = this.channels.get(channel);
+    if (!ch) return undefined;
+    for (const owner of ch.owners.keys()) {
+      if (!this.owners.get(owner)?.reachable) {
         throw new RealtimeError(
           Code.Unavailable,
           `an edge holding members of channel ${JSON.stringify(channel)} is unreachable; try again in a few seconds`,
         );
       }
-      out.push(entry.member);
     }
-    return out;
-  }
-
-  /**
-   * One page of the channel's members, ascending by id after `after`: at
-   * most `limit` (Presence.page). Throws UNAVAILABLE as members() does.
-   */
-  page(channel: string, after: string, limit: number): MemberPage {
-    return pageOfMembers(this.members(channel), after, limit);
+    return ch;
   }
 
   /** The channels with members, with their member counts. */
   channelCounts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [channel, members] of this.channels) out.set(channel, members.size);
+    for (const [channel, ch] of this.channels) out.set(channel, ch.entries.size);
     return out;
   }
 
@@ -110,7 +153,7 @@ export class MemoryPresence {
     for (const channel of this.channels.keys()) {
       if (channel > after && channel.startsWith(prefix)) heap.offer(channel);
     }
-    return heap.sorted().map((channel) => ({ channel, members: this.channels.get(channel)!.size }));
+    return heap.sorted().map((channel) => ({ channel, members: this.channels.get(channel)!.entries.size }));
   }
 
   /** Marks an owner's members unreachable (its link dropped) or reachable. */
@@ -172,6 +215,26 @@ export class MemoryPresence {
     ids.delete(memberId);
     if (ids.size === 0) this.owners.get(owner)!.channels.delete(channel);
   }
+}
+
+/** Counts entry's owner and user in the channel. */
+function list(ch: Channel, entry: Entry): void {
+  ch.owners.set(entry.owner, (ch.owners.get(entry.owner) ?? 0) + 1);
+  const user = entry.member.userId;
+  if (user !== "") ch.users.set(user, (ch.users.get(user) ?? 0) + 1);
+}
+
+/** Undoes list(ch, entry). */
+function unlist(ch: Channel, entry: Entry): void {
+  release(ch.owners, entry.owner);
+  if (entry.member.userId !== "") release(ch.users, entry.member.userId);
+}
+
+/** Decrements a refcount, deleting it at zero. */
+function release(counts: Map<string, number>, name: string): void {
+  const n = (counts.get(name) ?? 0) - 1;
+  if (n > 0) counts.set(name, n);
+  else counts.delete(name);
 }
 
 function key(channel: string, id: string): string {

@@ -62,8 +62,11 @@ export interface Presence {
    * `after` ("" for the first page), ascending by id (UTF-16 code units,
    * JavaScript's `<`), at most `limit` (>= 1). A page holds fewer than
    * `limit` only at the end (more is false) or when the implementation
-   * bounds a page's size (the link: MAX_MEMBERS_PAGE_BYTES), then with
-   * more true and at least one member. Keyset, not offset: a member that
+   * bounds a page's size (the link: MAX_MEMBERS_PAGE_BYTES) or its work
+   * (Redis: REDIS_MEMBERS_SCAN_MAX ids read, when members of dead edges
+   * are skipped), then with more true and at least one member. An
+   * implementation keeps an index by id: a page costs O(limit + log
+   * members), not a read of the channel. Keyset, not offset: a member that
    * stays in the channel while the pages are read is on exactly one page.
    * Like members(), never a silently partial page: rejects with
    * RealtimeError(Unavailable) when some members cannot be known now.
@@ -77,6 +80,17 @@ export interface MemberPage {
   members: Member[];
   /** Whether members sort after the last one here: ask again with after = its id. */
   more: boolean;
+}
+
+/**
+ * How many are in a channel (PresenceDirectory.stats): its connections
+ * (members) and the distinct users among them. A user with several
+ * connections in the channel counts once; an anonymous connection (no
+ * user id) counts as a connection and as no user.
+ */
+export interface PresenceStats {
+  connections: number;
+  users: number;
 }
 
 /** A channel that has members, and how many. */
@@ -104,4 +118,13 @@ export interface PresenceDirectory extends Presence {
    * the edge grace period); unlike members(), it never rejects for that.
    */
   channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]>;
+
+  /**
+   * The channel's counts, read in O(1) (kept up to date on every join and
+   * leave, never counted by listing). Like channels(), the counts may
+   * include the members of an edge that is unreachable or dead right now
+   * (until its grace period ends or its sweep), and never reject for that:
+   * counts are an estimate for dashboards and limits, members() the truth.
+   */
+  stats(channel: string): Promise<PresenceStats>;
 }

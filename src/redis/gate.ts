@@ -381,7 +381,7 @@ export function gatedBroker(broker: Broker, gate: RedisGate): Broker {
 }
 
 /**
- * Presence as the service reads it: members and channels are refused with
+ * Presence as the service reads it: members, channels and counts are refused with
  * UNAVAILABLE while the gate is closed (some edge may not have re-written
  * its members yet); writes pass (an edge's own changes are retried by its
  * membership room, core/membership.ts).
@@ -401,6 +401,10 @@ export function gatedPresence(presence: PresenceDirectory, gate: RedisGate): Pre
     async channels(prefix, after, limit) {
       gate.check("ListChannels");
       return presence.channels(prefix, after, limit);
+    },
+    async stats(channel) {
+      gate.check("PresenceStats");
+      return presence.stats(channel);
     },
   };
 }

@@ -28,3 +28,14 @@ export const REDIS_SWEPT_MEMORY_MS = 60 * 60_000;
 
 /** How long a node waits for Redis at start before it starts anyway (and keeps trying). */
 export const REDIS_START_WAIT_MS = 5_000;
+
+/**
+ * Most entries of a channel's id index one GetMembers page script reads.
+ * A page reads its ids from the index in order and skips the members of
+ * dead edges (not yet swept); where that many are skipped before the page
+ * has one live member, the script stops and the page is read on from where
+ * it stopped by another call, so that no call blocks Redis for long (about
+ * 1 µs per entry: a few ms). At least MAX_PAGE_SIZE + 1, so that a page of
+ * live members is read in one call.
+ */
+export const REDIS_MEMBERS_SCAN_MAX = 5_000;

@@ -1,21 +1,23 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
-import { pageOfMembers } from "../core/pages.js";
 import type {
   ChannelCount,
   Member,
   MemberPage,
   PresenceChange,
   PresenceDirectory,
+  PresenceStats,
   ReportChanges,
 } from "../core/presence.js";
 import { redisUnavailable } from "./connection.js";
-import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
+import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
 
 /*
  * The keys, under the prefix P:
  *   P m:<channel>         hash   member id -> "<edge id>:" + realtime.client.v1.Member (binary)
+ *   P mi:<channel>        zset   the channel's member ids (all score 0): the order of pages, for ZRANGEBYLEX
+ *   P mu:<channel>        hash   user id -> how many of its connections are members (no anonymous ones)
  *   P channels            zset   the channels that have members (all score 0, for ZRANGEBYLEX)
  *   P edges               set    the ids of the registered edges
  *   P edge:<id>           string the edge's liveness: exists while the edge heartbeats (PX ttl)
@@ -29,29 +31,139 @@ import { REDIS_SWEPT_MEMORY_MS } from "./limits.js";
  * two nodes never both remove (and report) the same member. The scripts
  * reach keys derived from their arguments, which a standalone Redis allows;
  * on Redis Cluster the prefix must carry a hash tag (docs/scaling.md).
+ *
+ * The three keys of a channel change together, in the same scripts (LIB's
+ * put and del), so the index and the user counts always match the hash.
+ * Keys written by a version before the index (a hash with no index) are
+ * indexed by the first read that meets them: a page or stats read whose
+ * index does not have as many ids as the hash has entries rebuilds both
+ * from the hash (O(members), once), then reads in O(page).
  */
 
-/** Records a member (KEYS: hash, channels, edge channels; ARGV: id, value, channel). */
-const ADD = `
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[3])
+/**
+ * Lua shared by the scripts that write members: the user id of a stored
+ * value (field 3 of realtime.client.v1.Member, read from the protobuf
+ * bytes), and put/del, which keep a channel's hash, id index and user
+ * counts together.
+ */
+const LIB = `
+local function varint(s, i)
+  local n, mul = 0, 1
+  while true do
+    local b = string.byte(s, i)
+    if b == nil then return n, i end
+    i = i + 1
+    n = n + (b % 128) * mul
+    if b < 128 then return n, i end
+    mul = mul * 128
+  end
+end
+local function user_of(v)
+  local i = string.find(v, ':', 1, true)
+  if not i then return '' end
+  i = i + 1
+  local user = ''
+  while i <= #v do
+    local tag
+    tag, i = varint(v, i)
+    local wt = tag % 8
+    if wt == 2 then
+      local len
+      len, i = varint(v, i)
+      if math.floor(tag / 8) == 3 then user = string.sub(v, i, i + len - 1) end
+      i = i + len
+    elseif wt == 0 then
+      local _
+      _, i = varint(v, i)
+    elseif wt == 1 then i = i + 8
+    elseif wt == 5 then i = i + 4
+    else return user end
+  end
+  return user
+end
+local function ref(uk, user, by)
+  if user == '' then return end
+  if redis.call('HINCRBY', uk, user, by) <= 0 then redis.call('HDEL', uk, user) end
+end
+local function put(hk, ik, uk, id, v)
+  local old = redis.call('HGET', hk, id)
+  redis.call('HSET', hk, id, v)
+  if old then
+    if old ~= v then
+      local ou, nu = user_of(old), user_of(v)
+      if ou ~= nu then ref(uk, ou, -1) ref(uk, nu, 1) end
+    end
+    return 0
+  end
+  redis.call('ZADD', ik, 0, id)
+  ref(uk, user_of(v), 1)
+  return 1
+end
+local function del(hk, ik, uk, id, v)
+  redis.call('HDEL', hk, id)
+  redis.call('ZREM', ik, id)
+  ref(uk, user_of(v), -1)
+end
+local function reindex(hk, ik, uk)
+  if redis.call('ZCARD', ik) == redis.call('HLEN', hk) then return end
+  redis.call('DEL', ik, uk)
+  local all = redis.call('HGETALL', hk)
+  for i = 1, #all, 2 do
+    redis.call('ZADD', ik, 0, all[i])
+    ref(uk, user_of(all[i + 1]), 1)
+  end
+end
+`;
+
+/** Records a member (KEYS: hash, index, users, channels, edge channels; ARGV: id, value, channel). */
+const ADD = `${LIB}
+put(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[4], 0, ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[3])
 return 1`;
 
 /**
- * Removes a member if this edge owns it (KEYS: hash, channels, edge channels;
- * ARGV: id, "<edge>:", channel, last). last=1: the edge has no member left there.
+ * Removes a member if this edge owns it (KEYS: hash, index, users, channels,
+ * edge channels; ARGV: id, "<edge>:", channel, last). last=1: the edge has
+ * no member left there.
  */
-const REMOVE = `
+const REMOVE = `${LIB}
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 local removed = 0
 if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
+  del(KEYS[1], KEYS[2], KEYS[3], ARGV[1], v)
+  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[3]) end
   removed = 1
 end
-if ARGV[4] == '1' then redis.call('SREM', KEYS[3], ARGV[3]) end
+if ARGV[4] == '1' then redis.call('SREM', KEYS[5], ARGV[3]) end
 return removed`;
+
+/**
+ * Lua shared by the reads: liveness(grace key, edge key prefix) returns a
+ * function of a stored value that answers its member's bytes when its edge
+ * is alive (or within the grace after a stall, see SWEEP), else nil; each
+ * edge's liveness is looked up once per script.
+ */
+const LIVENESS = `
+local function liveness(grace_key, edge_prefix)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local grace = now < tonumber(redis.call('GET', grace_key) or '0')
+  local alive = {}
+  return function(v)
+    local sep = v and string.find(v, ':', 1, true)
+    if not sep then return nil end
+    local owner = string.sub(v, 1, sep - 1)
+    local ok = alive[owner]
+    if ok == nil then
+      ok = grace or redis.call('EXISTS', edge_prefix .. owner) == 1
+      alive[owner] = ok
+    end
+    if ok then return string.sub(v, sep + 1) end
+    return nil
+  end
+end
+`;
 
 /**
  * The members of a channel whose edge is alive (KEYS: hash, grace; ARGV:
@@ -60,27 +172,69 @@ return removed`;
  * stall (see SWEEP), when liveness keys may have expired with no one able
  * to refresh them.
  */
-const MEMBERS = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local grace = now < tonumber(redis.call('GET', KEYS[2]) or '0')
+const MEMBERS = `${LIVENESS}
+local live = liveness(KEYS[2], ARGV[1])
 local all = redis.call('HGETALL', KEYS[1])
-local alive = {}
 local out = {}
-for i = 1, #all, 2 do
-  local v = all[i + 1]
-  local sep = string.find(v, ':', 1, true)
-  if sep then
-    local owner = string.sub(v, 1, sep - 1)
-    local ok = alive[owner]
-    if ok == nil then
-      ok = grace or redis.call('EXISTS', ARGV[1] .. owner) == 1
-      alive[owner] = ok
-    end
-    if ok then out[#out + 1] = string.sub(v, sep + 1) end
-  end
+for i = 2, #all, 2 do
+  local m = live(all[i])
+  if m then out[#out + 1] = m end
 end
 return out`;
+
+/**
+ * One page of a channel's live members, ascending by id after ARGV[2]: ids
+ * are read from the index in order (ZRANGEBYLEX from the key, O(log n) to
+ * find it; byte order, which for connection ids, printable ASCII
+ * (IdGenerator), is Presence.page's UTF-16 order), their values from the hash, and members of an edge whose
+ * liveness expired are skipped, as MEMBERS does. Reads at most ARGV[3] + 1
+ * live members (the one more says whether there is a next page) and at
+ * most ARGV[4] ids in all (REDIS_MEMBERS_SCAN_MAX).
+ * KEYS: hash, index, users, grace; ARGV: edge key prefix, after ("" for
+ * the first page), limit, scan max.
+ * Returns "1" when members may follow (the page is full, or the scan max
+ * was reached), else "0"; then the last id read (where a page that reached
+ * the scan max with no member is read on); then the members' bytes.
+ */
+const PAGE = `${LIB}${LIVENESS}
+reindex(KEYS[1], KEYS[2], KEYS[3])
+local live = liveness(KEYS[4], ARGV[1])
+local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local last = ARGV[2]
+local found = {}
+local scanned = 0
+local ended = false
+while #found <= limit and scanned < budget do
+  local want = math.min(limit + 1 - #found, budget - scanned)
+  local ids = redis.call('ZRANGEBYLEX', KEYS[2], last == '' and '-' or '(' .. last, '+', 'LIMIT', 0, want)
+  if #ids == 0 then ended = true break end
+  local values = redis.call('HMGET', KEYS[1], unpack(ids))
+  for j = 1, #ids do
+    scanned = scanned + 1
+    last = ids[j]
+    local m = live(values[j])
+    if m then
+      found[#found + 1] = m
+      if #found > limit then break end
+    end
+  end
+  if #found <= limit and #ids < want then ended = true break end
+end
+local more = '0'
+if #found > limit then
+  found[#found] = nil
+  more = '1'
+elseif not ended then
+  more = '1'
+end
+local out = {more, last}
+for j = 1, #found do out[#out + 1] = found[j] end
+return out`;
+
+/** A channel's counts, O(1) (KEYS: hash, index, users). Returns connections, users. */
+const STATS = `${LIB}
+reindex(KEYS[1], KEYS[2], KEYS[3])
+return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[3])}`;
 
 /** A page of channels with their counts (KEYS: channels; ARGV: min, max, limit, hash prefix). */
 const CHANNELS = `
@@ -108,11 +262,11 @@ return 1`;
  * announced for them) and writes every entry it holds (returned as joins
  * when the edge had been swept: the others were told they left).
  * KEYS: edges, edge, edge channels, swept, channels.
- * ARGV: id, ttl, hash prefix, n, then n triples channel, member id, value.
+ * ARGV: id, ttl, key prefix P, n, then n triples channel, member id, value.
  * Returns "1" if the edge had been swept ("0" if not), then a flat list of
  * kind ("join"/"leave"), channel, member bytes.
  */
-const SYNC = `
+const SYNC = `${LIB}
 local id = ARGV[1]
 local tag = id .. ':'
 local swept = redis.call('EXISTS', KEYS[4]) == 1
@@ -124,12 +278,12 @@ local held = {}
 for i = 0, n - 1 do held[ARGV[5 + i * 3] .. '\\0' .. ARGV[6 + i * 3]] = true end
 local out = {swept and '1' or '0'}
 for _, ch in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  local hk = ARGV[3] .. ch
+  local hk, ik, uk = ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch
   local all = redis.call('HGETALL', hk)
   for j = 1, #all, 2 do
     local v = all[j + 1]
     if string.sub(v, 1, #tag) == tag and not held[ch .. '\\0' .. all[j]] then
-      redis.call('HDEL', hk, all[j])
+      del(hk, ik, uk, all[j], v)
       out[#out + 1] = 'leave'
       out[#out + 1] = ch
       out[#out + 1] = string.sub(v, #tag + 1)
@@ -140,7 +294,7 @@ end
 redis.call('DEL', KEYS[3])
 for i = 0, n - 1 do
   local ch, mid, v = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
-  local added = redis.call('HSET', ARGV[3] .. ch, mid, v)
+  local added = put(ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch, mid, v)
   redis.call('ZADD', KEYS[5], 0, ch)
   redis.call('SADD', KEYS[3], ch)
   if added == 1 and swept then
@@ -166,9 +320,9 @@ return out`;
  * it sees the gap too. No record of an attempt (a fresh Redis, or one that
  * restarted from disk) counts as a stall as well.
  * KEYS: edges, lock, channels, clock, grace, registrations (gate.ts).
- * ARGV: edge key prefix, hash prefix, lock ms, swept ms, stall ms, ttl ms.
+ * ARGV: edge key prefix, key prefix P, lock ms, swept ms, stall ms, ttl ms.
  */
-const SWEEP = `
+const SWEEP = `${LIB}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('GET', KEYS[4]) or '0')
@@ -186,12 +340,12 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local tag = id .. ':'
     local ck = ek .. ':channels'
     for _, ch in ipairs(redis.call('SMEMBERS', ck)) do
-      local hk = ARGV[2] .. ch
+      local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
       local all = redis.call('HGETALL', hk)
       for j = 1, #all, 2 do
         local v = all[j + 1]
         if string.sub(v, 1, #tag) == tag then
-          redis.call('HDEL', hk, all[j])
+          del(hk, ik, uk, all[j], v)
           out[#out + 1] = ch
           out[#out + 1] = string.sub(v, #tag + 1)
         end
@@ -218,6 +372,8 @@ interface Scripts {
   rtAdd: Script;
   rtRemove: Script;
   rtMembersBuffer: Script;
+  rtPageBuffer: Script;
+  rtStats: Script;
   rtChannels: Script;
   rtHeartbeat: Script;
   rtSyncBuffer: Script;
@@ -279,6 +435,7 @@ export class RedisPresence implements PresenceDirectory {
   private readonly held = new Map<string, Map<string, Buffer>>();
   private readonly scripts: Scripts;
   private readonly tag: string;
+  private readonly prefix: string;
   private readonly hashPrefix: string;
   private readonly edgeKeyPrefix: string;
   private readonly keys: {
@@ -306,6 +463,7 @@ export class RedisPresence implements PresenceDirectory {
       throw new Error(`edge id ${JSON.stringify(edgeId)} must be non-empty and have no ":"`);
     }
     this.tag = `${edgeId ?? ""}:`;
+    this.prefix = prefix;
     this.hashPrefix = `${prefix}m:`;
     this.edgeKeyPrefix = `${prefix}edge:`;
     this.keys = {
@@ -319,9 +477,11 @@ export class RedisPresence implements PresenceDirectory {
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
     const define = (name: string, numberOfKeys: number, lua: string) =>
       command.defineCommand(name, { numberOfKeys, lua });
-    define("rtAdd", 3, ADD);
-    define("rtRemove", 3, REMOVE);
+    define("rtAdd", 5, ADD);
+    define("rtRemove", 5, REMOVE);
     define("rtMembers", 2, MEMBERS);
+    define("rtPage", 4, PAGE);
+    define("rtStats", 3, STATS);
     define("rtChannels", 1, CHANNELS);
     define("rtHeartbeat", 2, HEARTBEAT);
     define("rtSync", 5, SYNC);
@@ -386,7 +546,7 @@ export class RedisPresence implements PresenceDirectory {
     ids.set(member.id, value);
     try {
       await this.scripts.rtAdd(
-        this.hashPrefix + channel,
+        ...this.channelKeys(channel),
         this.keys.channels,
         `${this.edgeKeyPrefix}${edgeId}:channels`,
         member.id,
@@ -412,7 +572,7 @@ export class RedisPresence implements PresenceDirectory {
     const last = this.forget(channel, memberId);
     try {
       await this.scripts.rtRemove(
-        this.hashPrefix + channel,
+        ...this.channelKeys(channel),
         this.keys.channels,
         `${this.edgeKeyPrefix}${edgeId}:channels`,
         memberId,
@@ -448,11 +608,50 @@ export class RedisPresence implements PresenceDirectory {
   }
 
   /**
-   * Presence.page: reads the channel's whole hash (as members() does) and
-   * returns one page of it; O(members), not O(page), for now.
+   * Presence.page in O(limit + log members) Redis work, plus the members
+   * of dead edges not yet swept that sort among them: each call reads at
+   * most REDIS_MEMBERS_SCAN_MAX ids, and one that found no live member
+   * among them is followed by another from where it stopped, so that no
+   * page is empty unless it is the end.
    */
   async page(channel: string, after: string, limit: number): Promise<MemberPage> {
-    return pageOfMembers(await this.members(channel), after, limit);
+    const size = Math.max(1, limit);
+    const keys = this.channelKeys(channel);
+    let from = after;
+    for (;;) {
+      let flat: Buffer[];
+      try {
+        flat = (await this.scripts.rtPageBuffer(
+          ...keys,
+          this.keys.grace,
+          this.edgeKeyPrefix,
+          from,
+          size,
+          REDIS_MEMBERS_SCAN_MAX,
+        )) as Buffer[];
+      } catch (err) {
+        throw redisUnavailable(err, "GetMembers");
+      }
+      const more = flat[0]!.toString() === "1";
+      const members = flat.slice(2).map((v) => fromBinary(MemberSchema, v));
+      if (members.length > 0 || !more) return { members, more };
+      from = flat[1]!.toString();
+    }
+  }
+
+  async stats(channel: string): Promise<PresenceStats> {
+    let counts: number[];
+    try {
+      counts = (await this.scripts.rtStats(...this.channelKeys(channel))) as number[];
+    } catch (err) {
+      throw redisUnavailable(err, "PresenceStats");
+    }
+    return { connections: Number(counts[0]), users: Number(counts[1]) };
+  }
+
+  /** A channel's keys: its hash, id index and user counts. */
+  private channelKeys(channel: string): [string, string, string] {
+    return [`${this.prefix}m:${channel}`, `${this.prefix}mi:${channel}`, `${this.prefix}mu:${channel}`];
   }
 
   async channels(prefix: string, after: string, limit: number): Promise<ChannelCount[]> {
@@ -487,7 +686,7 @@ export class RedisPresence implements PresenceDirectory {
         this.keys.grace,
         this.keys.registrations,
         this.edgeKeyPrefix,
-        this.hashPrefix,
+        this.prefix,
         this.intervalMs,
         REDIS_SWEPT_MEMORY_MS,
         // Attempts come every interval from each node; allow two missed and a second.
@@ -558,7 +757,7 @@ export class RedisPresence implements PresenceDirectory {
           this.keys.channels,
           edgeId,
           this.options.ttlMs,
-          this.hashPrefix,
+          this.prefix,
           n,
           ...args,
         )) as Buffer[];

@@ -35,19 +35,33 @@ export class FakeEdge {
 
   /**
    * Adds `count` members to each channel, without waiting for replies;
-   * resolves once the hub has them all. data: each member's profile.
+   * resolves once the hub has them all. data: each member's profile;
+   * userId: each member's user.
    */
-  async addMembers(channels: string[], count: number, idPrefix: string, data?: (n: number) => Value): Promise<void> {
+  async addMembers(
+    channels: string[],
+    count: number,
+    idPrefix: string,
+    data?: (n: number) => Value,
+    userId?: (n: number) => string,
+  ): Promise<void> {
     let n = 0;
     for (const channel of channels) {
       for (let i = 0; i < count; i++) {
         const id = `${idPrefix}${String(n).padStart(6, "0")}`;
-        this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member: { id, data: data?.(n) } } } });
+        const member = { id, data: data?.(n), userId: userId?.(n) };
+        this.send({ id: 0, frame: { case: "presenceAdd", value: { channel, member } } });
         n++;
       }
       // Let the socket drain now and then.
       if (n % 5000 < count) await new Promise((r) => setImmediate(r));
     }
+    await this.request({ frame: { case: "synced", value: {} } });
+  }
+
+  /** Removes members from channel; resolves once the hub has. */
+  async removeMembers(channel: string, ids: readonly string[]): Promise<void> {
+    for (const memberId of ids) this.send({ id: 0, frame: { case: "presenceRemove", value: { channel, memberId } } });
     await this.request({ frame: { case: "synced", value: {} } });
   }
 

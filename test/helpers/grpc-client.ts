@@ -9,6 +9,8 @@ import {
   type GetHistoryRequestSchema,
   type GetHistoryResponse,
   type GetMembersResponse,
+  type PresenceStatsRequestSchema,
+  type PresenceStatsResponse,
   type PublishRequest,
   type PublishResponse,
   type SendBatchRequestSchema,
@@ -29,6 +31,10 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof GetMembersRequestSchema>,
     metadata?: grpc.Metadata,
   ): Promise<GetMembersResponse>;
+  presenceStats(
+    req: MessageInitShape<typeof PresenceStatsRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<PresenceStatsResponse>;
   getHistory(
     req: MessageInitShape<typeof GetHistoryRequestSchema>,
     metadata?: grpc.Metadata,
@@ -62,6 +68,7 @@ export function realtimeClient(address: string): RealtimeTestClient {
     sendBatch: call<SendBatchResponse>("sendBatch", m.sendBatch.input),
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
+    presenceStats: call<PresenceStatsResponse>("presenceStats", m.presenceStats.input),
     getHistory: call<GetHistoryResponse>("getHistory", m.getHistory.input),
     watchChannel: (req, metadata = new grpc.Metadata()) =>
       (

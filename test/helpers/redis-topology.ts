@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
 import { inject } from "vitest";
 import { startProcess, stopAll, type Proc } from "./cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./grpc-client.js";
@@ -48,6 +49,20 @@ export interface Topology {
 /** A prefix no other test uses, so that tests can share one Redis. */
 export function uniquePrefix(name: string): string {
   return `test:${name}:${randomBytes(4).toString("hex")}:`;
+}
+
+/**
+ * Deletes every key of the run's Redis under prefix (a test's own, from
+ * uniquePrefix), so that a test leaves nothing behind; never anything else.
+ */
+export async function deletePrefix(prefix: string): Promise<void> {
+  const redis = new Redis(testRedisUrl());
+  try {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Starts `apis` API nodes and `edges` edges on one Redis, all on port 0. */

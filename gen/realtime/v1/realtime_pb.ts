@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiiwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJ/ChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCQoHcGF5bG9hZCJJChFCcm9hZGNhc3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvCg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0iUgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24isgIKFFdhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KB21lbWJlcnMYASABKAsyGi5yZWFsdGltZS52MS5XYXRjaFNuYXBzaG90SAASIwoEam9pbhgCIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiQKBWxlYXZlGAMgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLQoOcHJvZmlsZV91cGRhdGUYBCABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIsCgdtZXNzYWdlGAUgASgLMhkucmVhbHRpbWUudjEuV2F0Y2hNZXNzYWdlSAASCgoCaWQYBiABKAkSDgoGb2Zmc2V0GAcgASgEEg0KBWVwb2NoGAggASgJEg4KBnJlc3luYxgJIAEoCEIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSIvCg5TdHJlYW1Qb3NpdGlvbhIOCgZvZmZzZXQYASABKAQSDQoFZXBvY2gYAiABKAkicAoRR2V0SGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiiAEKEkdldEhpc3RvcnlSZXNwb25zZRIxCgZldmVudHMYASADKAsyIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZRItCghwb3NpdGlvbhgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEhAKCGNvbXBsZXRlGAMgASgIMvMECghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAESTQoKR2V0SGlzdG9yeRIeLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0SGlzdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiiwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJ/ChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCQoHcGF5bG9hZCJJChFCcm9hZGNhc3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChRQcmVzZW5jZVN0YXRzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJIjsKFVByZXNlbmNlU3RhdHNSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRINCgV1c2VycxgCIAEoDSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvCg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0iUgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24isgIKFFdhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KB21lbWJlcnMYASABKAsyGi5yZWFsdGltZS52MS5XYXRjaFNuYXBzaG90SAASIwoEam9pbhgCIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiQKBWxlYXZlGAMgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLQoOcHJvZmlsZV91cGRhdGUYBCABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIsCgdtZXNzYWdlGAUgASgLMhkucmVhbHRpbWUudjEuV2F0Y2hNZXNzYWdlSAASCgoCaWQYBiABKAkSDgoGb2Zmc2V0GAcgASgEEg0KBWVwb2NoGAggASgJEg4KBnJlc3luYxgJIAEoCEIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSIvCg5TdHJlYW1Qb3NpdGlvbhIOCgZvZmZzZXQYASABKAQSDQoFZXBvY2gYAiABKAkicAoRR2V0SGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiiAEKEkdldEhpc3RvcnlSZXNwb25zZRIxCgZldmVudHMYASADKAsyIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZRItCghwb3NpdGlvbhgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEhAKCGNvbXBsZXRlGAMgASgIMssFCghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAESTQoKR2V0SGlzdG9yeRIeLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0SGlzdG9yeVJlc3BvbnNlElYKDVByZXNlbmNlU3RhdHMSIS5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVxdWVzdBoiLnJlYWx0aW1lLnYxLlByZXNlbmNlU3RhdHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -450,6 +450,66 @@ export const GetMembersResponseSchema: GenMessage<GetMembersResponse> = /*@__PUR
   messageDesc(file_realtime_v1_realtime, 10);
 
 /**
+ * PresenceStatsRequest names the channel whose members are counted.
+ *
+ * @generated from message realtime.v1.PresenceStatsRequest
+ */
+export type PresenceStatsRequest = Message<"realtime.v1.PresenceStatsRequest"> & {
+  /**
+   * The channel, with the same rules as SendRequest.channel. A channel with
+   * no members counts 0 and 0.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.PresenceStatsRequest.
+ * Use `create(PresenceStatsRequestSchema)` to create a new message.
+ */
+export const PresenceStatsRequestSchema: GenMessage<PresenceStatsRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 11);
+
+/**
+ * PresenceStatsResponse is a channel's counts. They are kept up to date on
+ * every join and leave, not counted by listing. Unlike GetMembers they are
+ * never refused for an edge that cannot be reached: they may count the
+ * members of such an edge until they are removed (for the edge grace
+ * period in embedded mode, REALTIME_REDIS_EDGE_TTL_MS and one sweep in
+ * Redis mode), as ChannelSummary.members does. It fails with UNAVAILABLE
+ * only when presence cannot be read at all (Redis mode: Redis is away, or
+ * not every edge has written its members back after a Redis restart).
+ *
+ * @generated from message realtime.v1.PresenceStatsResponse
+ */
+export type PresenceStatsResponse = Message<"realtime.v1.PresenceStatsResponse"> & {
+  /**
+   * How many members (connections) the channel has, across all edges: as
+   * many as GetMembers would list.
+   *
+   * @generated from field: uint32 connections = 1;
+   */
+  connections: number;
+
+  /**
+   * How many distinct users they are: a user with several connections in
+   * the channel counts once, and anonymous connections (no user_id) count
+   * as none.
+   *
+   * @generated from field: uint32 users = 2;
+   */
+  users: number;
+};
+
+/**
+ * Describes the message realtime.v1.PresenceStatsResponse.
+ * Use `create(PresenceStatsResponseSchema)` to create a new message.
+ */
+export const PresenceStatsResponseSchema: GenMessage<PresenceStatsResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 12);
+
+/**
  * ListChannelsRequest selects the channels to list.
  *
  * @generated from message realtime.v1.ListChannelsRequest
@@ -484,7 +544,7 @@ export type ListChannelsRequest = Message<"realtime.v1.ListChannelsRequest"> & {
  * Use `create(ListChannelsRequestSchema)` to create a new message.
  */
 export const ListChannelsRequestSchema: GenMessage<ListChannelsRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 11);
+  messageDesc(file_realtime_v1_realtime, 13);
 
 /**
  * ListChannelsResponse is one page of channels, ordered by name (by UTF-16
@@ -517,7 +577,7 @@ export type ListChannelsResponse = Message<"realtime.v1.ListChannelsResponse"> &
  * Use `create(ListChannelsResponseSchema)` to create a new message.
  */
 export const ListChannelsResponseSchema: GenMessage<ListChannelsResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 12);
+  messageDesc(file_realtime_v1_realtime, 14);
 
 /**
  * ChannelSummary is a channel with at least one member.
@@ -547,7 +607,7 @@ export type ChannelSummary = Message<"realtime.v1.ChannelSummary"> & {
  * Use `create(ChannelSummarySchema)` to create a new message.
  */
 export const ChannelSummarySchema: GenMessage<ChannelSummary> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 13);
+  messageDesc(file_realtime_v1_realtime, 15);
 
 /**
  * WatchChannelRequest names the channel to watch.
@@ -580,7 +640,7 @@ export type WatchChannelRequest = Message<"realtime.v1.WatchChannelRequest"> & {
  * Use `create(WatchChannelRequestSchema)` to create a new message.
  */
 export const WatchChannelRequestSchema: GenMessage<WatchChannelRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 14);
+  messageDesc(file_realtime_v1_realtime, 16);
 
 /**
  * WatchChannelResponse is one step of a channel's life. The stream starts
@@ -680,7 +740,7 @@ export type WatchChannelResponse = Message<"realtime.v1.WatchChannelResponse"> &
  * Use `create(WatchChannelResponseSchema)` to create a new message.
  */
 export const WatchChannelResponseSchema: GenMessage<WatchChannelResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 15);
+  messageDesc(file_realtime_v1_realtime, 17);
 
 /**
  * WatchSnapshot is part of the members a channel had when the watch started.
@@ -708,7 +768,7 @@ export type WatchSnapshot = Message<"realtime.v1.WatchSnapshot"> & {
  * Use `create(WatchSnapshotSchema)` to create a new message.
  */
 export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 16);
+  messageDesc(file_realtime_v1_realtime, 18);
 
 /**
  * WatchMessage is an application event sent to the watched channel.
@@ -759,7 +819,7 @@ export type WatchMessage = Message<"realtime.v1.WatchMessage"> & {
  * Use `create(WatchMessageSchema)` to create a new message.
  */
 export const WatchMessageSchema: GenMessage<WatchMessage> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 17);
+  messageDesc(file_realtime_v1_realtime, 19);
 
 /**
  * Member is one connection that has joined a channel.
@@ -797,7 +857,7 @@ export type Member = Message<"realtime.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 18);
+  messageDesc(file_realtime_v1_realtime, 20);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -825,7 +885,7 @@ export type StreamPosition = Message<"realtime.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 19);
+  messageDesc(file_realtime_v1_realtime, 21);
 
 /**
  * GetHistoryRequest asks for a channel's kept events.
@@ -868,7 +928,7 @@ export type GetHistoryRequest = Message<"realtime.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 20);
+  messageDesc(file_realtime_v1_realtime, 22);
 
 /**
  * GetHistoryResponse holds the events, as WatchChannel shows them
@@ -905,7 +965,7 @@ export type GetHistoryResponse = Message<"realtime.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 21);
+  messageDesc(file_realtime_v1_realtime, 23);
 
 /**
  * Realtime is the API that backends call to push events to the clients
@@ -944,7 +1004,9 @@ export const Realtime: GenService<{
   },
   /**
    * GetMembers lists the members of a channel across all edges, all at once
-   * or (with page_size) in pages ordered by member id.
+   * or (with page_size) in pages ordered by member id. A page costs about
+   * the same whatever the channel's size (O(page_size + log members)); a
+   * call without page_size reads the whole channel.
    *
    * @generated from rpc realtime.v1.Realtime.GetMembers
    */
@@ -1049,6 +1111,18 @@ export const Realtime: GenService<{
     methodKind: "unary";
     input: typeof GetHistoryRequestSchema;
     output: typeof GetHistoryResponseSchema;
+  },
+  /**
+   * PresenceStats counts a channel's members, connections and distinct
+   * users, without listing them: it costs the same (O(1)) whatever the
+   * channel's size. Allowed where GetMembers is.
+   *
+   * @generated from rpc realtime.v1.Realtime.PresenceStats
+   */
+  presenceStats: {
+    methodKind: "unary";
+    input: typeof PresenceStatsRequestSchema;
+    output: typeof PresenceStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);
