@@ -14,7 +14,7 @@ import { waitFor } from "./helpers/sdk.js";
 import type { Enc, TestClient } from "./helpers/ws-client.js";
 
 // A long window, so that joins made together surely fall in one (the test waits for what it expects, never for time).
-const f = useCluster(2, { REALTIME_PRESENCE_RULES: "quiet:=off,quiet:loud:=on", REALTIME_PRESENCE_WINDOW_MS: "300" });
+const f = useCluster(2, { REALTIME_PRESENCE_RULES: "quiet:=off,quiet:loud:=on", REALTIME_PRESENCE_WINDOW_MS: "1000" });
 const json = (v: unknown) => fromJson(ValueSchema, v as never);
 const N = 8;
 

@@ -18,12 +18,15 @@ export const DEFAULT_PRESENCE_EVENTS = true;
 /**
  * Default of REALTIME_PRESENCE_WINDOW_MS: how long an edge gathers a
  * channel's system events before it sends them, as one Presence frame, to
- * each member that asked for them (presence=batch). 50 ms is below what a
- * person notices in a member list, and at 200 joins/s into a channel of
- * 10,000 it turns 2 M frames/s into 200 k. 0: only what reaches the edge
- * in the same turn of its event loop is gathered (no delay added).
+ * each member that asked for them (presence=batch). A member list a fifth
+ * of a second late is not one a person notices, and the window sets the
+ * cost of a busy channel: each member gets at most one frame per window
+ * (measured, docs/scaling.md: filling one channel of 10,000 took 64 s at
+ * 50 ms and 36 s at 250 ms, where each frame costs an edge ~12 µs and a
+ * client ~6 µs). 0: only what reaches the edge in the same turn of its
+ * event loop is gathered (no delay added).
  */
-export const DEFAULT_PRESENCE_WINDOW_MS = 50;
+export const DEFAULT_PRESENCE_WINDOW_MS = 200;
 /** Longest REALTIME_PRESENCE_WINDOW_MS: a member list later than a second is a stale one. */
 export const MAX_PRESENCE_WINDOW_MS = 1_000;
 /** Most rules REALTIME_PRESENCE_RULES may list. */
