@@ -2,7 +2,7 @@
  * The edge core with in-memory fakes of its seams: membership, commands,
  * echo, system events and fan-out, without processes or sockets.
  */
-import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { create, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ClientFrameSchema,
@@ -14,7 +14,13 @@ import {
 import { historyRules } from "../src/core/history-rules.js";
 import { createPublication } from "../src/core/publication.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { Edge, type EdgeOptions, type Session } from "../src/core/edge.js";
+import {
+  Edge,
+  MAX_HELD_PRESENCE_EVENTS,
+  MAX_PRESENCE_FRAME_BYTES,
+  type EdgeOptions,
+  type Session,
+} from "../src/core/edge.js";
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
@@ -600,5 +606,25 @@ describe("edge core: presence", () => {
     expect(w.t.allEvents().map((e) => [e.event, e.offset])).toEqual([["msg", 4n]]); // offsets 1-3: the system events
     const reply = w.t.frames().find((f) => f.frame.case === "reply")!.frame.value as { position?: { offset: bigint } };
     expect(reply.position?.offset).toBe(1n);
+  });
+});
+
+describe("edge core: presence bounds", () => {
+  it("a connection holds at most MAX_HELD_PRESENCE_EVENTS, and no presence frame lists more than MAX_PRESENCE_FRAME_BYTES", async () => {
+    const { connect, join } = presenceSetup();
+    const w = connect(true, false);
+    await join(w.s, "c");
+    const before = w.t.sent.length;
+    for (let i = 0; i < MAX_HELD_PRESENCE_EVENTS; i++) await join(connect(false).s, "c");
+    // Nothing else was sent to w and the window is a minute: the bound sent them.
+    const frames = w.t.frames().slice(before);
+    const listed = frames.flatMap((f) => (f.frame.case === "presence" ? f.frame.value.events : []));
+    expect(listed).toHaveLength(MAX_HELD_PRESENCE_EVENTS);
+    expect(frames.length).toBeGreaterThan(1);
+    for (const f of frames) {
+      const events = f.frame.case === "presence" ? f.frame.value.events : [];
+      const bytes = events.reduce((n, e) => n + toBinary(EventSchema, { ...e, offset: 0n, epoch: "" }).length, 0);
+      expect(bytes).toBeLessThanOrEqual(MAX_PRESENCE_FRAME_BYTES);
+    }
   });
 });

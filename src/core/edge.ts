@@ -46,6 +46,21 @@ export const MAX_PENDING_COMMANDS = 256;
  */
 export const ECHO_WAIT_MS = 1_000;
 
+/**
+ * Most system events one connection holds for a presence frame: at this
+ * many they are sent at once, window or not, so that a burst (the leaves of
+ * a dead edge's members) costs each connection a bounded list.
+ */
+export const MAX_HELD_PRESENCE_EVENTS = 1_024;
+
+/**
+ * Largest presence frame, in bytes of the events' binary encoding (JSON
+ * takes up to 6 times that): a run is split into frames of at most this
+ * much, far below the default slow-consumer limit (REALTIME_MAX_OUTBOUND_BYTES,
+ * 1 MiB), so that a long run never closes a client that keeps up.
+ */
+export const MAX_PRESENCE_FRAME_BYTES = 16 * 1024;
+
 /** Channels whose gap recheck() fills at once (history reads in flight). */
 export const RECHECK_CONCURRENCY = 16;
 
@@ -673,8 +688,10 @@ export class Edge {
 
   /** pub, a system event, waits in the connection's held events for the end of the window. */
   private holdFor(session: Session, pub: Publication): void {
-    if (session.held) session.held.push(pub);
-    else {
+    if (session.held) {
+      session.held.push(pub);
+      if (session.held.length >= MAX_HELD_PRESENCE_EVENTS) return this.flushHeld(session);
+    } else {
       session.held = [pub];
       this.holding.add(session);
     }
@@ -1269,7 +1286,14 @@ function presenceFrames(held: readonly Publication[], encoding: Encoding): Uint8
   for (let start = 0; start < held.length;) {
     const first = held[start]!;
     let end = start + 1;
-    while (end < held.length && held[end]!.channel === first.channel && held[end]!.epoch === first.epoch) end++;
+    let bytes = first.event.length;
+    while (
+      end < held.length &&
+      held[end]!.channel === first.channel &&
+      held[end]!.epoch === first.epoch &&
+      (bytes += held[end]!.event.length) <= MAX_PRESENCE_FRAME_BYTES
+    )
+      end++;
     if (end - start === 1) frames.push(json ? jsonEventFrame(first) : binaryEventFrame(first));
     else {
       const run = held.slice(start, end);
