@@ -39,6 +39,12 @@ import {
   MAX_HISTORY_TTL_MS,
   parseHistoryRules,
 } from "./core/history-rules.js";
+import {
+  DEFAULT_PRESENCE_EVENTS,
+  DEFAULT_PRESENCE_WINDOW_MS,
+  MAX_PRESENCE_WINDOW_MS,
+  parsePresenceRules,
+} from "./core/presence-rules.js";
 import { parseApiKeys } from "./auth/api-keys.js";
 import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
@@ -334,6 +340,30 @@ export const SETTINGS = {
       parseHistoryRules(raw, 0);
       return raw.trim();
     },
+  }),
+  presenceEvents: setting({
+    env: "REALTIME_PRESENCE_EVENTS",
+    default: DEFAULT_PRESENCE_EVENTS,
+    doc: "Whether members receive channel:join, channel:leave and channel:update (off: GetMembers, WatchChannel and history still have them). Per channel prefix: REALTIME_PRESENCE_RULES.",
+    roles: ["edge"],
+    parse: bool,
+  }),
+  presenceRules: setting({
+    env: "REALTIME_PRESENCE_RULES",
+    default: "",
+    doc: "Presence events per channel prefix, overriding the one above: comma-separated prefix=on or prefix=off, longest prefix first, e.g. lobby:=off,lobby:vip:=on.",
+    roles: ["edge"],
+    parse: (raw: string): string => {
+      parsePresenceRules(raw);
+      return raw.trim();
+    },
+  }),
+  presenceWindowMs: setting({
+    env: "REALTIME_PRESENCE_WINDOW_MS",
+    default: DEFAULT_PRESENCE_WINDOW_MS,
+    doc: "How long an edge gathers a channel's presence events before sending them as one presence frame to each member that connected with presence=batch (the SDK does); 0: only those that arrive together. Other clients get each at once.",
+    roles: ["edge"],
+    parse: integer(0, MAX_PRESENCE_WINDOW_MS),
   }),
   logLevel: setting({
     env: "REALTIME_LOG_LEVEL",

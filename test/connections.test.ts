@@ -129,9 +129,20 @@ afterEach(() => {
 });
 
 describe("admission", () => {
-  it("admits a request synchronously when nothing is to be authenticated, with echo from the query", () => {
+  it("admits a request synchronously when nothing is to be authenticated, with echo and presence from the query", () => {
     const { policy } = setup();
-    expect(policy.admit(request(), undefined, never)).toEqual({ admitted: true, identity: ANONYMOUS, echo: true });
+    expect(policy.admit(request(), undefined, never)).toEqual({
+      admitted: true,
+      identity: ANONYMOUS,
+      echo: true,
+      presenceBatches: false,
+    });
+    expect(policy.admit(request("/?presence=batch"), undefined, never)).toMatchObject({ presenceBatches: true });
+    expect(policy.admit(request("/?presence=single"), undefined, never)).toMatchObject({ presenceBatches: false });
+    expect(policy.admit(request("/?presence=many"), undefined, never)).toMatchObject({
+      admitted: false,
+      refusal: { status: 400, reason: "protocol", message: expect.stringMatching(/presence must be single or batch/) },
+    });
     expect(policy.admit(request("/?echo=false"), undefined, never)).toMatchObject({ echo: false });
     expect(policy.admit(request("/?echo=true"), undefined, never)).toMatchObject({ echo: true });
   });

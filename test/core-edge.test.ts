@@ -2,22 +2,30 @@
  * The edge core with in-memory fakes of its seams: membership, commands,
  * echo, system events and fan-out, without processes or sockets.
  */
-import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { create, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ClientFrameSchema,
   EventSchema,
   ServerFrameSchema,
+  type Event,
   type ServerFrame,
 } from "../gen/realtime/client/v1/client_pb.js";
 import { historyRules } from "../src/core/history-rules.js";
 import { createPublication } from "../src/core/publication.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { Edge, type Session } from "../src/core/edge.js";
+import {
+  Edge,
+  MAX_HELD_PRESENCE_EVENTS,
+  MAX_PRESENCE_FRAME_BYTES,
+  type EdgeOptions,
+  type Session,
+} from "../src/core/edge.js";
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
+import { parsePresenceRules, presenceRules } from "../src/core/presence-rules.js";
 import type { Connection } from "../src/core/transport.js";
 import { Encoding } from "../src/protocol/encodings.js";
 
@@ -33,6 +41,12 @@ class FakeTransport implements Connection {
   }
   replies() {
     return this.frames().flatMap((f) => (f.frame.case === "reply" ? [f.frame.value] : []));
+  }
+  /** Every event, from event and presence frames, in order. */
+  allEvents(): Event[] {
+    return this.frames().flatMap((f) =>
+      f.frame.case === "event" ? [f.frame.value] : f.frame.case === "presence" ? f.frame.value.events : [],
+    );
   }
   send(data: Uint8Array): void {
     this.sent.push(data);
@@ -364,18 +378,25 @@ describe("edge core", () => {
   });
 });
 
+/** An edge over a hub whose channels keep size events of history (so their events have positions). */
+function historyEdge(size: number, options: Partial<EdgeOptions> = {}) {
+  const broker = new MemoryBroker(undefined, historyRules(size, 0));
+  const presence = new MemoryPresence();
+  let edge!: Edge;
+  const node = broker.attach((pub) => edge.deliver(pub), true);
+  edge = new Edge({
+    broker: node,
+    presence: presence.view("edge-1"),
+    limits: DEFAULT_LIMITS,
+    allowClientBroadcast: true,
+    ...options,
+  });
+  return { broker, presence, node, edge };
+}
+
 describe("edge core: channel order", () => {
   function positioned(size = 100) {
-    const broker = new MemoryBroker(undefined, historyRules(size, 0));
-    const presence = new MemoryPresence();
-    let edge!: Edge;
-    const node = broker.attach((pub) => edge.deliver(pub), true);
-    edge = new Edge({
-      broker: node,
-      presence: presence.view("edge-1"),
-      limits: DEFAULT_LIMITS,
-      allowClientBroadcast: true,
-    });
+    const { broker, edge } = historyEdge(size);
     const t = new FakeTransport();
     const s = edge.connect(t, Encoding.Json, false);
     const event = (n: number) =>
@@ -480,5 +501,130 @@ describe("edge core: channel order", () => {
       [3, 3n],
     ]);
     expect(t2.frames().filter((f) => f.frame.case === "resync")).toEqual([]);
+  });
+});
+
+// Presence fan-out (REALTIME_PRESENCE_RULES, presence frames): the window is a minute
+// here, so that nothing but the flushes the edge owes sends a held event.
+function presenceSetup(windowMs = 60_000) {
+  const { node, edge } = historyEdge(100, {
+    presenceEvents: presenceRules(true, parsePresenceRules("quiet:=off")),
+    presenceWindowMs: windowMs,
+  });
+  const connect = (batches: boolean, echo = true) => {
+    const t = new FakeTransport();
+    return { t, s: edge.connect(t, Encoding.Json, echo, undefined, batches) };
+  };
+  const cmd = async (s: Session, init: Parameters<typeof create<typeof ClientFrameSchema>>[1]) => {
+    edge.receive(s, new TextEncoder().encode(toJsonString(ClientFrameSchema, create(ClientFrameSchema, init))), false);
+    await s.queue;
+  };
+  const join = (s: Session, channel: string) => cmd(s, { id: 9, command: { case: "join", value: { channel } } });
+  const backendSend = (channel: string) =>
+    node.publish(
+      createPublication(
+        create(EventSchema, { id: "m", channel, event: "msg", payload: { case: "binary", value: new Uint8Array() } }),
+        1 << 20,
+      ),
+    );
+  return { connect, cmd, join, backendSend };
+}
+
+const kinds = (t: FakeTransport) => t.frames().map((f) => f.frame.case);
+const summary = (events: Event[]) => events.map((e) => [e.event, e.id, e.offset, e.epoch]);
+
+describe("edge core: presence", () => {
+  it("a presence=batch connection gets the same events as one without, grouped, flushed by the next event", async () => {
+    const { connect, join, backendSend } = presenceSetup();
+    const batched = connect(true, false);
+    const plain = connect(false, false);
+    await join(batched.s, "c");
+    const joined = batched.t.sent.length;
+    await join(plain.s, "c");
+    const others = [connect(false), connect(false), connect(false)];
+    for (const o of others) await join(o.s, "c");
+    expect(kinds(batched.t).slice(joined)).toEqual([]); // held: the window is a minute
+    await backendSend("c");
+    // What both were sent (plain's own join aside): the same events, ids and positions.
+    expect(summary(batched.t.allEvents().slice(1))).toEqual(summary(plain.t.allEvents()));
+    expect(kinds(batched.t).slice(-2)).toEqual(["presence", "event"]);
+    const frame = batched.t.frames().at(-2)!.frame.value as { events: Event[] };
+    expect(frame.events.map((e) => (e.payload.value as { id: string }).id)).toEqual([
+      plain.s.id,
+      ...others.map((o) => o.s.id),
+    ]);
+    expect(frame.events.map((e) => e.offset)).toEqual(
+      [...frame.events.map((e) => e.offset)].sort((x, y) => (x < y ? -1 : 1)),
+    );
+    expect(frame.events.every((e) => e.offset > 0n && e.epoch !== "")).toBe(true);
+  });
+
+  it("a reply, and the connection's own event, go after what it holds", async () => {
+    const { connect, cmd, join } = presenceSetup();
+    const w = connect(true, true);
+    await join(w.s, "c");
+    const a = connect(false);
+    const b = connect(false);
+    await join(a.s, "c");
+    await join(b.s, "c");
+    const n = w.t.sent.length;
+    await cmd(w.s, {
+      id: 2,
+      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "w" } } } },
+    });
+    expect(kinds(w.t).slice(n)).toEqual(["presence", "event", "reply"]);
+    const events = w.t.allEvents().map((e) => [e.event, (e.payload.value as { id: string }).id]);
+    expect(events).toEqual([
+      ["channel:join", w.s.id],
+      ["channel:join", a.s.id],
+      ["channel:join", b.s.id],
+      ["channel:update", w.s.id],
+    ]);
+    const offsets = w.t.allEvents().map((e) => e.offset);
+    expect(offsets).toEqual([1n, 2n, 3n, 4n]);
+  });
+
+  it("a lone held event goes as an event frame; the window sends what is held by itself", async () => {
+    const { connect, join } = presenceSetup(5);
+    const w = connect(true, false);
+    await join(w.s, "c");
+    const a = connect(false);
+    await join(a.s, "c");
+    await expect.poll(() => kinds(w.t).filter((k) => k === "event").length).toBe(1);
+    expect(kinds(w.t)).not.toContain("presence");
+  });
+
+  it("a channel without presence events: none to anyone, not even echo; the join still has its position", async () => {
+    const { connect, cmd, join, backendSend } = presenceSetup();
+    const w = connect(true, true);
+    const p = connect(false, true);
+    await join(w.s, "quiet:x");
+    await join(p.s, "quiet:x");
+    await cmd(p.s, { id: 3, command: { case: "leave", value: { channel: "quiet:x" } } });
+    await backendSend("quiet:x");
+    for (const c of [w, p]) expect(c.t.allEvents().filter((e) => e.event.startsWith("channel:"))).toEqual([]);
+    expect(w.t.allEvents().map((e) => [e.event, e.offset])).toEqual([["msg", 4n]]); // offsets 1-3: the system events
+    const reply = w.t.frames().find((f) => f.frame.case === "reply")!.frame.value as { position?: { offset: bigint } };
+    expect(reply.position?.offset).toBe(1n);
+  });
+});
+
+describe("edge core: presence bounds", () => {
+  it("a connection holds at most MAX_HELD_PRESENCE_EVENTS, and no presence frame lists more than MAX_PRESENCE_FRAME_BYTES", async () => {
+    const { connect, join } = presenceSetup();
+    const w = connect(true, false);
+    await join(w.s, "c");
+    const before = w.t.sent.length;
+    for (let i = 0; i < MAX_HELD_PRESENCE_EVENTS; i++) await join(connect(false).s, "c");
+    // Nothing else was sent to w and the window is a minute: the bound sent them.
+    const frames = w.t.frames().slice(before);
+    const listed = frames.flatMap((f) => (f.frame.case === "presence" ? f.frame.value.events : []));
+    expect(listed).toHaveLength(MAX_HELD_PRESENCE_EVENTS);
+    expect(frames.length).toBeGreaterThan(1);
+    for (const f of frames) {
+      const events = f.frame.case === "presence" ? f.frame.value.events : [];
+      const bytes = events.reduce((n, e) => n + toBinary(EventSchema, { ...e, offset: 0n, epoch: "" }).length, 0);
+      expect(bytes).toBeLessThanOrEqual(MAX_PRESENCE_FRAME_BYTES);
+    }
   });
 });

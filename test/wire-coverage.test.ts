@@ -35,7 +35,7 @@ import {
   SendBatchRequestSchema,
   SendRequestSchema,
 } from "../gen/realtime/v1/realtime_pb.js";
-import { binaryEventFrame, jsonEventFrame } from "../src/wire/client-codec.js";
+import { binaryEventFrame, binaryPresenceFrame, jsonEventFrame, jsonPresenceFrame } from "../src/wire/client-codec.js";
 import { WIRE_COVERAGE, type CodecCoverage } from "../src/wire/coverage.js";
 import {
   encodeEventBinary,
@@ -65,9 +65,14 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   return { ...actual, fromBinary: vi.fn(actual.fromBinary) };
 });
 
-/** The event of a ServerFrame as a Publication carries it, encoded (binaryEventFrame copies it). */
-function publicationOf(frame: ServerFrame): Publication {
-  const event = frame.frame.value as Event;
+/** The events of a ServerFrame (event or presence) as Publications carry them, encoded (the frame copies them). */
+function publicationsOf(frame: ServerFrame): Publication[] {
+  if (frame.frame.case === "presence") return frame.frame.value.events.map(publicationOf);
+  return [publicationOf(frame.frame.value as Event)];
+}
+
+/** An event as a Publication carries it, encoded. */
+function publicationOf(event: Event): Publication {
   return create(PublicationSchema, {
     event: toBinary(EventSchema, event),
     eventJson: toJsonString(EventSchema, event),
@@ -114,9 +119,17 @@ const ROOTS: Record<string, Record<string, RootCodec>> = {
   "client-codec.ts": {
     "realtime.client.v1.ServerFrame": {
       encode: {
-        handles: (m) => (m as ServerFrame).frame.case === "event",
-        binary: (m) => binaryEventFrame(publicationOf(m as ServerFrame)),
-        json: (m) => new TextDecoder().decode(jsonEventFrame(publicationOf(m as ServerFrame))),
+        handles: (m) => ["event", "presence"].includes((m as ServerFrame).frame.case!),
+        binary: (m) =>
+          (m as ServerFrame).frame.case === "event"
+            ? binaryEventFrame(publicationsOf(m as ServerFrame)[0]!)
+            : binaryPresenceFrame(publicationsOf(m as ServerFrame)),
+        json: (m) =>
+          new TextDecoder().decode(
+            (m as ServerFrame).frame.case === "event"
+              ? jsonEventFrame(publicationsOf(m as ServerFrame)[0]!)
+              : jsonPresenceFrame(publicationsOf(m as ServerFrame)),
+          ),
       },
     },
   },

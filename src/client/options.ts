@@ -137,6 +137,9 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
     throw new TypeError(`url must start with ws:// or wss://, got ${JSON.stringify(options.url)}`);
   }
   if (options.echo !== undefined) url.searchParams.set("echo", String(Boolean(options.echo)));
+  // Presence changes coalesced per channel (docs/protocol.md "Presence frames"); the SDK
+  // emits one event per change either way. An edge that does not know the parameter ignores it.
+  if (!url.searchParams.has("presence")) url.searchParams.set("presence", "batch");
 
   const encoding = options.encoding ?? DEFAULT_ENCODING;
   if (encoding !== "json" && encoding !== "proto")

@@ -786,6 +786,10 @@ export class RealtimeClient {
       case "event":
         this.#onEvent(frame.frame.value);
         return;
+      case "presence":
+        // Coalesced system events of one channel, in its order: one emit each, as if they came one by one.
+        for (const ev of frame.frame.value.events) this.#onEvent(ev);
+        return;
       case "resync": {
         const { channel, position } = frame.frame.value;
         // During a re-join it says the re-join did not recover: reported with the reply.

@@ -14,7 +14,7 @@
  *   5. the edge holds its most connections              503 limit
  *   6. the transport's own handshake rules (e.g. a
  *      WebSocket subprotocol it does not speak)        400 protocol
- *   7. the request's options (the echo parameter)       400 protocol
+ *   7. the request's options (echo, presence)           400 protocol
  *   8. authentication (the token)                       the authenticator's
  *                                                        status, 401 by default
  *   9. the edge began shutting down meanwhile           503 shutdown
@@ -53,6 +53,8 @@ export type Admission =
       readonly identity: Identity;
       /** The connection's default for echo (its own events), from the request. */
       readonly echo: boolean;
+      /** It asked for presence frames (presence=batch): system events coalesced per channel. */
+      readonly presenceBatches: boolean;
     }
   /** refusal undefined: the client went away while it was authenticated; nothing to answer. */
   | { readonly admitted: false; readonly refusal: Refusal | undefined };
@@ -99,7 +101,7 @@ export const SHUTTING_DOWN: Refusal = {
 
 /**
  * Checks 1 to 7 (see the module comment): the refusal, or the request's
- * echo default. handshake is the transport's own refusal of the request, if
+ * echo default and presence mode. handshake is the transport's own refusal of the request, if
  * any (check 6).
  */
 export function screen(
@@ -107,7 +109,9 @@ export function screen(
   options: AdmissionOptions,
   state: AdmissionState,
   handshake: Refusal | undefined,
-): { readonly refusal: Refusal } | { readonly refusal?: undefined; readonly echo: boolean } {
+):
+  | { readonly refusal: Refusal }
+  | { readonly refusal?: undefined; readonly echo: boolean; readonly presenceBatches: boolean } {
   if (state.closing) return { refusal: SHUTTING_DOWN };
   const host = header(request, "host");
   const origin = header(request, "origin");
@@ -140,10 +144,14 @@ export function screen(
       `this edge holds ${max} connections, its limit (REALTIME_MAX_CONNECTIONS): connect to another edge or retry later`,
     );
   if (handshake) return { refusal: handshake };
-  const echo = new URL(request.url ?? "/", "http://edge").searchParams.get("echo");
+  const query = new URL(request.url ?? "/", "http://edge").searchParams;
+  const echo = query.get("echo");
   if (echo !== null && echo !== "true" && echo !== "false")
     return refuse(400, "protocol", `query parameter echo must be true or false, not ${JSON.stringify(echo)}`);
-  return { echo: echo !== "false" };
+  const presence = query.get("presence");
+  if (presence !== null && presence !== "single" && presence !== "batch")
+    return refuse(400, "protocol", `query parameter presence must be single or batch, not ${JSON.stringify(presence)}`);
+  return { echo: echo !== "false", presenceBatches: presence === "batch" };
 }
 
 /** Check 8 failed: the refusal for what the authenticator rejected with. */

@@ -153,16 +153,16 @@ export class ConnectionPolicy {
       handshake,
     );
     if (screened.refusal) return this.refused(screened.refusal);
-    const { echo } = screened;
+    const { echo, presenceBatches } = screened;
     const authenticate = this.options.authenticate;
-    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo };
+    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo, presenceBatches };
     this.handshaking++;
     return authenticate(request).then(
       (identity): Admission => {
         this.handshaking--;
         if (gone()) return { admitted: false, refusal: undefined };
         if (this.closing) return this.refused(SHUTTING_DOWN);
-        return { admitted: true, identity, echo };
+        return { admitted: true, identity, echo, presenceBatches };
       },
       (err: unknown) => {
         this.handshaking--;
@@ -181,10 +181,16 @@ export class ConnectionPolicy {
    * the Edge (which sends it its id). The transport reports its events to the
    * ClientConnection returned.
    */
-  open(transport: Transport, encoding: Encoding, echo: boolean, identity: Identity): ClientConnection {
+  open(
+    transport: Transport,
+    encoding: Encoding,
+    echo: boolean,
+    identity: Identity,
+    presenceBatches = false,
+  ): ClientConnection {
     const connection = new ClientConnection(transport, this);
     this.clients.add(connection);
-    connection.session = this.edge.connect(connection, encoding, echo, identity);
+    connection.session = this.edge.connect(connection, encoding, echo, identity, presenceBatches);
     return connection;
   }
 

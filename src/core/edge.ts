@@ -11,7 +11,17 @@ import { ANONYMOUS, TOKEN_CLOCK_SKEW_MS, type Identity } from "./identity.js";
 import { withPosition, type Broker, type Delivery, type Publication, type StreamPosition } from "./broker.js";
 import { fitHistory, historyLimit } from "./history.js";
 import { CloseCode } from "../protocol/close-codes.js";
-import { binaryEventFrame, decodeClientFrame, FrameError, jsonEventFrame, serverFrame } from "../wire/client-codec.js";
+import {
+  binaryEventFrame,
+  binaryPresenceFrame,
+  decodeClientFrame,
+  FrameError,
+  jsonEventFrame,
+  jsonPresenceFrame,
+  serverFrame,
+} from "../wire/client-codec.js";
+import { isSystemEventBytes } from "../wire/event-codec.js";
+import { ALL_PRESENCE_EVENTS, DEFAULT_PRESENCE_WINDOW_MS, type PresenceEventsFor } from "./presence-rules.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_HISTORY_LIMIT, MAX_HISTORY_REPLY_BYTES, MAX_RECOVERY_EVENTS, type Limits } from "./limits.js";
 import { checkChannel, checkEvent } from "./names.js";
@@ -35,6 +45,21 @@ export const MAX_PENDING_COMMANDS = 256;
  * position the broker answered.
  */
 export const ECHO_WAIT_MS = 1_000;
+
+/**
+ * Most system events one connection holds for a presence frame: at this
+ * many they are sent at once, window or not, so that a burst (the leaves of
+ * a dead edge's members) costs each connection a bounded list.
+ */
+export const MAX_HELD_PRESENCE_EVENTS = 1_024;
+
+/**
+ * Largest presence frame, in bytes of the events' binary encoding (JSON
+ * takes up to 6 times that): a run is split into frames of at most this
+ * much, far below the default slow-consumer limit (REALTIME_MAX_OUTBOUND_BYTES,
+ * 1 MiB), so that a long run never closes a client that keeps up.
+ */
+export const MAX_PRESENCE_FRAME_BYTES = 16 * 1024;
 
 /** Channels whose gap recheck() fills at once (history reads in flight). */
 export const RECHECK_CONCURRENCY = 16;
@@ -95,6 +120,15 @@ export class Session {
   errorBudget = 0;
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
+  /** It asked for presence frames (presence=batch): system events wait in held for the edge's window. */
+  presenceBatches = false;
+  /**
+   * The system events it is owed, in the order they reached it, that wait
+   * to go out as presence frames; undefined when none. Anything else sent
+   * to it first sends these (Edge.flushHeld), so that it gets the same
+   * sequence as a connection without batches, only grouped.
+   */
+  held: Publication[] | undefined;
 
   constructor(
     readonly id: string,
@@ -115,6 +149,8 @@ interface LocalChannel {
   readonly sessions: Set<Session>;
   /** Resolves once the broker delivers the channel's publications here. */
   readonly subscribed: Promise<void>;
+  /** Whether its members get its system events (REALTIME_PRESENCE_EVENTS, _RULES), read once. */
+  readonly presenceEvents: boolean;
   /** The position of the last publication delivered here (epoch "": none yet). */
   epoch: string;
   offset: bigint;
@@ -187,6 +223,17 @@ export interface EdgeOptions {
    * with 4503. Undefined: unlimited.
    */
   rateLimit?: { perSecond: number; burst: number; errorBudget: number; errorRefillPerSecond: number };
+  /**
+   * Whether a channel's members get its system events
+   * (core/presence-rules.ts). Default: every channel's do.
+   */
+  presenceEvents?: PresenceEventsFor;
+  /**
+   * How long system events wait to be sent, as one presence frame per run
+   * of one channel, to connections that asked for presence frames; 0: until
+   * the end of this turn of the event loop. Default: DEFAULT_PRESENCE_WINDOW_MS.
+   */
+  presenceWindowMs?: number;
 }
 
 /**
@@ -227,12 +274,20 @@ export class Edge {
   private readonly echoes = new Map<string, PendingEcho[]>();
   /** The connections replaying a channel's history, and what arrived live meanwhile. */
   private readonly recovering = new Map<Session, Recovery>();
+  /** The connections with system events held for a presence frame, in the order they got their first. */
+  private readonly holding = new Set<Session>();
+  /** Sends what holding holds, at the end of the presence window. */
+  private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private readonly presenceEvents: PresenceEventsFor;
+  private readonly presenceWindowMs: number;
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
     this.connectionIds = options.connectionIds ?? new IdGenerator();
     this.eventIds = options.eventIds ?? new IdGenerator();
     this.maxEventBytes = options.limits.maxPayloadBytes;
+    this.presenceEvents = options.presenceEvents ?? ALL_PRESENCE_EVENTS;
+    this.presenceWindowMs = options.presenceWindowMs ?? DEFAULT_PRESENCE_WINDOW_MS;
     this.membership =
       options.membership ??
       new Membership({
@@ -253,9 +308,16 @@ export class Edge {
    * token says it is (anonymous by default); when the token expires, the
    * connection is closed with 4003 unless a Refresh replaced it.
    */
-  connect(transport: Connection, encoding: Encoding, echo: boolean, identity: Identity = ANONYMOUS): Session {
+  connect(
+    transport: Connection,
+    encoding: Encoding,
+    echo: boolean,
+    identity: Identity = ANONYMOUS,
+    presenceBatches = false,
+  ): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     session.identity = identity;
+    session.presenceBatches = presenceBatches;
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
@@ -496,6 +558,9 @@ export class Edge {
    * skipped, and those of local.ahead that have it); the same bytes to all.
    */
   private fanOut(targets: Iterable<Session>, pub: Publication, local?: LocalChannel): void {
+    const system = local !== undefined && isSystemEventBytes(pub.event);
+    // Members of a channel without presence events get none (not even their own).
+    if (system && !local.presenceEvents) return;
     if (pub.skipOrigin && pub.offset && this.echoes.size > 0) this.echoArrived(pub);
     let binary: Uint8Array | undefined;
     let json: Uint8Array | undefined;
@@ -517,6 +582,11 @@ export class Edge {
           continue;
         }
       }
+      if (system && session.presenceBatches) {
+        this.holdFor(session, pub);
+        continue;
+      }
+      if (session.held) this.flushHeld(session);
       try {
         if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
         else session.transport.send((binary ??= binaryEventFrame(pub)), false);
@@ -608,6 +678,74 @@ export class Edge {
       if (list.length === 0) this.echoes.delete(session.id);
     }
     if (!pending?.arrived) this.deliverTo(session, withPosition(pub, delivery));
+  }
+
+  /** Whether members get pub: false for a system event of a channel without presence events. */
+  private wants(pub: Publication): boolean {
+    if (pub.channel === "" || !isSystemEventBytes(pub.event)) return true;
+    return this.channels.get(pub.channel)?.presenceEvents ?? this.presenceEvents(pub.channel);
+  }
+
+  /** pub, a system event, waits in the connection's held events for the end of the window. */
+  private holdFor(session: Session, pub: Publication): void {
+    if (session.held) {
+      session.held.push(pub);
+      if (session.held.length >= MAX_HELD_PRESENCE_EVENTS) return this.flushHeld(session);
+    } else {
+      session.held = [pub];
+      this.holding.add(session);
+    }
+    if (this.flushTimer !== undefined) return;
+    const flush = (): void => {
+      this.flushTimer = undefined;
+      this.flushHolding();
+    };
+    if (this.presenceWindowMs === 0) this.flushTimer = setImmediate(flush);
+    else {
+      this.flushTimer = setTimeout(flush, this.presenceWindowMs);
+      this.flushTimer.unref?.();
+    }
+  }
+
+  /**
+   * The end of the window: every connection gets its held events. Those of
+   * one channel's members were held by the same fan-outs, so consecutive
+   * connections mostly hold the same list: its frames are built once for
+   * them (compared element by element: exact, and cheaper than encoding).
+   */
+  private flushHolding(): void {
+    let last: { held: Publication[]; encoding: Encoding; frames: Uint8Array[] } | undefined;
+    for (const session of this.holding) {
+      const held = session.held!;
+      session.held = undefined;
+      if (session.closed) continue;
+      const frames =
+        last !== undefined && last.encoding === session.encoding && sameList(last.held, held)
+          ? last.frames
+          : presenceFrames(held, session.encoding);
+      last = { held, encoding: session.encoding, frames };
+      this.writeFrames(session, frames);
+    }
+    this.holding.clear();
+  }
+
+  /** Sends the connection its held events now (something else is about to be sent to it). */
+  private flushHeld(session: Session): void {
+    const held = session.held!;
+    session.held = undefined;
+    this.holding.delete(session);
+    if (!session.closed) this.writeFrames(session, presenceFrames(held, session.encoding));
+  }
+
+  private writeFrames(session: Session, frames: readonly Uint8Array[]): void {
+    const json = session.encoding === Encoding.Json;
+    try {
+      for (const frame of frames) session.transport.send(frame, json);
+      this.observer.messageOut("event", frames.length);
+    } catch (err) {
+      this.observer.dropped("closed", frames.length);
+      this.options.onError?.(err);
+    }
   }
 
   /** Levels for metrics, read when they are scraped: O(connections). */
@@ -850,6 +988,7 @@ export class Edge {
         channel,
         sessions: new Set(),
         subscribed: this.options.broker.subscribe(channel),
+        presenceEvents: this.presenceEvents(channel),
         epoch: "",
         offset: 0n,
         filling: undefined,
@@ -1017,7 +1156,11 @@ export class Edge {
 
   /** With echo: the connection's own events of a change are expected back (expectEcho). */
   private expectOwn(session: Session, echo: boolean): StandsHandler | undefined {
-    return echo ? (pub) => this.expectEcho(session, pub) : undefined;
+    return echo
+      ? (pub) => {
+          if (this.wants(pub)) this.expectEcho(session, pub);
+        }
+      : undefined;
   }
 
   /**
@@ -1033,7 +1176,7 @@ export class Edge {
   ): PublishedHandler | undefined {
     if (!echo && !then) return undefined;
     return async (pub, delivery) => {
-      if (echo) await this.finishEcho(session, pub, delivery, direct);
+      if (echo && this.wants(pub)) await this.finishEcho(session, pub, delivery, direct);
       then?.(delivery);
     };
   }
@@ -1092,7 +1235,8 @@ export class Edge {
   }
 
   private deliverTo(session: Session, pub: Publication): void {
-    if (session.closed) return;
+    if (session.closed || !this.wants(pub)) return;
+    if (session.held) this.flushHeld(session);
     this.observer.messageOut("event", 1);
     if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true);
     else session.transport.send(binaryEventFrame(pub), false);
@@ -1125,9 +1269,46 @@ export class Edge {
 
   private send(session: Session, init: Parameters<typeof serverFrame>[0], kind: "event" | "reply" = "reply"): void {
     if (session.closed) return;
+    if (session.held) this.flushHeld(session);
     this.observer.messageOut(kind, 1);
     session.transport.send(serverFrame(init, session.encoding), session.encoding === Encoding.Json);
   }
+}
+
+/**
+ * The frames that carry held (system events in the order a connection got
+ * them): one per run of one channel and epoch, a presence frame, or the
+ * event's own frame for a run of one.
+ */
+function presenceFrames(held: readonly Publication[], encoding: Encoding): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const json = encoding === Encoding.Json;
+  for (let start = 0; start < held.length;) {
+    const first = held[start]!;
+    let end = start + 1;
+    let bytes = first.event.length;
+    while (
+      end < held.length &&
+      held[end]!.channel === first.channel &&
+      held[end]!.epoch === first.epoch &&
+      (bytes += held[end]!.event.length) <= MAX_PRESENCE_FRAME_BYTES
+    )
+      end++;
+    if (end - start === 1) frames.push(json ? jsonEventFrame(first) : binaryEventFrame(first));
+    else {
+      const run = held.slice(start, end);
+      frames.push(json ? jsonPresenceFrame(run) : binaryPresenceFrame(run));
+    }
+    start = end;
+  }
+  return frames;
+}
+
+/** Whether two lists hold the same publications in the same order. */
+function sameList(a: readonly Publication[], b: readonly Publication[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Whether two byte arrays hold the same bytes. */

@@ -9,6 +9,7 @@
  * again. A channel with size 0 costs nothing: its publications take the
  * plain path, with no position. Broadcasts never have one.
  */
+import { longestPrefix, parsePrefixRules } from "./prefix-rules.js";
 
 /** How long one channel's history is kept: the most entries, and their age (0: no age limit). */
 export interface HistoryLimits {
@@ -32,9 +33,6 @@ export interface HistoryRule extends HistoryLimits {
   readonly prefix: string;
 }
 
-/** The channel alphabet (core/names.ts), for prefixes. */
-const PREFIX = /^[A-Za-z0-9_\-.:@/=+]{1,64}$/;
-
 /**
  * Parses REALTIME_HISTORY_RULES: a comma-separated list of
  * `prefix=size` or `prefix=size/ttl_ms` (the ttl defaults to the global
@@ -42,26 +40,21 @@ const PREFIX = /^[A-Za-z0-9_\-.:@/=+]{1,64}$/;
  * fix. The empty string is no rules.
  */
 export function parseHistoryRules(raw: string, defaultTtlMs: number): HistoryRule[] {
-  const rules: HistoryRule[] = [];
-  for (const item of raw.split(",").map((s) => s.trim())) {
-    if (item === "") continue;
-    const m = /^([^=]+)=(\d+)(?:\/(\d+))?$/.exec(item);
-    if (!m) throw new Error(`${JSON.stringify(item)} is not a rule: write prefix=size or prefix=size/ttl_ms`);
-    const prefix = m[1]!.trim();
-    if (!PREFIX.test(prefix))
-      throw new Error(
-        `${JSON.stringify(prefix)} is not a channel prefix: 1 to 64 characters from A-Z a-z 0-9 _ - . : @ / = +`,
-      );
-    const size = Number(m[2]);
-    const ageMs = m[3] === undefined ? defaultTtlMs : Number(m[3]);
-    if (size > MAX_HISTORY_SIZE) throw new Error(`${JSON.stringify(item)}: size must be from 0 to ${MAX_HISTORY_SIZE}`);
-    if (ageMs > MAX_HISTORY_TTL_MS)
-      throw new Error(`${JSON.stringify(item)}: ttl_ms must be from 0 to ${MAX_HISTORY_TTL_MS}`);
-    if (rules.some((r) => r.prefix === prefix)) throw new Error(`prefix ${JSON.stringify(prefix)} is listed twice`);
-    rules.push({ prefix, size, ageMs });
-  }
-  if (rules.length > MAX_HISTORY_RULES) throw new Error(`at most ${MAX_HISTORY_RULES} rules`);
-  return rules;
+  const rules = parsePrefixRules(
+    raw,
+    (value): HistoryLimits => {
+      const m = /^(\d+)(?:\/(\d+))?$/.exec(value);
+      if (!m) throw new Error("write prefix=size or prefix=size/ttl_ms");
+      const size = Number(m[1]);
+      const ageMs = m[2] === undefined ? defaultTtlMs : Number(m[2]);
+      if (size > MAX_HISTORY_SIZE) throw new Error(`size must be from 0 to ${MAX_HISTORY_SIZE}`);
+      if (ageMs > MAX_HISTORY_TTL_MS) throw new Error(`ttl_ms must be from 0 to ${MAX_HISTORY_TTL_MS}`);
+      return { size, ageMs };
+    },
+    MAX_HISTORY_RULES,
+    "prefix=size or prefix=size/ttl_ms",
+  );
+  return rules.map(({ prefix, value }) => ({ prefix, ...value }));
 }
 
 /** What a channel keeps; undefined when it keeps no history (nor positions). */
@@ -72,15 +65,13 @@ export type HistoryFor = (channel: string) => HistoryLimits | undefined;
  * channel's name, else the global size and ttl. Broadcasts ("") keep none.
  */
 export function historyRules(size: number, ageMs: number, rules: readonly HistoryRule[] = []): HistoryFor {
-  const global: HistoryLimits | undefined = size > 0 ? { size, ageMs } : undefined;
-  const sorted = [...rules].sort((a, b) => b.prefix.length - a.prefix.length);
-  const byRule = sorted.map((r) => (r.size > 0 ? { size: r.size, ageMs: r.ageMs } : undefined));
-  if (sorted.length === 0) return (channel) => (channel === "" ? undefined : global);
-  return (channel) => {
-    if (channel === "") return undefined;
-    for (let i = 0; i < sorted.length; i++) if (channel.startsWith(sorted[i]!.prefix)) return byRule[i];
-    return global;
-  };
+  const kept = (l: HistoryLimits): HistoryLimits | undefined =>
+    l.size > 0 ? { size: l.size, ageMs: l.ageMs } : undefined;
+  const lookup = longestPrefix(
+    rules.map((r) => ({ prefix: r.prefix, value: kept(r) })),
+    kept({ size, ageMs }),
+  );
+  return (channel) => (channel === "" ? undefined : lookup(channel));
 }
 
 /** No channel keeps history. */

@@ -5,7 +5,6 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
 import type { Admission, Refusal } from "../core/admission.js";
 import type { ClientConnection, ConnectionPolicy } from "../core/connections.js";
-import type { Identity } from "../core/identity.js";
 import { MAX_MESSAGE_FRAGMENTS, maxBufferedReads } from "../core/limits.js";
 import type { Transport } from "../core/transport.js";
 import { CloseCode } from "../protocol/close-codes.js";
@@ -157,7 +156,7 @@ export class WsEdgeServer {
       return;
     }
     socket.off("error", onError);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, a.echo, a.identity));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, a));
   }
 
   /**
@@ -166,9 +165,15 @@ export class WsEdgeServer {
    * ws.connection), so an idle connection costs ws's objects, a WsTransport,
    * a ClientConnection and a Session.
    */
-  private accept(ws: WebSocket, socket: Duplex, echo: boolean, identity: Identity): void {
+  private accept(ws: WebSocket, socket: Duplex, a: Admission & { admitted: true }): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
-    const connection = this.connections.open(new WsTransport(ws, socket), encoding, echo, identity);
+    const connection = this.connections.open(
+      new WsTransport(ws, socket),
+      encoding,
+      a.echo,
+      a.identity,
+      a.presenceBatches,
+    );
     (ws as EdgeWebSocket).connection = connection;
     if (this.connections.probes) ws.on("pong", WsEdgeServer.onPong);
     ws.on("message", WsEdgeServer.onMessage);

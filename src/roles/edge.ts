@@ -11,6 +11,7 @@ import { Edge } from "../core/edge.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
+import { parsePresenceRules, presenceRules } from "../core/presence-rules.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
 import type { Logger } from "../log.js";
@@ -97,6 +98,8 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     allowClientBroadcast: config.allowClientBroadcast,
     allowClientSend: config.allowClientSend,
     privateChannelPrefix: config.privateChannelPrefix,
+    presenceEvents: presenceRules(config.presenceEvents, parsePresenceRules(config.presenceRules)),
+    presenceWindowMs: config.presenceWindowMs,
     verifyToken: verifier && ((token) => verifier.verify(token)),
     rateLimit: {
       perSecond: config.rateLimitPerSecond,

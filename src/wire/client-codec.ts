@@ -175,28 +175,64 @@ export function serverFrame(
   return encodeServerFrame(create(ServerFrameSchema, init), encoding);
 }
 
+/** pub's event with its position (Event fields 7 offset and 8 epoch, the last two) when it has one, in protobuf binary. */
+function positionedEventBinary(pub: Publication): Uint8Array {
+  return pub.offset ? appendPositionBinary(pub.event, pub.offset, pub.epoch ?? "") : pub.event;
+}
+
+/** pub's event with its position when it has one, in JSON. */
+function positionedEventJson(pub: Publication): string {
+  return pub.offset ? appendPositionJson(pub.eventJson, pub.offset, pub.epoch ?? "") : pub.eventJson;
+}
+
+/** A length-delimited field of one-byte tag whose value is bytes, written at out[pos]; returns the end. */
+function writeBytesField(out: Uint8Array, pos: number, tag: number, bytes: Uint8Array): number {
+  out[pos++] = tag;
+  pos = writeVarint(out, pos, bytes.length);
+  out.set(bytes, pos);
+  return pos + bytes.length;
+}
+
 /**
  * The ServerFrame that carries pub's event, in protobuf binary, built from
  * the already-encoded event without decoding it: field 3 (event), wire type
- * 2 (length-delimited), then the event's bytes, then its position (Event
- * fields 7 offset and 8 epoch, the last two: appendPositionBinary) when the
+ * 2 (length-delimited), then the event's bytes, then its position when the
  * publication has one.
  */
 export function binaryEventFrame(pub: Publication): Uint8Array {
-  const event = pub.offset ? appendPositionBinary(pub.event, pub.offset, pub.epoch ?? "") : pub.event;
-  const len = event.length;
-  const head = 1 + varintSize(len);
-  const out = new Uint8Array(head + len);
-  out[0] = 0x1a;
-  writeVarint(out, 1, len);
-  out.set(event, head);
+  const event = positionedEventBinary(pub);
+  const out = new Uint8Array(1 + varintSize(event.length) + event.length);
+  writeBytesField(out, 0, 0x1a, event);
   return out;
 }
 
 /** The ServerFrame that carries pub's event, in JSON, from its JSON (with its position when it has one). */
 export function jsonEventFrame(pub: Publication): Uint8Array {
-  const json = pub.offset ? appendPositionJson(pub.eventJson, pub.offset, pub.epoch ?? "") : pub.eventJson;
-  return textEncoder.encode(`{"event":${json}}`);
+  return textEncoder.encode(`{"event":${positionedEventJson(pub)}}`);
+}
+
+/**
+ * The ServerFrame{presence} that lists pubs' events (system events of one
+ * channel, in its order), in protobuf binary: field 5 (presence), then
+ * Presence's field 1 (events) once per event, each the event's bytes with
+ * its position, as binaryEventFrame writes them; byte for byte what
+ * protobuf-es writes.
+ */
+export function binaryPresenceFrame(pubs: readonly Publication[]): Uint8Array {
+  const events = pubs.map(positionedEventBinary);
+  let inner = 0;
+  for (const e of events) inner += 1 + varintSize(e.length) + e.length;
+  const out = new Uint8Array(1 + varintSize(inner) + inner);
+  out[0] = 0x2a;
+  let pos = writeVarint(out, 1, inner);
+  for (const e of events) pos = writeBytesField(out, pos, 0x0a, e);
+  return out;
+}
+
+/** The ServerFrame{presence} that lists pubs' events, in JSON: {"presence":{"events":[…]}}. */
+export function jsonPresenceFrame(pubs: readonly Publication[]): Uint8Array {
+  if (pubs.length === 0) return textEncoder.encode('{"presence":{}}'); // as protobuf-es: an empty list is omitted
+  return textEncoder.encode(`{"presence":{"events":[${pubs.map(positionedEventJson).join(",")}]}}`);
 }
 
 function describe(err: unknown): string {

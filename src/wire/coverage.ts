@@ -1,6 +1,6 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import { ListValueSchema, StructSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { EventSchema, ServerFrameSchema } from "../../gen/realtime/client/v1/client_pb.js";
+import { EventSchema, PresenceSchema, ServerFrameSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import { EdgeFrameSchema, HubFrameSchema, PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import {
   BroadcastRequestSchema,
@@ -90,10 +90,13 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
     },
   },
   "client-codec.ts": {
-    // binaryEventFrame and jsonEventFrame: the ServerFrame of an event; the other frames are protobuf-es's.
+    // binaryEventFrame, jsonEventFrame: the ServerFrame of an event; binaryPresenceFrame, jsonPresenceFrame:
+    // of a presence (events already encoded); the other frames are protobuf-es's.
     roots: [ServerFrameSchema],
     messages: {
-      [ServerFrameSchema.typeName]: { hand: [], encoded: [3], protobufEs: [1, 2, 4] }, // event; connected, reply, resync
+      // presence; event; connected, reply, resync
+      [ServerFrameSchema.typeName]: { hand: [5], encoded: [3], protobufEs: [1, 2, 4] },
+      [PresenceSchema.typeName]: { hand: [], encoded: [1] }, // events
     },
   },
 };

@@ -2,7 +2,16 @@ import type { UnknownField } from "@bufbuild/protobuf";
 import type { ListValue, Struct, Value } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-import { int32VarintSize, varint64Size, varintSize, writeInt32Varint, writeVarint, writeVarint64 } from "./varint.js";
+import { SYSTEM_EVENT_PREFIX } from "../protocol/system-events.js";
+import {
+  int32VarintSize,
+  readVarint32,
+  varint64Size,
+  varintSize,
+  writeInt32Varint,
+  writeVarint,
+  writeVarint64,
+} from "./varint.js";
 
 /**
  * realtime.client.v1.Event with an application payload (json or binary), in
@@ -60,6 +69,32 @@ export function encodeEventJson(event: ApplicationEvent): string {
   if (event.offset !== 0n) json += `"offset":"${event.offset}",`;
   if (event.epoch !== "") json += `"epoch":${JSON.stringify(event.epoch)},`;
   return json.slice(0, -1) + "}";
+}
+
+/** The bytes every system event's name starts with (SYSTEM_EVENT_PREFIX, "channel:"). */
+const SYSTEM_NAME = Buffer.from(SYSTEM_EVENT_PREFIX);
+
+/**
+ * Whether event (an Event in protobuf binary, as a Publication carries it)
+ * is a system event: its name, field 2 after the channel, field 1, starts
+ * with SYSTEM_EVENT_PREFIX, which no one may send. Reads a few bytes, so
+ * that an edge can tell for every publication it delivers; false for
+ * anything that is not in the canonical field order our encoders write.
+ */
+export function isSystemEventBytes(event: Uint8Array): boolean {
+  const at = { pos: 0 };
+  const end = event.length;
+  if (event[0] === 0x0a) {
+    at.pos = 1;
+    const len = readVarint32(event, at, end);
+    at.pos += len;
+  }
+  if (event[at.pos] !== 0x12) return false;
+  at.pos++;
+  const len = readVarint32(event, at, end);
+  if (len < SYSTEM_NAME.length || at.pos + SYSTEM_NAME.length > end) return false;
+  for (let i = 0; i < SYSTEM_NAME.length; i++) if (event[at.pos + i] !== SYSTEM_NAME[i]) return false;
+  return true;
 }
 
 /**

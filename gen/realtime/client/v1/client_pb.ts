@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSLQAQoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSABCBwoFZnJhbWUiFwoJQ29ubmVjdGVkEgoKAmlkGAEgASgJIp0CCgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJEhcKD25leHRfcGFnZV90b2tlbhgFIAEoCRI0Cghwb3NpdGlvbhgGIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIRCglyZWNvdmVyZWQYByABKAgSKQoGZXZlbnRzGAggAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50EhAKCGNvbXBsZXRlGAkgASgIIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkixQEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwCgpHZXRIaXN0b3J5Eg8KB2NoYW5uZWwYASABKAkSMQoFc2luY2UYAiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCJPCgZSZXN5bmMSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSKCAgoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIAEIHCgVmcmFtZSI1CghQcmVzZW5jZRIpCgZldmVudHMYASADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQiFwoJQ29ubmVjdGVkEgoKAmlkGAEgASgJIp0CCgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJEhcKD25leHRfcGFnZV90b2tlbhgFIAEoCRI0Cghwb3NpdGlvbhgGIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIRCglyZWNvdmVyZWQYByABKAgSKQoGZXZlbnRzGAggAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50EhAKCGNvbXBsZXRlGAkgASgIIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkixQEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwCgpHZXRIaXN0b3J5Eg8KB2NoYW5uZWwYASABKAkSMQoFc2luY2UYAiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCJPCgZSZXN5bmMSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -452,6 +452,16 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
      */
     value: Resync;
     case: "resync";
+  } | {
+    /**
+     * Presence changes of one channel, coalesced: only to a connection that
+     * asked for them (query parameter presence=batch); others get each one
+     * as its own event frame. See Presence.
+     *
+     * @generated from field: realtime.client.v1.Presence presence = 5;
+     */
+    value: Presence;
+    case: "presence";
   } | { case: undefined; value?: undefined };
 };
 
@@ -461,6 +471,32 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 9);
+
+/**
+ * Presence lists system events (channel:join, channel:leave,
+ * channel:update) of one channel that reached the edge within one short
+ * window (REALTIME_PRESENCE_WINDOW_MS), in the channel's order: exactly the
+ * run of event frames the connection would otherwise have got in a row,
+ * each event as that frame would carry it (id, channel, event name, member,
+ * offset, epoch). At least two events; a lone one is sent as an event frame.
+ *
+ * @generated from message realtime.client.v1.Presence
+ */
+export type Presence = Message<"realtime.client.v1.Presence"> & {
+  /**
+   * The events, in the channel's order (ascending offset within an epoch).
+   *
+   * @generated from field: repeated realtime.client.v1.Event events = 1;
+   */
+  events: Event[];
+};
+
+/**
+ * Describes the message realtime.client.v1.Presence.
+ * Use `create(PresenceSchema)` to create a new message.
+ */
+export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 10);
 
 /**
  * Connected tells the client who it is.
@@ -481,7 +517,7 @@ export type Connected = Message<"realtime.client.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 10);
+  messageDesc(file_realtime_client_v1_client, 11);
 
 /**
  * Reply answers one ClientFrame.
@@ -570,7 +606,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 11);
+  messageDesc(file_realtime_client_v1_client, 12);
 
 /**
  * Error says why a command failed.
@@ -598,7 +634,7 @@ export type Error = Message<"realtime.client.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 12);
+  messageDesc(file_realtime_client_v1_client, 13);
 
 /**
  * Event is an application event (sent by a backend or a client) or a system
@@ -685,7 +721,7 @@ export type Event = Message<"realtime.client.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 13);
+  messageDesc(file_realtime_client_v1_client, 14);
 
 /**
  * Member is one connection in a channel.
@@ -721,7 +757,7 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 14);
+  messageDesc(file_realtime_client_v1_client, 15);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -749,7 +785,7 @@ export type StreamPosition = Message<"realtime.client.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 15);
+  messageDesc(file_realtime_client_v1_client, 16);
 
 /**
  * GetHistory reads the events a channel keeps (its history is bounded by
@@ -793,7 +829,7 @@ export type GetHistory = Message<"realtime.client.v1.GetHistory"> & {
  * Use `create(GetHistorySchema)` to create a new message.
  */
 export const GetHistorySchema: GenMessage<GetHistory> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 16);
+  messageDesc(file_realtime_client_v1_client, 17);
 
 /**
  * Resync tells a member that the edge lost events of a channel.
@@ -821,7 +857,7 @@ export type Resync = Message<"realtime.client.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 17);
+  messageDesc(file_realtime_client_v1_client, 18);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are
