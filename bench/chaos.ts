@@ -24,7 +24,7 @@
  * what that client saw of the channel.
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,8 +33,9 @@ import WebSocket from "ws";
 import { ClientFrameSchema, ServerFrameSchema, type Member, type Reply } from "../gen/realtime/client/v1/client_pb.js";
 import { startProcess, type Proc } from "../test/helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "../test/helpers/grpc-client.js";
-import { answersPing, freePort } from "../test/helpers/net.js";
+import { freePort } from "../test/helpers/net.js";
 import { TcpProxy } from "../test/helpers/tcp-proxy.js";
+import { ownRedis } from "./lib/own-redis.js";
 
 const arg = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`);
@@ -270,6 +271,7 @@ class ChaosClient {
   }
 }
 
+/** The run's own redis-server: killed and started again on the same port (and, with --persist, the same data). */
 class OwnRedis {
   private child: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), "chaos-redis-"));
@@ -278,24 +280,8 @@ class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
   async start(): Promise<void> {
-    this.child = spawn(
-      "redis-server",
-      [
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--dir",
-        this.dir,
-        ...(PERSIST ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
-      ],
-      {
-        stdio: "ignore",
-      },
-    );
-    while (!(await answersPing(this.url, 1_000))) await sleep(50);
+    const persist = PERSIST ? ["--appendonly", "yes", "--appendfsync", "always"] : [];
+    ({ child: this.child } = await ownRedis({ port: this.port, args: ["--dir", this.dir, ...persist] }));
   }
   async kill(): Promise<void> {
     const child = this.child!;
