@@ -20,7 +20,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The folders whose files the build reads. */
@@ -53,7 +53,7 @@ export function inputsDigest(root) {
   const hash = createHash("sha256");
   for (const f of files) {
     const s = statSync(join(root, f));
-    hash.update(`${relative(root, join(root, f))}\0${s.size}\0${s.mtimeMs}\n`);
+    hash.update(`${f}\0${s.size}\0${s.mtimeMs}\n`);
   }
   return hash.digest("hex");
 }

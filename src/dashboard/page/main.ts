@@ -131,12 +131,15 @@ function renderChannels(channels: { name: string; members: number }[], more: boo
   $("channel-total").textContent = `${channels.length}${more ? "+" : ""}`;
 }
 
+/** The channel list's options, in order. */
+const channelOptions = () => Array.from($("channel-list").querySelectorAll<HTMLLIElement>("li[data-channel]"));
+
 /**
  * The list is one stop for Tab (the selected channel, else the first), and
  * the arrow keys, Home and End move within it (the listbox pattern).
  */
 function rovingFocus(focus?: HTMLLIElement) {
-  const options = Array.from($("channel-list").querySelectorAll<HTMLLIElement>("li[data-channel]"));
+  const options = channelOptions();
   const current =
     focus ??
     options.find((li) => li === document.activeElement) ??
@@ -147,7 +150,7 @@ function rovingFocus(focus?: HTMLLIElement) {
 }
 
 function onListKey(e: KeyboardEvent) {
-  const options = Array.from($("channel-list").querySelectorAll<HTMLLIElement>("li[data-channel]"));
+  const options = channelOptions();
   const at = options.indexOf(e.target as HTMLLIElement);
   if (at < 0) return;
   const move = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: options.length - 1 }[e.key];
@@ -165,9 +168,7 @@ function onListKey(e: KeyboardEvent) {
 function select(channel: string) {
   if (!channel || channel === selected) return;
   selected = channel;
-  $("channel-list")
-    .querySelectorAll<HTMLLIElement>("li[data-channel]")
-    .forEach((li) => li.setAttribute("aria-selected", String(li.dataset.channel === channel)));
+  for (const li of channelOptions()) li.setAttribute("aria-selected", String(li.dataset.channel === channel));
   $("empty").hidden = true;
   $("channel-view").hidden = false;
   $("channel-name").textContent = channel;
