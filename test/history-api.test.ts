@@ -394,8 +394,27 @@ describe.skipIf(NO_REDIS_SERVER)("Redis away, then back empty", () => {
       20_000,
       "presence readable again",
     );
-    const resumed = watch(api, "grpc", { channel, since: { offset: 3n, epoch: since.epoch } });
-    await resumed.wait((g) => g.length === 1, "the snapshot");
+    // The node's subscriber connection comes back on its own schedule: until
+    // it has, a watch is refused with UNAVAILABLE ("try again shortly"), as a
+    // client would retry, so does the test.
+    let resumed!: Watch;
+    let unexpected: unknown;
+    await eventually(
+      async () => {
+        resumed = watch(api, "grpc", { channel, since: { offset: 3n, epoch: since.epoch } });
+        try {
+          await resumed.wait((g) => g.length === 1, "the snapshot");
+          return true;
+        } catch (err) {
+          if ((err as grpc.ServiceError).code === grpc.status.UNAVAILABLE) return false;
+          unexpected = err;
+          return true;
+        }
+      },
+      20_000,
+      "a watch accepted again",
+    );
+    if (unexpected) throw unexpected;
     expect([resumed.got[0]!.update.case, resumed.got[0]!.resync]).toEqual(["members", true]);
     await eventually(
       async () => (await grpcCode(api.rpc.send({ channel, event: "n", payload: json(4) }))) === "ok",
