@@ -49,6 +49,7 @@ class World {
       this.check("remove");
       this.log.push(`remove ${channel} ${id}`);
     },
+    departed: (channel, id) => this.log.push(`departed ${channel} ${id}`),
     members: async () => [],
     page: async (): Promise<MemberPage> => ({ members: [], more: false }),
   };
@@ -142,8 +143,11 @@ describe("membership room", () => {
     expect(world.log.slice(4)).toEqual([
       "remove c1 m1",
       "publish channel:leave c1 m1",
+      // Presence is told each leave of a removal is out (Presence.departed), only once it is.
+      "departed c1 m1",
       "remove c2 m1",
       "publish channel:leave c2 m1",
+      "departed c2 m1",
     ]);
     expect(membership.owes("m1")).toBe(false);
     expect(membership.owedRemovals()).toEqual([]);

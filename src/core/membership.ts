@@ -107,6 +107,8 @@ type Step =
       readonly name: SystemEventName;
       readonly pub: Publication;
       published?: PublishedHandler;
+      /** The leave of a removal this node made: presence is told once it is published (Presence.departed). */
+      departs?: { readonly channel: string; readonly memberId: string };
     };
 
 /** The queue of the changes presence reported: a symbol, so that no connection's member id names it. */
@@ -149,7 +151,7 @@ export class Membership {
    */
   async leave(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
     await this.presence().remove(channel, member.id);
-    this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member)], stands, published);
+    this.stand(member.id, [this.leaveStep(channel, member)], stands, published);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -160,12 +162,7 @@ export class Membership {
    * until done. The caller settles (settle()) when it may wait.
    */
   depart(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): void {
-    this.stand(
-      member.id,
-      [{ kind: "remove", channel, member }, this.publishStep(SystemEvent.Leave, channel, member)],
-      stands,
-      published,
-    );
+    this.stand(member.id, [{ kind: "remove", channel, member }, this.leaveStep(channel, member)], stands, published);
   }
 
   /**
@@ -268,6 +265,17 @@ export class Membership {
     return { kind: "publish", name, pub: createPublication(event, Infinity, member.id, true) };
   }
 
+  /** The channel:leave of member's removal by this node, which presence is told of once published. */
+  private leaveStep(channel: string, member: Member): Step {
+    const event = systemEvent(this.options.eventIds.next(), channel, SystemEvent.Leave, member);
+    return {
+      kind: "publish",
+      name: SystemEvent.Leave,
+      pub: createPublication(event, Infinity, member.id, true),
+      departs: { channel, memberId: member.id },
+    };
+  }
+
   /** The change stands: its events go to `stands`, then its steps are owed (each event then to `published`). */
   private stand(
     memberId: string,
@@ -341,6 +349,7 @@ export class Membership {
     }
     if (step.kind === "publish") {
       const delivery = await this.options.broker.publish(step.pub);
+      if (step.departs) this.presence().departed(step.departs.channel, step.departs.memberId);
       if (step.published) {
         try {
           await step.published(step.pub, delivery);

@@ -25,6 +25,12 @@ interface Owner {
   reachable: boolean;
   /** While re-synchronising: the entries not yet re-sent (channel\0id). */
   stale?: Set<string>;
+  /**
+   * Members this owner removed (depart) whose channel:leave it has not yet
+   * said is published (departed), by channel\0id: dropOwner reports their
+   * leaves too (Presence.remove says why).
+   */
+  departing?: Map<string, { channel: string; member: Member }>;
 }
 
 /**
@@ -44,9 +50,8 @@ export class MemoryPresence {
     return {
       channels: async (prefix, after, limit) => this.channelPage(prefix, after, limit),
       add: async (channel, member) => this.add(owner, channel, member),
-      remove: async (channel, memberId) => {
-        this.remove(owner, channel, memberId);
-      },
+      remove: async (channel, memberId) => this.depart(owner, channel, memberId),
+      departed: (channel, memberId) => this.departed(owner, channel, memberId),
       members: async (channel) => this.members(channel),
       page: async (channel, after, limit) => this.page(channel, after, limit),
       stats: async (channel) => this.stats(channel),
@@ -65,6 +70,7 @@ export class MemoryPresence {
       unlist(ch, previous);
     }
     const entry = { member, owner };
+    this.owners.get(owner)?.departing?.delete(key(channel, member.id));
     ch.entries.set(member.id, entry);
     ch.ids.add(member.id);
     list(ch, entry);
@@ -76,6 +82,26 @@ export class MemoryPresence {
   }
 
   /** Removes the member; returns it, or undefined when it was not there. */
+  /**
+   * The owner's connection left channel (Presence.remove): the member is
+   * removed, and owed its channel:leave until departed().
+   */
+  depart(owner: string, channel: string, memberId: string): void {
+    const member = this.remove(owner, channel, memberId);
+    if (!member) return;
+    const o = this.owner(owner);
+    (o.departing ??= new Map()).set(key(channel, memberId), { channel, member });
+  }
+
+  /** The owner published the channel:leave of a member it removed (depart). */
+  departed(owner: string, channel: string, memberId: string): void {
+    const o = this.owners.get(owner);
+    if (!o?.departing) return;
+    o.departing.delete(key(channel, memberId));
+    if (o.departing.size === 0) o.departing = undefined;
+  }
+
+  /** Removes the owner's member from channel; returns it, or undefined when the owner holds no such member. */
   remove(owner: string, channel: string, memberId: string): Member | undefined {
     const ch = this.channels.get(channel);
     const entry = ch?.entries.get(memberId);
@@ -188,7 +214,11 @@ export class MemoryPresence {
     return gone;
   }
 
-  /** Removes every member the owner holds; returns them (leaves). */
+  /**
+   * Removes every member the owner holds; returns them as leaves, with the
+   * leaves of those it removed itself and did not say were announced
+   * (departing: it may have died before it announced them).
+   */
   dropOwner(owner: string): PresenceChange[] {
     const o = this.owners.get(owner);
     if (!o) return [];
@@ -199,6 +229,8 @@ export class MemoryPresence {
         if (member) gone.push({ kind: "leave", channel, member });
       }
     }
+    // Removed by the owner, whose leave it may not have published before it died.
+    for (const { channel, member } of o.departing?.values() ?? []) gone.push({ kind: "leave", channel, member });
     this.owners.delete(owner);
     return gone;
   }

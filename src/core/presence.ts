@@ -47,8 +47,24 @@ export interface Presence {
    */
   add(channel: string, member: Member): Promise<void>;
 
-  /** Removes the member from channel; removing an absent member is a no-op. */
+  /**
+   * Removes the member from channel; removing an absent member is a no-op.
+   * The removal stays owed its channel:leave until departed() says that
+   * leave is published: if this edge is gone for good before then (it died
+   * between the two), the node that drops the edge's members (the hub after
+   * its grace period, the Redis sweep) reports a leave for the removed
+   * member too. So a leave is announced at least once, never zero times:
+   * twice when the edge published it and died before departed() arrived.
+   */
   remove(channel: string, memberId: string): Promise<void>;
+
+  /**
+   * The channel:leave of a removal (remove()) is published: the removal is
+   * no longer owed. Best effort and never throws: sent without waiting
+   * (batched where that is cheaper), and one that is lost costs only the
+   * second leave described at remove().
+   */
+  departed(channel: string, memberId: string): void;
 
   /**
    * Lists the channel's members. Never a silently partial list: rejects with

@@ -168,6 +168,11 @@ export class LinkBroker implements Broker, Presence {
     await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } });
   }
 
+  departed(channel: string, memberId: string): void {
+    // Needs no answer; lost with a dropped link, it costs a second leave if this edge dies (Presence.remove).
+    if (this.connected) this.send({ id: 0, frame: { case: "presenceDeparted", value: { channel, memberId } } });
+  }
+
   /**
    * Every member, read page by page (so that no reply on the link is
    * unbounded): each page is whole, but members that join or leave while

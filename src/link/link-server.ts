@@ -257,8 +257,11 @@ class EdgeLink {
           presence.add(this.edgeId, f.value.channel, f.value.member!);
           return this.reply({ id });
         case "presenceRemove":
-          presence.remove(this.edgeId, f.value.channel, f.value.memberId);
+          presence.depart(this.edgeId, f.value.channel, f.value.memberId);
           return this.reply({ id });
+        case "presenceDeparted":
+          presence.departed(this.edgeId, f.value.channel, f.value.memberId);
+          return;
         case "members":
           return this.reply({ id, members: presence.members(f.value) });
         case "membersPage":

@@ -390,6 +390,7 @@ export function gatedPresence(presence: PresenceDirectory, gate: RedisGate): Pre
   return {
     add: (channel, member) => presence.add(channel, member),
     remove: (channel, memberId) => presence.remove(channel, memberId),
+    departed: (channel, memberId) => presence.departed(channel, memberId),
     async members(channel) {
       gate.check("GetMembers");
       return presence.members(channel);

@@ -23,6 +23,8 @@ import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
  *   P edge:<id>           string the edge's liveness: exists while the edge heartbeats (PX ttl)
  *   P edge:<id>:channels  set    the channels where the edge may hold members
  *   P edge:<id>:swept     string the edge was swept (its members' leaves reported); PX REDIS_SWEPT_MEMORY_MS
+ *   P edge:<id>:departing hash   "<channel>\0<member id>" -> Member: removed by the edge, channel:leave not yet
+ *                                said to be published (Presence.remove); the sweep reports these leaves too
  *   P sweep-lock          string held by the node that sweeps now (PX the sweep interval)
  *   P sweep-clock         string Redis time (ms) of the last sweep attempt by any node
  *   P sweep-grace         string Redis time (ms) until which no edge is swept (after a stall)
@@ -123,15 +125,17 @@ redis.call('SADD', KEYS[5], ARGV[3])
 return 1`;
 
 /**
- * Removes a member if this edge owns it (KEYS: hash, index, users, channels,
- * edge channels; ARGV: id, "<edge>:", channel, last). last=1: the edge has
- * no member left there.
+ * Removes a member if this edge owns it, and records it as departing until
+ * the edge says its leave is published (KEYS: hash, index, users, channels,
+ * edge channels, edge departing; ARGV: id, "<edge>:", channel, last).
+ * last=1: the edge has no member left there.
  */
 const REMOVE = `${LIB}
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 local removed = 0
 if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
   del(KEYS[1], KEYS[2], KEYS[3], ARGV[1], v)
+  redis.call('HSET', KEYS[6], ARGV[3] .. '\\0' .. ARGV[1], string.sub(v, #ARGV[2] + 1))
   if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[3]) end
   removed = 1
 end
@@ -307,7 +311,8 @@ return out`;
 
 /**
  * Removes the members of every registered edge whose liveness expired, and
- * returns them (flat: channel, member bytes) to be reported as leaves. Only
+ * returns them (flat: channel, member bytes) to be reported as leaves, with
+ * those the edge removed itself and may not have announced (departing). Only
  * the node that takes the lock sweeps; the removal is atomic, so a member is
  * removed, and reported, once.
  *
@@ -353,6 +358,14 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
     end
     redis.call('DEL', ck)
+    local dk = ek .. ':departing'
+    local departing = redis.call('HGETALL', dk)
+    for j = 1, #departing, 2 do
+      local sep = string.find(departing[j], '\\0', 1, true)
+      out[#out + 1] = string.sub(departing[j], 1, sep - 1)
+      out[#out + 1] = departing[j + 1]
+    end
+    redis.call('DEL', dk)
     redis.call('SREM', KEYS[1], id)
     redis.call('HDEL', KEYS[6], id)
     redis.call('SET', ek .. ':swept', '1', 'PX', ARGV[4])
@@ -360,8 +373,17 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out`;
 
-/** Unregisters an edge that stops with no members left (KEYS: edges, edge, edge channels, registrations; ARGV: id). */
+/**
+ * Unregisters an edge that stops with no members left (KEYS: edges, edge,
+ * edge channels, registrations, edge departing; ARGV: id); one with leaves
+ * not yet said to be published only drops its liveness, so that the sweep
+ * announces them. Returns 1 when unregistered.
+ */
 const UNREGISTER = `
+if redis.call('HLEN', KEYS[5]) > 0 then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
@@ -453,6 +475,10 @@ export class RedisPresence implements PresenceDirectory {
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private closed = false;
+  /** Departing entries (see the keys) whose leaves are published, to be forgotten in one HDEL. */
+  private departedFields: string[] = [];
+  /** The last HDEL of them sent: close() waits for it, so that it does not see them still there. */
+  private departedFlush: Promise<void> | undefined;
   private readonly onReady = () => {
     if (this.options.edgeId !== undefined) this.requestSync();
   };
@@ -478,7 +504,7 @@ export class RedisPresence implements PresenceDirectory {
     const define = (name: string, numberOfKeys: number, lua: string) =>
       command.defineCommand(name, { numberOfKeys, lua });
     define("rtAdd", 5, ADD);
-    define("rtRemove", 5, REMOVE);
+    define("rtRemove", 6, REMOVE);
     define("rtMembers", 2, MEMBERS);
     define("rtPage", 4, PAGE);
     define("rtStats", 3, STATS);
@@ -486,7 +512,7 @@ export class RedisPresence implements PresenceDirectory {
     define("rtHeartbeat", 2, HEARTBEAT);
     define("rtSync", 5, SYNC);
     define("rtSweep", 6, SWEEP);
-    define("rtUnregister", 4, UNREGISTER);
+    define("rtUnregister", 5, UNREGISTER);
     this.scripts = command as unknown as Scripts;
   }
 
@@ -519,12 +545,15 @@ export class RedisPresence implements PresenceDirectory {
     if (edgeId === undefined || command.status !== "ready") return;
     const edgeKey = this.edgeKeyPrefix + edgeId;
     try {
+      await this.departedFlush;
+      await this.flushDeparted();
       if (this.held.size === 0)
         await this.scripts.rtUnregister(
           this.keys.edges,
           edgeKey,
           `${edgeKey}:channels`,
           this.keys.registrations,
+          `${edgeKey}:departing`,
           edgeId,
         );
       else await command.del(edgeKey);
@@ -575,6 +604,7 @@ export class RedisPresence implements PresenceDirectory {
         ...this.channelKeys(channel),
         this.keys.channels,
         `${this.edgeKeyPrefix}${edgeId}:channels`,
+        `${this.edgeKeyPrefix}${edgeId}:departing`,
         memberId,
         this.tag,
         channel,
@@ -590,6 +620,26 @@ export class RedisPresence implements PresenceDirectory {
       }
       this.needsSync = true;
       throw redisUnavailable(err, "removing the member");
+    }
+  }
+
+  departed(channel: string, memberId: string): void {
+    if (this.options.edgeId === undefined || this.closed) return;
+    // One HDEL per tick, however many leaves went out in it (an edge's shutdown sends thousands).
+    this.departedFields.push(`${channel}\0${memberId}`);
+    if (this.departedFields.length === 1) setImmediate(() => (this.departedFlush = this.flushDeparted()));
+  }
+
+  /** Forgets the departing entries whose leaves are published (departed); lost when Redis is away (Presence.remove says what that costs). */
+  private async flushDeparted(): Promise<void> {
+    const fields = this.departedFields;
+    if (fields.length === 0) return;
+    this.departedFields = [];
+    if (this.options.command.status !== "ready") return;
+    try {
+      await this.options.command.hdel(`${this.edgeKeyPrefix}${this.options.edgeId!}:departing`, ...fields);
+    } catch (err) {
+      this.options.onError?.(err, "forgetting published leaves");
     }
   }
 

@@ -85,8 +85,9 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
       // channel, event, event_json, origin, skip_origin, offset, epoch
       [PublicationSchema.typeName]: { hand: [1, 2, 3, 4, 5, 6, 7] },
       [HubFrameSchema.typeName]: { hand: [1], protobufEs: [2, 3] }, // publication; reply, challenge
-      // id, publish; hello, subscribe, unsubscribe, presence_add, presence_remove, members, synced, members_page, history
-      [EdgeFrameSchema.typeName]: { hand: [1, 5], protobufEs: [2, 3, 4, 6, 7, 8, 9, 10, 11] },
+      // id, publish; hello, subscribe, unsubscribe, presence_add, presence_remove, members, synced, members_page,
+      // history, presence_departed
+      [EdgeFrameSchema.typeName]: { hand: [1, 5], protobufEs: [2, 3, 4, 6, 7, 8, 9, 10, 11, 12] },
     },
   },
   "client-codec.ts": {
