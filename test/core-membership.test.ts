@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { EventSchema, MemberSchema, type Member } from "../gen/realtime/client/v1/client_pb.js";
 import type { Broker, Publication } from "../src/core/broker.js";
 import { MemoryBroker } from "../src/core/broker-memory.js";
-import { Membership, SETTLE_RETRY_MS, type MembershipOptions } from "../src/core/membership.js";
+import { ANNOUNCE_WINDOW, Membership, SETTLE_RETRY_MS, type MembershipOptions } from "../src/core/membership.js";
 import type { MemberPage, Presence } from "../src/core/presence.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { IdGenerator } from "../src/core/publication.js";
@@ -197,6 +197,38 @@ describe("membership room", () => {
       ["gone", true],
       ["back", true],
     ]);
+  });
+
+  it("a sweep's thousands of leaves go out ANNOUNCE_WINDOW at a time, in order; one that fails is retried with the rest, none lost", async () => {
+    const { world, membership } = setup();
+    const n = ANNOUNCE_WINDOW * 3 + 7;
+    let inFlight = 0;
+    let most = 0;
+    let calls = 0;
+    const publish = world.broker.publish;
+    world.broker.publish = async (pub) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      await Promise.resolve();
+      inFlight--;
+      // The broker is away for one call in the second window.
+      if (++calls === ANNOUNCE_WINDOW + 10) throw unavailable();
+      return publish(pub);
+    };
+    const changes = Array.from({ length: n }, (_, i) => ({
+      kind: "leave" as const,
+      channel: "c",
+      member: member(`m${i}`),
+    }));
+    await membership.announce(changes);
+    await vi.advanceTimersByTimeAsync(SETTLE_RETRY_MS);
+    const ids = world.log.map((l) => l.split(" ")[3]!);
+    expect(most).toBe(ANNOUNCE_WINDOW);
+    // Every leave; the one that failed is retried with all after it, in order (those already out go out
+    // twice), so the last copies come in the order reported: a member's later change always lands last.
+    const lasts = ids.filter((id, i) => ids.lastIndexOf(id) === i);
+    expect(lasts).toEqual(changes.map((c) => c.member.id));
+    expect(ids.length - n).toBe(ANNOUNCE_WINDOW - 10);
   });
 
   it("presence's changes and a connection's owed steps are separate queues: neither holds the other up", async () => {

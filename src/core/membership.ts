@@ -40,10 +40,14 @@
  * re-asserts what the edge holds when it is back (the link's resync,
  * Redis's sync), and an event may then reach an edge twice, never zero
  * times while this node lives. The changes presence reported are published
- * in the order reported, one at a time, in a queue of their own (a
- * connection's owed steps never hold them up, nor they a connection's); one
- * that fails with UNAVAILABLE is owed and retried as above, unless
- * retryAnnouncements is false (the hub: see MembershipOptions).
+ * in the order reported, up to ANNOUNCE_WINDOW at once, in a queue of their
+ * own (a connection's owed steps never hold them up, nor they a
+ * connection's); one that fails with UNAVAILABLE is owed and retried as
+ * above, with every one after it, in order, unless retryAnnouncements is
+ * false (the hub: see MembershipOptions). Those after it in its window
+ * that went out already go out again then, so the last copies of the
+ * events always come in the order reported (a member's later change lands
+ * last).
  */
 import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Broker, Delivery, Publication } from "./broker.js";
@@ -57,6 +61,15 @@ import { createPublication, type IdGenerator, systemEvent } from "./publication.
  * events of changes that took effect but failed to reach all of the service.
  */
 export const SETTLE_RETRY_MS = 1_000;
+
+/**
+ * Most events of the changes presence reported (a dead edge's leaves, a
+ * resync's) in flight at once: issued together, in order, on the broker
+ * (one Redis connection runs them in the order sent; the hub's is in
+ * process), so that a sweep's thousands of leaves cost their publishes,
+ * not a round trip each (bench/edge-death-cost.ts).
+ */
+export const ANNOUNCE_WINDOW = 256;
 
 /**
  * Told each event of a change once the change stands (its first presence
@@ -320,6 +333,7 @@ export class Membership {
   private async drain(debtor: Debtor): Promise<void> {
     const owed = this.owed.get(debtor)!;
     try {
+      while (debtor === REPORTED && owed.length > 0) await this.drainWindow(owed);
       while (owed.length > 0) {
         const step = owed[0]!;
         try {
@@ -337,6 +351,27 @@ export class Membership {
       this.held.delete(debtor);
     } finally {
       this.settling.delete(debtor);
+    }
+  }
+
+  /**
+   * Publishes the first ANNOUNCE_WINDOW reported events at once (all of
+   * REPORTED's steps are publishes) and drops from owed those done or
+   * dropped, up to the first that failed with UNAVAILABLE and is to be
+   * retried: that one throws, and it stays owed with all after it.
+   */
+  private async drainWindow(owed: Step[]): Promise<void> {
+    const results = await Promise.allSettled(owed.slice(0, ANNOUNCE_WINDOW).map((s) => this.apply(s, REPORTED)));
+    for (const r of results) {
+      if (r.status === "rejected") {
+        const err: unknown = r.reason;
+        if (asRealtimeError(err).code !== Code.Unavailable) this.options.onError?.(err, describe(owed[0]!));
+        else if (this.options.retryAnnouncements !== false) {
+          this.armRetry();
+          throw err;
+        }
+      }
+      owed.shift();
     }
   }
 
