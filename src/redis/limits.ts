@@ -39,3 +39,16 @@ export const REDIS_START_WAIT_MS = 5_000;
  * live members is read in one call.
  */
 export const REDIS_MEMBERS_SCAN_MAX = 5_000;
+
+/**
+ * Most memberships of dead edges one sweep step removes (one Lua script).
+ * A dead edge's memberships are indexed under it (edge:<id>:members), so a
+ * step costs about this many member removals (a few µs each), whatever the
+ * size of the channels they are in: bounded well under
+ * REDIS_SCRIPT_BUDGET_MS. The sweeping node runs steps back to back, and
+ * announces each step's leaves before the next, until the edge is gone.
+ */
+export const REDIS_SWEEP_STEP_MEMBERS = 500;
+
+/** What no presence script of ours may block Redis for (measured in bench/edge-death-cost.ts). */
+export const REDIS_SCRIPT_BUDGET_MS = 50;

@@ -1,5 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Redis } from "ioredis";
+import { randomUUID } from "node:crypto";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import type {
   ChannelCount,
@@ -11,7 +12,7 @@ import type {
   ReportChanges,
 } from "../core/presence.js";
 import { redisUnavailable } from "./connection.js";
-import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
+import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEEP_STEP_MEMBERS, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
 
 /*
  * The keys, under the prefix P:
@@ -22,6 +23,11 @@ import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
  *   P edges               set    the ids of the registered edges
  *   P edge:<id>           string the edge's liveness: exists while the edge heartbeats (PX ttl)
  *   P edge:<id>:channels  set    the channels where the edge may hold members
+ *   P edge:<id>:members   set    "<channel>\0<member id>" of every member the edge holds: what a sweep
+ *                                removes, step by step, without reading whole channels
+ *   P edge:<id>:indexed   string the edge keeps edge:<id>:members (set by its sync; an edge of an
+ *                                earlier version has none, and is swept channel by channel)
+ *   P sweeping            set    the ids of the dead edges being swept (moved there from edges)
  *   P edge:<id>:swept     string the edge was swept (its members' leaves reported); PX REDIS_SWEPT_MEMORY_MS
  *   P edge:<id>:departing hash   "<channel>\0<member id>" -> Member: removed by the edge, channel:leave not yet
  *                                said to be published (Presence.remove); the sweep reports these leaves too
@@ -117,24 +123,26 @@ local function reindex(hk, ik, uk)
 end
 `;
 
-/** Records a member (KEYS: hash, index, users, channels, edge channels; ARGV: id, value, channel). */
+/** Records a member (KEYS: hash, index, users, channels, edge channels, edge members; ARGV: id, value, channel). */
 const ADD = `${LIB}
 put(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[3])
+redis.call('SADD', KEYS[6], ARGV[3] .. '\\0' .. ARGV[1])
 return 1`;
 
 /**
  * Removes a member if this edge owns it, and records it as departing until
  * the edge says its leave is published (KEYS: hash, index, users, channels,
- * edge channels, edge departing; ARGV: id, "<edge>:", channel, last).
- * last=1: the edge has no member left there.
+ * edge channels, edge departing, edge members; ARGV: id, "<edge>:",
+ * channel, last). last=1: the edge has no member left there.
  */
 const REMOVE = `${LIB}
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 local removed = 0
 if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
   del(KEYS[1], KEYS[2], KEYS[3], ARGV[1], v)
+  redis.call('SREM', KEYS[7], ARGV[3] .. '\\0' .. ARGV[1])
   redis.call('HSET', KEYS[6], ARGV[3] .. '\\0' .. ARGV[1], string.sub(v, #ARGV[2] + 1))
   if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[3]) end
   removed = 1
@@ -265,7 +273,10 @@ return 1`;
  * its entries it no longer holds (returned as leaves: no channel:leave was
  * announced for them) and writes every entry it holds (returned as joins
  * when the edge had been swept: the others were told they left).
- * KEYS: edges, edge, edge channels, swept, channels.
+ * Rebuilds the edge's members index (and marks it indexed); an edge that
+ * was being swept takes its sweep over (what the sweep had not removed yet
+ * is kept if held, removed as a leave if not).
+ * KEYS: edges, edge, edge channels, swept, channels, sweeping.
  * ARGV: id, ttl, key prefix P, n, then n triples channel, member id, value.
  * Returns "1" if the edge had been swept ("0" if not), then a flat list of
  * kind ("join"/"leave"), channel, member bytes.
@@ -275,6 +286,7 @@ local id = ARGV[1]
 local tag = id .. ':'
 local swept = redis.call('EXISTS', KEYS[4]) == 1
 redis.call('DEL', KEYS[4])
+redis.call('SREM', KEYS[6], id)
 redis.call('SADD', KEYS[1], id)
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 local n = tonumber(ARGV[4])
@@ -296,11 +308,15 @@ for _, ch in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[5], ch) end
 end
 redis.call('DEL', KEYS[3])
+local mk = KEYS[2] .. ':members'
+redis.call('DEL', mk)
+redis.call('SET', KEYS[2] .. ':indexed', '1')
 for i = 0, n - 1 do
   local ch, mid, v = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
   local added = put(ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch, mid, v)
   redis.call('ZADD', KEYS[5], 0, ch)
   redis.call('SADD', KEYS[3], ch)
+  redis.call('SADD', mk, ch .. '\\0' .. mid)
   if added == 1 and swept then
     out[#out + 1] = 'join'
     out[#out + 1] = ch
@@ -310,11 +326,21 @@ end
 return out`;
 
 /**
- * Removes the members of every registered edge whose liveness expired, and
- * returns them (flat: channel, member bytes) to be reported as leaves, with
- * those the edge removed itself and may not have announced (departing). Only
- * the node that takes the lock sweeps; the removal is atomic, so a member is
- * removed, and reported, once.
+ * One step of the sweep: removes members of edges whose liveness expired,
+ * at most ARGV[8] of them, and returns whether more remain ("1"/"0"), then
+ * those removed (flat: channel, member bytes) to be reported as leaves,
+ * with those an edge removed itself and may not have announced (departing)
+ * once its last member is gone. Only the node that holds the lock sweeps
+ * (a step of a sweep it began renews it: ARGV[7] is its token); the
+ * removals are atomic, so a member is removed, and reported, once.
+ *
+ * A dead edge moves from edges to sweeping (and is marked swept) in the
+ * first step that sees it; each step then pops up to the budget from the
+ * members index of the edges being swept, so that a step costs O(budget)
+ * however large their channels (REDIS_SWEEP_STEP_MEMBERS). An edge of an
+ * earlier version (no index: not marked indexed) is swept one channel per
+ * step, reading the channel whole, as before. An edge that comes back
+ * while being swept takes the rest over (SYNC).
  *
  * Every node attempts a sweep every interval, so in Redis's own clock the
  * attempts are about an interval apart. A longer gap means no node could
@@ -323,41 +349,77 @@ return out`;
  * after such a gap nothing is swept for one TTL (the grace), which lets
  * every edge heartbeat again; a sweep sent before the stall and run after
  * it sees the gap too. No record of an attempt (a fresh Redis, or one that
- * restarted from disk) counts as a stall as well.
- * KEYS: edges, lock, channels, clock, grace, registrations (gate.ts).
- * ARGV: edge key prefix, key prefix P, lock ms, swept ms, stall ms, ttl ms.
+ * restarted from disk) counts as a stall as well. A step of a sweep under
+ * way (its token holds the lock) is no new attempt and skips that check.
+ * KEYS: edges, lock, channels, clock, grace, registrations (gate.ts), sweeping.
+ * ARGV: edge key prefix, key prefix P, lock ms, swept ms, stall ms, ttl ms, token, budget.
  */
 const SWEEP = `${LIB}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('GET', KEYS[4]) or '0')
-redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[6]) * 10)
-if last == 0 or now - last > tonumber(ARGV[5]) then
-  redis.call('SET', KEYS[5], now + tonumber(ARGV[6]), 'PX', tonumber(ARGV[6]) * 2)
-  return {}
+if redis.call('GET', KEYS[2]) == ARGV[7] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+  redis.call('SET', KEYS[4], now, 'PX', tonumber(ARGV[6]) * 10)
+  if last == 0 or now - last > tonumber(ARGV[5]) then
+    redis.call('SET', KEYS[5], now + tonumber(ARGV[6]), 'PX', tonumber(ARGV[6]) * 2)
+    return {'0'}
+  end
+  if now < tonumber(redis.call('GET', KEYS[5]) or '0') then return {'0'} end
+  if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'PX', ARGV[3]) then return {'0'} end
 end
-if now < tonumber(redis.call('GET', KEYS[5]) or '0') then return {} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {} end
-local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local ek = ARGV[1] .. id
   if redis.call('EXISTS', ek) == 0 then
-    local tag = id .. ':'
-    local ck = ek .. ':channels'
-    for _, ch in ipairs(redis.call('SMEMBERS', ck)) do
+    redis.call('SREM', KEYS[1], id)
+    redis.call('SADD', KEYS[7], id)
+    redis.call('SET', ek .. ':swept', '1', 'PX', ARGV[4])
+  end
+end
+local budget = tonumber(ARGV[8])
+local out = {'0'}
+local function drop(ch, hk, ik, uk, mid, v, tag)
+  del(hk, ik, uk, mid, v)
+  out[#out + 1] = ch
+  out[#out + 1] = string.sub(v, #tag + 1)
+end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  if budget <= 0 then
+    out[1] = '1'
+    break
+  end
+  local ek = ARGV[1] .. id
+  local tag = id .. ':'
+  local ck, mk = ek .. ':channels', ek .. ':members'
+  local done
+  if redis.call('EXISTS', ek .. ':indexed') == 1 then
+    for _, f in ipairs(redis.call('SPOP', mk, budget)) do
+      local sep = string.find(f, '\\0', 1, true)
+      local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+      local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
+      local v = redis.call('HGET', hk, mid)
+      if v and string.sub(v, 1, #tag) == tag then
+        drop(ch, hk, ik, uk, mid, v, tag)
+        if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+      end
+      budget = budget - 1
+    end
+    done = redis.call('SCARD', mk) == 0
+  else
+    local ch = redis.call('SPOP', ck)
+    if ch then
       local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
       local all = redis.call('HGETALL', hk)
       for j = 1, #all, 2 do
-        local v = all[j + 1]
-        if string.sub(v, 1, #tag) == tag then
-          del(hk, ik, uk, all[j], v)
-          out[#out + 1] = ch
-          out[#out + 1] = string.sub(v, #tag + 1)
-        end
+        if string.sub(all[j + 1], 1, #tag) == tag then drop(ch, hk, ik, uk, all[j], all[j + 1], tag) end
       end
       if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+      budget = budget - #all / 2
     end
-    redis.call('DEL', ck)
+    done = redis.call('EXISTS', ck) == 0
+  end
+  if done then
     local dk = ek .. ':departing'
     local departing = redis.call('HGETALL', dk)
     for j = 1, #departing, 2 do
@@ -365,10 +427,11 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       out[#out + 1] = string.sub(departing[j], 1, sep - 1)
       out[#out + 1] = departing[j + 1]
     end
-    redis.call('DEL', dk)
-    redis.call('SREM', KEYS[1], id)
+    redis.call('DEL', dk, mk, ck, ek .. ':indexed')
+    redis.call('SREM', KEYS[7], id)
     redis.call('HDEL', KEYS[6], id)
-    redis.call('SET', ek .. ':swept', '1', 'PX', ARGV[4])
+  else
+    out[1] = '1'
   end
 end
 return out`;
@@ -386,7 +449,7 @@ if redis.call('HLEN', KEYS[5]) > 0 then
 end
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[2] .. ':members', KEYS[2] .. ':indexed')
 return 1`;
 
 type Script = (...args: (string | Buffer | number)[]) => Promise<unknown>;
@@ -464,6 +527,7 @@ export class RedisPresence implements PresenceDirectory {
     channels: string;
     edges: string;
     lock: string;
+    sweeping: string;
     clock: string;
     grace: string;
     registrations: string;
@@ -475,6 +539,8 @@ export class RedisPresence implements PresenceDirectory {
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private closed = false;
+  /** The sweep this node runs now, if any. */
+  private sweeping: Promise<number> | undefined;
   /** Departing entries (see the keys) whose leaves are published, to be forgotten in one HDEL. */
   private departedFields: string[] = [];
   /** The last HDEL of them sent: close() waits for it, so that it does not see them still there. */
@@ -496,6 +562,7 @@ export class RedisPresence implements PresenceDirectory {
       channels: `${prefix}channels`,
       edges: `${prefix}edges`,
       lock: `${prefix}sweep-lock`,
+      sweeping: `${prefix}sweeping`,
       clock: `${prefix}sweep-clock`,
       grace: `${prefix}sweep-grace`,
       registrations: options.registrationsKey ?? `${prefix}registrations`,
@@ -503,15 +570,15 @@ export class RedisPresence implements PresenceDirectory {
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
     const define = (name: string, numberOfKeys: number, lua: string) =>
       command.defineCommand(name, { numberOfKeys, lua });
-    define("rtAdd", 5, ADD);
-    define("rtRemove", 6, REMOVE);
+    define("rtAdd", 6, ADD);
+    define("rtRemove", 7, REMOVE);
     define("rtMembers", 2, MEMBERS);
     define("rtPage", 4, PAGE);
     define("rtStats", 3, STATS);
     define("rtChannels", 1, CHANNELS);
     define("rtHeartbeat", 2, HEARTBEAT);
-    define("rtSync", 5, SYNC);
-    define("rtSweep", 6, SWEEP);
+    define("rtSync", 6, SYNC);
+    define("rtSweep", 7, SWEEP);
     define("rtUnregister", 5, UNREGISTER);
     this.scripts = command as unknown as Scripts;
   }
@@ -578,6 +645,7 @@ export class RedisPresence implements PresenceDirectory {
         ...this.channelKeys(channel),
         this.keys.channels,
         `${this.edgeKeyPrefix}${edgeId}:channels`,
+        `${this.edgeKeyPrefix}${edgeId}:members`,
         member.id,
         value,
         channel,
@@ -605,6 +673,7 @@ export class RedisPresence implements PresenceDirectory {
         this.keys.channels,
         `${this.edgeKeyPrefix}${edgeId}:channels`,
         `${this.edgeKeyPrefix}${edgeId}:departing`,
+        `${this.edgeKeyPrefix}${edgeId}:members`,
         memberId,
         this.tag,
         channel,
@@ -722,35 +791,62 @@ export class RedisPresence implements PresenceDirectory {
     return out;
   }
 
-  /** Runs one sweep now (tests and operators); resolves with the members removed. */
+  /**
+   * Runs a sweep now (tests and operators; the timer too): step after step
+   * (SWEEP, at most REDIS_SWEEP_STEP_MEMBERS members each), each step's
+   * leaves reported before the next, until no dead edge is left or another
+   * node holds the lock. Resolves with the members removed. One at a time
+   * per node: a call while one runs waits for it (and returns 0).
+   */
   async sweep(): Promise<number> {
-    const { command } = this.options;
-    if (this.closed || command.status !== "ready") return 0;
-    let flat: Buffer[];
-    try {
-      flat = (await this.scripts.rtSweepBuffer(
-        this.keys.edges,
-        this.keys.lock,
-        this.keys.channels,
-        this.keys.clock,
-        this.keys.grace,
-        this.keys.registrations,
-        this.edgeKeyPrefix,
-        this.prefix,
-        this.intervalMs,
-        REDIS_SWEPT_MEMORY_MS,
-        // Attempts come every interval from each node; allow two missed and a second.
-        2 * this.intervalMs + 1_000,
-        this.options.ttlMs,
-      )) as Buffer[];
-    } catch (err) {
-      this.options.onError?.(err, "sweeping dead edges");
+    if (this.sweeping) {
+      await this.sweeping;
       return 0;
     }
-    const departures: PresenceChange[] = [];
-    for (let i = 0; i < flat.length; i += 2) this.decode(departures, "leave", flat[i]!, flat[i + 1]!);
-    await this.options.report(departures);
-    return flat.length / 2;
+    this.sweeping = this.sweepSteps();
+    try {
+      return await this.sweeping;
+    } finally {
+      this.sweeping = undefined;
+    }
+  }
+
+  private async sweepSteps(): Promise<number> {
+    const { command } = this.options;
+    const token = randomUUID();
+    let removed = 0;
+    for (;;) {
+      if (this.closed || command.status !== "ready") return removed;
+      let flat: Buffer[];
+      try {
+        flat = (await this.scripts.rtSweepBuffer(
+          this.keys.edges,
+          this.keys.lock,
+          this.keys.channels,
+          this.keys.clock,
+          this.keys.grace,
+          this.keys.registrations,
+          this.keys.sweeping,
+          this.edgeKeyPrefix,
+          this.prefix,
+          this.intervalMs,
+          REDIS_SWEPT_MEMORY_MS,
+          // Attempts come every interval from each node; allow two missed and a second.
+          2 * this.intervalMs + 1_000,
+          this.options.ttlMs,
+          token,
+          REDIS_SWEEP_STEP_MEMBERS,
+        )) as Buffer[];
+      } catch (err) {
+        this.options.onError?.(err, "sweeping dead edges");
+        return removed;
+      }
+      const departures: PresenceChange[] = [];
+      for (let i = 1; i + 1 < flat.length; i += 2) this.decode(departures, "leave", flat[i]!, flat[i + 1]!);
+      removed += (flat.length - 1) / 2;
+      await this.options.report(departures);
+      if (flat[0]?.toString() !== "1") return removed;
+    }
   }
 
   private async heartbeat(): Promise<void> {
@@ -805,6 +901,7 @@ export class RedisPresence implements PresenceDirectory {
           `${edgeKey}:channels`,
           `${edgeKey}:swept`,
           this.keys.channels,
+          this.keys.sweeping,
           edgeId,
           this.options.ttlMs,
           this.prefix,

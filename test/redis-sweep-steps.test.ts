@@ -1,0 +1,170 @@
+/**
+ * The Redis sweep of a dead edge in bounded steps: each step removes at
+ * most REDIS_SWEEP_STEP_MEMBERS of its memberships (read from the edge's
+ * own index, not from whole channels) and its leaves are reported before
+ * the next. Real Redis (the run's), real RedisPresence instances: an edge
+ * that stops heartbeating (its liveness dropped, as when it is killed) and
+ * a node that sweeps.
+ */
+import { create } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
+import { afterEach, describe, expect, it } from "vitest";
+import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
+import type { PresenceChange } from "../src/core/presence.js";
+import { REDIS_SWEEP_STEP_MEMBERS } from "../src/redis/limits.js";
+import { RedisPresence } from "../src/redis/presence-redis.js";
+import { deletePrefix, eventually, NO_REDIS, testRedisUrl, uniquePrefix } from "./helpers/redis-topology.js";
+
+const TTL_MS = 1_000;
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+/** An edge and a sweeping node on a prefix of their own; reports are collected per call (one per step). */
+function setup(edgeId = "dead") {
+  const prefix = uniquePrefix("sweep-steps");
+  const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl()), new Redis(testRedisUrl())];
+  const steps: PresenceChange[][] = [];
+  const edge = new RedisPresence({ command: conns[0]!, prefix, edgeId, ttlMs: TTL_MS, report: async () => {} });
+  const sweeper = new RedisPresence({
+    command: conns[1]!,
+    prefix,
+    ttlMs: TTL_MS,
+    report: async (changes) => {
+      if (changes.length > 0) steps.push([...changes]);
+    },
+  });
+  cleanups.push(async () => {
+    await edge.close();
+    await sweeper.close();
+    for (const c of conns) c.disconnect();
+    await deletePrefix(prefix);
+  });
+  edge.start();
+  return { prefix, edge, sweeper, steps, redis: conns[2]!, start: () => sweeper.start() };
+}
+
+const member = (id: string) => create(MemberSchema, { id, userId: `u${Number(id.slice(1)) % 97}` });
+
+/** Adds n members to each channel, in parallel batches. */
+async function fill(edge: RedisPresence, channels: string[], n: number): Promise<void> {
+  for (const channel of channels) {
+    for (let i = 0; i < n; i += 500) {
+      await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => edge.add(channel, member(`m${i + k}`))));
+    }
+  }
+}
+
+describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
+  it("an edge with 3× a step of memberships: every leave reported once, in steps of at most the bound; counts and keys end clean", async () => {
+    const { prefix, edge, sweeper, steps, redis, start } = setup();
+    const per = Math.ceil((REDIS_SWEEP_STEP_MEMBERS * 3) / 2);
+    await fill(edge, ["a", "b"], per);
+    // A member of another, live edge stays. That edge sweeps too (every node does, whoever takes the
+    // lock): what it reports counts as well.
+    const liveConn = new Redis(testRedisUrl());
+    const live = new RedisPresence({
+      command: liveConn,
+      prefix,
+      edgeId: "live",
+      ttlMs: TTL_MS,
+      report: async (changes) => {
+        if (changes.length > 0) steps.push([...changes]);
+      },
+    });
+    cleanups.unshift(async () => {
+      await live.close();
+      liveConn.disconnect();
+    });
+    live.start();
+    await live.add("a", member("x1"));
+    // The edge dies: no more heartbeats, its liveness gone.
+    await edge.close();
+    await redis.del(`${prefix}edge:dead`);
+    start();
+    await eventually(() => steps.flat().length >= per * 2, 30_000, "every leave reported");
+    await sweeper.sweep();
+    const all = steps.flat();
+    expect(all.length).toBe(per * 2);
+    expect(new Set(all.map((c) => `${c.channel}/${c.member.id}`)).size).toBe(per * 2);
+    expect(all.every((c) => c.kind === "leave" && c.member.userId !== "")).toBe(true);
+    expect(steps.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...steps.map((s) => s.length))).toBeLessThanOrEqual(REDIS_SWEEP_STEP_MEMBERS);
+    expect((await sweeper.members("a")).map((m) => m.id)).toEqual(["x1"]);
+    expect(await sweeper.members("b")).toEqual([]);
+    expect(await sweeper.stats("a")).toEqual({ connections: 1, users: 1 });
+    const left = await redis.keys(`${prefix}edge:dead*`);
+    expect(left.filter((k) => !k.endsWith(":swept"))).toEqual([]);
+    expect(await redis.smembers(`${prefix}sweeping`)).toEqual([]);
+  }, 60_000);
+
+  it("an edge of an earlier version (no members index) is swept channel by channel, each leave once", async () => {
+    const { prefix, edge, steps, redis, start } = setup();
+    await fill(edge, ["a", "b", "c"], 50);
+    await edge.close();
+    // What an edge registered before the index leaves in Redis: no index, no mark.
+    await redis.del(`${prefix}edge:dead:members`, `${prefix}edge:dead:indexed`, `${prefix}edge:dead`);
+    start();
+    await eventually(() => steps.flat().length >= 150, 30_000, "every leave reported");
+    expect(new Set(steps.flat().map((c) => `${c.channel}/${c.member.id}`)).size).toBe(150);
+    expect(steps.map((s) => new Set(s.map((c) => c.channel)).size).every((n) => n === 1)).toBe(true);
+  }, 60_000);
+
+  it("an edge that comes back while being swept takes the rest over: all it holds is back, each leave reported once and answered by a join", async () => {
+    const prefix = uniquePrefix("sweep-steps");
+    const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl()), new Redis(testRedisUrl())];
+    const redis = conns[2]!;
+    const leaves: PresenceChange[] = [];
+    const joins: PresenceChange[] = [];
+    let synced!: () => void;
+    const back = new Promise<void>((resolve) => (synced = resolve));
+    let edgeBack = false;
+    // Not started: no heartbeats (its first add registers it), so its liveness stays gone once deleted.
+    const edge = new RedisPresence({
+      command: conns[0]!,
+      prefix,
+      edgeId: "dead",
+      ttlMs: TTL_MS,
+      report: async (changes) => void joins.push(...changes),
+      onSynced: () => {
+        if (edgeBack) synced();
+      },
+    });
+    const sweeper = new RedisPresence({
+      command: conns[1]!,
+      prefix,
+      ttlMs: TTL_MS,
+      report: async (changes) => {
+        if (changes.length === 0) return;
+        leaves.push(...changes);
+        // The first step is reported: the edge comes back (as after a stall) before the next step.
+        if (!edgeBack) {
+          edgeBack = true;
+          edge.start();
+          await back;
+        }
+      },
+    });
+    cleanups.push(async () => {
+      await edge.close();
+      await sweeper.close();
+      for (const c of conns) c.disconnect();
+      await deletePrefix(prefix);
+    });
+    const n = REDIS_SWEEP_STEP_MEMBERS * 2;
+    await fill(edge, ["a"], n);
+    await redis.del(`${prefix}edge:dead`);
+    sweeper.start();
+    await eventually(() => edgeBack, 20_000, "the first step");
+    await back;
+    await sweeper.sweep();
+    expect(leaves.length).toBe(REDIS_SWEEP_STEP_MEMBERS);
+    expect(new Set(leaves.map((c) => c.member.id)).size).toBe(leaves.length);
+    expect(joins.map((c) => c.member.id).sort()).toEqual(leaves.map((c) => c.member.id).sort());
+    expect(joins.every((c) => c.kind === "join")).toBe(true);
+    expect((await sweeper.members("a")).length).toBe(n);
+    expect(await redis.smembers(`${prefix}sweeping`)).toEqual([]);
+    expect(await redis.scard(`${prefix}edge:dead:members`)).toBe(n);
+  }, 60_000);
+});
