@@ -88,6 +88,9 @@ describe("embedded mode: GetMembers pages and PresenceStats of 2,500 members", (
     ])
       expect(stats).toMatchObject({ connections: 2_500, users: 1_000 });
     expect(await f.api.presenceStats({ channel: "nobody" })).toMatchObject({ connections: 0, users: 0 });
+    // ListChannels carries the same counts, over gRPC and Connect.
+    for (const page of [await f.api.listChannels({ prefix: "big" }), await connect.listChannels({ prefix: "big" })])
+      expect(page.channels.map((c) => [c.name, c.members, c.users])).toEqual([["big", 2_500, 1_000]]);
 
     // B's users u0..u99 leave with one connection: A still holds them.
     await b.removeMembers("big", bIds.slice(0, 100));
@@ -187,6 +190,9 @@ describe.skipIf(NO_REDIS)("Redis mode: GetMembers pages and PresenceStats of 2,5
     await add(b, bIds[300]!, "");
     await Promise.all(bIds.slice(0, 100).map((id) => b.remove("big", id)));
     expect(await api.presenceStats({ channel: "big" })).toMatchObject({ connections: 2_400, users: 1_000 });
+    expect((await api.listChannels({ prefix: "big" })).channels.map((c) => [c.name, c.members, c.users])).toEqual([
+      ["big", 2_400, 1_000],
+    ]);
 
     // B dies: its connection to Redis is cut, it heartbeats no more. Within
     // the TTL its members leave GetMembers; the API node's sweep removes

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 
-const member = (id: string) => create(MemberSchema, { id });
+const member = (id: string, userId = "") => create(MemberSchema, { id, userId });
 const name = fc.stringMatching(/^[a-c/:]{1,4}$/);
 
 describe("MemoryPresence.channelPage", () => {
@@ -23,13 +23,17 @@ describe("MemoryPresence.channelPage", () => {
         (channels, prefix, after, limit) => {
           const p = new MemoryPresence();
           channels.forEach((c, i) => {
-            for (let k = 0; k <= i % 3; k++) p.add("edge", c, member(`m${k}`));
+            // 1 to 3 members; m0 and m1 are one user's two connections, m2 another user's.
+            for (let k = 0; k <= i % 3; k++) p.add("edge", c, member(`m${k}`, `u${k >> 1}`));
           });
           const expected = [...channels]
             .filter((c) => c.startsWith(prefix) && c > after)
             .sort()
             .slice(0, limit)
-            .map((c) => ({ channel: c, members: (channels.indexOf(c) % 3) + 1 }));
+            .map((c) => {
+              const members = (channels.indexOf(c) % 3) + 1;
+              return { channel: c, members, users: Math.ceil(members / 2) };
+            });
           expect(p.channelPage(prefix, after, limit)).toEqual(expected);
         },
       ),

@@ -285,7 +285,9 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         const found = await presence.channels(req.prefix, after, size + 1);
         const page = found.slice(0, size);
         return {
-          channels: page.map((c) => create(ChannelSummarySchema, { name: c.channel, members: c.members })),
+          channels: page.map((c) =>
+            create(ChannelSummarySchema, { name: c.channel, members: c.members, users: c.users }),
+          ),
           nextPageToken: found.length > size ? encodePageToken(scope, page[size - 1]!.channel) : "",
         };
       });

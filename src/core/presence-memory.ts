@@ -179,7 +179,10 @@ export class MemoryPresence {
     for (const channel of this.channels.keys()) {
       if (channel > after && channel.startsWith(prefix)) heap.offer(channel);
     }
-    return heap.sorted().map((channel) => ({ channel, members: this.channels.get(channel)!.entries.size }));
+    return heap.sorted().map((channel) => {
+      const ch = this.channels.get(channel)!;
+      return { channel, members: ch.entries.size, users: ch.users.size };
+    });
   }
 
   /** Marks an owner's members unreachable (its link dropped) or reachable. */

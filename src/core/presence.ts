@@ -109,10 +109,11 @@ export interface PresenceStats {
   users: number;
 }
 
-/** A channel that has members, and how many. */
+/** A channel that has members, how many, and how many distinct users they are (PresenceStats' counts). */
 export interface ChannelCount {
   channel: string;
   members: number;
+  users: number;
 }
 
 /**

@@ -248,13 +248,14 @@ const STATS = `${LIB}
 reindex(KEYS[1], KEYS[2], KEYS[3])
 return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[3])}`;
 
-/** A page of channels with their counts (KEYS: channels; ARGV: min, max, limit, hash prefix). */
+/** A page of channels with their counts (KEYS: channels; ARGV: min, max, limit, hash prefix, users prefix): name, members, users. */
 const CHANNELS = `
 local names = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, ch in ipairs(names) do
   out[#out + 1] = ch
   out[#out + 1] = redis.call('HLEN', ARGV[4] .. ch)
+  out[#out + 1] = redis.call('HLEN', ARGV[5] .. ch)
 end
 return out`;
 
@@ -780,14 +781,20 @@ export class RedisPresence implements PresenceDirectory {
     const max = prefix === "" ? "+" : `[${prefix}\u00ff`;
     let flat: (string | number)[];
     try {
-      flat = (await this.scripts.rtChannels(this.keys.channels, min, max, Math.max(1, limit), this.hashPrefix)) as (
-        string | number
-      )[];
+      flat = (await this.scripts.rtChannels(
+        this.keys.channels,
+        min,
+        max,
+        Math.max(1, limit),
+        this.hashPrefix,
+        `${this.prefix}mu:`,
+      )) as (string | number)[];
     } catch (err) {
       throw redisUnavailable(err, "ListChannels");
     }
     const out: ChannelCount[] = [];
-    for (let i = 0; i < flat.length; i += 2) out.push({ channel: String(flat[i]), members: Number(flat[i + 1]) });
+    for (let i = 0; i + 2 < flat.length; i += 3)
+      out.push({ channel: String(flat[i]), members: Number(flat[i + 1]), users: Number(flat[i + 2]) });
     return out;
   }
 

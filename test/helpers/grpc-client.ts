@@ -9,6 +9,8 @@ import {
   type GetHistoryRequestSchema,
   type GetHistoryResponse,
   type GetMembersResponse,
+  type ListChannelsRequestSchema,
+  type ListChannelsResponse,
   type PresenceStatsRequestSchema,
   type PresenceStatsResponse,
   type PublishRequest,
@@ -35,6 +37,10 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof PresenceStatsRequestSchema>,
     metadata?: grpc.Metadata,
   ): Promise<PresenceStatsResponse>;
+  listChannels(
+    req: MessageInitShape<typeof ListChannelsRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<ListChannelsResponse>;
   getHistory(
     req: MessageInitShape<typeof GetHistoryRequestSchema>,
     metadata?: grpc.Metadata,
@@ -69,6 +75,7 @@ export function realtimeClient(address: string): RealtimeTestClient {
     broadcast: call<BroadcastResponse>("broadcast", m.broadcast.input),
     getMembers: call<GetMembersResponse>("getMembers", m.getMembers.input),
     presenceStats: call<PresenceStatsResponse>("presenceStats", m.presenceStats.input),
+    listChannels: call<ListChannelsResponse>("listChannels", m.listChannels.input),
     getHistory: call<GetHistoryResponse>("getHistory", m.getHistory.input),
     watchChannel: (req, metadata = new grpc.Metadata()) =>
       (
