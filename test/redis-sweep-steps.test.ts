@@ -6,12 +6,12 @@
  * that stops heartbeating (its liveness dropped, as when it is killed) and
  * a node that sweeps.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
 import type { PresenceChange } from "../src/core/presence.js";
-import { REDIS_SWEEP_STEP_MEMBERS } from "../src/redis/limits.js";
+import { REDIS_SWEEP_STEP_MEMBERS, REDIS_SYNC_STEP_MEMBERS } from "../src/redis/limits.js";
 import { RedisPresence } from "../src/redis/presence-redis.js";
 import { deletePrefix, eventually, NO_REDIS, testRedisUrl, uniquePrefix } from "./helpers/redis-topology.js";
 
@@ -166,5 +166,54 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
     expect((await sweeper.members("a")).length).toBe(n);
     expect(await redis.smembers(`${prefix}sweeping`)).toEqual([]);
     expect(await redis.scard(`${prefix}edge:dead:members`)).toBe(n);
+  }, 60_000);
+
+  it("re-registration in steps: an edge whose registration Redis lost writes back all it holds, and removes (as leaves) what it no longer holds", async () => {
+    const prefix = uniquePrefix("sync-steps");
+    const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl())];
+    const redis = conns[1]!;
+    const reported: PresenceChange[] = [];
+    let syncs = 0;
+    const edge = new RedisPresence({
+      command: conns[0]!,
+      prefix,
+      edgeId: "e",
+      ttlMs: TTL_MS,
+      report: async (changes) => void reported.push(...changes),
+      onSynced: () => void syncs++,
+    });
+    cleanups.push(async () => {
+      await edge.close();
+      for (const c of conns) c.disconnect();
+      await deletePrefix(prefix);
+    });
+    edge.start();
+    const n = REDIS_SYNC_STEP_MEMBERS * 2 + 200;
+    await fill(edge, ["a"], n);
+    // Two entries of this edge that it no longer holds (their removals never reached Redis),
+    // and the profile of one it holds changed meanwhile.
+    const stale = (id: string) => Buffer.concat([Buffer.from("e:"), Buffer.from(toBinary(MemberSchema, member(id)))]);
+    await redis.hset(`${prefix}m:a`, "gone1", stale("gone1"), "gone2", stale("gone2"));
+    await redis.zadd(`${prefix}mi:a`, 0, "gone1", 0, "gone2");
+    await redis.sadd(`${prefix}edge:e:members`, "a\0gone1", "a\0gone2");
+    await edge.add(
+      "a",
+      create(MemberSchema, { id: "m7", userId: "u7", data: { kind: { case: "stringValue", value: "new" } } }),
+    );
+    // Redis forgets the edge's registration: its next heartbeat finds it unregistered and re-syncs.
+    const before = syncs;
+    await redis.srem(`${prefix}edges`, "e");
+    await eventually(() => syncs > before, 10_000, "a sync");
+    expect(reported.map((c) => [c.kind, c.member.id]).sort()).toEqual([
+      ["leave", "gone1"],
+      ["leave", "gone2"],
+    ]);
+    const members = await edge.members("a");
+    expect(members.length).toBe(n);
+    expect(members.find((m) => m.id === "m7")!.data?.kind.value).toBe("new");
+    expect(await edge.stats("a")).toEqual({ connections: n, users: 97 });
+    expect(await redis.scard(`${prefix}edge:e:members`)).toBe(n);
+    expect(await redis.exists(`${prefix}edge:e:members-old`)).toBe(0);
+    expect(await redis.sismember(`${prefix}edges`, "e")).toBe(1);
   }, 60_000);
 });

@@ -52,3 +52,10 @@ export const REDIS_SWEEP_STEP_MEMBERS = 500;
 
 /** What no presence script of ours may block Redis for (measured in bench/edge-death-cost.ts). */
 export const REDIS_SCRIPT_BUDGET_MS = 50;
+
+/**
+ * Most members one step of an edge's re-registration (its sync, after
+ * Redis came back or its liveness lapsed) writes, or compares against what
+ * Redis held before: one Lua script each, like REDIS_SWEEP_STEP_MEMBERS.
+ */
+export const REDIS_SYNC_STEP_MEMBERS = 500;

@@ -12,7 +12,12 @@ import type {
   ReportChanges,
 } from "../core/presence.js";
 import { redisUnavailable } from "./connection.js";
-import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEEP_STEP_MEMBERS, REDIS_SWEPT_MEMORY_MS } from "./limits.js";
+import {
+  REDIS_MEMBERS_SCAN_MAX,
+  REDIS_SWEEP_STEP_MEMBERS,
+  REDIS_SWEPT_MEMORY_MS,
+  REDIS_SYNC_STEP_MEMBERS,
+} from "./limits.js";
 
 /*
  * The keys, under the prefix P:
@@ -25,6 +30,7 @@ import { REDIS_MEMBERS_SCAN_MAX, REDIS_SWEEP_STEP_MEMBERS, REDIS_SWEPT_MEMORY_MS
  *   P edge:<id>:channels  set    the channels where the edge may hold members
  *   P edge:<id>:members   set    "<channel>\0<member id>" of every member the edge holds: what a sweep
  *                                removes, step by step, without reading whole channels
+ *   P edge:<id>:members-old set  during a sync: the index as it was before (SYNC_BEGIN)
  *   P edge:<id>:indexed   string the edge keeps edge:<id>:members (set by its sync; an edge of an
  *                                earlier version has none, and is swept channel by channel)
  *   P sweeping            set    the ids of the dead edges being swept (moved there from edges)
@@ -269,61 +275,90 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1`;
 
-/**
- * Makes Redis hold exactly what the edge holds: registers the edge, removes
- * its entries it no longer holds (returned as leaves: no channel:leave was
- * announced for them) and writes every entry it holds (returned as joins
- * when the edge had been swept: the others were told they left).
- * Rebuilds the edge's members index (and marks it indexed); an edge that
- * was being swept takes its sweep over (what the sweep had not removed yet
- * is kept if held, removed as a leave if not).
- * KEYS: edges, edge, edge channels, swept, channels, sweeping.
- * ARGV: id, ttl, key prefix P, n, then n triples channel, member id, value.
- * Returns "1" if the edge had been swept ("0" if not), then a flat list of
- * kind ("join"/"leave"), channel, member bytes.
+/*
+ * The sync makes Redis hold exactly what the edge holds, in steps of at
+ * most REDIS_SYNC_STEP_MEMBERS members each (the edge runs them in order,
+ * reporting each step's changes before the next):
+ *   SYNC_BEGIN  registers the edge (alive, indexed, no longer swept or
+ *               being swept) and sets its members index aside as the old
+ *               one, to be compared at the end;
+ *   SYNC_PUT    writes a chunk of the members it holds (reported as joins
+ *               when the edge had been swept: the others were told they left);
+ *   SYNC_END    pops a chunk of the old index and removes those entries the
+ *               edge did not write again (reported as leaves: no
+ *               channel:leave was announced for them), until none is left.
+ * An edge that was being swept takes the rest of its sweep over (what the
+ * sweep had not removed is kept if held, removed as a leave if not). A
+ * sync that failed half-way leaves the old index, which the next one's
+ * begin merges with the new one, so that nothing it wrote is forgotten.
  */
-const SYNC = `${LIB}
-local id = ARGV[1]
-local tag = id .. ':'
-local swept = redis.call('EXISTS', KEYS[4]) == 1
-redis.call('DEL', KEYS[4])
-redis.call('SREM', KEYS[6], id)
-redis.call('SADD', KEYS[1], id)
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-local n = tonumber(ARGV[4])
-local held = {}
-for i = 0, n - 1 do held[ARGV[5 + i * 3] .. '\\0' .. ARGV[6 + i * 3]] = true end
-local out = {swept and '1' or '0'}
-for _, ch in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  local hk, ik, uk = ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch
-  local all = redis.call('HGETALL', hk)
-  for j = 1, #all, 2 do
-    local v = all[j + 1]
-    if string.sub(v, 1, #tag) == tag and not held[ch .. '\\0' .. all[j]] then
-      del(hk, ik, uk, all[j], v)
-      out[#out + 1] = 'leave'
-      out[#out + 1] = ch
-      out[#out + 1] = string.sub(v, #tag + 1)
-    end
-  end
-  if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[5], ch) end
-end
+
+/**
+ * KEYS: edges, edge, swept, sweeping, edge members, edge old members.
+ * ARGV: id, ttl. Returns 1 if the edge had been swept, else 0.
+ */
+const SYNC_BEGIN = `
+local swept = redis.call('EXISTS', KEYS[3]) == 1
 redis.call('DEL', KEYS[3])
-local mk = KEYS[2] .. ':members'
-redis.call('DEL', mk)
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('SET', KEYS[2] .. ':indexed', '1')
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('SUNIONSTORE', KEYS[6], KEYS[6], KEYS[5])
+    redis.call('DEL', KEYS[5])
+  end
+elseif redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('RENAME', KEYS[5], KEYS[6])
+end
+return swept and 1 or 0`;
+
+/**
+ * KEYS: channels, edge channels, edge members.
+ * ARGV: key prefix P, swept ("1"/"0"), "<edge>:", n, then n triples
+ * channel, member id, value. Returns the joins (flat: channel, member bytes)
+ * of members written anew on a swept edge.
+ */
+const SYNC_PUT = `${LIB}
+local out = {}
+local n = tonumber(ARGV[4])
 for i = 0, n - 1 do
   local ch, mid, v = ARGV[5 + i * 3], ARGV[6 + i * 3], ARGV[7 + i * 3]
-  local added = put(ARGV[3] .. 'm:' .. ch, ARGV[3] .. 'mi:' .. ch, ARGV[3] .. 'mu:' .. ch, mid, v)
-  redis.call('ZADD', KEYS[5], 0, ch)
-  redis.call('SADD', KEYS[3], ch)
-  redis.call('SADD', mk, ch .. '\\0' .. mid)
-  if added == 1 and swept then
-    out[#out + 1] = 'join'
+  local added = put(ARGV[1] .. 'm:' .. ch, ARGV[1] .. 'mi:' .. ch, ARGV[1] .. 'mu:' .. ch, mid, v)
+  redis.call('ZADD', KEYS[1], 0, ch)
+  redis.call('SADD', KEYS[2], ch)
+  redis.call('SADD', KEYS[3], ch .. '\\0' .. mid)
+  if added == 1 and ARGV[2] == '1' then
     out[#out + 1] = ch
-    out[#out + 1] = string.sub(v, #tag + 1)
+    out[#out + 1] = string.sub(v, #ARGV[3] + 1)
   end
 end
+return out`;
+
+/**
+ * KEYS: edge members, edge old members, channels.
+ * ARGV: key prefix P, "<edge>:", budget. Returns whether old members are
+ * left ("1"/"0"), then the leaves (flat: channel, member bytes).
+ */
+const SYNC_END = `${LIB}
+local out = {'0'}
+local tag = ARGV[2]
+for _, f in ipairs(redis.call('SPOP', KEYS[2], tonumber(ARGV[3]))) do
+  if redis.call('SISMEMBER', KEYS[1], f) == 0 then
+    local sep = string.find(f, '\\0', 1, true)
+    local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+    local hk, ik, uk = ARGV[1] .. 'm:' .. ch, ARGV[1] .. 'mi:' .. ch, ARGV[1] .. 'mu:' .. ch
+    local v = redis.call('HGET', hk, mid)
+    if v and string.sub(v, 1, #tag) == tag then
+      del(hk, ik, uk, mid, v)
+      out[#out + 1] = ch
+      out[#out + 1] = string.sub(v, #tag + 1)
+      if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+    end
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then out[1] = '1' end
 return out`;
 
 /**
@@ -395,18 +430,21 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   local ck, mk = ek .. ':channels', ek .. ':members'
   local done
   if redis.call('EXISTS', ek .. ':indexed') == 1 then
-    for _, f in ipairs(redis.call('SPOP', mk, budget)) do
-      local sep = string.find(f, '\\0', 1, true)
-      local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
-      local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
-      local v = redis.call('HGET', hk, mid)
-      if v and string.sub(v, 1, #tag) == tag then
-        drop(ch, hk, ik, uk, mid, v, tag)
-        if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+    -- Its index, and the old one of a sync it died in the middle of.
+    for _, key in ipairs({mk, mk .. '-old'}) do
+      for _, f in ipairs(redis.call('SPOP', key, math.max(budget, 0))) do
+        local sep = string.find(f, '\\0', 1, true)
+        local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+        local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
+        local v = redis.call('HGET', hk, mid)
+        if v and string.sub(v, 1, #tag) == tag then
+          drop(ch, hk, ik, uk, mid, v, tag)
+          if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+        end
+        budget = budget - 1
       end
-      budget = budget - 1
     end
-    done = redis.call('SCARD', mk) == 0
+    done = redis.call('EXISTS', mk) == 0 and redis.call('EXISTS', mk .. '-old') == 0
   else
     local ch = redis.call('SPOP', ck)
     if ch then
@@ -428,7 +466,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
       out[#out + 1] = string.sub(departing[j], 1, sep - 1)
       out[#out + 1] = departing[j + 1]
     end
-    redis.call('DEL', dk, mk, ck, ek .. ':indexed')
+    redis.call('DEL', dk, mk, mk .. '-old', ck, ek .. ':indexed')
     redis.call('SREM', KEYS[7], id)
     redis.call('HDEL', KEYS[6], id)
   else
@@ -450,7 +488,7 @@ if redis.call('HLEN', KEYS[5]) > 0 then
 end
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[2] .. ':members', KEYS[2] .. ':indexed')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[2] .. ':members', KEYS[2] .. ':members-old', KEYS[2] .. ':indexed')
 return 1`;
 
 type Script = (...args: (string | Buffer | number)[]) => Promise<unknown>;
@@ -462,7 +500,9 @@ interface Scripts {
   rtStats: Script;
   rtChannels: Script;
   rtHeartbeat: Script;
-  rtSyncBuffer: Script;
+  rtSyncBegin: Script;
+  rtSyncPutBuffer: Script;
+  rtSyncEndBuffer: Script;
   rtSweepBuffer: Script;
   rtUnregister: Script;
 }
@@ -578,7 +618,9 @@ export class RedisPresence implements PresenceDirectory {
     define("rtStats", 3, STATS);
     define("rtChannels", 1, CHANNELS);
     define("rtHeartbeat", 2, HEARTBEAT);
-    define("rtSync", 6, SYNC);
+    define("rtSyncBegin", 6, SYNC_BEGIN);
+    define("rtSyncPut", 3, SYNC_PUT);
+    define("rtSyncEnd", 3, SYNC_END);
     define("rtSweep", 7, SWEEP);
     define("rtUnregister", 5, UNREGISTER);
     this.scripts = command as unknown as Scripts;
@@ -885,47 +927,76 @@ export class RedisPresence implements PresenceDirectory {
   private async runSync(): Promise<void> {
     const { command, edgeId } = this.options;
     if (edgeId === undefined) return;
+    const edgeKey = this.edgeKeyPrefix + edgeId;
+    const [ck, mk, oldMk] = [`${edgeKey}:channels`, `${edgeKey}:members`, `${edgeKey}:members-old`];
     do {
       this.syncAgain = false;
       if (this.closed || command.status !== "ready") return;
-      // The arguments are read from `held` in the same tick the script is
-      // sent, so adds and removes sent after it are applied after it.
-      const args: (string | Buffer)[] = [];
-      let n = 0;
-      for (const [channel, ids] of this.held) {
-        for (const [id, value] of ids) {
-          args.push(channel, id, value);
-          n++;
-        }
-      }
-      const edgeKey = this.edgeKeyPrefix + edgeId;
       this.needsSync = false;
-      let flat: Buffer[];
       try {
-        flat = (await this.scripts.rtSyncBuffer(
-          this.keys.edges,
-          edgeKey,
-          `${edgeKey}:channels`,
-          `${edgeKey}:swept`,
-          this.keys.channels,
-          this.keys.sweeping,
-          edgeId,
-          this.options.ttlMs,
-          this.prefix,
-          n,
-          ...args,
-        )) as Buffer[];
+        const swept =
+          Number(
+            await this.scripts.rtSyncBegin(
+              this.keys.edges,
+              edgeKey,
+              `${edgeKey}:swept`,
+              this.keys.sweeping,
+              mk,
+              oldMk,
+              edgeId,
+              this.options.ttlMs,
+            ),
+          ) === 1;
+        const held: [string, string][] = [];
+        for (const [channel, ids] of this.held) for (const id of ids.keys()) held.push([channel, id]);
+        for (let at = 0; at < held.length; at += REDIS_SYNC_STEP_MEMBERS) {
+          // A chunk's values are read from `held` in the tick its script is
+          // sent: what was removed meanwhile is left out, and adds and removes
+          // sent after it are applied after it.
+          const args: (string | Buffer)[] = [];
+          for (const [channel, id] of held.slice(at, at + REDIS_SYNC_STEP_MEMBERS)) {
+            const value = this.held.get(channel)?.get(id);
+            if (value) args.push(channel, id, value);
+          }
+          if (args.length === 0) continue;
+          const flat = (await this.scripts.rtSyncPutBuffer(
+            this.keys.channels,
+            ck,
+            mk,
+            this.prefix,
+            swept ? "1" : "0",
+            this.tag,
+            args.length / 3,
+            ...args,
+          )) as Buffer[];
+          await this.reportFlat("join", flat, 0);
+        }
+        for (;;) {
+          const flat = (await this.scripts.rtSyncEndBuffer(
+            mk,
+            oldMk,
+            this.keys.channels,
+            this.prefix,
+            this.tag,
+            REDIS_SYNC_STEP_MEMBERS,
+          )) as Buffer[];
+          await this.reportFlat("leave", flat, 1);
+          if (flat[0]?.toString() !== "1") break;
+        }
       } catch (err) {
         this.needsSync = true;
         this.options.onError?.(err, "re-registering presence");
         return;
       }
       this.options.onSynced?.();
-      const changes: PresenceChange[] = [];
-      for (let i = 1; i + 2 < flat.length; i += 3)
-        this.decode(changes, flat[i]!.toString() === "join" ? "join" : "leave", flat[i + 1]!, flat[i + 2]!);
-      await this.options.report(changes);
     } while (this.syncAgain);
+  }
+
+  /** Reports the changes a script returned as flat channel, member pairs from index `from`. */
+  private async reportFlat(kind: PresenceChange["kind"], flat: Buffer[], from: number): Promise<void> {
+    const changes: PresenceChange[] = [];
+    for (let i = from; i + 1 < flat.length; i += 2) this.decode(changes, kind, flat[i]!, flat[i + 1]!);
+    if (changes.length > 0) await this.options.report(changes);
   }
 
   /** Adds the change a script returned to changes; a member Redis holds that does not decode is reported (onError) instead. */
