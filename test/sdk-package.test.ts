@@ -8,7 +8,16 @@
  * without @types/ws; and the server's bin runs.
  */
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, type Dirent } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  type Dirent,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
@@ -17,6 +26,7 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildDashboard } from "../src/dashboard/build.js";
 import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient } from "./helpers/grpc-client.js";
 
@@ -44,13 +54,25 @@ const timings: Record<string, number> = {};
 
 beforeAll(async () => {
   let t = Date.now();
-  // The two builds run side by side: the server's pack runs its prepare script,
-  // `npm run build` (tsc and the dashboard) into dist/; the SDK's is its own tsc.
+  // The two builds run side by side. The server is built as `npm run build`
+  // builds it (tsc, then the dashboard), but into a package root of its own
+  // beside a copy of package.json, and packed from there without scripts:
+  // the repository's dist/ is served by other tests' API processes (the
+  // dashboard) and must not be rewritten under them.
+  const serverRoot = join(tmp, "server");
+  mkdirSync(serverRoot);
+  for (const f of ["package.json", "LICENSE", "README.md"]) copyFileSync(join(ROOT, f), join(serverRoot, f));
   const [sdk, server] = await Promise.all([
     run("npm", ["run", "build:client"], { cwd: ROOT, env: npmEnv, timeout: 90_000 }).then(() =>
       pack(join(ROOT, "packages/client"), "--ignore-scripts"),
     ),
-    pack(ROOT),
+    run(bin("tsc"), ["-p", "tsconfig.build.json", "--outDir", join(serverRoot, "dist")], {
+      cwd: ROOT,
+      timeout: 120_000,
+    }).then(async () => {
+      await buildDashboard(join(serverRoot, "dist", "dashboard"));
+      return pack(serverRoot, "--ignore-scripts");
+    }),
   ]);
   timings.buildAndPack = Date.now() - t;
 
