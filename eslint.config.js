@@ -6,7 +6,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["gen/**", "dist/**", "node_modules/**", "examples/**", "bench/results/**", "src/dashboard/page/*.js"] },
+  {
+    ignores: [
+      "gen/**",
+      "dist/**",
+      "packages/*/dist/**",
+      "node_modules/**",
+      "examples/**",
+      "bench/results/**",
+      "src/dashboard/page/*.js",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

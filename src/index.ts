@@ -15,7 +15,8 @@
  * await edge.stop();
  * await api.stop();
  *
- * The client SDK is the other entry point, `switchboard/client`.
+ * The client SDK is the other entry point, `switchboard/client`, and its own
+ * package, `@switchboard/client` (packages/client/).
  */
 export { ConfigError, loadConfig, type Config } from "./config.js";
 export { createLogger, type Logger } from "./log.js";

@@ -1,5 +1,6 @@
 /**
- * switchboard/client: the browser and Node SDK for Switchboard's edges.
+ * @switchboard/client (packages/client/; also the server package's
+ * switchboard/client): the browser and Node SDK for Switchboard's edges.
  * Runtime-free: nothing here imports `ws` or `node:*`; in Node 20 pass the
  * `ws` package's WebSocket as the `WebSocket` option.
  *
