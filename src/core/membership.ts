@@ -164,7 +164,7 @@ export class Membership {
    */
   async leave(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
     await this.presence().remove(channel, member.id);
-    this.stand(member.id, [this.leaveStep(channel, member)], stands, published);
+    this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member, true)], stands, published);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -175,7 +175,12 @@ export class Membership {
    * until done. The caller settles (settle()) when it may wait.
    */
   depart(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): void {
-    this.stand(member.id, [{ kind: "remove", channel, member }, this.leaveStep(channel, member)], stands, published);
+    this.stand(
+      member.id,
+      [{ kind: "remove", channel, member }, this.publishStep(SystemEvent.Leave, channel, member, true)],
+      stands,
+      published,
+    );
   }
 
   /**
@@ -272,21 +277,17 @@ export class Membership {
     return presence;
   }
 
-  /** The event about member, which the broker does not bring back to member's own connection. */
-  private publishStep(name: SystemEventName, channel: string, member: Member): Step {
+  /**
+   * The event about member, which the broker does not bring back to
+   * member's own connection. departs: the channel:leave of a removal this
+   * node made, which presence is told of once it is published.
+   */
+  private publishStep(name: SystemEventName, channel: string, member: Member, departs = false): Step {
     const event = systemEvent(this.options.eventIds.next(), channel, name, member);
-    return { kind: "publish", name, pub: createPublication(event, Infinity, member.id, true) };
-  }
-
-  /** The channel:leave of member's removal by this node, which presence is told of once published. */
-  private leaveStep(channel: string, member: Member): Step {
-    const event = systemEvent(this.options.eventIds.next(), channel, SystemEvent.Leave, member);
-    return {
-      kind: "publish",
-      name: SystemEvent.Leave,
-      pub: createPublication(event, Infinity, member.id, true),
-      departs: { channel, memberId: member.id },
-    };
+    const pub = createPublication(event, Infinity, member.id, true);
+    return departs
+      ? { kind: "publish", name, pub, departs: { channel, memberId: member.id } }
+      : { kind: "publish", name, pub };
   }
 
   /** The change stands: its events go to `stands`, then its steps are owed (each event then to `published`). */

@@ -81,7 +81,6 @@ export class MemoryPresence {
     o.stale?.delete(key(channel, member.id));
   }
 
-  /** Removes the member; returns it, or undefined when it was not there. */
   /**
    * The owner's connection left channel (Presence.remove): the member is
    * removed, and owed its channel:leave until departed().

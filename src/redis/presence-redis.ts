@@ -58,7 +58,8 @@ import {
  * Lua shared by the scripts that write members: the user id of a stored
  * value (field 3 of realtime.client.v1.Member, read from the protobuf
  * bytes), and put/del, which keep a channel's hash, id index and user
- * counts together.
+ * counts together; split, which reads an edge index's "<channel>\0<id>",
+ * and take, which removes an edge's own entry and returns its member bytes.
  */
 const LIB = `
 local function varint(s, i)
@@ -117,6 +118,21 @@ local function del(hk, ik, uk, id, v)
   redis.call('HDEL', hk, id)
   redis.call('ZREM', ik, id)
   ref(uk, user_of(v), -1)
+end
+local function split(f)
+  local sep = string.find(f, '\\0', 1, true)
+  return string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+end
+-- Removes member id of channel ch (key prefix p) if the edge tagged tag
+-- owns it, dropping ch from the channels zset cks once empty; returns the
+-- member's bytes, or nil when it was not there or not the edge's.
+local function take(p, cks, ch, id, tag)
+  local hk, ik, uk = p .. 'm:' .. ch, p .. 'mi:' .. ch, p .. 'mu:' .. ch
+  local v = redis.call('HGET', hk, id)
+  if not v or string.sub(v, 1, #tag) ~= tag then return nil end
+  del(hk, ik, uk, id, v)
+  if redis.call('HLEN', hk) == 0 then redis.call('ZREM', cks, ch) end
+  return string.sub(v, #tag + 1)
 end
 local function reindex(hk, ik, uk)
   if redis.call('ZCARD', ik) == redis.call('HLEN', hk) then return end
@@ -346,15 +362,11 @@ local out = {'0'}
 local tag = ARGV[2]
 for _, f in ipairs(redis.call('SPOP', KEYS[2], tonumber(ARGV[3]))) do
   if redis.call('SISMEMBER', KEYS[1], f) == 0 then
-    local sep = string.find(f, '\\0', 1, true)
-    local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
-    local hk, ik, uk = ARGV[1] .. 'm:' .. ch, ARGV[1] .. 'mi:' .. ch, ARGV[1] .. 'mu:' .. ch
-    local v = redis.call('HGET', hk, mid)
-    if v and string.sub(v, 1, #tag) == tag then
-      del(hk, ik, uk, mid, v)
+    local ch, mid = split(f)
+    local m = take(ARGV[1], KEYS[3], ch, mid, tag)
+    if m then
       out[#out + 1] = ch
-      out[#out + 1] = string.sub(v, #tag + 1)
-      if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
+      out[#out + 1] = m
     end
   end
 end
@@ -415,10 +427,12 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 local budget = tonumber(ARGV[8])
 local out = {'0'}
-local function drop(ch, hk, ik, uk, mid, v, tag)
-  del(hk, ik, uk, mid, v)
-  out[#out + 1] = ch
-  out[#out + 1] = string.sub(v, #tag + 1)
+local function drop(ch, mid, tag)
+  local m = take(ARGV[2], KEYS[3], ch, mid, tag)
+  if m then
+    out[#out + 1] = ch
+    out[#out + 1] = m
+  end
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   if budget <= 0 then
@@ -433,14 +447,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
     -- Its index, and the old one of a sync it died in the middle of.
     for _, key in ipairs({mk, mk .. '-old'}) do
       for _, f in ipairs(redis.call('SPOP', key, math.max(budget, 0))) do
-        local sep = string.find(f, '\\0', 1, true)
-        local ch, mid = string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
-        local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
-        local v = redis.call('HGET', hk, mid)
-        if v and string.sub(v, 1, #tag) == tag then
-          drop(ch, hk, ik, uk, mid, v, tag)
-          if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
-        end
+        local ch, mid = split(f)
+        drop(ch, mid, tag)
         budget = budget - 1
       end
     end
@@ -448,12 +456,10 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   else
     local ch = redis.call('SPOP', ck)
     if ch then
-      local hk, ik, uk = ARGV[2] .. 'm:' .. ch, ARGV[2] .. 'mi:' .. ch, ARGV[2] .. 'mu:' .. ch
-      local all = redis.call('HGETALL', hk)
+      local all = redis.call('HGETALL', ARGV[2] .. 'm:' .. ch)
       for j = 1, #all, 2 do
-        if string.sub(all[j + 1], 1, #tag) == tag then drop(ch, hk, ik, uk, all[j], all[j + 1], tag) end
+        if string.sub(all[j + 1], 1, #tag) == tag then drop(ch, all[j], tag) end
       end
-      if redis.call('HLEN', hk) == 0 then redis.call('ZREM', KEYS[3], ch) end
       budget = budget - #all / 2
     end
     done = redis.call('EXISTS', ck) == 0
@@ -462,8 +468,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
     local dk = ek .. ':departing'
     local departing = redis.call('HGETALL', dk)
     for j = 1, #departing, 2 do
-      local sep = string.find(departing[j], '\\0', 1, true)
-      out[#out + 1] = string.sub(departing[j], 1, sep - 1)
+      out[#out + 1] = split(departing[j])
       out[#out + 1] = departing[j + 1]
     end
     redis.call('DEL', dk, mk, mk .. '-old', ck, ek .. ':indexed')
@@ -490,6 +495,16 @@ redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[2] .. ':members', KEYS[2] .. ':members-old', KEYS[2] .. ':indexed')
 return 1`;
+
+/** An edge's own keys (see the keys above). */
+interface EdgeKeys {
+  live: string;
+  channels: string;
+  members: string;
+  membersOld: string;
+  departing: string;
+  swept: string;
+}
 
 type Script = (...args: (string | Buffer | number)[]) => Promise<unknown>;
 interface Scripts {
@@ -573,6 +588,8 @@ export class RedisPresence implements PresenceDirectory {
     grace: string;
     registrations: string;
   };
+  /** This edge's own keys (P edge:<id>...); undefined on a node that holds no members. */
+  private readonly edgeKeys: EdgeKeys | undefined;
   private readonly intervalMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -608,6 +625,17 @@ export class RedisPresence implements PresenceDirectory {
       grace: `${prefix}sweep-grace`,
       registrations: options.registrationsKey ?? `${prefix}registrations`,
     };
+    if (edgeId !== undefined) {
+      const live = `${this.edgeKeyPrefix}${edgeId}`;
+      this.edgeKeys = {
+        live,
+        channels: `${live}:channels`,
+        members: `${live}:members`,
+        membersOld: `${live}:members-old`,
+        departing: `${live}:departing`,
+        swept: `${live}:swept`,
+      };
+    }
     this.intervalMs = Math.max(100, Math.floor(options.ttlMs / 3));
     const define = (name: string, numberOfKeys: number, lua: string) =>
       command.defineCommand(name, { numberOfKeys, lua });
@@ -653,27 +681,27 @@ export class RedisPresence implements PresenceDirectory {
     command.off("ready", this.onReady);
     await this.syncing;
     if (edgeId === undefined || command.status !== "ready") return;
-    const edgeKey = this.edgeKeyPrefix + edgeId;
+    const keys = this.edgeKeys!;
     try {
       await this.departedFlush;
       await this.flushDeparted();
       if (this.held.size === 0)
         await this.scripts.rtUnregister(
           this.keys.edges,
-          edgeKey,
-          `${edgeKey}:channels`,
+          keys.live,
+          keys.channels,
           this.keys.registrations,
-          `${edgeKey}:departing`,
+          keys.departing,
           edgeId,
         );
-      else await command.del(edgeKey);
+      else await command.del(keys.live);
     } catch (err) {
       this.options.onError?.(err, "unregistering the edge");
     }
   }
 
   async add(channel: string, member: Member): Promise<void> {
-    const edgeId = this.requireEdge();
+    const keys = this.requireEdge();
     // Not registered yet (or no longer): register first, or the member
     // stays invisible (members() hides an edge without liveness) until the
     // next heartbeat. The sync is sent before the add, and writes it too.
@@ -687,8 +715,8 @@ export class RedisPresence implements PresenceDirectory {
       await this.scripts.rtAdd(
         ...this.channelKeys(channel),
         this.keys.channels,
-        `${this.edgeKeyPrefix}${edgeId}:channels`,
-        `${this.edgeKeyPrefix}${edgeId}:members`,
+        keys.channels,
+        keys.members,
         member.id,
         value,
         channel,
@@ -707,16 +735,16 @@ export class RedisPresence implements PresenceDirectory {
   }
 
   async remove(channel: string, memberId: string): Promise<void> {
-    const edgeId = this.requireEdge();
+    const keys = this.requireEdge();
     const value = this.held.get(channel)?.get(memberId);
     const last = this.forget(channel, memberId);
     try {
       await this.scripts.rtRemove(
         ...this.channelKeys(channel),
         this.keys.channels,
-        `${this.edgeKeyPrefix}${edgeId}:channels`,
-        `${this.edgeKeyPrefix}${edgeId}:departing`,
-        `${this.edgeKeyPrefix}${edgeId}:members`,
+        keys.channels,
+        keys.departing,
+        keys.members,
         memberId,
         this.tag,
         channel,
@@ -736,7 +764,7 @@ export class RedisPresence implements PresenceDirectory {
   }
 
   departed(channel: string, memberId: string): void {
-    if (this.options.edgeId === undefined || this.closed) return;
+    if (this.edgeKeys === undefined || this.closed) return;
     // One HDEL per tick, however many leaves went out in it (an edge's shutdown sends thousands).
     this.departedFields.push(`${channel}\0${memberId}`);
     if (this.departedFields.length === 1) setImmediate(() => (this.departedFlush = this.flushDeparted()));
@@ -749,7 +777,7 @@ export class RedisPresence implements PresenceDirectory {
     this.departedFields = [];
     if (this.options.command.status !== "ready") return;
     try {
-      await this.options.command.hdel(`${this.edgeKeyPrefix}${this.options.edgeId!}:departing`, ...fields);
+      await this.options.command.hdel(this.edgeKeys!.departing, ...fields);
     } catch (err) {
       this.options.onError?.(err, "forgetting published leaves");
     }
@@ -890,10 +918,8 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "sweeping dead edges");
         return removed;
       }
-      const departures: PresenceChange[] = [];
-      for (let i = 1; i + 1 < flat.length; i += 2) this.decode(departures, "leave", flat[i]!, flat[i + 1]!);
       removed += (flat.length - 1) / 2;
-      await this.options.report(departures);
+      await this.reportFlat("leave", flat, 1);
       if (flat[0]?.toString() !== "1") return removed;
     }
   }
@@ -902,9 +928,10 @@ export class RedisPresence implements PresenceDirectory {
     const { command, edgeId } = this.options;
     if (this.closed || edgeId === undefined || command.status !== "ready") return;
     if (this.needsSync) return this.requestSync();
-    const edgeKey = this.edgeKeyPrefix + edgeId;
     try {
-      const alive = Number(await this.scripts.rtHeartbeat(this.keys.edges, edgeKey, edgeId, this.options.ttlMs));
+      const alive = Number(
+        await this.scripts.rtHeartbeat(this.keys.edges, this.edgeKeys!.live, edgeId, this.options.ttlMs),
+      );
       if (alive === 0) {
         this.needsSync = true;
         this.requestSync();
@@ -927,8 +954,7 @@ export class RedisPresence implements PresenceDirectory {
   private async runSync(): Promise<void> {
     const { command, edgeId } = this.options;
     if (edgeId === undefined) return;
-    const edgeKey = this.edgeKeyPrefix + edgeId;
-    const [ck, mk, oldMk] = [`${edgeKey}:channels`, `${edgeKey}:members`, `${edgeKey}:members-old`];
+    const { live, channels: ck, members: mk, membersOld: oldMk, swept: sweptKey } = this.edgeKeys!;
     do {
       this.syncAgain = false;
       if (this.closed || command.status !== "ready") return;
@@ -938,8 +964,8 @@ export class RedisPresence implements PresenceDirectory {
           Number(
             await this.scripts.rtSyncBegin(
               this.keys.edges,
-              edgeKey,
-              `${edgeKey}:swept`,
+              live,
+              sweptKey,
               this.keys.sweeping,
               mk,
               oldMk,
@@ -1018,9 +1044,9 @@ export class RedisPresence implements PresenceDirectory {
     return true;
   }
 
-  private requireEdge(): string {
-    if (this.options.edgeId === undefined)
-      throw new Error("only an edge records members: this RedisPresence has no edgeId");
-    return this.options.edgeId;
+  /** This edge's keys; throws on a node that holds no members. */
+  private requireEdge(): EdgeKeys {
+    if (this.edgeKeys === undefined) throw new Error("only an edge records members: this RedisPresence has no edgeId");
+    return this.edgeKeys;
   }
 }
