@@ -121,7 +121,8 @@ async function main(argv: string[]): Promise<void> {
     log.fatal({ err, durationMs: Date.now() - started }, `${command} failed to start`);
     // One plain line for the person at the terminal, beside the JSON log.
     process.stderr.write(`switchboard ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    // A setting that does not fit what it points at is a bad value too (exit 2, as USAGE says).
+    process.exit(err instanceof ConfigError ? 2 : 1);
   }
   if (stopping !== undefined) return; // stopped before it was ready: no ready line
   process.stdout.write(`${JSON.stringify({ ready: command, ...handle.addresses })}\n`);

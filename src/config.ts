@@ -572,6 +572,13 @@ export const SETTINGS = {
     secret: true,
     parse: redisUrl,
   }),
+  redisMode: setting({
+    env: "REALTIME_REDIS_MODE",
+    default: "standalone",
+    doc: "What REALTIME_REDIS_URL points at: standalone (one Redis, or one address in front of a failover pair) or cluster (any node of a Redis Cluster of Redis 7 or later: sharded pub/sub, keys hashed per channel). A node refuses to start, exit 2, when the Redis it reaches is the other kind.",
+    roles: ["api", "edge"],
+    parse: oneOf(["standalone", "cluster"]),
+  }),
   redisPrefix: setting({
     env: "REALTIME_REDIS_PREFIX",
     default: DEFAULT_REDIS_PREFIX,

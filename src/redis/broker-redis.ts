@@ -1,11 +1,12 @@
-import type { Redis } from "ioredis";
+import calculateSlot from "cluster-key-slot";
 import { PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import type { Broker, Delivery, HistoryQuery, HistoryResult, Publication, PublicationHandler } from "../core/broker.js";
 import type { HistoryFor } from "../core/history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
 import { decodePublication, encodePublication } from "../wire/publication.js";
-import { redisUnavailable } from "./connection.js";
+import type { SubscriberConnection } from "./cluster-subscriber.js";
+import { redisUnavailable, type RedisCommands } from "./connection.js";
 import { RedisHistory, type HistoryLimits, type PositionFields } from "./history-redis.js";
 
 /** Channels per SUBSCRIBE/SSUBSCRIBE command when re-subscribing after a reconnect. */
@@ -13,9 +14,16 @@ export const REDIS_RESUBSCRIBE_BATCH = 500;
 
 export interface RedisBrokerOptions {
   /** The connection for PUBLISH/SPUBLISH (shared with presence). */
-  command: Redis;
-  /** A connection of its own, in subscriber mode. */
-  subscriber: Redis;
+  command: RedisCommands;
+  /** A connection of its own, in subscriber mode (on Redis Cluster, one per master: ClusterSubscriber). */
+  subscriber: SubscriberConnection;
+  /**
+   * Redis Cluster (REALTIME_REDIS_MODE=cluster): sharded pub/sub always
+   * (the mode's start check makes sure the cluster has it), each
+   * SSUBSCRIBE of one slot's channels, each channel's history on its own
+   * shard.
+   */
+  cluster?: boolean;
   /** Prefix of every Redis key and channel name (REALTIME_REDIS_PREFIX). */
   prefix: string;
   /**
@@ -90,7 +98,7 @@ export class RedisBroker implements Broker {
   constructor(private readonly options: RedisBrokerOptions) {
     this.broadcastKey = `${options.prefix}broadcast`;
     this.channelPrefix = `${options.prefix}c:`;
-    this.positions = new RedisHistory(options.command, options.prefix, positionFields());
+    this.positions = new RedisHistory(options.command, options.prefix, positionFields(), options.cluster === true);
     const deliver = (_channel: Buffer, message: Buffer) => {
       let pub: Publication;
       try {
@@ -127,6 +135,10 @@ export class RedisBroker implements Broker {
           command.on("end", done);
         });
         continue;
+      }
+      if (this.options.cluster) {
+        this.sharded = true;
+        break;
       }
       try {
         // Redis before 7 answers [nil] for a command it does not know.
@@ -301,10 +313,9 @@ export class RedisBroker implements Broker {
   /** After every (re)connect of the subscriber: subscribe everything wanted. */
   private async resubscribe(): Promise<void> {
     if (!this.started) return;
-    const keys = [...this.wanted].map((c) => this.key(c));
-    for (let i = 0; i < keys.length; i += REDIS_RESUBSCRIBE_BATCH) {
+    for (const batch of this.batches([...this.wanted].map((c) => this.key(c)))) {
       try {
-        await this.sub(keys.slice(i, i + REDIS_RESUBSCRIBE_BATCH));
+        await this.sub(batch);
       } catch (err) {
         // The connection dropped again; its next 'ready' retries.
         this.options.onError?.(err, "re-subscribing after a reconnect");
@@ -312,6 +323,21 @@ export class RedisBroker implements Broker {
       }
     }
     this.options.onSubscribed?.();
+  }
+
+  /** keys in batches of REDIS_RESUBSCRIBE_BATCH; on Redis Cluster, each batch within one slot. */
+  private *batches(keys: string[]): Generator<string[]> {
+    const groups = new Map<number, string[]>();
+    if (this.options.cluster)
+      for (const key of keys) {
+        const slot = calculateSlot(key);
+        const group = groups.get(slot);
+        if (group) group.push(key);
+        else groups.set(slot, [key]);
+      }
+    else groups.set(0, keys);
+    for (const group of groups.values())
+      for (let i = 0; i < group.length; i += REDIS_RESUBSCRIBE_BATCH) yield group.slice(i, i + REDIS_RESUBSCRIBE_BATCH);
   }
 }
 

@@ -1,4 +1,5 @@
-import type { Redis } from "ioredis";
+import type { SubscriberConnection } from "./cluster-subscriber.js";
+import type { RedisCommands } from "./connection.js";
 import type { Broker } from "../core/broker.js";
 import type { PresenceDirectory } from "../core/presence.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
@@ -46,9 +47,16 @@ end
 return {rows, redis.call('SMEMBERS', KEYS[2])}`;
 
 export interface RedisGateOptions {
-  command: Redis;
+  command: RedisCommands;
   /** The node's subscriber connection (an edge's registration needs its subscriptions in effect). */
-  subscriber: Redis;
+  subscriber: SubscriberConnection;
+  /**
+   * The run id of the Redis each connection reaches now (INFO server): the
+   * one Redis, or on Redis Cluster the master of the presence keys' slot,
+   * which holds the registrations. Called on each 'ready' of the
+   * connection, before the broker re-subscribes anything on it.
+   */
+  runIds: { command(): Promise<string | undefined>; subscriber(): Promise<string | undefined> };
   /** Prefix of every Redis key (REALTIME_REDIS_PREFIX). */
   prefix: string;
   /** This edge's id; undefined on an API node (it registers nothing). */
@@ -125,7 +133,7 @@ export class RedisGate {
     const session = ++this.commandSession;
     this.runId = undefined;
     this.waitingFor = undefined;
-    void this.readRunId(this.options.command).then((id) => {
+    void this.readRunId(this.options.runIds.command).then((id) => {
       if (session !== this.commandSession || id === undefined) return;
       this.runId = id;
       this.record();
@@ -142,7 +150,7 @@ export class RedisGate {
     // no INFO.
     const session = ++this.subscriberSession;
     this.subscriberRunId = undefined;
-    void this.readRunId(this.options.subscriber).then((id) => {
+    void this.readRunId(this.options.runIds.subscriber).then((id) => {
       if (session !== this.subscriberSession) return;
       this.subscriberRunId = id;
       this.record();
@@ -245,10 +253,9 @@ export class RedisGate {
     );
   }
 
-  private async readRunId(conn: Redis): Promise<string | undefined> {
+  private async readRunId(read: () => Promise<string | undefined>): Promise<string | undefined> {
     try {
-      const info = await conn.info("server");
-      return /^run_id:(\w+)/m.exec(info)?.[1];
+      return await read();
     } catch (err) {
       this.options.onError?.(err, "reading Redis's run id");
       return undefined;

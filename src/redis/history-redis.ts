@@ -1,5 +1,5 @@
 import { randomFillSync } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisCommands } from "./connection.js";
 import type { HistoryQuery } from "../core/broker.js";
 import type { HistoryLimits } from "../core/history-rules.js";
 
@@ -36,6 +36,18 @@ import type { HistoryLimits } from "../core/history-rules.js";
 /** How long a channel's position outlives its last publish or read: a quiet channel remembers its epoch and offset this long. */
 export const REDIS_POSITION_TTL_MS = 7 * 24 * 3600_000;
 
+/**
+ * Redis's replication id (INFO replication, master_replid) names the
+ * dataset the positions live in: it changes when a replica is promoted and
+ * on every start, even one that reloads the data (Redis 7.0 with AOF or
+ * RDB: measured), which is the safe side, since a reload may lack the last
+ * writes. Asked once per connection, before its first script (on Redis Cluster, by
+ * the script itself); positions
+ * written under another id are lost ones (see COMMON). The first
+ * SERVER_ID_CHARS hex characters are enough to tell two apart.
+ */
+export const SERVER_ID_CHARS = 12;
+
 /** Length of the Redis-time stamp (ms, decimal) that starts every history entry. */
 export const HISTORY_STAMP_BYTES = 13;
 
@@ -55,24 +67,30 @@ export interface PositionFields {
 /**
  * Shared by both scripts: the channel's position, written back with its TTL
  * (keep), and the trim by age from the tail. ARGV[1] is a fresh epoch,
- * ARGV[2] the id of the Redis dataset the node talks to (see serverId).
+ * ARGV[2] the id of the Redis dataset the node talks to (see serverId), or
+ * '' on Redis Cluster, where each shard is a dataset of its own: the script
+ * then reads its shard's id itself (INFO inside a script: a few µs).
  * A position is lost when missing, or written under another dataset id (a
  * failover: the replica may lack the last writes, so their offsets could
  * be handed out again): then the channel starts a new epoch at offset 0 and
  * its old history is deleted.
  */
 const COMMON = `
+local dataset = ARGV[2]
+if dataset == '' then
+  dataset = string.sub(string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '-', 1, ${SERVER_ID_CHARS})
+end
 local function position()
   local m = redis.call('GET', KEYS[1])
   if m then
     local epoch, offset, server = string.match(m, '^([^:]+):(%d+):(.*)$')
-    if epoch and server == ARGV[2] then return epoch, tonumber(offset) end
+    if epoch and server == dataset then return epoch, tonumber(offset) end
   end
   redis.call('DEL', KEYS[2])
   return ARGV[1], 0
 end
 local function keep(epoch, offset, ttl)
-  redis.call('SET', KEYS[1], epoch .. ':' .. string.format('%.0f', offset) .. ':' .. ARGV[2], 'PX', ttl)
+  redis.call('SET', KEYS[1], epoch .. ':' .. string.format('%.0f', offset) .. ':' .. dataset, 'PX', ttl)
 end
 local function now()
   local t = redis.call('TIME')
@@ -203,9 +221,11 @@ export class RedisHistory {
   private server: Promise<string> | undefined;
 
   constructor(
-    private readonly command: Redis,
+    private readonly command: RedisCommands,
     prefix: string,
     fields: PositionFields,
+    /** Redis Cluster: each shard's dataset id is read by the script on that shard. */
+    private readonly perShard = false,
   ) {
     command.on("close", () => (this.server = undefined));
     this.positionPrefix = `${prefix}p:`;
@@ -217,6 +237,7 @@ export class RedisHistory {
 
   /** The current connection's dataset id (see parseServerId). */
   private serverId(): Promise<string> {
+    if (this.perShard) return Promise.resolve("");
     this.server ??= this.command.info("replication").then(parseServerId, (err: unknown) => {
       this.server = undefined;
       throw err;
@@ -279,17 +300,6 @@ export class RedisHistory {
     };
   }
 }
-
-/**
- * Redis's replication id (INFO replication, master_replid) names the
- * dataset the positions live in: it changes when a replica is promoted and
- * on every start, even one that reloads the data (Redis 7.0 with AOF or
- * RDB: measured), which is the safe side, since a reload may lack the last
- * writes. Asked once per connection, before its first script; positions
- * written under another id are lost ones (see COMMON). The first
- * SERVER_ID_CHARS hex characters are enough to tell two apart.
- */
-export const SERVER_ID_CHARS = 12;
 
 function parseServerId(info: string): string {
   const id = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1];

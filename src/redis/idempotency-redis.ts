@@ -24,7 +24,7 @@
  * away after the publish) leaves the marker until its TTL: retries wait
  * until then, and are then delivered again.
  */
-import type { Redis } from "ioredis";
+import type { RedisCommands } from "./connection.js";
 import {
   IDEMPOTENCY_CLAIM_TTL_MS,
   type ClaimState,
@@ -63,7 +63,7 @@ interface Scripts {
 
 export interface RedisIdempotencyOptions {
   /** The command connection (shared with the broker and presence). */
-  command: Redis;
+  command: RedisCommands;
   /** REALTIME_REDIS_PREFIX. */
   prefix: string;
   /** REALTIME_IDEMPOTENCY_WINDOW_MS. */

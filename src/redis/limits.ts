@@ -59,3 +59,17 @@ export const REDIS_SCRIPT_BUDGET_MS = 50;
  * Redis held before: one Lua script each, like REDIS_SWEEP_STEP_MEMBERS.
  */
 export const REDIS_SYNC_STEP_MEMBERS = 500;
+
+/**
+ * The prefix of the presence and registration keys on Redis Cluster: the
+ * deployment's prefix, then a hash tag of its own (`P{Ppresence}`), so that
+ * they all lie in one slot (their scripts reach keys derived from their
+ * arguments) while channels' pub/sub and history spread over the shards by
+ * their own tags. A prefix that carries a hash tag already keeps it: its
+ * tag then decides every key's slot.
+ */
+export function presencePrefix(prefix: string): string {
+  const open = prefix.indexOf("{");
+  if (open >= 0 && prefix.indexOf("}", open + 1) > open + 1) return prefix;
+  return `${prefix}{${prefix.replace(/[{}]/g, "")}presence}`;
+}

@@ -1,5 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
+import type { RedisCommands } from "./connection.js";
 import { randomUUID } from "node:crypto";
 import { MemberSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import type {
@@ -524,7 +524,7 @@ interface Scripts {
 
 export interface RedisPresenceOptions {
   /** The command connection (shared with the broker's publishes). */
-  command: Redis;
+  command: RedisCommands;
   /** Prefix of every Redis key (REALTIME_REDIS_PREFIX). */
   prefix: string;
   /**

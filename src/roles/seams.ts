@@ -6,6 +6,7 @@
  */
 import type { WatchSource } from "../api/watch.js";
 import { splitHostPort, type Config } from "../config.js";
+import { presencePrefix } from "../redis/limits.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
 import { randomBytes } from "node:crypto";
 import { MemoryBroker } from "../core/broker-memory.js";
@@ -22,7 +23,17 @@ import { LinkServer } from "../link/link-server.js";
 import type { Logger } from "../log.js";
 import { RedisBroker } from "../redis/broker-redis.js";
 import { RedisIdempotencyStore } from "../redis/idempotency-redis.js";
-import { closeRedis, connectRedis, openRedis } from "../redis/connection.js";
+import { ClusterSubscriber, type SubscriberConnection } from "../redis/cluster-subscriber.js";
+import {
+  closeRedis,
+  connectRedis,
+  openRedis,
+  openRedisCluster,
+  redisModeProblem,
+  runIdOf,
+  type RedisCommands,
+} from "../redis/connection.js";
+import { ConfigError } from "../config.js";
 import { gatedBroker, gatedPresence, RedisGate } from "../redis/gate.js";
 import { REDIS_START_WAIT_MS } from "../redis/limits.js";
 import { historyRules, parseHistoryRules, type HistoryFor } from "../core/history-rules.js";
@@ -103,12 +114,13 @@ async function startRedisApiSeams(
   onBackendState?: (up: boolean) => void,
   observer?: Observer,
 ): Promise<ApiSeams> {
-  const { command, subscriber, close, stalled } = await openPair(config, log, "api", onBackendState);
+  const { command, subscriber, close, stalled, runIds, keys } = await openPair(config, log, "api", onBackendState);
   // Acknowledgements and presence reads wait for every live edge after a restart (gate.ts).
   const gate = new RedisGate({
     command,
     subscriber,
-    prefix: config.redisPrefix,
+    runIds,
+    prefix: keys,
     ttlMs: config.redisEdgeTtlMs,
     onStall: stalled,
     onError: (err, context) => log.debug({ err, context }, "redis gate error"),
@@ -116,6 +128,7 @@ async function startRedisApiSeams(
   const broker = new RedisBroker({
     command,
     subscriber,
+    cluster: config.redisMode === "cluster",
     prefix: config.redisPrefix,
     edge: false,
     history: historyOf(config),
@@ -127,7 +140,7 @@ async function startRedisApiSeams(
   const membership = createMembership(log, { broker: gated, eventIds });
   const presence = new RedisPresence({
     command,
-    prefix: config.redisPrefix,
+    prefix: keys,
     ttlMs: config.redisEdgeTtlMs,
     report: (changes) => membership.announce(changes),
     registrationsKey: gate.registrationsKey,
@@ -238,15 +251,15 @@ function createRedisEdgeSeams(
   eventIds: IdGenerator,
   hooks: EdgeSeamHooks,
 ): EdgeSeams {
-  const command = openRedis(config.redisUrl, `switchboard:edge:${edgeId}`);
-  const subscriber = openRedis(config.redisUrl, `switchboard:edge:${edgeId}:sub`);
+  const { command, subscriber, runIds, keys } = openConnections(config, `switchboard:edge:${edgeId}`);
   const state = watchState(command, subscriber, hooks.onStateChange);
   // Constructed before the broker: its 'ready' listener on the subscriber
   // must run before the broker's (it reads the run id before re-subscribing).
   const gate = new RedisGate({
     command,
     subscriber,
-    prefix: config.redisPrefix,
+    runIds,
+    prefix: keys,
     edgeId,
     ttlMs: config.redisEdgeTtlMs,
     onStall: (stalled) => {
@@ -258,6 +271,7 @@ function createRedisEdgeSeams(
   const broker = new RedisBroker({
     command,
     subscriber,
+    cluster: config.redisMode === "cluster",
     prefix: config.redisPrefix,
     edge: true,
     history: historyOf(config),
@@ -267,7 +281,7 @@ function createRedisEdgeSeams(
   });
   const presence = new RedisPresence({
     command,
-    prefix: config.redisPrefix,
+    prefix: keys,
     edgeId,
     ttlMs: config.redisEdgeTtlMs,
     // Called once started, when membership is set.
@@ -289,6 +303,7 @@ function createRedisEdgeSeams(
     target: redactUrl(config.redisUrl),
     start() {
       started ??= (async () => {
+        await refuseWrongRedis(config, log);
         const subscribed = connectRedis(subscriber, 2 ** 31 - 1);
         command.connect().catch(() => {});
         gate.start();
@@ -316,8 +331,8 @@ function createMembership(log: Logger, options: Omit<MembershipOptions, "onError
 
 /** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */
 async function openPair(config: Config, log: Logger, role: string, onStateChange?: (up: boolean) => void) {
-  const command = openRedis(config.redisUrl, `switchboard:${role}`);
-  const subscriber = openRedis(config.redisUrl, `switchboard:${role}:sub`);
+  await refuseWrongRedis(config, log);
+  const { command, subscriber, runIds, keys } = openConnections(config, `switchboard:${role}`);
   let down = true;
   const state = watchState(command, subscriber, (up) => {
     onStateChange?.(up);
@@ -335,10 +350,75 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
   return {
     command,
     subscriber,
+    runIds,
+    keys,
     /** Redis stalled (true) or answers again (false): down meanwhile, for readiness. */
     stalled: state.stalled,
     close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}),
   };
+}
+
+/**
+ * A node's two connections for REALTIME_REDIS_MODE: one Redis and a
+ * subscriber connection to it; or a Cluster client and a ClusterSubscriber
+ * (one subscriber connection per master). `keys` is the prefix of the
+ * presence and registration keys: on a cluster they carry a hash tag, so
+ * that their scripts, which reach keys derived from their arguments, run
+ * on one slot (presence.ts's costs are per change, one shard serves them;
+ * docs/scaling.md). runIds read the run id of the Redis that holds them.
+ */
+function openConnections(config: Config, name: string) {
+  if (config.redisMode !== "cluster") {
+    const command = openRedis(config.redisUrl, name);
+    const subscriber = openRedis(config.redisUrl, `${name}:sub`);
+    return {
+      command: command as RedisCommands,
+      subscriber: subscriber as SubscriberConnection & Parameters<typeof closeRedis>[0],
+      runIds: { command: () => runIdOf(command), subscriber: () => runIdOf(subscriber) },
+      keys: config.redisPrefix,
+    };
+  }
+  const command = openRedisCluster(config.redisUrl, name);
+  const subscriber = new ClusterSubscriber(command, config.redisUrl, `${name}:sub`);
+  const keys = presencePrefix(config.redisPrefix);
+  const registrations = `${keys}registrations`;
+  command.defineCommand("rtRunId", {
+    numberOfKeys: 1,
+    lua: "return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')",
+  });
+  const runId = command as unknown as { rtRunId(key: string): Promise<string | null> };
+  return {
+    command: command as RedisCommands,
+    subscriber: subscriber as SubscriberConnection & Parameters<typeof closeRedis>[0],
+    runIds: {
+      command: async () => (await runId.rtRunId(registrations)) ?? undefined,
+      subscriber: () => Promise.resolve(subscriber.runIdFor(registrations)),
+    },
+    keys,
+  };
+}
+
+/**
+ * Refuses to start (ConfigError: exit 2, the reason on stderr) when the
+ * Redis at REALTIME_REDIS_URL cannot serve REALTIME_REDIS_MODE: a cluster
+ * node in standalone mode (its scripts would fail with CROSSSLOT, its
+ * publishes reach one shard), a standalone Redis in cluster mode, a
+ * cluster without sharded pub/sub. Asked of the URL's node over a
+ * connection of its own; a Redis that does not answer within
+ * REDIS_START_WAIT_MS is not asked (the node starts and keeps trying).
+ */
+async function refuseWrongRedis(config: Config, log: Logger): Promise<void> {
+  const probe = openRedis(config.redisUrl, "switchboard:mode-check");
+  try {
+    if (!(await connectRedis(probe, REDIS_START_WAIT_MS))) {
+      log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable at start: its mode is not checked");
+      return;
+    }
+    const problem = await redisModeProblem(probe, config.redisMode).catch(() => undefined);
+    if (problem !== undefined) throw new ConfigError(problem);
+  } finally {
+    await closeRedis(probe);
+  }
 }
 
 /** Starts the broker (waiting for Redis at most REDIS_START_WAIT_MS) and the presence. */
@@ -358,8 +438,8 @@ async function startRedisParts(broker: RedisBroker, presence: RedisPresence, log
  * (gate.ts, REDIS_STALL_MS), down when either drops or Redis stalls.
  */
 function watchState(
-  command: ReturnType<typeof openRedis>,
-  subscriber: ReturnType<typeof openRedis>,
+  command: RedisCommands,
+  subscriber: SubscriberConnection,
   onStateChange: (up: boolean) => void,
 ): { stalled(stalled: boolean): void } {
   let up = false;
@@ -389,7 +469,7 @@ function watchState(
  * and what is published until it re-subscribes is missed: the watch ends,
  * api/watch.ts). One listener on the connection for all of them.
  */
-function watchersOf(broker: RedisBroker, subscriber: ReturnType<typeof openRedis>) {
+function watchersOf(broker: RedisBroker, subscriber: SubscriberConnection) {
   const lost = new Set<(why: string) => void>();
   const onClose = () => {
     for (const listener of [...lost]) listener("this API node's Redis subscriber connection dropped");
