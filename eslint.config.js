@@ -106,8 +106,33 @@ export default tseslint.config(
         {
           patterns: [
             {
-              regex: "^(?!\\./|\\.\\./protocol/|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$))",
-              message: "src/client/ imports only src/protocol/, gen/ and @bufbuild/protobuf",
+              regex:
+                "^(?!\\./|\\.\\./protocol/|\\.\\./wire/client-json\\.js$|\\.\\./\\.\\./gen/|@bufbuild/protobuf(/|$))",
+              message:
+                "src/client/ imports only src/protocol/, src/wire/client-json.ts (its JSON encoding), gen/ and @bufbuild/protobuf",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The SDK's JSON path loads nothing of protobuf-es, so that a JSON-only
+    // bundle holds none of it: types only, from it and from gen/ (which
+    // loads it). The binary encoding is src/client/proto.ts, an entry point
+    // of its own (test/sdk-package.test.ts measures both bundles).
+    files: ["src/client/**/*.ts", "src/wire/client-json.ts"],
+    ignores: ["src/client/proto.ts"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["@bufbuild/protobuf", "@bufbuild/protobuf/*", "**/gen/**", "./proto.js"],
+              allowTypeImports: true,
+              message:
+                "the SDK's JSON path imports only types of protobuf-es and gen/; what needs them at run time goes in src/client/proto.ts",
             },
           ],
         },

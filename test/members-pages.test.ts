@@ -10,6 +10,7 @@ import type { Value } from "@bufbuild/protobuf/wkt";
 import { afterAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { RealtimeClient } from "../src/client/index.js";
+import { sdkEncoding } from "./helpers/sdk.js";
 import { MAX_MEMBERS_PAGE_BYTES } from "../src/core/limits.js";
 import { LINK_MAX_FRAME_BYTES } from "../src/wire/link-framing.js";
 import { FakeEdge } from "./helpers/fake-edge.js";
@@ -105,7 +106,7 @@ describe("client getMembers pages", () => {
 
   it("the SDK's getMembers reads every page; getMembersPage reads one", async () => {
     for (const encoding of ["json", "proto"] as const) {
-      const rt = new RealtimeClient({ url: f.cluster.ws[0]!, WebSocket, encoding });
+      const rt = new RealtimeClient({ url: f.cluster.ws[0]!, WebSocket, encoding: sdkEncoding(encoding) });
       await new Promise<void>((resolve) => rt.onConnect(() => resolve()));
       const members = await rt.getMembers("big4k");
       expect(members.map((m) => m.id)).toEqual(ids("m", 300));

@@ -10,7 +10,7 @@ import WebSocket from "ws";
 import type { Event, Member } from "../gen/realtime/client/v1/client_pb.js";
 import { RealtimeClient, type MemberEvent } from "../src/client/index.js";
 import { useCluster } from "./helpers/fixture.js";
-import { waitFor } from "./helpers/sdk.js";
+import { sdkEncoding, waitFor } from "./helpers/sdk.js";
 import type { Enc, TestClient } from "./helpers/ws-client.js";
 
 // A long window, so that joins made together surely fall in one (the test waits for what it expects, never for time).
@@ -111,7 +111,7 @@ describe.each(["json", "proto"] as const)("presence (%s)", (enc) => {
 
   it("the SDK opts in and emits one channel:join per member, with its position, from presence frames", async () => {
     const channel = `sdk:${enc}`;
-    const rt = new RealtimeClient({ url: f.cluster.ws[1]!, WebSocket, encoding: enc });
+    const rt = new RealtimeClient({ url: f.cluster.ws[1]!, WebSocket, encoding: sdkEncoding(enc) });
     const seen: MemberEvent[] = [];
     rt.on("channel:join", (e: MemberEvent) => seen.push(e));
     try {

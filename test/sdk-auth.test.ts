@@ -15,6 +15,7 @@ import {
   type MemberEvent,
   type RealtimeClientOptions,
 } from "../src/client/index.js";
+import { protoEncoding } from "../src/client/proto.js";
 import { connected, rejection, waitFor } from "./helpers/sdk.js";
 
 const SECRET = "sdk-auth-test-secret-0123456789abcdef";
@@ -36,6 +37,7 @@ function client(options: Partial<RealtimeClientOptions>): RealtimeClient {
   const rt = new RealtimeClient({
     url: cluster.ws[0]!,
     WebSocket,
+    encoding: protoEncoding, // the binary frames these tests were written with, unless one says otherwise
     reconnect: { initialDelayMs: 50, maxDelayMs: 250 },
     ...options,
   });

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { ClientFrameSchema, ServerFrameSchema, type ClientFrame } from "../gen/realtime/client/v1/client_pb.js";
 import {
   CloseCode,
+  DEFAULT_ENCODING,
   ErrorCode,
   RealtimeClient,
   type RealtimeClientError,
@@ -18,7 +19,8 @@ import {
   type ResyncEvent,
 } from "../src/client/index.js";
 import { fromValue } from "../src/client/codec.js";
-import { connected, rejection, waitFor } from "./helpers/sdk.js";
+import { protoEncoding } from "../src/client/proto.js";
+import { connected, rejection, sdkEncoding, waitFor } from "./helpers/sdk.js";
 
 type ServerFrameInit = MessageInitShape<typeof ServerFrameSchema>;
 
@@ -163,7 +165,12 @@ const fakes: FakeEdge[] = [];
 const clients: RealtimeClient[] = [];
 
 function client(options: Partial<RealtimeClientOptions> & { url: string }): RealtimeClient {
-  const rt = new RealtimeClient({ WebSocket, reconnect: { initialDelayMs: 10, maxDelayMs: 40 }, ...options });
+  const rt = new RealtimeClient({
+    WebSocket,
+    encoding: protoEncoding, // unless a test says otherwise
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
+    ...options,
+  });
   clients.push(rt);
   return rt;
 }
@@ -178,6 +185,10 @@ describe("RealtimeClient options", () => {
     expect(() => new RealtimeClient({ url: "not a url", WebSocket })).toThrow(/url/);
     expect(() => new RealtimeClient({ url: "http://x", WebSocket })).toThrow(/ws:\/\//);
     expect(() => new RealtimeClient({ url: "ws://x", WebSocket, encoding: "xml" as "json" })).toThrow(/encoding/);
+    // The binary encoding is imported (it brings protobuf-es); its name alone says where from.
+    expect(() => new RealtimeClient({ url: "ws://x", WebSocket, encoding: "proto" as "json" })).toThrow(
+      /import \{ protoEncoding \} from "@switchboard\/client\/proto"/,
+    );
     expect(() => new RealtimeClient({ url: "ws://x", WebSocket, requestTimeoutMs: -1 })).toThrow(/requestTimeoutMs/);
     expect(
       () => new RealtimeClient({ url: "ws://x", WebSocket, reconnect: { initialDelayMs: 100, maxDelayMs: 1 } }),
@@ -193,10 +204,21 @@ describe("RealtimeClient options", () => {
   });
 });
 
+it("speaks JSON unless told otherwise (DEFAULT_ENCODING), which needs no protobuf-es", async () => {
+  const fake = await FakeEdge.start();
+  const rt = new RealtimeClient({ url: fake.url, WebSocket, reconnect: false });
+  clients.push(rt);
+  await connected(rt);
+  expect(DEFAULT_ENCODING).toBe("json");
+  expect(fake.conns[0].ws.protocol).toBe("realtime.v1.json");
+  await rt.join("room");
+  expect(fake.frames[0].text).toBe(true);
+});
+
 describe.each(["proto", "json"] as const)("RealtimeClient over %s", (encoding) => {
   it("connects, learns its id, and sends frames in its encoding with echo in the URL", async () => {
     const fake = await FakeEdge.start();
-    const rt = client({ url: fake.url, encoding, echo: false });
+    const rt = client({ url: fake.url, encoding: sdkEncoding(encoding), echo: false });
     const seen: unknown[] = [];
     rt.onConnect((info) => seen.push(info));
     await connected(rt);
@@ -211,7 +233,7 @@ describe.each(["proto", "json"] as const)("RealtimeClient over %s", (encoding) =
 
   it("round-trips JSON and binary payloads; bytes arrive as Uint8Array", async () => {
     const fake = await FakeEdge.start();
-    const rt = client({ url: fake.url, encoding });
+    const rt = client({ url: fake.url, encoding: sdkEncoding(encoding) });
     const got: unknown[] = [];
     rt.on("msg", (e) => got.push(e));
     await rt.join("room");

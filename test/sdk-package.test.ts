@@ -4,8 +4,10 @@
  * are packed with `npm pack` and installed from their tarballs, offline
  * (from the local npm cache), into a fresh project outside the repository.
  * There the SDK is imported by its name in Node and talks to a real
- * Switchboard, bundled for browsers by esbuild, and type-checked by tsc
- * without @types/ws; and the server's bin runs.
+ * Switchboard, bundled for browsers by esbuild (a JSON-only bundle holds no
+ * protobuf-es and stays under JSON_BUNDLE_MAX_BYTES; one with the binary
+ * encoding does), and type-checked by tsc without @types/ws; and the
+ * server's bin runs.
  */
 import { execFile, spawn } from "node:child_process";
 import {
@@ -22,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { build } from "esbuild";
@@ -35,6 +38,38 @@ const tmp = mkdtempSync(join(tmpdir(), "switchboard-sdk-pkg-"));
 const app = join(tmp, "app");
 const bin = (name: string) => join(ROOT, "node_modules/.bin", name);
 const npmEnv = { ...process.env, npm_config_update_notifier: "false" };
+
+/**
+ * The most a minified browser bundle of the SDK that speaks JSON only may
+ * take. Measured at 28.7 KB (9.9 KB gzipped) when the JSON encoding was
+ * written by hand (src/wire/client-json.ts); it was 110 KB while it went
+ * through protobuf-es, whose runtime is about 88 KB of that.
+ */
+const JSON_BUNDLE_MAX_BYTES = 40_000;
+
+/** Bundles code (a user's file) for browsers from the installed packages, as esbuild does. */
+async function bundle(name: string, code: string) {
+  writeFileSync(join(app, name), code);
+  const result = await build({
+    absWorkingDir: app,
+    entryPoints: [name],
+    bundle: true,
+    platform: "browser",
+    format: "esm",
+    minify: true,
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+  });
+  expect(result.errors).toEqual([]);
+  const out = result.outputFiles[0]!;
+  return {
+    inputs: Object.keys(result.metafile.inputs),
+    text: out.text,
+    bytes: out.contents.length,
+    gzipped: gzipSync(out.contents).length,
+  };
+}
 
 /** Packs the package in dir into tmp; returns the tarball's path. */
 async function pack(dir: string, ...extra: string[]): Promise<string> {
@@ -106,13 +141,14 @@ afterAll(async () => {
 });
 
 describe("@switchboard/client installed from its tarball", () => {
-  it("is imported by name in Node (ws as WebSocket), joins a channel and receives an event sent over gRPC", async () => {
+  it("is imported by name in Node (ws as WebSocket, the binary encoding from /proto), joins a channel and receives an event sent over gRPC", async () => {
     cluster = await startCluster(1);
     writeFileSync(
       join(app, "receive.mjs"),
       `import WebSocket from "ws";
        import { RealtimeClient } from "@switchboard/client";
-       const rt = new RealtimeClient({ url: process.argv[2], WebSocket });
+       import { protoEncoding } from "@switchboard/client/proto";
+       const rt = new RealtimeClient({ url: process.argv[2], WebSocket, encoding: protoEncoding });
        rt.on("greet", (e) => { console.log(JSON.stringify({ channel: e.channel, message: e.message })); rt.close(); });
        await rt.join("pkg-room");
        console.log("joined");`,
@@ -158,44 +194,50 @@ describe("@switchboard/client installed from its tarball", () => {
     expect(JSON.parse(lines[1]!)).toEqual({ channel: "pkg-room", message: { hello: "from gRPC", n: 7 } });
   }, 60_000);
 
-  it("holds the SDK, what it shares with the server (src/protocol/) and its generated frames, and no server code", () => {
+  it("holds the SDK, what it shares with the server (src/protocol/, src/wire/client-json.ts) and its generated frames, and no server code", () => {
     const root = join(app, "node_modules/@switchboard/client");
     const files = (readdirSync(root, { recursive: true, withFileTypes: true }) as Dirent[])
       .filter((d) => d.isFile())
       .map((d) => relative(root, join(d.parentPath, d.name)));
     expect(files).toContain("dist/src/client/index.js");
     expect(files).toContain("dist/src/client/index.d.ts");
+    expect(files).toContain("dist/src/client/proto.js");
+    expect(files).toContain("dist/src/client/proto.d.ts");
     expect(files).toContain("LICENSE");
     const other = files.filter(
       (f) =>
         !/^dist\/(src\/client|src\/protocol|gen\/realtime\/client)\//.test(f) &&
+        !/^dist\/src\/wire\/client-json\.(js|d\.ts)$/.test(f) &&
         !["LICENSE", "README.md", "package.json"].includes(f),
     );
     expect(other).toEqual([]);
   });
 
-  it("bundles for browsers from the installed package (esbuild), with no node: or ws input", async () => {
-    writeFileSync(
-      join(app, "browser.js"),
+  it("bundles for browsers from the installed package (esbuild), JSON-only without protobuf-es, and with it for the binary encoding", async () => {
+    const json = await bundle(
+      "browser.js",
       `import { RealtimeClient } from "@switchboard/client";
        export const rt = new RealtimeClient({ url: "wss://edge.example.com", encoding: "json" });`,
     );
-    const result = await build({
-      absWorkingDir: app,
-      entryPoints: ["browser.js"],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      minify: true,
-      write: false,
-      metafile: true,
-      logLevel: "silent",
-    });
-    expect(result.errors).toEqual([]);
-    const inputs = Object.keys(result.metafile.inputs);
-    expect(inputs.some((p) => p.startsWith("node_modules/@switchboard/client/dist/"))).toBe(true);
-    expect(inputs.filter((p) => p.startsWith("node:") || /node_modules\/(ws|switchboard)\//.test(p))).toEqual([]);
-    expect(result.outputFiles[0]!.text).not.toMatch(/require\(|from ?["']node:/);
+    const proto = await bundle(
+      "browser-proto.js",
+      `import { RealtimeClient } from "@switchboard/client";
+       import { protoEncoding } from "@switchboard/client/proto";
+       export const rt = new RealtimeClient({ url: "wss://edge.example.com", encoding: protoEncoding });`,
+    );
+    console.log(
+      `sdk-package browser bundles (bytes): JSON-only ${json.bytes} minified, ${json.gzipped} gzipped; ` +
+        `with the binary encoding ${proto.bytes} minified, ${proto.gzipped} gzipped`,
+    );
+    for (const b of [json, proto]) {
+      expect(b.inputs.some((p) => p.startsWith("node_modules/@switchboard/client/dist/"))).toBe(true);
+      expect(b.inputs.filter((p) => p.startsWith("node:") || /node_modules\/(ws|switchboard)\//.test(p))).toEqual([]);
+      expect(b.text).not.toMatch(/require\(|from ?["']node:/);
+    }
+    expect(json.inputs.filter((p) => /node_modules\/@bufbuild\/|\/dist\/gen\//.test(p))).toEqual([]);
+    expect(json.bytes).toBeLessThan(JSON_BUNDLE_MAX_BYTES);
+    expect(proto.inputs.some((p) => p.startsWith("node_modules/@bufbuild/protobuf/"))).toBe(true);
+    expect(proto.bytes).toBeGreaterThan(json.bytes);
   });
 
   it("type-checks a user's TypeScript file against the packed types, without @types/ws", async () => {
@@ -203,8 +245,11 @@ describe("@switchboard/client installed from its tarball", () => {
     writeFileSync(
       join(app, "user.ts"),
       `import { RealtimeClient, ErrorCode, type MessageEvent, type WebSocketConstructor } from "@switchboard/client";
+       import { protoEncoding } from "@switchboard/client/proto";
        declare const Ctor: WebSocketConstructor;
-       const rt = new RealtimeClient({ url: "ws://localhost:8080", WebSocket: Ctor, encoding: "proto" });
+       const rt = new RealtimeClient({ url: "ws://localhost:8080", WebSocket: Ctor, encoding: protoEncoding });
+       // @ts-expect-error: the binary encoding is imported from /proto, not named
+       new RealtimeClient({ url: "ws://localhost:8080", WebSocket: Ctor, encoding: "proto" });
        rt.on("chat", (e: MessageEvent) => console.log(e.channel, e.message));
        const code: ErrorCode = ErrorCode.DeadlineExceeded;
        // @ts-expect-error: the URL is required
@@ -244,5 +289,19 @@ describe("switchboard installed from its tarball", () => {
     });
     expect(stdout).toMatch(/^Usage: switchboard <command>/);
     expect(stdout).toMatch(/\bedge\b/);
+  }, 40_000);
+
+  it("exports the SDK as switchboard/client and its binary encoding as switchboard/client/proto", async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const [c, p] = await Promise.all([import("switchboard/client"), import("switchboard/client/proto")]);
+         console.log(typeof c.RealtimeClient, p.protoEncoding.subprotocol);`,
+      ],
+      { cwd: app, timeout: 30_000 },
+    );
+    expect(stdout.trim()).toBe("function realtime.v1.proto");
   }, 40_000);
 });

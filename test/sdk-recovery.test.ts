@@ -22,12 +22,12 @@ import {
   type StreamPosition,
   type WebSocketConstructor,
 } from "../src/client/index.js";
-import { decodeServerFrame } from "../src/client/codec.js";
+import { protoEncoding } from "../src/client/proto.js";
 import { fromBinary, fromJsonString } from "@bufbuild/protobuf";
 import { ClientFrameSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import { connected, waitFor } from "./helpers/sdk.js";
+import { connected, sdkEncoding, waitFor } from "./helpers/sdk.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 
 const ENCODINGS: EncodingName[] = ["proto", "json"];
@@ -72,6 +72,7 @@ class Recorder {
     this.rt = new RealtimeClient({
       url: `ws://${wsProxy.address}`,
       WebSocket: spyingWebSocket(this.sent, this.received),
+      encoding: protoEncoding, // unless a test says otherwise
       reconnect: { initialDelayMs: 50, maxDelayMs: 250 },
       ...options,
     });
@@ -109,7 +110,7 @@ function spyingWebSocket(sent: ClientFrame[], received: ServerFrame[]): WebSocke
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
       this.on("message", (data: Buffer, isBinary: boolean) =>
-        received.push(decodeServerFrame(isBinary ? new Uint8Array(data) : data.toString())),
+        received.push(protoEncoding.decodeServerFrame(isBinary ? new Uint8Array(data) : data.toString())),
       );
       const send = this.send.bind(this);
       this.send = ((data: string | Uint8Array) => {
@@ -152,7 +153,7 @@ describe("recovery after a reconnect", () => {
   it("re-joins with the last position seen and receives every event sent meanwhile, in order, once, before onConnect", async () => {
     for (const encoding of ENCODINGS) {
       const channel = `rec-${encoding}`;
-      const r = new Recorder({ encoding });
+      const r = new Recorder({ encoding: sdkEncoding(encoding) });
       await connected(r.rt);
       const joined = await r.rt.join(channel);
       expect(joined.recovered).toBe(false);
@@ -210,7 +211,7 @@ describe("recovery after a reconnect", () => {
   it("past what history keeps, the re-join is not recovered: channel:resync with reason not_recovered, and the channel goes on", async () => {
     for (const encoding of ENCODINGS) {
       const channel = `small:gone-${encoding}`;
-      const r = new Recorder({ encoding });
+      const r = new Recorder({ encoding: sdkEncoding(encoding) });
       await connected(r.rt);
       await r.rt.join(channel);
       await sendN(channel, 1, 1);
@@ -236,7 +237,7 @@ describe("recovery after a reconnect", () => {
   it("with recover: false, re-joins without since and emits no channel:resync; what was sent meanwhile is lost", async () => {
     for (const encoding of ENCODINGS) {
       const channel = `norec-${encoding}`;
-      const r = new Recorder({ encoding, recover: false });
+      const r = new Recorder({ encoding: sdkEncoding(encoding), recover: false });
       await connected(r.rt);
       await r.rt.join(channel);
       await sendN(channel, 1, 1);
@@ -266,7 +267,7 @@ describe("channel:resync from the edge", () => {
     const edge = await cluster.addEdge({ REALTIME_LINK_URL: linkProxy.address });
     for (const encoding of ENCODINGS) {
       const channel = `small:lost-${encoding}`;
-      const r = new Recorder({ encoding, url: edge.ready.ws! });
+      const r = new Recorder({ encoding: sdkEncoding(encoding), url: edge.ready.ws! });
       await connected(r.rt);
       await r.rt.join(channel);
       await sendN(channel, 1, 1);
@@ -293,7 +294,7 @@ describe("getHistory", () => {
   it("reads the channel's events with their positions, as listeners got them: limit, reverse, since, complete", async () => {
     for (const encoding of ENCODINGS) {
       const channel = `hist-${encoding}`;
-      const r = new Recorder({ encoding });
+      const r = new Recorder({ encoding: sdkEncoding(encoding) });
       await connected(r.rt);
       const { position: joinedAt } = await r.rt.join(channel);
       await sendN(channel, 1, 3);

@@ -17,7 +17,8 @@ import {
   type MessageEvent,
   type RealtimeClientOptions,
 } from "../src/client/index.js";
-import { rejection, waitFor } from "./helpers/sdk.js";
+import { protoEncoding } from "../src/client/proto.js";
+import { rejection, sdkEncoding, waitFor } from "./helpers/sdk.js";
 
 type Received = { event: string; payload: MessageEvent | MemberEvent };
 
@@ -26,7 +27,13 @@ class Recorder {
   readonly events: Received[] = [];
   readonly rt: RealtimeClient;
   constructor(options: RealtimeClientOptions) {
-    this.rt = new RealtimeClient({ WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 250 }, ...options });
+    // proto unless a test says otherwise: the SDK's default before it moved to JSON (which tests choose by name).
+    this.rt = new RealtimeClient({
+      WebSocket,
+      encoding: protoEncoding,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 250 },
+      ...options,
+    });
     this.rt.onAny((event, payload) => this.events.push({ event, payload }));
   }
   /** Waits for an event named event for which pred holds. */
@@ -84,8 +91,8 @@ const pairs: [EncodingName, EncodingName][] = [
 describe.each(pairs)("sender %s, receiver %s", (senderEnc, receiverEnc) => {
   it("join, send and receive across edges; JSON and binary payloads round-trip exactly", async () => {
     const ch = channel("rt");
-    const a = await connect(0, { encoding: senderEnc });
-    const b = await connect(1, { encoding: receiverEnc });
+    const a = await connect(0, { encoding: sdkEncoding(senderEnc) });
+    const b = await connect(1, { encoding: sdkEncoding(receiverEnc) });
     await a.rt.join(ch);
     await b.rt.join(ch);
 

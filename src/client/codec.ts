@@ -1,51 +1,67 @@
 /**
- * The client protocol's two encodings (proto/realtime/client/v1/client.proto):
- * "realtime.v1.json" is protobuf's JSON mapping in text frames,
- * "realtime.v1.proto" the binary encoding in binary frames. Everything here
- * is pure and runtime-free, so the SDK bundles for browsers.
+ * The client protocol's encodings (proto/realtime/client/v1/client.proto),
+ * as the SDK speaks them: "realtime.v1.json" is protobuf's JSON mapping in
+ * text frames, "realtime.v1.proto" the binary encoding in binary frames.
+ *
+ * The JSON encoding, the default, is src/wire/client-json.ts, written by
+ * hand: it loads nothing of protobuf-es, so a browser bundle that speaks
+ * JSON holds none of it. The binary encoding needs protobuf-es's runtime
+ * (about 88 KB minified), so it is an entry point of its own, ./proto.ts
+ * (`@switchboard/client/proto`), that the application imports and passes
+ * as the `encoding` option. Everything here is pure and runtime-free, so
+ * the SDK bundles for browsers.
  */
-import { create, fromBinary, fromJson, fromJsonString, toBinary, toJson, toJsonString } from "@bufbuild/protobuf";
-import type { JsonValue, MessageInitShape } from "@bufbuild/protobuf";
-import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { ClientFrameSchema, ServerFrameSchema, type ServerFrame } from "../../gen/realtime/client/v1/client_pb.js";
+import type { JsonValue } from "@bufbuild/protobuf";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import type { ServerFrame } from "../../gen/realtime/client/v1/client_pb.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
 import { Encoding } from "../protocol/encodings.js";
+import {
+  decodeServerFrameJson,
+  encodeClientFrameJson,
+  valueFromJson,
+  valueToJson,
+  type ClientFrameInit,
+} from "../wire/client-json.js";
 import { ErrorCode, RealtimeClientError } from "./errors.js";
+
+export type { ClientFrameInit };
 
 /** The SDK's names for the two encodings. */
 export type EncodingName = "json" | "proto";
 
-/** The WebSocket subprotocol of each encoding (src/protocol/encodings.ts, shared with the edge). */
-export const SUBPROTOCOL: Readonly<Record<EncodingName, Encoding>> = {
-  json: Encoding.Json,
-  proto: Encoding.Proto,
-};
-
-/** A ClientFrame as `create` accepts it. */
-export type ClientFrameInit = MessageInitShape<typeof ClientFrameSchema>;
-
-/** Encodes frame for a WebSocket send: a string for json, bytes for proto. */
-export function encodeClientFrame(encoding: EncodingName, init: ClientFrameInit): string | Uint8Array {
-  const frame = create(ClientFrameSchema, init);
-  return encoding === "json" ? toJsonString(ClientFrameSchema, frame) : toBinary(ClientFrameSchema, frame);
-}
-
 /**
- * Decodes one WebSocket message. The frame type decides the decoding, not
- * the negotiated encoding: text is JSON, anything binary is protobuf.
- * Unknown JSON fields are ignored, so a newer edge can add fields.
- * Throws when data is neither or does not parse.
+ * One encoding of the client protocol: the WebSocket subprotocol it is
+ * negotiated by, and its frames. The SDK has two, jsonEncoding (built in,
+ * the default) and protoEncoding (`@switchboard/client/proto`); pass one
+ * as RealtimeClient's `encoding` option.
  */
-export function decodeServerFrame(data: unknown): ServerFrame {
-  if (typeof data === "string") {
-    return fromJsonString(ServerFrameSchema, data, { ignoreUnknownFields: true });
-  }
-  const bytes = asBytes(data);
-  if (bytes === undefined) {
-    throw new TypeError(`unexpected WebSocket message data of type ${Object.prototype.toString.call(data)}`);
-  }
-  return fromBinary(ServerFrameSchema, bytes);
+export interface ClientEncoding {
+  readonly name: EncodingName;
+  /** The subprotocol the SDK asks the edge for (src/protocol/encodings.ts, shared with the edge). */
+  readonly subprotocol: Encoding;
+  /** Encodes a frame for a WebSocket send: a string (a text frame) or bytes (a binary frame). */
+  encodeClientFrame(frame: ClientFrameInit): string | Uint8Array;
+  /**
+   * Decodes one WebSocket message; throws, saying why, when it is not a
+   * ServerFrame. Unknown JSON fields are ignored, so a newer edge can add
+   * fields.
+   */
+  decodeServerFrame(data: unknown): ServerFrame;
 }
+
+/** The JSON encoding, without protobuf-es: text frames only (the edge sends nothing else on it). */
+export const jsonEncoding: ClientEncoding = {
+  name: "json",
+  subprotocol: Encoding.Json,
+  encodeClientFrame: encodeClientFrameJson,
+  decodeServerFrame(data) {
+    if (typeof data === "string") return decodeServerFrameJson(data);
+    throw new TypeError(
+      `unexpected WebSocket message data of type ${Object.prototype.toString.call(data)} on a ${Encoding.Json} connection: it carries text frames only`,
+    );
+  },
+};
 
 /** The payload oneof of Send and Broadcast. */
 export type PayloadInit = { case: "json"; value: Value } | { case: "binary"; value: Uint8Array };
@@ -90,15 +106,16 @@ export function toValue(json: unknown, what: string): Value {
       illFormedMessage(field === "the value" ? what : `${what}.${field}`),
     );
   }
-  return fromJson(ValueSchema, JSON.parse(text) as JsonValue);
+  return valueFromJson(JSON.parse(text) as JsonValue);
 }
 
 /** Turns a google.protobuf.Value into a JSON value; an absent Value is null. */
 export function fromValue(value: Value | undefined): JsonValue {
-  return value === undefined ? null : toJson(ValueSchema, value);
+  return value === undefined ? null : valueToJson(value);
 }
 
-function asBytes(data: unknown): Uint8Array | undefined {
+/** data as bytes when it is binary (a Uint8Array, another ArrayBufferView, an ArrayBuffer); else undefined. */
+export function asBytes(data: unknown): Uint8Array | undefined {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -2,7 +2,9 @@
  * @switchboard/client (packages/client/; also the server package's
  * switchboard/client): the browser and Node SDK for Switchboard's edges.
  * Runtime-free: nothing here imports `ws` or `node:*`; in Node 20 pass the
- * `ws` package's WebSocket as the `WebSocket` option.
+ * `ws` package's WebSocket as the `WebSocket` option. Nor protobuf-es: the
+ * JSON encoding (the default) is written by hand; the binary one is
+ * `@switchboard/client/proto` (./proto.ts), imported only by who uses it.
  *
  * @example
  * const rt = new RealtimeClient({ url: "wss://edge.example.com" });
@@ -56,6 +58,6 @@ export {
   type StreamPosition,
   type SystemEventName,
 } from "./events.js";
-export type { EncodingName } from "./codec.js";
+export type { ClientEncoding, EncodingName } from "./codec.js";
 /** The edge's close codes and whether each allows a reconnect (docs/protocol.md). */
 export { CloseCode, shouldReconnect } from "../protocol/close-codes.js";

@@ -2,7 +2,7 @@
  * RealtimeClient's options, each with its default declared here once.
  */
 import { DEFAULT_RECONNECT_INITIAL_DELAY_MS, DEFAULT_RECONNECT_MAX_DELAY_MS, checkBackoffOptions } from "./backoff.js";
-import type { EncodingName } from "./codec.js";
+import { jsonEncoding, type ClientEncoding } from "./codec.js";
 
 /** How long a call waits for its reply, counted from the call (queueing included). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -10,8 +10,12 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Calls made while not connected that wait for the connection; more are rejected. */
 export const DEFAULT_MAX_QUEUED_REQUESTS = 100;
-/** The default encoding: smaller frames, and bytes are not base64-encoded. */
-export const DEFAULT_ENCODING: EncodingName = "proto";
+/**
+ * The default encoding: JSON, which needs nothing of protobuf-es (the
+ * binary encoding, protoEncoding of `@switchboard/client/proto`, does, so
+ * it is chosen by importing it).
+ */
+export const DEFAULT_ENCODING = "json";
 
 /**
  * The part of a WebSocket the SDK uses. The browser's WebSocket and the
@@ -51,8 +55,14 @@ export interface ReconnectOptions {
 export interface RealtimeClientOptions {
   /** The edge's WebSocket URL, e.g. "ws://127.0.0.1:8090". Its query string is kept. */
   url: string;
-  /** "proto" (the default: binary frames) or "json" (text frames, readable in devtools). */
-  encoding?: EncodingName;
+  /**
+   * "json" (the default: text frames, readable in devtools) or
+   * protoEncoding from `@switchboard/client/proto` (binary frames: smaller,
+   * and bytes are not base64-encoded; it brings protobuf-es's runtime,
+   * about 88 KB minified, into a bundle, which is why it is imported
+   * separately). The string "proto" is refused, saying so.
+   */
+  encoding?: "json" | ClientEncoding;
   /**
    * The connection's default echo: whether this client receives its own
    * events and system events. Undefined (the default) leaves it to the
@@ -109,7 +119,7 @@ export interface RealtimeClientOptions {
 export interface ResolvedOptions {
   url: string;
   token: string | (() => string | Promise<string>) | undefined;
-  encoding: EncodingName;
+  encoding: ClientEncoding;
   WebSocket: WebSocketConstructor;
   reconnect: { initialDelayMs: number; maxDelayMs: number; maxAttempts: number } | false;
   requestTimeoutMs: number;
@@ -141,9 +151,7 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
   // emits one event per change either way. An edge that does not know the parameter ignores it.
   if (!url.searchParams.has("presence")) url.searchParams.set("presence", "batch");
 
-  const encoding = options.encoding ?? DEFAULT_ENCODING;
-  if (encoding !== "json" && encoding !== "proto")
-    throw new TypeError(`encoding must be "json" or "proto", got ${JSON.stringify(encoding)}`);
+  const encoding = resolveEncoding(options.encoding ?? DEFAULT_ENCODING);
 
   const WebSocketCtor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof WebSocketCtor !== "function") {
@@ -183,6 +191,26 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
     autoOpen: options.autoOpen ?? true,
     recover: options.recover ?? true,
   };
+}
+
+function resolveEncoding(encoding: unknown): ClientEncoding {
+  if (encoding === "json") return jsonEncoding;
+  if (encoding === "proto")
+    throw new TypeError(
+      'encoding "proto" needs protobuf-es, which the SDK loads only on request: import { protoEncoding } from "@switchboard/client/proto" and pass encoding: protoEncoding',
+    );
+  const e = encoding as Partial<ClientEncoding> | null;
+  if (
+    e === null ||
+    typeof e !== "object" ||
+    typeof e.subprotocol !== "string" ||
+    typeof e.encodeClientFrame !== "function" ||
+    typeof e.decodeServerFrame !== "function"
+  )
+    throw new TypeError(
+      `encoding must be "json" or protoEncoding (from "@switchboard/client/proto"), got ${typeof encoding === "string" ? JSON.stringify(encoding) : typeof encoding}`,
+    );
+  return e as ClientEncoding;
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number): number {

@@ -43,15 +43,7 @@ import type {
 } from "../../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, shouldReconnect } from "../protocol/close-codes.js";
 import { backoffDelay } from "./backoff.js";
-import {
-  SUBPROTOCOL,
-  decodeServerFrame,
-  encodeClientFrame,
-  fromValue,
-  toPayload,
-  toValue,
-  type ClientFrameInit,
-} from "./codec.js";
+import { fromValue, toPayload, toValue, type ClientFrameInit } from "./codec.js";
 import { Emitter } from "./emitter.js";
 import { ErrorCode, RealtimeClientError, asRealtimeClientError } from "./errors.js";
 import {
@@ -561,7 +553,7 @@ export class RealtimeClient {
     call.id = this.#nextId();
     this.#inflight.set(call.id, call);
     try {
-      socket.send(encodeClientFrame(this.#options.encoding, { id: call.id, command: call.command }));
+      socket.send(this.#options.encoding.encodeClientFrame({ id: call.id, command: call.command }));
     } catch (err) {
       this.#inflight.delete(call.id);
       this.#settle(
@@ -668,7 +660,7 @@ export class RealtimeClient {
     }
     let socket: WebSocketLike;
     try {
-      socket = new this.#options.WebSocket(url, [SUBPROTOCOL[this.#options.encoding]]);
+      socket = new this.#options.WebSocket(url, [this.#options.encoding.subprotocol]);
     } catch (err) {
       // Only a malformed URL or a blocked port throws here; neither improves by retrying.
       this.#emitError(err);
@@ -767,7 +759,7 @@ export class RealtimeClient {
   #onMessage(socket: WebSocketLike, data: unknown): void {
     let frame;
     try {
-      frame = decodeServerFrame(data);
+      frame = this.#options.encoding.decodeServerFrame(data);
     } catch (err) {
       this.#emitError(
         new RealtimeClientError(ErrorCode.Internal, `a frame from the edge did not decode: ${(err as Error).message}`, {

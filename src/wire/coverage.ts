@@ -27,6 +27,11 @@ import {
  * leaves them to protobuf-es. So a new field fails a test until someone
  * teaches the codec the field (and lists it `hand`) or decides that
  * messages holding it go to protobuf-es (and lists it `protobufEs`).
+ *
+ * client-json.ts is not listed: it leaves nothing to protobuf-es, and
+ * handles every field of the client protocol from a table of its own
+ * (MESSAGES), which test/client-json.test.ts holds against the same
+ * descriptors.
  */
 export interface MessageCoverage {
   /** Fields the codec reads or writes itself; message fields among them are walked into. */

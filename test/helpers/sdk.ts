@@ -1,6 +1,17 @@
 /** Small waits and assertions shared by the SDK's test files. */
 import { expect } from "vitest";
-import { RealtimeClientError, type RealtimeClient } from "../../src/client/index.js";
+import {
+  RealtimeClientError,
+  type ClientEncoding,
+  type EncodingName,
+  type RealtimeClient,
+} from "../../src/client/index.js";
+import { protoEncoding } from "../../src/client/proto.js";
+
+/** The `encoding` option that selects an encoding by its name (proto is imported, as a user imports it). */
+export function sdkEncoding(name: EncodingName): "json" | ClientEncoding {
+  return name === "proto" ? protoEncoding : "json";
+}
 
 /** Polls cond until it holds; fails naming what it waited for. */
 export async function waitFor(cond: () => boolean, what = "condition", timeoutMs = 10_000): Promise<void> {
