@@ -6,8 +6,12 @@
  * edge, and THROUGHPUT_CONCURRENCY Sends in flight from each of 2 gRPC
  * clients (one per API node) for THROUGHPUT_MS. Reported per run: Sends
  * answered OK per second, deliveries counted at the clients per second,
- * and the CPU each Redis process used per Send. Runs alternate (one
- * Redis, cluster, one Redis, ...) so that the machine's noise falls on both.
+ * and the CPU each Redis process used per Send. Then the Redis side alone:
+ * one RedisBroker (what an API node publishes through: the history script,
+ * which positions, keeps and SPUBLISHes each publication) publishing to
+ * CHANNELS channels with BROKER_IN_FLIGHT publishes in flight for
+ * THROUGHPUT_MS, publications per second. Runs alternate (one Redis,
+ * cluster, one Redis, ...) so that the machine's noise falls on both.
  *
  *   npx tsx bench/redis-cluster.ts            (about 1 minute; --runs N)
  *
@@ -18,7 +22,12 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { readFileSync } from "node:fs";
-import { ServerFrameSchema } from "../gen/realtime/client/v1/client_pb.js";
+import { EventSchema, ServerFrameSchema } from "../gen/realtime/client/v1/client_pb.js";
+import { historyRules } from "../src/core/history-rules.js";
+import { createPublication } from "../src/core/publication.js";
+import { RedisBroker } from "../src/redis/broker-redis.js";
+import { ClusterSubscriber } from "../src/redis/cluster-subscriber.js";
+import { closeRedis, connectRedis, openRedis, openRedisCluster } from "../src/redis/connection.js";
 import { startProcess, stopAll, type Proc } from "../test/helpers/cluster.js";
 import { realtimeClient } from "../test/helpers/grpc-client.js";
 import { OwnRedisCluster } from "../test/helpers/redis-cluster.js";
@@ -33,6 +42,7 @@ const RUNS = arg("runs", 3);
 const CHANNELS = 30;
 const THROUGHPUT_MS = 5_000;
 const THROUGHPUT_CONCURRENCY = 32;
+const BROKER_IN_FLIGHT = 256;
 
 /** CPU seconds (user + system) a process used so far. */
 function cpuOf(pid: number): number {
@@ -103,16 +113,76 @@ async function measure(url: string, mode: "standalone" | "cluster", redisPids: n
   return { sends: sends / seconds, deliveries: deliveries / seconds, redisCpuUsPerSend: (redisCpu / sends) * 1e6 };
 }
 
+/** Publications per second through one RedisBroker, with history (the default: 100 kept, 2 minutes). */
+async function brokerRate(
+  url: string,
+  mode: "standalone" | "cluster",
+  redisPids: number[],
+): Promise<{ rate: number; redisUs: number; clientUs: number }> {
+  const prefix = `bench-cluster-broker-${Date.now()}:`;
+  const command = mode === "cluster" ? openRedisCluster(url, "bench") : openRedis(url, "bench");
+  const subscriber =
+    mode === "cluster" && "nodes" in command
+      ? new ClusterSubscriber(command, url, "bench:sub")
+      : openRedis(url, "bench:sub");
+  await connectRedis(command, 10_000);
+  await connectRedis(subscriber, 10_000);
+  const broker = new RedisBroker({
+    command,
+    subscriber,
+    cluster: mode === "cluster",
+    prefix,
+    edge: false,
+    history: historyRules(100, 120_000, []),
+  });
+  await broker.start();
+  const value = create(ValueSchema, { kind: { case: "stringValue", value: "x".repeat(200) } });
+  const pubs = Array.from({ length: CHANNELS }, (_, ch) =>
+    createPublication(
+      create(EventSchema, { channel: `ch-${ch}`, event: "t", payload: { case: "json", value } }),
+      Infinity,
+    ),
+  );
+  let published = 0;
+  let n = 0;
+  const redisBefore = redisPids.map(cpuOf);
+  const clientBefore = process.cpuUsage();
+  const until = Date.now() + THROUGHPUT_MS;
+  await Promise.all(
+    Array.from({ length: BROKER_IN_FLIGHT }, async () => {
+      while (Date.now() < until) {
+        await broker.publish(pubs[n++ % CHANNELS]!);
+        published++;
+      }
+    }),
+  );
+  const redisCpu = redisPids.reduce((sum, pid, i) => sum + cpuOf(pid) - redisBefore[i]!, 0);
+  const client = process.cpuUsage(clientBefore);
+  broker.close();
+  await Promise.all([closeRedis(command), closeRedis(subscriber)]);
+  return {
+    rate: published / (THROUGHPUT_MS / 1000),
+    redisUs: (redisCpu / published) * 1e6,
+    clientUs: (client.user + client.system) / published,
+  };
+}
+
 async function main(): Promise<void> {
   const single = await ownRedis();
   const cluster = new OwnRedisCluster();
   await cluster.start();
   const clusterPids = cluster.pids();
   const results: Record<"standalone" | "cluster", Result[]> = { standalone: [], cluster: [] };
+  const rates: Record<"standalone" | "cluster", { rate: number; redisUs: number; clientUs: number }[]> = {
+    standalone: [],
+    cluster: [],
+  };
   try {
     for (let run = 0; run < RUNS; run++) {
       results.standalone.push(await measure(single.url, "standalone", [single.child.pid!]));
       results.cluster.push(await measure(cluster.url, "cluster", clusterPids));
+      rates.standalone.push(await brokerRate(single.url, "standalone", [single.child.pid!]));
+      rates.cluster.push(await brokerRate(cluster.url, "cluster", clusterPids));
       console.error(`run ${run + 1} of ${RUNS} done`);
     }
   } finally {
@@ -133,6 +203,28 @@ async function main(): Promise<void> {
   console.log(row("Redis Cluster, 3 masters", results.cluster));
   const ratio = median(results.cluster.map((r) => r.sends)) / median(results.standalone.map((r) => r.sends));
   console.log(`\ncluster ÷ one Redis, Sends OK/s: ${ratio.toFixed(2)}×`);
+  const f = (xs: number[], digits = 0) =>
+    `${median(xs).toFixed(digits)} (${xs.map((x) => x.toFixed(digits)).join(", ")})`;
+  console.log(
+    `\nOne RedisBroker (the publish path of an API node), ${BROKER_IN_FLIGHT} publishes in flight over ${CHANNELS} channels with history:\n`,
+  );
+  console.log(
+    "| Redis | publications/s | Redis CPU µs per publication (all its processes) | client CPU µs per publication |",
+  );
+  console.log("|---|---|---|---|");
+  for (const [name, rs] of [
+    ["one redis-server", rates.standalone],
+    ["Redis Cluster, 3 masters", rates.cluster],
+  ] as const)
+    console.log(
+      `| ${name} | ${f(rs.map((r) => r.rate))} | ${f(
+        rs.map((r) => r.redisUs),
+        1,
+      )} | ${f(
+        rs.map((r) => r.clientUs),
+        1,
+      )} |`,
+    );
 }
 
 await main();
