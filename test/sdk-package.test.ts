@@ -7,7 +7,8 @@
  * Switchboard, bundled for browsers by esbuild (a JSON-only bundle holds no
  * protobuf-es and stays under JSON_BUNDLE_MAX_BYTES; one with the binary
  * encoding does), and type-checked by tsc without @types/ws; and the
- * server's bin runs.
+ * server's bin runs, `switchboard dev` included (an API and an edge that
+ * deliver a Send).
  */
 import { execFile, spawn } from "node:child_process";
 import {
@@ -32,6 +33,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../src/dashboard/build.js";
 import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { realtimeClient } from "./helpers/grpc-client.js";
+import { TestClient } from "./helpers/ws-client.js";
 
 const run = promisify(execFile);
 const tmp = mkdtempSync(join(tmpdir(), "switchboard-sdk-pkg-"));
@@ -290,6 +292,63 @@ describe("switchboard installed from its tarball", () => {
     expect(stdout).toMatch(/^Usage: switchboard <command>/);
     expect(stdout).toMatch(/\bedge\b/);
   }, 40_000);
+
+  it("starts `switchboard dev` from its bin: an API and an edge that deliver a Send, and stop on SIGTERM", async () => {
+    const dev = spawn(process.execPath, [join(app, "node_modules/.bin/switchboard"), "dev"], {
+      cwd: app,
+      env: {
+        ...process.env,
+        REALTIME_GRPC_PORT: "0",
+        REALTIME_HTTP_PORT: "0",
+        REALTIME_LINK_PORT: "0",
+        REALTIME_WS_PORT: "0",
+        REALTIME_LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    dev.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => dev.once("exit", resolve));
+    try {
+      // Not a TTY: the children's ready lines, as JSON, one per role.
+      const ready = await new Promise<Record<string, Record<string, string>>>((resolve, reject) => {
+        const seen: Record<string, Record<string, string>> = {};
+        const timer = setTimeout(() => reject(new Error(`not ready after 30 s:\n${stderr}`)), 30_000);
+        dev.once("exit", (code) => reject(new Error(`switchboard dev exited with ${code}:\n${stderr}`)));
+        createInterface({ input: dev.stdout }).on("line", (line) => {
+          try {
+            const msg = JSON.parse(line) as Record<string, string>;
+            if (msg.ready) seen[msg.ready] = msg;
+          } catch {
+            // not a ready line
+          }
+          if (seen.api && seen.edge) {
+            clearTimeout(timer);
+            resolve(seen);
+          }
+        });
+      });
+      const member = await TestClient.connect(ready.edge!.ws!, "json");
+      await member.ok({ command: { case: "join", value: { channel: "dev-room" } } });
+      const grpc = realtimeClient(ready.api!.grpc!);
+      try {
+        const sent = await grpc.send({
+          channel: "dev-room",
+          event: "hello",
+          payload: { case: "json", value: fromJson(ValueSchema, { from: "the packed bin" }) },
+        });
+        expect(sent.edges).toBe(1);
+        await member.event("hello", "dev-room");
+      } finally {
+        grpc.close();
+        await member.close();
+      }
+      dev.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      dev.kill("SIGKILL");
+    }
+  }, 60_000);
 
   it("exports the SDK as switchboard/client and its binary encoding as switchboard/client/proto", async () => {
     const { stdout } = await run(
