@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
 import type { PresenceChange } from "../src/core/presence.js";
 import { REDIS_SWEEP_STEP_MEMBERS, REDIS_SYNC_STEP_MEMBERS } from "../src/redis/limits.js";
+import { connectRedis, openRedis, type RedisCommands } from "../src/redis/connection.js";
 import { RedisPresence } from "../src/redis/presence-redis.js";
 import { deletePrefix, eventually, NO_REDIS, testRedisUrl, uniquePrefix } from "./helpers/redis-topology.js";
 
@@ -54,6 +55,54 @@ async function fill(edge: RedisPresence, channels: string[], n: number): Promise
       await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => edge.add(channel, member(`m${i + k}`))));
     }
   }
+}
+
+/** An edge "e" on a prefix of its own over command, counting its syncs and collecting what it reports. */
+function syncingEdge(name: string, command: RedisCommands) {
+  const prefix = uniquePrefix(name);
+  const redis = new Redis(testRedisUrl());
+  const reported: PresenceChange[] = [];
+  const errors: string[] = [];
+  const counts = { syncs: 0 };
+  const edge = new RedisPresence({
+    command,
+    prefix,
+    edgeId: "e",
+    ttlMs: TTL_MS,
+    report: async (changes) => void reported.push(...changes),
+    onSynced: () => void counts.syncs++,
+    onError: (_err, context) => void errors.push(context),
+  });
+  cleanups.push(async () => {
+    await edge.close();
+    command.disconnect();
+    redis.disconnect();
+    await deletePrefix(prefix);
+  });
+  edge.start();
+  return { prefix, redis, edge, reported, errors, counts };
+}
+
+/** Two entries of edge "e" in channel a that it no longer holds (their removals never reached Redis). */
+async function staleEntries(redis: Redis, prefix: string): Promise<void> {
+  const stale = (id: string) => Buffer.concat([Buffer.from("e:"), Buffer.from(toBinary(MemberSchema, member(id)))]);
+  await redis.hset(`${prefix}m:a`, "gone1", stale("gone1"), "gone2", stale("gone2"));
+  await redis.zadd(`${prefix}mi:a`, 0, "gone1", 0, "gone2");
+  await redis.sadd(`${prefix}edge:e:members`, "a\0gone1", "a\0gone2");
+}
+
+/** After a complete sync: the stale entries left once each, and Redis holds exactly the edge's n members of channel a. */
+async function expectExact(s: ReturnType<typeof syncingEdge>, n: number): Promise<void> {
+  const { prefix, redis, edge, reported } = s;
+  expect(reported.map((c) => [c.kind, c.member.id]).sort()).toEqual([
+    ["leave", "gone1"],
+    ["leave", "gone2"],
+  ]);
+  expect((await edge.members("a")).length).toBe(n);
+  expect(await edge.stats("a")).toEqual({ connections: n, users: 97 });
+  expect(await redis.scard(`${prefix}edge:e:members`)).toBe(n);
+  expect(await redis.exists(`${prefix}edge:e:members-old`)).toBe(0);
+  expect(await redis.sismember(`${prefix}edges`, "e")).toBe(1);
 }
 
 describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
@@ -169,51 +218,55 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
   }, 60_000);
 
   it("re-registration in steps: an edge whose registration Redis lost writes back all it holds, and removes (as leaves) what it no longer holds", async () => {
-    const prefix = uniquePrefix("sync-steps");
-    const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl())];
-    const redis = conns[1]!;
-    const reported: PresenceChange[] = [];
-    let syncs = 0;
-    const edge = new RedisPresence({
-      command: conns[0]!,
-      prefix,
-      edgeId: "e",
-      ttlMs: TTL_MS,
-      report: async (changes) => void reported.push(...changes),
-      onSynced: () => void syncs++,
-    });
-    cleanups.push(async () => {
-      await edge.close();
-      for (const c of conns) c.disconnect();
-      await deletePrefix(prefix);
-    });
-    edge.start();
+    const sync = syncingEdge("sync-steps", new Redis(testRedisUrl()));
+    const { prefix, redis, edge, counts } = sync;
     const n = REDIS_SYNC_STEP_MEMBERS * 2 + 200;
     await fill(edge, ["a"], n);
-    // Two entries of this edge that it no longer holds (their removals never reached Redis),
-    // and the profile of one it holds changed meanwhile.
-    const stale = (id: string) => Buffer.concat([Buffer.from("e:"), Buffer.from(toBinary(MemberSchema, member(id)))]);
-    await redis.hset(`${prefix}m:a`, "gone1", stale("gone1"), "gone2", stale("gone2"));
-    await redis.zadd(`${prefix}mi:a`, 0, "gone1", 0, "gone2");
-    await redis.sadd(`${prefix}edge:e:members`, "a\0gone1", "a\0gone2");
+    // Two entries of this edge that it no longer holds, and the profile of one it holds changed meanwhile.
+    await staleEntries(redis, prefix);
     await edge.add(
       "a",
       create(MemberSchema, { id: "m7", userId: "u7", data: { kind: { case: "stringValue", value: "new" } } }),
     );
     // Redis forgets the edge's registration: its next heartbeat finds it unregistered and re-syncs.
-    const before = syncs;
+    const before = counts.syncs;
     await redis.srem(`${prefix}edges`, "e");
-    await eventually(() => syncs > before, 10_000, "a sync");
-    expect(reported.map((c) => [c.kind, c.member.id]).sort()).toEqual([
-      ["leave", "gone1"],
-      ["leave", "gone2"],
-    ]);
-    const members = await edge.members("a");
-    expect(members.length).toBe(n);
-    expect(members.find((m) => m.id === "m7")!.data?.kind.value).toBe("new");
-    expect(await edge.stats("a")).toEqual({ connections: n, users: 97 });
-    expect(await redis.scard(`${prefix}edge:e:members`)).toBe(n);
-    expect(await redis.exists(`${prefix}edge:e:members-old`)).toBe(0);
-    expect(await redis.sismember(`${prefix}edges`, "e")).toBe(1);
+    await eventually(() => counts.syncs > before, 10_000, "a sync");
+    await expectExact(sync, n);
+    expect((await edge.members("a")).find((m) => m.id === "m7")!.data?.kind.value).toBe("new");
+  }, 60_000);
+});
+
+describe.skipIf(NO_REDIS)("Redis re-registration aborted half-way", () => {
+  it("a sync whose connection drops after its first chunk: the next sync merges what the first set aside, so the end state is exact and each stale entry leaves once", async () => {
+    // The edge's connection as production opens it: a command in flight when it drops fails, never re-sent.
+    const command = openRedis(testRedisUrl(), "sync-abort-edge");
+    await connectRedis(command, 5_000);
+    const sync = syncingEdge("sync-abort", command);
+    const { prefix, redis, edge, errors, counts } = sync;
+    const monitor = await new Redis(testRedisUrl()).monitor();
+    cleanups.unshift(async () => monitor.disconnect());
+    const n = REDIS_SYNC_STEP_MEMBERS * 10 + 100;
+    await fill(edge, ["a"], n);
+    await eventually(() => counts.syncs > 0, 10_000, "the first registration");
+    await staleEntries(redis, prefix);
+
+    // The first chunk of the next sync writes the members index (inside its script, which MONITOR
+    // shows): then the edge's connection is killed, before the sync's last chunk and its end.
+    const edgeClient = String(await command.client("ID"));
+    let killed = false;
+    monitor.on("monitor", (_time: string, args: string[]) => {
+      if (killed || args[0]?.toUpperCase() !== "SADD" || args[1] !== `${prefix}edge:e:members`) return;
+      killed = true;
+      void redis.client("KILL", "ID", edgeClient);
+    });
+    const before = counts.syncs;
+    await redis.srem(`${prefix}edges`, "e");
+    await eventually(() => killed, 10_000, "the sync's first chunk");
+    await eventually(() => errors.includes("re-registering presence"), 10_000, "the sync aborted");
+    expect(counts.syncs).toBe(before);
+    // Reconnected, the edge syncs again: its begin merges the index the aborted one set aside.
+    await eventually(() => counts.syncs > before, 15_000, "a complete sync");
+    await expectExact(sync, n);
   }, 60_000);
 });
