@@ -185,6 +185,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     buckets: DELIVERY_LATENCY_BUCKETS,
     registers: on(edge),
   });
+  // Bound once: observing skips building the labels (prom-client's observe
+  // is most of the metric's cost on the hot path, ~0.5 µs a publication).
+  const latencyOf = {
+    channel: deliveryLatency.labels({ scope: "channel" }),
+    broadcast: deliveryLatency.labels({ scope: "broadcast" }),
+  };
   const drops = new Counter({
     name: name("drops_total"),
     help: "Frames meant for clients (edge) or edges (api) that were not written, by reason (closed, slow_consumer, edge_backpressure).",
@@ -252,7 +258,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       if (kind === "event") deliveries.inc(count);
     },
     publicationReceived: () => received.inc(),
-    delivered: (broadcast, seconds) => deliveryLatency.observe({ scope: broadcast ? "broadcast" : "channel" }, seconds),
+    delivered: (broadcast, seconds) => (broadcast ? latencyOf.broadcast : latencyOf.channel).observe(seconds),
     dropped: (reason, count) => drops.inc({ reason }, count),
     published(broadcast, edges) {
       published.inc({ scope: broadcast ? "broadcast" : "channel" });
