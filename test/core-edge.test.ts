@@ -22,6 +22,7 @@ import {
   type Session,
 } from "../src/core/edge.js";
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
+import { NOOP_OBSERVER } from "../src/core/observer.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { DEFAULT_LIMITS } from "../src/core/limits.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
@@ -395,11 +396,12 @@ function historyEdge(size: number, options: Partial<EdgeOptions> = {}) {
 }
 
 describe("edge core: channel order", () => {
-  function positioned(size = 100) {
-    const { broker, edge } = historyEdge(size);
+  function positioned(size = 100, options: Partial<EdgeOptions> = {}) {
+    const { broker, edge } = historyEdge(size, options);
     const t = new FakeTransport();
     const s = edge.connect(t, Encoding.Json, false);
-    const event = (n: number) =>
+    /** The nth event, accepted by the API at acceptedUnixMs (0n: not stamped). */
+    const event = (n: number, acceptedUnixMs = 0n) =>
       createPublication(
         create(EventSchema, {
           id: `e${n}`,
@@ -408,9 +410,12 @@ describe("edge core: channel order", () => {
           payload: { case: "binary", value: new Uint8Array([n]) },
         }),
         1_000,
+        "",
+        false,
+        acceptedUnixMs,
       );
     /** Numbers and keeps n's event without delivering it: lost on the way to the edge. */
-    const lose = (n: number) => broker.streams.assign(event(n));
+    const lose = (n: number, acceptedUnixMs = 0n) => broker.streams.assign(event(n, acceptedUnixMs));
     const got = () => t.events("n").map((e) => [(e.payload.value as Uint8Array)[0], e.offset]);
     const join = async () => {
       edge.receive(s, new TextEncoder().encode(JSON.stringify({ id: 1, join: { channel: "c" } })), false);
@@ -446,6 +451,35 @@ describe("edge core: channel order", () => {
       [5, 6n],
     ]);
     expect(t.frames().filter((f) => f.frame.case === "resync")).toEqual([]);
+  });
+
+  it("observes the delivery latency of live publications the API stamped, once each, not of what it filled from history", async () => {
+    const delivered: [broadcast: boolean, seconds: number][] = [];
+    const observer = { ...NOOP_OBSERVER, delivered: (b: boolean, s: number) => void delivered.push([b, s]) };
+    const { broker, lose, event, got, join } = positioned(100, { observer });
+    await join(); // its channel:join: a system event, not stamped
+    const accepted = BigInt(Date.now() - 50);
+    broker.publish(event(1, accepted));
+    lose(2, accepted);
+    // 3 shows the gap: 2 and 3 come from history (recovered, not measured).
+    broker.publish(event(3, accepted));
+    await settled();
+    broker.publish(event(4, accepted));
+    broker.publish(event(5)); // not stamped
+    expect(got().map(([n]) => n)).toEqual([1, 2, 3, 4, 5]);
+    expect(delivered).toHaveLength(2); // 1 and 4
+    for (const [broadcast, seconds] of delivered) {
+      expect(broadcast).toBe(false);
+      expect(seconds).toBeGreaterThanOrEqual(0.05);
+      expect(seconds).toBeLessThan(5);
+    }
+    // This clock behind the API's: 0, not negative.
+    broker.publish(event(6, BigInt(Date.now() + 60_000)));
+    expect(delivered.at(-1)).toEqual([false, 0]);
+    // A broadcast, under its own scope.
+    await broker.publish({ ...event(7, accepted), channel: "" });
+    expect(delivered.at(-1)?.[0]).toBe(true);
+    expect(delivered).toHaveLength(4);
   });
 
   it("sends Resync when the gap is no longer in history, then goes on", async () => {

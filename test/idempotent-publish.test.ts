@@ -9,20 +9,15 @@
  * retries and waiting for it: events of one publisher to one channel arrive
  * in order, so once the marker is in, a second copy would be too.
  */
-import { create, fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { beforeAll, describe, expect, it } from "vitest";
-import {
-  PublishRequestSchema,
-  Realtime,
-  type PublishRequest,
-  type PublishResponse,
-  type SendRequestSchema,
-} from "../gen/realtime/v1/realtime_pb.js";
+import { Realtime, type SendRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
 import { useCluster } from "./helpers/fixture.js";
+import { publishAll } from "./helpers/grpc-client.js";
 import { TestClient } from "./helpers/ws-client.js";
 
 const KEY_A = "tenant-a-key-0123456789abcdef";
@@ -84,22 +79,6 @@ const count = (c: TestClient, name: string, channel: string) =>
 
 function grpcCode(err: unknown): number | undefined {
   return (err as grpc.ServiceError).code;
-}
-
-/** Writes every request on one Publish call, half-closes it, and collects what comes back. */
-function publishAll(
-  stream: grpc.ClientDuplexStream<PublishRequest, PublishResponse>,
-  requests: MessageInitShape<typeof PublishRequestSchema>[],
-): Promise<{ responses: PublishResponse[]; status: grpc.StatusObject }> {
-  const responses: PublishResponse[] = [];
-  const done = new Promise<{ responses: PublishResponse[]; status: grpc.StatusObject }>((resolve) => {
-    stream.on("data", (r: PublishResponse) => responses.push(r));
-    stream.on("status", (status: grpc.StatusObject) => resolve({ responses, status }));
-    stream.on("error", () => {});
-  });
-  for (const r of requests) stream.write(create(PublishRequestSchema, r));
-  stream.end();
-  return done;
 }
 
 describe("idempotent publish (embedded mode)", () => {

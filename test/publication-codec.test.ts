@@ -60,6 +60,12 @@ const publicationFields = {
     fc.constantFrom(1n, 127n, 128n, 0xffffffffn, 0x100000000n, (1n << 63n) - 1n, (1n << 64n) - 1n),
   ),
   epoch: fc.oneof(fc.constant(""), fc.string({ maxLength: 16 })),
+  acceptedUnixMs: fc.oneof(
+    fc.constant(0n),
+    fc.bigInt({ min: 1_700_000_000_000n, max: 2_000_000_000_000n }), // a wall clock's milliseconds
+    fc.bigInt({ min: 1n, max: (1n << 64n) - 1n }),
+    fc.constantFrom(1n, 0xffffffffn, 0x100000000n, 2n ** 53n - 1n, 2n ** 53n, (1n << 64n) - 1n),
+  ),
 };
 const publication = fc.record(publicationFields);
 
@@ -190,6 +196,7 @@ describe("publication codec: encoding", () => {
         expect(back.value.origin).toBe(utf8(pub.origin));
         expect(Array.from(back.value.event)).toEqual(Array.from(pub.event));
         expect(back.value.skipOrigin).toBe(pub.skipOrigin);
+        expect(back.value.acceptedUnixMs).toBe(pub.acceptedUnixMs);
       }),
       { numRuns: 500 },
     );
@@ -306,6 +313,11 @@ describe("publication codec: decoding", () => {
     expectDecodedByHand(edgeCase, concat([0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x2a, body.length], body));
     expectDecodedByHand(publicationCase, concat([0x28, 0x00])); // skip_origin false, written
     expectDecodedByHand(publicationCase, concat([0x22, 0, 0x1a, 0, 0x12, 0, 0x0a, 0])); // any order, empty
+    // The accept time, before the position (as a publisher older than positionIndex had Redis write it).
+    expectDecodedByHand(publicationCase, concat([0x0a, 1, 0x61, 0x40, 0x85, 0x01, 0x30, 2, 0x3a, 1, 0x65]));
+    const stamped = { ...pub, offset: 9n, epoch: "e", acceptedUnixMs: 1_796_000_000_123n };
+    expectDecodedByHand(hubCase, encodeHubPublication(stamped));
+    expectDecodedByHand(edgeCase, encodeEdgePublish(3, stamped));
   });
 
   it("leaves non-canonical shapes to protobuf-es", () => {
@@ -316,7 +328,8 @@ describe("publication codec: decoding", () => {
       concat([0x28, 0x02]), // skip_origin 2
       concat([0x28, 0x81, 0x00]), // skip_origin in two bytes
       concat([0x08, 1]), // channel as a varint
-      concat([0x40, 0]), // unknown field 8
+      concat([0x48, 0]), // unknown field 9
+      concat([0x40, 1, 0x40, 2]), // accepted_unix_ms twice
       concat([0x30, 1, 0x30, 2]), // offset twice
       concat([0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]), // offset of 2^64: truncated there
       concat([0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), // an eleven-byte varint
@@ -365,6 +378,7 @@ describe("publication codec: decoding", () => {
         expect([back.channel, back.eventJson, back.origin]).toEqual([pub.channel, pub.eventJson, pub.origin].map(utf8));
         expect(hex(back.event)).toBe(hex(pub.event));
         expect(back.skipOrigin).toBe(pub.skipOrigin);
+        expect(back.acceptedUnixMs).toBe(pub.acceptedUnixMs);
       }),
       { numRuns: 200 },
     );

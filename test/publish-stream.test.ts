@@ -12,6 +12,7 @@ import { PublishRequestSchema, type PublishRequest, type PublishResponse } from 
 import { publishStream } from "../src/api/publish.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
 import { useCluster } from "./helpers/fixture.js";
+import { publishAll } from "./helpers/grpc-client.js";
 import { sleep } from "./helpers/ws-client.js";
 
 const f = useCluster(2, { REALTIME_MAX_PAYLOAD_BYTES: "4096" });
@@ -20,34 +21,6 @@ const json = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSche
 const send = (channel: string, event: string, value: unknown): MessageInitShape<typeof PublishRequestSchema> => ({
   event: { case: "send", value: { channel, event, payload: json(value) } },
 });
-
-interface Outcome {
-  responses: PublishResponse[];
-  status: grpc.StatusObject;
-}
-
-/** Writes every request on one Publish call, half-closes it, and collects what comes back. */
-function publishAll(
-  stream: grpc.ClientDuplexStream<PublishRequest, PublishResponse>,
-  requests: MessageInitShape<typeof PublishRequestSchema>[],
-): Promise<Outcome> {
-  const responses: PublishResponse[] = [];
-  const done = new Promise<Outcome>((resolve) => {
-    let status: grpc.StatusObject | undefined;
-    stream.on("data", (r: PublishResponse) => responses.push(r));
-    stream.on("status", (s: grpc.StatusObject) => {
-      status = s;
-      resolve({ responses, status });
-    });
-    stream.on("error", () => {
-      // Reported through 'status'.
-      if (status) resolve({ responses, status });
-    });
-  });
-  for (const r of requests) stream.write(create(PublishRequestSchema, r));
-  stream.end();
-  return done;
-}
 
 describe("Publish", () => {
   it("delivers every event of the stream in order, to both edges and both encodings, and acknowledges all of them", async () => {

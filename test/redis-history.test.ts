@@ -14,7 +14,7 @@ import { PublicationSchema } from "../gen/realtime/link/v1/link_pb.js";
 import { closeRedis, connectRedis, openRedis } from "../src/redis/connection.js";
 import { positionFields } from "../src/redis/broker-redis.js";
 import { RedisHistory, type HistoryLimits } from "../src/redis/history-redis.js";
-import { encodePublication } from "../src/wire/publication.js";
+import { encodePublication, positionIndex } from "../src/wire/publication.js";
 import { eventually, freePort, NO_REDIS_SERVER, OwnRedis } from "./helpers/redis-topology.js";
 
 let redis: OwnRedis;
@@ -42,25 +42,33 @@ afterAll(async () => {
   await redis.kill();
 });
 
+/** The nth publication to channel; every other one with its accept time, a field above the position's. */
 const pub = (channel: string, n: number) => ({
   channel,
   event: new Uint8Array([0x0a, 1, 0x30 + (n % 10)]),
   eventJson: `{"n":${n}}`,
   origin: n % 2 ? "conn-1" : "",
   skipOrigin: n % 2 === 1,
+  acceptedUnixMs: n % 2 ? 1_796_000_000_000n + BigInt(n) : 0n,
 });
 const pubsub = (channel: string) => `${PREFIX}c:${channel}`;
+
+/** Publishes the nth publication to channel, encoded as the broker does. */
+function publishOne(h: RedisHistory, channel: string, n: number, limits = LIMITS) {
+  const p = pub(channel, n);
+  const bytes = encodePublication(p);
+  return h.publish(pubsub(channel), bytes, positionIndex(p, bytes), limits, true);
+}
 
 /** Publishes n publications to channel; returns their positions. */
 async function publishN(channel: string, n: number, limits = LIMITS) {
   const out = [];
-  for (let i = 1; i <= n; i++)
-    out.push(await history.publish(pubsub(channel), encodePublication(pub(channel, i)), limits, true));
+  for (let i = 1; i <= n; i++) out.push(await publishOne(history, channel, i, limits));
   return out;
 }
 
 describe.skipIf(NO_REDIS_SERVER)("history in Redis", () => {
-  it("publishes the publication with its position appended: protobuf-es reads it as written", async () => {
+  it("publishes the publication with its position written in: protobuf-es reads it as written", async () => {
     const received: Buffer[] = [];
     subscriber.on("smessageBuffer", (_c: Buffer, m: Buffer) => received.push(m));
     await subscriber.ssubscribe(pubsub("bytes"));
@@ -220,7 +228,7 @@ describe.skipIf(NO_REDIS_SERVER)("history in Redis", () => {
       });
       expect(read.complete).toBe(false);
       expect(read.epoch).not.toBe(p!.epoch);
-      const next = await promoted.publish(pubsub("failover"), encodePublication(pub("failover", 4)), LIMITS, true);
+      const next = await publishOne(promoted, "failover", 4);
       expect(next).toMatchObject({ offset: 1n, epoch: read.epoch });
     } finally {
       await closeRedis(onReplica);

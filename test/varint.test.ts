@@ -11,16 +11,27 @@ import {
   int32VarintSize,
   MAX_VARINT32_BYTES,
   readVarint32,
+  readVarint64,
   VARINT_INCOMPLETE,
   VARINT_INVALID,
+  varint64Size,
   varintSize,
   writeInt32Varint,
   writeVarint,
+  writeVarint64,
 } from "../src/wire/varint.js";
 
 const uint32 = fc.oneof(
   fc.integer({ min: 0, max: 0xffffffff }),
   fc.constantFrom(0, 1, 0x7f, 0x80, 0x3fff, 0x4000, 0x1fffff, 0x200000, 0xfffffff, 0x10000000, 0xffffffff),
+);
+/** uint64 values, with the edges of the 32-bit, the number (2^49) and the double-exact (2^53) paths. */
+const uint64 = fc.oneof(
+  fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+  fc.bigInt({ min: 1_700_000_000_000n, max: 2_000_000_000_000n }), // a wall clock's milliseconds
+  fc.constantFrom(
+    ...[0n, 1n, 0x7fn, 0x80n, 0xffffffffn, 1n << 32n, (1n << 49n) - 1n, 1n << 49n, (1n << 53n) + 1n, (1n << 64n) - 1n],
+  ),
 );
 const int32 = fc.oneof(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), fc.constantFrom(-1, -(2 ** 31), 2 ** 31 - 1));
 
@@ -45,6 +56,28 @@ describe("varint", () => {
     fc.assert(
       fc.property(int32, (n) => {
         expect(written(n, writeInt32Varint, int32VarintSize)).toEqual(new BinaryWriter().int32(n).finish());
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("writes and reads a uint64 varint as BinaryWriter.uint64 and BinaryReader.uint64 do, in varint64Size(n) bytes", () => {
+    fc.assert(
+      fc.property(uint64, fc.uint8Array({ maxLength: 3 }), (n, after) => {
+        const expected = new BinaryWriter().uint64(n).finish();
+        const out = new Uint8Array(varint64Size(n));
+        expect(writeVarint64(out, 0, n)).toBe(out.length);
+        expect(out).toEqual(expected);
+        const bytes = Uint8Array.from([...out, ...after]);
+        const at = { pos: 0 };
+        expect(readVarint64(bytes, at, bytes.length)).toBe(
+          BigInt.asUintN(64, BigInt(new BinaryReader(bytes).uint64())),
+        );
+        expect(at.pos).toBe(out.length);
+        // Cut short anywhere inside: refused, the cursor left.
+        const cut = { pos: 0 };
+        if (out.length > 1) expect(readVarint64(bytes, cut, out.length - 1)).toBe(-1n);
+        expect(cut.pos).toBe(0);
       }),
       { numRuns: 1000 },
     );

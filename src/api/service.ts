@@ -24,7 +24,7 @@ import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { Member, PresenceDirectory } from "../core/presence.js";
-import { checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
+import { acceptedNow, checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
 import { publishStream, type PublishEvent } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, membersScope, pageSize } from "../core/pages.js";
 import { API_KEY, CONNECTION } from "./call-context.js";
@@ -83,11 +83,17 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       }),
     });
 
-  /** Checks the key and encodes the event: throws INVALID_ARGUMENT or RESOURCE_EXHAUSTED. */
+  /**
+   * Checks the key and encodes the event: throws INVALID_ARGUMENT or
+   * RESOURCE_EXHAUSTED. The event is accepted here: its publication carries
+   * this moment (acceptedUnixMs), from which the edges measure its delivery
+   * latency, so that latency includes the idempotency claim and the broker.
+   */
   function prepare(channel: string, event: string, payload: Parameters<typeof checkPayload>[0], key: string): Prepared {
     if (key !== "") checkIdempotencyKey(key);
     const id = eventIds.next();
-    const pub = createPublication(create(EventSchema, { id, channel, event, payload }), limits.maxPayloadBytes);
+    const ev = create(EventSchema, { id, channel, event, payload });
+    const pub = createPublication(ev, limits.maxPayloadBytes, "", false, acceptedNow());
     return { id, pub, key };
   }
 

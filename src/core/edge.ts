@@ -29,7 +29,7 @@ import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer
 import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
 import { Membership, type PublishedHandler, type StandsHandler } from "./membership.js";
-import { checkPayload, createPublication, IdGenerator, type Payload } from "./publication.js";
+import { checkPayload, createPublication, deliveryLatencySeconds, IdGenerator, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
 import type { Connection } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
@@ -517,7 +517,7 @@ export class Edge {
         for (const p of res.publications) {
           if (p.epoch !== local.epoch || p.offset! <= local.offset) continue;
           local.offset = p.offset!;
-          this.fanOut(local.sessions, p, local);
+          this.fanOut(local.sessions, p, local, true);
         }
         read += res.publications.length;
         if (res.publications.length === 0 || local.offset >= res.position.offset) break;
@@ -556,8 +556,19 @@ export class Edge {
   /**
    * Writes pub to each of targets (but its origin, when it is to be
    * skipped, and those of local.ahead that have it); the same bytes to all.
+   *
+   * Delivery latency (Observer.delivered): once the writes are done, one
+   * clock read per publication, however many connections it reached, so
+   * that a fan-out to 1,000 members costs one Date.now(), not 1,000; the
+   * latency is the last recipient's, the fan-out's own time included.
+   * Measured only for a publication the API stamped (acceptedUnixMs) that
+   * was written to at least one connection here; not for one read from
+   * history (fromHistory: a gap filled after publications were lost; how
+   * late it comes measures the loss, not the delivery path), nor for the
+   * copies a replaying connection holds back until its replay ends, nor for
+   * a connection's own events (deliverTo).
    */
-  private fanOut(targets: Iterable<Session>, pub: Publication, local?: LocalChannel): void {
+  private fanOut(targets: Iterable<Session>, pub: Publication, local?: LocalChannel, fromHistory = false): void {
     const system = local !== undefined && isSystemEventBytes(pub.event);
     // Members of a channel without presence events get none (not even their own).
     if (system && !local.presenceEvents) return;
@@ -598,7 +609,11 @@ export class Edge {
         this.options.onError?.(err);
       }
     }
-    if (written > 0) this.observer.messageOut("event", written);
+    if (written > 0) {
+      this.observer.messageOut("event", written);
+      if (pub.acceptedUnixMs && !fromHistory)
+        this.observer.delivered(pub.channel === "", deliveryLatencySeconds(pub.acceptedUnixMs, Date.now()));
+    }
     if (dropped > 0) this.observer.dropped("closed", dropped);
   }
 

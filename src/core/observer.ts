@@ -143,6 +143,13 @@ export interface Observer {
   messageOut(kind: "event" | "reply", count: number): void;
   /** An edge received one publication to fan out to its local connections. */
   publicationReceived(): void;
+  /**
+   * An edge wrote a live publication the API accepted (one with an accept
+   * time, not read from history) to its connections, `seconds` after the
+   * API accepted it (never negative). Once per publication and edge, not
+   * per recipient; broadcast: the publication was for every connection.
+   */
+  delivered(broadcast: boolean, seconds: number): void;
   /** `count` frames meant for clients were not written. */
   dropped(reason: DropReason, count: number): void;
   /** The hub routed one publication ("" channel = broadcast) and handed it to `edges` edges. */
@@ -160,6 +167,7 @@ export const NOOP_OBSERVER: Observer = {
   commandFailed() {},
   messageOut() {},
   publicationReceived() {},
+  delivered() {},
   dropped() {},
   published() {},
   backendState() {},

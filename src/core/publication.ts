@@ -48,9 +48,17 @@ export class IdGenerator {
  * its payload cannot be written as JSON (NaN, ±Infinity, a Value with no
  * kind) or holds a string that is not well-formed Unicode (a lone
  * surrogate: JSON and binary recipients would get different text; only a
- * JSON request can carry one).
+ * JSON request can carry one). acceptedUnixMs: when the API accepted the
+ * event (acceptedNow()); 0n, for events the API did not accept, leaves it
+ * unmeasured.
  */
-export function createPublication(event: Event, maxEventBytes: number, origin = "", skipOrigin = false): Publication {
+export function createPublication(
+  event: Event,
+  maxEventBytes: number,
+  origin = "",
+  skipOrigin = false,
+  acceptedUnixMs = 0n,
+): Publication {
   const application = isApplicationEvent(event);
   const bytes = application ? encodeEventBinary(event) : toBinary(EventSchema, event);
   const size = bytes.length - stringFieldSize(event.id);
@@ -63,7 +71,28 @@ export function createPublication(event: Event, maxEventBytes: number, origin = 
   const eventJson = application ? encodeEventJson(event) : toJsonString(EventSchema, event);
   const field = illFormedField(eventJson);
   if (field !== undefined) throw new RealtimeError(Code.InvalidArgument, illFormedMessage(field));
-  return { channel: event.channel, event: bytes, eventJson, origin, skipOrigin };
+  return { channel: event.channel, event: bytes, eventJson, origin, skipOrigin, acceptedUnixMs };
+}
+
+/**
+ * The accept time of an event the API accepts now (Publication.acceptedUnixMs):
+ * this process's wall clock, in milliseconds since the Unix epoch. A wall
+ * clock, not a monotonic one, because the edge that measures from it is
+ * another process, possibly on another machine.
+ */
+export function acceptedNow(): bigint {
+  return BigInt(Date.now());
+}
+
+/**
+ * The delivery latency of a publication accepted at acceptedUnixMs (not 0n)
+ * and written now, nowMs by this process's wall clock (Date.now()), in
+ * seconds. Across machines it includes the clocks' skew; a negative one
+ * (this clock behind the API's) is 0. Resolution: 1 ms.
+ */
+export function deliveryLatencySeconds(acceptedUnixMs: bigint, nowMs: number): number {
+  const ms = nowMs - Number(acceptedUnixMs);
+  return ms > 0 ? ms / 1000 : 0;
 }
 
 /** The size of a string field of a message (tag of one byte), 0 when empty (proto3 omits it). */

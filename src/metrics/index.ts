@@ -1,6 +1,7 @@
 /** Operations: metrics, readiness and the HTTP endpoints that expose them. */
 export {
   createMetrics,
+  DELIVERY_LATENCY_BUCKETS,
   METRIC_PREFIX,
   RPC_DURATION_BUCKETS,
   type EdgeLevels,

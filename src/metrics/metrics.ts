@@ -27,6 +27,14 @@ export function codeLabel(code: number): CodeName {
 /** Latency buckets of RPCs, in seconds: 1 ms to 10 s. */
 export const RPC_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/**
+ * Buckets of switchboard_delivery_latency_seconds, in seconds: 1 ms (the
+ * clock's resolution: the accept time is in whole milliseconds) to 5 s,
+ * with 250 ms, the alert's threshold (docs/operations.md), a bound of its
+ * own so that its quantile is not interpolated across a wide bucket.
+ */
+export const DELIVERY_LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
 /** Levels of an edge, read at scrape time. */
 export interface EdgeLevels {
   connections: number;
@@ -162,6 +170,28 @@ export function createMetrics(options: MetricsOptions): Metrics {
     help: "Publications this edge received from the hub to fan out.",
     registers: on(edge),
   });
+  // Contract: one observation per publication the API accepted (Send,
+  // SendBatch, Broadcast, Publish) and this edge wrote live to at least one
+  // connection, however many it reached (switchboard_deliveries_total counts
+  // those): the time from the API's accept to the last of those writes
+  // (handed to the connections' outbound queues), by the two processes'
+  // wall clocks. Across machines it includes their clocks' skew; negative
+  // differences count as 0. Not observed: events clients sent, system
+  // events, events read from history (a join's replay, a gap filled).
+  const deliveryLatency = new Histogram({
+    name: name("delivery_latency_seconds"),
+    help: "Time from the API accepting an event (Send, SendBatch, Broadcast, Publish) to this edge writing it to its connections, once per event and edge, by scope (channel, broadcast). Across machines it includes clock skew.",
+    labelNames: ["scope"],
+    buckets: DELIVERY_LATENCY_BUCKETS,
+    registers: on(edge),
+  });
+  // Bound once: observing skips building the labels (prom-client's observe
+  // is most of the metric's cost on the hot path: under a microsecond a
+  // publication, measured in-process; nothing per recipient).
+  const latencyOf = {
+    channel: deliveryLatency.labels({ scope: "channel" }),
+    broadcast: deliveryLatency.labels({ scope: "broadcast" }),
+  };
   const drops = new Counter({
     name: name("drops_total"),
     help: "Frames meant for clients (edge) or edges (api) that were not written, by reason (closed, slow_consumer, edge_backpressure).",
@@ -212,6 +242,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     for (const reason of REFUSAL_REASONS) refused.inc({ reason }, 0);
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
+    for (const scope of ["channel", "broadcast"]) deliveryLatency.zero({ scope });
   } else {
     for (const scope of ["channel", "broadcast"]) published.inc({ scope }, 0);
     drops.inc({ reason: "edge_backpressure" }, 0);
@@ -228,6 +259,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       if (kind === "event") deliveries.inc(count);
     },
     publicationReceived: () => received.inc(),
+    delivered: (broadcast, seconds) => (broadcast ? latencyOf.broadcast : latencyOf.channel).observe(seconds),
     dropped: (reason, count) => drops.inc({ reason }, count),
     published(broadcast, edges) {
       published.inc({ scope: broadcast ? "broadcast" : "channel" });

@@ -4,7 +4,7 @@ import type { Broker, Delivery, HistoryQuery, HistoryResult, Publication, Public
 import type { HistoryFor } from "../core/history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Observer } from "../core/observer.js";
-import { decodePublication, encodePublication } from "../wire/publication.js";
+import { decodePublication, encodePublication, positionIndex } from "../wire/publication.js";
 import type { SubscriberConnection } from "./cluster-subscriber.js";
 import { redisUnavailable, type RedisCommands } from "./connection.js";
 import { RedisHistory, type HistoryLimits, type PositionFields } from "./history-redis.js";
@@ -174,7 +174,13 @@ export class RedisBroker implements Broker {
     let epoch = "";
     try {
       if (limits) {
-        ({ receivers, offset, epoch } = await this.positions.publish(key, bytes, limits, this.sharded));
+        ({ receivers, offset, epoch } = await this.positions.publish(
+          key,
+          bytes,
+          positionIndex(pub, bytes),
+          limits,
+          this.sharded,
+        ));
       } else {
         receivers = Number(
           this.sharded
@@ -342,23 +348,16 @@ export class RedisBroker implements Broker {
 }
 
 /**
- * The tags the history script appends to a publication: its offset (a
+ * The tags the history script writes into a publication: its offset (a
  * varint) and its epoch (a string), by their numbers in
- * realtime.link.v1.Publication, which must be its two highest, offset
- * first, so that appending them is what protobuf-es writes.
+ * realtime.link.v1.Publication, which must be consecutive, offset first,
+ * and below 16 (one-byte tags), so that writing them at positionIndex
+ * (between the fields below and above them) is what protobuf-es writes.
  */
 export function positionFields(): PositionFields {
-  const numbers = PublicationSchema.fields.map((f) => f.number);
   const offset = PublicationSchema.field.offset!.number;
   const epoch = PublicationSchema.field.epoch!.number;
-  if (
-    epoch !== Math.max(...numbers) ||
-    offset !== Math.max(...numbers.filter((n) => n !== epoch)) ||
-    offset > 15 ||
-    epoch > 15
-  )
-    throw new Error(
-      "realtime.link.v1.Publication: offset and epoch must be its two highest fields, below 16, offset first",
-    );
+  if (epoch !== offset + 1 || epoch > 15)
+    throw new Error("realtime.link.v1.Publication: offset and epoch must be consecutive fields below 16, offset first");
   return { offsetTag: (offset << 3) | 0, epochTag: (epoch << 3) | 2 };
 }

@@ -54,10 +54,12 @@ export const HISTORY_STAMP_BYTES = 13;
 export type { HistoryLimits };
 
 /**
- * The tags (field number and wire type, one byte each) the script appends,
- * after every other field of realtime.link.v1.Publication: the offset as a
- * varint, then the epoch as a string. Both fields are the highest numbers of
- * the message, in that order, so the bytes are what protobuf-es writes.
+ * The tags (field number and wire type, one byte each) the script writes
+ * into realtime.link.v1.Publication: the offset as a varint, then the epoch
+ * as a string, two consecutive field numbers, between the fields numbered
+ * below them and those above (the publisher hands the script both parts
+ * apart: wire/publication.ts positionIndex), so the bytes are what
+ * protobuf-es writes.
  */
 export interface PositionFields {
   offsetTag: number;
@@ -110,12 +112,13 @@ end
 /**
  * Publishes to a channel with history, atomically: the channel's position
  * (a new epoch when lost), its next offset, the publication with both
- * appended (so every edge gets the same bytes and the same position),
+ * written in (so every edge gets the same bytes and the same position),
  * stored at the head of the history, trimmed by count and age, TTLs
  * refreshed, and published.
  * KEYS: position, history list.
- * ARGV: epoch candidate, dataset id, pub/sub channel, publication bytes,
- * size, age ms, position TTL ms, '1' for SPUBLISH.
+ * ARGV: epoch candidate, dataset id, pub/sub channel, the publication's
+ * bytes before its position, size, age ms, position TTL ms, '1' for
+ * SPUBLISH, its bytes after its position.
  * Returns {receivers, offset, epoch}.
  */
 function publishScript(fields: PositionFields): string {
@@ -133,7 +136,7 @@ local epoch, offset = position()
 offset = offset + 1
 keep(epoch, offset, ARGV[7])
 local bytes = ARGV[4] .. string.char(${fields.offsetTag}) .. varint(offset)
-  .. string.char(${fields.epochTag}) .. varint(#epoch) .. epoch
+  .. string.char(${fields.epochTag}) .. varint(#epoch) .. epoch .. ARGV[9]
 local stamp = now()
 local size, age = tonumber(ARGV[5]), tonumber(ARGV[6])
 local len = redis.call('LPUSH', KEYS[2], stamp .. bytes)
@@ -251,10 +254,15 @@ export class RedisHistory {
     return [this.positionPrefix + tag, this.historyPrefix + tag];
   }
 
-  /** Publishes bytes on pubsub with the channel's next position; rejects with Redis's error. */
+  /**
+   * Publishes bytes (an encoded publication without a position) on pubsub
+   * with the channel's next position, written in at byte positionAt
+   * (wire/publication.ts positionIndex); rejects with Redis's error.
+   */
   async publish(
     pubsub: string,
     bytes: Uint8Array,
+    positionAt: number,
     limits: HistoryLimits,
     sharded: boolean,
   ): Promise<{ receivers: number; offset: bigint; epoch: string }> {
@@ -266,11 +274,12 @@ export class RedisHistory {
       this.epochs.next(),
       server,
       pubsub,
-      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      Buffer.from(bytes.buffer, bytes.byteOffset, positionAt),
       limits.size,
       limits.ageMs,
       positionTtl(limits),
       sharded ? "1" : "0",
+      Buffer.from(bytes.buffer, bytes.byteOffset + positionAt, bytes.byteLength - positionAt),
     )) as [number, number, string];
     return { receivers: Number(receivers), offset: BigInt(offset), epoch: String(epoch) };
   }

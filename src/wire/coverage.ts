@@ -87,8 +87,8 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
   "publication.ts": {
     roots: [PublicationSchema, HubFrameSchema, EdgeFrameSchema],
     messages: {
-      // channel, event, event_json, origin, skip_origin, offset, epoch
-      [PublicationSchema.typeName]: { hand: [1, 2, 3, 4, 5, 6, 7] },
+      // channel, event, event_json, origin, skip_origin, offset, epoch, accepted_unix_ms
+      [PublicationSchema.typeName]: { hand: [1, 2, 3, 4, 5, 6, 7, 8] },
       [HubFrameSchema.typeName]: { hand: [1], protobufEs: [2, 3] }, // publication; reply, challenge
       // id, publish; hello, subscribe, unsubscribe, presence_add, presence_remove, members, synced, members_page,
       // history, presence_departed

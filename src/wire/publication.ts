@@ -80,6 +80,12 @@ export interface Publication {
   readonly offset?: bigint;
   /** The channel's epoch; "" or absent when the publication has no position. */
   readonly epoch?: string;
+  /**
+   * When the API accepted the event, in milliseconds since the Unix epoch
+   * by its wall clock (the edges measure delivery latency from it); 0n or
+   * absent: not stamped, not measured.
+   */
+  readonly acceptedUnixMs?: bigint;
 }
 
 // Encoding
@@ -142,7 +148,26 @@ function measure(pub: Publication): Sizes {
   if (offset !== 0n) total += 1 + varint64Size(offset);
   const epoch = pub.epoch ? Buffer.byteLength(pub.epoch) : 0;
   if (epoch > 0) total += 1 + varintSize(epoch) + epoch;
+  total += tailSize(pub); // the fields above epoch, written last (see positionIndex)
   return { channel, eventJson, origin, epoch, total };
+}
+
+/**
+ * Where a publication's position (offset and epoch) goes in its encoding,
+ * for a broker that writes the position into bytes another node encoded
+ * (the Redis publish script, history-redis.ts): after the fields numbered
+ * below offset, before those above epoch, so that the result is what
+ * protobuf-es writes for the publication with its position. bytes is
+ * encodePublication(pub), for a pub without a position of its own.
+ */
+export function positionIndex(pub: Publication, bytes: Uint8Array): number {
+  return bytes.length - tailSize(pub);
+}
+
+/** The size of the fields above epoch: 8 accepted_unix_ms. */
+function tailSize(pub: Publication): number {
+  const accepted = pub.acceptedUnixMs ?? 0n;
+  return accepted !== 0n ? 1 + varint64Size(accepted) : 0;
 }
 
 function writeBody(out: Buffer, pos: number, pub: Publication, sizes: Sizes): void {
@@ -164,7 +189,13 @@ function writeBody(out: Buffer, pos: number, pub: Publication, sizes: Sizes): vo
     out[pos++] = 0x30; // 6 offset, varint
     pos = writeVarint64(out, pos, offset);
   }
-  writeString(out, pos, 0x3a, pub.epoch ?? "", sizes.epoch); // 7 epoch
+  pos = writeString(out, pos, 0x3a, pub.epoch ?? "", sizes.epoch); // 7 epoch
+  // The tail (see positionIndex): the fields above epoch.
+  const accepted = pub.acceptedUnixMs ?? 0n;
+  if (accepted !== 0n) {
+    out[pos++] = 0x40; // 8 accepted_unix_ms, varint
+    writeVarint64(out, pos, accepted);
+  }
 }
 
 function writeString(out: Buffer, pos: number, tag: number, value: string, bytes: number): number {
@@ -251,6 +282,7 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
   let skipOrigin = false;
   let offset = 0n;
   let epoch = "";
+  let acceptedUnixMs = 0n;
   let seen = 0; // a bit a field
   while (at.pos < end) {
     const tag = buf[at.pos++];
@@ -269,13 +301,21 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
                   ? 32
                   : tag === 0x3a
                     ? 64
-                    : 0;
+                    : tag === 0x40
+                      ? 128
+                      : 0;
     if (bit === 0 || seen & bit) throw notCanonical; // another field, or one again
     seen |= bit;
     if (tag === 0x30) {
       // 6 offset, varint (uint64)
       offset = readVarint64(buf, at, end);
       if (offset < 0n) throw notCanonical;
+      continue;
+    }
+    if (tag === 0x40) {
+      // 8 accepted_unix_ms, varint (uint64)
+      acceptedUnixMs = readVarint64(buf, at, end);
+      if (acceptedUnixMs < 0n) throw notCanonical;
       continue;
     }
     if (tag === 0x28) {
@@ -308,6 +348,7 @@ function readPublication(buf: Uint8Array, end: number): PublicationMessage {
     skipOrigin,
     offset,
     epoch,
+    acceptedUnixMs,
   };
 }
 

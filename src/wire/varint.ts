@@ -4,8 +4,9 @@
  * (tags, lengths, uint32 and int32 fields, the link's frame lengths).
  *
  * Writing: unsigned varints of integers in [0, 2^32), minimal (as every
- * protobuf encoder writes them), and int32 fields, whose negative values
- * are sign-extended to 64 bits (ten bytes), as protobuf-es writes them.
+ * protobuf encoder writes them), int32 fields, whose negative values
+ * are sign-extended to 64 bits (ten bytes), as protobuf-es writes them,
+ * and uint64 fields (bigints), minimal too.
  * Callers pass integers in range; nothing else is checked.
  *
  * Reading: unsigned varints of at most 32 bits, within bounds the caller
@@ -118,9 +119,26 @@ function readLongVarint32(buf: Uint8Array, at: Cursor, end: number, maxBytes: nu
 /** The largest uint64 (a varint of ten bytes at most). */
 const UINT64_MAX = (1n << 64n) - 1n;
 
+/**
+ * The uint64 values below this are worked on as numbers, not bigints: a
+ * wall clock's milliseconds (41 bits) cost a few multiplications, not a
+ * bigint per byte. 2^49, seven varint bytes, exact in a double.
+ */
+const NUMBER_VARINT64_LIMIT = 2 ** 49;
+const NUMBER_VARINT64_LIMIT_N = BigInt(NUMBER_VARINT64_LIMIT);
+
 /** Bytes the varint of a uint64 n takes (n in [0, 2^64)). */
 export function varint64Size(n: bigint): number {
   if (n <= 0xffffffffn) return varintSize(Number(n));
+  if (n < NUMBER_VARINT64_LIMIT_N) {
+    let v = Number(n);
+    let size = 1;
+    while (v > 0x7f) {
+      v = Math.floor(v / 128);
+      size++;
+    }
+    return size;
+  }
   let size = 1;
   while (n > 0x7fn) {
     n >>= 7n;
@@ -132,6 +150,15 @@ export function varint64Size(n: bigint): number {
 /** Writes the varint of a uint64 n (in [0, 2^64)) at pos; returns the position after it. */
 export function writeVarint64(out: Uint8Array, pos: number, n: bigint): number {
   if (n <= 0xffffffffn) return writeVarint(out, pos, Number(n));
+  if (n < NUMBER_VARINT64_LIMIT_N) {
+    let v = Number(n);
+    while (v > 0x7f) {
+      out[pos++] = (v % 128) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    out[pos++] = v;
+    return pos;
+  }
   while (n > 0x7fn) {
     out[pos++] = Number(n & 0x7fn) | 0x80;
     n >>= 7n;
@@ -150,6 +177,17 @@ export function readVarint64(buf: Uint8Array, at: Cursor, end: number): bigint {
   const small = readVarint32(buf, at, end);
   if (small >= 0) return BigInt(small);
   let pos = at.pos;
+  // Up to seven bytes (below NUMBER_VARINT64_LIMIT) as a number.
+  let number = 0;
+  for (let scale = 1; scale < NUMBER_VARINT64_LIMIT && pos < end; scale *= 128) {
+    const b = buf[pos++];
+    number += (b & 0x7f) * scale;
+    if (b < 0x80) {
+      at.pos = pos;
+      return BigInt(number);
+    }
+  }
+  pos = at.pos;
   let value = 0n;
   for (let shift = 0n; shift < 70n; shift += 7n) {
     if (pos >= end) return -1n;

@@ -13,6 +13,7 @@ import {
   type ListChannelsResponse,
   type PresenceStatsRequestSchema,
   type PresenceStatsResponse,
+  PublishRequestSchema,
   type PublishRequest,
   type PublishResponse,
   type SendBatchRequestSchema,
@@ -89,4 +90,33 @@ export function realtimeClient(address: string): RealtimeTestClient {
       ).publish(metadata),
     close: () => client.close(),
   };
+}
+
+/** What one Publish call answered: every response, and its status. */
+export interface PublishOutcome {
+  responses: PublishResponse[];
+  status: grpc.StatusObject;
+}
+
+/** Writes every request on one Publish call, half-closes it, and collects what comes back. */
+export function publishAll(
+  stream: grpc.ClientDuplexStream<PublishRequest, PublishResponse>,
+  requests: MessageInitShape<typeof PublishRequestSchema>[],
+): Promise<PublishOutcome> {
+  const responses: PublishResponse[] = [];
+  const done = new Promise<PublishOutcome>((resolve) => {
+    let status: grpc.StatusObject | undefined;
+    stream.on("data", (r: PublishResponse) => responses.push(r));
+    stream.on("status", (s: grpc.StatusObject) => {
+      status = s;
+      resolve({ responses, status });
+    });
+    stream.on("error", () => {
+      // Reported through 'status'.
+      if (status) resolve({ responses, status });
+    });
+  });
+  for (const r of requests) stream.write(create(PublishRequestSchema, r));
+  stream.end();
+  return done;
 }

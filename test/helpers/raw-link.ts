@@ -48,6 +48,7 @@ export function rawPublication(channel: string, event: string, text: string): Pu
     skipOrigin: false,
     offset: 0n,
     epoch: "",
+    acceptedUnixMs: 0n,
   };
 }
 
