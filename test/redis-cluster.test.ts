@@ -15,6 +15,7 @@ import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.j
 import { OwnRedisCluster } from "./helpers/redis-cluster.js";
 import {
   eventually,
+  freePort,
   NO_REDIS_SERVER,
   startTopology,
   testRedisUrl,
@@ -70,6 +71,35 @@ describe.skipIf(NO_REDIS_SERVER)("Redis mode and the Redis it is given", () => {
       );
     },
   );
+});
+
+describe.skipIf(NO_REDIS_SERVER)("Redis mode and a Redis that answers only after the start", () => {
+  it("standalone mode, the URL's node down at start and a cluster node once up: the started API and edge exit 2, saying why", async () => {
+    const late = new OwnRedisCluster([await freePort(), await freePort(), await freePort()]);
+    try {
+      const env = {
+        ...ports,
+        REALTIME_REDIS_URL: `redis://127.0.0.1:${late.ports[0]}`,
+        REALTIME_REDIS_PREFIX: uniquePrefix("late"),
+      };
+      // Nothing listens yet: both start anyway (and keep trying), as they do while Redis is away.
+      const procs = await Promise.all([startProcess("api", env), startProcess("edge", env)]);
+      const exits = procs.map(
+        (p) =>
+          new Promise<number | null | "running">((resolve) => {
+            p.child.once("exit", resolve);
+            setTimeout(() => resolve("running"), 40_000).unref();
+          }),
+      );
+      await late.start();
+      for (const [i, exit] of exits.entries()) {
+        expect(await exit, procs[i]!.stderr()).toBe(2);
+        expect(procs[i]!.stderr()).toMatch(/Redis Cluster node[\s\S]*REALTIME_REDIS_MODE=cluster/);
+      }
+    } finally {
+      await late.stop();
+    }
+  }, 90_000);
 });
 
 const payload = (v: unknown) => ({ case: "json" as const, value: fromJson(ValueSchema, v as never) });

@@ -295,6 +295,7 @@ function createRedisEdgeSeams(
   const gated = gatedBroker(broker, gate);
   const membership = createMembership(log, { broker: gated, presence, eventIds });
   let started: Promise<void> | undefined;
+  let stopModeCheck = () => Promise.resolve();
   return {
     broker: gated,
     presence: gatedPresence(presence, gate),
@@ -303,7 +304,7 @@ function createRedisEdgeSeams(
     target: redactUrl(config.redisUrl),
     start() {
       started ??= (async () => {
-        await refuseWrongRedis(config, log);
+        stopModeCheck = await refuseWrongRedis(config, log);
         const subscribed = connectRedis(subscriber, 2 ** 31 - 1);
         command.connect().catch(() => {});
         gate.start();
@@ -319,7 +320,7 @@ function createRedisEdgeSeams(
       await presence.close();
       membership.close();
       broker.close();
-      await Promise.all([closeRedis(command), closeRedis(subscriber)]);
+      await Promise.all([closeRedis(command), closeRedis(subscriber), stopModeCheck()]);
     },
   };
 }
@@ -331,7 +332,9 @@ function createMembership(log: Logger, options: Omit<MembershipOptions, "onError
 
 /** Opens and connects the two connections of a node (waits a while for Redis, then goes on). */
 async function openPair(config: Config, log: Logger, role: string, onStateChange?: (up: boolean) => void) {
-  await refuseWrongRedis(config, log);
+  // Asked while the node's own connections open, so that the start waits for Redis once, not twice.
+  const checking = refuseWrongRedis(config, log);
+  checking.catch(() => {}); // awaited below; a refusal must not count as unhandled meanwhile
   const { command, subscriber, runIds, keys } = openConnections(config, `switchboard:${role}`);
   let down = true;
   const state = watchState(command, subscriber, (up) => {
@@ -345,6 +348,13 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
     connectRedis(command, REDIS_START_WAIT_MS),
     connectRedis(subscriber, REDIS_START_WAIT_MS),
   ]);
+  let stopModeCheck: () => Promise<void>;
+  try {
+    stopModeCheck = await checking;
+  } catch (err) {
+    await Promise.all([closeRedis(command), closeRedis(subscriber)]);
+    throw err;
+  }
   if (!ok)
     log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable yet; calls get UNAVAILABLE until it is");
   return {
@@ -354,7 +364,7 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
     keys,
     /** Redis stalled (true) or answers again (false): down meanwhile, for readiness. */
     stalled: state.stalled,
-    close: () => Promise.all([closeRedis(command), closeRedis(subscriber)]).then(() => {}),
+    close: () => Promise.all([closeRedis(command), closeRedis(subscriber), stopModeCheck()]).then(() => {}),
   };
 }
 
@@ -404,21 +414,33 @@ function openConnections(config: Config, name: string) {
  * node in standalone mode (its scripts would fail with CROSSSLOT, its
  * publishes reach one shard), a standalone Redis in cluster mode, a
  * cluster without sharded pub/sub. Asked of the URL's node over a
- * connection of its own; a Redis that does not answer within
- * REDIS_START_WAIT_MS is not asked (the node starts and keeps trying).
+ * connection of its own. A Redis that does not answer within
+ * REDIS_START_WAIT_MS is asked when it first answers: the node has
+ * started meanwhile, so then it exits, 2, with the same line (nothing it
+ * did on a Redis of the wrong kind worked). Returns what stops that wait.
  */
-async function refuseWrongRedis(config: Config, log: Logger): Promise<void> {
+async function refuseWrongRedis(config: Config, log: Logger): Promise<() => Promise<void>> {
   const probe = openRedis(config.redisUrl, "switchboard:mode-check");
-  try {
-    if (!(await connectRedis(probe, REDIS_START_WAIT_MS))) {
-      log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable at start: its mode is not checked");
-      return;
-    }
+  const ask = async () => {
     const problem = await redisModeProblem(probe, config.redisMode).catch(() => undefined);
-    if (problem !== undefined) throw new ConfigError(problem);
-  } finally {
     await closeRedis(probe);
+    return problem;
+  };
+  if (await connectRedis(probe, REDIS_START_WAIT_MS)) {
+    const problem = await ask();
+    if (problem !== undefined) throw new ConfigError(problem);
+    return () => Promise.resolve();
   }
+  log.warn({ redis: redactUrl(config.redisUrl) }, "Redis not reachable at start: its mode is checked once it answers");
+  probe.once("ready", () => {
+    void ask().then((problem) => {
+      if (problem === undefined) return;
+      log.fatal({ redis: redactUrl(config.redisUrl), reason: problem }, "refusing to run on this Redis");
+      process.stderr.write(`switchboard: ${problem}\n`);
+      process.exit(2);
+    });
+  });
+  return () => closeRedis(probe);
 }
 
 /** Starts the broker (waiting for Redis at most REDIS_START_WAIT_MS) and the presence. */

@@ -22,9 +22,14 @@ const CLUSTER_OK_TIMEOUT_MS = 20_000;
 const CLUSTER_NODE_TIMEOUT_MS = 2_000;
 
 export class OwnRedisCluster {
-  readonly ports: number[] = [];
+  readonly ports: number[];
   private readonly children: (ChildProcess | undefined)[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), "sb-cluster-"));
+
+  /** ports: where its masters listen (a test that points a node at one before it is up); free ones by default. */
+  constructor(ports: number[] = []) {
+    this.ports = [...ports];
+  }
 
   /** A seed URL: the first master (every node knows the whole cluster). */
   get url(): string {
@@ -32,7 +37,7 @@ export class OwnRedisCluster {
   }
 
   async start(): Promise<void> {
-    for (let i = 0; i < CLUSTER_MASTERS; i++) this.ports.push(await freePort());
+    while (this.ports.length < CLUSTER_MASTERS) this.ports.push(await freePort());
     await Promise.all(this.ports.map((_, i) => this.startNode(i)));
     await run("redis-cli", [
       "--cluster",
