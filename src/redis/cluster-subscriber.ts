@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import calculateSlot from "cluster-key-slot";
 import type { Cluster, Redis } from "ioredis";
-import { closeRedis, openRedis, REDIS_CLUSTER_SLOTS_REFRESH_MS } from "./connection.js";
+import { closeRedis, openRedis, REDIS_CLUSTER_SLOTS_REFRESH_MS, runIdOf } from "./connection.js";
 
 /**
  * What the broker and the gate use of a subscriber connection: one Redis
@@ -160,10 +160,10 @@ export class ClusterSubscriber extends EventEmitter implements SubscriberConnect
     this.shards.set(key, shard);
     conn.on("ready", () => {
       // A fresh connection subscribes nothing yet, so it can still send INFO.
-      conn.info("server").then(
-        (info) => {
+      runIdOf(conn).then(
+        (runId) => {
           if (this.shards.get(key) !== shard) return;
-          shard.runId = /^run_id:(\w+)/m.exec(info)?.[1];
+          shard.runId = runId;
           shard.ready = true;
           this.check();
         },

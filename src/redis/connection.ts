@@ -118,7 +118,8 @@ export function openRedisCluster(url: string, name: string): Cluster {
  * cluster mode needs Redis 7 for sharded pub/sub.
  */
 export async function redisModeProblem(conn: RedisCommands, mode: string): Promise<string | undefined> {
-  const info = `${await conn.info("cluster")}\n${await conn.info("server")}`;
+  // INFO's default sections hold both Server (redis_version) and Cluster (cluster_enabled).
+  const info = await conn.info();
   const clustered = /^cluster_enabled:1/m.test(info);
   const version = /^redis_version:(\d+)/m.exec(info)?.[1];
   if (mode !== "cluster" && clustered)

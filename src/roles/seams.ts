@@ -5,8 +5,7 @@
  * else the same way in both modes.
  */
 import type { WatchSource } from "../api/watch.js";
-import { splitHostPort, type Config } from "../config.js";
-import { presencePrefix } from "../redis/limits.js";
+import { ConfigError, splitHostPort, type Config } from "../config.js";
 import type { Broker, PublicationHandler } from "../core/broker.js";
 import { randomBytes } from "node:crypto";
 import { MemoryBroker } from "../core/broker-memory.js";
@@ -33,9 +32,8 @@ import {
   runIdOf,
   type RedisCommands,
 } from "../redis/connection.js";
-import { ConfigError } from "../config.js";
 import { gatedBroker, gatedPresence, RedisGate } from "../redis/gate.js";
-import { REDIS_START_WAIT_MS } from "../redis/limits.js";
+import { presencePrefix, REDIS_START_WAIT_MS } from "../redis/limits.js";
 import { historyRules, parseHistoryRules, type HistoryFor } from "../core/history-rules.js";
 import { RedisPresence } from "../redis/presence-redis.js";
 
@@ -114,7 +112,12 @@ async function startRedisApiSeams(
   onBackendState?: (up: boolean) => void,
   observer?: Observer,
 ): Promise<ApiSeams> {
-  const { command, subscriber, close, stalled, runIds, keys } = await openPair(config, log, "api", onBackendState);
+  const { command, subscriber, close, stalled, runIds, keys, cluster } = await openPair(
+    config,
+    log,
+    "api",
+    onBackendState,
+  );
   // Acknowledgements and presence reads wait for every live edge after a restart (gate.ts).
   const gate = new RedisGate({
     command,
@@ -128,7 +131,7 @@ async function startRedisApiSeams(
   const broker = new RedisBroker({
     command,
     subscriber,
-    cluster: config.redisMode === "cluster",
+    cluster,
     prefix: config.redisPrefix,
     edge: false,
     history: historyOf(config),
@@ -251,7 +254,7 @@ function createRedisEdgeSeams(
   eventIds: IdGenerator,
   hooks: EdgeSeamHooks,
 ): EdgeSeams {
-  const { command, subscriber, runIds, keys } = openConnections(config, `switchboard:edge:${edgeId}`);
+  const { command, subscriber, runIds, keys, cluster } = openConnections(config, `switchboard:edge:${edgeId}`);
   const state = watchState(command, subscriber, hooks.onStateChange);
   // Constructed before the broker: its 'ready' listener on the subscriber
   // must run before the broker's (it reads the run id before re-subscribing).
@@ -271,7 +274,7 @@ function createRedisEdgeSeams(
   const broker = new RedisBroker({
     command,
     subscriber,
-    cluster: config.redisMode === "cluster",
+    cluster,
     prefix: config.redisPrefix,
     edge: true,
     history: historyOf(config),
@@ -335,7 +338,7 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
   // Asked while the node's own connections open, so that the start waits for Redis once, not twice.
   const checking = refuseWrongRedis(config, log);
   checking.catch(() => {}); // awaited below; a refusal must not count as unhandled meanwhile
-  const { command, subscriber, runIds, keys } = openConnections(config, `switchboard:${role}`);
+  const { command, subscriber, runIds, keys, cluster } = openConnections(config, `switchboard:${role}`);
   let down = true;
   const state = watchState(command, subscriber, (up) => {
     onStateChange?.(up);
@@ -362,6 +365,7 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
     subscriber,
     runIds,
     keys,
+    cluster,
     /** Redis stalled (true) or answers again (false): down meanwhile, for readiness. */
     stalled: state.stalled,
     close: () => Promise.all([closeRedis(command), closeRedis(subscriber), stopModeCheck()]).then(() => {}),
@@ -375,7 +379,8 @@ async function openPair(config: Config, log: Logger, role: string, onStateChange
  * presence and registration keys: on a cluster they carry a hash tag, so
  * that their scripts, which reach keys derived from their arguments, run
  * on one slot (presence.ts's costs are per change, one shard serves them;
- * docs/scaling.md). runIds read the run id of the Redis that holds them.
+ * docs/scaling.md). runIds read the run id of the Redis that holds them;
+ * cluster tells the broker which pub/sub to use.
  */
 function openConnections(config: Config, name: string) {
   if (config.redisMode !== "cluster") {
@@ -386,6 +391,7 @@ function openConnections(config: Config, name: string) {
       subscriber: subscriber as SubscriberConnection & Parameters<typeof closeRedis>[0],
       runIds: { command: () => runIdOf(command), subscriber: () => runIdOf(subscriber) },
       keys: config.redisPrefix,
+      cluster: false,
     };
   }
   const command = openRedisCluster(config.redisUrl, name);
@@ -405,6 +411,7 @@ function openConnections(config: Config, name: string) {
       subscriber: () => Promise.resolve(subscriber.runIdFor(registrations)),
     },
     keys,
+    cluster: true,
   };
 }
 
