@@ -397,7 +397,7 @@ export const SETTINGS = {
   apiKeys: setting({
     env: "REALTIME_API_KEYS",
     default: "",
-    doc: "API keys backends must send (authorization: Bearer <key>), comma-separated, each KEY or KEY:scope+scope (publish, presence, a method name). Empty: no keys, loopback only.",
+    doc: "API keys backends must send (authorization: Bearer <key>), comma-separated, each KEY or KEY:scope+scope (publish, presence, control, a method name). Empty: no keys, loopback only.",
     roles: ["api"],
     secret: true,
     parse: apiKeyList,

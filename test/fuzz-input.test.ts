@@ -298,10 +298,22 @@ describe("API request validation", () => {
         fc.nat({ max: 5000 }),
         str,
         str,
-        async (method, channel, event, p, pageSize, pageToken, idempotencyKey) => {
+        fc.option(str, { nil: undefined }),
+        fc.option(str, { nil: undefined }),
+        async (method, channel, event, p, pageSize, pageToken, idempotencyKey, userId, excludeConnectionId) => {
           const ctx = { values: createContextValues(), signal: new AbortController().signal } as never;
           const impl = service as unknown as Record<string, (req: unknown, ctx: never) => Promise<unknown>>;
-          const req = { channel, event, payload: p, pageSize, pageToken, prefix: channel, idempotencyKey };
+          const req = {
+            channel,
+            event,
+            payload: p,
+            pageSize,
+            pageToken,
+            prefix: channel,
+            idempotencyKey,
+            userId,
+            excludeConnectionId,
+          };
           try {
             await impl[method]!(req, ctx);
           } catch (err) {

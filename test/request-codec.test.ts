@@ -316,7 +316,7 @@ describe("request codec", () => {
       concat([0x1a, v1.length], v1, [0x22, 1, 7]), // json, then binary
       concat([0x22, 1, 7, 0x22, 0]), // binary twice
       concat([0x08, 1]), // channel as a varint
-      concat([0x32, 0]), // unknown field 6
+      concat([0x42, 0]), // unknown field 8
       concat([0x8a, 0x00, 1, 0x61]), // channel with a two-byte tag
       concat([0x0a, 0x81, 0x80, 0x80, 0x80, 0x00, 0x61]), // a five-byte length
       concat([0x1a, 3, 0x08, 0x01]), // truncated

@@ -4,10 +4,19 @@ import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   ChannelSummarySchema,
   MemberSchema,
+  NodeInfoSchema,
+  NodeRole,
   type Realtime,
   type BroadcastRequest,
+  type NodeInfo,
   type SendRequest,
+  type Target,
 } from "../../gen/realtime/v1/realtime_pb.js";
+import type { ControlTarget, NodeState } from "../../gen/realtime/link/v1/link_pb.js";
+import { CloseCode } from "../protocol/close-codes.js";
+import type { Answers, ControlPlane } from "../core/control.js";
+import { controlPublication, edgeChannel, edgeOfConnection, userChannel } from "../core/control-channels.js";
+import { encodePublication } from "../wire/publication.js";
 import type { Broker, Publication } from "../core/broker.js";
 import {
   checkIdempotencyKey,
@@ -21,7 +30,13 @@ import {
 } from "../core/idempotency.js";
 import { MemoryIdempotencyStore } from "../core/idempotency-memory.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
-import { MAX_BATCH_EVENTS, MAX_PUBLISH_UNACKNOWLEDGED, type Limits } from "../core/limits.js";
+import {
+  MAX_BATCH_EVENTS,
+  MAX_DISCONNECT_REASON_BYTES,
+  MAX_PUBLISH_UNACKNOWLEDGED,
+  MAX_USER_ID_LENGTH,
+  type Limits,
+} from "../core/limits.js";
 import { checkChannel, checkEvent } from "../core/names.js";
 import type { Member, PresenceDirectory } from "../core/presence.js";
 import { acceptedNow, checkPayload, createPublication, type IdGenerator } from "../core/publication.js";
@@ -46,6 +61,11 @@ export interface RealtimeServiceDeps {
    * window and bound.
    */
   idempotency?: Idempotency;
+  /**
+   * How Disconnect, Subscribe, Unsubscribe and Info reach the nodes
+   * (core/control.ts). Undefined: those methods answer UNAVAILABLE.
+   */
+  control?: ControlPlane;
 }
 
 /** An event checked and encoded, ready to be handed to the broker. */
@@ -54,7 +74,12 @@ interface Prepared {
   readonly pub: Publication;
   /** Its idempotency key; "" for none. */
   readonly key: string;
+  /** What its idempotency fingerprint is taken of (fingerprintOf: the event's bytes, its id last). */
+  readonly print: Uint8Array;
 }
+
+/** Longest connection id accepted in a request (ours are far shorter: an edge prefix, a dot, a counter). */
+const MAX_CONNECTION_ID_LENGTH = 256;
 
 /** What a publish reads of its call: the API key's fingerprint (API_KEY) and the cancellation. */
 type Call = Pick<HandlerContext, "values" | "signal">;
@@ -89,27 +114,104 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
    * this moment (acceptedUnixMs), from which the edges measure its delivery
    * latency, so that latency includes the idempotency claim and the broker.
    */
-  function prepare(channel: string, event: string, payload: Parameters<typeof checkPayload>[0], key: string): Prepared {
+  function prepare(
+    channel: string,
+    event: string,
+    payload: Parameters<typeof checkPayload>[0],
+    key: string,
+    exclude: string,
+    user = "",
+  ): Prepared {
     if (key !== "") checkIdempotencyKey(key);
+    if (exclude !== "") checkConnectionId(exclude, "exclude_connection_id");
     const id = eventIds.next();
     const ev = create(EventSchema, { id, channel, event, payload });
-    const pub = createPublication(ev, limits.maxPayloadBytes, "", false, acceptedNow());
-    return { id, pub, key };
+    const pub = createPublication(ev, limits.maxPayloadBytes, exclude, exclude !== "", acceptedNow());
+    // The same event for another user, or without the same connection, is another request.
+    const print =
+      user === "" && exclude === "" ? pub.event : Buffer.concat([Buffer.from(`${user}\0${exclude}\0`), pub.event]);
+    if (user === "") return { id, pub, key, print };
+    // To a user: the event rides the user's control channel (core/control-channels.ts).
+    const carrier = controlPublication(userChannel(user), {
+      command: { case: "deliver", value: encodePublication(pub) },
+    });
+    return { id, pub: carrier, key, print };
   }
 
   /** Send (alone, in a batch or in a Publish stream), checked: throws INVALID_ARGUMENT for a bad name or a missing payload. */
   function prepareSend(req: SendRequest): Prepared {
-    checkChannel(req.channel);
+    // (Defaults read as absent: a request built by hand may lack the newer fields.)
+    const userId = req.userId ?? "";
+    if (userId !== "") {
+      if (req.channel !== "")
+        throw new RealtimeError(
+          Code.InvalidArgument,
+          "set channel or user_id, not both: a Send goes to one channel or to one user",
+        );
+      checkUserId(userId, "user_id");
+    } else if (req.channel === "") {
+      throw new RealtimeError(
+        Code.InvalidArgument,
+        "channel is required (or user_id, to send to every connection of one user)",
+      );
+    } else checkChannel(req.channel);
     checkEvent(req.event);
     checkPayload(req.payload);
-    return prepare(req.channel, req.event, req.payload, req.idempotencyKey);
+    return prepare(req.channel, req.event, req.payload, req.idempotencyKey, req.excludeConnectionId ?? "", userId);
   }
 
   /** Broadcast (alone or in a Publish stream), checked. */
   function prepareBroadcast(req: BroadcastRequest): Prepared {
     checkEvent(req.event);
     checkPayload(req.payload);
-    return prepare("", req.event, req.payload, req.idempotencyKey);
+    return prepare("", req.event, req.payload, req.idempotencyKey, req.excludeConnectionId ?? "");
+  }
+
+  /** The control plane, or UNAVAILABLE. */
+  function controlPlane(): ControlPlane {
+    if (!deps.control) throw new RealtimeError(Code.Unavailable, "this API node has no control plane");
+    return deps.control;
+  }
+
+  /**
+   * Asks the edges that hold target's connections to do a command, and sums
+   * their answers: the first failure is the call's (saying what the others
+   * did), no connection at all is NOT_FOUND, and an edge that did not
+   * answer makes it UNAVAILABLE (it may have done it).
+   */
+  async function command(
+    what: string,
+    target: Target | undefined,
+    make: (t: ControlTarget) => Parameters<ControlPlane["ask"]>[1],
+  ): Promise<{ connections: number; changed: number }> {
+    const { channel, control, description } = targetOf(target);
+    const answers = await controlPlane().ask(channel, make(control));
+    let connections = 0;
+    let changed = 0;
+    for (const r of answers.replies) {
+      connections += r.connections;
+      changed += r.changed;
+    }
+    const failed = answers.replies.find((r) => r.error !== undefined);
+    if (failed?.error) {
+      throw new RealtimeError(
+        failed.error.code as number as Code,
+        `${failed.error.message} (${what}: done for ${changed} of the ${connections} connections of ${description})`,
+      );
+    }
+    if (answers.unanswered > 0) {
+      throw new RealtimeError(
+        Code.Unavailable,
+        `${answers.unanswered} edge(s) holding ${description} did not answer in time: the ${what} may have taken effect there (done for ${changed} of ${connections} connections elsewhere)`,
+      );
+    }
+    if (connections === 0) {
+      throw new RealtimeError(
+        Code.NotFound,
+        `no open connection matches ${description}: it closed, or never existed (connection ids are as clients got them in their Connected frame)`,
+      );
+    }
+    return { connections, changed };
   }
 
   /**
@@ -125,7 +227,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       return { messageId: p.id, edges: (await delivery).edges, duplicate: false };
     }
     const scope = call.values.get(API_KEY);
-    const claim = await idempotency.claim(scope, p.key, fingerprintOf(p.pub.event, p.id), call.signal);
+    const claim = await idempotency.claim(scope, p.key, fingerprintOf(p.print, p.id), call.signal);
     if (claim.duplicate) return { ...claim.result, duplicate: true };
     return publishHeld(p, claim, started);
   }
@@ -155,7 +257,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
    */
   async function publishKeyedBatch(prepared: Prepared[], call: Call): Promise<Ack[]> {
     const scope = call.values.get(API_KEY);
-    const fingerprints = prepared.map((p) => (p.key === "" ? "" : fingerprintOf(p.pub.event, p.id)));
+    const fingerprints = prepared.map((p) => (p.key === "" ? "" : fingerprintOf(p.print, p.id)));
     const firstOf = new Map<string, number>();
     const copyOf: (number | undefined)[] = [];
     prepared.forEach((p, i) => {
@@ -301,6 +403,55 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     async getHistory(req) {
       return guard(async () => getHistory(broker, req));
     },
+    async disconnect(req) {
+      return guard(async () => {
+        const reason = req.reason === "" ? "disconnected by the backend" : req.reason;
+        const bytes = Buffer.byteLength(reason);
+        if (bytes > MAX_DISCONNECT_REASON_BYTES) {
+          throw new RealtimeError(
+            Code.InvalidArgument,
+            `reason is ${bytes} bytes of UTF-8; a close frame holds at most ${MAX_DISCONNECT_REASON_BYTES}`,
+          );
+        }
+        const code = req.reconnect ? CloseCode.Disconnected : CloseCode.DisconnectedFinal;
+        const { connections } = await command("disconnect", req.target, (target) => ({
+          case: "disconnect",
+          value: { target, code, reason },
+        }));
+        return { connections };
+      });
+    },
+    async subscribe(req) {
+      return guard(async () => {
+        checkChannel(req.channel);
+        const { connections, changed } = await command("subscribe", req.target, (target) => ({
+          case: "subscribe",
+          value: { target, channel: req.channel },
+        }));
+        return { connections, joined: changed };
+      });
+    },
+    async unsubscribe(req) {
+      return guard(async () => {
+        checkChannel(req.channel);
+        const { connections, changed } = await command("unsubscribe", req.target, (target) => ({
+          case: "unsubscribe",
+          value: { target, channel: req.channel },
+        }));
+        return { connections, left: changed };
+      });
+    },
+    async info() {
+      return guard(async () => {
+        const control = controlPlane();
+        const [apis, edges] = await Promise.all([control.apiNodes(), control.edgeNodes()]);
+        const nodes = (a: Answers): NodeInfo[] =>
+          a.replies
+            .flatMap((r) => (r.node ? [nodeInfo(r.node)] : []))
+            .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+        return { nodes: [...nodes(apis), ...nodes(edges)], unanswered: apis.unanswered + edges.unanswered };
+      });
+    },
     async *watchChannel(req, ctx) {
       let close: (() => void) | undefined;
       try {
@@ -315,6 +466,60 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       }
     },
   };
+}
+
+/** Throws INVALID_ARGUMENT unless id could be a connection's id. */
+function checkConnectionId(id: string, field: string): void {
+  if (id.length > MAX_CONNECTION_ID_LENGTH || edgeOfConnection(id) === undefined) {
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      `${field} ${JSON.stringify(id.slice(0, 64))} is not a connection id: ids look like "<edge>.<n>", as the client got it in its Connected frame`,
+    );
+  }
+}
+
+/** Throws INVALID_ARGUMENT unless id could be a user id. */
+function checkUserId(id: string, field: string): void {
+  if (id.length === 0 || id.length > MAX_USER_ID_LENGTH) {
+    throw new RealtimeError(
+      Code.InvalidArgument,
+      `${field} must be 1 to ${MAX_USER_ID_LENGTH} characters (the sub of the user's tokens); it is ${id.length}`,
+    );
+  }
+}
+
+/** Where a command for target goes, the target as the edges read it, and how messages name it. */
+function targetOf(target: Target | undefined): { channel: string; control: ControlTarget; description: string } {
+  const t = target?.target;
+  if (t?.case === "connectionId") {
+    checkConnectionId(t.value, "target.connection_id");
+    return {
+      channel: edgeChannel(edgeOfConnection(t.value)!),
+      control: { $typeName: "realtime.link.v1.ControlTarget", target: { case: "connectionId", value: t.value } },
+      description: `connection ${JSON.stringify(t.value)}`,
+    };
+  }
+  if (t?.case === "userId") {
+    checkUserId(t.value, "target.user_id");
+    return {
+      channel: userChannel(t.value),
+      control: { $typeName: "realtime.link.v1.ControlTarget", target: { case: "userId", value: t.value } },
+      description: `user ${JSON.stringify(t.value)}`,
+    };
+  }
+  throw new RealtimeError(Code.InvalidArgument, "target is required: set target.connection_id or target.user_id");
+}
+
+/** A node's answer, as Info lists it. */
+function nodeInfo(n: NodeState): NodeInfo {
+  return create(NodeInfoSchema, {
+    id: n.id,
+    role: n.role === "api" ? NodeRole.API : n.role === "edge" ? NodeRole.EDGE : NodeRole.UNSPECIFIED,
+    version: n.version,
+    startedUnixMs: n.startedUnixMs,
+    connections: n.connections,
+    channels: n.channels,
+  });
 }
 
 /** Runs fn; an error it throws names the batch index it is about. */

@@ -10,8 +10,9 @@
  * whitespace); each entry is `KEY` (every method) or `KEY:SCOPE+SCOPE...`.
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
- *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel and
- *                     GetHistory (reading who is where and what happened)
+ *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel,
+ *                     GetHistory and Info (reading who is where and what happened)
+ *          `control`  Disconnect, Subscribe and Unsubscribe (acting on connections)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
  * Example: REALTIME_API_KEYS="k3Yf...old, 9Qx...new, Zt1...ro:presence"
@@ -35,7 +36,8 @@ export const MAX_API_KEY_LENGTH = 256;
 /** The scopes and the methods of realtime.v1.Realtime each one allows. */
 export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
   publish: ["Send", "Broadcast", "SendBatch", "Publish"],
-  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory"],
+  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory", "Info"],
+  control: ["Disconnect", "Subscribe", "Unsubscribe"],
 };
 
 const KEY_RE = /^[A-Za-z0-9\-_.~/=]+$/;
@@ -51,6 +53,10 @@ const DEFAULT_METHODS = [
   "ListChannels",
   "WatchChannel",
   "GetHistory",
+  "Disconnect",
+  "Subscribe",
+  "Unsubscribe",
+  "Info",
 ] as const;
 
 /** One configured key. */
@@ -97,7 +103,7 @@ export function parseApiKeys(raw: string, knownMethods: readonly string[] = DEFA
         else {
           // Not quoted: what follows a colon may be a key (KEY1:KEY2 for KEY1,KEY2).
           throw new Error(
-            `${where}: scope ${j + 1} after the colon is unknown; use publish, presence, * or a method name (${knownMethods.join(", ")}), joined with +, and separate keys with commas`,
+            `${where}: scope ${j + 1} after the colon is unknown; use publish, presence, control, * or a method name (${knownMethods.join(", ")}), joined with +, and separate keys with commas`,
           );
         }
       }

@@ -20,7 +20,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
-import { MAX_CHANNEL_NAME_LENGTH } from "../core/limits.js";
+import { MAX_CHANNEL_NAME_LENGTH, MAX_USER_ID_LENGTH } from "../core/limits.js";
 import { ChannelGrants, MAX_CHANNEL_GRANTS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../core/identity.js";
 import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 
@@ -28,8 +28,8 @@ import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
 export const MAX_TOKEN_LENGTH = 8 * 1024;
 /** Shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash size). */
 export const MIN_HS256_SECRET_LENGTH = 32;
-/** Longest user id (sub) accepted. */
-export const MAX_USER_ID_LENGTH = 256;
+/** Longest user id (sub) accepted: core/limits.ts's, shared with the server API's user targets. */
+export { MAX_USER_ID_LENGTH };
 
 /** A token was refused; the message says why, for the client's developer. */
 export class TokenError extends Error {

@@ -191,6 +191,26 @@ export interface ReconnectAttemptInfo {
   delayMs: number;
 }
 
+/**
+ * Passed to "subscribed" listeners: the backend made this connection join a
+ * channel (realtime.v1 Subscribe). The SDK treats it as joined: its events
+ * arrive, and it is re-joined after a reconnect (as a client join, which
+ * needs what a client join needs: a private channel's grant in the token).
+ */
+export interface SubscribedInfo {
+  channel: string;
+  /** The channel's position at the join; undefined when it keeps no history. */
+  position: StreamPosition | undefined;
+}
+
+/**
+ * Passed to "unsubscribed" listeners: the backend made this connection
+ * leave a channel (realtime.v1 Unsubscribe). It is not re-joined.
+ */
+export interface UnsubscribedInfo {
+  channel: string;
+}
+
 /** Lifecycle events, by name, with their payloads. */
 export interface LifecycleEvents {
   connect: ConnectInfo;
@@ -198,4 +218,6 @@ export interface LifecycleEvents {
   error: RealtimeClientError;
   reconnectAttempt: ReconnectAttemptInfo;
   [RESYNC_EVENT]: ResyncEvent;
+  subscribed: SubscribedInfo;
+  unsubscribed: UnsubscribedInfo;
 }

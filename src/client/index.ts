@@ -56,7 +56,9 @@ export {
   type ResyncEvent,
   type ResyncReason,
   type StreamPosition,
+  type SubscribedInfo,
   type SystemEventName,
+  type UnsubscribedInfo,
 } from "./events.js";
 export type { ClientEncoding, EncodingName } from "./codec.js";
 /** The edge's close codes and whether each allows a reconnect (docs/protocol.md). */

@@ -63,6 +63,8 @@ import {
   type MessageEvent,
   type ReconnectAttemptInfo,
   type ResyncEvent,
+  type SubscribedInfo,
+  type UnsubscribedInfo,
   type StreamPosition,
   type SystemEventName,
 } from "./events.js";
@@ -480,6 +482,20 @@ export class RealtimeClient {
     return this.#onLifecycle("error", cb);
   }
 
+  /**
+   * Calls cb when the backend made this connection join a channel
+   * (realtime.v1 Subscribe): it is joined from now on, as after join(), and
+   * re-joined after a reconnect.
+   */
+  onSubscribed(cb: (info: SubscribedInfo) => void): Unsubscribe {
+    return this.#onLifecycle("subscribed", cb);
+  }
+
+  /** Calls cb when the backend made this connection leave a channel (realtime.v1 Unsubscribe); it is not re-joined. */
+  onUnsubscribed(cb: (info: UnsubscribedInfo) => void): Unsubscribe {
+    return this.#onLifecycle("unsubscribed", cb);
+  }
+
   /** Calls cb just before each reconnect attempt. */
   onReconnectAttempt(cb: (info: ReconnectAttemptInfo) => void): Unsubscribe {
     return this.#onLifecycle("reconnectAttempt", cb);
@@ -782,6 +798,21 @@ export class RealtimeClient {
         // Coalesced system events of one channel, in its order: one emit each, as if they came one by one.
         for (const ev of frame.frame.value.events) this.#onEvent(ev);
         return;
+      case "subscribed": {
+        const { channel, position } = frame.frame.value;
+        this.#channels.add(channel);
+        const at = positionOf(position);
+        this.#advance(channel, at);
+        this.#lifecycle.emit("subscribed", { channel, position: at });
+        return;
+      }
+      case "unsubscribed": {
+        const { channel } = frame.frame.value;
+        this.#channels.delete(channel);
+        this.#positions.delete(channel);
+        this.#lifecycle.emit("unsubscribed", { channel });
+        return;
+      }
       case "resync": {
         const { channel, position } = frame.frame.value;
         // During a re-join it says the re-join did not recover: reported with the reply.

@@ -7,6 +7,7 @@ import {
   type Publication,
   type PublicationHandler,
 } from "./broker.js";
+import { isControlChannel } from "./control-channels.js";
 import { ChannelStreams } from "./history.js";
 import { NO_HISTORY, type HistoryFor } from "./history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
@@ -23,6 +24,8 @@ export class MemoryBroker {
   private readonly channels = new Map<string, Set<MemoryNode>>();
   private readonly nodes = new Set<MemoryNode>();
   private edgeCount = 0;
+  /** Of the channels, those of the control plane (control-channels.ts): not counted as channels. */
+  private controlCount = 0;
 
   /** @internal The channels' positions and history. */
   readonly streams: ChannelStreams;
@@ -57,9 +60,9 @@ export class MemoryBroker {
     return this.edgeCount;
   }
 
-  /** The number of channels some node is subscribed to (metrics). */
+  /** The number of channels some node is subscribed to (metrics), the control plane's not counted. */
   get channelCount(): number {
-    return this.channels.size;
+    return this.channels.size - this.controlCount;
   }
 
   /** @internal */
@@ -72,7 +75,10 @@ export class MemoryBroker {
   /** @internal */
   subscribe(node: MemoryNode, channel: string): void {
     let set = this.channels.get(channel);
-    if (!set) this.channels.set(channel, (set = new Set()));
+    if (!set) {
+      this.channels.set(channel, (set = new Set()));
+      if (isControlChannel(channel)) this.controlCount++;
+    }
     set.add(node);
     node.channels.add(channel);
   }
@@ -82,7 +88,10 @@ export class MemoryBroker {
     const set = this.channels.get(channel);
     if (!set) return;
     set.delete(node);
-    if (set.size === 0) this.channels.delete(channel);
+    if (set.size === 0) {
+      this.channels.delete(channel);
+      if (isControlChannel(channel)) this.controlCount--;
+    }
   }
 
   /** Numbers pub (when its channel keeps history) and delivers it synchronously to each subscribed node. */

@@ -33,6 +33,9 @@ import { checkPayload, createPublication, deliveryLatencySeconds, IdGenerator, t
 import { TokenBucket } from "./token-bucket.js";
 import type { Connection } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
+import { isControlChannel, userChannel } from "./control-channels.js";
+import { EdgeControl, type EdgeNode } from "./edge-control.js";
+import type { ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
@@ -170,6 +173,13 @@ interface LocalChannel {
   ahead: Map<Session, StreamPosition> | undefined;
 }
 
+/** The connections of one user on this edge, and this edge's subscription to the user's control channel. */
+interface LocalUser {
+  readonly sessions: Set<Session>;
+  /** Settles once the subscription is in effect (or failed: the broker retries it). */
+  readonly subscribed: Promise<unknown>;
+}
+
 /** A connection's own event on its way back (see Edge.expectEcho). */
 interface PendingEcho {
   readonly session: Session;
@@ -234,6 +244,14 @@ export interface EdgeOptions {
    * the end of this turn of the event loop. Default: DEFAULT_PRESENCE_WINDOW_MS.
    */
   presenceWindowMs?: number;
+  /**
+   * This edge in the control plane (core/control-channels.ts): the server
+   * API's Disconnect, Subscribe, Unsubscribe, Info and Sends to users reach
+   * its connections through it. Its id must be the prefix of the
+   * connection ids (connectionIds). Undefined: no control plane (unit
+   * tests of the core alone).
+   */
+  node?: EdgeNode;
 }
 
 /**
@@ -280,6 +298,9 @@ export class Edge {
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private readonly presenceEvents: PresenceEventsFor;
   private readonly presenceWindowMs: number;
+  /** The users of the open connections, by user id (control plane only). */
+  private readonly users = new Map<string, LocalUser>();
+  private readonly control: EdgeControl<Session> | undefined;
 
   constructor(private readonly options: EdgeOptions) {
     this.observer = options.observer ?? NOOP_OBSERVER;
@@ -301,6 +322,10 @@ export class Edge {
       this.rate = new TokenBucket(rl.perSecond, rl.burst);
       this.errorBudget = new TokenBucket(rl.errorRefillPerSecond, rl.errorBudget);
     }
+    if (options.node) {
+      this.control = new EdgeControl<Session>(this, options.broker, options.node, (err) => options.onError?.(err));
+      this.control.start();
+    }
   }
 
   /**
@@ -321,11 +346,43 @@ export class Edge {
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
-    transport.send(
-      serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding),
-      encoding === Encoding.Json,
-    );
+    const connected = (): void => {
+      if (session.closed) return;
+      transport.send(
+        serverFrame({ frame: { case: "connected", value: { id: session.id } } }, encoding),
+        encoding === Encoding.Json,
+      );
+    };
+    // A user's connection is told it is connected once a Send to its user
+    // reaches it: after this edge subscribed to the user's channel.
+    const user = this.control && identity.userId !== "" ? this.addUser(session) : undefined;
+    if (user) void user.subscribed.then(connected, connected);
+    else connected();
     return session;
+  }
+
+  /** Counts session under its user; the user's first connection here subscribes to the user's channel. */
+  private addUser(session: Session): LocalUser {
+    const id = session.identity.userId;
+    let user = this.users.get(id);
+    if (!user) {
+      user = {
+        sessions: new Set(),
+        subscribed: this.options.broker.subscribe(userChannel(id)).catch((err: unknown) => this.options.onError?.(err)),
+      };
+      this.users.set(id, user);
+    }
+    user.sessions.add(session);
+    return user;
+  }
+
+  /** The reverse of addUser: the user's last connection here unsubscribes. */
+  private dropUser(session: Session): void {
+    const id = session.identity.userId;
+    const user = this.users.get(id);
+    if (!user || !user.sessions.delete(session) || user.sessions.size > 0) return;
+    this.users.delete(id);
+    this.options.broker.unsubscribe(userChannel(id)).catch((err: unknown) => this.options.onError?.(err));
   }
 
   /** Handles one frame from the connection. Never throws. */
@@ -413,6 +470,7 @@ export class Edge {
     if (session.closed) return session.queue;
     session.closed = true;
     clearTimeout(session.expiryTimer);
+    if (this.control && session.identity.userId !== "") this.dropUser(session);
     this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);
@@ -433,6 +491,7 @@ export class Edge {
    * cannot, the channel's connections are sent a Resync frame first.
    */
   deliver(pub: Publication): void {
+    if (this.control && isControlChannel(pub.channel)) return this.control.handle(pub);
     this.observer.publicationReceived();
     if (pub.channel === "") return this.fanOut(this.sessions.values(), pub);
     const local = this.channels.get(pub.channel);
@@ -784,7 +843,81 @@ export class Edge {
       for (const channel of session.channels) members.push({ channel, member });
     }
     members.push(...this.membership.owedRemovals());
-    return { channels: [...this.channels.keys()], members };
+    const channels = [...this.channels.keys()];
+    if (this.control) channels.push(...this.control.channels(), ...[...this.users.keys()].map(userChannel));
+    return { channels, members };
+  }
+
+  // The control plane's side of the edge (ControlledEdge, edge-control.ts).
+
+  /** The open connections of this edge that target names. */
+  targets(target: ControlTarget | undefined): Session[] {
+    const t = target?.target;
+    if (t?.case === "connectionId") {
+      const session = this.sessions.get(t.value);
+      return session && !session.closed ? [session] : [];
+    }
+    if (t?.case === "userId") return [...(this.users.get(t.value)?.sessions ?? [])];
+    return [];
+  }
+
+  /** Hands pub (an event with channel "") to every open connection of the user here. */
+  deliverToUser(userId: string, pub: Publication): void {
+    this.observer.publicationReceived();
+    const user = this.users.get(userId);
+    if (user) this.fanOut(user.sessions, pub);
+  }
+
+  /**
+   * The connection joins channel on the backend's word (realtime.v1
+   * Subscribe), after its queued commands, with the checks and events of
+   * its own join (echo off), and is sent a Subscribed frame. Resolves true
+   * when it joined, false when it was a member already or is closed.
+   */
+  serverJoin(session: Session, channel: string): Promise<boolean> {
+    return this.onQueue(session, async () => {
+      if (session.channels.has(channel)) return false;
+      checkChannel(channel);
+      this.checkAccess(session, channel);
+      const { position } = await this.join(session, channel, false, undefined);
+      this.send(session, { frame: { case: "subscribed", value: { channel, position } } }, "event");
+      return true;
+    });
+  }
+
+  /**
+   * The connection leaves channel on the backend's word (realtime.v1
+   * Unsubscribe), after its queued commands; the others get channel:leave,
+   * it an Unsubscribed frame. Resolves true when it left, false when it was
+   * not a member or is closed.
+   */
+  serverLeave(session: Session, channel: string): Promise<boolean> {
+    return this.onQueue(session, async () => {
+      if (!session.channels.has(channel)) return false;
+      await this.leave(session, channel, false);
+      this.send(session, { frame: { case: "unsubscribed", value: { channel } } }, "event");
+      return true;
+    });
+  }
+
+  /** Closes the connection (the policy ends it and it leaves its channels). */
+  close(session: Session, code: number, reason: string): void {
+    if (!session.closed) session.transport.close(code, reason);
+  }
+
+  /** Runs fn on the connection's queue, as its next command, settling what it owes first; false when it is closed. */
+  private onQueue(session: Session, fn: () => Promise<boolean>): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(session, async () => {
+        try {
+          if (session.closed) return resolve(false);
+          if (this.membership.owes(session.id)) await this.settle(session);
+          resolve(await fn());
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
   }
 
   private async run(session: Session, frame: ClientFrame): Promise<void> {

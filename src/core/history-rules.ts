@@ -9,6 +9,7 @@
  * again. A channel with size 0 costs nothing: its publications take the
  * plain path, with no position. Broadcasts never have one.
  */
+import { isControlChannel } from "./control-channels.js";
 import { longestPrefix, parsePrefixRules } from "./prefix-rules.js";
 
 /** How long one channel's history is kept: the most entries, and their age (0: no age limit). */
@@ -71,7 +72,8 @@ export function historyRules(size: number, ageMs: number, rules: readonly Histor
     rules.map((r) => ({ prefix: r.prefix, value: kept(r) })),
     kept({ size, ageMs }),
   );
-  return (channel) => (channel === "" ? undefined : lookup(channel));
+  // A broadcast, and the control plane's channels (control-channels.ts), keep nothing.
+  return (channel) => (channel === "" || isControlChannel(channel) ? undefined : lookup(channel));
 }
 
 /** No channel keeps history. */

@@ -6,6 +6,16 @@
 
 /** Longest channel name, in characters. */
 export const MAX_CHANNEL_NAME_LENGTH = 128;
+/** Longest user id: a token's sub, and a user target of the server API. */
+export const MAX_USER_ID_LENGTH = 256;
+/** Longest reason of a server API Disconnect, in bytes of UTF-8 (a WebSocket close reason holds 123). */
+export const MAX_DISCONNECT_REASON_BYTES = 120;
+/**
+ * How long the API waits for the nodes a control command reached
+ * (Disconnect, Subscribe, Unsubscribe, Info) to answer; one that has not
+ * answered by then is counted as unanswered.
+ */
+export const CONTROL_REPLY_TIMEOUT_MS = 2_000;
 /** Longest event name, in characters. */
 export const MAX_EVENT_NAME_LENGTH = 64;
 /**

@@ -25,6 +25,8 @@ export type DisconnectReason =
   | "heartbeat"
   /** The token expired (4003). */
   | "auth"
+  /** The backend closed it (realtime.v1 Disconnect: 4005, 4505). */
+  | "backend"
   /** A limit was exceeded: a message in too many parts (1008), frame too big (1009), error budget (4503). */
   | "limit"
   /** The client broke the protocol (1002, 1007; 1003 from a client). */
@@ -42,6 +44,7 @@ export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
   "slow_consumer",
   "heartbeat",
   "auth",
+  "backend",
   "limit",
   "protocol",
   "unavailable",
@@ -71,6 +74,9 @@ export function disconnectReason(code: number, byEdge: boolean): DisconnectReaso
       return "heartbeat";
     case 4003:
       return "auth";
+    case 4005:
+    case 4505:
+      return "backend";
     case 1008:
     case 1009:
     case 4503:

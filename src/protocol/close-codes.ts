@@ -40,9 +40,16 @@ export const CloseCode = {
   TokenExpired: 4003,
   /** The edge lost its link to the rest of the service (the API, or Redis) for too long. */
   Unavailable: 4004,
+  /** The backend closed this connection (realtime.v1 Disconnect, reconnect = true): reconnect after a delay. */
+  Disconnected: 4005,
 
   /** The client kept going past its error budget (rate limits, denials, malformed frames). */
   PolicyViolation: 4503,
+  /**
+   * The backend closed this connection (realtime.v1 Disconnect, reconnect =
+   * false): do not reconnect until something changes (a new login, a new token).
+   */
+  DisconnectedFinal: 4505,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -1,5 +1,9 @@
+import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { create } from "@bufbuild/protobuf";
+import { NodeStateSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
+import { ControlPlane } from "../core/control.js";
 import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
 import { maxRequestBytes, type Limits } from "../core/limits.js";
@@ -87,7 +91,20 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   });
   if (seams.levels) metrics.hubLevels(seams.levels);
 
+  // The control plane: Disconnect, Subscribe, Unsubscribe and Info reach the nodes through the broker.
+  const nodeId = randomBytes(6).toString("base64url");
+  const startedUnixMs = Date.now();
+  const control = new ControlPlane({
+    broker: seams.broker,
+    attach: seams.watchers,
+    nodeId,
+    peers: redis,
+    self: () =>
+      create(NodeStateSchema, { id: nodeId, role: "api", version: VERSION, startedUnixMs: BigInt(startedUnixMs) }),
+    onError: (err) => log.debug({ err }, "control plane"),
+  });
   const service = createRealtimeService({
+    control,
     broker: seams.broker,
     presence: seams.presence,
     limits,
@@ -175,6 +192,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
         Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)),
       );
       await httpStopped;
+      control.close();
       await seams.close();
     },
   };

@@ -114,6 +114,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
         ? log.debug({ err }, "edge error while the backend is down")
         : log.warn({ err }, "edge error"),
     observer: metrics.observer,
+    node: { id: edgeId, version: VERSION, startedUnixMs: Date.now() },
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);

@@ -117,7 +117,11 @@ const SPEC: Readonly<Record<string, readonly string[]>> = {
     "3 event Event frame",
     "4 resync Resync frame",
     "5 presence Presence frame",
+    "6 subscribed Subscribed frame",
+    "7 unsubscribed Unsubscribed frame",
   ],
+  Subscribed: ["1 channel string", "2 position StreamPosition"],
+  Unsubscribed: ["1 channel string"],
   Presence: ["1 events Event repeated"],
   Connected: ["1 id string"],
   Reply: [

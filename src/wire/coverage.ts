@@ -78,8 +78,10 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
     roots: [PublishRequestSchema, SendRequestSchema, BroadcastRequestSchema, SendBatchRequestSchema],
     messages: {
       [PublishRequestSchema.typeName]: { hand: [1, 2] }, // send, broadcast
-      [SendRequestSchema.typeName]: { hand: [1, 2, 3, 4, 5] }, // channel, event, json, binary, idempotency_key
-      [BroadcastRequestSchema.typeName]: { hand: [1, 2, 3, 4] }, // event, json, binary, idempotency_key
+      // channel, event, json, binary, idempotency_key, user_id, exclude_connection_id
+      [SendRequestSchema.typeName]: { hand: [1, 2, 3, 4, 5, 6, 7] },
+      // event, json, binary, idempotency_key, exclude_connection_id
+      [BroadcastRequestSchema.typeName]: { hand: [1, 2, 3, 4, 5] },
       [SendBatchRequestSchema.typeName]: { hand: [1] }, // requests
       ...VALUE_TREE,
     },
@@ -100,8 +102,8 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
     // of a presence (events already encoded); the other frames are protobuf-es's.
     roots: [ServerFrameSchema],
     messages: {
-      // presence; event; connected, reply, resync
-      [ServerFrameSchema.typeName]: { hand: [5], encoded: [3], protobufEs: [1, 2, 4] },
+      // presence; event; connected, reply, resync, subscribed, unsubscribed
+      [ServerFrameSchema.typeName]: { hand: [5], encoded: [3], protobufEs: [1, 2, 4, 6, 7] },
       [PresenceSchema.typeName]: { hand: [], encoded: [1] }, // events
     },
   },

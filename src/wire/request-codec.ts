@@ -141,6 +141,8 @@ function sendRequest(end: number): SendRequest {
   let event = "";
   let payload: SendRequest["payload"] = { case: undefined };
   let idempotencyKey = "";
+  let userId = "";
+  let excludeConnectionId = "";
   let seen = 0; // a bit a field (the payload oneof as one)
   while (at.pos < end) {
     const tag = buf[at.pos++];
@@ -156,18 +158,33 @@ function sendRequest(end: number): SendRequest {
     } else if (tag === 0x2a && !(seen & 8)) {
       seen |= 8;
       idempotencyKey = string(end); // 5 idempotency_key
+    } else if (tag === 0x32 && !(seen & 16)) {
+      seen |= 16;
+      userId = string(end); // 6 user_id
+    } else if (tag === 0x3a && !(seen & 32)) {
+      seen |= 32;
+      excludeConnectionId = string(end); // 7 exclude_connection_id
     } else {
       throw notCanonical; // another field, or one again
     }
   }
   depth--;
-  return { $typeName: "realtime.v1.SendRequest", channel, event, payload, idempotencyKey };
+  return {
+    $typeName: "realtime.v1.SendRequest",
+    channel,
+    event,
+    payload,
+    idempotencyKey,
+    userId,
+    excludeConnectionId,
+  };
 }
 
 function broadcastRequest(end: number): BroadcastRequest {
   let event = "";
   let payload: BroadcastRequest["payload"] = { case: undefined };
   let idempotencyKey = "";
+  let excludeConnectionId = "";
   let seen = 0;
   while (at.pos < end) {
     const tag = buf[at.pos++];
@@ -180,12 +197,15 @@ function broadcastRequest(end: number): BroadcastRequest {
     } else if (tag === 0x22 && !(seen & 4)) {
       seen |= 4;
       idempotencyKey = string(end); // 4 idempotency_key
+    } else if (tag === 0x2a && !(seen & 8)) {
+      seen |= 8;
+      excludeConnectionId = string(end); // 5 exclude_connection_id
     } else {
       throw notCanonical;
     }
   }
   depth--;
-  return { $typeName: "realtime.v1.BroadcastRequest", event, payload, idempotencyKey };
+  return { $typeName: "realtime.v1.BroadcastRequest", event, payload, idempotencyKey, excludeConnectionId };
 }
 
 /** The payload oneof of SendRequest and BroadcastRequest, its tag read. */

@@ -5,6 +5,13 @@ import {
   Realtime,
   type BroadcastRequestSchema,
   type BroadcastResponse,
+  type DisconnectRequestSchema,
+  type DisconnectResponse,
+  type InfoResponse,
+  type SubscribeRequestSchema,
+  type SubscribeResponse,
+  type UnsubscribeRequestSchema,
+  type UnsubscribeResponse,
   type GetMembersRequestSchema,
   type GetHistoryRequestSchema,
   type GetHistoryResponse,
@@ -46,6 +53,16 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof GetHistoryRequestSchema>,
     metadata?: grpc.Metadata,
   ): Promise<GetHistoryResponse>;
+  disconnect(
+    req: MessageInitShape<typeof DisconnectRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<DisconnectResponse>;
+  subscribe(req: MessageInitShape<typeof SubscribeRequestSchema>, metadata?: grpc.Metadata): Promise<SubscribeResponse>;
+  unsubscribe(
+    req: MessageInitShape<typeof UnsubscribeRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<UnsubscribeResponse>;
+  info(req?: object, metadata?: grpc.Metadata): Promise<InfoResponse>;
   /** Opens a WatchChannel stream: read WatchChannelResponses; cancel() ends it. */
   watchChannel(
     req: MessageInitShape<typeof WatchChannelRequestSchema>,
@@ -78,6 +95,10 @@ export function realtimeClient(address: string): RealtimeTestClient {
     presenceStats: call<PresenceStatsResponse>("presenceStats", m.presenceStats.input),
     listChannels: call<ListChannelsResponse>("listChannels", m.listChannels.input),
     getHistory: call<GetHistoryResponse>("getHistory", m.getHistory.input),
+    disconnect: call<DisconnectResponse>("disconnect", m.disconnect.input),
+    subscribe: call<SubscribeResponse>("subscribe", m.subscribe.input),
+    unsubscribe: call<UnsubscribeResponse>("unsubscribe", m.unsubscribe.input),
+    info: (req = {}, metadata) => call<InfoResponse>("info", m.info.input)(req, metadata),
     watchChannel: (req, metadata = new grpc.Metadata()) =>
       (
         client as unknown as {

@@ -2,8 +2,8 @@
 // @generated from file realtime/v1/realtime.proto (package realtime.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiiwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSJ/ChBCcm9hZGNhc3RSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCQoHcGF5bG9hZCJJChFCcm9hZGNhc3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCJLChFHZXRNZW1iZXJzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkdldE1lbWJlcnNSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChRQcmVzZW5jZVN0YXRzUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJIjsKFVByZXNlbmNlU3RhdHNSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRINCgV1c2VycxgCIAEoDSJMChNMaXN0Q2hhbm5lbHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJeChRMaXN0Q2hhbm5lbHNSZXNwb25zZRItCghjaGFubmVscxgBIAMoCzIbLnJlYWx0aW1lLnYxLkNoYW5uZWxTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI+Cg5DaGFubmVsU3VtbWFyeRIMCgRuYW1lGAEgASgJEg8KB21lbWJlcnMYAiABKA0SDQoFdXNlcnMYAyABKA0iUgoTV2F0Y2hDaGFubmVsUmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24isgIKFFdhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KB21lbWJlcnMYASABKAsyGi5yZWFsdGltZS52MS5XYXRjaFNuYXBzaG90SAASIwoEam9pbhgCIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiQKBWxlYXZlGAMgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASLQoOcHJvZmlsZV91cGRhdGUYBCABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABIsCgdtZXNzYWdlGAUgASgLMhkucmVhbHRpbWUudjEuV2F0Y2hNZXNzYWdlSAASCgoCaWQYBiABKAkSDgoGb2Zmc2V0GAcgASgEEg0KBWVwb2NoGAggASgJEg4KBnJlc3luYxgJIAEoCEIICgZ1cGRhdGUiRwoNV2F0Y2hTbmFwc2hvdBIkCgdtZW1iZXJzGAEgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyEhAKCGNvbXBsZXRlGAIgASgIInIKDFdhdGNoTWVzc2FnZRINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASDgoGb3JpZ2luGAQgASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSIvCg5TdHJlYW1Qb3NpdGlvbhIOCgZvZmZzZXQYASABKAQSDQoFZXBvY2gYAiABKAkicAoRR2V0SGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRIqCgVzaW5jZRgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiiAEKEkdldEhpc3RvcnlSZXNwb25zZRIxCgZldmVudHMYASADKAsyIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZRItCghwb3NpdGlvbhgCIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uEhAKCGNvbXBsZXRlGAMgASgIMssFCghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAESTQoKR2V0SGlzdG9yeRIeLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0SGlzdG9yeVJlc3BvbnNlElYKDVByZXNlbmNlU3RhdHMSIS5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVxdWVzdBoiLnJlYWx0aW1lLnYxLlByZXNlbmNlU3RhdHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiuwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgHIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSKeAQoQQnJvYWRjYXN0UmVxdWVzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgFIAEoCUIJCgdwYXlsb2FkIkkKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0SEQoJZHVwbGljYXRlGAMgASgIIksKEUdldE1lbWJlcnNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiUwoSR2V0TWVtYmVyc1Jlc3BvbnNlEiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIicKFFByZXNlbmNlU3RhdHNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkiOwoVUHJlc2VuY2VTdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg0KBXVzZXJzGAIgASgNIkwKE0xpc3RDaGFubmVsc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl4KFExpc3RDaGFubmVsc1Jlc3BvbnNlEi0KCGNoYW5uZWxzGAEgAygLMhsucmVhbHRpbWUudjEuQ2hhbm5lbFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KDkNoYW5uZWxTdW1tYXJ5EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRINCgV1c2VycxgDIAEoDSJSChNXYXRjaENoYW5uZWxSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbiKyAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkSDgoGcmVzeW5jGAkgASgIQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwChFHZXRIaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCKIAQoSR2V0SGlzdG9yeVJlc3BvbnNlEjEKBmV2ZW50cxgBIAMoCzIhLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KCHBvc2l0aW9uGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYAyABKAgiPgoGVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0IlsKEURpc2Nvbm5lY3RSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIRCglyZWNvbm5lY3QYAiABKAgSDgoGcmVhc29uGAMgASgJIikKEkRpc2Nvbm5lY3RSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJIChBTdWJzY3JpYmVSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIPCgdjaGFubmVsGAIgASgJIjgKEVN1YnNjcmliZVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg4KBmpvaW5lZBgCIAEoDSJKChJVbnN1YnNjcmliZVJlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMucmVhbHRpbWUudjEuVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkiOAoTVW5zdWJzY3JpYmVSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRIMCgRsZWZ0GAIgASgNIg0KC0luZm9SZXF1ZXN0IkgKDEluZm9SZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJlYWx0aW1lLnYxLk5vZGVJbmZvEhIKCnVuYW5zd2VyZWQYAiABKA0ijAEKCE5vZGVJbmZvEgoKAmlkGAEgASgJEiMKBHJvbGUYAiABKA4yFS5yZWFsdGltZS52MS5Ob2RlUm9sZRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDSpMCghOb2RlUm9sZRIZChVOT0RFX1JPTEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1JPTEVfQVBJEAESEgoOTk9ERV9ST0xFX0VER0UQAjL1BwoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZRJWCg1QcmVzZW5jZVN0YXRzEiEucmVhbHRpbWUudjEuUHJlc2VuY2VTdGF0c1JlcXVlc3QaIi5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVzcG9uc2USTQoKRGlzY29ubmVjdBIeLnJlYWx0aW1lLnYxLkRpc2Nvbm5lY3RSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuRGlzY29ubmVjdFJlc3BvbnNlEkoKCVN1YnNjcmliZRIdLnJlYWx0aW1lLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5yZWFsdGltZS52MS5TdWJzY3JpYmVSZXNwb25zZRJQCgtVbnN1YnNjcmliZRIfLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVxdWVzdBogLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVzcG9uc2USOwoESW5mbxIYLnJlYWx0aW1lLnYxLkluZm9SZXF1ZXN0GhkucmVhbHRpbWUudjEuSW5mb1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -82,6 +82,26 @@ export type SendRequest = Message<"realtime.v1.SendRequest"> & {
    * @generated from field: string idempotency_key = 5;
    */
   idempotencyKey: string;
+
+  /**
+   * Instead of channel: the event goes to every connection of this user
+   * (the subject of its token), on every edge, whatever channels they are
+   * in. Clients receive it with channel "" (as a broadcast). Exactly one of
+   * channel and user_id is set. Such an event keeps no history. 1 to 256
+   * characters.
+   *
+   * @generated from field: string user_id = 6;
+   */
+  userId: string;
+
+  /**
+   * Optional: this connection does not receive the event (a backend that
+   * relays a client's action leaves that client out). Its id is the one
+   * the client got in its Connected frame.
+   *
+   * @generated from field: string exclude_connection_id = 7;
+   */
+  excludeConnectionId: string;
 };
 
 /**
@@ -327,6 +347,14 @@ export type BroadcastRequest = Message<"realtime.v1.BroadcastRequest"> & {
    * @generated from field: string idempotency_key = 4;
    */
   idempotencyKey: string;
+
+  /**
+   * Optional: this connection does not receive the event (as in
+   * SendRequest.exclude_connection_id).
+   *
+   * @generated from field: string exclude_connection_id = 5;
+   */
+  excludeConnectionId: string;
 };
 
 /**
@@ -977,6 +1005,347 @@ export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PUR
   messageDesc(file_realtime_v1_realtime, 23);
 
 /**
+ * Target names the connections a command is for: exactly one of the two.
+ *
+ * @generated from message realtime.v1.Target
+ */
+export type Target = Message<"realtime.v1.Target"> & {
+  /**
+   * @generated from oneof realtime.v1.Target.target
+   */
+  target: {
+    /**
+     * One connection, by the id its client got in its Connected frame.
+     *
+     * @generated from field: string connection_id = 1;
+     */
+    value: string;
+    case: "connectionId";
+  } | {
+    /**
+     * Every connection of one user (the subject of their tokens), on every
+     * edge. 1 to 256 characters.
+     *
+     * @generated from field: string user_id = 2;
+     */
+    value: string;
+    case: "userId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message realtime.v1.Target.
+ * Use `create(TargetSchema)` to create a new message.
+ */
+export const TargetSchema: GenMessage<Target> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 24);
+
+/**
+ * DisconnectRequest says whose connections to close, and how.
+ *
+ * @generated from message realtime.v1.DisconnectRequest
+ */
+export type DisconnectRequest = Message<"realtime.v1.DisconnectRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: realtime.v1.Target target = 1;
+   */
+  target?: Target | undefined;
+
+  /**
+   * false (the default): closed with 4505, and the client must not
+   * reconnect until something changes; true: closed with 4005, and the
+   * client may reconnect (with backoff).
+   *
+   * @generated from field: bool reconnect = 2;
+   */
+  reconnect: boolean;
+
+  /**
+   * Told to the client in the close frame: at most 120 bytes of UTF-8
+   * (longer is INVALID_ARGUMENT). "" says "disconnected by the backend".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message realtime.v1.DisconnectRequest.
+ * Use `create(DisconnectRequestSchema)` to create a new message.
+ */
+export const DisconnectRequestSchema: GenMessage<DisconnectRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 25);
+
+/**
+ * DisconnectResponse counts what was done.
+ *
+ * @generated from message realtime.v1.DisconnectResponse
+ */
+export type DisconnectResponse = Message<"realtime.v1.DisconnectResponse"> & {
+  /**
+   * The connections closed (at least 1).
+   *
+   * @generated from field: uint32 connections = 1;
+   */
+  connections: number;
+};
+
+/**
+ * Describes the message realtime.v1.DisconnectResponse.
+ * Use `create(DisconnectResponseSchema)` to create a new message.
+ */
+export const DisconnectResponseSchema: GenMessage<DisconnectResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 26);
+
+/**
+ * SubscribeRequest names the connections and the channel they join.
+ *
+ * @generated from message realtime.v1.SubscribeRequest
+ */
+export type SubscribeRequest = Message<"realtime.v1.SubscribeRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: realtime.v1.Target target = 1;
+   */
+  target?: Target | undefined;
+
+  /**
+   * The channel, with the same rules as SendRequest.channel.
+   *
+   * @generated from field: string channel = 2;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.SubscribeRequest.
+ * Use `create(SubscribeRequestSchema)` to create a new message.
+ */
+export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 27);
+
+/**
+ * SubscribeResponse counts the connections found and those that joined
+ * now. When a matching connection could not join (the channel limit, a
+ * private channel its token does not grant), the call fails with that
+ * error instead, saying how many others joined.
+ *
+ * @generated from message realtime.v1.SubscribeResponse
+ */
+export type SubscribeResponse = Message<"realtime.v1.SubscribeResponse"> & {
+  /**
+   * The connections that matched the target (at least 1).
+   *
+   * @generated from field: uint32 connections = 1;
+   */
+  connections: number;
+
+  /**
+   * Of those, the ones that joined now (the others were members already).
+   *
+   * @generated from field: uint32 joined = 2;
+   */
+  joined: number;
+};
+
+/**
+ * Describes the message realtime.v1.SubscribeResponse.
+ * Use `create(SubscribeResponseSchema)` to create a new message.
+ */
+export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 28);
+
+/**
+ * UnsubscribeRequest names the connections and the channel they leave.
+ *
+ * @generated from message realtime.v1.UnsubscribeRequest
+ */
+export type UnsubscribeRequest = Message<"realtime.v1.UnsubscribeRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: realtime.v1.Target target = 1;
+   */
+  target?: Target | undefined;
+
+  /**
+   * The channel, with the same rules as SendRequest.channel.
+   *
+   * @generated from field: string channel = 2;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.UnsubscribeRequest.
+ * Use `create(UnsubscribeRequestSchema)` to create a new message.
+ */
+export const UnsubscribeRequestSchema: GenMessage<UnsubscribeRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 29);
+
+/**
+ * UnsubscribeResponse counts the connections found and those that left.
+ *
+ * @generated from message realtime.v1.UnsubscribeResponse
+ */
+export type UnsubscribeResponse = Message<"realtime.v1.UnsubscribeResponse"> & {
+  /**
+   * The connections that matched the target (at least 1).
+   *
+   * @generated from field: uint32 connections = 1;
+   */
+  connections: number;
+
+  /**
+   * Of those, the ones that left now (the others were not members).
+   *
+   * @generated from field: uint32 left = 2;
+   */
+  left: number;
+};
+
+/**
+ * Describes the message realtime.v1.UnsubscribeResponse.
+ * Use `create(UnsubscribeResponseSchema)` to create a new message.
+ */
+export const UnsubscribeResponseSchema: GenMessage<UnsubscribeResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 30);
+
+/**
+ * InfoRequest asks every node for its state.
+ *
+ * @generated from message realtime.v1.InfoRequest
+ */
+export type InfoRequest = Message<"realtime.v1.InfoRequest"> & {
+};
+
+/**
+ * Describes the message realtime.v1.InfoRequest.
+ * Use `create(InfoRequestSchema)` to create a new message.
+ */
+export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 31);
+
+/**
+ * InfoResponse lists the nodes that answered.
+ *
+ * @generated from message realtime.v1.InfoResponse
+ */
+export type InfoResponse = Message<"realtime.v1.InfoResponse"> & {
+  /**
+   * The API nodes and edges, API nodes first, each sorted by id.
+   *
+   * @generated from field: repeated realtime.v1.NodeInfo nodes = 1;
+   */
+  nodes: NodeInfo[];
+
+  /**
+   * Edges (or, on Redis, API nodes) that received the question but did
+   * not answer within the deadline (2 s): they may be up but stalled.
+   *
+   * @generated from field: uint32 unanswered = 2;
+   */
+  unanswered: number;
+};
+
+/**
+ * Describes the message realtime.v1.InfoResponse.
+ * Use `create(InfoResponseSchema)` to create a new message.
+ */
+export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 32);
+
+/**
+ * NodeInfo is one node's answer.
+ *
+ * @generated from message realtime.v1.NodeInfo
+ */
+export type NodeInfo = Message<"realtime.v1.NodeInfo"> & {
+  /**
+   * The node's id: an edge's is the prefix of its connections' ids (before
+   * the last "."); an API node's is its own.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: realtime.v1.NodeRole role = 2;
+   */
+  role: NodeRole;
+
+  /**
+   * The version of Switchboard it runs.
+   *
+   * @generated from field: string version = 3;
+   */
+  version: string;
+
+  /**
+   * When it started, in milliseconds since the Unix epoch.
+   *
+   * @generated from field: uint64 started_unix_ms = 4;
+   */
+  startedUnixMs: bigint;
+
+  /**
+   * Edges: the client connections it holds. API nodes: 0.
+   *
+   * @generated from field: uint32 connections = 5;
+   */
+  connections: number;
+
+  /**
+   * Edges: the channels its connections are in. API nodes: 0.
+   *
+   * @generated from field: uint32 channels = 6;
+   */
+  channels: number;
+};
+
+/**
+ * Describes the message realtime.v1.NodeInfo.
+ * Use `create(NodeInfoSchema)` to create a new message.
+ */
+export const NodeInfoSchema: GenMessage<NodeInfo> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 33);
+
+/**
+ * NodeRole is what a node does.
+ *
+ * @generated from enum realtime.v1.NodeRole
+ */
+export enum NodeRole {
+  /**
+   * @generated from enum value: NODE_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Serves realtime.v1.Realtime.
+   *
+   * @generated from enum value: NODE_ROLE_API = 1;
+   */
+  API = 1,
+
+  /**
+   * Holds client connections.
+   *
+   * @generated from enum value: NODE_ROLE_EDGE = 2;
+   */
+  EDGE = 2,
+}
+
+/**
+ * Describes the enum realtime.v1.NodeRole.
+ */
+export const NodeRoleSchema: GenEnum<NodeRole> = /*@__PURE__*/
+  enumDesc(file_realtime_v1_realtime, 0);
+
+/**
  * Realtime is the API that backends call to push events to the clients
  * connected to the edges. Every method is served over gRPC (and, where the
  * API process enables it, over Connect and gRPC-Web) by one implementation.
@@ -1132,6 +1501,58 @@ export const Realtime: GenService<{
     methodKind: "unary";
     input: typeof PresenceStatsRequestSchema;
     output: typeof PresenceStatsResponseSchema;
+  },
+  /**
+   * Disconnect closes one connection, or every connection of one user, on
+   * whichever edges hold them, with a close code that tells the client
+   * whether to reconnect (4005 may, 4505 must not). NOT_FOUND when no
+   * connection matched.
+   *
+   * @generated from rpc realtime.v1.Realtime.Disconnect
+   */
+  disconnect: {
+    methodKind: "unary";
+    input: typeof DisconnectRequestSchema;
+    output: typeof DisconnectResponseSchema;
+  },
+  /**
+   * Subscribe makes one connection, or every connection of one user, join a
+   * channel, as a client join does: the same checks (a private channel
+   * needs the connection's token to grant it; the per-connection channel
+   * limit), the same channel:join for the other members. The connection is
+   * told with a Subscribed frame (the SDK emits "subscribed"). NOT_FOUND
+   * when no connection matched.
+   *
+   * @generated from rpc realtime.v1.Realtime.Subscribe
+   */
+  subscribe: {
+    methodKind: "unary";
+    input: typeof SubscribeRequestSchema;
+    output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * Unsubscribe makes one connection, or every connection of one user,
+   * leave a channel: the other members get channel:leave, the connection an
+   * Unsubscribed frame (the SDK emits "unsubscribed"). NOT_FOUND when no
+   * connection matched.
+   *
+   * @generated from rpc realtime.v1.Realtime.Unsubscribe
+   */
+  unsubscribe: {
+    methodKind: "unary";
+    input: typeof UnsubscribeRequestSchema;
+    output: typeof UnsubscribeResponseSchema;
+  },
+  /**
+   * Info lists the edges and API nodes that are up: each answers with its
+   * id, version, start time and connection counts.
+   *
+   * @generated from rpc realtime.v1.Realtime.Info
+   */
+  info: {
+    methodKind: "unary";
+    input: typeof InfoRequestSchema;
+    output: typeof InfoResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSKCAgoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIAEIHCgVmcmFtZSI1CghQcmVzZW5jZRIpCgZldmVudHMYASADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQiFwoJQ29ubmVjdGVkEgoKAmlkGAEgASgJIp0CCgVSZXBseRIKCgJpZBgBIAEoDRIoCgVlcnJvchgCIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIrCgdtZW1iZXJzGAMgAygLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlchISCgptZXNzYWdlX2lkGAQgASgJEhcKD25leHRfcGFnZV90b2tlbhgFIAEoCRI0Cghwb3NpdGlvbhgGIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIRCglyZWNvdmVyZWQYByABKAgSKQoGZXZlbnRzGAggAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50EhAKCGNvbXBsZXRlGAkgASgIIkUKBUVycm9yEisKBGNvZGUYASABKA4yHS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkixQEKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEiwKBm1lbWJlchgFIAEoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXJIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwCgpHZXRIaXN0b3J5Eg8KB2NoYW5uZWwYASABKAkSMQoFc2luY2UYAiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCJPCgZSZXN5bmMSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiqkAgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIfChtFUlJPUl9DT0RFX0lOVkFMSURfQVJHVU1FTlQQAxIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIcChhFUlJPUl9DT0RFX1VOSU1QTEVNRU5URUQQDBIXChNFUlJPUl9DT0RFX0lOVEVSTkFMEA0SGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAOEh4KGkVSUk9SX0NPREVfVU5BVVRIRU5USUNBVEVEEBBiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSLyAgoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIABI0CgpzdWJzY3JpYmVkGAYgASgLMh4ucmVhbHRpbWUuY2xpZW50LnYxLlN1YnNjcmliZWRIABI4Cgx1bnN1YnNjcmliZWQYByABKAsyIC5yZWFsdGltZS5jbGllbnQudjEuVW5zdWJzY3JpYmVkSABCBwoFZnJhbWUiUwoKU3Vic2NyaWJlZBIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uIh8KDFVuc3Vic2NyaWJlZBIPCgdjaGFubmVsGAEgASgJIjUKCFByZXNlbmNlEikKBmV2ZW50cxgBIAMoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudCIXCglDb25uZWN0ZWQSCgoCaWQYASABKAkinQIKBVJlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEisKB21lbWJlcnMYAyADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEhIKCm1lc3NhZ2VfaWQYBCABKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAUgASgJEjQKCHBvc2l0aW9uGAYgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEhEKCXJlY292ZXJlZBgHIAEoCBIpCgZldmVudHMYCCADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQSEAoIY29tcGxldGUYCSABKAgiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSLFAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKCkdldEhpc3RvcnkSDwoHY2hhbm5lbBgBIAEoCRIxCgVzaW5jZRgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIk8KBlJlc3luYxIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uKqQCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBAIEiIKHkVSUk9SX0NPREVfRkFJTEVEX1BSRUNPTkRJVElPThAJEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQEGIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -462,6 +462,25 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
      */
     value: Presence;
     case: "presence";
+  } | {
+    /**
+     * The backend made this connection join a channel (realtime.v1
+     * Subscribe): it is a member now, as after its own join. The SDK emits
+     * "subscribed" and re-joins the channel after a reconnect.
+     *
+     * @generated from field: realtime.client.v1.Subscribed subscribed = 6;
+     */
+    value: Subscribed;
+    case: "subscribed";
+  } | {
+    /**
+     * The backend made this connection leave a channel (realtime.v1
+     * Unsubscribe). The SDK emits "unsubscribed" and does not re-join it.
+     *
+     * @generated from field: realtime.client.v1.Unsubscribed unsubscribed = 7;
+     */
+    value: Unsubscribed;
+    case: "unsubscribed";
   } | { case: undefined; value?: undefined };
 };
 
@@ -471,6 +490,58 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 9);
+
+/**
+ * Subscribed: see ServerFrame.subscribed. Sent after the other members were
+ * told (channel:join), before any event of the channel that follows it.
+ *
+ * @generated from message realtime.client.v1.Subscribed
+ */
+export type Subscribed = Message<"realtime.client.v1.Subscribed"> & {
+  /**
+   * The channel joined.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * The channel's position at the join (absent when it keeps no history),
+   * as a join reply carries it.
+   *
+   * @generated from field: realtime.client.v1.StreamPosition position = 2;
+   */
+  position?: StreamPosition | undefined;
+};
+
+/**
+ * Describes the message realtime.client.v1.Subscribed.
+ * Use `create(SubscribedSchema)` to create a new message.
+ */
+export const SubscribedSchema: GenMessage<Subscribed> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 10);
+
+/**
+ * Unsubscribed: see ServerFrame.unsubscribed. No event of the channel
+ * follows it.
+ *
+ * @generated from message realtime.client.v1.Unsubscribed
+ */
+export type Unsubscribed = Message<"realtime.client.v1.Unsubscribed"> & {
+  /**
+   * The channel left.
+   *
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.client.v1.Unsubscribed.
+ * Use `create(UnsubscribedSchema)` to create a new message.
+ */
+export const UnsubscribedSchema: GenMessage<Unsubscribed> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 11);
 
 /**
  * Presence lists system events (channel:join, channel:leave,
@@ -496,7 +567,7 @@ export type Presence = Message<"realtime.client.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 10);
+  messageDesc(file_realtime_client_v1_client, 12);
 
 /**
  * Connected tells the client who it is.
@@ -517,7 +588,7 @@ export type Connected = Message<"realtime.client.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 11);
+  messageDesc(file_realtime_client_v1_client, 13);
 
 /**
  * Reply answers one ClientFrame.
@@ -606,7 +677,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 12);
+  messageDesc(file_realtime_client_v1_client, 14);
 
 /**
  * Error says why a command failed.
@@ -634,7 +705,7 @@ export type Error = Message<"realtime.client.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 13);
+  messageDesc(file_realtime_client_v1_client, 15);
 
 /**
  * Event is an application event (sent by a backend or a client) or a system
@@ -721,7 +792,7 @@ export type Event = Message<"realtime.client.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 14);
+  messageDesc(file_realtime_client_v1_client, 16);
 
 /**
  * Member is one connection in a channel.
@@ -757,7 +828,7 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 15);
+  messageDesc(file_realtime_client_v1_client, 17);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -785,7 +856,7 @@ export type StreamPosition = Message<"realtime.client.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 16);
+  messageDesc(file_realtime_client_v1_client, 18);
 
 /**
  * GetHistory reads the events a channel keeps (its history is bounded by
@@ -829,7 +900,7 @@ export type GetHistory = Message<"realtime.client.v1.GetHistory"> & {
  * Use `create(GetHistorySchema)` to create a new message.
  */
 export const GetHistorySchema: GenMessage<GetHistory> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 17);
+  messageDesc(file_realtime_client_v1_client, 19);
 
 /**
  * Resync tells a member that the edge lost events of a channel.
@@ -857,7 +928,7 @@ export type Resync = Message<"realtime.client.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 18);
+  messageDesc(file_realtime_client_v1_client, 20);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/link/v1/link.proto.
  */
 export const file_realtime_link_v1_link: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKIAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCGIGcHJvdG8z", [file_realtime_client_v1_client]);
+  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKIAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCCLQAgoHQ29udHJvbBIKCgJpZBgBIAEoBBIQCghyZXBseV90bxgCIAEoCRI5CgpkaXNjb25uZWN0GAMgASgLMiMucmVhbHRpbWUubGluay52MS5Db250cm9sRGlzY29ubmVjdEgAEjUKCXN1YnNjcmliZRgEIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbENoYW5uZWxIABI3Cgt1bnN1YnNjcmliZRgFIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbENoYW5uZWxIABItCgRpbmZvGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5Db250cm9sSW5mb0gAEhEKB2RlbGl2ZXIYByABKAxIABIvCgVyZXBseRgIIAEoCzIeLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbFJlcGx5SABCCQoHY29tbWFuZCINCgtDb250cm9sSW5mbyJFCg1Db250cm9sVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0ImIKEUNvbnRyb2xEaXNjb25uZWN0Ei8KBnRhcmdldBgBIAEoCzIfLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbFRhcmdldBIMCgRjb2RlGAIgASgNEg4KBnJlYXNvbhgDIAEoCSJSCg5Db250cm9sQ2hhbm5lbBIvCgZ0YXJnZXQYASABKAsyHy5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xUYXJnZXQSDwoHY2hhbm5lbBgCIAEoCSKVAQoMQ29udHJvbFJlcGx5EgoKAmlkGAEgASgEEhMKC2Nvbm5lY3Rpb25zGAIgASgNEg8KB2NoYW5nZWQYAyABKA0SKAoFZXJyb3IYBCABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISKQoEbm9kZRgFIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTm9kZVN0YXRlInYKCU5vZGVTdGF0ZRIKCgJpZBgBIAEoCRIMCgRyb2xlGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSFwoPc3RhcnRlZF91bml4X21zGAQgASgEEhMKC2Nvbm5lY3Rpb25zGAUgASgNEhAKCGNoYW5uZWxzGAYgASgNYgZwcm90bzM", [file_realtime_client_v1_client]);
 
 /**
  * Publication is one event on its way to the edges. The publisher encodes the
@@ -539,4 +539,286 @@ export type LinkReply = Message<"realtime.link.v1.LinkReply"> & {
  */
 export const LinkReplySchema: GenMessage<LinkReply> = /*@__PURE__*/
   messageDesc(file_realtime_link_v1_link, 10);
+
+/**
+ * Control is a command between nodes, or its answer, carried as the event
+ * bytes of a Publication on an internal channel: channels starting with
+ * "#", a character client channel names cannot hold, so that no client can
+ * join, watch or publish to one. Each edge subscribes to "#edge:<its id>",
+ * to "#edges", and to "#user:<user id>" for every user it holds a
+ * connection of; each API node to "#api:<its id>" (its answers) and, on
+ * Redis, to "#apis". These channels keep no history. See
+ * src/core/control-channels.ts.
+ *
+ * @generated from message realtime.link.v1.Control
+ */
+export type Control = Message<"realtime.link.v1.Control"> & {
+  /**
+   * Names the question on its asker; its answers carry the same id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The channel to answer on ("#api:<id>"); "" for no answer.
+   *
+   * @generated from field: string reply_to = 2;
+   */
+  replyTo: string;
+
+  /**
+   * @generated from oneof realtime.link.v1.Control.command
+   */
+  command: {
+    /**
+     * Close the target's connections.
+     *
+     * @generated from field: realtime.link.v1.ControlDisconnect disconnect = 3;
+     */
+    value: ControlDisconnect;
+    case: "disconnect";
+  } | {
+    /**
+     * The target's connections join a channel.
+     *
+     * @generated from field: realtime.link.v1.ControlChannel subscribe = 4;
+     */
+    value: ControlChannel;
+    case: "subscribe";
+  } | {
+    /**
+     * The target's connections leave a channel.
+     *
+     * @generated from field: realtime.link.v1.ControlChannel unsubscribe = 5;
+     */
+    value: ControlChannel;
+    case: "unsubscribe";
+  } | {
+    /**
+     * Answer with NodeInfo.
+     *
+     * @generated from field: realtime.link.v1.ControlInfo info = 6;
+     */
+    value: ControlInfo;
+    case: "info";
+  } | {
+    /**
+     * An event for every connection of the user whose channel carries it:
+     * a Publication (channel "") in protobuf binary, as the publish path's
+     * hand codec writes it (src/wire/publication.ts).
+     *
+     * @generated from field: bytes deliver = 7;
+     */
+    value: Uint8Array;
+    case: "deliver";
+  } | {
+    /**
+     * The answer to one of the above.
+     *
+     * @generated from field: realtime.link.v1.ControlReply reply = 8;
+     */
+    value: ControlReply;
+    case: "reply";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message realtime.link.v1.Control.
+ * Use `create(ControlSchema)` to create a new message.
+ */
+export const ControlSchema: GenMessage<Control> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 11);
+
+/**
+ * ControlInfo asks a node for its NodeState.
+ *
+ * @generated from message realtime.link.v1.ControlInfo
+ */
+export type ControlInfo = Message<"realtime.link.v1.ControlInfo"> & {
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlInfo.
+ * Use `create(ControlInfoSchema)` to create a new message.
+ */
+export const ControlInfoSchema: GenMessage<ControlInfo> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 12);
+
+/**
+ * ControlTarget names the connections of one edge that a command is for.
+ *
+ * @generated from message realtime.link.v1.ControlTarget
+ */
+export type ControlTarget = Message<"realtime.link.v1.ControlTarget"> & {
+  /**
+   * @generated from oneof realtime.link.v1.ControlTarget.target
+   */
+  target: {
+    /**
+     * @generated from field: string connection_id = 1;
+     */
+    value: string;
+    case: "connectionId";
+  } | {
+    /**
+     * @generated from field: string user_id = 2;
+     */
+    value: string;
+    case: "userId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlTarget.
+ * Use `create(ControlTargetSchema)` to create a new message.
+ */
+export const ControlTargetSchema: GenMessage<ControlTarget> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 13);
+
+/**
+ * ControlDisconnect closes connections with a code of the closed set.
+ *
+ * @generated from message realtime.link.v1.ControlDisconnect
+ */
+export type ControlDisconnect = Message<"realtime.link.v1.ControlDisconnect"> & {
+  /**
+   * @generated from field: realtime.link.v1.ControlTarget target = 1;
+   */
+  target?: ControlTarget | undefined;
+
+  /**
+   * @generated from field: uint32 code = 2;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlDisconnect.
+ * Use `create(ControlDisconnectSchema)` to create a new message.
+ */
+export const ControlDisconnectSchema: GenMessage<ControlDisconnect> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 14);
+
+/**
+ * ControlChannel makes connections join or leave one channel.
+ *
+ * @generated from message realtime.link.v1.ControlChannel
+ */
+export type ControlChannel = Message<"realtime.link.v1.ControlChannel"> & {
+  /**
+   * @generated from field: realtime.link.v1.ControlTarget target = 1;
+   */
+  target?: ControlTarget | undefined;
+
+  /**
+   * @generated from field: string channel = 2;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlChannel.
+ * Use `create(ControlChannelSchema)` to create a new message.
+ */
+export const ControlChannelSchema: GenMessage<ControlChannel> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 15);
+
+/**
+ * ControlReply is one node's answer.
+ *
+ * @generated from message realtime.link.v1.ControlReply
+ */
+export type ControlReply = Message<"realtime.link.v1.ControlReply"> & {
+  /**
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The connections that matched the target.
+   *
+   * @generated from field: uint32 connections = 2;
+   */
+  connections: number;
+
+  /**
+   * Of those, the ones whose membership changed (Subscribe, Unsubscribe).
+   *
+   * @generated from field: uint32 changed = 3;
+   */
+  changed: number;
+
+  /**
+   * The first failure, if one connection could not do it.
+   *
+   * @generated from field: realtime.client.v1.Error error = 4;
+   */
+  error?: Error | undefined;
+
+  /**
+   * For info: the node.
+   *
+   * @generated from field: realtime.link.v1.NodeState node = 5;
+   */
+  node?: NodeState | undefined;
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlReply.
+ * Use `create(ControlReplySchema)` to create a new message.
+ */
+export const ControlReplySchema: GenMessage<ControlReply> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 16);
+
+/**
+ * NodeState mirrors realtime.v1.NodeInfo (the link does not import the API).
+ *
+ * @generated from message realtime.link.v1.NodeState
+ */
+export type NodeState = Message<"realtime.link.v1.NodeState"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * "api" or "edge".
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * @generated from field: string version = 3;
+   */
+  version: string;
+
+  /**
+   * @generated from field: uint64 started_unix_ms = 4;
+   */
+  startedUnixMs: bigint;
+
+  /**
+   * @generated from field: uint32 connections = 5;
+   */
+  connections: number;
+
+  /**
+   * @generated from field: uint32 channels = 6;
+   */
+  channels: number;
+};
+
+/**
+ * Describes the message realtime.link.v1.NodeState.
+ * Use `create(NodeStateSchema)` to create a new message.
+ */
+export const NodeStateSchema: GenMessage<NodeState> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 17);
 

@@ -1,0 +1,518 @@
+/**
+ * The backend in control (realtime.v1 Send to a user, exclude_connection_id,
+ * Disconnect, Subscribe, Unsubscribe, Info), end to end with real
+ * processes: the embedded mode (one API, two edges over the link) and the
+ * Redis mode (two API nodes, two edges), over gRPC and Connect, with the
+ * bad inputs and an edge that does not answer.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { NodeRole } from "../gen/realtime/v1/realtime_pb.js";
+import { CloseCode, RealtimeClient, type SubscribedInfo, type DisconnectInfo } from "../src/client/index.js";
+import { startCluster, stopAll, type Proc } from "./helpers/cluster.js";
+import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
+import {
+  deletePrefix,
+  eventually,
+  NO_REDIS,
+  startTopology,
+  testRedisUrl,
+  uniquePrefix,
+} from "./helpers/redis-topology.js";
+import { waitFor } from "./helpers/sdk.js";
+import { sleep, TestClient } from "./helpers/ws-client.js";
+
+const SECRET = "server-control-test-secret-0123456789";
+
+function token(sub: string, channels: string[] = []): Promise<string> {
+  return new SignJWT({ channels })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 3_600)
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+/** The gRPC status of a failed call. */
+async function status(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    return { code: e.code, details: e.details };
+  }
+  throw new Error("the call succeeded");
+}
+
+interface Setup {
+  apis: RealtimeTestClient[];
+  http: string[];
+  ws: string[];
+  edges: Proc[];
+  stop(): Promise<void>;
+}
+
+const MODES: { name: string; skip: boolean; start(): Promise<Setup> }[] = [
+  {
+    name: "embedded: one API, two edges",
+    skip: false,
+    async start() {
+      const c = await startCluster(2, { REALTIME_JWT_SECRET: SECRET, REALTIME_ALLOW_ANONYMOUS: "true" });
+      const api = realtimeClient(c.grpc);
+      return {
+        apis: [api, api],
+        http: [c.http, c.http],
+        ws: c.ws,
+        edges: c.edges,
+        stop: async () => {
+          api.close();
+          await c.stop();
+        },
+      };
+    },
+  },
+  {
+    name: "Redis: two API nodes, two edges",
+    skip: NO_REDIS,
+    async start() {
+      const prefix = uniquePrefix("server-control");
+      const t = await startTopology(2, 2, {
+        REALTIME_REDIS_URL: testRedisUrl(),
+        REALTIME_REDIS_PREFIX: prefix,
+        REALTIME_JWT_SECRET: SECRET,
+        REALTIME_ALLOW_ANONYMOUS: "true",
+      });
+      const apis = t.grpc.map(realtimeClient);
+      return {
+        apis,
+        http: t.apis.map((a) => a.ready.http!),
+        ws: t.ws,
+        edges: t.edges,
+        stop: async () => {
+          for (const a of apis) a.close();
+          await t.stop();
+          await deletePrefix(prefix);
+        },
+      };
+    },
+  },
+];
+
+for (const mode of MODES) {
+  describe.skipIf(mode.skip)(mode.name, () => {
+    let s: Setup;
+    const opened: TestClient[] = [];
+    const connect = async (edge: number, user?: string, channels?: string[]) => {
+      const q = user === undefined ? "" : `/?token=${await token(user, channels)}`;
+      const c = await TestClient.connect(s.ws[edge]!, edge === 0 ? "json" : "proto", q);
+      opened.push(c);
+      return c;
+    };
+
+    beforeAll(async () => {
+      s = await mode.start();
+    }, 60_000);
+
+    afterAll(async () => {
+      await Promise.all(opened.map((c) => c.close()));
+      await s?.stop();
+      await stopAll();
+    }, 30_000);
+
+    it("Send with user_id reaches every connection of that user, on both edges, and no one else", async () => {
+      const a0 = await connect(0, "send-alice");
+      const a1 = await connect(1, "send-alice");
+      const b = await connect(1, "send-bob");
+      const res = await s.apis[0]!.send({
+        userId: "send-alice",
+        event: "note",
+        payload: { case: "json", value: { kind: { case: "stringValue", value: "hi" } } },
+      });
+      expect(res.edges).toBe(2);
+      for (const c of [a0, a1]) {
+        const ev = await c.event("note");
+        expect(ev.channel).toBe("");
+        expect(ev.id).toBe(res.messageId);
+      }
+      // Through the other API node too; bob got neither.
+      const res2 = await s.apis[1]!.send({
+        userId: "send-bob",
+        event: "note2",
+        payload: { case: "binary", value: new Uint8Array([7]) },
+      });
+      expect(res2.edges).toBe(1);
+      const note2 = (await b.event("note2")).payload;
+      expect([note2.case, [...(note2.value as Uint8Array)]]).toEqual(["binary", [7]]);
+      expect(b.events("note")).toEqual([]);
+      expect(a0.events("note2")).toEqual([]);
+      // Nobody of that name: handed to no edge.
+      expect(
+        (
+          await s.apis[0]!.send({
+            userId: "send-nobody",
+            event: "note",
+            payload: { case: "binary", value: new Uint8Array() },
+          })
+        ).edges,
+      ).toBe(0);
+      // After the user's last connection here closed, its edge no longer takes its events.
+      await a1.close();
+      await eventually(
+        async () =>
+          (
+            await s.apis[0]!.send({
+              userId: "send-alice",
+              event: "n3",
+              payload: { case: "binary", value: new Uint8Array() },
+            })
+          ).edges === 1,
+        10_000,
+        "the closed connection's edge drops the user's channel",
+      );
+    });
+
+    it("a Send to a user keeps its idempotency key to that user, and rides SendBatch", async () => {
+      const k = await connect(0, "idem-kim");
+      const send = (userId: string) =>
+        s.apis[0]!.send({
+          userId,
+          event: "once",
+          payload: { case: "binary", value: new Uint8Array([1]) },
+          idempotencyKey: "idem-user-key",
+        });
+      const first = await send("idem-kim");
+      expect(first.duplicate).toBe(false);
+      const retry = await s.apis[1]!.send({
+        userId: "idem-kim",
+        event: "once",
+        payload: { case: "binary", value: new Uint8Array([1]) },
+        idempotencyKey: "idem-user-key",
+      });
+      expect({ duplicate: retry.duplicate, id: retry.messageId }).toEqual({ duplicate: true, id: first.messageId });
+      const other = await status(send("idem-lee"));
+      expect(other.code).toBe(grpc.status.FAILED_PRECONDITION);
+      const batch = await s.apis[1]!.sendBatch({
+        requests: [
+          { userId: "idem-kim", event: "b1", payload: { case: "binary", value: new Uint8Array() } },
+          { channel: "idem-none", event: "b2", payload: { case: "binary", value: new Uint8Array() } },
+        ],
+      });
+      expect(batch.responses.map((r) => r.edges)).toEqual([1, 0]);
+      await k.event("b1");
+      expect(k.events("once").length).toBe(1);
+    });
+
+    it("exclude_connection_id leaves one connection out of a Send and of a Broadcast", async () => {
+      const x = await connect(0);
+      const y = await connect(1);
+      for (const c of [x, y]) await c.ok({ command: { case: "join", value: { channel: "excl" } } });
+      await s.apis[1]!.send({
+        channel: "excl",
+        event: "relayed",
+        payload: { case: "binary", value: new Uint8Array([1]) },
+        excludeConnectionId: x.id,
+      });
+      await s.apis[0]!.broadcast({
+        event: "relayed-all",
+        payload: { case: "binary", value: new Uint8Array([2]) },
+        excludeConnectionId: y.id,
+      });
+      await s.apis[0]!.send({ channel: "excl", event: "after", payload: { case: "binary", value: new Uint8Array() } });
+      // Each got what came after what it was left out of: the exclusion was not a loss of order.
+      await y.event("relayed", "excl");
+      await x.event("relayed-all");
+      await Promise.all([x.event("after", "excl"), y.event("after", "excl")]);
+      expect(x.events("relayed")).toEqual([]);
+      expect(y.events("relayed-all")).toEqual([]);
+    });
+
+    it("Subscribe and Unsubscribe move a user's connections, with the other members told", async () => {
+      const watcher = await connect(0);
+      await watcher.ok({ command: { case: "join", value: { channel: "room" } } });
+      const c0 = await connect(0, "sub-carol");
+      const c1 = await connect(1, "sub-carol");
+      const res = await s.apis[1]!.subscribe({
+        target: { target: { case: "userId", value: "sub-carol" } },
+        channel: "room",
+      });
+      expect({ connections: res.connections, joined: res.joined }).toEqual({ connections: 2, joined: 2 });
+      for (const c of [c0, c1]) {
+        const f = await c.next((f) => f.frame.case === "subscribed");
+        expect((f.frame.value as { channel: string }).channel).toBe("room");
+      }
+      await waitFor(
+        () => watcher.told("channel:join", "room").filter((id) => id === c0.id || id === c1.id).length === 2,
+      );
+      const members = await s.apis[0]!.getMembers({ channel: "room" });
+      expect(members.members.map((m) => m.id).sort()).toEqual([watcher.id, c0.id, c1.id].sort());
+      // They are members: a Send to the channel reaches them.
+      await s.apis[0]!.send({ channel: "room", event: "hello", payload: { case: "binary", value: new Uint8Array() } });
+      await Promise.all([c0.event("hello", "room"), c1.event("hello", "room")]);
+      // Again: found, but nobody joined now.
+      const again = await s.apis[0]!.subscribe({
+        target: { target: { case: "userId", value: "sub-carol" } },
+        channel: "room",
+      });
+      expect({ connections: again.connections, joined: again.joined }).toEqual({ connections: 2, joined: 0 });
+
+      const left = await s.apis[0]!.unsubscribe({
+        target: { target: { case: "connectionId", value: c1.id } },
+        channel: "room",
+      });
+      expect({ connections: left.connections, left: left.left }).toEqual({ connections: 1, left: 1 });
+      const f = await c1.next((f) => f.frame.case === "unsubscribed");
+      expect((f.frame.value as { channel: string }).channel).toBe("room");
+      await waitFor(() => watcher.told("channel:leave", "room").includes(c1.id));
+      expect((await s.apis[1]!.getMembers({ channel: "room" })).members.map((m) => m.id).sort()).toEqual(
+        [watcher.id, c0.id].sort(),
+      );
+      const none = await s.apis[0]!.unsubscribe({
+        target: { target: { case: "connectionId", value: c1.id } },
+        channel: "room",
+      });
+      expect({ connections: none.connections, left: none.left }).toEqual({ connections: 1, left: 0 });
+    });
+
+    it("Subscribe has a client join's permissions: a private channel needs the token's grant", async () => {
+      const granted = await connect(1, "priv-dave", ["private:ops"]);
+      const plain = await connect(0, "priv-erin");
+      const ok = await s.apis[0]!.subscribe({
+        target: { target: { case: "connectionId", value: granted.id } },
+        channel: "private:ops",
+      });
+      expect(ok.joined).toBe(1);
+      const refused = await status(
+        s.apis[0]!.subscribe({ target: { target: { case: "connectionId", value: plain.id } }, channel: "private:ops" }),
+      );
+      expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(refused.details).toMatch(/private.*does not grant it.*done for 0 of the 1 connections/);
+      expect(plain.frames.some((f) => f.frame.case === "subscribed")).toBe(false);
+    });
+
+    it("Disconnect closes with 4505 (do not reconnect) or 4005 (reconnect), and the reason", async () => {
+      const f0 = await connect(0, "disc-frank");
+      const f1 = await connect(1, "disc-frank");
+      const g = await connect(1, "disc-gina");
+      const res = await s.apis[1]!.disconnect({
+        target: { target: { case: "userId", value: "disc-frank" } },
+        reason: "logged out",
+      });
+      expect(res.connections).toBe(2);
+      await Promise.all([f0.closed, f1.closed]);
+      for (const c of [f0, f1])
+        expect([c.closeCode, c.closeReason]).toEqual([CloseCode.DisconnectedFinal, "logged out"]);
+      const again = await s.apis[0]!.disconnect({
+        target: { target: { case: "connectionId", value: g.id } },
+        reconnect: true,
+      });
+      expect(again.connections).toBe(1);
+      await g.closed;
+      expect([g.closeCode, g.closeReason]).toEqual([CloseCode.Disconnected, "disconnected by the backend"]);
+      // Gone: the same calls find nothing now.
+      for (const target of [
+        { case: "userId" as const, value: "disc-frank" },
+        { case: "connectionId" as const, value: g.id },
+      ]) {
+        const st = await status(s.apis[0]!.disconnect({ target: { target } }));
+        expect(st.code).toBe(grpc.status.NOT_FOUND);
+        expect(st.details).toMatch(/no open connection matches/);
+      }
+    });
+
+    it("refuses bad input with INVALID_ARGUMENT or NOT_FOUND and a message that says what to fix", async () => {
+      const api = s.apis[0]!;
+      const cases: [() => Promise<unknown>, number, RegExp][] = [
+        [() => api.disconnect({}), grpc.status.INVALID_ARGUMENT, /target is required/],
+        [
+          () => api.subscribe({ target: { target: { case: "connectionId", value: "nodot" } }, channel: "x" }),
+          grpc.status.INVALID_ARGUMENT,
+          /is not a connection id/,
+        ],
+        [
+          () => api.subscribe({ target: { target: { case: "userId", value: "u" } }, channel: "bad channel" }),
+          grpc.status.INVALID_ARGUMENT,
+          /has a character outside/,
+        ],
+        [
+          () => api.unsubscribe({ target: { target: { case: "userId", value: "x".repeat(257) } }, channel: "x" }),
+          grpc.status.INVALID_ARGUMENT,
+          /1 to 256 characters/,
+        ],
+        [
+          () => api.disconnect({ target: { target: { case: "userId", value: "u" } }, reason: "é".repeat(61) }),
+          grpc.status.INVALID_ARGUMENT,
+          /122 bytes.*at most 120/,
+        ],
+        [
+          () => api.disconnect({ target: { target: { case: "connectionId", value: "unknownedge.1" } } }),
+          grpc.status.NOT_FOUND,
+          /no open connection matches connection "unknownedge.1"/,
+        ],
+        [
+          () => api.subscribe({ target: { target: { case: "userId", value: "nobody-here" } }, channel: "x" }),
+          grpc.status.NOT_FOUND,
+          /user "nobody-here"/,
+        ],
+        [
+          () =>
+            api.send({ channel: "c", userId: "u", event: "e", payload: { case: "binary", value: new Uint8Array() } }),
+          grpc.status.INVALID_ARGUMENT,
+          /not both/,
+        ],
+        [
+          () => api.send({ event: "e", payload: { case: "binary", value: new Uint8Array() } }),
+          grpc.status.INVALID_ARGUMENT,
+          /channel is required \(or user_id/,
+        ],
+        [
+          () =>
+            api.send({
+              channel: "c",
+              event: "e",
+              payload: { case: "binary", value: new Uint8Array() },
+              excludeConnectionId: "x",
+            }),
+          grpc.status.INVALID_ARGUMENT,
+          /exclude_connection_id "x" is not a connection id/,
+        ],
+      ];
+      for (const [call, code, message] of cases) {
+        const st = await status(call());
+        expect({ code: st.code, details: st.details }).toEqual({ code, details: expect.stringMatching(message) });
+      }
+    });
+
+    it("Info lists every API node and edge with its counts; over Connect as over gRPC", async () => {
+      const c = await connect(1, "info-hank");
+      await c.ok({ command: { case: "join", value: { channel: "info-room" } } });
+      const info = await s.apis[0]!.info();
+      const apiNodes = info.nodes.filter((n) => n.role === NodeRole.API);
+      const edgeNodes = info.nodes.filter((n) => n.role === NodeRole.EDGE);
+      expect(apiNodes.length).toBe(new Set(s.http).size);
+      const other = await connect(0);
+      expect(edgeNodes.map((n) => n.id).sort()).toEqual(
+        [c.id, other.id].map((id) => id.slice(0, id.lastIndexOf("."))).sort(),
+      );
+      expect(info.unanswered).toBe(0);
+      const edge1 = edgeNodes.find((n) => c.id.startsWith(`${n.id}.`))!;
+      expect(edge1.connections).toBeGreaterThanOrEqual(1);
+      expect(edge1.channels).toBeGreaterThanOrEqual(1);
+      for (const n of info.nodes) {
+        expect(n.version).toMatch(/^\d+\.\d+\.\d+/);
+        expect(Number(n.startedUnixMs)).toBeGreaterThan(Date.now() - 10 * 60_000);
+      }
+      // Connect, JSON, on the other API node: the same nodes.
+      const res = await fetch(`http://${s.http[1]}/realtime.v1.Realtime/Info`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { nodes: { id: string; role: string }[] };
+      expect(body.nodes.map((n) => n.id).sort()).toEqual(info.nodes.map((n) => n.id).sort());
+      expect(body.nodes.filter((n) => n.role === "NODE_ROLE_EDGE").length).toBe(2);
+      // Disconnect over Connect, with its NOT_FOUND as Connect's not_found.
+      const nf = await fetch(`http://${s.http[0]}/realtime.v1.Realtime/Disconnect`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ target: { userId: "info-nobody" } }),
+      });
+      expect(nf.status).toBe(404);
+      expect(((await nf.json()) as { code: string }).code).toBe("not_found");
+      const ok = await fetch(`http://${s.http[0]}/realtime.v1.Realtime/Disconnect`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ target: { connectionId: c.id }, reconnect: true }),
+      });
+      expect(await ok.json()).toEqual({ connections: 1 });
+      await c.closed;
+      expect(c.closeCode).toBe(CloseCode.Disconnected);
+    });
+
+    it("an edge that does not answer makes the call UNAVAILABLE at the deadline, saying it may have acted", async () => {
+      const i0 = await connect(0, "stall-ivan");
+      await connect(1, "stall-ivan");
+      const stalled = s.edges[1]!;
+      stalled.child.kill("SIGSTOP");
+      try {
+        const started = Date.now();
+        const st = await status(
+          s.apis[0]!.subscribe({ target: { target: { case: "userId", value: "stall-ivan" } }, channel: "stall" }),
+        );
+        expect(st.code).toBe(grpc.status.UNAVAILABLE);
+        expect(st.details).toMatch(/1 edge\(s\) holding user "stall-ivan" did not answer in time.*done for 1 of 1/);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+        // The edge that answered did it.
+        await i0.next((f) => f.frame.case === "subscribed");
+        const info = await s.apis[0]!.info();
+        expect(info.unanswered).toBe(1);
+        expect(info.nodes.filter((n) => n.role === NodeRole.EDGE).length).toBe(1);
+      } finally {
+        stalled.child.kill("SIGCONT");
+      }
+      // Back: it answers again.
+      await eventually(async () => (await s.apis[0]!.info()).unanswered === 0, 10_000, "the edge answers again");
+    });
+
+    it("the SDK emits subscribed and unsubscribed, re-joins a subscribed channel after a reconnect, and stops on 4505", async () => {
+      const rt = new RealtimeClient({
+        url: s.ws[0]!,
+        WebSocket,
+        token: () => token("sdk-judy"),
+        reconnect: { initialDelayMs: 50, maxDelayMs: 250 },
+      });
+      try {
+        const subscribed: SubscribedInfo[] = [];
+        const unsubscribed: string[] = [];
+        const disconnects: DisconnectInfo[] = [];
+        const hellos: unknown[] = [];
+        rt.onSubscribed((i) => subscribed.push(i));
+        rt.onUnsubscribed((i) => unsubscribed.push(i.channel));
+        rt.onDisconnect((i) => disconnects.push(i));
+        rt.on("hello", (e) => hellos.push(e.message));
+        const ids: string[] = [];
+        rt.onConnect((i) => ids.push(i.id));
+        await waitFor(() => ids.length === 1);
+        await s.apis[1]!.subscribe({ target: { target: { case: "userId", value: "sdk-judy" } }, channel: "sdk-room" });
+        await waitFor(() => subscribed.length === 1);
+        expect(subscribed[0]!.channel).toBe("sdk-room");
+        await s.apis[0]!.send({
+          channel: "sdk-room",
+          event: "hello",
+          payload: { case: "json", value: { kind: { case: "numberValue", value: 1 } } },
+        });
+        await waitFor(() => hellos.length === 1);
+        // Moved: it reconnects and joins the channel again by itself.
+        await s.apis[0]!.disconnect({ target: { target: { case: "userId", value: "sdk-judy" } }, reconnect: true });
+        await waitFor(() => ids.length === 2);
+        expect(disconnects[0]).toMatchObject({ code: CloseCode.Disconnected, willReconnect: true });
+        await eventually(
+          async () => (await s.apis[0]!.getMembers({ channel: "sdk-room" })).members.some((m) => m.id === ids[1]),
+          10_000,
+          "re-joined after the reconnect",
+        );
+        await s.apis[0]!.unsubscribe({
+          target: { target: { case: "userId", value: "sdk-judy" } },
+          channel: "sdk-room",
+        });
+        await waitFor(() => unsubscribed.length === 1);
+        // Not re-joined after the next reconnect; and 4505 stops it for good.
+        await s.apis[0]!.disconnect({ target: { target: { case: "userId", value: "sdk-judy" } }, reconnect: true });
+        await waitFor(() => ids.length === 3);
+        await sleep(200);
+        expect((await s.apis[0]!.getMembers({ channel: "sdk-room" })).members.map((m) => m.id)).not.toContain(ids[2]);
+        await s.apis[0]!.disconnect({ target: { target: { case: "userId", value: "sdk-judy" } }, reason: "banned" });
+        await waitFor(() => disconnects.some((d) => d.code === CloseCode.DisconnectedFinal));
+        expect(disconnects.at(-1)).toMatchObject({
+          code: CloseCode.DisconnectedFinal,
+          reason: "banned",
+          willReconnect: false,
+        });
+      } finally {
+        rt.close();
+      }
+    });
+  });
+}
