@@ -46,6 +46,7 @@ import {
   parsePresenceRules,
 } from "./core/presence-rules.js";
 import { parseApiKeys } from "./auth/api-keys.js";
+import { DEFAULT_HOOK_TIMEOUT_MS } from "./core/hooks.js";
 import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
 import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
 
@@ -148,6 +149,15 @@ const channelPrefix = (raw: string): string => {
     throw new Error("must be 1 to 64 characters from the channel alphabet A-Z a-z 0-9 _ - . : @ / = +");
   return v;
 };
+
+/** A comma-separated list of channel prefixes (spaces and empty items dropped). */
+const prefixList = (raw: string): string =>
+  raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "")
+    .map(channelPrefix)
+    .join(",");
 
 const redisUrl = (raw: string): string => {
   const v = raw.trim();
@@ -463,6 +473,48 @@ export const SETTINGS = {
     env: "REALTIME_ALLOW_CLIENT_SEND",
     default: true,
     doc: "Whether clients may send events to the channels they joined (off: only backends send).",
+    roles: ["edge"],
+    parse: bool,
+  }),
+  hooksUrl: setting({
+    env: "REALTIME_HOOKS_URL",
+    default: "",
+    doc: "The backend's realtime.v1.Hooks gRPC server (host:port, plaintext) that the edges ask; empty: no hooks. Which hooks: the three settings below.",
+    roles: ["edge"],
+    parse: (raw: string): string => (raw.trim() === "" ? "" : hostPort(raw)),
+  }),
+  hooksConnect: setting({
+    env: "REALTIME_HOOKS_CONNECT",
+    default: false,
+    doc: "Ask OnConnect about every WebSocket upgrade without a token (every upgrade when no token key is set), with its headers and cookies.",
+    roles: ["edge"],
+    parse: bool,
+  }),
+  hooksJoinPrefixes: setting({
+    env: "REALTIME_HOOKS_JOIN_PREFIXES",
+    default: "",
+    doc: "Ask OnJoin about joins (and server-side Subscribes) of channels under these prefixes, comma-separated; empty: none.",
+    roles: ["edge"],
+    parse: prefixList,
+  }),
+  hooksSendPrefixes: setting({
+    env: "REALTIME_HOOKS_SEND_PREFIXES",
+    default: "",
+    doc: "Ask OnClientSend about client sends to channels under these prefixes, comma-separated; empty: none.",
+    roles: ["edge"],
+    parse: prefixList,
+  }),
+  hooksTimeoutMs: setting({
+    env: "REALTIME_HOOKS_TIMEOUT_MS",
+    default: DEFAULT_HOOK_TIMEOUT_MS,
+    doc: "Deadline of each hook call, ms; past it the call counts as failed (see REALTIME_HOOKS_FAIL_OPEN).",
+    roles: ["edge"],
+    parse: integer(10, 60_000),
+  }),
+  hooksFailOpen: setting({
+    env: "REALTIME_HOOKS_FAIL_OPEN",
+    default: false,
+    doc: "When a hook call fails (error, deadline, an invalid answer): false refuses (connection HTTP 503, join/send UNAVAILABLE); true allows (a connection as anonymous).",
     roles: ["edge"],
     parse: bool,
   }),

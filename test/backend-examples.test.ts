@@ -7,7 +7,7 @@
  * Where the Debian packages are missing a language is skipped with a line
  * that says which; under CI=true both must run.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -15,6 +15,8 @@ import { toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
+import { realtimeClient } from "./helpers/grpc-client.js";
+import { upgrade } from "./helpers/trust.js";
 import { TestClient } from "./helpers/ws-client.js";
 
 const run = promisify(execFile);
@@ -161,6 +163,55 @@ describe.skipIf(absent.length > 0 && !IN_CI)("examples/python/backend.py", () =>
     60_000,
   );
   it("exits non-zero with the gRPC status when a call fails", () => failsWithStatus(argv, flag));
+  it("hooks.py authenticates connections by cookie and vetoes a join, as the edges' Hooks server", async () => {
+    const server = spawn(PYTHON, [join(EXAMPLE, "hooks.py"), "--port", "0", "--sessions", "s3cr3t=alice,t0ken=bob"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const lines: Record<string, unknown>[] = [];
+    try {
+      const address = await new Promise<string>((resolve, reject) => {
+        let buf = "";
+        server.stdout.on("data", (d: Buffer) => {
+          buf += d.toString();
+          for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+            const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+            buf = buf.slice(nl + 1);
+            lines.push(line);
+            if (line.ready === "hooks") resolve(line.address as string);
+          }
+        });
+        server.once("exit", (code) => reject(new Error(`hooks.py exited (${code}) before it was ready`)));
+      });
+      const edge = await cluster!.addEdge({
+        REALTIME_HOOKS_URL: address,
+        REALTIME_HOOKS_CONNECT: "true",
+        REALTIME_HOOKS_JOIN_PREFIXES: "vip:",
+      });
+      const url = edge.ready.ws!;
+      const refused = await upgrade(url, { headers: { cookie: "session=wrong" } });
+      expect([refused.status, refused.body]).toEqual([403, expect.stringContaining("log in first")]);
+      const alice = await TestClient.connect(url, "json", "", { cookie: "session=s3cr3t" });
+      const bob = await TestClient.connect(url, "proto", "", { cookie: "session=t0ken" });
+      await alice.ok({ command: { case: "join", value: { channel: "vip:lounge" } } });
+      const denied = await bob.request({ command: { case: "join", value: { channel: "vip:lounge" } } });
+      expect(denied.error?.message).toBe("refused by the backend's OnJoin hook: vip: channels are for alice");
+      await bob.ok({ command: { case: "join", value: { channel: "lobby" } } });
+      const api = realtimeClient(cluster!.grpc);
+      const members = await api.getMembers({ channel: "vip:lounge" });
+      api.close();
+      expect(members.members.map((m) => [m.userId, toJson(ValueSchema, m.data!)])).toEqual([
+        ["alice", { name: "Alice" }],
+      ]);
+      expect(lines.filter((l) => l.hook === "OnJoin").map((l) => [l.user, l.channel, l.allowed])).toEqual([
+        ["alice", "vip:lounge", true],
+        ["bob", "vip:lounge", false],
+      ]);
+      await Promise.all([alice.close(), bob.close()]);
+      await edge.stop();
+    } finally {
+      server.kill();
+    }
+  }, 60_000);
 });
 
 describe.skipIf(absentGo.length > 0 && !IN_CI)("examples/go (GOPATH mode, Debian's Go packages)", () => {

@@ -15,7 +15,9 @@
  * the negotiated subprotocol just the same.
  */
 import type { ConnectRequest } from "../core/admission.js";
+import { HookRefused, type Hooks } from "../core/hooks.js";
 import { ANONYMOUS, type Identity } from "../core/identity.js";
+import { Code, RealtimeError } from "../protocol/errors.js";
 import { TokenError, type TokenVerifier } from "./tokens.js";
 
 /** The upgrade is refused with `status` and a one-line reason. */
@@ -34,6 +36,15 @@ export interface ClientAuthOptions {
   verifier: TokenVerifier | undefined;
   /** With a verifier: whether a request without any token is let in, anonymous. */
   allowAnonymous: boolean;
+  /**
+   * The backend's hooks: with OnConnect on (Hooks.connects), a request
+   * without a token (any request, without a verifier) is the hook's to
+   * decide, from its headers: its identity, HTTP 403 with its reason, or
+   * (the hook failed, failing closed) HTTP 503.
+   */
+  hooks?: Hooks;
+  /** This edge's id, for the hook. */
+  edgeId?: string;
 }
 
 /** The connection policy's AdmissionOptions.authenticate (core/admission.ts). */
@@ -47,10 +58,11 @@ export type ClientAuthenticator = (req: ConnectRequest) => Promise<Identity>;
  * allowed.
  */
 export function createClientAuthenticator(options: ClientAuthOptions): ClientAuthenticator {
-  const { verifier, allowAnonymous } = options;
+  const { verifier, allowAnonymous, hooks } = options;
   return async (req) => {
+    const token = verifier ? tokenFromRequest(req) : undefined;
+    if (token === undefined && hooks?.connects) return askConnectHook(hooks, req, options.edgeId ?? "");
     if (!verifier) return ANONYMOUS;
-    const token = tokenFromRequest(req);
     if (token === undefined) {
       if (allowAnonymous) return ANONYMOUS;
       throw new AuthRefusal(
@@ -63,6 +75,24 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
       throw new AuthRefusal(`invalid token: ${err instanceof TokenError ? err.message : "it could not be verified"}`);
     }
   };
+}
+
+/** The identity OnConnect gives the request (anonymous when the hook failed open), or its refusal. */
+async function askConnectHook(hooks: Hooks, req: ConnectRequest, edgeId: string): Promise<Identity> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    headers[name.toLowerCase()] = Array.isArray(value)
+      ? value.join(name.toLowerCase() === "cookie" ? "; " : ", ")
+      : value;
+  }
+  try {
+    return (await hooks.connect({ headers, url: req.url ?? "/", edgeId })) ?? ANONYMOUS;
+  } catch (err) {
+    if (err instanceof HookRefused) throw new AuthRefusal(err.message, 403);
+    if (err instanceof RealtimeError && err.code === Code.Unavailable) throw new AuthRefusal(err.message, 503);
+    throw err;
+  }
 }
 
 /** The request's token (see the module comment), or undefined. Throws AuthRefusal for a malformed Authorization header. */

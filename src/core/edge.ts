@@ -36,6 +36,7 @@ import { Encoding } from "../protocol/encodings.js";
 import { isControlChannel, userChannel } from "./control-channels.js";
 import { EdgeControl, type EdgeNode } from "./edge-control.js";
 import type { ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
+import type { HookIdentity, Hooks, SendPayload } from "./hooks.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
@@ -252,6 +253,12 @@ export interface EdgeOptions {
    * tests of the core alone).
    */
   node?: EdgeNode;
+  /**
+   * The backend's hooks (core/hooks.ts): OnJoin for the channels it names,
+   * on a client's join and a server-side Subscribe; OnClientSend for a
+   * client's send. Undefined: none.
+   */
+  hooks?: Hooks;
 }
 
 /**
@@ -343,6 +350,8 @@ export class Edge {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     session.identity = identity;
     session.presenceBatches = presenceBatches;
+    const { profile, channels } = identity as HookIdentity;
+    if (profile !== undefined) session.profile = profile;
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
@@ -355,9 +364,18 @@ export class Edge {
     };
     // A user's connection is told it is connected once a Send to its user
     // reaches it: after this edge subscribed to the user's channel.
+    // (On its queue: anything it sends first is answered after.)
     const user = this.control && identity.userId !== "" ? this.addUser(session) : undefined;
-    if (user) void user.subscribed.then(connected, connected);
+    if (user)
+      this.enqueue(session, async () => {
+        await user.subscribed;
+        connected();
+      });
     else connected();
+    // The channels the backend's OnConnect gave it, joined as by Subscribe (the join hook is not asked).
+    for (const channel of channels ?? []) {
+      this.serverJoin(session, channel, false).catch((err: unknown) => this.options.onError?.(err));
+    }
     return session;
   }
 
@@ -874,11 +892,12 @@ export class Edge {
    * its own join (echo off), and is sent a Subscribed frame. Resolves true
    * when it joined, false when it was a member already or is closed.
    */
-  serverJoin(session: Session, channel: string): Promise<boolean> {
+  serverJoin(session: Session, channel: string, askHook = true): Promise<boolean> {
     return this.onQueue(session, async () => {
       if (session.channels.has(channel)) return false;
       checkChannel(channel);
       this.checkAccess(session, channel);
+      if (askHook) await this.askJoinHook(session, channel, true);
       const { position } = await this.join(session, channel, false, undefined);
       this.send(session, { frame: { case: "subscribed", value: { channel, position } } }, "event");
       return true;
@@ -898,6 +917,13 @@ export class Edge {
       this.send(session, { frame: { case: "unsubscribed", value: { channel } } }, "event");
       return true;
     });
+  }
+
+  /** Asks the backend's OnJoin, when it is asked about channel and the connection is not a member yet. */
+  private async askJoinHook(session: Session, channel: string, serverSide: boolean): Promise<void> {
+    const hooks = this.options.hooks;
+    if (!hooks?.joins(channel) || session.channels.has(channel)) return;
+    await hooks.join(session.id, session.identity.userId, channel, serverSide);
   }
 
   /** Closes the connection (the policy ends it and it leaves its channels). */
@@ -933,6 +959,7 @@ export class Edge {
         const { channel, since } = command.value;
         checkChannel(channel);
         this.checkAccess(session, channel);
+        await this.askJoinHook(session, channel, false);
         const joined = await this.join(
           session,
           channel,
@@ -972,7 +999,18 @@ export class Edge {
             `join channel ${JSON.stringify(channel)} before sending to it`,
           );
         }
-        const messageId = await this.publish(session, channel, event, payload, command.value.echo ?? session.echo);
+        // The backend's OnClientSend may refuse it or give another event to deliver.
+        const hooks = this.options.hooks;
+        const sent = hooks?.sends(channel)
+          ? await hooks.send(session.id, session.identity.userId, channel, event, payload as SendPayload)
+          : { event, payload };
+        const messageId = await this.publish(
+          session,
+          channel,
+          sent.event,
+          sent.payload,
+          command.value.echo ?? session.echo,
+        );
         return this.replyOk(session, id, messageId);
       }
       case "broadcast": {

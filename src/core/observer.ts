@@ -102,6 +102,14 @@ export type DropReason =
   /** The hub dropped an edge's link because the edge fell too far behind. */
   | "edge_backpressure";
 
+/** A hook of realtime.v1.Hooks (core/hooks.ts). */
+export type HookName = "connect" | "join" | "send";
+/** How a hook call ended: its answer, or why there was none to use (a failed call, an invalid answer). */
+export type HookOutcome = "allow" | "deny" | "rewrite" | "error" | "invalid";
+/** Every HookName and HookOutcome, for implementations that pre-register label values. */
+export const HOOK_NAMES: readonly HookName[] = ["connect", "join", "send"];
+export const HOOK_OUTCOMES: readonly HookOutcome[] = ["allow", "deny", "rewrite", "error", "invalid"];
+
 /** Why a request to connect was refused before it became a connection (admission.ts); one closed set. */
 export type RefusalReason =
   /** No valid token (HTTP 401/403). */
@@ -162,6 +170,10 @@ export interface Observer {
   published(broadcast: boolean, edges: number): void;
   /** A shared backend became reachable (up) or not. */
   backendState(backend: Backend, up: boolean): void;
+  /** A hook call ended with outcome (core/hooks.ts). */
+  hookCalled(hook: HookName, outcome: HookOutcome): void;
+  /** A hook call took seconds, answered or not. */
+  hookTimed(hook: HookName, seconds: number): void;
 }
 
 /** An Observer that does nothing: the default wherever none is given. */
@@ -177,4 +189,6 @@ export const NOOP_OBSERVER: Observer = {
   dropped() {},
   published() {},
   backendState() {},
+  hookCalled() {},
+  hookTimed() {},
 };

@@ -9,7 +9,14 @@
  * /metrics is scraped, so they cannot drift.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { DISCONNECT_REASONS, REFUSAL_REASONS, type Backend, type Observer } from "../core/observer.js";
+import {
+  DISCONNECT_REASONS,
+  HOOK_NAMES,
+  HOOK_OUTCOMES,
+  REFUSAL_REASONS,
+  type Backend,
+  type Observer,
+} from "../core/observer.js";
 import { CODE_NAMES, type CodeName } from "../protocol/status-codes.js";
 
 /** Metric names start with this. */
@@ -235,6 +242,20 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: on(api),
   });
 
+  const hookCalls = new Counter({
+    name: name("hook_calls_total"),
+    help: "Calls of the backend's realtime.v1.Hooks, by hook (connect, join, send) and outcome (allow, deny, rewrite; error: failed or past the deadline; invalid: an answer that breaks the contract).",
+    labelNames: ["hook", "outcome"],
+    registers: on(edge),
+  });
+  const hookDuration = new Histogram({
+    name: name("hook_duration_seconds"),
+    help: "Time from a hook call to its answer or failure, by hook.",
+    labelNames: ["hook"],
+    buckets: RPC_DURATION_BUCKETS,
+    registers: on(edge),
+  });
+
   // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
   if (edge) {
     for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
@@ -243,6 +264,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     for (const reason of ["closed", "slow_consumer"]) drops.inc({ reason }, 0);
     for (const kind of ["event", "reply"]) messagesOut.inc({ kind }, 0);
     for (const scope of ["channel", "broadcast"]) deliveryLatency.zero({ scope });
+    for (const hook of HOOK_NAMES) for (const outcome of HOOK_OUTCOMES) hookCalls.inc({ hook, outcome }, 0);
   } else {
     for (const scope of ["channel", "broadcast"]) published.inc({ scope }, 0);
     drops.inc({ reason: "edge_backpressure" }, 0);
@@ -269,6 +291,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
       backendUp.set({ backend }, up ? 1 : 0);
       backendChanges.inc({ backend, state: up ? "up" : "down" });
     },
+    hookCalled: (hook, outcome) => hookCalls.inc({ hook, outcome }),
+    hookTimed: (hook, seconds) => hookDuration.observe({ hook }, seconds),
   };
 
   return {

@@ -11,6 +11,8 @@ import { Edge } from "../core/edge.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
+import { Hooks } from "../core/hooks.js";
+import { grpcHooksClient } from "../hooks/grpc-hooks.js";
 import { parsePresenceRules, presenceRules } from "../core/presence-rules.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
@@ -88,6 +90,21 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
     },
   });
+  // The backend's realtime.v1.Hooks, when REALTIME_HOOKS_URL names one (core/hooks.ts).
+  const hooksClient = config.hooksUrl === "" ? undefined : grpcHooksClient(config.hooksUrl);
+  const hooks =
+    hooksClient &&
+    new Hooks({
+      client: hooksClient,
+      connect: config.hooksConnect,
+      joinPrefixes: prefixesOf(config.hooksJoinPrefixes),
+      sendPrefixes: prefixesOf(config.hooksSendPrefixes),
+      timeoutMs: config.hooksTimeoutMs,
+      failOpen: config.hooksFailOpen,
+      limits,
+      observer: metrics.observer,
+      onFailure: (hook, err) => log.warn({ err, hook, hooks: config.hooksUrl }, "hook call failed"),
+    });
   edge = new Edge({
     broker: link.broker,
     presence: link.presence,
@@ -115,6 +132,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
         : log.warn({ err }, "edge error"),
     observer: metrics.observer,
     node: { id: edgeId, version: VERSION, startedUnixMs: Date.now() },
+    hooks,
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);
@@ -122,7 +140,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   connections = new ConnectionPolicy({
     edge,
     observer: metrics.observer,
-    authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous }),
+    authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous, hooks, edgeId }),
     origins: createOriginCheck(config.wsOrigins),
     // Without token keys anyone who reaches the port is in: refuse DNS-rebound names (auth/browser-guards.ts).
     hosts: verifier ? undefined : createHostCheck(config.wsHost, config.allowedHosts),
@@ -187,6 +205,12 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
         connections.terminateAll();
       }
       await link.close();
+      hooksClient?.close();
     },
   };
+}
+
+/** A comma-separated setting's prefixes. */
+function prefixesOf(list: string): string[] {
+  return list === "" ? [] : list.split(",");
 }

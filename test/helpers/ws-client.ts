@@ -42,8 +42,13 @@ export class TestClient {
   }
 
   /** Connects and waits for the connected frame. */
-  static async connect(url: string, enc: Enc = "json", query = ""): Promise<TestClient> {
-    const ws = new WebSocket(url + query, enc === "json" ? "realtime.v1.json" : "realtime.v1.proto");
+  static async connect(
+    url: string,
+    enc: Enc = "json",
+    query = "",
+    headers?: Record<string, string>,
+  ): Promise<TestClient> {
+    const ws = new WebSocket(url + query, enc === "json" ? "realtime.v1.json" : "realtime.v1.proto", { headers });
     const client = new TestClient(ws, enc);
     const connected = await client.next((f) => f.frame.case === "connected");
     client.id = (connected.frame.value as { id: string }).id;
