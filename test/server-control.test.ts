@@ -247,6 +247,15 @@ for (const mode of MODES) {
       );
       const members = await s.apis[0]!.getMembers({ channel: "room" });
       expect(members.members.map((m) => m.id).sort()).toEqual([watcher.id, c0.id, c1.id].sort());
+      expect(members.users).toEqual([]);
+      // Grouped by user, for multi-device presence: carol's two connections under one entry.
+      const grouped = await s.apis[1]!.getMembers({ channel: "room", groupByUser: true, pageSize: 100 });
+      expect(grouped.users.map((u) => [u.userId, u.connections.map((c) => c.id).sort()]).sort()).toEqual(
+        [
+          ["", [watcher.id]],
+          ["sub-carol", [c0.id, c1.id].sort()],
+        ].sort(),
+      );
       // They are members: a Send to the channel reaches them.
       await s.apis[0]!.send({ channel: "room", event: "hello", payload: { case: "binary", value: new Uint8Array() } });
       await Promise.all([c0.event("hello", "room"), c1.event("hello", "room")]);
@@ -268,6 +277,28 @@ for (const mode of MODES) {
       expect((await s.apis[1]!.getMembers({ channel: "room" })).members.map((m) => m.id).sort()).toEqual(
         [watcher.id, c0.id].sort(),
       );
+      // Over Connect too (JSON on the HTTP port): the same answers.
+      const connectCall = async (method: string, body: unknown) => {
+        const res = await fetch(`http://${s.http[1]}/realtime.v1.Realtime/${method}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, body: (await res.json()) as unknown };
+      };
+      expect(await connectCall("Subscribe", { target: { connectionId: c1.id }, channel: "room2" })).toEqual({
+        status: 200,
+        body: { connections: 1, joined: 1 },
+      });
+      await c1.next((f) => f.frame.case === "subscribed" && f.frame.value.channel === "room2");
+      expect(await connectCall("Unsubscribe", { target: { connectionId: c1.id }, channel: "room2" })).toEqual({
+        status: 200,
+        body: { connections: 1, left: 1 },
+      });
+      expect(await connectCall("Unsubscribe", { target: {}, channel: "room2" })).toMatchObject({
+        status: 400,
+        body: { code: "invalid_argument", message: expect.stringContaining("target is required") },
+      });
       const none = await s.apis[0]!.unsubscribe({
         target: { target: { case: "connectionId", value: c1.id } },
         channel: "room",

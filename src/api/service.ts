@@ -11,6 +11,9 @@ import {
   type NodeInfo,
   type SendRequest,
   type Target,
+  type UserMembers,
+  UserMembersSchema,
+  type Member as MemberMessage,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import type { ControlTarget, NodeState } from "../../gen/realtime/link/v1/link_pb.js";
 import { CloseCode } from "../protocol/close-codes.js";
@@ -372,10 +375,8 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         } else {
           members = await presence.members(req.channel);
         }
-        return {
-          members: members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId })),
-          nextPageToken,
-        };
+        const listed = members.map((m) => create(MemberSchema, { id: m.id, data: m.data, userId: m.userId }));
+        return { members: listed, nextPageToken, users: req.groupByUser ? byUser(listed) : [] };
       });
     },
     async presenceStats(req) {
@@ -508,6 +509,17 @@ function targetOf(target: Target | undefined): { channel: string; control: Contr
     };
   }
   throw new RealtimeError(Code.InvalidArgument, "target is required: set target.connection_id or target.user_id");
+}
+
+/** members grouped by user id, users in order of their first member (GetMembersResponse.users). */
+function byUser(members: readonly MemberMessage[]): UserMembers[] {
+  const users = new Map<string, UserMembers>();
+  for (const m of members) {
+    let u = users.get(m.userId);
+    if (!u) users.set(m.userId, (u = create(UserMembersSchema, { userId: m.userId })));
+    u.connections.push(m);
+  }
+  return [...users.values()];
 }
 
 /** A node's answer, as Info lists it. */

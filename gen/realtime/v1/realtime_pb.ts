@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiuwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgHIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSKeAQoQQnJvYWRjYXN0UmVxdWVzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgFIAEoCUIJCgdwYXlsb2FkIkkKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0SEQoJZHVwbGljYXRlGAMgASgIIksKEUdldE1lbWJlcnNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiUwoSR2V0TWVtYmVyc1Jlc3BvbnNlEiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIicKFFByZXNlbmNlU3RhdHNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkiOwoVUHJlc2VuY2VTdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg0KBXVzZXJzGAIgASgNIkwKE0xpc3RDaGFubmVsc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl4KFExpc3RDaGFubmVsc1Jlc3BvbnNlEi0KCGNoYW5uZWxzGAEgAygLMhsucmVhbHRpbWUudjEuQ2hhbm5lbFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KDkNoYW5uZWxTdW1tYXJ5EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRINCgV1c2VycxgDIAEoDSJSChNXYXRjaENoYW5uZWxSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbiKyAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkSDgoGcmVzeW5jGAkgASgIQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwChFHZXRIaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCKIAQoSR2V0SGlzdG9yeVJlc3BvbnNlEjEKBmV2ZW50cxgBIAMoCzIhLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KCHBvc2l0aW9uGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYAyABKAgiPgoGVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0IlsKEURpc2Nvbm5lY3RSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIRCglyZWNvbm5lY3QYAiABKAgSDgoGcmVhc29uGAMgASgJIikKEkRpc2Nvbm5lY3RSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJIChBTdWJzY3JpYmVSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIPCgdjaGFubmVsGAIgASgJIjgKEVN1YnNjcmliZVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg4KBmpvaW5lZBgCIAEoDSJKChJVbnN1YnNjcmliZVJlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMucmVhbHRpbWUudjEuVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkiOAoTVW5zdWJzY3JpYmVSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRIMCgRsZWZ0GAIgASgNIg0KC0luZm9SZXF1ZXN0IkgKDEluZm9SZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJlYWx0aW1lLnYxLk5vZGVJbmZvEhIKCnVuYW5zd2VyZWQYAiABKA0ijAEKCE5vZGVJbmZvEgoKAmlkGAEgASgJEiMKBHJvbGUYAiABKA4yFS5yZWFsdGltZS52MS5Ob2RlUm9sZRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDSpMCghOb2RlUm9sZRIZChVOT0RFX1JPTEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1JPTEVfQVBJEAESEgoOTk9ERV9ST0xFX0VER0UQAjL1BwoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZRJWCg1QcmVzZW5jZVN0YXRzEiEucmVhbHRpbWUudjEuUHJlc2VuY2VTdGF0c1JlcXVlc3QaIi5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVzcG9uc2USTQoKRGlzY29ubmVjdBIeLnJlYWx0aW1lLnYxLkRpc2Nvbm5lY3RSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuRGlzY29ubmVjdFJlc3BvbnNlEkoKCVN1YnNjcmliZRIdLnJlYWx0aW1lLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5yZWFsdGltZS52MS5TdWJzY3JpYmVSZXNwb25zZRJQCgtVbnN1YnNjcmliZRIfLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVxdWVzdBogLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVzcG9uc2USOwoESW5mbxIYLnJlYWx0aW1lLnYxLkluZm9SZXF1ZXN0GhkucmVhbHRpbWUudjEuSW5mb1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiuwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgHIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSKeAQoQQnJvYWRjYXN0UmVxdWVzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgFIAEoCUIJCgdwYXlsb2FkIkkKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0SEQoJZHVwbGljYXRlGAMgASgIImIKEUdldE1lbWJlcnNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSFQoNZ3JvdXBfYnlfdXNlchgEIAEoCCJ8ChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSJwoFdXNlcnMYAyADKAsyGC5yZWFsdGltZS52MS5Vc2VyTWVtYmVycyJICgtVc2VyTWVtYmVycxIPCgd1c2VyX2lkGAEgASgJEigKC2Nvbm5lY3Rpb25zGAIgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyIicKFFByZXNlbmNlU3RhdHNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkiOwoVUHJlc2VuY2VTdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg0KBXVzZXJzGAIgASgNIkwKE0xpc3RDaGFubmVsc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl4KFExpc3RDaGFubmVsc1Jlc3BvbnNlEi0KCGNoYW5uZWxzGAEgAygLMhsucmVhbHRpbWUudjEuQ2hhbm5lbFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KDkNoYW5uZWxTdW1tYXJ5EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRINCgV1c2VycxgDIAEoDSJSChNXYXRjaENoYW5uZWxSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbiKyAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkSDgoGcmVzeW5jGAkgASgIQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwChFHZXRIaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCKIAQoSR2V0SGlzdG9yeVJlc3BvbnNlEjEKBmV2ZW50cxgBIAMoCzIhLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KCHBvc2l0aW9uGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYAyABKAgiPgoGVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0IlsKEURpc2Nvbm5lY3RSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIRCglyZWNvbm5lY3QYAiABKAgSDgoGcmVhc29uGAMgASgJIikKEkRpc2Nvbm5lY3RSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJIChBTdWJzY3JpYmVSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIPCgdjaGFubmVsGAIgASgJIjgKEVN1YnNjcmliZVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg4KBmpvaW5lZBgCIAEoDSJKChJVbnN1YnNjcmliZVJlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMucmVhbHRpbWUudjEuVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkiOAoTVW5zdWJzY3JpYmVSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRIMCgRsZWZ0GAIgASgNIg0KC0luZm9SZXF1ZXN0IkgKDEluZm9SZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJlYWx0aW1lLnYxLk5vZGVJbmZvEhIKCnVuYW5zd2VyZWQYAiABKA0ijAEKCE5vZGVJbmZvEgoKAmlkGAEgASgJEiMKBHJvbGUYAiABKA4yFS5yZWFsdGltZS52MS5Ob2RlUm9sZRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDSpMCghOb2RlUm9sZRIZChVOT0RFX1JPTEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1JPTEVfQVBJEAESEgoOTk9ERV9ST0xFX0VER0UQAjL1BwoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZRJWCg1QcmVzZW5jZVN0YXRzEiEucmVhbHRpbWUudjEuUHJlc2VuY2VTdGF0c1JlcXVlc3QaIi5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVzcG9uc2USTQoKRGlzY29ubmVjdBIeLnJlYWx0aW1lLnYxLkRpc2Nvbm5lY3RSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuRGlzY29ubmVjdFJlc3BvbnNlEkoKCVN1YnNjcmliZRIdLnJlYWx0aW1lLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5yZWFsdGltZS52MS5TdWJzY3JpYmVSZXNwb25zZRJQCgtVbnN1YnNjcmliZRIfLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVxdWVzdBogLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVzcG9uc2USOwoESW5mbxIYLnJlYWx0aW1lLnYxLkluZm9SZXF1ZXN0GhkucmVhbHRpbWUudjEuSW5mb1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -433,6 +433,14 @@ export type GetMembersRequest = Message<"realtime.v1.GetMembersRequest"> & {
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Also answer the members grouped by user (GetMembersResponse.users): one
+   * entry per user with its connections, for multi-device presence.
+   *
+   * @generated from field: bool group_by_user = 4;
+   */
+  groupByUser: boolean;
 };
 
 /**
@@ -468,6 +476,17 @@ export type GetMembersResponse = Message<"realtime.v1.GetMembersResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * With group_by_user: the members above, one entry per user id, users in
+   * order of their first member above, each with its connections in that
+   * order; anonymous members (no user id) under user_id "". Grouping is of
+   * this response's members: with pages, a user whose connections fall on
+   * two pages is in both.
+   *
+   * @generated from field: repeated realtime.v1.UserMembers users = 3;
+   */
+  users: UserMembers[];
 };
 
 /**
@@ -476,6 +495,30 @@ export type GetMembersResponse = Message<"realtime.v1.GetMembersResponse"> & {
  */
 export const GetMembersResponseSchema: GenMessage<GetMembersResponse> = /*@__PURE__*/
   messageDesc(file_realtime_v1_realtime, 10);
+
+/**
+ * UserMembers is one user's connections in a channel.
+ *
+ * @generated from message realtime.v1.UserMembers
+ */
+export type UserMembers = Message<"realtime.v1.UserMembers"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: repeated realtime.v1.Member connections = 2;
+   */
+  connections: Member[];
+};
+
+/**
+ * Describes the message realtime.v1.UserMembers.
+ * Use `create(UserMembersSchema)` to create a new message.
+ */
+export const UserMembersSchema: GenMessage<UserMembers> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 11);
 
 /**
  * PresenceStatsRequest names the channel whose members are counted.
@@ -497,7 +540,7 @@ export type PresenceStatsRequest = Message<"realtime.v1.PresenceStatsRequest"> &
  * Use `create(PresenceStatsRequestSchema)` to create a new message.
  */
 export const PresenceStatsRequestSchema: GenMessage<PresenceStatsRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 11);
+  messageDesc(file_realtime_v1_realtime, 12);
 
 /**
  * PresenceStatsResponse is a channel's counts. They are kept up to date on
@@ -535,7 +578,7 @@ export type PresenceStatsResponse = Message<"realtime.v1.PresenceStatsResponse">
  * Use `create(PresenceStatsResponseSchema)` to create a new message.
  */
 export const PresenceStatsResponseSchema: GenMessage<PresenceStatsResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 12);
+  messageDesc(file_realtime_v1_realtime, 13);
 
 /**
  * ListChannelsRequest selects the channels to list.
@@ -572,7 +615,7 @@ export type ListChannelsRequest = Message<"realtime.v1.ListChannelsRequest"> & {
  * Use `create(ListChannelsRequestSchema)` to create a new message.
  */
 export const ListChannelsRequestSchema: GenMessage<ListChannelsRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 13);
+  messageDesc(file_realtime_v1_realtime, 14);
 
 /**
  * ListChannelsResponse is one page of channels, ordered by name (by UTF-16
@@ -605,7 +648,7 @@ export type ListChannelsResponse = Message<"realtime.v1.ListChannelsResponse"> &
  * Use `create(ListChannelsResponseSchema)` to create a new message.
  */
 export const ListChannelsResponseSchema: GenMessage<ListChannelsResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 14);
+  messageDesc(file_realtime_v1_realtime, 15);
 
 /**
  * ChannelSummary is a channel with at least one member.
@@ -644,7 +687,7 @@ export type ChannelSummary = Message<"realtime.v1.ChannelSummary"> & {
  * Use `create(ChannelSummarySchema)` to create a new message.
  */
 export const ChannelSummarySchema: GenMessage<ChannelSummary> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 15);
+  messageDesc(file_realtime_v1_realtime, 16);
 
 /**
  * WatchChannelRequest names the channel to watch.
@@ -677,7 +720,7 @@ export type WatchChannelRequest = Message<"realtime.v1.WatchChannelRequest"> & {
  * Use `create(WatchChannelRequestSchema)` to create a new message.
  */
 export const WatchChannelRequestSchema: GenMessage<WatchChannelRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 16);
+  messageDesc(file_realtime_v1_realtime, 17);
 
 /**
  * WatchChannelResponse is one step of a channel's life. The stream starts
@@ -777,7 +820,7 @@ export type WatchChannelResponse = Message<"realtime.v1.WatchChannelResponse"> &
  * Use `create(WatchChannelResponseSchema)` to create a new message.
  */
 export const WatchChannelResponseSchema: GenMessage<WatchChannelResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 17);
+  messageDesc(file_realtime_v1_realtime, 18);
 
 /**
  * WatchSnapshot is part of the members a channel had when the watch started.
@@ -805,7 +848,7 @@ export type WatchSnapshot = Message<"realtime.v1.WatchSnapshot"> & {
  * Use `create(WatchSnapshotSchema)` to create a new message.
  */
 export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 18);
+  messageDesc(file_realtime_v1_realtime, 19);
 
 /**
  * WatchMessage is an application event sent to the watched channel.
@@ -856,7 +899,7 @@ export type WatchMessage = Message<"realtime.v1.WatchMessage"> & {
  * Use `create(WatchMessageSchema)` to create a new message.
  */
 export const WatchMessageSchema: GenMessage<WatchMessage> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 19);
+  messageDesc(file_realtime_v1_realtime, 20);
 
 /**
  * Member is one connection that has joined a channel.
@@ -894,7 +937,7 @@ export type Member = Message<"realtime.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 20);
+  messageDesc(file_realtime_v1_realtime, 21);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -922,7 +965,7 @@ export type StreamPosition = Message<"realtime.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 21);
+  messageDesc(file_realtime_v1_realtime, 22);
 
 /**
  * GetHistoryRequest asks for a channel's kept events.
@@ -965,7 +1008,7 @@ export type GetHistoryRequest = Message<"realtime.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 22);
+  messageDesc(file_realtime_v1_realtime, 23);
 
 /**
  * GetHistoryResponse holds the events, as WatchChannel shows them
@@ -1002,7 +1045,7 @@ export type GetHistoryResponse = Message<"realtime.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 23);
+  messageDesc(file_realtime_v1_realtime, 24);
 
 /**
  * Target names the connections a command is for: exactly one of the two.
@@ -1038,7 +1081,7 @@ export type Target = Message<"realtime.v1.Target"> & {
  * Use `create(TargetSchema)` to create a new message.
  */
 export const TargetSchema: GenMessage<Target> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 24);
+  messageDesc(file_realtime_v1_realtime, 25);
 
 /**
  * DisconnectRequest says whose connections to close, and how.
@@ -1076,7 +1119,7 @@ export type DisconnectRequest = Message<"realtime.v1.DisconnectRequest"> & {
  * Use `create(DisconnectRequestSchema)` to create a new message.
  */
 export const DisconnectRequestSchema: GenMessage<DisconnectRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 25);
+  messageDesc(file_realtime_v1_realtime, 26);
 
 /**
  * DisconnectResponse counts what was done.
@@ -1097,7 +1140,7 @@ export type DisconnectResponse = Message<"realtime.v1.DisconnectResponse"> & {
  * Use `create(DisconnectResponseSchema)` to create a new message.
  */
 export const DisconnectResponseSchema: GenMessage<DisconnectResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 26);
+  messageDesc(file_realtime_v1_realtime, 27);
 
 /**
  * SubscribeRequest names the connections and the channel they join.
@@ -1125,7 +1168,7 @@ export type SubscribeRequest = Message<"realtime.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 27);
+  messageDesc(file_realtime_v1_realtime, 28);
 
 /**
  * SubscribeResponse counts the connections found and those that joined
@@ -1156,7 +1199,7 @@ export type SubscribeResponse = Message<"realtime.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 28);
+  messageDesc(file_realtime_v1_realtime, 29);
 
 /**
  * UnsubscribeRequest names the connections and the channel they leave.
@@ -1184,7 +1227,7 @@ export type UnsubscribeRequest = Message<"realtime.v1.UnsubscribeRequest"> & {
  * Use `create(UnsubscribeRequestSchema)` to create a new message.
  */
 export const UnsubscribeRequestSchema: GenMessage<UnsubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 29);
+  messageDesc(file_realtime_v1_realtime, 30);
 
 /**
  * UnsubscribeResponse counts the connections found and those that left.
@@ -1212,7 +1255,7 @@ export type UnsubscribeResponse = Message<"realtime.v1.UnsubscribeResponse"> & {
  * Use `create(UnsubscribeResponseSchema)` to create a new message.
  */
 export const UnsubscribeResponseSchema: GenMessage<UnsubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 30);
+  messageDesc(file_realtime_v1_realtime, 31);
 
 /**
  * InfoRequest asks every node for its state.
@@ -1227,7 +1270,7 @@ export type InfoRequest = Message<"realtime.v1.InfoRequest"> & {
  * Use `create(InfoRequestSchema)` to create a new message.
  */
 export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 31);
+  messageDesc(file_realtime_v1_realtime, 32);
 
 /**
  * InfoResponse lists the nodes that answered.
@@ -1256,7 +1299,7 @@ export type InfoResponse = Message<"realtime.v1.InfoResponse"> & {
  * Use `create(InfoResponseSchema)` to create a new message.
  */
 export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 32);
+  messageDesc(file_realtime_v1_realtime, 33);
 
 /**
  * NodeInfo is one node's answer.
@@ -1311,7 +1354,7 @@ export type NodeInfo = Message<"realtime.v1.NodeInfo"> & {
  * Use `create(NodeInfoSchema)` to create a new message.
  */
 export const NodeInfoSchema: GenMessage<NodeInfo> = /*@__PURE__*/
-  messageDesc(file_realtime_v1_realtime, 33);
+  messageDesc(file_realtime_v1_realtime, 34);
 
 /**
  * NodeRole is what a node does.
