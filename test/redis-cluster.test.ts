@@ -10,6 +10,7 @@ import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NodeRole } from "../gen/realtime/v1/realtime_pb.js";
 import { startProcess, type Proc } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
 import { OwnRedisCluster } from "./helpers/redis-cluster.js";
@@ -196,6 +197,36 @@ describe.skipIf(NO_REDIS_SERVER)("cluster mode on 3 masters: 2 API nodes, 2 edge
     // History lives on each channel's master: the positions handed out count up per channel.
     const { events } = await apis[1]!.getHistory({ channel: channels[0]!, limit: 10 });
     expect(events.length).toBeGreaterThan(0);
+  });
+
+  it("the control plane across shards: Info, Subscribe, Unsubscribe and Disconnect reach the edges, from either API node", async () => {
+    const info = await apis[1]!.info();
+    expect(info.unanswered).toBe(0);
+    expect(info.nodes.map((n) => n.role).sort()).toEqual([NodeRole.API, NodeRole.API, NodeRole.EDGE, NodeRole.EDGE]);
+    // Not in `clients`: the tests after this one expect those in every channel.
+    const c = [await TestClient.connect(topology.ws[0]!, "json"), await TestClient.connect(topology.ws[1]!, "proto")];
+    for (const [i, x] of c.entries()) {
+      const room = channels[i]!;
+      const sub = await apis[i]!.subscribe({
+        target: { target: { case: "connectionId", value: x.id } },
+        channel: room,
+      });
+      expect(sub.joined).toBe(1);
+      await x.next((f) => f.frame.case === "subscribed" && f.frame.value.channel === room);
+      const left = await apis[1 - i]!.unsubscribe({
+        target: { target: { case: "connectionId", value: x.id } },
+        channel: room,
+      });
+      expect(left.left).toBe(1);
+      await x.next((f) => f.frame.case === "unsubscribed");
+      const gone = await apis[i]!.disconnect({
+        target: { target: { case: "connectionId", value: x.id } },
+        reconnect: true,
+      });
+      expect(gone.connections).toBe(1);
+      await x.closed;
+      expect(x.closeCode).toBe(4005);
+    }
   });
 
   it("an edge that dies: its members' leaves reach the others, and GetMembers drops them", async () => {
