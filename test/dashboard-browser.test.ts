@@ -2,7 +2,8 @@
  * The dashboard in a real browser (Debian's Chromium driven by
  * playwright-core): it lists channels with counts, shows a WebSocket
  * client's membership and profile live, sends and broadcasts to clients, and
- * logs the channel's events. A screenshot goes to test-output/.
+ * logs the channel's events; it lists the API nodes and edges. Screenshots
+ * go to test-output/.
  *
  * Where /usr/bin/chromium is missing the test is skipped with a line that
  * says so, except under CI=true, where it must run.
@@ -18,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../src/dashboard/build.js";
 import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
 import { TestClient } from "./helpers/ws-client.js";
+import { hs256, SECRET } from "./helpers/trust.js";
 import { realtimeClient } from "./helpers/grpc-client.js";
 import { create } from "@bufbuild/protobuf";
 import { PublishRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
@@ -39,6 +41,8 @@ if (!HAVE_CHROMIUM && !IN_CI) {
 
 describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
   let cluster: Cluster;
+  /** Two edges, with tokens (users) and anonymous clients: for the node panel and the member actions. */
+  let control: Cluster;
   let browser: Browser;
   let page: Page;
   const clients: TestClient[] = [];
@@ -46,7 +50,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
   beforeAll(async () => {
     if (!HAVE_CHROMIUM) throw new Error(`CI=true and ${CHROMIUM} is missing: .ci/run must apt-get install chromium`);
     await buildDashboard();
-    cluster = await startCluster(1);
+    [cluster, control] = await Promise.all([
+      startCluster(1),
+      startCluster(2, { REALTIME_JWT_SECRET: SECRET, REALTIME_ALLOW_ANONYMOUS: "true" }),
+    ]);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
@@ -59,6 +66,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await Promise.all(clients.map((c) => c.close()));
     await browser?.close();
     await cluster?.stop();
+    await control?.stop();
     await stopAll();
   });
 
@@ -68,6 +76,15 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     return c;
   };
   const profile = (v: unknown) => fromJson(ValueSchema, v as never);
+  /** A client of control's edge, as user (a token's subject) or anonymous. */
+  const connectControl = async (edge: number, user?: string) => {
+    const query = user === undefined ? "" : `/?token=${await hs256({ sub: user })}`;
+    const c = await TestClient.connect(control.ws[edge]!, edge === 0 ? "json" : "proto", query);
+    clients.push(c);
+    return c;
+  };
+  /** The edge a connection is on: NodeInfo.id is its id's prefix before the last ".". */
+  const edgeOf = (connectionId: string) => connectionId.slice(0, connectionId.lastIndexOf("."));
 
   it("shows channels with counts, members live with their profile, and sends and broadcasts to clients", async () => {
     const ada = await connect("json");
@@ -200,6 +217,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
         await p.goto(`http://${cluster.http}/#a11y`);
         await p.locator('li[data-channel="a11y"]').waitFor();
         await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+        await p.locator("#nodes li[data-role=edge]").waitFor();
         expect(await axeViolations(p), `${scheme}, ${width} px`).toEqual([]);
         // Nothing wider than the screen: no sideways scrolling on a phone.
         expect(
@@ -208,10 +226,49 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
         ).toBeLessThanOrEqual(width);
         expect(failed).toEqual([]);
         await p.screenshot({ path: join(OUT, `dashboard-${scheme}-${width}.png`), fullPage: true });
+        if (width === 1366) await p.locator(".nodes").screenshot({ path: join(OUT, `dashboard-nodes-${scheme}.png`) });
         await p.close();
       }
     }
   }, 90_000);
+
+  it("the node panel lists the API node and each edge with its connections, refreshed, and says when a node does not answer", async () => {
+    const a = await connectControl(0);
+    const b = await connectControl(1);
+    await connectControl(1);
+    await b.ok({ command: { case: "join", value: { channel: "nodes-room" } } });
+    const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+    await p.goto(`http://${control.http}/`);
+    const edge = (c: TestClient) => p.locator(`#nodes li[data-role=edge][data-node="${edgeOf(c.id)}"]`);
+    await expect.poll(() => p.locator("#nodes li[data-role=api]").count()).toBe(1);
+    expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(2);
+    expect(await p.getByTestId("node-total").textContent()).toBe("3");
+    await expect.poll(() => edge(a).getAttribute("data-connections")).toBe("1");
+    expect(await edge(b).getAttribute("data-connections")).toBe("2");
+    expect(await edge(b).getAttribute("data-channels")).toBe("1");
+    expect(await edge(b).locator(".facts").textContent()).toMatch(
+      /^v\d+\.\d+\.\d+\S* · up (\d+ m )?\d+ s · 2 connections · 1 channel$/,
+    );
+    expect(await p.locator("#nodes li[data-role=api] .facts").textContent()).toMatch(
+      /^v\d+\.\d+\.\d+\S* · up (\d+ m )?\d+ s$/,
+    );
+    expect(await p.getByTestId("node-unanswered").isHidden()).toBe(true);
+    // Refreshed without a reload: one more connection on the first edge.
+    await connectControl(0);
+    await expect.poll(() => edge(a).getAttribute("data-connections"), { timeout: 5_000 }).toBe("2");
+    // A stalled edge does not answer Info: the panel says so and lists the nodes that did.
+    const stalled = control.edges[1]!;
+    stalled.child.kill("SIGSTOP");
+    try {
+      await p.getByTestId("node-unanswered").filter({ hasText: "1 node did not answer" }).waitFor({ timeout: 10_000 });
+      expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(1);
+    } finally {
+      stalled.child.kill("SIGCONT");
+    }
+    await p.getByTestId("node-unanswered").waitFor({ state: "hidden", timeout: 10_000 });
+    expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(2);
+    await p.close();
+  }, 60_000);
 
   it("the channel list is one Tab stop, arrows move in it, Enter watches the channel", async () => {
     for (const name of ["kb/a", "kb/b", "kb/c"]) {
@@ -298,6 +355,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
       const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
       await p.goto(`http://${down.http}/#outage`);
       await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+      await p.locator("#nodes li[data-role=edge]").waitFor();
       await p.locator(`tr[data-member="${c.id}"]`).waitFor();
       await down.api.stop();
       await p.getByTestId("status").filter({ hasText: "disconnected since" }).waitFor({ timeout: 10_000 });
@@ -308,6 +366,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
       expect(await p.locator(`tr[data-member="${c.id}"]`).count()).toBe(1);
       expect(await p.getByTestId("members").getAttribute("data-stale")).toBe("true");
       expect(await p.getByTestId("channel-list").getAttribute("data-stale")).toBe("true");
+      // The node panel too: its last answer stays, marked stale, with its own "disconnected since".
+      expect(await p.getByTestId("node-state").textContent()).toMatch(/^disconnected since /);
+      expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(1);
+      expect(await p.getByTestId("nodes").getAttribute("data-stale")).toBe("true");
       await p.close();
     } finally {
       await down.stop();

@@ -1,18 +1,27 @@
 /**
  * The dashboard: a browser client of realtime.v1.Realtime over Connect
  * (connect-web, same origin), built by src/dashboard/build.ts. It polls
- * ListChannels, watches the picked channel with WatchChannel (reconnecting
- * with a fresh snapshot when the stream ends) and sends with Send/Broadcast.
+ * ListChannels and Info, watches the picked channel with WatchChannel
+ * (reconnecting with a fresh snapshot when the stream ends) and sends with
+ * Send/Broadcast.
  * No framework: the page is small and the DOM is the state it shows.
  */
 import { fromJsonString, toJson, toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { Realtime, type Member, type WatchChannelResponse } from "../../../gen/realtime/v1/realtime_pb.js";
+import {
+  NodeRole,
+  Realtime,
+  type Member,
+  type NodeInfo,
+  type WatchChannelResponse,
+} from "../../../gen/realtime/v1/realtime_pb.js";
 
 /** How often the channel list is refreshed. */
 const CHANNEL_POLL_MS = 2000;
+/** How long after Info answered the node panel asks again. */
+const NODE_POLL_MS = 2000;
 /** Channels per ListChannels page. */
 const CHANNEL_PAGE_SIZE = 200;
 /** Entries kept in the event log; older ones scroll away. */
@@ -47,9 +56,7 @@ let watch: AbortController | undefined;
 const members = new Map<string, Member>();
 
 function setStatus(state: "ok" | "error" | "connecting", text: string) {
-  const s = $("status");
-  s.dataset.state = state;
-  s.textContent = text;
+  setLiveState($("status"), state, text);
 }
 
 function describe(err: unknown): string {
@@ -163,6 +170,71 @@ function onListKey(e: KeyboardEvent) {
   }
 }
 
+// ---- nodes ----
+
+/** When Info stopped answering; undefined while it answers. */
+let nodesLostSince: Date | undefined;
+
+async function refreshNodes() {
+  try {
+    const info = await client.info({});
+    renderNodes(info.nodes, info.unanswered);
+    nodesLostSince = undefined;
+    setLiveState($("node-state"), "live", "");
+    markStale($("nodes"), false);
+  } catch (err) {
+    // Like the channel list: the last answer stays, marked stale, with when the outage began.
+    nodesLostSince ??= new Date();
+    setLiveState($("node-state"), "error", `disconnected since ${clock(nodesLostSince)}: ${describe(err)}`);
+    markStale($("nodes"), true);
+  }
+}
+
+/** Info waits up to 2 s for a stalled node: the next call is NODE_POLL_MS after the last answer, not on a clock. */
+async function pollNodes() {
+  await refreshNodes();
+  setTimeout(() => void pollNodes(), NODE_POLL_MS);
+}
+
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? "" : "s"}`;
+
+/** A duration as its two largest units: "42 s", "3 m 5 s", "2 h 10 m", "4 d 1 h". */
+function uptime(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const [d, h, m] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} m`;
+  if (m > 0) return `${m} m ${s % 60} s`;
+  return `${s} s`;
+}
+
+function renderNodes(nodes: NodeInfo[], unanswered: number) {
+  const now = Date.now();
+  const items = nodes.map((n) => {
+    const edge = n.role === NodeRole.EDGE;
+    const li = el("li");
+    li.dataset.node = n.id;
+    li.dataset.role = edge ? "edge" : "api";
+    const head = el("div", "node-head");
+    head.append(el("span", `role ${li.dataset.role}`, edge ? "edge" : "API"), el("span", "id", n.id));
+    // Uptime is from this browser's clock: off by the skew between it and the node's.
+    const facts = [`v${n.version}`, `up ${uptime(now - Number(n.startedUnixMs))}`];
+    if (edge) {
+      li.dataset.connections = String(n.connections);
+      li.dataset.channels = String(n.channels);
+      facts.push(plural(n.connections, "connection"), plural(n.channels, "channel"));
+    }
+    li.append(head, el("div", "facts", facts.join(" · ")));
+    return li;
+  });
+  if (items.length === 0) items.push(el("li", "none", "No node answered."));
+  $("nodes").replaceChildren(...items);
+  $("node-total").textContent = String(nodes.length);
+  const line = $("node-unanswered");
+  line.hidden = unanswered === 0;
+  line.textContent = `${plural(unanswered, "node")} did not answer in time (up but stalled, or going away)`;
+}
+
 // ---- the watched channel ----
 
 function select(channel: string) {
@@ -239,7 +311,10 @@ async function watchLoop(channel: string, signal: AbortSignal) {
 }
 
 function setWatchState(state: string, text: string) {
-  const s = $("watch-state");
+  setLiveState($("watch-state"), state, text);
+}
+
+function setLiveState(s: HTMLElement, state: string, text: string) {
   s.dataset.state = state;
   s.textContent = text;
 }
@@ -431,6 +506,7 @@ function start() {
     input.value = "";
     $("key-form").hidden = true;
     void refreshChannels();
+    void refreshNodes();
     const channel = selected;
     selected = "";
     if (channel) select(channel);
@@ -442,6 +518,7 @@ function start() {
   });
   void refreshChannels();
   setInterval(() => void refreshChannels(), CHANNEL_POLL_MS);
+  void pollNodes();
   const fromHash = decodeURIComponent(location.hash.slice(1));
   if (fromHash) select(fromHash);
 }
