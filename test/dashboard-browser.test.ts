@@ -2,8 +2,9 @@
  * The dashboard in a real browser (Debian's Chromium driven by
  * playwright-core): it lists channels with counts, shows a WebSocket
  * client's membership and profile live, sends and broadcasts to clients, and
- * logs the channel's events; it lists the API nodes and edges. Screenshots
- * go to test-output/.
+ * logs the channel's events; it lists the API nodes and edges, and
+ * unsubscribes or disconnects a member after a confirmation dialog.
+ * Screenshots go to test-output/.
  *
  * Where /usr/bin/chromium is missing the test is skipped with a line that
  * says so, except under CI=true, where it must run.
@@ -18,8 +19,9 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildDashboard } from "../src/dashboard/build.js";
 import { ROOT, startCluster, stopAll, type Cluster } from "./helpers/cluster.js";
-import { TestClient } from "./helpers/ws-client.js";
+import { sleep, TestClient } from "./helpers/ws-client.js";
 import { hs256, SECRET } from "./helpers/trust.js";
+import { CloseCode } from "../src/client/index.js";
 import { realtimeClient } from "./helpers/grpc-client.js";
 import { create } from "@bufbuild/protobuf";
 import { PublishRequestSchema } from "../gen/realtime/v1/realtime_pb.js";
@@ -227,9 +229,18 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
         expect(failed).toEqual([]);
         await p.screenshot({ path: join(OUT, `dashboard-${scheme}-${width}.png`), fullPage: true });
         if (width === 1366) await p.locator(".nodes").screenshot({ path: join(OUT, `dashboard-nodes-${scheme}.png`) });
+        // The confirmation dialog, open: still no serious violation; Escape closes it and nothing happens.
+        await p.locator(`tr[data-member="${c.id}"] button[data-action=disconnect]`).click();
+        await p.getByTestId("confirm").waitFor();
+        expect(await axeViolations(p), `${scheme}, ${width} px, dialog open`).toEqual([]);
+        await p.screenshot({ path: join(OUT, `dashboard-dialog-${scheme}-${width}.png`) });
+        await p.keyboard.press("Escape");
+        await p.getByTestId("confirm").waitFor({ state: "hidden" });
         await p.close();
       }
     }
+    expect(c.closeCode).toBeUndefined();
+    expect(c.frames.filter((f) => f.frame.case === "unsubscribed")).toEqual([]);
   }, 90_000);
 
   it("the node panel lists the API node and each edge with its connections, refreshed, and says when a node does not answer", async () => {
@@ -267,6 +278,106 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     }
     await p.getByTestId("node-unanswered").waitFor({ state: "hidden", timeout: 10_000 });
     expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(2);
+    await p.close();
+  }, 60_000);
+
+  it("unsubscribes and disconnects a member from its row after a confirmation dialog; Cancel and Escape do nothing", async () => {
+    const ada = await connectControl(0, "act-ada");
+    const bob = await connectControl(1, "act-bob");
+    const cy = await connectControl(0);
+    const dee = await connectControl(1, "act-dee");
+    for (const c of [ada, bob, cy, dee]) await c.ok({ command: { case: "join", value: { channel: "actions" } } });
+    const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+    await p.goto(`http://${control.http}/#actions`);
+    await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+    const row = (c: TestClient) => p.locator(`tr[data-member="${c.id}"]`);
+    const button = (c: TestClient, action: "unsubscribe" | "disconnect") =>
+      row(c).locator(`button[data-action=${action}]`);
+    for (const c of [ada, bob, cy, dee]) await row(c).waitFor();
+    expect(await row(bob).locator(".edge").textContent()).toBe(`edge ${edgeOf(bob.id)}`);
+    expect(await row(ada).locator(".edge").textContent()).toBe(`edge ${edgeOf(ada.id)}`);
+    const dialog = p.getByTestId("confirm");
+    const result = p.getByTestId("action-result");
+    const focused = () =>
+      p.evaluate(() => {
+        const e = document.activeElement as HTMLElement | null;
+        return { inDialog: !!e?.closest("dialog"), id: e?.id, label: e?.getAttribute("aria-label") };
+      });
+
+    // By keyboard: Enter opens the dialog with the focus in it, Escape cancels, the focus is back on the button.
+    await button(bob, "unsubscribe").focus();
+    await p.keyboard.press("Enter");
+    await dialog.waitFor();
+    expect((await focused()).inDialog).toBe(true);
+    expect(await p.getByTestId("confirm-connection").textContent()).toBe(bob.id);
+    expect(await p.getByTestId("confirm-user").textContent()).toBe("act-bob");
+    expect(await p.getByTestId("confirm-channel").textContent()).toBe("actions");
+    expect(await p.getByTestId("confirm-reason").isVisible()).toBe(false);
+    await p.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    expect((await focused()).label).toBe(`Unsubscribe ${bob.id}`);
+    // A join redraws the rows: the keyboard stays on the same button.
+    const eve = await connectControl(0);
+    await eve.ok({ command: { case: "join", value: { channel: "actions" } } });
+    await row(eve).waitFor();
+    expect((await focused()).label).toBe(`Unsubscribe ${bob.id}`);
+    // Cancel, with the mouse, on Disconnect: the focus starts in the reason field.
+    await button(bob, "disconnect").click();
+    await dialog.waitFor();
+    expect((await focused()).id).toBe("confirm-reason");
+    await p.getByTestId("confirm-reason").fill("not sent");
+    await p.getByTestId("confirm-cancel").click();
+    await dialog.waitFor({ state: "hidden" });
+    expect((await focused()).label).toBe(`Disconnect ${bob.id}`);
+    await sleep(500);
+    expect(bob.closeCode).toBeUndefined();
+    expect(bob.frames.filter((f) => f.frame.case === "unsubscribed")).toEqual([]);
+    expect(await row(bob).count()).toBe(1);
+    expect(await result.textContent()).toBe("");
+
+    // Unsubscribe: the client is told, its row goes, its connection stays.
+    await button(ada, "unsubscribe").click();
+    await dialog.waitFor();
+    expect(await p.getByTestId("confirm-user").textContent()).toBe("act-ada");
+    await p.getByTestId("confirm-ok").click();
+    const f = await ada.next((f) => f.frame.case === "unsubscribed");
+    expect((f.frame.value as { channel: string }).channel).toBe("actions");
+    await row(ada).waitFor({ state: "detached" });
+    await result.filter({ hasText: `unsubscribed 1 connection from actions: ${ada.id} (user act-ada)` }).waitFor();
+    expect((await focused()).id).toBe("members-heading");
+    expect(ada.closeCode).toBeUndefined();
+
+    // Disconnect with a reason: closed with 4505 (do not reconnect) and that reason.
+    await button(bob, "disconnect").click();
+    await dialog.waitFor();
+    await p.getByTestId("confirm-reason").fill("bye from the dashboard");
+    await p.getByTestId("confirm-ok").click();
+    await bob.closed;
+    expect([bob.closeCode, bob.closeReason]).toEqual([CloseCode.DisconnectedFinal, "bye from the dashboard"]);
+    await row(bob).waitFor({ state: "detached" });
+    await result.filter({ hasText: `disconnected 1 connection: ${bob.id} (user act-bob), close code 4505` }).waitFor();
+
+    // "Let it reconnect", confirmed with Enter in the reason field: 4005 and the default reason.
+    await button(cy, "disconnect").click();
+    await dialog.waitFor();
+    await p.getByTestId("confirm-reconnect").check();
+    await p.getByTestId("confirm-reason").press("Enter");
+    await cy.closed;
+    expect([cy.closeCode, cy.closeReason]).toEqual([CloseCode.Disconnected, "disconnected by the backend"]);
+    await result.filter({ hasText: `disconnected 1 connection: ${cy.id}, close code 4005` }).waitFor();
+
+    // The member left while the dialog was open: the API's NOT_FOUND is shown, in the result and the log.
+    await button(dee, "disconnect").click();
+    await dialog.waitFor();
+    await dee.close();
+    await row(dee).waitFor({ state: "detached" });
+    await p.getByTestId("confirm-ok").click();
+    await result
+      .filter({ hasText: `disconnect ${dee.id} (user act-dee) failed: NotFound: no open connection` })
+      .waitFor();
+    expect(await result.getAttribute("class")).toContain("error");
+    await p.locator('#log li.error[data-kind="disconnect"]').filter({ hasText: "NotFound" }).waitFor();
+    await p.locator('#log li[data-kind="unsubscribe"]').filter({ hasText: ada.id }).waitFor();
     await p.close();
   }, 60_000);
 

@@ -2,8 +2,8 @@
  * The dashboard: a browser client of realtime.v1.Realtime over Connect
  * (connect-web, same origin), built by src/dashboard/build.ts. It polls
  * ListChannels and Info, watches the picked channel with WatchChannel
- * (reconnecting with a fresh snapshot when the stream ends) and sends with
- * Send/Broadcast.
+ * (reconnecting with a fresh snapshot when the stream ends), sends with
+ * Send/Broadcast, and unsubscribes or disconnects a member it shows.
  * No framework: the page is small and the DOM is the state it shows.
  */
 import { fromJsonString, toJson, toJsonString } from "@bufbuild/protobuf";
@@ -17,6 +17,7 @@ import {
   type NodeInfo,
   type WatchChannelResponse,
 } from "../../../gen/realtime/v1/realtime_pb.js";
+import { CloseCode } from "../../protocol/close-codes.js";
 
 /** How often the channel list is refreshed. */
 const CHANNEL_POLL_MS = 2000;
@@ -24,6 +25,8 @@ const CHANNEL_POLL_MS = 2000;
 const NODE_POLL_MS = 2000;
 /** Channels per ListChannels page. */
 const CHANNEL_PAGE_SIZE = 200;
+/** Member rows drawn at the most (sorted by id); the count says how many there are. */
+const MAX_MEMBER_ROWS = 500;
 /** Entries kept in the event log; older ones scroll away. */
 const MAX_LOG_ENTRIES = 500;
 /** The longest the page works through stream messages before it lets the browser draw and take input. */
@@ -247,6 +250,7 @@ function select(channel: string) {
   $("target-label").textContent = `To ${channel}`;
   $("log").replaceChildren();
   pendingLog = [];
+  $("action-result").textContent = "";
   history.replaceState(null, "", `#${encodeURIComponent(channel)}`);
   watch?.abort();
   watch = new AbortController();
@@ -357,21 +361,50 @@ function renderMembers(flash?: string) {
   schedule();
 }
 
+/** The edge a connection is on: its id's prefix before the last "." (NodeInfo.id of that edge). */
+const edgeOf = (connectionId: string) => connectionId.slice(0, Math.max(0, connectionId.lastIndexOf(".")));
+
 function drawMembers(flash?: string) {
-  const rows = [...members.values()]
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map((m) => {
-      const tr = el("tr");
-      tr.dataset.member = m.id;
-      if (m.id === flash) tr.className = "flash";
-      tr.append(
-        el("td", "", m.id),
-        el("td", "", m.userId || "—"),
-        el("td", "profile", m.data ? valueText(m.data) : "—"),
-      );
-      return tr;
-    });
+  const sorted = [...members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const rows = sorted.slice(0, MAX_MEMBER_ROWS).map((m) => {
+    const tr = el("tr");
+    tr.dataset.member = m.id;
+    if (m.id === flash) tr.className = "flash";
+    // The buttons wrap in a div: a flex cell would stop being a table cell to screen readers.
+    const actions = el("div");
+    for (const action of ACTIONS) {
+      const b = el("button", `act ${action}`, ACTION_LABEL[action]);
+      b.type = "button";
+      b.dataset.action = action;
+      b.setAttribute("aria-label", `${ACTION_LABEL[action]} ${m.id}`);
+      actions.append(b);
+    }
+    const id = el("td", "", m.id);
+    id.append(el("span", "edge", `edge ${edgeOf(m.id)}`));
+    const cell = el("td", "actions");
+    cell.append(actions);
+    tr.append(id, el("td", "", m.userId || "—"), el("td", "profile", m.data ? valueText(m.data) : "—"), cell);
+    return tr;
+  });
+  if (sorted.length > rows.length) {
+    const td = el(
+      "td",
+      "more",
+      `${sorted.length - rows.length} more not shown (the first ${MAX_MEMBER_ROWS} by id are)`,
+    );
+    td.colSpan = 4;
+    const tr = el("tr");
+    tr.append(td);
+    rows.push(tr);
+  }
+  // Redrawing replaces the buttons: keep the keyboard where it was.
+  const focused = document.activeElement;
+  const keep =
+    focused instanceof HTMLButtonElement && $("members").contains(focused)
+      ? { id: focused.closest("tr")!.dataset.member!, action: focused.dataset.action as Action }
+      : undefined;
   $("members").replaceChildren(...rows);
+  if (keep) focusAction(keep.id, keep.action);
   $("member-count").textContent = String(members.size);
   // The list polls; the watched channel's count is known now.
   const n = $("channel-list").querySelector<HTMLElement>(`li[data-channel="${CSS.escape(selected)}"] .n`);
@@ -411,7 +444,7 @@ function draw() {
 }
 
 function log(kind: string, label: string, body: string, from?: string, event?: string) {
-  if (($("pause") as HTMLInputElement).checked && kind !== "info") return;
+  if (($("pause") as HTMLInputElement).checked && kind !== "info" && kind !== "error") return;
   const at = new Date();
   pendingLog.push(() => logEntry(at, kind, label, body, from, event));
   if (pendingLog.length > 2 * MAX_LOG_ENTRIES) pendingLog = pendingLog.slice(-MAX_LOG_ENTRIES);
@@ -428,6 +461,84 @@ function logEntry(at: Date, kind: string, label: string, body: string, from?: st
   if (from) text.append(el("span", "from", from));
   li.append(time, el("span", "kind", label), text);
   return li;
+}
+
+// ---- member actions ----
+
+const ACTIONS = ["unsubscribe", "disconnect"] as const;
+type Action = (typeof ACTIONS)[number];
+const ACTION_LABEL: Record<Action, string> = { unsubscribe: "Unsubscribe", disconnect: "Disconnect" };
+
+/** What the confirmation dialog asks about; undefined while it is closed. */
+let asking: { action: Action; member: Member; channel: string } | undefined;
+
+/** Fills the one confirmation dialog for action on member and opens it (focus moves to its first control). */
+function ask(action: Action, member: Member) {
+  asking = { action, member, channel: selected };
+  const dialog = $("confirm") as HTMLDialogElement;
+  $("confirm-title").textContent =
+    action === "disconnect" ? "Disconnect this member?" : `Unsubscribe this member from ${selected}?`;
+  $("confirm-connection").textContent = member.id;
+  $("confirm-user").textContent = member.userId || "— (anonymous)";
+  $("confirm-channel").textContent = selected;
+  $("confirm-note").textContent =
+    action === "disconnect"
+      ? "Closes the connection: it leaves every channel it is in, not only this one."
+      : "The client is told with an unsubscribed frame; its connection stays open.";
+  $("disconnect-options").hidden = action !== "disconnect";
+  ($("confirm-reason") as HTMLInputElement).value = "";
+  ($("confirm-reconnect") as HTMLInputElement).checked = false;
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+/** Focuses the action's button in the member's row, or the Members heading when the row is gone. */
+function focusAction(id: string, action: Action) {
+  const b = $("members").querySelector<HTMLButtonElement>(
+    `tr[data-member="${CSS.escape(id)}"] button[data-action="${action}"]`,
+  );
+  (b ?? $("members-heading")).focus();
+}
+
+/** The dialog closed (Confirm, Cancel or Escape): focus goes back to the row, and Confirm calls the API. */
+function answered() {
+  const dialog = $("confirm") as HTMLDialogElement;
+  const a = asking;
+  asking = undefined;
+  if (!a) return;
+  focusAction(a.member.id, a.action);
+  if (dialog.returnValue === "confirm") void act(a);
+}
+
+async function act(a: { action: Action; member: Member; channel: string }) {
+  const target = { target: { case: "connectionId" as const, value: a.member.id } };
+  const who = `${a.member.id}${a.member.userId ? ` (user ${a.member.userId})` : ""}`;
+  try {
+    if (a.action === "unsubscribe") {
+      const r = await client.unsubscribe({ target, channel: a.channel });
+      const text =
+        r.left === 0
+          ? `${who} was not in ${a.channel}: nothing to do`
+          : `unsubscribed ${plural(r.left, "connection")} from ${a.channel}: ${who}`;
+      actionResult("ok", a.action, text);
+    } else {
+      const reconnect = ($("confirm-reconnect") as HTMLInputElement).checked;
+      const reason = ($("confirm-reason") as HTMLInputElement).value.trim();
+      const r = await client.disconnect({ target, reconnect, reason });
+      const code = reconnect ? CloseCode.Disconnected : CloseCode.DisconnectedFinal;
+      actionResult("ok", a.action, `disconnected ${plural(r.connections, "connection")}: ${who}, close code ${code}`);
+    }
+  } catch (err) {
+    actionResult("error", a.action, `${a.action} ${who} failed: ${describe(err)}`);
+  }
+}
+
+/** Shows what an action did under the members (announced: role=status) and in the event log. */
+function actionResult(state: "ok" | "error", action: Action, text: string) {
+  const result = $("action-result");
+  result.className = `result ${state}`;
+  result.textContent = text;
+  log(state === "ok" ? "info" : "error", action, text);
 }
 
 // ---- sending ----
@@ -511,6 +622,13 @@ function start() {
     selected = "";
     if (channel) select(channel);
   });
+  $("members").addEventListener("click", (e) => {
+    const b = (e.target as HTMLElement).closest<HTMLButtonElement>("button[data-action]");
+    const member = members.get(b?.closest("tr")?.dataset.member ?? "");
+    if (b && member) ask(b.dataset.action as Action, member);
+  });
+  $("confirm-cancel").addEventListener("click", () => ($("confirm") as HTMLDialogElement).close(""));
+  $("confirm").addEventListener("close", answered);
   $("send-form").addEventListener("submit", (e) => void send(e as SubmitEvent));
   $("send-form").addEventListener("input", () => {
     $("result").className = "result";
