@@ -19,6 +19,7 @@ import {
   DEFAULT_GRPC_KEEPALIVE_TIME_MS,
   DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS,
   DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
+  MAX_WRITE_DELAY_MS,
 } from "./core/limits.js";
 import {
   DEFAULT_REDIS_EDGE_TTL_MS,
@@ -475,6 +476,13 @@ export const SETTINGS = {
     doc: "Whether clients may send events to the channels they joined (off: only backends send).",
     roles: ["edge"],
     parse: bool,
+  }),
+  writeDelayMs: setting({
+    env: "REALTIME_WRITE_DELAY_MS",
+    default: 0,
+    doc: "Opt-in batching: a connection's frames wait up to this long, ms, to leave in one write (one syscall for many events); 0: at the end of each event-loop turn.",
+    roles: ["edge"],
+    parse: integer(0, MAX_WRITE_DELAY_MS),
   }),
   hooksUrl: setting({
     env: "REALTIME_HOOKS_URL",

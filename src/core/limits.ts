@@ -16,6 +16,8 @@ export const MAX_DISCONNECT_REASON_BYTES = 120;
  * answered by then is counted as unanswered.
  */
 export const CONTROL_REPLY_TIMEOUT_MS = 2_000;
+/** Largest REALTIME_WRITE_DELAY_MS: past it a delay is a stall, not batching. */
+export const MAX_WRITE_DELAY_MS = 1_000;
 /** Longest event name, in characters. */
 export const MAX_EVENT_NAME_LENGTH = 64;
 /**

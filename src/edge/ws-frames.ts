@@ -27,29 +27,43 @@ import { frameOf } from "../wire/ws-frame.js";
  * in call order, in order with `ws`'s own frames, and count in `bufferedAmount`.
  */
 
-/** Sockets corked in this turn of the event loop, uncorked together at its end. */
-let corked: Duplex[] = [];
+/** Writes data as one frame to a WebSocket's socket (see above). */
+export type FrameWriter = (socket: Duplex, data: Uint8Array, text: boolean) => void;
 
-/** Writes data as one frame to a WebSocket's socket (see above), corked until this turn of the event loop ends. */
-export function writeFrame(socket: Duplex, data: Uint8Array, text: boolean): void {
-  if (socket.destroyed) return;
-  if (!socket.writableCorked) {
-    socket.cork();
-    if (corked.push(socket) === 1) setImmediate(uncorkAll);
-  }
-  socket.write(frameOf(data, text));
-}
-
-function uncorkAll(): void {
-  const sockets = corked;
-  corked = [];
-  for (const socket of sockets) {
-    // Every socket must be uncorked, or it would hold its writes forever:
-    // one that fails (destroyed meanwhile) must not stop the others.
-    try {
-      socket.uncork();
-    } catch {
-      socket.destroy();
+/**
+ * A writer whose corked sockets are uncorked together at the end of this
+ * turn of the event loop (delayMs 0), or delayMs after the first write to a
+ * socket that was not corked (REALTIME_WRITE_DELAY_MS): every frame then
+ * waits at most delayMs, and a connection that receives many events in that
+ * time gets them in one writev, one syscall, instead of one per turn.
+ * Whatever ws writes meanwhile (a ping, the close frame) waits with them, in
+ * order: a close still follows the frames written before it.
+ */
+export function frameWriter(delayMs = 0): FrameWriter {
+  let corked: Duplex[] = [];
+  const uncorkAll = (): void => {
+    const sockets = corked;
+    corked = [];
+    for (const socket of sockets) {
+      // Every socket must be uncorked, or it would hold its writes forever:
+      // one that fails (destroyed meanwhile) must not stop the others.
+      try {
+        socket.uncork();
+      } catch {
+        socket.destroy();
+      }
     }
-  }
+  };
+  const schedule = delayMs > 0 ? () => setTimeout(uncorkAll, delayMs) : () => setImmediate(uncorkAll);
+  return (socket, data, text) => {
+    if (socket.destroyed) return;
+    if (!socket.writableCorked) {
+      socket.cork();
+      if (corked.push(socket) === 1) schedule();
+    }
+    socket.write(frameOf(data, text));
+  };
 }
+
+/** The writer without delay (corked to the end of the turn). */
+export const writeFrame: FrameWriter = frameWriter(0);

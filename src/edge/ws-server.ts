@@ -9,7 +9,7 @@ import { MAX_MESSAGE_FRAGMENTS, maxBufferedReads } from "../core/limits.js";
 import type { Transport } from "../core/transport.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { Encoding } from "../protocol/encodings.js";
-import { writeFrame } from "./ws-frames.js";
+import { frameWriter, writeFrame, type FrameWriter } from "./ws-frames.js";
 
 export interface WsEdgeServerOptions {
   /**
@@ -27,6 +27,12 @@ export interface WsEdgeServerOptions {
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** Serve TLS (wss://) with this PEM certificate chain and key. Default: plain (TLS in front). */
   tls?: { cert: Buffer; key: Buffer };
+  /**
+   * How long a connection's frames may wait to leave together, in one
+   * write (REALTIME_WRITE_DELAY_MS, ws-frames.ts frameWriter). Default 0:
+   * to the end of the event loop's turn.
+   */
+  writeDelayMs?: number;
 }
 
 /**
@@ -78,9 +84,11 @@ export class WsEdgeServer {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly connections: ConnectionPolicy;
+  private readonly write: FrameWriter;
 
   constructor(private readonly options: WsEdgeServerOptions) {
     this.connections = options.connections;
+    this.write = options.writeDelayMs ? frameWriter(options.writeDelayMs) : writeFrame;
     const onRequest: RequestListener = (req, res) => {
       if (options.httpHandler?.(req, res)) return;
       res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
@@ -168,7 +176,7 @@ export class WsEdgeServer {
   private accept(ws: WebSocket, socket: Duplex, a: Admission & { admitted: true }): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
     const connection = this.connections.open(
-      new WsTransport(ws, socket),
+      new WsTransport(ws, socket, this.write),
       encoding,
       a.echo,
       a.identity,
@@ -236,6 +244,7 @@ class WsTransport implements Transport {
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Duplex,
+    private readonly write: FrameWriter = writeFrame,
   ) {}
 
   get open(): boolean {
@@ -247,7 +256,7 @@ class WsTransport implements Transport {
   }
 
   send(data: Uint8Array, text: boolean): void {
-    writeFrame(this.socket, data, text);
+    this.write(this.socket, data, text);
   }
 
   close(code: number, reason: string): void {

@@ -155,6 +155,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     onError: (err, context) => log.error({ err, context }, "websocket error"),
     httpHandler: createOpsHandler({ metrics, readiness }),
     tls,
+    writeDelayMs: config.writeDelayMs,
   });
   // Down until the backend says otherwise: one that never comes up counts as an outage too.
   connections.backendState(link.connected());
