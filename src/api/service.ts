@@ -531,6 +531,10 @@ function nodeInfo(n: NodeState): NodeInfo {
     startedUnixMs: n.startedUnixMs,
     connections: n.connections,
     channels: n.channels,
+    messagesIn: n.messagesIn,
+    deliveries: n.deliveries,
+    drops: n.drops,
+    disconnects: n.disconnects,
   });
 }
 

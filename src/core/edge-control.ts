@@ -4,6 +4,7 @@ import type { Control, ControlReplySchema, ControlTarget } from "../../gen/realt
 import { CloseCode } from "../protocol/close-codes.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { decodePublication } from "../wire/publication.js";
+import type { NodeTotals } from "./node-counters.js";
 import type { Broker, Publication } from "./broker.js";
 import { controlOf, controlPublication, EDGES_CHANNEL, edgeChannel, userChannel } from "./control-channels.js";
 
@@ -12,6 +13,8 @@ export interface EdgeNode {
   readonly id: string;
   readonly version: string;
   readonly startedUnixMs: number;
+  /** Its running totals since it started (node-counters.ts); undefined: it counts nothing (all 0). */
+  readonly totals?: () => NodeTotals;
 }
 
 /** What the control plane asks of the edge (core/edge.ts implements it). */
@@ -113,6 +116,7 @@ export class EdgeControl<S> {
       }
       case "info": {
         const { connections, channels } = this.edge.stats();
+        const totals = this.node.totals?.();
         return this.reply(control, {
           node: {
             id: this.node.id,
@@ -121,6 +125,10 @@ export class EdgeControl<S> {
             startedUnixMs: BigInt(this.node.startedUnixMs),
             connections,
             channels,
+            messagesIn: totals?.messagesIn ?? 0n,
+            deliveries: totals?.deliveries ?? 0n,
+            drops: totals?.drops ?? {},
+            disconnects: totals?.disconnects ?? {},
           },
         });
       }

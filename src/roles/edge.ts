@@ -8,6 +8,7 @@ import { loadTokenVerifier } from "../auth/tokens.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { ConnectionPolicy } from "../core/connections.js";
 import { Edge } from "../core/edge.js";
+import { NodeCounters } from "../core/node-counters.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
@@ -64,6 +65,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     maxChannelsPerConnection: config.maxChannelsPerConnection,
   };
   const metrics = createMetrics({ role: "edge", version: VERSION });
+  // Info's running totals (core/node-counters.ts), counted by the calls that count the metrics.
+  const counters = new NodeCounters();
+  const observer = counters.observing(metrics.observer);
   const backend = backendOf(config);
   const readiness = new Readiness().require(backend);
   metrics.declareBackend(backend);
@@ -102,7 +106,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       timeoutMs: config.hooksTimeoutMs,
       failOpen: config.hooksFailOpen,
       limits,
-      observer: metrics.observer,
+      observer,
       onFailure: (hook, err) => log.warn({ err, hook, hooks: config.hooksUrl }, "hook call failed"),
     });
   edge = new Edge({
@@ -130,8 +134,8 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       err instanceof RealtimeError && err.code === Code.Unavailable
         ? log.debug({ err }, "edge error while the backend is down")
         : log.warn({ err }, "edge error"),
-    observer: metrics.observer,
-    node: { id: edgeId, version: VERSION, startedUnixMs: Date.now() },
+    observer,
+    node: { id: edgeId, version: VERSION, startedUnixMs: Date.now(), totals: () => counters.totals() },
     hooks,
   });
   metrics.edgeLevels(() => edge.stats());
@@ -139,7 +143,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   // One policy for every connection of this edge, whatever its transport (core/connections.ts).
   connections = new ConnectionPolicy({
     edge,
-    observer: metrics.observer,
+    observer,
     authenticate: createClientAuthenticator({ verifier, allowAnonymous: config.allowAnonymous, hooks, edgeId }),
     origins: createOriginCheck(config.wsOrigins),
     // Without token keys anyone who reaches the port is in: refuse DNS-rebound names (auth/browser-guards.ts).
