@@ -310,7 +310,7 @@ export const SETTINGS = {
   watchMaxStreamsPerKey: setting({
     env: "REALTIME_WATCH_MAX_STREAMS_PER_KEY",
     default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
-    doc: "WatchChannel streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
+    doc: "WatchChannel and WatchStats streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
     roles: ["api"],
     parse: integer(1, 1_000_000),
   }),

@@ -3,11 +3,13 @@ import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import {
   ChannelSummarySchema,
+  InfoResponseSchema,
   MemberSchema,
   NodeInfoSchema,
   NodeRole,
   type Realtime,
   type BroadcastRequest,
+  type InfoResponse,
   type NodeInfo,
   type SendRequest,
   type Target,
@@ -47,6 +49,7 @@ import { publishStream, type PublishEvent } from "./publish.js";
 import { DEFAULT_CHANNEL_PAGE_SIZE, decodePageToken, encodePageToken, membersScope, pageSize } from "../core/pages.js";
 import { API_KEY, CONNECTION } from "./call-context.js";
 import { getHistory } from "./history.js";
+import { statsInterval, watchStats } from "./stats.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
 
 export interface RealtimeServiceDeps {
@@ -110,6 +113,20 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         maxKeys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
       }),
     });
+
+  /** Info's answer: the API nodes, then the edges, each sorted by id. */
+  async function askInfo(): Promise<InfoResponse> {
+    const control = controlPlane();
+    const [apis, edges] = await Promise.all([control.apiNodes(), control.edgeNodes()]);
+    const nodes = (a: Answers): NodeInfo[] =>
+      a.replies
+        .flatMap((r) => (r.node ? [nodeInfo(r.node)] : []))
+        .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+    return create(InfoResponseSchema, {
+      nodes: [...nodes(apis), ...nodes(edges)],
+      unanswered: apis.unanswered + edges.unanswered,
+    });
+  }
 
   /**
    * Checks the key and encodes the event: throws INVALID_ARGUMENT or
@@ -443,15 +460,20 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       });
     },
     async info() {
-      return guard(async () => {
-        const control = controlPlane();
-        const [apis, edges] = await Promise.all([control.apiNodes(), control.edgeNodes()]);
-        const nodes = (a: Answers): NodeInfo[] =>
-          a.replies
-            .flatMap((r) => (r.node ? [nodeInfo(r.node)] : []))
-            .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-        return { nodes: [...nodes(apis), ...nodes(edges)], unanswered: apis.unanswered + edges.unanswered };
-      });
+      return guard(askInfo);
+    },
+    async *watchStats(req, ctx) {
+      let close: (() => void) | undefined;
+      try {
+        const intervalMs = statsInterval(req.intervalMs);
+        controlPlane();
+        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
+        yield* watchStats(askInfo, intervalMs, ctx.signal);
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        close?.();
+      }
     },
     async *watchChannel(req, ctx) {
       let close: (() => void) | undefined;

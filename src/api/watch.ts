@@ -33,7 +33,7 @@ export const WATCH_MAX_QUEUED_EVENTS = 10_000;
  */
 export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
 /**
- * WatchChannel streams open at once on one connection (an HTTP/2
+ * WatchChannel and WatchStats streams open at once on one connection (an HTTP/2
  * connection carries many; HTTP/1.1 one at a time); a new one past it is
  * RESOURCE_EXHAUSTED. 100 is the least SETTINGS_MAX_CONCURRENT_STREAMS
  * that RFC 9113 (5.1.2) recommends a peer allow.
@@ -226,9 +226,11 @@ export interface WatchStreamLimits {
 }
 
 /**
- * The WatchChannel streams open now, by connection and by API key, so that
- * neither one connection nor one key can hold more than its bound (each
- * stream holds a broker node and up to WATCH_MAX_QUEUED_BYTES).
+ * The WatchChannel and WatchStats streams open now, by connection and by
+ * API key, so that neither one connection nor one key can hold more than
+ * its bound (a WatchChannel stream holds a broker node and up to
+ * WATCH_MAX_QUEUED_BYTES; a WatchStats stream asks every node each
+ * interval). One budget for both: a key's bound is on its server streams.
  */
 export class WatchStreams {
   private readonly byConnection = new Map<string, number>();
@@ -253,14 +255,14 @@ export class WatchStreams {
     if (onConnection >= this.maxPerConnection) {
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `this connection already has ${this.maxPerConnection} WatchChannel streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
+        `this connection already has ${this.maxPerConnection} WatchChannel or WatchStats streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
       );
     }
     if (withKey >= this.maxPerKey) {
       const who = key === "" ? "callers without an API key" : `API key ${key}`;
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `${who} already has ${this.maxPerKey} WatchChannel streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
+        `${who} already has ${this.maxPerKey} WatchChannel or WatchStats streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
       );
     }
     this.byConnection.set(connection, onConnection + 1);

@@ -11,7 +11,8 @@
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
  *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel,
- *                     GetHistory and Info (reading who is where and what happened)
+ *                     GetHistory, Info and WatchStats (reading who is where and
+ *                     what happened)
  *          `control`  Disconnect, Subscribe and Unsubscribe (acting on connections)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
@@ -36,7 +37,7 @@ export const MAX_API_KEY_LENGTH = 256;
 /** The scopes and the methods of realtime.v1.Realtime each one allows. */
 export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
   publish: ["Send", "Broadcast", "SendBatch", "Publish"],
-  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory", "Info"],
+  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory", "Info", "WatchStats"],
   control: ["Disconnect", "Subscribe", "Unsubscribe"],
 };
 
@@ -57,6 +58,7 @@ const DEFAULT_METHODS = [
   "Subscribe",
   "Unsubscribe",
   "Info",
+  "WatchStats",
 ] as const;
 
 /** One configured key. */

@@ -29,6 +29,8 @@ import {
   type SendResponse,
   type WatchChannelRequestSchema,
   type WatchChannelResponse,
+  type WatchStatsRequestSchema,
+  type WatchStatsResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { serviceDefinition } from "../../src/api/grpc/adapter.js";
@@ -68,6 +70,11 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof WatchChannelRequestSchema>,
     metadata?: grpc.Metadata,
   ): grpc.ClientReadableStream<WatchChannelResponse>;
+  /** Opens a WatchStats stream: read WatchStatsResponses; cancel() ends it. */
+  watchStats(
+    req: MessageInitShape<typeof WatchStatsRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): grpc.ClientReadableStream<WatchStatsResponse>;
   /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
   publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
@@ -105,6 +112,12 @@ export function realtimeClient(address: string): RealtimeTestClient {
           watchChannel(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchChannelResponse>;
         }
       ).watchChannel(create(m.watchChannel.input, req), metadata),
+    watchStats: (req, metadata = new grpc.Metadata()) =>
+      (
+        client as unknown as {
+          watchStats(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchStatsResponse>;
+        }
+      ).watchStats(create(m.watchStats.input, req), metadata),
     publish: (metadata = new grpc.Metadata()) =>
       (
         client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }
