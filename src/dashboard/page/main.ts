@@ -18,6 +18,7 @@ import {
   type WatchChannelResponse,
 } from "../../../gen/realtime/v1/realtime_pb.js";
 import { CloseCode } from "../../protocol/close-codes.js";
+import { $, clock, el, markStale, setLiveState } from "./dom.js";
 
 /** How often the channel list is refreshed. */
 const CHANNEL_POLL_MS = 2000;
@@ -45,14 +46,6 @@ const withApiKey: Interceptor = (next) => (req) => {
 };
 
 const client = createClient(Realtime, createConnectTransport({ baseUrl: location.origin, interceptors: [withApiKey] }));
-
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string) => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
 
 let selected = "";
 let watch: AbortController | undefined;
@@ -104,15 +97,6 @@ async function refreshChannels() {
 
 /** When the API stopped answering the channel list; undefined while it answers. */
 let lostSince: Date | undefined;
-
-const clock = (d: Date) => d.toLocaleTimeString([], { hour12: false });
-
-/** Marks what an element shows as possibly out of date (dimmed, and said so to screen readers). */
-function markStale(e: HTMLElement, stale: boolean) {
-  e.dataset.stale = String(stale);
-  if (stale) e.setAttribute("aria-description", "may be out of date: the API is not answering");
-  else e.removeAttribute("aria-description");
-}
 
 function renderChannels(channels: { name: string; members: number }[], more: boolean) {
   const list = $("channel-list");
@@ -316,11 +300,6 @@ async function watchLoop(channel: string, signal: AbortSignal) {
 
 function setWatchState(state: string, text: string) {
   setLiveState($("watch-state"), state, text);
-}
-
-function setLiveState(s: HTMLElement, state: string, text: string) {
-  s.dataset.state = state;
-  s.textContent = text;
 }
 
 function apply(r: WatchChannelResponse) {
