@@ -2,8 +2,9 @@
  * The dashboard in a real browser (Debian's Chromium driven by
  * playwright-core): it lists channels with counts, shows a WebSocket
  * client's membership and profile live, sends and broadcasts to clients, and
- * logs the channel's events; it lists the API nodes and edges, and
- * unsubscribes or disconnects a member after a confirmation dialog.
+ * logs the channel's events; it lists the API nodes and edges, charts
+ * WatchStats in the overview, and unsubscribes or disconnects a member
+ * after a confirmation dialog.
  * Screenshots go to test-output/.
  *
  * Where /usr/bin/chromium is missing the test is skipped with a line that
@@ -72,9 +73,12 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await stopAll();
   });
 
+  /** The clients of cluster's edge, open or closed: the overview counts the open ones. */
+  const onCluster: TestClient[] = [];
   const connect = async (enc: "json" | "proto") => {
     const c = await TestClient.connect(cluster.ws[0]!, enc);
     clients.push(c);
+    onCluster.push(c);
     return c;
   };
   const profile = (v: unknown) => fromJson(ValueSchema, v as never);
@@ -166,6 +170,52 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: join(OUT, "dashboard.png") });
     expect(existsSync(join(OUT, "dashboard.png"))).toBe(true);
+  }, 60_000);
+
+  it("the overview charts WatchStats: the connections there are, deliveries per second once a Send reaches them, light and dark", async () => {
+    for (let i = 0; i < 3; i++) {
+      const c = await connect(i === 0 ? "proto" : "json");
+      await c.ok({ command: { case: "join", value: { channel: "stats-room" } } });
+    }
+    const open = () => onCluster.filter((c) => c.closeCode === undefined).length;
+    const api = realtimeClient(cluster.grpc);
+    mkdirSync(OUT, { recursive: true });
+    try {
+      for (const scheme of ["light", "dark"] as const) {
+        const p = await browser.newPage({
+          viewport: { width: 1366, height: 800 },
+          colorScheme: scheme,
+          bypassCSP: true,
+        });
+        const overview = p.getByTestId("overview");
+        await p.goto(`http://${cluster.http}/`);
+        await p.getByTestId("stats-state").and(p.locator("[data-state=live]")).waitFor();
+        await expect.poll(() => overview.getAttribute("data-connections")).toBe(String(open()));
+        // A backend Send reaches the members: the deliveries chart shows it (the page's stream: one snapshot a second).
+        await expect
+          .poll(
+            async () => {
+              await api.send({
+                channel: "stats-room",
+                event: "tick",
+                payload: { case: "json", value: profile({ n: 1 }) },
+              });
+              return Number(await overview.getAttribute("data-deliveries-peak"));
+            },
+            { timeout: 10_000, interval: 300 },
+          )
+          .toBeGreaterThan(0);
+        expect(await overview.getAttribute("data-connections")).toBe(String(open()));
+        expect(await p.getByTestId("chart-messages").locator("canvas").count()).toBe(1);
+        expect(await p.locator("#chart-connections-now").textContent()).toBe(String(open()));
+        expect(await p.locator("#chart-messages-now").textContent()).toMatch(/^in \d+\.\d deliveries \d+\.\d$/);
+        expect(await axeViolations(p), `overview, ${scheme}`).toEqual([]);
+        await overview.screenshot({ path: join(OUT, `dashboard-overview-${scheme}.png`) });
+        await p.close();
+      }
+    } finally {
+      api.close();
+    }
   }, 60_000);
 
   it("asks for an API key when the API requires one, and works once it is given", async () => {
@@ -468,6 +518,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
       await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
       await p.locator("#nodes li[data-role=edge]").waitFor();
       await p.locator(`tr[data-member="${c.id}"]`).waitFor();
+      await p.getByTestId("overview").and(p.locator("[data-connections='1']")).waitFor();
       await down.api.stop();
       await p.getByTestId("status").filter({ hasText: "disconnected since" }).waitFor({ timeout: 10_000 });
       await p.getByTestId("watch-state").filter({ hasText: "disconnected since" }).waitFor({ timeout: 10_000 });
@@ -481,6 +532,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
       expect(await p.getByTestId("node-state").textContent()).toMatch(/^disconnected since /);
       expect(await p.locator("#nodes li[data-role=edge]").count()).toBe(1);
       expect(await p.getByTestId("nodes").getAttribute("data-stale")).toBe("true");
+      // And the overview: its charts stay, marked stale, with its own "disconnected since".
+      expect(await p.getByTestId("stats-state").textContent()).toMatch(/^disconnected since /);
+      expect(await p.getByTestId("overview").getAttribute("data-stale")).toBe("true");
+      expect(await p.getByTestId("overview").getAttribute("data-connections")).toBe("1");
       await p.close();
     } finally {
       await down.stop();

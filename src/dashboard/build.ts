@@ -1,7 +1,7 @@
 /**
- * Builds the dashboard into dist/dashboard/: the page, its stylesheet and
- * one bundled, minified script (connect-web and the generated stubs
- * included). Run by `npm run build` (so by `npm install` and `npm start`);
+ * Builds the dashboard into dist/dashboard/: the page, one bundled
+ * stylesheet (uPlot's included) and one bundled, minified script
+ * (connect-web, uPlot and the generated stubs included). Run by `npm run build` (so by `npm install` and `npm start`);
  * the API serves the result at / (serve.ts).
  */
 import { build } from "esbuild";
@@ -25,8 +25,16 @@ export async function buildDashboard(outDir = dashboardDir()): Promise<void> {
     legalComments: "none",
     logLevel: "warning",
   });
+  // The stylesheet with what it imports (uPlot's), in one file: the page asks for nothing else.
+  await build({
+    entryPoints: [join(page, "style.css")],
+    outfile: join(outDir, "dashboard.css"),
+    bundle: true,
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning",
+  });
   copyFileSync(join(page, "index.html"), join(outDir, "index.html"));
-  copyFileSync(join(page, "style.css"), join(outDir, "dashboard.css"));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

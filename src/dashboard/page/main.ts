@@ -1,8 +1,9 @@
 /**
  * The dashboard: a browser client of realtime.v1.Realtime over Connect
  * (connect-web, same origin), built by src/dashboard/build.ts. It polls
- * ListChannels and Info, watches the picked channel with WatchChannel
- * (reconnecting with a fresh snapshot when the stream ends), sends with
+ * ListChannels and Info, charts WatchStats (overview.ts), watches the
+ * picked channel with WatchChannel (reconnecting with a fresh snapshot
+ * when the stream ends), sends with
  * Send/Broadcast, and unsubscribes or disconnects a member it shows.
  * No framework: the page is small and the DOM is the state it shows.
  */
@@ -19,6 +20,7 @@ import {
 } from "../../../gen/realtime/v1/realtime_pb.js";
 import { CloseCode } from "../../protocol/close-codes.js";
 import { $, clock, el, markStale, setLiveState } from "./dom.js";
+import { startOverview } from "./overview.js";
 
 /** How often the channel list is refreshed. */
 const CHANNEL_POLL_MS = 2000;
@@ -616,6 +618,7 @@ function start() {
   void refreshChannels();
   setInterval(() => void refreshChannels(), CHANNEL_POLL_MS);
   void pollNodes();
+  startOverview({ client, describe, retryMs: REWATCH_DELAY_MS });
   const fromHash = decodeURIComponent(location.hash.slice(1));
   if (fromHash) select(fromHash);
 }
