@@ -108,6 +108,47 @@ function ended(stream: grpc.ClientReadableStream<unknown>): Promise<grpc.StatusO
 const sum = (s: WatchStatsResponse, total: "messagesIn" | "deliveries") =>
   s.nodes.reduce((n, node) => n + Number(node[total]), 0);
 
+const KEY = "watch-stats-key-0123456789";
+const PUBLISH_KEY = "watch-stats-publish-0123456789";
+const auth = (key: string) => {
+  const m = new grpc.Metadata();
+  m.set("authorization", `Bearer ${key}`);
+  return m;
+};
+
+describe("WatchStats: API key scope and stream bounds (REALTIME_WATCH_MAX_STREAMS_PER_KEY=2)", () => {
+  const keyed = useCluster(0, {
+    REALTIME_API_KEYS: `${KEY}:presence,${PUBLISH_KEY}:publish`,
+    REALTIME_WATCH_MAX_STREAMS_PER_KEY: "2",
+  });
+
+  /** Resolves "open" at the stream's first message, or with its status. */
+  const outcome = (stream: grpc.ClientReadableStream<unknown>) =>
+    new Promise<"open" | grpc.StatusObject>((resolve) => {
+      stream.once("data", () => resolve("open"));
+      stream.on("status", resolve);
+      stream.on("error", () => {});
+    });
+
+  it("is in the presence scope, and counts with WatchChannel towards the key's streams", async () => {
+    const denied = await outcome(keyed.api.watchStats({}, auth(PUBLISH_KEY)));
+    expect(denied).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    const channel = keyed.api.watchChannel({ channel: "bounded" }, auth(KEY));
+    const stats = keyed.api.watchStats({ intervalMs: 250 }, auth(KEY));
+    expect(await Promise.all([outcome(channel), outcome(stats)])).toEqual(["open", "open"]);
+    const third = await outcome(keyed.api.watchStats({}, auth(KEY)));
+    expect(third).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    expect((third as grpc.StatusObject).details).toMatch(/already has 2 WatchChannel or WatchStats streams open/);
+    // Ending one frees its place.
+    channel.cancel();
+    await new Promise((r) => setTimeout(r, 200));
+    const again = keyed.api.watchStats({}, auth(KEY));
+    expect(await outcome(again)).toBe("open");
+    stats.cancel();
+    again.cancel();
+  });
+});
+
 describe("WatchStats end to end (one API, two edges)", () => {
   const fx = useCluster(2);
   const api = () => fx.api;
