@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { NodeStateSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
+import { NodeCounters } from "../core/node-counters.js";
 import { ControlPlane } from "../core/control.js";
 import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
@@ -83,7 +84,9 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     readiness.require("redis");
     metrics.declareBackend("redis");
   }
-  const seams = await startApiSeams(config, log, eventIds, metrics.observer, (up) => {
+  // Info's running totals of this node (core/node-counters.ts): the hub's drops (edge_backpressure).
+  const counters = new NodeCounters();
+  const seams = await startApiSeams(config, log, eventIds, counters.observing(metrics.observer), (up) => {
     metrics.observer.backendState("redis", up);
     readiness.set("redis", up);
   }).catch((err: unknown) => {
@@ -100,7 +103,13 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     nodeId,
     peers: redis,
     self: () =>
-      create(NodeStateSchema, { id: nodeId, role: "api", version: VERSION, startedUnixMs: BigInt(startedUnixMs) }),
+      create(NodeStateSchema, {
+        id: nodeId,
+        role: "api",
+        version: VERSION,
+        startedUnixMs: BigInt(startedUnixMs),
+        ...counters.totals(),
+      }),
     onError: (err) => log.debug({ err }, "control plane"),
   });
   const service = createRealtimeService({

@@ -1349,32 +1349,36 @@ export type NodeInfo = Message<"realtime.v1.NodeInfo"> & {
   channels: number;
 
   /**
-   * Running totals since the node started (edges; API nodes: 0 and empty).
-   * They only grow while it runs and start again from 0 when it restarts
-   * (a new started_unix_ms): a rate is the difference of two answers.
-   * Client frames received, of every kind.
+   * Running totals since the node started. They only grow while it runs
+   * and start again from 0 when it restarts (a new started_unix_ms): a
+   * rate is the difference of two answers.
+   * Edges: client frames received, of every kind. API nodes: 0.
    *
    * @generated from field: uint64 messages_in = 7;
    */
   messagesIn: bigint;
 
   /**
-   * Event frames written to clients: one per recipient of each event.
+   * Edges: event frames written to clients, one per recipient of each
+   * event. API nodes: 0.
    *
    * @generated from field: uint64 deliveries = 8;
    */
   deliveries: bigint;
 
   /**
-   * Frames meant for clients that were not written, by reason: "closed"
-   * (the connection was closing), "slow_consumer" (its queue was full).
+   * What was not delivered, by reason. Edges: frames meant for clients,
+   * "closed" (the connection was closing) or "slow_consumer" (its queue
+   * was full). API nodes (the embedded hub): "edge_backpressure", one per
+   * publication not handed to an edge whose link was dropped for falling
+   * behind.
    *
    * @generated from field: map<string, uint64> drops = 9;
    */
   drops: { [key: string]: bigint };
 
   /**
-   * Client connections that ended, by reason: "client", "abnormal",
+   * Edges: client connections that ended, by reason: "client", "abnormal",
    * "shutdown", "slow_consumer", "heartbeat", "auth", "backend", "limit",
    * "protocol", "unavailable", "error" (as the metric
    * realtime_disconnects_total labels them).

@@ -815,32 +815,32 @@ export type NodeState = Message<"realtime.link.v1.NodeState"> & {
   channels: number;
 
   /**
-   * Running totals since the node started (edges; API nodes send none):
-   * they only grow while it runs, and start again from 0 when it restarts.
-   * Client frames received.
+   * Running totals since the node started (core/node-counters.ts): they
+   * only grow while it runs, and start again from 0 when it restarts.
+   * Client frames received (edges).
    *
    * @generated from field: uint64 messages_in = 7;
    */
   messagesIn: bigint;
 
   /**
-   * Event frames written to clients (one per recipient).
+   * Event frames written to clients, one per recipient (edges).
    *
    * @generated from field: uint64 deliveries = 8;
    */
   deliveries: bigint;
 
   /**
-   * Frames meant for clients that were not written, by reason (the
-   * Observer's DropReason: "closed", "slow_consumer").
+   * What was not delivered, by the Observer's DropReason: "closed",
+   * "slow_consumer" (edges), "edge_backpressure" (the embedded hub).
    *
    * @generated from field: map<string, uint64> drops = 9;
    */
   drops: { [key: string]: bigint };
 
   /**
-   * Client connections that ended, by reason (the Observer's
-   * DisconnectReason: "client", "heartbeat", ...).
+   * Client connections that ended, by the Observer's DisconnectReason
+   * ("client", "heartbeat", ...) (edges).
    *
    * @generated from field: map<string, uint64> disconnects = 10;
    */
