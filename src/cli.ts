@@ -9,8 +9,6 @@ import { createLogger, flushStdio, tolerateClosedStdio } from "./log.js";
 import { DEV_CHILD_ENV, isDevChild, watchParent } from "./parent-watch.js";
 import { VERSION } from "./metrics/version.js";
 import { Realtime } from "../gen/realtime/v1/realtime_pb.js";
-import { startApi } from "./roles/api.js";
-import { startEdge } from "./roles/edge.js";
 
 const USAGE = `Usage: switchboard <command> [flags]
 
@@ -71,8 +69,11 @@ async function main(argv: string[]): Promise<void> {
     log.fatal({ err }, `${command} crashed`);
     process.exit(1);
   });
+  // Each role loads only its own modules (an edge needs no gRPC server, an API no WebSocket server): less memory.
   const starting: Promise<{ addresses: object; stop(): Promise<void> }> =
-    command === "api" ? startApi(config, log) : startEdge(config, log);
+    command === "api"
+      ? import("./roles/api.js").then(({ startApi }) => startApi(config, log))
+      : import("./roles/edge.js").then(({ startEdge }) => startEdge(config, log));
   // Signals are handled from before the start: one that comes before the
   // ready line stops the process cleanly too (without a handler, Node's
   // default action would kill it on the spot).

@@ -48,8 +48,7 @@ import {
 } from "./core/presence-rules.js";
 import { parseApiKeys } from "./auth/api-keys.js";
 import { DEFAULT_HOOK_TIMEOUT_MS } from "./core/hooks.js";
-import { GENERATE_SECRET_COMMAND } from "./auth/secret-command.js";
-import { MIN_HS256_SECRET_LENGTH } from "./auth/tokens.js";
+import { GENERATE_SECRET_COMMAND, MIN_HS256_SECRET_LENGTH } from "./auth/secret-command.js";
 
 /**
  * The one configuration schema. Each setting has its environment variable,

@@ -18,7 +18,8 @@ import type { ConnectRequest } from "../core/admission.js";
 import { HookRefused, type Hooks } from "../core/hooks.js";
 import { ANONYMOUS, type Identity } from "../core/identity.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
-import { TokenError, type TokenVerifier } from "./tokens.js";
+import { TokenError } from "./token-error.js";
+import type { TokenVerifier } from "./tokens.js";
 
 /** The upgrade is refused with `status` and a one-line reason. */
 export class AuthRefusal extends Error {

@@ -9,3 +9,10 @@
  * suggests and feeds its output to the configuration.
  */
 export const GENERATE_SECRET_COMMAND = "openssl rand -hex 32";
+
+/**
+ * Shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash
+ * size). Here rather than in tokens.ts, so that the config schema can check
+ * it without loading the JWT library into every process.
+ */
+export const MIN_HS256_SECRET_LENGTH = 32;

@@ -22,19 +22,18 @@ import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { MAX_CHANNEL_NAME_LENGTH, MAX_USER_ID_LENGTH } from "../core/limits.js";
 import { ChannelGrants, MAX_CHANNEL_GRANTS, TOKEN_CLOCK_SKEW_MS, type Identity } from "../core/identity.js";
-import { GENERATE_SECRET_COMMAND } from "./secret-command.js";
+import { GENERATE_SECRET_COMMAND, MIN_HS256_SECRET_LENGTH } from "./secret-command.js";
+import { TokenError } from "./token-error.js";
 
 /** Largest token accepted, in characters: bigger is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
-/** Shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash size). */
-export const MIN_HS256_SECRET_LENGTH = 32;
+/** Shortest HS256 secret accepted: secret-command.ts's, beside the command that makes one. */
+export { MIN_HS256_SECRET_LENGTH };
 /** Longest user id (sub) accepted: core/limits.ts's, shared with the server API's user targets. */
 export { MAX_USER_ID_LENGTH };
 
-/** A token was refused; the message says why, for the client's developer. */
-export class TokenError extends Error {
-  override readonly name = "TokenError";
-}
+/** A token was refused (token-error.ts). */
+export { TokenError };
 
 export interface TokenVerifierOptions {
   /** HS256 shared secret. */

@@ -4,7 +4,6 @@ import { listenError } from "../config-args.js";
 import { createHostCheck, createOriginCheck } from "../auth/browser-guards.js";
 import { createClientAuthenticator } from "../auth/client-auth.js";
 import { checkExposure } from "../auth/exposure.js";
-import { loadTokenVerifier } from "../auth/tokens.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { ConnectionPolicy } from "../core/connections.js";
 import { Edge } from "../core/edge.js";
@@ -13,7 +12,6 @@ import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { Hooks } from "../core/hooks.js";
-import { grpcHooksClient } from "../hooks/grpc-hooks.js";
 import { parsePresenceRules, presenceRules } from "../core/presence-rules.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
@@ -39,7 +37,11 @@ export interface EdgeHandle {
 export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle> {
   const edgeId = randomBytes(6).toString("base64url");
   // Client tokens: refuse to start exposed without them (auth/exposure.ts).
-  const verifier = loadTokenVerifier(config);
+  // The JWT library is loaded only when a token key is configured.
+  const verifier =
+    config.jwtSecret || config.jwtPublicKeyFile || config.jwtJwksFile
+      ? (await import("../auth/tokens.js")).loadTokenVerifier(config)
+      : undefined;
   const exposure = checkExposure(
     [config.wsHost],
     verifier !== undefined,
@@ -77,7 +79,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
   let connections: ConnectionPolicy | undefined;
   // The link to the API (embedded mode), or Redis (REALTIME_REDIS_URL).
   const eventIds = new IdGenerator();
-  const link = createEdgeSeams(config, log, edgeId, eventIds, {
+  const link = await createEdgeSeams(config, log, edgeId, eventIds, {
     deliver: (pub) => edge?.deliver(pub),
     snapshot: () => edge?.snapshot() ?? { channels: [], members: [] },
     onStateChange: (up) => {
@@ -95,7 +97,9 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     },
   });
   // The backend's realtime.v1.Hooks, when REALTIME_HOOKS_URL names one (core/hooks.ts).
-  const hooksClient = config.hooksUrl === "" ? undefined : grpcHooksClient(config.hooksUrl);
+  // Loaded only when configured: the gRPC client is most of an edge's memory otherwise unused.
+  const hooksClient =
+    config.hooksUrl === "" ? undefined : (await import("../hooks/grpc-hooks.js")).grpcHooksClient(config.hooksUrl);
   const hooks =
     hooksClient &&
     new Hooks({
