@@ -187,6 +187,12 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     return prepare("", req.event, req.payload, req.idempotencyKey, req.excludeConnectionId ?? "");
   }
 
+  /** Subscribe or Unsubscribe: the channel checked, then the command to the target's edges. */
+  function channelCommand(kind: "subscribe" | "unsubscribe", req: { target?: Target; channel: string }) {
+    checkChannel(req.channel);
+    return command(kind, req.target, (target) => ({ case: kind, value: { target, channel: req.channel } }));
+  }
+
   /** The control plane, or UNAVAILABLE. */
   function controlPlane(): ControlPlane {
     if (!deps.control) throw new RealtimeError(Code.Unavailable, "this API node has no control plane");
@@ -441,21 +447,13 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     },
     async subscribe(req) {
       return guard(async () => {
-        checkChannel(req.channel);
-        const { connections, changed } = await command("subscribe", req.target, (target) => ({
-          case: "subscribe",
-          value: { target, channel: req.channel },
-        }));
+        const { connections, changed } = await channelCommand("subscribe", req);
         return { connections, joined: changed };
       });
     },
     async unsubscribe(req) {
       return guard(async () => {
-        checkChannel(req.channel);
-        const { connections, changed } = await command("unsubscribe", req.target, (target) => ({
-          case: "unsubscribe",
-          value: { target, channel: req.channel },
-        }));
+        const { connections, changed } = await channelCommand("unsubscribe", req);
         return { connections, left: changed };
       });
     },

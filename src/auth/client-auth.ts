@@ -81,11 +81,10 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
 /** The identity OnConnect gives the request (anonymous when the hook failed open), or its refusal. */
 async function askConnectHook(hooks: Hooks, req: ConnectRequest, edgeId: string): Promise<Identity> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
+  for (const [raw, value] of Object.entries(req.headers)) {
     if (value === undefined) continue;
-    headers[name.toLowerCase()] = Array.isArray(value)
-      ? value.join(name.toLowerCase() === "cookie" ? "; " : ", ")
-      : value;
+    const name = raw.toLowerCase();
+    headers[name] = Array.isArray(value) ? value.join(name === "cookie" ? "; " : ", ") : value;
   }
   try {
     return (await hooks.connect({ headers, url: req.url ?? "/", edgeId })) ?? ANONYMOUS;

@@ -116,7 +116,6 @@ export class EdgeControl<S> {
       }
       case "info": {
         const { connections, channels } = this.edge.stats();
-        const totals = this.node.totals?.();
         return this.reply(control, {
           node: {
             id: this.node.id,
@@ -125,10 +124,7 @@ export class EdgeControl<S> {
             startedUnixMs: BigInt(this.node.startedUnixMs),
             connections,
             channels,
-            messagesIn: totals?.messagesIn ?? 0n,
-            deliveries: totals?.deliveries ?? 0n,
-            drops: totals?.drops ?? {},
-            disconnects: totals?.disconnects ?? {},
+            ...this.node.totals?.(),
           },
         });
       }

@@ -488,7 +488,7 @@ export class Edge {
     if (session.closed) return session.queue;
     session.closed = true;
     clearTimeout(session.expiryTimer);
-    if (this.control && session.identity.userId !== "") this.dropUser(session);
+    if (this.control) this.dropUser(session);
     this.observer.connectionClosed(reason);
     session.queue = session.queue.then(async () => {
       this.sessions.delete(session.id);

@@ -24,9 +24,7 @@ export function grpcHooksClient(address: string): HooksClient & { close(): void 
         client[name]!.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
           err
             ? reject(
-                new Error(
-                  `${err.code === grpc.status.DEADLINE_EXCEEDED ? "no answer within the deadline" : err.message}`,
-                ),
+                new Error(err.code === grpc.status.DEADLINE_EXCEEDED ? "no answer within the deadline" : err.message),
               )
             : resolve(res as Res),
         );
