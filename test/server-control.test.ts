@@ -11,16 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { NodeRole } from "../gen/realtime/v1/realtime_pb.js";
 import { CloseCode, RealtimeClient, type SubscribedInfo, type DisconnectInfo } from "../src/client/index.js";
-import { startCluster, stopAll, type Proc } from "./helpers/cluster.js";
-import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
-import {
-  deletePrefix,
-  eventually,
-  NO_REDIS,
-  startTopology,
-  testRedisUrl,
-  uniquePrefix,
-} from "./helpers/redis-topology.js";
+import { stopAll } from "./helpers/cluster.js";
+import { twoModes, type Setup } from "./helpers/modes.js";
+import { eventually } from "./helpers/redis-topology.js";
 import { waitFor } from "./helpers/sdk.js";
 import { sleep, TestClient } from "./helpers/ws-client.js";
 
@@ -46,59 +39,7 @@ async function status(p: Promise<unknown>): Promise<{ code: number; details: str
   throw new Error("the call succeeded");
 }
 
-interface Setup {
-  apis: RealtimeTestClient[];
-  http: string[];
-  ws: string[];
-  edges: Proc[];
-  stop(): Promise<void>;
-}
-
-const MODES: { name: string; skip: boolean; start(): Promise<Setup> }[] = [
-  {
-    name: "embedded: one API, two edges",
-    skip: false,
-    async start() {
-      const c = await startCluster(2, { REALTIME_JWT_SECRET: SECRET, REALTIME_ALLOW_ANONYMOUS: "true" });
-      const api = realtimeClient(c.grpc);
-      return {
-        apis: [api, api],
-        http: [c.http, c.http],
-        ws: c.ws,
-        edges: c.edges,
-        stop: async () => {
-          api.close();
-          await c.stop();
-        },
-      };
-    },
-  },
-  {
-    name: "Redis: two API nodes, two edges",
-    skip: NO_REDIS,
-    async start() {
-      const prefix = uniquePrefix("server-control");
-      const t = await startTopology(2, 2, {
-        REALTIME_REDIS_URL: testRedisUrl(),
-        REALTIME_REDIS_PREFIX: prefix,
-        REALTIME_JWT_SECRET: SECRET,
-        REALTIME_ALLOW_ANONYMOUS: "true",
-      });
-      const apis = t.grpc.map(realtimeClient);
-      return {
-        apis,
-        http: t.apis.map((a) => a.ready.http!),
-        ws: t.ws,
-        edges: t.edges,
-        stop: async () => {
-          for (const a of apis) a.close();
-          await t.stop();
-          await deletePrefix(prefix);
-        },
-      };
-    },
-  },
-];
+const MODES = twoModes("server-control", { REALTIME_JWT_SECRET: SECRET, REALTIME_ALLOW_ANONYMOUS: "true" });
 
 for (const mode of MODES) {
   describe.skipIf(mode.skip)(mode.name, () => {
