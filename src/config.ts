@@ -309,7 +309,7 @@ export const SETTINGS = {
   watchMaxStreamsPerKey: setting({
     env: "REALTIME_WATCH_MAX_STREAMS_PER_KEY",
     default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
-    doc: "WatchChannel and WatchStats streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
+    doc: "WatchChannel, WatchStats and WatchLifecycle streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
     roles: ["api"],
     parse: integer(1, 1_000_000),
   }),
@@ -388,6 +388,13 @@ export const SETTINGS = {
     doc: "How log lines on stderr read: json (one JSON object a line, for collectors), text (one human line: time, level, role, message, fields), or auto: text when stderr is a terminal, else json.",
     roles: ["api", "edge"],
     parse: oneOf(["auto", "json", "text"]),
+  }),
+  lifecycle: setting({
+    env: "REALTIME_LIFECYCLE",
+    default: true,
+    doc: "Whether the service keeps the lifecycle sequence that WatchLifecycle streams (channel occupied and vacated, member joined and left, connection opened and closed, edge lost): one more publish per join, leave and connection, kept for resuming. Set it the same on every node; off, WatchLifecycle is FAILED_PRECONDITION.",
+    roles: ["api", "edge"],
+    parse: bool,
   }),
   edgeGraceMs: setting({
     env: "REALTIME_EDGE_GRACE_MS",

@@ -44,10 +44,12 @@ class World {
     add: async (channel, member) => {
       this.check("add");
       this.log.push(`add ${channel} ${member.id}`);
+      return 0n;
     },
     remove: async (channel, id) => {
       this.check("remove");
       this.log.push(`remove ${channel} ${id}`);
+      return 0n;
     },
     departed: (channel, id) => this.log.push(`departed ${channel} ${id}`),
     members: async () => [],
@@ -160,6 +162,7 @@ describe("membership room", () => {
     world.presence.add = async (channel, m) => {
       if (++adds === 2) throw unavailable();
       world.log.push(`add ${channel} ${m.id}`);
+      return 0n;
     };
     await membership.update(["c1", "c2"], member("m1"), (pub) => own.push(pub.channel));
     // Its own copies come at once, for every channel: the change stands.

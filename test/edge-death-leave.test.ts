@@ -17,7 +17,7 @@ import { create } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
-import type { PresenceChange } from "../src/core/presence.js";
+import { memberChanges, type MemberChange } from "../src/core/presence.js";
 import { RedisPresence } from "../src/redis/presence-redis.js";
 import { startCluster, startProcess, stopAll, type Proc } from "./helpers/cluster.js";
 import { realtimeClient } from "./helpers/grpc-client.js";
@@ -180,13 +180,13 @@ describe.skipIf(NO_REDIS)("Redis presence: the departing entries of an edge", ()
   it("are forgotten once departed() says the leave is out; those left are reported by the sweep, even after a clean close", async () => {
     const prefix = uniquePrefix("departing-unit");
     const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl())];
-    const reported: PresenceChange[] = [];
+    const reported: MemberChange[] = [];
     const edge = new RedisPresence({ command: conns[0]!, prefix, edgeId: "e1", ttlMs: 1_000, report: async () => {} });
     const sweeper = new RedisPresence({
       command: conns[1]!,
       prefix,
       ttlMs: 1_000,
-      report: async (changes) => void reported.push(...changes),
+      report: async (changes) => void reported.push(...memberChanges(changes)),
     });
     try {
       edge.start();

@@ -10,7 +10,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemberSchema } from "../gen/realtime/client/v1/client_pb.js";
-import type { PresenceChange } from "../src/core/presence.js";
+import { memberChanges, type MemberChange } from "../src/core/presence.js";
 import { REDIS_SWEEP_STEP_MEMBERS, REDIS_SYNC_STEP_MEMBERS } from "../src/redis/limits.js";
 import { connectRedis, openRedis, type RedisCommands } from "../src/redis/connection.js";
 import { RedisPresence } from "../src/redis/presence-redis.js";
@@ -26,14 +26,14 @@ afterEach(async () => {
 function setup(edgeId = "dead") {
   const prefix = uniquePrefix("sweep-steps");
   const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl()), new Redis(testRedisUrl())];
-  const steps: PresenceChange[][] = [];
+  const steps: MemberChange[][] = [];
   const edge = new RedisPresence({ command: conns[0]!, prefix, edgeId, ttlMs: TTL_MS, report: async () => {} });
   const sweeper = new RedisPresence({
     command: conns[1]!,
     prefix,
     ttlMs: TTL_MS,
     report: async (changes) => {
-      if (changes.length > 0) steps.push([...changes]);
+      if (memberChanges(changes).length > 0) steps.push(memberChanges(changes));
     },
   });
   cleanups.push(async () => {
@@ -61,7 +61,7 @@ async function fill(edge: RedisPresence, channels: string[], n: number): Promise
 function syncingEdge(name: string, command: RedisCommands) {
   const prefix = uniquePrefix(name);
   const redis = new Redis(testRedisUrl());
-  const reported: PresenceChange[] = [];
+  const reported: MemberChange[] = [];
   const errors: string[] = [];
   const counts = { syncs: 0 };
   const edge = new RedisPresence({
@@ -69,7 +69,7 @@ function syncingEdge(name: string, command: RedisCommands) {
     prefix,
     edgeId: "e",
     ttlMs: TTL_MS,
-    report: async (changes) => void reported.push(...changes),
+    report: async (changes) => void reported.push(...memberChanges(changes)),
     onSynced: () => void counts.syncs++,
     onError: (_err, context) => void errors.push(context),
   });
@@ -119,7 +119,7 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
       edgeId: "live",
       ttlMs: TTL_MS,
       report: async (changes) => {
-        if (changes.length > 0) steps.push([...changes]);
+        if (memberChanges(changes).length > 0) steps.push(memberChanges(changes));
       },
     });
     cleanups.unshift(async () => {
@@ -164,8 +164,8 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
     const prefix = uniquePrefix("sweep-steps");
     const conns = [new Redis(testRedisUrl()), new Redis(testRedisUrl()), new Redis(testRedisUrl())];
     const redis = conns[2]!;
-    const leaves: PresenceChange[] = [];
-    const joins: PresenceChange[] = [];
+    const leaves: MemberChange[] = [];
+    const joins: MemberChange[] = [];
     let synced!: () => void;
     const back = new Promise<void>((resolve) => (synced = resolve));
     let edgeBack = false;
@@ -175,7 +175,7 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
       prefix,
       edgeId: "dead",
       ttlMs: TTL_MS,
-      report: async (changes) => void joins.push(...changes),
+      report: async (changes) => void joins.push(...memberChanges(changes)),
       onSynced: () => {
         if (edgeBack) synced();
       },
@@ -185,8 +185,8 @@ describe.skipIf(NO_REDIS)("Redis sweep in steps", () => {
       prefix,
       ttlMs: TTL_MS,
       report: async (changes) => {
-        if (changes.length === 0) return;
-        leaves.push(...changes);
+        if (memberChanges(changes).length === 0) return;
+        leaves.push(...memberChanges(changes));
         // The first step is reported: the edge comes back (as after a stall) before the next step.
         if (!edgeBack) {
           edgeBack = true;

@@ -138,7 +138,9 @@ describe("WatchStats: API key scope and stream bounds (REALTIME_WATCH_MAX_STREAM
     expect(await Promise.all([outcome(channel), outcome(stats)])).toEqual(["open", "open"]);
     const third = await outcome(keyed.api.watchStats({}, auth(KEY)));
     expect(third).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
-    expect((third as grpc.StatusObject).details).toMatch(/already has 2 WatchChannel or WatchStats streams open/);
+    expect((third as grpc.StatusObject).details).toMatch(
+      /already has 2 WatchChannel, WatchStats or WatchLifecycle streams open/,
+    );
     // Ending one frees its place.
     channel.cancel();
     await new Promise((r) => setTimeout(r, 200));

@@ -51,6 +51,7 @@ import { API_KEY, CONNECTION } from "./call-context.js";
 import { getHistory } from "./history.js";
 import { statsInterval, watchStats } from "./stats.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
+import { watchLifecycle } from "./lifecycle-watch.js";
 
 export interface RealtimeServiceDeps {
   broker: Broker;
@@ -72,6 +73,12 @@ export interface RealtimeServiceDeps {
    * (core/control.ts). Undefined: those methods answer UNAVAILABLE.
    */
   control?: ControlPlane;
+  /**
+   * Whether the service keeps the lifecycle sequence (REALTIME_LIFECYCLE,
+   * core/lifecycle.ts). Default true; false: WatchLifecycle is
+   * FAILED_PRECONDITION.
+   */
+  lifecycle?: boolean;
 }
 
 /** An event checked and encoded, ready to be handed to the broker. */
@@ -480,6 +487,27 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
         const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
         yield* watchChannel(req.channel, watchers, presence, ctx.signal, since && { since, history: broker });
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        close?.();
+      }
+    },
+    async *watchLifecycle(req, ctx) {
+      let close: (() => void) | undefined;
+      try {
+        if (deps.lifecycle === false) {
+          throw new RealtimeError(
+            Code.FailedPrecondition,
+            "this service runs with REALTIME_LIFECYCLE=false, so it keeps no lifecycle events: set it to true on every node to watch them",
+          );
+        }
+        // A prefix is held to a channel name's rules: one that breaks them could match nothing.
+        if (req.channelPrefix !== "") checkChannel(req.channelPrefix, "channel_prefix");
+        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
+        const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
+        const filter = { channelPrefix: req.channelPrefix, connections: req.connections };
+        yield* watchLifecycle(filter, watchers, ctx.signal, since && { since, history: broker });
       } catch (err) {
         throw toConnectError(err);
       } finally {

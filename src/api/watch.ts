@@ -33,7 +33,7 @@ export const WATCH_MAX_QUEUED_EVENTS = 10_000;
  */
 export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
 /**
- * WatchChannel and WatchStats streams open at once on one connection (an HTTP/2
+ * WatchChannel, WatchStats and WatchLifecycle streams open at once on one connection (an HTTP/2
  * connection carries many; HTTP/1.1 one at a time); a new one past it is
  * RESOURCE_EXHAUSTED. 100 is the least SETTINGS_MAX_CONCURRENT_STREAMS
  * that RFC 9113 (5.1.2) recommends a peer allow.
@@ -95,7 +95,63 @@ export async function* watchChannel(
   signal: AbortSignal,
   resume?: WatchResume,
 ): AsyncGenerator<WatchChannelResponse> {
-  const queue: { response: WatchChannelResponse; bytes: number }[] = [];
+  yield* followChannel(channel, source, signal, eventResponse, async function* () {
+    /** The position of the last event sent: a live one at or before it is a repeat. */
+    let last: StreamPosition = { offset: 0n, epoch: "" };
+    let resync = false;
+    if (resume) {
+      const missed = await readMissed(resume.history, channel, resume.since);
+      if (missed) {
+        last = resume.since;
+        for (const pub of missed) {
+          if (pub.offset === undefined || pub.offset <= last.offset) continue;
+          last = { offset: pub.offset, epoch: pub.epoch! };
+          const response = eventResponse(pub);
+          if (response) yield response;
+        }
+      } else resync = true;
+    }
+    if (!resume || resync) {
+      const members = [...(await presence.members(channel))].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      for (let i = 0; i === 0 || i < members.length; i += WATCH_SNAPSHOT_CHUNK) {
+        const part = members.slice(i, i + WATCH_SNAPSHOT_CHUNK).map(memberMessage);
+        yield create(WatchChannelResponseSchema, {
+          update: { case: "members", value: { members: part, complete: i + WATCH_SNAPSHOT_CHUNK >= members.length } },
+          resync: resync && i === 0,
+        });
+      }
+    }
+    return last;
+  });
+}
+
+/** A response that carries its event's position (offset 0n: none). */
+export interface Positioned {
+  readonly offset: bigint;
+  readonly epoch: string;
+}
+
+/**
+ * The stream of one channel's publications to a watcher: the node
+ * subscribes; then `begin` runs (what comes before the live events: a
+ * snapshot, or the events replayed from history) and returns the position
+ * of the last event it sent; then each live publication that `respond`
+ * turns into a response (undefined: not for this watcher), in the order
+ * the broker delivered it, those at or before the last sent dropped, until
+ * `signal` aborts (then it throws the reason). A watcher that reads too
+ * slowly (WATCH_MAX_QUEUED_EVENTS, WATCH_MAX_QUEUED_BYTES) is dropped with
+ * RESOURCE_EXHAUSTED; a node that loses its subscription (WatchNode.onLost)
+ * ends the stream with UNAVAILABLE after the events delivered before the
+ * loss: a watcher is never left on a stream that silently misses events.
+ */
+export async function* followChannel<R extends Positioned>(
+  channel: string,
+  source: WatchSource,
+  signal: AbortSignal,
+  respond: (pub: Publication) => R | null | undefined,
+  begin: () => AsyncGenerator<R, StreamPosition>,
+): AsyncGenerator<R> {
+  const queue: { response: R; bytes: number }[] = [];
   let queuedBytes = 0;
   /** Why the watcher was dropped, once it fell too far behind. */
   let overflow: string | undefined;
@@ -113,7 +169,7 @@ export async function* watchChannel(
   };
   const node = source((pub) => {
     if (overflow) return;
-    const response = eventResponse(pub);
+    const response = respond(pub);
     if (!response) return;
     const bytes = pub.event.length;
     if (queue.length >= WATCH_MAX_QUEUED_EVENTS)
@@ -140,36 +196,13 @@ export async function* watchChannel(
   try {
     await node.subscribe(channel);
     /** The position of the last event sent: a live one at or before it is a repeat. */
-    let last: StreamPosition = { offset: 0n, epoch: "" };
-    let resync = false;
-    if (resume) {
-      const missed = await readMissed(resume.history, channel, resume.since);
-      if (missed) {
-        last = resume.since;
-        for (const pub of missed) {
-          if (pub.offset === undefined || pub.offset <= last.offset) continue;
-          last = { offset: pub.offset, epoch: pub.epoch! };
-          const response = eventResponse(pub);
-          if (response) yield response;
-        }
-      } else resync = true;
-    }
-    if (!resume || resync) {
-      const members = [...(await presence.members(channel))].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      for (let i = 0; i === 0 || i < members.length; i += WATCH_SNAPSHOT_CHUNK) {
-        const part = members.slice(i, i + WATCH_SNAPSHOT_CHUNK).map(memberMessage);
-        yield create(WatchChannelResponseSchema, {
-          update: { case: "members", value: { members: part, complete: i + WATCH_SNAPSHOT_CHUNK >= members.length } },
-          resync: resync && i === 0,
-        });
-      }
-    }
+    let last = yield* begin();
     for (;;) {
       signal.throwIfAborted();
       if (overflow) {
         throw new RealtimeError(
           Code.ResourceExhausted,
-          `the watcher fell ${overflow} behind the channel: read the stream as fast as events come, and watch again to get a fresh snapshot`,
+          `the watcher fell ${overflow} behind the channel: read the stream as fast as events come, and watch again (with since, to resume)`,
         );
       }
       const next = queue.shift();
@@ -226,7 +259,7 @@ export interface WatchStreamLimits {
 }
 
 /**
- * The WatchChannel and WatchStats streams open now, by connection and by
+ * The WatchChannel, WatchStats and WatchLifecycle streams open now, by connection and by
  * API key, so that neither one connection nor one key can hold more than
  * its bound (a WatchChannel stream holds a broker node and up to
  * WATCH_MAX_QUEUED_BYTES; a WatchStats stream asks every node each
@@ -255,14 +288,14 @@ export class WatchStreams {
     if (onConnection >= this.maxPerConnection) {
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `this connection already has ${this.maxPerConnection} WatchChannel or WatchStats streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
+        `this connection already has ${this.maxPerConnection} WatchChannel, WatchStats or WatchLifecycle streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
       );
     }
     if (withKey >= this.maxPerKey) {
       const who = key === "" ? "callers without an API key" : `API key ${key}`;
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `${who} already has ${this.maxPerKey} WatchChannel or WatchStats streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
+        `${who} already has ${this.maxPerKey} WatchChannel, WatchStats or WatchLifecycle streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
       );
     }
     this.byConnection.set(connection, onConnection + 1);

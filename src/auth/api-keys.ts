@@ -11,8 +11,8 @@
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
  *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel,
- *                     GetHistory, Info and WatchStats (reading who is where and
- *                     what happened)
+ *                     GetHistory, Info, WatchStats and WatchLifecycle (reading
+ *                     who is where and what happened)
  *          `control`  Disconnect, Subscribe and Unsubscribe (acting on connections)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
@@ -37,7 +37,16 @@ export const MAX_API_KEY_LENGTH = 256;
 /** The scopes and the methods of realtime.v1.Realtime each one allows. */
 export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
   publish: ["Send", "Broadcast", "SendBatch", "Publish"],
-  presence: ["GetMembers", "PresenceStats", "ListChannels", "WatchChannel", "GetHistory", "Info", "WatchStats"],
+  presence: [
+    "GetMembers",
+    "PresenceStats",
+    "ListChannels",
+    "WatchChannel",
+    "GetHistory",
+    "Info",
+    "WatchStats",
+    "WatchLifecycle",
+  ],
   control: ["Disconnect", "Subscribe", "Unsubscribe"],
 };
 
@@ -59,6 +68,7 @@ const DEFAULT_METHODS = [
   "Unsubscribe",
   "Info",
   "WatchStats",
+  "WatchLifecycle",
 ] as const;
 
 /** One configured key. */

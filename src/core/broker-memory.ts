@@ -8,6 +8,7 @@ import {
   type PublicationHandler,
 } from "./broker.js";
 import { isControlChannel } from "./control-channels.js";
+import { LIFECYCLE_CHANNEL } from "./lifecycle.js";
 import { ChannelStreams } from "./history.js";
 import { NO_HISTORY, type HistoryFor } from "./history-rules.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
@@ -96,7 +97,8 @@ export class MemoryBroker {
 
   /** Numbers pub (when its channel keeps history) and delivers it synchronously to each subscribed node. */
   publish(original: Publication): Delivery {
-    if (this.edgeCount === 0) {
+    // The lifecycle sequence has readers (its history, the API's watchers) without any edge.
+    if (this.edgeCount === 0 && original.channel !== LIFECYCLE_CHANNEL) {
       throw new RealtimeError(Code.Unavailable, "no edge is connected: start an edge (switchboard edge) and try again");
     }
     let edges = 0;

@@ -28,12 +28,12 @@ import { checkChannel, checkEvent } from "./names.js";
 import { NOOP_OBSERVER, type DisconnectReason, type MessageInKind, type Observer } from "./observer.js";
 import { readMembersPage } from "./pages.js";
 import type { Presence } from "./presence.js";
-import { Membership, type PublishedHandler, type StandsHandler } from "./membership.js";
+import { LeaveReason, Membership, type DepartReason, type PublishedHandler, type StandsHandler } from "./membership.js";
 import { checkPayload, createPublication, deliveryLatencySeconds, IdGenerator, type Payload } from "./publication.js";
 import { TokenBucket } from "./token-bucket.js";
 import type { Connection } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
-import { isControlChannel, userChannel } from "./control-channels.js";
+import { edgeOfConnection, isControlChannel, userChannel } from "./control-channels.js";
 import { EdgeControl, type EdgeNode } from "./edge-control.js";
 import type { ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
 import type { HookIdentity, Hooks, SendPayload } from "./hooks.js";
@@ -355,6 +355,7 @@ export class Edge {
     this.scheduleExpiry(session);
     this.sessions.set(session.id, session);
     this.observer.connectionOpened(encoding);
+    this.membership.connectionOpened(session.id, identity.userId, edgeOfConnection(session.id) ?? "");
     const connected = (): void => {
       if (session.closed) return;
       transport.send(
@@ -494,6 +495,7 @@ export class Edge {
       this.sessions.delete(session.id);
       this.recovering.delete(session);
       for (const channel of [...session.channels]) this.depart(session, channel, false);
+      this.membership.connectionClosed(session.id, session.identity.userId, reason);
       await this.settle(session).catch(() => {});
       this.echoes.delete(session.id);
     });
@@ -1112,7 +1114,7 @@ export class Edge {
         // The edge, not the client, ends this membership, at once and
         // whatever the link's state: the client is told (its own
         // channel:leave), whatever its echo setting.
-        this.depart(session, channel, true);
+        this.depart(session, channel, true, LeaveReason.LEFT);
       }
     }
     await this.settle(session).catch(() => {});
@@ -1305,12 +1307,13 @@ export class Edge {
    * state of the rest of the service; the presence removal and the
    * channel:leave are owed until they are done (the caller settles).
    */
-  private depart(session: Session, channel: string, echo: boolean): void {
+  private depart(session: Session, channel: string, echo: boolean, reason?: DepartReason): void {
     this.membership.depart(
       channel,
       session.member(),
       this.leftHere(session, channel),
       this.ownPublished(session, echo, true),
+      reason,
     );
   }
 

@@ -10,7 +10,11 @@
  * plain path, with no position. Broadcasts never have one.
  */
 import { isControlChannel } from "./control-channels.js";
+import { LIFECYCLE_CHANNEL, LIFECYCLE_HISTORY_SIZE, LIFECYCLE_HISTORY_TTL_MS } from "./lifecycle.js";
 import { longestPrefix, parsePrefixRules } from "./prefix-rules.js";
+
+/** What the lifecycle sequence keeps, whatever the settings. */
+const LIFECYCLE_HISTORY: HistoryLimits = { size: LIFECYCLE_HISTORY_SIZE, ageMs: LIFECYCLE_HISTORY_TTL_MS };
 
 /** How long one channel's history is kept: the most entries, and their age (0: no age limit). */
 export interface HistoryLimits {
@@ -72,8 +76,14 @@ export function historyRules(size: number, ageMs: number, rules: readonly Histor
     rules.map((r) => ({ prefix: r.prefix, value: kept(r) })),
     kept({ size, ageMs }),
   );
-  // A broadcast, and the control plane's channels (control-channels.ts), keep nothing.
-  return (channel) => (channel === "" || isControlChannel(channel) ? undefined : lookup(channel));
+  // A broadcast, and the control plane's channels (control-channels.ts),
+  // keep nothing; the lifecycle sequence keeps its own (lifecycle.ts).
+  return (channel) =>
+    channel === LIFECYCLE_CHANNEL
+      ? LIFECYCLE_HISTORY
+      : channel === "" || isControlChannel(channel)
+        ? undefined
+        : lookup(channel);
 }
 
 /** No channel keeps history. */

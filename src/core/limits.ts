@@ -65,7 +65,7 @@ export const MAX_BATCH_EVENTS = 1_000;
  */
 export const MAX_PUBLISH_UNACKNOWLEDGED = 4_096;
 /**
- * WatchChannel and WatchStats streams open at once with one API key, over every connection
+ * WatchChannel, WatchStats and WatchLifecycle streams open at once with one API key, over every connection
  * and both ports (REALTIME_WATCH_MAX_STREAMS_PER_KEY); a new one past it is
  * RESOURCE_EXHAUSTED. With a watcher's queue bound (WATCH_MAX_QUEUED_BYTES
  * in src/api/watch.ts, 1 MiB) a key's watchers pin at most 1 GiB of events.

@@ -53,8 +53,12 @@ import type { Member } from "../../gen/realtime/client/v1/client_pb.js";
 import type { Broker, Delivery, Publication } from "./broker.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { SystemEvent, type SystemEventName } from "../protocol/system-events.js";
-import type { Presence, PresenceChange } from "./presence.js";
+import { LeaveReason } from "../../gen/realtime/v1/realtime_pb.js";
+import { lifecyclePublication, type LifecycleKind } from "./lifecycle.js";
+import { NO_TRANSITION, type Presence, type PresenceChange, type Transition } from "./presence.js";
 import { createPublication, type IdGenerator, systemEvent } from "./publication.js";
+
+export { LeaveReason };
 
 /**
  * How often the room retries the steps still owed: presence writes and
@@ -107,14 +111,33 @@ export interface MembershipOptions {
    * always owed.
    */
   retryAnnouncements?: boolean;
+  /**
+   * Whether this node publishes the lifecycle sequence (core/lifecycle.ts,
+   * REALTIME_LIFECYCLE; default true): for each join and leave it makes or
+   * announces, the member's event and the channel's occupied or vacated;
+   * for each connection it opens and closes, and each edge it gives up on,
+   * theirs. They go out in order, in a queue of their own, windowed as the
+   * reported changes are, so that they add no wait to a connection's
+   * commands.
+   */
+  lifecycle?: boolean;
   /** A step dropped because it failed for a reason that will not pass. */
   onError?: (err: unknown, context: string) => void;
 }
 
+/** Why a connection's membership ends (depart): the lifecycle's MemberLeft reason. */
+export type DepartReason = LeaveReason.LEFT | LeaveReason.DISCONNECTED;
+
 /** One step of a change on its way to the rest of the service. */
 type Step =
   | { readonly kind: "add"; readonly channel: string; readonly member: Member }
-  | { readonly kind: "remove"; readonly channel: string; readonly member: Member }
+  | {
+      readonly kind: "remove";
+      readonly channel: string;
+      readonly member: Member;
+      /** Why: its lifecycle events follow once it is done (they need its Transition). */
+      readonly reason: DepartReason;
+    }
   | {
       readonly kind: "publish";
       readonly name: SystemEventName;
@@ -122,11 +145,17 @@ type Step =
       published?: PublishedHandler;
       /** The leave of a removal this node made: presence is told once it is published (Presence.departed). */
       departs?: { readonly channel: string; readonly memberId: string };
-    };
+    }
+  /** A lifecycle event, published from the LIFECYCLE queue. */
+  | { readonly kind: "lifecycle"; readonly pub: Publication }
+  /** A connection's closing, in its own queue behind its leaves: queued as a lifecycle event when reached. */
+  | { readonly kind: "closed"; readonly event: LifecycleKind };
 
 /** The queue of the changes presence reported: a symbol, so that no connection's member id names it. */
 const REPORTED = Symbol("reported changes");
-type Debtor = string | typeof REPORTED;
+/** The queue of the lifecycle events (MembershipOptions.lifecycle): publishes only, windowed as REPORTED's. */
+const LIFECYCLE = Symbol("lifecycle events");
+type Debtor = string | typeof REPORTED | typeof LIFECYCLE;
 
 /**
  * Membership decides and publishes the system events of one node (see the
@@ -152,8 +181,9 @@ export class Membership {
    * presence write fails; resolves once the event is published or owed.
    */
   async join(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
-    await this.presence().add(channel, member);
+    const transition = await this.presence().add(channel, member);
     this.stand(member.id, [this.publishStep(SystemEvent.Join, channel, member)], stands, published);
+    this.joined(channel, member, transition, false);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -163,8 +193,9 @@ export class Membership {
    * presence write fails; resolves once the event is published or owed.
    */
   async leave(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): Promise<void> {
-    await this.presence().remove(channel, member.id);
+    const transition = await this.presence().remove(channel, member.id);
     this.stand(member.id, [this.publishStep(SystemEvent.Leave, channel, member, true)], stands, published);
+    this.left(channel, member, transition, LeaveReason.LEFT);
     await this.settle(member.id).catch(() => {});
   }
 
@@ -172,12 +203,19 @@ export class Membership {
    * A connection's membership of channel ends now, whatever the state of
    * the rest of the service (it closed, or lost its grant): the change
    * stands at once, and the presence removal and channel:leave are owed
-   * until done. The caller settles (settle()) when it may wait.
+   * until done. The caller settles (settle()) when it may wait. reason:
+   * DISCONNECTED (it closed) or LEFT (a grant lost), for the lifecycle.
    */
-  depart(channel: string, member: Member, stands?: StandsHandler, published?: PublishedHandler): void {
+  depart(
+    channel: string,
+    member: Member,
+    stands?: StandsHandler,
+    published?: PublishedHandler,
+    reason: DepartReason = LeaveReason.DISCONNECTED,
+  ): void {
     this.stand(
       member.id,
-      [{ kind: "remove", channel, member }, this.publishStep(SystemEvent.Leave, channel, member, true)],
+      [{ kind: "remove", channel, member, reason }, this.publishStep(SystemEvent.Leave, channel, member, true)],
       stands,
       published,
     );
@@ -228,7 +266,7 @@ export class Membership {
   owedRemovals(): { channel: string; member: Member }[] {
     const out: { channel: string; member: Member }[] = [];
     for (const [debtor, steps] of this.owed) {
-      if (debtor === REPORTED) continue;
+      if (typeof debtor !== "string") continue;
       for (const step of steps) if (step.kind === "remove") out.push({ channel: step.channel, member: step.member });
     }
     return out;
@@ -242,13 +280,42 @@ export class Membership {
    */
   async announce(changes: readonly PresenceChange[]): Promise<void> {
     if (changes.length === 0) return;
-    this.owe(
-      REPORTED,
-      changes.map(({ kind, channel, member }) =>
-        this.publishStep(kind === "join" ? SystemEvent.Join : SystemEvent.Leave, channel, member),
-      ),
-    );
+    const steps: Step[] = [];
+    for (const change of changes) {
+      if (change.kind === "edge") {
+        this.lifecycleEvent({ case: "edgeLost", value: { edgeId: change.edgeId } });
+        continue;
+      }
+      const { kind, channel, member, transition = NO_TRANSITION } = change;
+      steps.push(this.publishStep(kind === "join" ? SystemEvent.Join : SystemEvent.Leave, channel, member));
+      // A join presence made is a swept edge's member restored; a leave, one
+      // of an edge given up on (lost) or one a re-sync found its edge no
+      // longer holds (its connection closed while presence was away).
+      if (kind === "join") this.joined(channel, member, transition, true);
+      else this.left(channel, member, transition, change.lost ? LeaveReason.EDGE_LOST : LeaveReason.DISCONNECTED);
+    }
+    this.owe(REPORTED, steps);
     await this.run(REPORTED).catch(() => {});
+  }
+
+  /**
+   * A connection opened (Edge.connect): its lifecycle event, first in the
+   * lifecycle queue before its joins.
+   */
+  connectionOpened(connectionId: string, userId: string, edgeId: string): void {
+    this.lifecycleEvent({ case: "connectionOpened", value: { connectionId, userId, edgeId } });
+  }
+
+  /**
+   * A connection closed (Edge.disconnect), after its departs: its lifecycle
+   * event follows its members' leaves, which need their presence removals
+   * first; so it waits in the connection's own queue behind them.
+   */
+  connectionClosed(connectionId: string, userId: string, reason: string): void {
+    if (!this.options.lifecycle) return;
+    this.owe(connectionId, [
+      { kind: "closed", event: { case: "connectionClosed", value: { connectionId, userId, reason } } },
+    ]);
   }
 
   /**
@@ -269,6 +336,33 @@ export class Membership {
     this.closed = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+  }
+
+  /** A member joined: its lifecycle events (occupied first, when the join filled the channel). */
+  private joined(channel: string, member: Member, transition: Transition, restored: boolean): void {
+    const at = transition !== NO_TRANSITION ? transition : undefined;
+    if (at !== undefined) this.lifecycleEvent({ case: "channelOccupied", value: { channel } }, at);
+    this.lifecycleEvent(
+      { case: "memberJoined", value: { channel, connectionId: member.id, userId: member.userId, restored } },
+      at,
+    );
+  }
+
+  /** A member left: its lifecycle events (vacated last, when the leave emptied the channel). */
+  private left(channel: string, member: Member, transition: Transition, reason: LeaveReason): void {
+    const at = transition !== NO_TRANSITION ? transition : undefined;
+    this.lifecycleEvent(
+      { case: "memberLeft", value: { channel, connectionId: member.id, userId: member.userId, reason } },
+      at,
+    );
+    if (at !== undefined) this.lifecycleEvent({ case: "channelVacated", value: { channel } }, at);
+  }
+
+  /** Queues one lifecycle event (when this node publishes them) and starts its queue. */
+  private lifecycleEvent(kind: LifecycleKind, at?: bigint): void {
+    if (!this.options.lifecycle) return;
+    this.owe(LIFECYCLE, [{ kind: "lifecycle", pub: lifecyclePublication(this.options.eventIds, kind, at) }]);
+    this.run(LIFECYCLE).catch(() => {});
   }
 
   private presence(): Presence {
@@ -334,14 +428,14 @@ export class Membership {
   private async drain(debtor: Debtor): Promise<void> {
     const owed = this.owed.get(debtor)!;
     try {
-      while (debtor === REPORTED && owed.length > 0) await this.drainWindow(owed);
+      while (typeof debtor !== "string" && owed.length > 0) await this.drainWindow(owed, debtor);
       while (owed.length > 0) {
         const step = owed[0]!;
         try {
           await this.apply(step, debtor);
         } catch (err) {
           if (asRealtimeError(err).code !== Code.Unavailable) this.options.onError?.(err, describe(step));
-          else if (debtor !== REPORTED || this.options.retryAnnouncements !== false) {
+          else if (typeof debtor === "string" || this.options.retryAnnouncements !== false) {
             this.armRetry();
             throw err;
           }
@@ -356,13 +450,13 @@ export class Membership {
   }
 
   /**
-   * Publishes the first ANNOUNCE_WINDOW reported events at once (all of
-   * REPORTED's steps are publishes) and drops from owed those done or
+   * Publishes the first ANNOUNCE_WINDOW events of REPORTED or LIFECYCLE at
+   * once (all their steps are publishes) and drops from owed those done or
    * dropped, up to the first that failed with UNAVAILABLE and is to be
    * retried: that one throws, and it stays owed with all after it.
    */
-  private async drainWindow(owed: Step[]): Promise<void> {
-    const results = await Promise.allSettled(owed.slice(0, ANNOUNCE_WINDOW).map((s) => this.apply(s, REPORTED)));
+  private async drainWindow(owed: Step[], debtor: Debtor): Promise<void> {
+    const results = await Promise.allSettled(owed.slice(0, ANNOUNCE_WINDOW).map((s) => this.apply(s, debtor)));
     for (const r of results) {
       if (r.status === "rejected") {
         const err: unknown = r.reason;
@@ -394,8 +488,14 @@ export class Membership {
           this.options.onError?.(err, "handing a connection its own event");
         }
       }
-    } else if (step.kind === "add") await this.presence().add(step.channel, step.member);
-    else await this.presence().remove(step.channel, step.member.id);
+    } else if (step.kind === "lifecycle") await this.options.broker.publish(step.pub);
+    // Reached once the connection's leaves are queued: it follows their events.
+    else if (step.kind === "closed") this.lifecycleEvent(step.event);
+    else if (step.kind === "add") await this.presence().add(step.channel, step.member);
+    else {
+      const transition = await this.presence().remove(step.channel, step.member.id);
+      this.left(step.channel, step.member, transition, step.reason);
+    }
   }
 
   /** Arms the one timer that retries every debtor's owed steps. */
@@ -413,5 +513,6 @@ export class Membership {
 function describe(step: Step): string {
   if (step.kind === "add") return "recording a member in presence";
   if (step.kind === "remove") return "removing a member from presence";
+  if (step.kind === "lifecycle" || step.kind === "closed") return "publishing a lifecycle event";
   return `publishing ${step.name}`;
 }

@@ -1,4 +1,14 @@
-import type { ChannelCount, Member, MemberPage, PresenceChange, PresenceDirectory, PresenceStats } from "./presence.js";
+import {
+  NO_TRANSITION,
+  nowUnixUs,
+  type ChannelCount,
+  type Member,
+  type MemberPage,
+  type PresenceChange,
+  type PresenceDirectory,
+  type PresenceStats,
+  type Transition,
+} from "./presence.js";
 import { SortedKeys } from "./sorted-keys.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 
@@ -58,8 +68,10 @@ export class MemoryPresence {
     };
   }
 
-  add(owner: string, channel: string, member: Member): void {
+  /** Records the member (Presence.add); returns the channel's Transition (occupied when it had no member). */
+  add(owner: string, channel: string, member: Member): Transition {
     let ch = this.channels.get(channel);
+    const occupied = !ch;
     if (!ch) {
       ch = { entries: new Map(), ids: new SortedKeys(), users: new Map(), owners: new Map() };
       this.channels.set(channel, ch);
@@ -79,17 +91,25 @@ export class MemoryPresence {
     if (!ids) o.channels.set(channel, (ids = new Set()));
     ids.add(member.id);
     o.stale?.delete(key(channel, member.id));
+    return occupied ? nowUnixUs() : NO_TRANSITION;
   }
 
   /**
    * The owner's connection left channel (Presence.remove): the member is
-   * removed, and owed its channel:leave until departed().
+   * removed, and owed its channel:leave until departed(). Returns the
+   * channel's Transition (vacated when it was the last member).
    */
-  depart(owner: string, channel: string, memberId: string): void {
+  depart(owner: string, channel: string, memberId: string): Transition {
     const member = this.remove(owner, channel, memberId);
-    if (!member) return;
+    if (!member) return NO_TRANSITION;
     const o = this.owner(owner);
     (o.departing ??= new Map()).set(key(channel, memberId), { channel, member });
+    return this.vacated(channel);
+  }
+
+  /** After a removal from channel: its Transition (vacated when no member is left). */
+  private vacated(channel: string): Transition {
+    return this.channels.has(channel) ? NO_TRANSITION : nowUnixUs();
   }
 
   /** The owner published the channel:leave of a member it removed (depart). */
@@ -211,7 +231,7 @@ export class MemoryPresence {
     for (const k of stale) {
       const [channel, id] = k.split("\0") as [string, string];
       const member = this.remove(owner, channel, id);
-      if (member) gone.push({ kind: "leave", channel, member });
+      if (member) gone.push({ kind: "leave", channel, member, transition: this.vacated(channel) });
     }
     return gone;
   }
@@ -219,7 +239,8 @@ export class MemoryPresence {
   /**
    * Removes every member the owner holds; returns them as leaves, with the
    * leaves of those it removed itself and did not say were announced
-   * (departing: it may have died before it announced them).
+   * (departing: it may have died before it announced them), and last the
+   * owner itself (kind "edge": it is given up on).
    */
   dropOwner(owner: string): PresenceChange[] {
     const o = this.owners.get(owner);
@@ -228,12 +249,14 @@ export class MemoryPresence {
     for (const [channel, ids] of [...o.channels]) {
       for (const id of [...ids]) {
         const member = this.remove(owner, channel, id);
-        if (member) gone.push({ kind: "leave", channel, member });
+        if (member) gone.push({ kind: "leave", channel, member, transition: this.vacated(channel), lost: true });
       }
     }
     // Removed by the owner, whose leave it may not have published before it died.
-    for (const { channel, member } of o.departing?.values() ?? []) gone.push({ kind: "leave", channel, member });
+    for (const { channel, member } of o.departing?.values() ?? [])
+      gone.push({ kind: "leave", channel, member, lost: true });
     this.owners.delete(owner);
+    gone.push({ kind: "edge", edgeId: owner });
     return gone;
   }
 

@@ -26,10 +26,46 @@ export type { Member };
  * reported, by one node only: the hub, or the Redis node whose atomic
  * script made it (the sweep lock's holder, the re-syncing edge).
  */
-export interface PresenceChange {
-  readonly kind: "join" | "leave";
-  readonly channel: string;
-  readonly member: Member;
+export type PresenceChange =
+  | {
+      readonly kind: "join" | "leave";
+      readonly channel: string;
+      readonly member: Member;
+      /** The join filled an empty channel, or the leave emptied it (see Transition). */
+      readonly transition?: Transition;
+      /** A leave of a member whose edge was given up on (the hub's grace period ended, the Redis sweep). */
+      readonly lost?: boolean;
+    }
+  | {
+      /** An edge was given up on: every member it held was removed (each reported as a leave too). */
+      readonly kind: "edge";
+      readonly edgeId: string;
+    };
+
+/** A PresenceChange about a member (not an edge). */
+export type MemberChange = Extract<PresenceChange, { kind: "join" | "leave" }>;
+
+/** The member changes among changes (the edges given up on left out). */
+export function memberChanges(changes: readonly PresenceChange[]): MemberChange[] {
+  return changes.filter((c): c is MemberChange => c.kind !== "edge");
+}
+
+/**
+ * What a presence write did to its channel's occupancy: an add into a
+ * channel that had no member (occupied now), or a remove that took its last
+ * member (vacated), as presence's clock saw it at that write, in
+ * microseconds since the Unix epoch (the hub's clock, or the Redis
+ * shard's); NO_TRANSITION (0n) when neither. One channel's transitions are
+ * made in one place, in one order, and their times follow that order: the
+ * lifecycle stream (core/lifecycle.ts) carries them so that a backend can
+ * order two that reached it crosswise.
+ */
+export type Transition = bigint;
+export const NO_TRANSITION: Transition = 0n;
+
+/** This process's wall clock in microseconds since the Unix epoch (a Transition's clock, in process). */
+export function nowUnixUs(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
 }
 
 /**
@@ -43,9 +79,10 @@ export type ReportChanges = (changes: readonly PresenceChange[]) => Promise<void
 export interface Presence {
   /**
    * Records member in channel, or replaces its profile if it is there.
-   * Resolves once GetMembers (from any node) sees it.
+   * Resolves once GetMembers (from any node) sees it, with the channel's
+   * Transition (occupied, when it had no member before).
    */
-  add(channel: string, member: Member): Promise<void>;
+  add(channel: string, member: Member): Promise<Transition>;
 
   /**
    * Removes the member from channel; removing an absent member is a no-op.
@@ -55,8 +92,10 @@ export interface Presence {
    * its grace period, the Redis sweep) reports a leave for the removed
    * member too. So a leave is announced at least once, never zero times:
    * twice when the edge published it and died before departed() arrived.
+   * Resolves with the channel's Transition (vacated, when the member was
+   * its last).
    */
-  remove(channel: string, memberId: string): Promise<void>;
+  remove(channel: string, memberId: string): Promise<Transition>;
 
   /**
    * The channel:leave of a removal (remove()) is published: the removal is

@@ -6,7 +6,7 @@ import type { Broker, Delivery, HistoryQuery, HistoryResult, Publication, Public
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { LINK_REQUEST_TIMEOUT_MS } from "../core/limits.js";
 import { MAX_PAGE_SIZE } from "../core/pages.js";
-import type { MemberPage, Presence } from "../core/presence.js";
+import type { MemberPage, Presence, Transition } from "../core/presence.js";
 import { FrameReader } from "../wire/link-framing.js";
 import { decodeHubFrame, encodeEdgePublish } from "../wire/publication.js";
 import { FrameWriter } from "./frame-writer.js";
@@ -160,12 +160,12 @@ export class LinkBroker implements Broker, Presence {
     this.send({ id: 0, frame: { case: "unsubscribe", value: channel } });
   }
 
-  async add(channel: string, member: Member): Promise<void> {
-    await this.request({ frame: { case: "presenceAdd", value: { channel, member } } });
+  async add(channel: string, member: Member): Promise<Transition> {
+    return (await this.request({ frame: { case: "presenceAdd", value: { channel, member } } })).transitionUnixUs;
   }
 
-  async remove(channel: string, memberId: string): Promise<void> {
-    await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } });
+  async remove(channel: string, memberId: string): Promise<Transition> {
+    return (await this.request({ frame: { case: "presenceRemove", value: { channel, memberId } } })).transitionUnixUs;
   }
 
   departed(channel: string, memberId: string): void {

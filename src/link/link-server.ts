@@ -254,11 +254,9 @@ class EdgeLink {
           return this.reply({ id, publications, position, complete });
         }
         case "presenceAdd":
-          presence.add(this.edgeId, f.value.channel, f.value.member!);
-          return this.reply({ id });
+          return this.reply({ id, transitionUnixUs: presence.add(this.edgeId, f.value.channel, f.value.member!) });
         case "presenceRemove":
-          presence.depart(this.edgeId, f.value.channel, f.value.memberId);
-          return this.reply({ id });
+          return this.reply({ id, transitionUnixUs: presence.depart(this.edgeId, f.value.channel, f.value.memberId) });
         case "presenceDeparted":
           presence.departed(this.edgeId, f.value.channel, f.value.memberId);
           return;

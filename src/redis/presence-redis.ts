@@ -10,6 +10,7 @@ import type {
   PresenceDirectory,
   PresenceStats,
   ReportChanges,
+  Transition,
 } from "../core/presence.js";
 import { redisUnavailable } from "./connection.js";
 import {
@@ -123,16 +124,27 @@ local function split(f)
   local sep = string.find(f, '\\0', 1, true)
   return string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
 end
+-- Redis's clock in microseconds since the Unix epoch, as a decimal string
+-- (a Transition, core/presence.ts).
+local function now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
 -- Removes member id of channel ch (key prefix p) if the edge tagged tag
 -- owns it, dropping ch from the channels zset cks once empty; returns the
--- member's bytes, or nil when it was not there or not the edge's.
+-- member's bytes, or nil when it was not there or not the edge's, and the
+-- channel's Transition: now_us() when it is empty now (vacated), else '0'.
 local function take(p, cks, ch, id, tag)
   local hk, ik, uk = p .. 'm:' .. ch, p .. 'mi:' .. ch, p .. 'mu:' .. ch
   local v = redis.call('HGET', hk, id)
   if not v or string.sub(v, 1, #tag) ~= tag then return nil end
   del(hk, ik, uk, id, v)
-  if redis.call('HLEN', hk) == 0 then redis.call('ZREM', cks, ch) end
-  return string.sub(v, #tag + 1)
+  local vacated = '0'
+  if redis.call('HLEN', hk) == 0 then
+    redis.call('ZREM', cks, ch)
+    vacated = now_us()
+  end
+  return string.sub(v, #tag + 1), vacated
 end
 local function reindex(hk, ik, uk)
   if redis.call('ZCARD', ik) == redis.call('HLEN', hk) then return end
@@ -145,32 +157,40 @@ local function reindex(hk, ik, uk)
 end
 `;
 
-/** Records a member (KEYS: hash, index, users, channels, edge channels, edge members; ARGV: id, value, channel). */
+/**
+ * Records a member (KEYS: hash, index, users, channels, edge channels, edge
+ * members; ARGV: id, value, channel). Returns the channel's Transition:
+ * now_us() when it had no member before (occupied), else '0'.
+ */
 const ADD = `${LIB}
-put(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+local added = put(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[6], ARGV[3] .. '\\0' .. ARGV[1])
-return 1`;
+if added == 1 and redis.call('HLEN', KEYS[1]) == 1 then return now_us() end
+return '0'`;
 
 /**
  * Removes a member if this edge owns it, and records it as departing until
  * the edge says its leave is published (KEYS: hash, index, users, channels,
  * edge channels, edge departing, edge members; ARGV: id, "<edge>:",
- * channel, last). last=1: the edge has no member left there.
+ * channel, last). last=1: the edge has no member left there. Returns the
+ * channel's Transition: now_us() when the member was its last (vacated), else '0'.
  */
 const REMOVE = `${LIB}
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-local removed = 0
+local vacated = '0'
 if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
   del(KEYS[1], KEYS[2], KEYS[3], ARGV[1], v)
   redis.call('SREM', KEYS[7], ARGV[3] .. '\\0' .. ARGV[1])
   redis.call('HSET', KEYS[6], ARGV[3] .. '\\0' .. ARGV[1], string.sub(v, #ARGV[2] + 1))
-  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[3]) end
-  removed = 1
+  if redis.call('HLEN', KEYS[1]) == 0 then
+    redis.call('ZREM', KEYS[4], ARGV[3])
+    vacated = now_us()
+  end
 end
 if ARGV[4] == '1' then redis.call('SREM', KEYS[5], ARGV[3]) end
-return removed`;
+return vacated`;
 
 /**
  * Lua shared by the reads: liveness(grace key, edge key prefix) returns a
@@ -333,8 +353,8 @@ return swept and 1 or 0`;
 /**
  * KEYS: channels, edge channels, edge members.
  * ARGV: key prefix P, swept ("1"/"0"), "<edge>:", n, then n triples
- * channel, member id, value. Returns the joins (flat: channel, member bytes)
- * of members written anew on a swept edge.
+ * channel, member id, value. Returns the joins (flat: channel, member
+ * bytes, Transition) of members written anew on a swept edge.
  */
 const SYNC_PUT = `${LIB}
 local out = {}
@@ -348,6 +368,7 @@ for i = 0, n - 1 do
   if added == 1 and ARGV[2] == '1' then
     out[#out + 1] = ch
     out[#out + 1] = string.sub(v, #ARGV[3] + 1)
+    out[#out + 1] = redis.call('HLEN', ARGV[1] .. 'm:' .. ch) == 1 and now_us() or '0'
   end
 end
 return out`;
@@ -355,7 +376,7 @@ return out`;
 /**
  * KEYS: edge members, edge old members, channels.
  * ARGV: key prefix P, "<edge>:", budget. Returns whether old members are
- * left ("1"/"0"), then the leaves (flat: channel, member bytes).
+ * left ("1"/"0"), then the leaves (flat: channel, member bytes, Transition).
  */
 const SYNC_END = `${LIB}
 local out = {'0'}
@@ -363,10 +384,11 @@ local tag = ARGV[2]
 for _, f in ipairs(redis.call('SPOP', KEYS[2], tonumber(ARGV[3]))) do
   if redis.call('SISMEMBER', KEYS[1], f) == 0 then
     local ch, mid = split(f)
-    local m = take(ARGV[1], KEYS[3], ch, mid, tag)
+    local m, vacated = take(ARGV[1], KEYS[3], ch, mid, tag)
     if m then
       out[#out + 1] = ch
       out[#out + 1] = m
+      out[#out + 1] = vacated
     end
   end
 end
@@ -376,9 +398,10 @@ return out`;
 /**
  * One step of the sweep: removes members of edges whose liveness expired,
  * at most ARGV[8] of them, and returns whether more remain ("1"/"0"), then
- * those removed (flat: channel, member bytes) to be reported as leaves,
- * with those an edge removed itself and may not have announced (departing)
- * once its last member is gone. Only the node that holds the lock sweeps
+ * those removed (flat: channel, member bytes, Transition) to be reported
+ * as leaves, with those an edge removed itself and may not have announced
+ * (departing) once its last member is gone, and then the edge itself as
+ * '', its id, '0' (given up on: an edge lost). Only the node that holds the lock sweeps
  * (a step of a sweep it began renews it: ARGV[7] is its token); the
  * removals are atomic, so a member is removed, and reported, once.
  *
@@ -428,10 +451,11 @@ end
 local budget = tonumber(ARGV[8])
 local out = {'0'}
 local function drop(ch, mid, tag)
-  local m = take(ARGV[2], KEYS[3], ch, mid, tag)
+  local m, vacated = take(ARGV[2], KEYS[3], ch, mid, tag)
   if m then
     out[#out + 1] = ch
     out[#out + 1] = m
+    out[#out + 1] = vacated
   end
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
@@ -470,7 +494,11 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
     for j = 1, #departing, 2 do
       out[#out + 1] = split(departing[j])
       out[#out + 1] = departing[j + 1]
+      out[#out + 1] = '0'
     end
+    out[#out + 1] = ''
+    out[#out + 1] = id
+    out[#out + 1] = '0'
     redis.call('DEL', dk, mk, mk .. '-old', ck, ek .. ':indexed')
     redis.call('SREM', KEYS[7], id)
     redis.call('HDEL', KEYS[6], id)
@@ -700,7 +728,7 @@ export class RedisPresence implements PresenceDirectory {
     }
   }
 
-  async add(channel: string, member: Member): Promise<void> {
+  async add(channel: string, member: Member): Promise<Transition> {
     const keys = this.requireEdge();
     // Not registered yet (or no longer): register first, or the member
     // stays invisible (members() hides an edge without liveness) until the
@@ -712,14 +740,16 @@ export class RedisPresence implements PresenceDirectory {
     const previous = ids.get(member.id);
     ids.set(member.id, value);
     try {
-      await this.scripts.rtAdd(
-        ...this.channelKeys(channel),
-        this.keys.channels,
-        keys.channels,
-        keys.members,
-        member.id,
-        value,
-        channel,
+      return transitionOf(
+        await this.scripts.rtAdd(
+          ...this.channelKeys(channel),
+          this.keys.channels,
+          keys.channels,
+          keys.members,
+          member.id,
+          value,
+          channel,
+        ),
       );
     } catch (err) {
       // Nothing changed for the caller: hold what was held before (no
@@ -734,21 +764,23 @@ export class RedisPresence implements PresenceDirectory {
     }
   }
 
-  async remove(channel: string, memberId: string): Promise<void> {
+  async remove(channel: string, memberId: string): Promise<Transition> {
     const keys = this.requireEdge();
     const value = this.held.get(channel)?.get(memberId);
     const last = this.forget(channel, memberId);
     try {
-      await this.scripts.rtRemove(
-        ...this.channelKeys(channel),
-        this.keys.channels,
-        keys.channels,
-        keys.departing,
-        keys.members,
-        memberId,
-        this.tag,
-        channel,
-        last ? "1" : "0",
+      return transitionOf(
+        await this.scripts.rtRemove(
+          ...this.channelKeys(channel),
+          this.keys.channels,
+          keys.channels,
+          keys.departing,
+          keys.members,
+          memberId,
+          this.tag,
+          channel,
+          last ? "1" : "0",
+        ),
       );
     } catch (err) {
       // Nothing changed for the caller: the member is held again. Redis may
@@ -918,8 +950,7 @@ export class RedisPresence implements PresenceDirectory {
         this.options.onError?.(err, "sweeping dead edges");
         return removed;
       }
-      removed += (flat.length - 1) / 2;
-      await this.reportFlat("leave", flat, 1);
+      removed += await this.reportFlat("leave", flat, 1, true);
       if (flat[0]?.toString() !== "1") return removed;
     }
   }
@@ -1018,17 +1049,37 @@ export class RedisPresence implements PresenceDirectory {
     } while (this.syncAgain);
   }
 
-  /** Reports the changes a script returned as flat channel, member pairs from index `from`. */
-  private async reportFlat(kind: PresenceChange["kind"], flat: Buffer[], from: number): Promise<void> {
+  /**
+   * Reports the changes a script returned as flat channel, member bytes,
+   * Transition triples from index `from` (an empty channel: the member is an
+   * edge id, an edge given up on); returns how many members they are.
+   * lost: leaves of edges given up on (the sweep's).
+   */
+  private async reportFlat(kind: "join" | "leave", flat: Buffer[], from: number, lost = false): Promise<number> {
     const changes: PresenceChange[] = [];
-    for (let i = from; i + 1 < flat.length; i += 2) this.decode(changes, kind, flat[i]!, flat[i + 1]!);
+    let members = 0;
+    for (let i = from; i + 2 < flat.length; i += 3) {
+      if (flat[i]!.length === 0) changes.push({ kind: "edge", edgeId: flat[i + 1]!.toString() });
+      else {
+        members++;
+        this.decode(changes, kind, flat[i]!, flat[i + 1]!, BigInt(flat[i + 2]!.toString()), lost);
+      }
+    }
     if (changes.length > 0) await this.options.report(changes);
+    return members;
   }
 
   /** Adds the change a script returned to changes; a member Redis holds that does not decode is reported (onError) instead. */
-  private decode(changes: PresenceChange[], kind: PresenceChange["kind"], channel: Buffer, member: Buffer): void {
+  private decode(
+    changes: PresenceChange[],
+    kind: "join" | "leave",
+    channel: Buffer,
+    member: Buffer,
+    transition: Transition,
+    lost: boolean,
+  ): void {
     try {
-      changes.push({ kind, channel: channel.toString(), member: fromBinary(MemberSchema, member) });
+      changes.push({ kind, channel: channel.toString(), member: fromBinary(MemberSchema, member), transition, lost });
     } catch (err) {
       this.options.onError?.(err, `decoding a member of ${channel.toString()} for its ${kind}`);
     }
@@ -1049,4 +1100,9 @@ export class RedisPresence implements PresenceDirectory {
     if (this.edgeKeys === undefined) throw new Error("only an edge records members: this RedisPresence has no edgeId");
     return this.edgeKeys;
   }
+}
+
+/** A script's Transition answer (a decimal string of microseconds, "0" for none). */
+function transitionOf(answer: unknown): Transition {
+  return BigInt(String(answer));
 }

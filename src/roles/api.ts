@@ -120,6 +120,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     eventIds,
     watchers: seams.watchers,
     watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
+    lifecycle: config.lifecycle,
     idempotency: new Idempotency({
       store: seams.idempotency,
       onError: (err, context) => log.warn({ err, context }, "idempotency store error"),

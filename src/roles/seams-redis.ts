@@ -63,7 +63,7 @@ export async function startRedisApiSeams(
   });
   const gated = gatedBroker(broker, gate);
   // This node announces the members its sweeps remove (core/membership.ts).
-  const membership = createMembership(log, { broker: gated, eventIds });
+  const membership = createMembership(log, { broker: gated, eventIds, lifecycle: config.lifecycle });
   const presence = new RedisPresence({
     command,
     prefix: keys,
@@ -146,7 +146,7 @@ export function createRedisEdgeSeams(
   // What the edge's clients publish and its own announcements wait for the
   // gate (after a Redis restart, until every live edge is subscribed again).
   const gated = gatedBroker(broker, gate);
-  const membership = createMembership(log, { broker: gated, presence, eventIds });
+  const membership = createMembership(log, { broker: gated, presence, eventIds, lifecycle: config.lifecycle });
   let started: Promise<void> | undefined;
   let stopModeCheck = () => Promise.resolve();
   return {

@@ -56,7 +56,12 @@ export async function startApiSeams(
   const node = broker.attach(() => {}, false);
   // The hub announces the members it removes by itself; its broker fails
   // only when no edge is attached, and then no one is there to tell.
-  const membership = createMembership(log, { broker: node, eventIds, retryAnnouncements: false });
+  const membership = createMembership(log, {
+    broker: node,
+    eventIds,
+    retryAnnouncements: false,
+    lifecycle: config.lifecycle,
+  });
   const link = new LinkServer({
     broker,
     presence,
@@ -149,7 +154,7 @@ export async function createEdgeSeams(
         ? log.error({ link: config.linkUrl, reason: err.message }, "link refused: check REALTIME_LINK_SECRET")
         : log.warn({ err, context }, "link error"),
   });
-  const membership = createMembership(log, { broker: link, presence: link, eventIds });
+  const membership = createMembership(log, { broker: link, presence: link, eventIds, lifecycle: config.lifecycle });
   return {
     broker: link,
     presence: link,

@@ -31,6 +31,8 @@ import {
   type WatchChannelResponse,
   type WatchStatsRequestSchema,
   type WatchStatsResponse,
+  type WatchLifecycleRequestSchema,
+  type WatchLifecycleResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { serviceDefinition } from "../../src/api/grpc/adapter.js";
@@ -75,6 +77,11 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof WatchStatsRequestSchema>,
     metadata?: grpc.Metadata,
   ): grpc.ClientReadableStream<WatchStatsResponse>;
+  /** Opens a WatchLifecycle stream: read WatchLifecycleResponses; cancel() ends it. */
+  watchLifecycle(
+    req: MessageInitShape<typeof WatchLifecycleRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): grpc.ClientReadableStream<WatchLifecycleResponse>;
   /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
   publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
@@ -118,6 +125,12 @@ export function realtimeClient(address: string): RealtimeTestClient {
           watchStats(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchStatsResponse>;
         }
       ).watchStats(create(m.watchStats.input, req), metadata),
+    watchLifecycle: (req, metadata = new grpc.Metadata()) =>
+      (
+        client as unknown as {
+          watchLifecycle(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchLifecycleResponse>;
+        }
+      ).watchLifecycle(create(m.watchLifecycle.input, req), metadata),
     publish: (metadata = new grpc.Metadata()) =>
       (
         client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/v1/realtime.proto.
  */
 export const file_realtime_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiuwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgHIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSKeAQoQQnJvYWRjYXN0UmVxdWVzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgFIAEoCUIJCgdwYXlsb2FkIkkKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0SEQoJZHVwbGljYXRlGAMgASgIImIKEUdldE1lbWJlcnNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSFQoNZ3JvdXBfYnlfdXNlchgEIAEoCCJ8ChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSJwoFdXNlcnMYAyADKAsyGC5yZWFsdGltZS52MS5Vc2VyTWVtYmVycyJICgtVc2VyTWVtYmVycxIPCgd1c2VyX2lkGAEgASgJEigKC2Nvbm5lY3Rpb25zGAIgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyIicKFFByZXNlbmNlU3RhdHNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkiOwoVUHJlc2VuY2VTdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg0KBXVzZXJzGAIgASgNIkwKE0xpc3RDaGFubmVsc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl4KFExpc3RDaGFubmVsc1Jlc3BvbnNlEi0KCGNoYW5uZWxzGAEgAygLMhsucmVhbHRpbWUudjEuQ2hhbm5lbFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KDkNoYW5uZWxTdW1tYXJ5EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRINCgV1c2VycxgDIAEoDSJSChNXYXRjaENoYW5uZWxSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbiKyAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkSDgoGcmVzeW5jGAkgASgIQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwChFHZXRIaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCKIAQoSR2V0SGlzdG9yeVJlc3BvbnNlEjEKBmV2ZW50cxgBIAMoCzIhLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KCHBvc2l0aW9uGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYAyABKAgiPgoGVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0IlsKEURpc2Nvbm5lY3RSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIRCglyZWNvbm5lY3QYAiABKAgSDgoGcmVhc29uGAMgASgJIikKEkRpc2Nvbm5lY3RSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJIChBTdWJzY3JpYmVSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIPCgdjaGFubmVsGAIgASgJIjgKEVN1YnNjcmliZVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg4KBmpvaW5lZBgCIAEoDSJKChJVbnN1YnNjcmliZVJlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMucmVhbHRpbWUudjEuVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkiOAoTVW5zdWJzY3JpYmVSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRIMCgRsZWZ0GAIgASgNIg0KC0luZm9SZXF1ZXN0IkgKDEluZm9SZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJlYWx0aW1lLnYxLk5vZGVJbmZvEhIKCnVuYW5zd2VyZWQYAiABKA0ihQMKCE5vZGVJbmZvEgoKAmlkGAEgASgJEiMKBHJvbGUYAiABKA4yFS5yZWFsdGltZS52MS5Ob2RlUm9sZRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDRITCgttZXNzYWdlc19pbhgHIAEoBBISCgpkZWxpdmVyaWVzGAggASgEEi8KBWRyb3BzGAkgAygLMiAucmVhbHRpbWUudjEuTm9kZUluZm8uRHJvcHNFbnRyeRI7CgtkaXNjb25uZWN0cxgKIAMoCzImLnJlYWx0aW1lLnYxLk5vZGVJbmZvLkRpc2Nvbm5lY3RzRW50cnkaLAoKRHJvcHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBGjIKEERpc2Nvbm5lY3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASIoChFXYXRjaFN0YXRzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSKUAwoSV2F0Y2hTdGF0c1Jlc3BvbnNlEhIKCmF0X3VuaXhfbXMYASABKAQSJAoFbm9kZXMYAiADKAsyFS5yZWFsdGltZS52MS5Ob2RlSW5mbxITCgtjb25uZWN0aW9ucxgDIAEoDRIQCghjaGFubmVscxgEIAEoDRIeChZtZXNzYWdlc19pbl9wZXJfc2Vjb25kGAUgASgBEh0KFWRlbGl2ZXJpZXNfcGVyX3NlY29uZBgGIAEoARIYChBkcm9wc19wZXJfc2Vjb25kGAcgASgBEmsKIGRpc2Nvbm5lY3RzX3Blcl9zZWNvbmRfYnlfcmVhc29uGAggAygLMkEucmVhbHRpbWUudjEuV2F0Y2hTdGF0c1Jlc3BvbnNlLkRpc2Nvbm5lY3RzUGVyU2Vjb25kQnlSZWFzb25FbnRyeRISCgp1bmFuc3dlcmVkGAkgASgNGkMKIURpc2Nvbm5lY3RzUGVyU2Vjb25kQnlSZWFzb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBKkwKCE5vZGVSb2xlEhkKFU5PREVfUk9MRV9VTlNQRUNJRklFRBAAEhEKDU5PREVfUk9MRV9BUEkQARISCg5OT0RFX1JPTEVfRURHRRACMsYICghSZWFsdGltZRI7CgRTZW5kEhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QaGS5yZWFsdGltZS52MS5TZW5kUmVzcG9uc2USSgoJQnJvYWRjYXN0Eh0ucmVhbHRpbWUudjEuQnJvYWRjYXN0UmVxdWVzdBoeLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlc3BvbnNlEk0KCkdldE1lbWJlcnMSHi5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldE1lbWJlcnNSZXNwb25zZRJTCgxMaXN0Q2hhbm5lbHMSIC5yZWFsdGltZS52MS5MaXN0Q2hhbm5lbHNSZXF1ZXN0GiEucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVzcG9uc2USVQoMV2F0Y2hDaGFubmVsEiAucmVhbHRpbWUudjEuV2F0Y2hDaGFubmVsUmVxdWVzdBohLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlMAESSgoJU2VuZEJhdGNoEh0ucmVhbHRpbWUudjEuU2VuZEJhdGNoUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlc3BvbnNlEkgKB1B1Ymxpc2gSGy5yZWFsdGltZS52MS5QdWJsaXNoUmVxdWVzdBocLnJlYWx0aW1lLnYxLlB1Ymxpc2hSZXNwb25zZSgBMAESTQoKR2V0SGlzdG9yeRIeLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuR2V0SGlzdG9yeVJlc3BvbnNlElYKDVByZXNlbmNlU3RhdHMSIS5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVxdWVzdBoiLnJlYWx0aW1lLnYxLlByZXNlbmNlU3RhdHNSZXNwb25zZRJNCgpEaXNjb25uZWN0Eh4ucmVhbHRpbWUudjEuRGlzY29ubmVjdFJlcXVlc3QaHy5yZWFsdGltZS52MS5EaXNjb25uZWN0UmVzcG9uc2USSgoJU3Vic2NyaWJlEh0ucmVhbHRpbWUudjEuU3Vic2NyaWJlUmVxdWVzdBoeLnJlYWx0aW1lLnYxLlN1YnNjcmliZVJlc3BvbnNlElAKC1Vuc3Vic2NyaWJlEh8ucmVhbHRpbWUudjEuVW5zdWJzY3JpYmVSZXF1ZXN0GiAucmVhbHRpbWUudjEuVW5zdWJzY3JpYmVSZXNwb25zZRI7CgRJbmZvEhgucmVhbHRpbWUudjEuSW5mb1JlcXVlc3QaGS5yZWFsdGltZS52MS5JbmZvUmVzcG9uc2USTwoKV2F0Y2hTdGF0cxIeLnJlYWx0aW1lLnYxLldhdGNoU3RhdHNSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuV2F0Y2hTdGF0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("ChpyZWFsdGltZS92MS9yZWFsdGltZS5wcm90bxILcmVhbHRpbWUudjEiuwEKC1NlbmRSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCRIPCgd1c2VyX2lkGAYgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgHIAEoCUIJCgdwYXlsb2FkIkQKDFNlbmRSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEg0KBWVkZ2VzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCI+ChBTZW5kQmF0Y2hSZXF1ZXN0EioKCHJlcXVlc3RzGAEgAygLMhgucmVhbHRpbWUudjEuU2VuZFJlcXVlc3QiQQoRU2VuZEJhdGNoUmVzcG9uc2USLAoJcmVzcG9uc2VzGAEgAygLMhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlIncKDlB1Ymxpc2hSZXF1ZXN0EigKBHNlbmQYASABKAsyGC5yZWFsdGltZS52MS5TZW5kUmVxdWVzdEgAEjIKCWJyb2FkY2FzdBgCIAEoCzIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3RIAEIHCgVldmVudCJNCg9QdWJsaXNoUmVzcG9uc2USDwoHaGFuZGxlZBgBIAEoBBIpCgZlcnJvcnMYAiADKAsyGS5yZWFsdGltZS52MS5QdWJsaXNoRXJyb3IiPAoMUHVibGlzaEVycm9yEg0KBWluZGV4GAEgASgEEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSKeAQoQQnJvYWRjYXN0UmVxdWVzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEh0KFWV4Y2x1ZGVfY29ubmVjdGlvbl9pZBgFIAEoCUIJCgdwYXlsb2FkIkkKEUJyb2FkY2FzdFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSDQoFZWRnZXMYAiABKA0SEQoJZHVwbGljYXRlGAMgASgIImIKEUdldE1lbWJlcnNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSFQoNZ3JvdXBfYnlfdXNlchgEIAEoCCJ8ChJHZXRNZW1iZXJzUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnJlYWx0aW1lLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSJwoFdXNlcnMYAyADKAsyGC5yZWFsdGltZS52MS5Vc2VyTWVtYmVycyJICgtVc2VyTWVtYmVycxIPCgd1c2VyX2lkGAEgASgJEigKC2Nvbm5lY3Rpb25zGAIgAygLMhMucmVhbHRpbWUudjEuTWVtYmVyIicKFFByZXNlbmNlU3RhdHNSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkiOwoVUHJlc2VuY2VTdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg0KBXVzZXJzGAIgASgNIkwKE0xpc3RDaGFubmVsc1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl4KFExpc3RDaGFubmVsc1Jlc3BvbnNlEi0KCGNoYW5uZWxzGAEgAygLMhsucmVhbHRpbWUudjEuQ2hhbm5lbFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KDkNoYW5uZWxTdW1tYXJ5EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAEoDRINCgV1c2VycxgDIAEoDSJSChNXYXRjaENoYW5uZWxSZXF1ZXN0Eg8KB2NoYW5uZWwYASABKAkSKgoFc2luY2UYAiABKAsyGy5yZWFsdGltZS52MS5TdHJlYW1Qb3NpdGlvbiKyAgoUV2F0Y2hDaGFubmVsUmVzcG9uc2USLQoHbWVtYmVycxgBIAEoCzIaLnJlYWx0aW1lLnYxLldhdGNoU25hcHNob3RIABIjCgRqb2luGAIgASgLMhMucmVhbHRpbWUudjEuTWVtYmVySAASJAoFbGVhdmUYAyABKAsyEy5yZWFsdGltZS52MS5NZW1iZXJIABItCg5wcm9maWxlX3VwZGF0ZRgEIAEoCzITLnJlYWx0aW1lLnYxLk1lbWJlckgAEiwKB21lc3NhZ2UYBSABKAsyGS5yZWFsdGltZS52MS5XYXRjaE1lc3NhZ2VIABIKCgJpZBgGIAEoCRIOCgZvZmZzZXQYByABKAQSDQoFZXBvY2gYCCABKAkSDgoGcmVzeW5jGAkgASgIQggKBnVwZGF0ZSJHCg1XYXRjaFNuYXBzaG90EiQKB21lbWJlcnMYASADKAsyEy5yZWFsdGltZS52MS5NZW1iZXISEAoIY29tcGxldGUYAiABKAgicgoMV2F0Y2hNZXNzYWdlEg0KBWV2ZW50GAEgASgJEiYKBGpzb24YAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYAyABKAxIABIOCgZvcmlnaW4YBCABKAlCCQoHcGF5bG9hZCJLCgZNZW1iZXISCgoCaWQYASABKAkSJAoEZGF0YRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgd1c2VyX2lkGAMgASgJIi8KDlN0cmVhbVBvc2l0aW9uEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCSJwChFHZXRIaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEioKBXNpbmNlGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCCKIAQoSR2V0SGlzdG9yeVJlc3BvbnNlEjEKBmV2ZW50cxgBIAMoCzIhLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlc3BvbnNlEi0KCHBvc2l0aW9uGAIgASgLMhsucmVhbHRpbWUudjEuU3RyZWFtUG9zaXRpb24SEAoIY29tcGxldGUYAyABKAgiPgoGVGFyZ2V0EhcKDWNvbm5lY3Rpb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSABCCAoGdGFyZ2V0IlsKEURpc2Nvbm5lY3RSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIRCglyZWNvbm5lY3QYAiABKAgSDgoGcmVhc29uGAMgASgJIikKEkRpc2Nvbm5lY3RSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJIChBTdWJzY3JpYmVSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLnJlYWx0aW1lLnYxLlRhcmdldBIPCgdjaGFubmVsGAIgASgJIjgKEVN1YnNjcmliZVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNEg4KBmpvaW5lZBgCIAEoDSJKChJVbnN1YnNjcmliZVJlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMucmVhbHRpbWUudjEuVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkiOAoTVW5zdWJzY3JpYmVSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDRIMCgRsZWZ0GAIgASgNIg0KC0luZm9SZXF1ZXN0IkgKDEluZm9SZXNwb25zZRIkCgVub2RlcxgBIAMoCzIVLnJlYWx0aW1lLnYxLk5vZGVJbmZvEhIKCnVuYW5zd2VyZWQYAiABKA0ihQMKCE5vZGVJbmZvEgoKAmlkGAEgASgJEiMKBHJvbGUYAiABKA4yFS5yZWFsdGltZS52MS5Ob2RlUm9sZRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDRITCgttZXNzYWdlc19pbhgHIAEoBBISCgpkZWxpdmVyaWVzGAggASgEEi8KBWRyb3BzGAkgAygLMiAucmVhbHRpbWUudjEuTm9kZUluZm8uRHJvcHNFbnRyeRI7CgtkaXNjb25uZWN0cxgKIAMoCzImLnJlYWx0aW1lLnYxLk5vZGVJbmZvLkRpc2Nvbm5lY3RzRW50cnkaLAoKRHJvcHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBGjIKEERpc2Nvbm5lY3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASIoChFXYXRjaFN0YXRzUmVxdWVzdBITCgtpbnRlcnZhbF9tcxgBIAEoDSKUAwoSV2F0Y2hTdGF0c1Jlc3BvbnNlEhIKCmF0X3VuaXhfbXMYASABKAQSJAoFbm9kZXMYAiADKAsyFS5yZWFsdGltZS52MS5Ob2RlSW5mbxITCgtjb25uZWN0aW9ucxgDIAEoDRIQCghjaGFubmVscxgEIAEoDRIeChZtZXNzYWdlc19pbl9wZXJfc2Vjb25kGAUgASgBEh0KFWRlbGl2ZXJpZXNfcGVyX3NlY29uZBgGIAEoARIYChBkcm9wc19wZXJfc2Vjb25kGAcgASgBEmsKIGRpc2Nvbm5lY3RzX3Blcl9zZWNvbmRfYnlfcmVhc29uGAggAygLMkEucmVhbHRpbWUudjEuV2F0Y2hTdGF0c1Jlc3BvbnNlLkRpc2Nvbm5lY3RzUGVyU2Vjb25kQnlSZWFzb25FbnRyeRISCgp1bmFuc3dlcmVkGAkgASgNGkMKIURpc2Nvbm5lY3RzUGVyU2Vjb25kQnlSZWFzb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBInAKFVdhdGNoTGlmZWN5Y2xlUmVxdWVzdBIWCg5jaGFubmVsX3ByZWZpeBgBIAEoCRITCgtjb25uZWN0aW9ucxgCIAEoCBIqCgVzaW5jZRgDIAEoCzIbLnJlYWx0aW1lLnYxLlN0cmVhbVBvc2l0aW9uInMKFldhdGNoTGlmZWN5Y2xlUmVzcG9uc2USKgoFZXZlbnQYASABKAsyGy5yZWFsdGltZS52MS5MaWZlY3ljbGVFdmVudBIOCgZvZmZzZXQYAiABKAQSDQoFZXBvY2gYAyABKAkSDgoGcmVzeW5jGAQgASgIIqYDCg5MaWZlY3ljbGVFdmVudBISCgphdF91bml4X3VzGAEgASgEEjgKEGNoYW5uZWxfb2NjdXBpZWQYAiABKAsyHC5yZWFsdGltZS52MS5DaGFubmVsT2NjdXBpZWRIABI2Cg9jaGFubmVsX3ZhY2F0ZWQYAyABKAsyGy5yZWFsdGltZS52MS5DaGFubmVsVmFjYXRlZEgAEjIKDW1lbWJlcl9qb2luZWQYBCABKAsyGS5yZWFsdGltZS52MS5NZW1iZXJKb2luZWRIABIuCgttZW1iZXJfbGVmdBgFIAEoCzIXLnJlYWx0aW1lLnYxLk1lbWJlckxlZnRIABI6ChFjb25uZWN0aW9uX29wZW5lZBgGIAEoCzIdLnJlYWx0aW1lLnYxLkNvbm5lY3Rpb25PcGVuZWRIABI6ChFjb25uZWN0aW9uX2Nsb3NlZBgHIAEoCzIdLnJlYWx0aW1lLnYxLkNvbm5lY3Rpb25DbG9zZWRIABIqCgllZGdlX2xvc3QYCCABKAsyFS5yZWFsdGltZS52MS5FZGdlTG9zdEgAQgYKBGtpbmQiIgoPQ2hhbm5lbE9jY3VwaWVkEg8KB2NoYW5uZWwYASABKAkiIQoOQ2hhbm5lbFZhY2F0ZWQSDwoHY2hhbm5lbBgBIAEoCSJZCgxNZW1iZXJKb2luZWQSDwoHY2hhbm5lbBgBIAEoCRIVCg1jb25uZWN0aW9uX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSEAoIcmVzdG9yZWQYBCABKAgibwoKTWVtYmVyTGVmdBIPCgdjaGFubmVsGAEgASgJEhUKDWNvbm5lY3Rpb25faWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIoCgZyZWFzb24YBCABKA4yGC5yZWFsdGltZS52MS5MZWF2ZVJlYXNvbiJLChBDb25uZWN0aW9uT3BlbmVkEhUKDWNvbm5lY3Rpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIPCgdlZGdlX2lkGAMgASgJIkoKEENvbm5lY3Rpb25DbG9zZWQSFQoNY29ubmVjdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIbCghFZGdlTG9zdBIPCgdlZGdlX2lkGAEgASgJKkwKCE5vZGVSb2xlEhkKFU5PREVfUk9MRV9VTlNQRUNJRklFRBAAEhEKDU5PREVfUk9MRV9BUEkQARISCg5OT0RFX1JPTEVfRURHRRACKn0KC0xlYXZlUmVhc29uEhwKGExFQVZFX1JFQVNPTl9VTlNQRUNJRklFRBAAEhUKEUxFQVZFX1JFQVNPTl9MRUZUEAESHQoZTEVBVkVfUkVBU09OX0RJU0NPTk5FQ1RFRBACEhoKFkxFQVZFX1JFQVNPTl9FREdFX0xPU1QQAzKjCQoIUmVhbHRpbWUSOwoEU2VuZBIYLnJlYWx0aW1lLnYxLlNlbmRSZXF1ZXN0GhkucmVhbHRpbWUudjEuU2VuZFJlc3BvbnNlEkoKCUJyb2FkY2FzdBIdLnJlYWx0aW1lLnYxLkJyb2FkY2FzdFJlcXVlc3QaHi5yZWFsdGltZS52MS5Ccm9hZGNhc3RSZXNwb25zZRJNCgpHZXRNZW1iZXJzEh4ucmVhbHRpbWUudjEuR2V0TWVtYmVyc1JlcXVlc3QaHy5yZWFsdGltZS52MS5HZXRNZW1iZXJzUmVzcG9uc2USUwoMTGlzdENoYW5uZWxzEiAucmVhbHRpbWUudjEuTGlzdENoYW5uZWxzUmVxdWVzdBohLnJlYWx0aW1lLnYxLkxpc3RDaGFubmVsc1Jlc3BvbnNlElUKDFdhdGNoQ2hhbm5lbBIgLnJlYWx0aW1lLnYxLldhdGNoQ2hhbm5lbFJlcXVlc3QaIS5yZWFsdGltZS52MS5XYXRjaENoYW5uZWxSZXNwb25zZTABEkoKCVNlbmRCYXRjaBIdLnJlYWx0aW1lLnYxLlNlbmRCYXRjaFJlcXVlc3QaHi5yZWFsdGltZS52MS5TZW5kQmF0Y2hSZXNwb25zZRJICgdQdWJsaXNoEhsucmVhbHRpbWUudjEuUHVibGlzaFJlcXVlc3QaHC5yZWFsdGltZS52MS5QdWJsaXNoUmVzcG9uc2UoATABEk0KCkdldEhpc3RvcnkSHi5yZWFsdGltZS52MS5HZXRIaXN0b3J5UmVxdWVzdBofLnJlYWx0aW1lLnYxLkdldEhpc3RvcnlSZXNwb25zZRJWCg1QcmVzZW5jZVN0YXRzEiEucmVhbHRpbWUudjEuUHJlc2VuY2VTdGF0c1JlcXVlc3QaIi5yZWFsdGltZS52MS5QcmVzZW5jZVN0YXRzUmVzcG9uc2USTQoKRGlzY29ubmVjdBIeLnJlYWx0aW1lLnYxLkRpc2Nvbm5lY3RSZXF1ZXN0Gh8ucmVhbHRpbWUudjEuRGlzY29ubmVjdFJlc3BvbnNlEkoKCVN1YnNjcmliZRIdLnJlYWx0aW1lLnYxLlN1YnNjcmliZVJlcXVlc3QaHi5yZWFsdGltZS52MS5TdWJzY3JpYmVSZXNwb25zZRJQCgtVbnN1YnNjcmliZRIfLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVxdWVzdBogLnJlYWx0aW1lLnYxLlVuc3Vic2NyaWJlUmVzcG9uc2USOwoESW5mbxIYLnJlYWx0aW1lLnYxLkluZm9SZXF1ZXN0GhkucmVhbHRpbWUudjEuSW5mb1Jlc3BvbnNlEk8KCldhdGNoU3RhdHMSHi5yZWFsdGltZS52MS5XYXRjaFN0YXRzUmVxdWVzdBofLnJlYWx0aW1lLnYxLldhdGNoU3RhdHNSZXNwb25zZTABElsKDldhdGNoTGlmZWN5Y2xlEiIucmVhbHRpbWUudjEuV2F0Y2hMaWZlY3ljbGVSZXF1ZXN0GiMucmVhbHRpbWUudjEuV2F0Y2hMaWZlY3ljbGVSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * SendRequest is an event for the members of one channel.
@@ -1494,6 +1494,359 @@ export const WatchStatsResponseSchema: GenMessage<WatchStatsResponse> = /*@__PUR
   messageDesc(file_realtime_v1_realtime, 36);
 
 /**
+ * WatchLifecycleRequest says which events to stream.
+ *
+ * @generated from message realtime.v1.WatchLifecycleRequest
+ */
+export type WatchLifecycleRequest = Message<"realtime.v1.WatchLifecycleRequest"> & {
+  /**
+   * Only channel events (occupied, vacated, joined, left) of channels whose
+   * name starts with this prefix; "" for every channel.
+   *
+   * @generated from field: string channel_prefix = 1;
+   */
+  channelPrefix: string;
+
+  /**
+   * Also connection events (opened, closed, edge lost), which belong to no
+   * channel and so to no prefix.
+   *
+   * @generated from field: bool connections = 2;
+   */
+  connections: boolean;
+
+  /**
+   * Resume after this position (that of the last event a previous watch
+   * received): every kept event after it comes first, in order. When they
+   * are not all kept any more (or the sequence's epoch changed), the first
+   * message has resync = true: events were missed; read the state again
+   * (ListChannels, GetMembers) and apply the events after it. Unset: live
+   * events from now on.
+   *
+   * @generated from field: realtime.v1.StreamPosition since = 3;
+   */
+  since?: StreamPosition | undefined;
+};
+
+/**
+ * Describes the message realtime.v1.WatchLifecycleRequest.
+ * Use `create(WatchLifecycleRequestSchema)` to create a new message.
+ */
+export const WatchLifecycleRequestSchema: GenMessage<WatchLifecycleRequest> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 37);
+
+/**
+ * WatchLifecycleResponse is one lifecycle event, or (resync = true, no
+ * event) the word that events after since were missed.
+ *
+ * @generated from message realtime.v1.WatchLifecycleResponse
+ */
+export type WatchLifecycleResponse = Message<"realtime.v1.WatchLifecycleResponse"> & {
+  /**
+   * The event; unset only on a resync message.
+   *
+   * @generated from field: realtime.v1.LifecycleEvent event = 1;
+   */
+  event?: LifecycleEvent | undefined;
+
+  /**
+   * The event's position in the service's lifecycle sequence: give the
+   * last one as since to resume.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string epoch = 3;
+   */
+  epoch: string;
+
+  /**
+   * Events after since were missed (see WatchLifecycleRequest.since).
+   *
+   * @generated from field: bool resync = 4;
+   */
+  resync: boolean;
+};
+
+/**
+ * Describes the message realtime.v1.WatchLifecycleResponse.
+ * Use `create(WatchLifecycleResponseSchema)` to create a new message.
+ */
+export const WatchLifecycleResponseSchema: GenMessage<WatchLifecycleResponse> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 38);
+
+/**
+ * LifecycleEvent is one change of the service's channels or connections.
+ *
+ * @generated from message realtime.v1.LifecycleEvent
+ */
+export type LifecycleEvent = Message<"realtime.v1.LifecycleEvent"> & {
+  /**
+   * When the change was made, in microseconds since the Unix epoch, by the
+   * clock of the node that made it. For occupied and vacated (and the join
+   * or leave that caused them) it is presence's clock at the write that
+   * filled or emptied the channel (the hub's, or the Redis shard's): two
+   * edges can change one channel within
+   * the same moment and their events reach the stream in either order, so
+   * the later at_unix_us of one channel's occupied/vacated is its state.
+   *
+   * @generated from field: uint64 at_unix_us = 1;
+   */
+  atUnixUs: bigint;
+
+  /**
+   * @generated from oneof realtime.v1.LifecycleEvent.kind
+   */
+  kind: {
+    /**
+     * The channel got its first member.
+     *
+     * @generated from field: realtime.v1.ChannelOccupied channel_occupied = 2;
+     */
+    value: ChannelOccupied;
+    case: "channelOccupied";
+  } | {
+    /**
+     * The channel's last member left.
+     *
+     * @generated from field: realtime.v1.ChannelVacated channel_vacated = 3;
+     */
+    value: ChannelVacated;
+    case: "channelVacated";
+  } | {
+    /**
+     * A connection joined a channel.
+     *
+     * @generated from field: realtime.v1.MemberJoined member_joined = 4;
+     */
+    value: MemberJoined;
+    case: "memberJoined";
+  } | {
+    /**
+     * A connection left a channel.
+     *
+     * @generated from field: realtime.v1.MemberLeft member_left = 5;
+     */
+    value: MemberLeft;
+    case: "memberLeft";
+  } | {
+    /**
+     * A connection was accepted (connections = true only).
+     *
+     * @generated from field: realtime.v1.ConnectionOpened connection_opened = 6;
+     */
+    value: ConnectionOpened;
+    case: "connectionOpened";
+  } | {
+    /**
+     * A connection ended (connections = true only).
+     *
+     * @generated from field: realtime.v1.ConnectionClosed connection_closed = 7;
+     */
+    value: ConnectionClosed;
+    case: "connectionClosed";
+  } | {
+    /**
+     * An edge stopped answering and was given up on: every connection it
+     * held (their ids start with edge_id and ".") is closed, without a
+     * connection_closed of its own (connections = true only).
+     *
+     * @generated from field: realtime.v1.EdgeLost edge_lost = 8;
+     */
+    value: EdgeLost;
+    case: "edgeLost";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message realtime.v1.LifecycleEvent.
+ * Use `create(LifecycleEventSchema)` to create a new message.
+ */
+export const LifecycleEventSchema: GenMessage<LifecycleEvent> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 39);
+
+/**
+ * @generated from message realtime.v1.ChannelOccupied
+ */
+export type ChannelOccupied = Message<"realtime.v1.ChannelOccupied"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.ChannelOccupied.
+ * Use `create(ChannelOccupiedSchema)` to create a new message.
+ */
+export const ChannelOccupiedSchema: GenMessage<ChannelOccupied> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 40);
+
+/**
+ * @generated from message realtime.v1.ChannelVacated
+ */
+export type ChannelVacated = Message<"realtime.v1.ChannelVacated"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message realtime.v1.ChannelVacated.
+ * Use `create(ChannelVacatedSchema)` to create a new message.
+ */
+export const ChannelVacatedSchema: GenMessage<ChannelVacated> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 41);
+
+/**
+ * @generated from message realtime.v1.MemberJoined
+ */
+export type MemberJoined = Message<"realtime.v1.MemberJoined"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * @generated from field: string connection_id = 2;
+   */
+  connectionId: string;
+
+  /**
+   * Empty for an anonymous connection.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * Its edge came back after it had been given up on, and the member was
+   * restored (its leave had been reported with reason EDGE_LOST).
+   *
+   * @generated from field: bool restored = 4;
+   */
+  restored: boolean;
+};
+
+/**
+ * Describes the message realtime.v1.MemberJoined.
+ * Use `create(MemberJoinedSchema)` to create a new message.
+ */
+export const MemberJoinedSchema: GenMessage<MemberJoined> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 42);
+
+/**
+ * @generated from message realtime.v1.MemberLeft
+ */
+export type MemberLeft = Message<"realtime.v1.MemberLeft"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * @generated from field: string connection_id = 2;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: realtime.v1.LeaveReason reason = 4;
+   */
+  reason: LeaveReason;
+};
+
+/**
+ * Describes the message realtime.v1.MemberLeft.
+ * Use `create(MemberLeftSchema)` to create a new message.
+ */
+export const MemberLeftSchema: GenMessage<MemberLeft> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 43);
+
+/**
+ * @generated from message realtime.v1.ConnectionOpened
+ */
+export type ConnectionOpened = Message<"realtime.v1.ConnectionOpened"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * The edge that holds it.
+   *
+   * @generated from field: string edge_id = 3;
+   */
+  edgeId: string;
+};
+
+/**
+ * Describes the message realtime.v1.ConnectionOpened.
+ * Use `create(ConnectionOpenedSchema)` to create a new message.
+ */
+export const ConnectionOpenedSchema: GenMessage<ConnectionOpened> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 44);
+
+/**
+ * @generated from message realtime.v1.ConnectionClosed
+ */
+export type ConnectionClosed = Message<"realtime.v1.ConnectionClosed"> & {
+  /**
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Why, as the metrics count it: client, backend, token_expired,
+   * shutdown, slow_consumer, ...
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message realtime.v1.ConnectionClosed.
+ * Use `create(ConnectionClosedSchema)` to create a new message.
+ */
+export const ConnectionClosedSchema: GenMessage<ConnectionClosed> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 45);
+
+/**
+ * @generated from message realtime.v1.EdgeLost
+ */
+export type EdgeLost = Message<"realtime.v1.EdgeLost"> & {
+  /**
+   * @generated from field: string edge_id = 1;
+   */
+  edgeId: string;
+};
+
+/**
+ * Describes the message realtime.v1.EdgeLost.
+ * Use `create(EdgeLostSchema)` to create a new message.
+ */
+export const EdgeLostSchema: GenMessage<EdgeLost> = /*@__PURE__*/
+  messageDesc(file_realtime_v1_realtime, 46);
+
+/**
  * NodeRole is what a node does.
  *
  * @generated from enum realtime.v1.NodeRole
@@ -1524,6 +1877,46 @@ export enum NodeRole {
  */
 export const NodeRoleSchema: GenEnum<NodeRole> = /*@__PURE__*/
   enumDesc(file_realtime_v1_realtime, 0);
+
+/**
+ * LeaveReason says why a member left its channel.
+ *
+ * @generated from enum realtime.v1.LeaveReason
+ */
+export enum LeaveReason {
+  /**
+   * @generated from enum value: LEAVE_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The client left, or the backend unsubscribed it, or a refreshed token
+   * no longer grants the channel.
+   *
+   * @generated from enum value: LEAVE_REASON_LEFT = 1;
+   */
+  LEFT = 1,
+
+  /**
+   * Its connection closed.
+   *
+   * @generated from enum value: LEAVE_REASON_DISCONNECTED = 2;
+   */
+  DISCONNECTED = 2,
+
+  /**
+   * Its edge was lost (died, or stopped answering past its grace period).
+   *
+   * @generated from enum value: LEAVE_REASON_EDGE_LOST = 3;
+   */
+  EDGE_LOST = 3,
+}
+
+/**
+ * Describes the enum realtime.v1.LeaveReason.
+ */
+export const LeaveReasonSchema: GenEnum<LeaveReason> = /*@__PURE__*/
+  enumDesc(file_realtime_v1_realtime, 1);
 
 /**
  * Realtime is the API that backends call to push events to the clients
@@ -1749,6 +2142,27 @@ export const Realtime: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchStatsRequestSchema;
     output: typeof WatchStatsResponseSchema;
+  },
+  /**
+   * WatchLifecycle streams what happens to the service's channels and
+   * connections, for a backend that keeps its own state (who is online,
+   * which rooms are in use) instead of polling: channel occupied and
+   * vacated, member joined and left (with why), and, when asked,
+   * connection opened and closed and edge lost. Every event has a position
+   * in one sequence for the whole service; a watch with since resumes after
+   * the last one it received (the service keeps LIFECYCLE_HISTORY_SIZE
+   * events for LIFECYCLE_HISTORY_TTL_MS), or starts with resync = true when
+   * they are no longer all kept. FAILED_PRECONDITION when the service runs
+   * with REALTIME_LIFECYCLE=false. Allowed where GetMembers is (scope
+   * presence); it counts towards the streams one connection or one API key
+   * may hold open, with WatchChannel's.
+   *
+   * @generated from rpc realtime.v1.Realtime.WatchLifecycle
+   */
+  watchLifecycle: {
+    methodKind: "server_streaming";
+    input: typeof WatchLifecycleRequestSchema;
+    output: typeof WatchLifecycleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_realtime_v1_realtime, 0);
