@@ -35,7 +35,14 @@ import {
   SendBatchRequestSchema,
   SendRequestSchema,
 } from "../gen/realtime/v1/realtime_pb.js";
-import { binaryEventFrame, binaryPresenceFrame, jsonEventFrame, jsonPresenceFrame } from "../src/wire/client-codec.js";
+import {
+  binaryEventFrame,
+  binaryEventsFrame,
+  binaryPresenceFrame,
+  jsonEventFrame,
+  jsonEventsFrame,
+  jsonPresenceFrame,
+} from "../src/wire/client-codec.js";
 import { WIRE_COVERAGE, type CodecCoverage } from "../src/wire/coverage.js";
 import {
   encodeEventBinary,
@@ -65,9 +72,10 @@ vi.mock("@bufbuild/protobuf", async (importOriginal) => {
   return { ...actual, fromBinary: vi.fn(actual.fromBinary) };
 });
 
-/** The events of a ServerFrame (event or presence) as Publications carry them, encoded (the frame copies them). */
+/** The events of a ServerFrame (event, presence or events) as Publications carry them, encoded (the frame copies them). */
 function publicationsOf(frame: ServerFrame): Publication[] {
-  if (frame.frame.case === "presence") return frame.frame.value.events.map(publicationOf);
+  if (frame.frame.case === "presence" || frame.frame.case === "events")
+    return frame.frame.value.events.map(publicationOf);
   return [publicationOf(frame.frame.value as Event)];
 }
 
@@ -119,17 +127,21 @@ const ROOTS: Record<string, Record<string, RootCodec>> = {
   "client-codec.ts": {
     "realtime.client.v1.ServerFrame": {
       encode: {
-        handles: (m) => ["event", "presence"].includes((m as ServerFrame).frame.case!),
-        binary: (m) =>
-          (m as ServerFrame).frame.case === "event"
-            ? binaryEventFrame(publicationsOf(m as ServerFrame)[0]!)
-            : binaryPresenceFrame(publicationsOf(m as ServerFrame)),
-        json: (m) =>
-          new TextDecoder().decode(
-            (m as ServerFrame).frame.case === "event"
-              ? jsonEventFrame(publicationsOf(m as ServerFrame)[0]!)
-              : jsonPresenceFrame(publicationsOf(m as ServerFrame)),
-          ),
+        handles: (m) => ["event", "presence", "events"].includes((m as ServerFrame).frame.case!),
+        binary: (m) => {
+          const pubs = publicationsOf(m as ServerFrame);
+          const kind = (m as ServerFrame).frame.case;
+          if (kind === "event") return binaryEventFrame(pubs[0]!);
+          if (kind === "presence") return binaryPresenceFrame(pubs);
+          return binaryEventsFrame(pubs.map(binaryEventFrame)); // spliced from the event frames
+        },
+        json: (m) => {
+          const pubs = publicationsOf(m as ServerFrame);
+          const kind = (m as ServerFrame).frame.case;
+          if (kind === "event") return new TextDecoder().decode(jsonEventFrame(pubs[0]!));
+          if (kind === "presence") return new TextDecoder().decode(jsonPresenceFrame(pubs));
+          return new TextDecoder().decode(jsonEventsFrame(pubs.map(jsonEventFrame)));
+        },
       },
     },
   },

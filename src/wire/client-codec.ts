@@ -20,8 +20,9 @@ import { appendPositionBinary, appendPositionJson } from "./event-codec.js";
  * decodeClientFrame (test/protocol-frames.test.ts, test/fuzz-input.test.ts);
  * except the frame of an event, the one sent to every recipient, which is
  * built by hand from the publication's already-encoded event
- * (binaryEventFrame, jsonEventFrame): byte for byte what protobuf-es writes
- * for ServerFrame{event}, as test/wire-coverage.test.ts checks (and
+ * (binaryEventFrame, jsonEventFrame), and the frames that list events
+ * (presence; events, spliced from the event frames): byte for byte what
+ * protobuf-es writes, as test/wire-coverage.test.ts checks (and
  * src/wire/coverage.ts lists: a field added to ServerFrame fails that test
  * until it is placed).
  */
@@ -233,6 +234,74 @@ export function binaryPresenceFrame(pubs: readonly Publication[]): Uint8Array {
 export function jsonPresenceFrame(pubs: readonly Publication[]): Uint8Array {
   if (pubs.length === 0) return textEncoder.encode('{"presence":{}}'); // as protobuf-es: an empty list is omitted
   return textEncoder.encode(`{"presence":{"events":[${pubs.map(positionedEventJson).join(",")}]}}`);
+}
+
+/** The first byte of every ServerFrame{event} in protobuf binary: field 3 (event), wire type 2. */
+const EVENT_FRAME_TAG = 0x1a;
+/** What every ServerFrame{event} in JSON starts with; it ends with the "}" that closes it, right after the event. */
+const EVENT_FRAME_JSON_HEAD = textEncoder.encode('{"event":');
+const EVENTS_FRAME_JSON_HEAD = textEncoder.encode('{"events":{"events":[');
+const EVENTS_FRAME_JSON_TAIL = textEncoder.encode("]}}");
+
+/**
+ * The ServerFrame{events} that carries the events of eventFrames, each a
+ * ServerFrame{event} in protobuf binary as binaryEventFrame writes it, in
+ * their order; byte for byte what protobuf-es writes, and spliced without
+ * decoding: field 8 (events), then Events' field 1 once per event, which is
+ * the event frame itself with its tag changed (field 3 of ServerFrame to
+ * field 1 of Events; same wire type, same length, same bytes). Throws on a
+ * frame that is not an event frame: the caller handed the wrong frame.
+ */
+export function binaryEventsFrame(eventFrames: readonly Uint8Array[]): Uint8Array {
+  let inner = 0;
+  for (const frame of eventFrames) {
+    if (frame[0] !== EVENT_FRAME_TAG) throw new Error("binaryEventsFrame: not a ServerFrame{event} in protobuf binary");
+    inner += frame.length;
+  }
+  const out = new Uint8Array(1 + varintSize(inner) + inner);
+  out[0] = 0x42; // 8 events, length-delimited
+  let pos = writeVarint(out, 1, inner);
+  for (const frame of eventFrames) {
+    out.set(frame, pos);
+    out[pos] = 0x0a; // Events 1 events, length-delimited
+    pos += frame.length;
+  }
+  return out;
+}
+
+/**
+ * The ServerFrame{events} that carries the events of eventFrames, each a
+ * ServerFrame{event} in JSON as jsonEventFrame writes it
+ * (`{"event":…}`), in their order: `{"events":{"events":[…,…]}}`,
+ * character for character what protobuf-es writes, spliced from the
+ * frames' bytes without parsing them. Throws on a frame that is not an
+ * event frame.
+ */
+export function jsonEventsFrame(eventFrames: readonly Uint8Array[]): Uint8Array {
+  if (eventFrames.length === 0) return textEncoder.encode('{"events":{}}'); // as protobuf-es: an empty list is omitted
+  const head = EVENT_FRAME_JSON_HEAD.length;
+  let size = EVENTS_FRAME_JSON_HEAD.length + EVENTS_FRAME_JSON_TAIL.length - 1;
+  for (const frame of eventFrames) {
+    if (!isJsonEventFrame(frame)) throw new Error("jsonEventsFrame: not a ServerFrame{event} in JSON");
+    size += frame.length - head - 1 + 1; // the event, and a comma or the closing bracket
+  }
+  const out = new Uint8Array(size);
+  out.set(EVENTS_FRAME_JSON_HEAD, 0);
+  let pos = EVENTS_FRAME_JSON_HEAD.length;
+  for (let i = 0; i < eventFrames.length; i++) {
+    const frame = eventFrames[i]!;
+    if (i > 0) out[pos++] = 0x2c; // ,
+    out.set(frame.subarray(head, frame.length - 1), pos);
+    pos += frame.length - head - 1;
+  }
+  out.set(EVENTS_FRAME_JSON_TAIL, pos);
+  return out;
+}
+
+function isJsonEventFrame(frame: Uint8Array): boolean {
+  if (frame.length < EVENT_FRAME_JSON_HEAD.length + 2 || frame[frame.length - 1] !== 0x7d) return false;
+  for (let i = 0; i < EVENT_FRAME_JSON_HEAD.length; i++) if (frame[i] !== EVENT_FRAME_JSON_HEAD[i]) return false;
+  return true;
 }
 
 function describe(err: unknown): string {

@@ -119,10 +119,12 @@ const SPEC: Readonly<Record<string, readonly string[]>> = {
     "5 presence Presence frame",
     "6 subscribed Subscribed frame",
     "7 unsubscribed Unsubscribed frame",
+    "8 events Events frame",
   ],
   Subscribed: ["1 channel string", "2 position StreamPosition"],
   Unsubscribed: ["1 channel string"],
   Presence: ["1 events Event repeated"],
+  Events: ["1 events Event repeated"],
   Connected: ["1 id string"],
   Reply: [
     "1 id uint32",

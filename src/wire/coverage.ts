@@ -1,6 +1,11 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import { ListValueSchema, StructSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { EventSchema, PresenceSchema, ServerFrameSchema } from "../../gen/realtime/client/v1/client_pb.js";
+import {
+  EventSchema,
+  EventsSchema,
+  PresenceSchema,
+  ServerFrameSchema,
+} from "../../gen/realtime/client/v1/client_pb.js";
 import { EdgeFrameSchema, HubFrameSchema, PublicationSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import {
   BroadcastRequestSchema,
@@ -99,12 +104,14 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
   },
   "client-codec.ts": {
     // binaryEventFrame, jsonEventFrame: the ServerFrame of an event; binaryPresenceFrame, jsonPresenceFrame:
-    // of a presence (events already encoded); the other frames are protobuf-es's.
+    // of a presence (events already encoded); binaryEventsFrame, jsonEventsFrame: of several events (spliced
+    // from their event frames); the other frames are protobuf-es's.
     roots: [ServerFrameSchema],
     messages: {
-      // presence; event; connected, reply, resync, subscribed, unsubscribed
-      [ServerFrameSchema.typeName]: { hand: [5], encoded: [3], protobufEs: [1, 2, 4, 6, 7] },
+      // presence, events; event; connected, reply, resync, subscribed, unsubscribed
+      [ServerFrameSchema.typeName]: { hand: [5, 8], encoded: [3], protobufEs: [1, 2, 4, 6, 7] },
       [PresenceSchema.typeName]: { hand: [], encoded: [1] }, // events
+      [EventsSchema.typeName]: { hand: [], encoded: [1] }, // events
     },
   },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSLyAgoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIABI0CgpzdWJzY3JpYmVkGAYgASgLMh4ucmVhbHRpbWUuY2xpZW50LnYxLlN1YnNjcmliZWRIABI4Cgx1bnN1YnNjcmliZWQYByABKAsyIC5yZWFsdGltZS5jbGllbnQudjEuVW5zdWJzY3JpYmVkSABCBwoFZnJhbWUiUwoKU3Vic2NyaWJlZBIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uIh8KDFVuc3Vic2NyaWJlZBIPCgdjaGFubmVsGAEgASgJIjUKCFByZXNlbmNlEikKBmV2ZW50cxgBIAMoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudCIXCglDb25uZWN0ZWQSCgoCaWQYASABKAkinQIKBVJlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEisKB21lbWJlcnMYAyADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEhIKCm1lc3NhZ2VfaWQYBCABKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAUgASgJEjQKCHBvc2l0aW9uGAYgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEhEKCXJlY292ZXJlZBgHIAEoCBIpCgZldmVudHMYCCADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQSEAoIY29tcGxldGUYCSABKAgiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSLFAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKCkdldEhpc3RvcnkSDwoHY2hhbm5lbBgBIAEoCRIxCgVzaW5jZRgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIk8KBlJlc3luYxIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uKqQCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBAIEiIKHkVSUk9SX0NPREVfRkFJTEVEX1BSRUNPTkRJVElPThAJEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQEGIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSKgAwoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIABI0CgpzdWJzY3JpYmVkGAYgASgLMh4ucmVhbHRpbWUuY2xpZW50LnYxLlN1YnNjcmliZWRIABI4Cgx1bnN1YnNjcmliZWQYByABKAsyIC5yZWFsdGltZS5jbGllbnQudjEuVW5zdWJzY3JpYmVkSAASLAoGZXZlbnRzGAggASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50c0gAQgcKBWZyYW1lIlMKClN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiIfCgxVbnN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCSI1CghQcmVzZW5jZRIpCgZldmVudHMYASADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQiMwoGRXZlbnRzEikKBmV2ZW50cxgBIAMoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudCIXCglDb25uZWN0ZWQSCgoCaWQYASABKAkinQIKBVJlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEisKB21lbWJlcnMYAyADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEhIKCm1lc3NhZ2VfaWQYBCABKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAUgASgJEjQKCHBvc2l0aW9uGAYgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEhEKCXJlY292ZXJlZBgHIAEoCBIpCgZldmVudHMYCCADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQSEAoIY29tcGxldGUYCSABKAgiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSLFAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKCkdldEhpc3RvcnkSDwoHY2hhbm5lbBgBIAEoCRIxCgVzaW5jZRgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIk8KBlJlc3luYxIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uKqQCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBAIEiIKHkVSUk9SX0NPREVfRkFJTEVEX1BSRUNPTkRJVElPThAJEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQEGIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -481,6 +481,17 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
      */
     value: Unsubscribed;
     case: "unsubscribed";
+  } | {
+    /**
+     * Several events for this connection in one frame: only to a connection
+     * that asked for them (query parameter events=batch) on an edge that
+     * batches writes (REALTIME_WRITE_BATCH); others get each one as its own
+     * event frame. See Events.
+     *
+     * @generated from field: realtime.client.v1.Events events = 8;
+     */
+    value: Events;
+    case: "events";
   } | { case: undefined; value?: undefined };
 };
 
@@ -570,6 +581,32 @@ export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 12);
 
 /**
+ * Events lists the events the connection would otherwise have got as that
+ * many event frames in a row, in their order, each exactly as its event
+ * frame would carry it: the events of one write delay
+ * (REALTIME_WRITE_DELAY_MS), up to a bounded count and size. A frame of any
+ * other kind that follows them in time follows this frame. At least two
+ * events; a lone one is sent as an event frame.
+ *
+ * @generated from message realtime.client.v1.Events
+ */
+export type Events = Message<"realtime.client.v1.Events"> & {
+  /**
+   * The events, in the order the connection would have got them.
+   *
+   * @generated from field: repeated realtime.client.v1.Event events = 1;
+   */
+  events: Event[];
+};
+
+/**
+ * Describes the message realtime.client.v1.Events.
+ * Use `create(EventsSchema)` to create a new message.
+ */
+export const EventsSchema: GenMessage<Events> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 13);
+
+/**
  * Connected tells the client who it is.
  *
  * @generated from message realtime.client.v1.Connected
@@ -588,7 +625,7 @@ export type Connected = Message<"realtime.client.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 13);
+  messageDesc(file_realtime_client_v1_client, 14);
 
 /**
  * Reply answers one ClientFrame.
@@ -677,7 +714,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 14);
+  messageDesc(file_realtime_client_v1_client, 15);
 
 /**
  * Error says why a command failed.
@@ -705,7 +742,7 @@ export type Error = Message<"realtime.client.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 15);
+  messageDesc(file_realtime_client_v1_client, 16);
 
 /**
  * Event is an application event (sent by a backend or a client) or a system
@@ -792,7 +829,7 @@ export type Event = Message<"realtime.client.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 16);
+  messageDesc(file_realtime_client_v1_client, 17);
 
 /**
  * Member is one connection in a channel.
@@ -828,7 +865,7 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 17);
+  messageDesc(file_realtime_client_v1_client, 18);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -856,7 +893,7 @@ export type StreamPosition = Message<"realtime.client.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 18);
+  messageDesc(file_realtime_client_v1_client, 19);
 
 /**
  * GetHistory reads the events a channel keeps (its history is bounded by
@@ -900,7 +937,7 @@ export type GetHistory = Message<"realtime.client.v1.GetHistory"> & {
  * Use `create(GetHistorySchema)` to create a new message.
  */
 export const GetHistorySchema: GenMessage<GetHistory> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 19);
+  messageDesc(file_realtime_client_v1_client, 20);
 
 /**
  * Resync tells a member that the edge lost events of a channel.
@@ -928,7 +965,7 @@ export type Resync = Message<"realtime.client.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 20);
+  messageDesc(file_realtime_client_v1_client, 21);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are
