@@ -490,6 +490,13 @@ export const SETTINGS = {
     roles: ["edge"],
     parse: integer(0, MAX_WRITE_DELAY_MS),
   }),
+  writeBatch: setting({
+    env: "REALTIME_WRITE_BATCH",
+    default: false,
+    doc: "With REALTIME_WRITE_DELAY_MS above 0 (refused without): the events a connection gets within one delay go in one events frame, to clients that ask for it (events=batch; the SDK does).",
+    roles: ["edge"],
+    parse: bool,
+  }),
   hooksUrl: setting({
     env: "REALTIME_HOOKS_URL",
     default: "",
@@ -704,8 +711,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       problems.push(`${s.env}${shownValue(s, raw, "=")}: ${(err as Error).message} (${s.doc})`);
     }
   }
+  const config = { ...(out as Config), ...overrides };
+  // Events are packed per write delay: without one there is nothing to pack, and a setting that does nothing is a mistake.
+  if (config.writeBatch && config.writeDelayMs === 0)
+    problems.push(
+      `${SETTINGS.writeBatch.env}=true: needs ${SETTINGS.writeDelayMs.env} above 0 (events are packed into one frame per write delay): set a delay, or leave ${SETTINGS.writeBatch.env} unset`,
+    );
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
-  return { ...(out as Config), ...overrides };
+  return config;
 }
 
 /** The keys of the settings marked secret: never printed, censored in logs (log.ts). */

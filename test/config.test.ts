@@ -76,6 +76,19 @@ describe("flags", () => {
     );
   });
 
+  it("refuse REALTIME_WRITE_BATCH without a write delay, which it packs by", () => {
+    expect(() => loadConfig({ REALTIME_WRITE_BATCH: "true" })).toThrow(
+      /REALTIME_WRITE_BATCH=true: needs REALTIME_WRITE_DELAY_MS above 0/,
+    );
+    expect(() => loadConfig({ REALTIME_WRITE_BATCH: "true", REALTIME_WRITE_DELAY_MS: "0" })).toThrow(ConfigError);
+    expect(loadConfig({ REALTIME_WRITE_BATCH: "true", REALTIME_WRITE_DELAY_MS: "5" })).toMatchObject({
+      writeBatch: true,
+      writeDelayMs: 5,
+    });
+    const flags = parseArgs(["edge", "--write-batch"]);
+    expect(() => loadConfigWithFlags(flags.values, {})).toThrow(/needs REALTIME_WRITE_DELAY_MS above 0/);
+  });
+
   it("are unique: no two settings share a flag or a variable", () => {
     const keys = Object.keys(SETTINGS);
     expect(new Set(keys.map(flagOf)).size).toBe(keys.length);

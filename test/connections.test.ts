@@ -129,13 +129,20 @@ afterEach(() => {
 });
 
 describe("admission", () => {
-  it("admits a request synchronously when nothing is to be authenticated, with echo and presence from the query", () => {
+  it("admits a request synchronously when nothing is to be authenticated, with echo, presence and events from the query", () => {
     const { policy } = setup();
     expect(policy.admit(request(), undefined, never)).toEqual({
       admitted: true,
       identity: ANONYMOUS,
       echo: true,
       presenceBatches: false,
+      eventBatches: false,
+    });
+    expect(policy.admit(request("/?events=batch"), undefined, never)).toMatchObject({ eventBatches: true });
+    expect(policy.admit(request("/?events=single"), undefined, never)).toMatchObject({ eventBatches: false });
+    expect(policy.admit(request("/?events=yes"), undefined, never)).toMatchObject({
+      admitted: false,
+      refusal: { status: 400, reason: "protocol", message: expect.stringMatching(/events must be single or batch/) },
     });
     expect(policy.admit(request("/?presence=batch"), undefined, never)).toMatchObject({ presenceBatches: true });
     expect(policy.admit(request("/?presence=single"), undefined, never)).toMatchObject({ presenceBatches: false });

@@ -18,6 +18,8 @@
  *     {"id":n,"join":{"channel":c}}, answered by {"reply":{"id":n}} (with
  *     "error" on failure). Events arrive as
  *     {"event":{"channel":c,"event":EVENT_NAME,"json":{t,k,p},"id":"..."}};
+ *     or, several at once (the client asks with ?events=batch; an edge with
+ *     REALTIME_WRITE_BATCH sends them), {"events":{"events":[...]}};
  *     the "connected" frame and system events (channel:join, ...) are
  *     ignored. NOTE: every join sends channel:join to the members already in
  *     the channel, so filling one channel of N members costs N²/2 frames;
@@ -36,6 +38,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
+import type { Event } from "../../gen/realtime/client/v1/client_pb.js";
 import type { PublishRequest, PublishResponse } from "../../gen/realtime/v1/realtime_pb.js";
 import { Acks, openWebSocket } from "./ws.js";
 import type { BenchPayload, ClientConnection, Publisher, SystemAdapter } from "./system.js";
@@ -87,9 +90,25 @@ function benchFields(v: Value | undefined): { t: number; k: number } | undefined
   return { t, k };
 }
 
+interface JsonEvent {
+  event?: string;
+  json?: BenchPayload;
+}
+
 interface JsonServerFrame {
   reply?: { id?: number; error?: { code?: string; message?: string } };
-  event?: { event?: string; json?: BenchPayload };
+  event?: JsonEvent;
+  events?: { events?: JsonEvent[] };
+}
+
+/**
+ * The client's URL: it reads events frames (events=batch, as the SDK asks),
+ * which an edge sends only with REALTIME_WRITE_BATCH; otherwise a no-op.
+ */
+function clientUrl(url: string): string {
+  const u = new URL(url);
+  u.searchParams.set("events", "batch");
+  return u.toString();
 }
 
 async function connectJson(
@@ -97,14 +116,17 @@ async function connectJson(
   onDelivery: (t: number, k: number) => void,
   onClose: (reason: string) => void,
 ): Promise<ClientConnection> {
-  const ws = await openWebSocket(url, SUBPROTOCOL);
+  const ws = await openWebSocket(clientUrl(url), SUBPROTOCOL);
   const acks = new Acks();
   let closing = false;
+  const onEvent = (ev: JsonEvent) => {
+    if (ev.event === EVENT_NAME && ev.json) onDelivery(ev.json.t, ev.json.k);
+  };
   ws.on("message", (data) => {
     const m = JSON.parse(String(data)) as JsonServerFrame;
-    if (m.event) {
-      if (m.event.event === EVENT_NAME && m.event.json) onDelivery(m.event.json.t, m.event.json.k);
-    } else if (m.reply?.id) {
+    if (m.event) onEvent(m.event);
+    else if (m.events) for (const ev of m.events.events ?? []) onEvent(ev);
+    else if (m.reply?.id) {
       const e = m.reply.error;
       acks.settle(m.reply.id, e ? `${e.code}: ${e.message}` : undefined);
     }
@@ -133,19 +155,21 @@ async function connectProto(
 ): Promise<ClientConnection> {
   const { create, fromBinary, toBinary } = await import("@bufbuild/protobuf");
   const pb = await import("../../gen/realtime/client/v1/client_pb.js");
-  const ws = await openWebSocket(url, SUBPROTOCOL);
+  const ws = await openWebSocket(clientUrl(url), SUBPROTOCOL);
   const acks = new Acks();
   let closing = false;
   ws.binaryType = "nodebuffer";
+  const onEvent = (ev: Event) => {
+    if (ev.event === EVENT_NAME && ev.payload.case === "json") {
+      const f = benchFields(ev.payload.value);
+      if (f) onDelivery(f.t, f.k);
+    }
+  };
   ws.on("message", (data: Buffer) => {
     const frame = fromBinary(pb.ServerFrameSchema, data).frame;
-    if (frame.case === "event") {
-      const ev = frame.value;
-      if (ev.event === EVENT_NAME && ev.payload.case === "json") {
-        const f = benchFields(ev.payload.value);
-        if (f) onDelivery(f.t, f.k);
-      }
-    } else if (frame.case === "reply") {
+    if (frame.case === "event") onEvent(frame.value);
+    else if (frame.case === "events") for (const ev of frame.value.events) onEvent(ev);
+    else if (frame.case === "reply") {
       const e = frame.value.error;
       acks.settle(frame.value.id, e ? `${e.code}: ${e.message}` : undefined);
     }

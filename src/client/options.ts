@@ -150,6 +150,8 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
   // Presence changes coalesced per channel (docs/protocol.md "Presence frames"); the SDK
   // emits one event per change either way. An edge that does not know the parameter ignores it.
   if (!url.searchParams.has("presence")) url.searchParams.set("presence", "batch");
+  // Several events in one frame when the edge batches writes (docs/protocol.md "Events frames"); one emit each.
+  if (!url.searchParams.has("events")) url.searchParams.set("events", "batch");
 
   const encoding = resolveEncoding(options.encoding ?? DEFAULT_ENCODING);
 

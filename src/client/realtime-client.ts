@@ -798,6 +798,10 @@ export class RealtimeClient {
         // Coalesced system events of one channel, in its order: one emit each, as if they came one by one.
         for (const ev of frame.frame.value.events) this.#onEvent(ev);
         return;
+      case "events":
+        // Events of one write delay, in their order: one emit each, as if they came one by one.
+        for (const ev of frame.frame.value.events) this.#onEvent(ev);
+        return;
       case "subscribed": {
         const { channel, position } = frame.frame.value;
         this.#channels.add(channel);

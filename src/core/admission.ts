@@ -14,7 +14,7 @@
  *   5. the edge holds its most connections              503 limit
  *   6. the transport's own handshake rules (e.g. a
  *      WebSocket subprotocol it does not speak)        400 protocol
- *   7. the request's options (echo, presence)           400 protocol
+ *   7. the request's options (echo, presence, events)   400 protocol
  *   8. authentication (the token)                       the authenticator's
  *                                                        status, 401 by default
  *   9. the edge began shutting down meanwhile           503 shutdown
@@ -55,6 +55,11 @@ export type Admission =
       readonly echo: boolean;
       /** It asked for presence frames (presence=batch): system events coalesced per channel. */
       readonly presenceBatches: boolean;
+      /**
+       * It reads events frames (events=batch): the transport may pack its
+       * events of one write delay into one frame (REALTIME_WRITE_BATCH).
+       */
+      readonly eventBatches: boolean;
     }
   /** refusal undefined: the client went away while it was authenticated; nothing to answer. */
   | { readonly admitted: false; readonly refusal: Refusal | undefined };
@@ -101,7 +106,7 @@ export const SHUTTING_DOWN: Refusal = {
 
 /**
  * Checks 1 to 7 (see the module comment): the refusal, or the request's
- * echo default and presence mode. handshake is the transport's own refusal of the request, if
+ * echo default, presence mode and events mode. handshake is the transport's own refusal of the request, if
  * any (check 6).
  */
 export function screen(
@@ -111,7 +116,12 @@ export function screen(
   handshake: Refusal | undefined,
 ):
   | { readonly refusal: Refusal }
-  | { readonly refusal?: undefined; readonly echo: boolean; readonly presenceBatches: boolean } {
+  | {
+      readonly refusal?: undefined;
+      readonly echo: boolean;
+      readonly presenceBatches: boolean;
+      readonly eventBatches: boolean;
+    } {
   if (state.closing) return { refusal: SHUTTING_DOWN };
   const host = header(request, "host");
   const origin = header(request, "origin");
@@ -151,7 +161,10 @@ export function screen(
   const presence = query.get("presence");
   if (presence !== null && presence !== "single" && presence !== "batch")
     return refuse(400, "protocol", `query parameter presence must be single or batch, not ${JSON.stringify(presence)}`);
-  return { echo: echo !== "false", presenceBatches: presence === "batch" };
+  const events = query.get("events");
+  if (events !== null && events !== "single" && events !== "batch")
+    return refuse(400, "protocol", `query parameter events must be single or batch, not ${JSON.stringify(events)}`);
+  return { echo: echo !== "false", presenceBatches: presence === "batch", eventBatches: events === "batch" };
 }
 
 /** Check 8 failed: the refusal for what the authenticator rejected with. */

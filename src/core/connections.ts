@@ -153,16 +153,16 @@ export class ConnectionPolicy {
       handshake,
     );
     if (screened.refusal) return this.refused(screened.refusal);
-    const { echo, presenceBatches } = screened;
+    const { echo, presenceBatches, eventBatches } = screened;
     const authenticate = this.options.authenticate;
-    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo, presenceBatches };
+    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo, presenceBatches, eventBatches };
     this.handshaking++;
     return authenticate(request).then(
       (identity): Admission => {
         this.handshaking--;
         if (gone()) return { admitted: false, refusal: undefined };
         if (this.closing) return this.refused(SHUTTING_DOWN);
-        return { admitted: true, identity, echo, presenceBatches };
+        return { admitted: true, identity, echo, presenceBatches, eventBatches };
       },
       (err: unknown) => {
         this.handshaking--;
@@ -314,7 +314,7 @@ export class ClientConnection implements Connection {
     private readonly policy: ConnectionPolicy,
   ) {}
 
-  send(data: Uint8Array, text: boolean): void {
+  send(data: Uint8Array, text: boolean, event = false): void {
     const t = this.transport;
     if (this.closedWith !== undefined || !t.open) {
       this.policy.dropped(this.closedWith === CloseCode.SlowConsumer ? "slow_consumer" : "closed");
@@ -326,7 +326,7 @@ export class ClientConnection implements Connection {
       this.close(CloseCode.SlowConsumer, "slow consumer: the client did not read fast enough and its queue overflowed");
       return;
     }
-    t.send(data, text);
+    t.send(data, text, event);
   }
 
   close(code: number, reason: string): void {

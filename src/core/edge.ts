@@ -678,8 +678,8 @@ export class Edge {
       }
       if (session.held) this.flushHeld(session);
       try {
-        if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true);
-        else session.transport.send((binary ??= binaryEventFrame(pub)), false);
+        if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true, true);
+        else session.transport.send((binary ??= binaryEventFrame(pub)), false, true);
         written++;
       } catch (err) {
         // One connection's failure must not cost the others this event (nor
@@ -1427,8 +1427,8 @@ export class Edge {
     if (session.closed || !this.wants(pub)) return;
     if (session.held) this.flushHeld(session);
     this.observer.messageOut("event", 1);
-    if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true);
-    else session.transport.send(binaryEventFrame(pub), false);
+    if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true, true);
+    else session.transport.send(binaryEventFrame(pub), false, true);
   }
 
   private replyOk(session: Session, id: number, messageId = ""): void {

@@ -18,6 +18,20 @@ export const MAX_DISCONNECT_REASON_BYTES = 120;
 export const CONTROL_REPLY_TIMEOUT_MS = 2_000;
 /** Largest REALTIME_WRITE_DELAY_MS: past it a delay is a stall, not batching. */
 export const MAX_WRITE_DELAY_MS = 1_000;
+/**
+ * Most events one events frame lists (REALTIME_WRITE_BATCH): a client
+ * handles a frame's events in one go, so this bounds that. More events of
+ * one write delay go in further frames.
+ */
+export const MAX_EVENTS_FRAME_EVENTS = 256;
+/**
+ * Largest events frame, in bytes of its payload (REALTIME_WRITE_BATCH), and
+ * never more than the edge's own frame limit (maxFrameBytes: no client is
+ * sent a frame larger than it may send): an event that would take the frame
+ * past it starts the next one; an event frame larger by itself goes alone,
+ * as an event frame, as without batching.
+ */
+export const MAX_EVENTS_FRAME_BYTES = 64 * 1024;
 /** Longest event name, in characters. */
 export const MAX_EVENT_NAME_LENGTH = 64;
 /**

@@ -39,9 +39,12 @@ export interface Transport {
    * Writes one frame: text=true a text frame (the JSON encoding), otherwise
    * binary. Frames leave in call order, and in order with the transport's
    * own (probes, the close). The same data object is passed to many
-   * transports: it must not be modified.
+   * transports: it must not be modified. event: data is a ServerFrame{event}
+   * (client-codec.ts binaryEventFrame, jsonEventFrame), which a transport
+   * may pack with the connection's next ones into one ServerFrame{events}
+   * (REALTIME_WRITE_BATCH), in the same order with its other frames.
    */
-  send(data: Uint8Array, text: boolean): void;
+  send(data: Uint8Array, text: boolean, event?: boolean): void;
 
   /**
    * Begins the closing handshake with a code of close-codes.ts and a reason.
@@ -79,9 +82,9 @@ export interface Connection {
    * Queues one frame for the client (see Transport.send). A frame that comes
    * after the close decision, or that would overflow the connection's
    * queue, is dropped and counted (the overflow is itself a close decision,
-   * 4001); the caller need not check.
+   * 4001); the caller need not check. event: see Transport.send.
    */
-  send(data: Uint8Array, text: boolean): void;
+  send(data: Uint8Array, text: boolean, event?: boolean): void;
 
   /**
    * The close decision, with a code from close-codes.ts and a reason. From

@@ -5,11 +5,11 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer, type RawData, type ServerOptions } from "ws";
 import type { Admission, Refusal } from "../core/admission.js";
 import type { ClientConnection, ConnectionPolicy } from "../core/connections.js";
-import { MAX_MESSAGE_FRAGMENTS, maxBufferedReads } from "../core/limits.js";
+import { MAX_EVENTS_FRAME_BYTES, MAX_MESSAGE_FRAGMENTS, maxBufferedReads } from "../core/limits.js";
 import type { Transport } from "../core/transport.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { Encoding } from "../protocol/encodings.js";
-import { frameWriter, writeFrame, type FrameWriter } from "./ws-frames.js";
+import { EventBatch, FrameWriter, UNDELAYED_WRITER } from "./ws-frames.js";
 
 export interface WsEdgeServerOptions {
   /**
@@ -29,10 +29,17 @@ export interface WsEdgeServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /**
    * How long a connection's frames may wait to leave together, in one
-   * write (REALTIME_WRITE_DELAY_MS, ws-frames.ts frameWriter). Default 0:
+   * write (REALTIME_WRITE_DELAY_MS, ws-frames.ts FrameWriter). Default 0:
    * to the end of the event loop's turn.
    */
   writeDelayMs?: number;
+  /**
+   * Pack the events a connection gets within the write delay into one
+   * events frame, for connections that ask (events=batch;
+   * REALTIME_WRITE_BATCH, ws-frames.ts EventBatch). Needs writeDelayMs > 0.
+   * Default false: one event frame per event.
+   */
+  writeBatch?: boolean;
 }
 
 /**
@@ -84,11 +91,15 @@ export class WsEdgeServer {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly connections: ConnectionPolicy;
-  private readonly write: FrameWriter;
+  private readonly writer: FrameWriter;
+  private readonly maxEventsFrameBytes: number;
 
   constructor(private readonly options: WsEdgeServerOptions) {
     this.connections = options.connections;
-    this.write = options.writeDelayMs ? frameWriter(options.writeDelayMs) : writeFrame;
+    if (options.writeBatch && !options.writeDelayMs) throw new Error("writeBatch needs a writeDelayMs above 0");
+    this.writer = options.writeDelayMs ? new FrameWriter(options.writeDelayMs) : UNDELAYED_WRITER;
+    // Never a frame larger than a client may send (maxFrameBytes).
+    this.maxEventsFrameBytes = Math.min(MAX_EVENTS_FRAME_BYTES, options.maxFrameBytes);
     const onRequest: RequestListener = (req, res) => {
       if (options.httpHandler?.(req, res)) return;
       res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
@@ -175,8 +186,9 @@ export class WsEdgeServer {
    */
   private accept(ws: WebSocket, socket: Duplex, a: Admission & { admitted: true }): void {
     const encoding = (ws.protocol || Encoding.Json) as Encoding;
+    const batch = this.options.writeBatch && a.eventBatches;
     const connection = this.connections.open(
-      new WsTransport(ws, socket, this.write),
+      new WsTransport(ws, socket, this.writer, batch ? this.maxEventsFrameBytes : 0),
       encoding,
       a.echo,
       a.identity,
@@ -241,25 +253,40 @@ function subprotocolRefusal(req: IncomingMessage): Refusal | undefined {
  * is ws's public API.
  */
 class WsTransport implements Transport {
+  /** The connection's event frames waiting for the write delay to end, when it gets events frames. */
+  private readonly batch: EventBatch | undefined;
+  private readonly write: FrameWriter["write"];
+
+  /** maxEventsFrameBytes: pack its events into events frames of at most this many bytes; 0: never. */
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Duplex,
-    private readonly write: FrameWriter = writeFrame,
-  ) {}
+    writer: FrameWriter,
+    maxEventsFrameBytes: number,
+  ) {
+    this.write = writer.write;
+    if (maxEventsFrameBytes > 0) this.batch = new EventBatch(writer, socket, () => this.open, maxEventsFrameBytes);
+  }
 
   get open(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
   get bufferedBytes(): number {
-    return this.ws.bufferedAmount;
+    return this.ws.bufferedAmount + (this.batch?.bytes ?? 0);
   }
 
-  send(data: Uint8Array, text: boolean): void {
+  send(data: Uint8Array, text: boolean, event = false): void {
+    const batch = this.batch;
+    if (batch !== undefined) {
+      if (event) return batch.add(data, text);
+      batch.flush(); // what it holds was sent first
+    }
     this.write(this.socket, data, text);
   }
 
   close(code: number, reason: string): void {
+    this.batch?.flush(); // the events sent before the close precede it
     this.ws.close(code, reason);
     // ws answers pings itself: one after the close stops the reading too
     // (messages and pongs reach the policy, which stops it).

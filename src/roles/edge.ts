@@ -164,6 +164,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     httpHandler: createOpsHandler({ metrics, readiness }),
     tls,
     writeDelayMs: config.writeDelayMs,
+    writeBatch: config.writeBatch,
   });
   // Down until the backend says otherwise: one that never comes up counts as an outage too.
   connections.backendState(link.connected());

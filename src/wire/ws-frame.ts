@@ -27,22 +27,42 @@ const lastBinary: { data?: Uint8Array; frame?: Buffer } = {};
 export function frameOf(data: Uint8Array, text: boolean): Buffer {
   const last = text ? lastText : lastBinary;
   if (last.data === data) return last.frame!;
-  const len = data.length;
-  const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(head + len);
-  frame[0] = 0x80 | (text ? 0x1 : 0x2);
-  if (len < 126) {
-    frame[1] = len;
-  } else if (len < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(len, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
-    frame.writeUInt32BE(len >>> 0, 6);
-  }
-  frame.set(data, head);
+  const frame = Buffer.allocUnsafe(headSize(data.length) + data.length);
+  frame.set(data, writeHead(frame, data.length, text));
   last.data = data;
   last.frame = frame;
   return frame;
+}
+
+/**
+ * The header alone of the frame that carries length bytes: for a payload
+ * that one connection gets (an events frame), written after it as is,
+ * without copying the payload or touching frameOf's slots.
+ */
+export function frameHead(length: number, text: boolean): Buffer {
+  const head = Buffer.allocUnsafe(headSize(length));
+  writeHead(head, length, text);
+  return head;
+}
+
+function headSize(len: number): number {
+  return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+/** Writes the header of a frame of len bytes at out[0]; returns its size. */
+function writeHead(out: Buffer, len: number, text: boolean): number {
+  out[0] = 0x80 | (text ? 0x1 : 0x2);
+  if (len < 126) {
+    out[1] = len;
+    return 2;
+  }
+  if (len < 65536) {
+    out[1] = 126;
+    out.writeUInt16BE(len, 2);
+    return 4;
+  }
+  out[1] = 127;
+  out.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+  out.writeUInt32BE(len >>> 0, 6);
+  return 10;
 }

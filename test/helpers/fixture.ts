@@ -18,14 +18,19 @@ export interface ClusterFixture {
   client(edge: number, enc: Enc, query?: string): Promise<TestClient>;
 }
 
-export function useCluster(edges: number, env: NodeJS.ProcessEnv = {}): ClusterFixture {
+/**
+ * edges: how many edges, all with env; or one edge per element, each with
+ * env and that element's settings.
+ */
+export function useCluster(edges: number | readonly NodeJS.ProcessEnv[], env: NodeJS.ProcessEnv = {}): ClusterFixture {
   let cluster: Cluster | undefined;
   let api: RealtimeTestClient | undefined;
   const clients: TestClient[] = [];
   beforeAll(async () => {
-    cluster = await startCluster(edges, env);
+    cluster = await startCluster(typeof edges === "number" ? edges : 0, env);
+    if (typeof edges !== "number") for (const extra of edges) await cluster.addEdge(extra);
     api = realtimeClient(cluster.grpc);
-  });
+  }, 60_000);
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
     api?.close();
