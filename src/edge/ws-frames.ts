@@ -1,7 +1,7 @@
 import type { Duplex } from "node:stream";
 import { MAX_EVENTS_FRAME_EVENTS } from "../core/limits.js";
-import { binaryEventsFrame, jsonEventsFrame } from "../wire/client-codec.js";
-import { frameHead, frameOf } from "../wire/ws-frame.js";
+import { eventsFrameSize, writeEventsFrame } from "../wire/client-codec.js";
+import { frameHeadSize, frameOf, writeHead } from "../wire/ws-frame.js";
 
 /**
  * The edge's write path for server-to-client frames, beside `ws`'s own
@@ -63,12 +63,18 @@ export class FrameWriter {
     socket.write(frameOf(data, text));
   };
 
-  /** Writes the frame of a payload that one connection gets (an events frame): its header, then it as is. */
-  writeOnce(socket: Duplex, data: Uint8Array, text: boolean): void {
+  /**
+   * Writes the events frame of eventFrames (client-codec.ts), which one
+   * connection gets: header and payload built in one buffer from Node's
+   * pool, nothing copied twice.
+   */
+  writeEvents(socket: Duplex, eventFrames: readonly Uint8Array[], text: boolean): void {
     if (socket.destroyed) return;
+    const size = eventsFrameSize(eventFrames, text);
+    const out = Buffer.allocUnsafe(frameHeadSize(size) + size);
+    writeEventsFrame(out, writeHead(out, size, text), eventFrames, text);
     this.cork(socket);
-    socket.write(frameHead(data.length, text));
-    socket.write(data);
+    socket.write(out);
   }
 
   /** batch holds event frames: they are written when the delay ends, before the sockets are uncorked. */
@@ -185,6 +191,6 @@ export class EventBatch {
     this.bytes = 0;
     if (this.socket.destroyed || !this.open()) return;
     if (frames.length === 1) return this.writer.write(this.socket, frames[0]!, this.text);
-    this.writer.writeOnce(this.socket, this.text ? jsonEventsFrame(frames) : binaryEventsFrame(frames), this.text);
+    this.writer.writeEvents(this.socket, frames, this.text);
   }
 }

@@ -242,6 +242,8 @@ const EVENT_FRAME_TAG = 0x1a;
 const EVENT_FRAME_JSON_HEAD = textEncoder.encode('{"event":');
 const EVENTS_FRAME_JSON_HEAD = textEncoder.encode('{"events":{"events":[');
 const EVENTS_FRAME_JSON_TAIL = textEncoder.encode("]}}");
+/** As protobuf-es writes an events frame without events: an empty list is omitted. */
+const EMPTY_EVENTS_FRAME_JSON = textEncoder.encode('{"events":{}}');
 
 /**
  * The ServerFrame{events} that carries the events of eventFrames, each a
@@ -253,19 +255,8 @@ const EVENTS_FRAME_JSON_TAIL = textEncoder.encode("]}}");
  * frame that is not an event frame: the caller handed the wrong frame.
  */
 export function binaryEventsFrame(eventFrames: readonly Uint8Array[]): Uint8Array {
-  let inner = 0;
-  for (const frame of eventFrames) {
-    if (frame[0] !== EVENT_FRAME_TAG) throw new Error("binaryEventsFrame: not a ServerFrame{event} in protobuf binary");
-    inner += frame.length;
-  }
-  const out = new Uint8Array(1 + varintSize(inner) + inner);
-  out[0] = 0x42; // 8 events, length-delimited
-  let pos = writeVarint(out, 1, inner);
-  for (const frame of eventFrames) {
-    out.set(frame, pos);
-    out[pos] = 0x0a; // Events 1 events, length-delimited
-    pos += frame.length;
-  }
+  const out = new Uint8Array(eventsFrameSize(eventFrames, false));
+  writeEventsFrame(out, 0, eventFrames, false);
   return out;
 }
 
@@ -278,24 +269,70 @@ export function binaryEventsFrame(eventFrames: readonly Uint8Array[]): Uint8Arra
  * event frame.
  */
 export function jsonEventsFrame(eventFrames: readonly Uint8Array[]): Uint8Array {
-  if (eventFrames.length === 0) return textEncoder.encode('{"events":{}}'); // as protobuf-es: an empty list is omitted
-  const head = EVENT_FRAME_JSON_HEAD.length;
-  let size = EVENTS_FRAME_JSON_HEAD.length + EVENTS_FRAME_JSON_TAIL.length - 1;
-  for (const frame of eventFrames) {
-    if (!isJsonEventFrame(frame)) throw new Error("jsonEventsFrame: not a ServerFrame{event} in JSON");
-    size += frame.length - head - 1 + 1; // the event, and a comma or the closing bracket
-  }
-  const out = new Uint8Array(size);
-  out.set(EVENTS_FRAME_JSON_HEAD, 0);
-  let pos = EVENTS_FRAME_JSON_HEAD.length;
-  for (let i = 0; i < eventFrames.length; i++) {
-    const frame = eventFrames[i]!;
-    if (i > 0) out[pos++] = 0x2c; // ,
-    out.set(frame.subarray(head, frame.length - 1), pos);
-    pos += frame.length - head - 1;
-  }
-  out.set(EVENTS_FRAME_JSON_TAIL, pos);
+  const out = new Uint8Array(eventsFrameSize(eventFrames, true));
+  writeEventsFrame(out, 0, eventFrames, true);
   return out;
+}
+
+/**
+ * The size of the events frame of eventFrames (binaryEventsFrame, or with
+ * json jsonEventsFrame), so that a caller can write it into a buffer of its
+ * own (writeEventsFrame: the edge puts the WebSocket header in front). Throws
+ * on a frame that is not an event frame.
+ */
+export function eventsFrameSize(eventFrames: readonly Uint8Array[], json: boolean): number {
+  if (json) {
+    if (eventFrames.length === 0) return EMPTY_EVENTS_FRAME_JSON.length;
+    const head = EVENT_FRAME_JSON_HEAD.length;
+    let size = EVENTS_FRAME_JSON_HEAD.length + EVENTS_FRAME_JSON_TAIL.length - 1;
+    for (const frame of eventFrames) {
+      if (!isJsonEventFrame(frame)) throw new Error("jsonEventsFrame: not a ServerFrame{event} in JSON");
+      size += frame.length - head - 1 + 1; // the event, and a comma or the closing bracket
+    }
+    return size;
+  }
+  let inner = 0;
+  for (const frame of eventFrames) {
+    if (frame[0] !== EVENT_FRAME_TAG) throw new Error("binaryEventsFrame: not a ServerFrame{event} in protobuf binary");
+    inner += frame.length;
+  }
+  return 1 + varintSize(inner) + inner;
+}
+
+/** Writes the events frame of eventFrames at out[pos] (eventsFrameSize bytes, checked by it); returns the end. */
+export function writeEventsFrame(
+  out: Uint8Array,
+  pos: number,
+  eventFrames: readonly Uint8Array[],
+  json: boolean,
+): number {
+  if (json) {
+    if (eventFrames.length === 0) {
+      out.set(EMPTY_EVENTS_FRAME_JSON, pos);
+      return pos + EMPTY_EVENTS_FRAME_JSON.length;
+    }
+    const head = EVENT_FRAME_JSON_HEAD.length;
+    out.set(EVENTS_FRAME_JSON_HEAD, pos);
+    pos += EVENTS_FRAME_JSON_HEAD.length;
+    for (let i = 0; i < eventFrames.length; i++) {
+      const frame = eventFrames[i]!;
+      if (i > 0) out[pos++] = 0x2c; // ,
+      out.set(frame.subarray(head, frame.length - 1), pos);
+      pos += frame.length - head - 1;
+    }
+    out.set(EVENTS_FRAME_JSON_TAIL, pos);
+    return pos + EVENTS_FRAME_JSON_TAIL.length;
+  }
+  let inner = 0;
+  for (const frame of eventFrames) inner += frame.length;
+  out[pos] = 0x42; // 8 events, length-delimited
+  pos = writeVarint(out, pos + 1, inner);
+  for (const frame of eventFrames) {
+    out.set(frame, pos);
+    out[pos] = 0x0a; // Events 1 events, length-delimited
+    pos += frame.length;
+  }
+  return pos;
 }
 
 function isJsonEventFrame(frame: Uint8Array): boolean {

@@ -34,23 +34,21 @@ export function frameOf(data: Uint8Array, text: boolean): Buffer {
   return frame;
 }
 
-/**
- * The header alone of the frame that carries length bytes: for a payload
- * that one connection gets (an events frame), written after it as is,
- * without copying the payload or touching frameOf's slots.
- */
-export function frameHead(length: number, text: boolean): Buffer {
-  const head = Buffer.allocUnsafe(headSize(length));
-  writeHead(head, length, text);
-  return head;
+/** The size of the header of a frame that carries len bytes. */
+export function frameHeadSize(len: number): number {
+  return headSize(len);
 }
 
 function headSize(len: number): number {
   return len < 126 ? 2 : len < 65536 ? 4 : 10;
 }
 
-/** Writes the header of a frame of len bytes at out[0]; returns its size. */
-function writeHead(out: Buffer, len: number, text: boolean): number {
+/**
+ * Writes the header of a frame of len bytes at out[0]; returns its size:
+ * for a payload that one connection gets (an events frame), written after
+ * it in the same buffer, without frameOf's copy or slots.
+ */
+export function writeHead(out: Buffer, len: number, text: boolean): number {
   out[0] = 0x80 | (text ? 0x1 : 0x2);
   if (len < 126) {
     out[1] = len;
