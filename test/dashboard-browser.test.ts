@@ -542,6 +542,86 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     }
   }, 60_000);
 
+  it("the activity log shows joins, leaves, occupied and vacated and connections across every channel, filtered by prefix and kind, light and dark", async () => {
+    mkdirSync(OUT, { recursive: true });
+    for (const scheme of ["light", "dark"] as const) {
+      const p = await browser.newPage({ viewport: { width: 1366, height: 900 }, colorScheme: scheme, bypassCSP: true });
+      await p.goto(`http://${control.http}/`);
+      const log = p.getByTestId("activity-log");
+      const lines = () => log.locator("li").evaluateAll((els) => els.map((e) => (e as HTMLElement).innerText));
+      const visible = () =>
+        log
+          .locator("li")
+          .evaluateAll((els) =>
+            els.filter((e) => (e as HTMLElement).offsetParent !== null).map((e) => (e as HTMLElement).innerText),
+          );
+      // The page's stream is in effect once an event made now reaches it.
+      const probe = await connectControl(0, "probe");
+      await expect
+        .poll(
+          async () => {
+            await probe.request({ command: { case: "join", value: { channel: `act-probe-${scheme}` } } });
+            await probe.request({ command: { case: "leave", value: { channel: `act-probe-${scheme}` } } });
+            return (await lines()).some((l) => l.includes(`act-probe-${scheme}`));
+          },
+          { timeout: 15_000, interval: 500 },
+        )
+        .toBe(true);
+      const c = await connectControl(1, `ann-${scheme}`);
+      await c.ok({ command: { case: "join", value: { channel: `act-${scheme}` } } });
+      await c.close();
+      const room = `act-${scheme}`;
+      await expect
+        .poll(async () => (await lines()).join("\n"), { timeout: 10_000 })
+        .toMatch(
+          new RegExp(
+            [
+              `connected\\s+${c.id} \\(user ann-${scheme}\\) on edge ${edgeOf(c.id)}`,
+              `occupied\\s+${room}`,
+              `joined\\s+${room}: ${c.id} \\(user ann-${scheme}\\)`,
+              `left\\s+${room}: ${c.id} \\(user ann-${scheme}\\), disconnected`,
+              `vacated\\s+${room}`,
+              `closed\\s+${c.id} \\(user ann-${scheme}\\): client`,
+            ].join("[\\s\\S]*"),
+          ),
+        );
+      // The kind filter: only occupied and vacated stay visible.
+      await p.getByTestId("activity-kind").selectOption("channel");
+      const shown = await visible();
+      expect(shown.length).toBeGreaterThan(0);
+      expect(
+        shown.every((l) => /^\S+\s+(occupied|vacated)\s/.test(l)),
+        shown.join("\n"),
+      ).toBe(true);
+      expect(await axeViolations(p), `activity, ${scheme}`).toEqual([]);
+      await p.getByTestId("activity").screenshot({ path: join(OUT, `dashboard-activity-${scheme}.png`) });
+      // The prefix filter (on the API): only the channels it names come from now on.
+      await p.getByTestId("activity-kind").selectOption("all");
+      await p.getByTestId("activity-prefix").fill(`only-${scheme}`);
+      await expect.poll(() => log.getAttribute("data-prefix")).toBe(`only-${scheme}`);
+      await p.locator("#activity-clear").click();
+      const d = await connectControl(0);
+      await expect
+        .poll(
+          async () => {
+            await d.request({ command: { case: "join", value: { channel: `other-${scheme}` } } });
+            await d.request({ command: { case: "join", value: { channel: `only-${scheme}` } } });
+            await d.request({ command: { case: "leave", value: { channel: `only-${scheme}` } } });
+            await d.request({ command: { case: "leave", value: { channel: `other-${scheme}` } } });
+            return (await lines()).some((l) => l.includes(`only-${scheme}`));
+          },
+          { timeout: 15_000, interval: 500 },
+        )
+        .toBe(true);
+      const after = await lines();
+      expect(
+        after.filter((l) => l.includes(`other-${scheme}`) || /connected|closed/.test(l)),
+        after.join("\n"),
+      ).toEqual([]);
+      await p.close();
+    }
+  }, 90_000);
+
   it("filters channels by prefix", async () => {
     await page.getByTestId("filter").fill("support/");
     await expect

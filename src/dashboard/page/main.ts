@@ -20,6 +20,7 @@ import {
 } from "../../../gen/realtime/v1/realtime_pb.js";
 import { CloseCode } from "../../protocol/close-codes.js";
 import { $, clock, el, markStale, setLiveState } from "./dom.js";
+import { startActivity } from "./activity.js";
 import { startOverview } from "./overview.js";
 
 /** How often the channel list is refreshed. */
@@ -619,6 +620,7 @@ function start() {
   setInterval(() => void refreshChannels(), CHANNEL_POLL_MS);
   void pollNodes();
   startOverview({ client, describe, retryMs: REWATCH_DELAY_MS });
+  startActivity({ client, describe, retryMs: REWATCH_DELAY_MS });
   const fromHash = decodeURIComponent(location.hash.slice(1));
   if (fromHash) select(fromHash);
 }
