@@ -90,6 +90,9 @@ for (const protocol of ["grpc", "connect"] as const) {
       expect(await code(reader.presenceStats({ channel: "keys" }))).toBe("ok");
       expect(await code(reader.listChannels({}))).toBe("ok");
       expect(await code(reader.getHistory({ channel: "keys" }))).toBe("ok");
+      // GetConnections is a read: past the key check, nobody of that name is NOT_FOUND.
+      const nobody = { target: { case: "userId" as const, value: "keys-nobody" } };
+      expect(await code(reader.getConnections({ target: nobody }))).toBe(Code.NotFound);
       expect(await code(send(reader))).toBe(Code.PermissionDenied);
       expect(await code(reader.broadcast({ event: "e", payload: json(1) }))).toBe(Code.PermissionDenied);
       expect(await code(reader.sendBatch({ requests: [{ channel: "keys", event: "e", payload: json(1) }] }))).toBe(
@@ -103,6 +106,7 @@ for (const protocol of ["grpc", "connect"] as const) {
       expect(await code(writer.getMembers({ channel: "keys" }))).toBe(Code.PermissionDenied);
       expect(await code(writer.presenceStats({ channel: "keys" }))).toBe(Code.PermissionDenied);
       expect(await code(writer.getHistory({ channel: "keys" }))).toBe(Code.PermissionDenied);
+      expect(await code(writer.getConnections({ target: nobody }))).toBe(Code.PermissionDenied);
     });
 
     if (protocol === "grpc") {

@@ -1,6 +1,7 @@
 /**
  * The edge core with in-memory fakes of its seams: membership, commands,
- * echo, system events and fan-out, without processes or sockets.
+ * echo, system events, fan-out and what GetConnections tells of a
+ * connection, without processes or sockets.
  */
 import { create, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
@@ -24,7 +25,8 @@ import {
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
 import { NOOP_OBSERVER } from "../src/core/observer.js";
 import { Code, RealtimeError } from "../src/protocol/errors.js";
-import { DEFAULT_LIMITS } from "../src/core/limits.js";
+import { DEFAULT_LIMITS, MAX_CHANNELS_LISTED, MAX_CONNECTIONS_LISTED } from "../src/core/limits.js";
+import { describeConnections } from "../src/core/edge-control.js";
 import { MemoryPresence } from "../src/core/presence-memory.js";
 import { parsePresenceRules, presenceRules } from "../src/core/presence-rules.js";
 import type { Connection } from "../src/core/transport.js";
@@ -660,5 +662,40 @@ describe("edge core: presence bounds", () => {
       const bytes = events.reduce((n, e) => n + toBinary(EventSchema, { ...e, offset: 0n, epoch: "" }).length, 0);
       expect(bytes).toBeLessThanOrEqual(MAX_PRESENCE_FRAME_BYTES);
     }
+  });
+});
+
+describe("edge core: connection details (GetConnections)", () => {
+  it("describes a connection: its channels by name, at most MAX_CHANNELS_LISTED, and how many it is in", async () => {
+    const { edge, connect, cmd } = setup({ ...DEFAULT_LIMITS, maxChannelsPerConnection: MAX_CHANNELS_LISTED + 20 });
+    const before = Date.now();
+    const a = connect();
+    const names = Array.from({ length: MAX_CHANNELS_LISTED + 20 }, (_, i) => `ch-${String(i).padStart(3, "0")}`);
+    for (const channel of [...names].reverse()) await cmd(a.s, { command: { case: "join", value: { channel } } });
+    const [d] = describeConnections([edge.facts(a.s)], "edge-1");
+    expect(d).toMatchObject({ id: a.s.id, userId: "", edgeId: "edge-1", encoding: Encoding.Json });
+    expect(d!.channels).toEqual(names.slice(0, MAX_CHANNELS_LISTED));
+    expect(d!.channelCount).toBe(MAX_CHANNELS_LISTED + 20);
+    expect(Number(d!.connectedUnixMs)).toBeGreaterThanOrEqual(before);
+    expect(Number(d!.connectedUnixMs)).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("lists the oldest MAX_CONNECTIONS_LISTED connections first, ties by id", () => {
+    const facts = (id: string, connectedUnixMs: number) => ({
+      id,
+      userId: "u",
+      channels: new Set<string>(),
+      connectedUnixMs,
+      encoding: Encoding.Proto,
+      profile: undefined,
+    });
+    const all = Array.from({ length: MAX_CONNECTIONS_LISTED + 5 }, (_, i) => facts(`e.${i}`, 10_000 - i));
+    all.push(facts("e.b", 1), facts("e.a", 1));
+    const listed = describeConnections(all, "e");
+    expect(listed.length).toBe(MAX_CONNECTIONS_LISTED);
+    expect(listed.slice(0, 3).map((c) => c.id)).toEqual(["e.a", "e.b", `e.${MAX_CONNECTIONS_LISTED + 4}`]);
+    expect(listed.map((c) => Number(c.connectedUnixMs))).toEqual(
+      listed.map((c) => Number(c.connectedUnixMs)).sort((x, y) => x - y),
+    );
   });
 });

@@ -146,7 +146,7 @@ describe("a raw grpc-js client on grpc.reflection.v1alpha", () => {
       { messageRequest: { case: "fileContainingSymbol", value: "grpc.health.v1.HealthCheckResponse.ServingStatus" } },
     ]);
     expect(responses.map(fileNames)).toEqual([
-      ["realtime/v1/realtime.proto", "google/protobuf/struct.proto"],
+      ["realtime/v1/realtime.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"],
       ["realtime/v1/realtime.proto"],
       ["realtime/v1/realtime.proto"],
       ["google/protobuf/struct.proto"],

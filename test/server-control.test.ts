@@ -1,6 +1,6 @@
 /**
  * The backend in control (realtime.v1 Send to a user, exclude_connection_id,
- * Disconnect, Subscribe, Unsubscribe, Info), end to end with real
+ * Disconnect, Subscribe, Unsubscribe, Info, GetConnections), end to end with real
  * processes: the embedded mode (one API, two edges over the link) and the
  * Redis mode (two API nodes, two edges), over gRPC and Connect, with the
  * bad inputs and an edge that does not answer.
@@ -9,7 +9,9 @@ import * as grpc from "@grpc/grpc-js";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { NodeRole } from "../gen/realtime/v1/realtime_pb.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { ConnectionEncoding, NodeRole } from "../gen/realtime/v1/realtime_pb.js";
+import { MAX_CONNECTIONS_LISTED } from "../src/core/limits.js";
 import { CloseCode, RealtimeClient, type SubscribedInfo, type DisconnectInfo } from "../src/client/index.js";
 import { stopAll } from "./helpers/cluster.js";
 import { twoModes, type Setup } from "./helpers/modes.js";
@@ -403,6 +405,167 @@ for (const mode of MODES) {
       expect(c.closeCode).toBe(CloseCode.Disconnected);
     });
 
+    it("GetConnections describes a user's connections on both edges: edge, channels, since when, encoding, profile", async () => {
+      const before = Date.now();
+      const o0 = await connect(0, "conn-olga");
+      const o1 = await connect(1, "conn-olga");
+      const after = Date.now();
+      await o0.ok({
+        command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "Olga" } } } },
+      });
+      for (const channel of ["conn-b", "conn-a"]) await o0.ok({ command: { case: "join", value: { channel } } });
+      await o1.ok({ command: { case: "join", value: { channel: "conn-b" } } });
+      const edgeOf = (id: string) => id.slice(0, id.lastIndexOf("."));
+      expect(edgeOf(o0.id)).not.toBe(edgeOf(o1.id));
+
+      const res = await s.apis[1]!.getConnections({ target: { target: { case: "userId", value: "conn-olga" } } });
+      expect({ matched: res.matched, truncated: res.truncated }).toEqual({ matched: 2, truncated: false });
+      // Oldest first: o0 connected before o1.
+      expect(
+        res.connections.map((c) => ({
+          id: c.id,
+          userId: c.userId,
+          edgeId: c.edgeId,
+          channels: c.channels,
+          channelCount: c.channelCount,
+          encoding: c.encoding,
+          profile: c.profile?.kind,
+        })),
+      ).toEqual([
+        {
+          id: o0.id,
+          userId: "conn-olga",
+          edgeId: edgeOf(o0.id),
+          channels: ["conn-a", "conn-b"],
+          channelCount: 2,
+          encoding: ConnectionEncoding.JSON,
+          profile: { case: "stringValue", value: "Olga" },
+        },
+        {
+          id: o1.id,
+          userId: "conn-olga",
+          edgeId: edgeOf(o1.id),
+          channels: ["conn-b"],
+          channelCount: 1,
+          encoding: ConnectionEncoding.PROTO,
+          profile: undefined,
+        },
+      ]);
+      // Connected at: between the moments before and after the clients connected (one clock: one machine).
+      for (const c of res.connections) {
+        const at = timestampMs(c.connectedAt!);
+        expect(at).toBeGreaterThanOrEqual(before);
+        expect(at).toBeLessThanOrEqual(after);
+      }
+      expect(timestampMs(res.connections[0]!.connectedAt!)).toBeLessThanOrEqual(
+        timestampMs(res.connections[1]!.connectedAt!),
+      );
+
+      // One connection by its id, through the other API node; an anonymous one has no user.
+      const one = await s.apis[0]!.getConnections({ target: { target: { case: "connectionId", value: o1.id } } });
+      expect([one.matched, one.connections.map((c) => [c.id, c.edgeId, c.channels])]).toEqual([
+        1,
+        [[o1.id, edgeOf(o1.id), ["conn-b"]]],
+      ]);
+      const anon = await connect(1);
+      const a = await s.apis[0]!.getConnections({ target: { target: { case: "connectionId", value: anon.id } } });
+      expect([a.connections[0]!.userId, a.connections[0]!.channels, a.connections[0]!.channelCount]).toEqual([
+        "",
+        [],
+        0,
+      ]);
+
+      // Over Connect (JSON): the same connection, with connected_at as an RFC 3339 time.
+      const connectCall = async (body: unknown) => {
+        const r = await fetch(`http://${s.http[0]}/realtime.v1.Realtime/GetConnections`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+      };
+      const viaConnect = await connectCall({ target: { connectionId: o0.id } });
+      expect(viaConnect).toMatchObject({
+        status: 200,
+        body: {
+          connections: [
+            {
+              id: o0.id,
+              userId: "conn-olga",
+              edgeId: edgeOf(o0.id),
+              channels: ["conn-a", "conn-b"],
+              channelCount: 2,
+              encoding: "CONNECTION_ENCODING_JSON",
+              profile: "Olga",
+            },
+          ],
+          matched: 1,
+        },
+      });
+      const connectedAt = (viaConnect.body.connections as { connectedAt: string }[])[0]!.connectedAt;
+      expect(connectedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+      expect(Date.parse(connectedAt)).toBe(timestampMs(res.connections[0]!.connectedAt!));
+      expect(await connectCall({ target: { userId: "conn-nobody" } })).toMatchObject({
+        status: 404,
+        body: { code: "not_found", message: expect.stringContaining('no open connection matches user "conn-nobody"') },
+      });
+      expect(await connectCall({})).toMatchObject({
+        status: 400,
+        body: { code: "invalid_argument", message: expect.stringContaining("target is required") },
+      });
+
+      // Bad input, and what matches nothing (an unknown edge, a closed connection).
+      await o1.close();
+      const cases: [object, number, RegExp][] = [
+        [{}, grpc.status.INVALID_ARGUMENT, /target is required/],
+        [{ target: { case: "connectionId", value: "nodot" } }, grpc.status.INVALID_ARGUMENT, /is not a connection id/],
+        [{ target: { case: "userId", value: "x".repeat(257) } }, grpc.status.INVALID_ARGUMENT, /1 to 256 characters/],
+        [{ target: { case: "userId", value: "" } }, grpc.status.INVALID_ARGUMENT, /1 to 256 characters/],
+        [
+          { target: { case: "connectionId", value: "unknownedge.1" } },
+          grpc.status.NOT_FOUND,
+          /no open connection matches connection "unknownedge.1"/,
+        ],
+        [{ target: { case: "connectionId", value: o1.id } }, grpc.status.NOT_FOUND, /no open connection matches/],
+      ];
+      for (const [target, code, message] of cases) {
+        const st = await status(s.apis[1]!.getConnections({ target: target as never }));
+        expect({ code: st.code, details: st.details }).toEqual({ code, details: expect.stringMatching(message) });
+      }
+      // The user's other connection is still there, alone now.
+      await eventually(
+        async () =>
+          (await s.apis[1]!.getConnections({ target: { target: { case: "userId", value: "conn-olga" } } })).matched ===
+          1,
+        10_000,
+        "the closed connection is gone from GetConnections",
+      );
+    });
+
+    it(`GetConnections lists at most ${MAX_CONNECTIONS_LISTED} connections, the oldest, and says how many matched`, async () => {
+      const n = MAX_CONNECTIONS_LISTED + 2;
+      const many: TestClient[] = [];
+      for (let i = 0; i < n; i++) many.push(await connect(i % 2, "conn-many"));
+      const res = await s.apis[0]!.getConnections({ target: { target: { case: "userId", value: "conn-many" } } });
+      expect({ matched: res.matched, truncated: res.truncated, listed: res.connections.length }).toEqual({
+        matched: n,
+        truncated: true,
+        listed: MAX_CONNECTIONS_LISTED,
+      });
+      // The oldest, in order: the two left out are among the last to connect (milliseconds may tie).
+      const ms = res.connections.map((c) => timestampMs(c.connectedAt!));
+      expect(ms).toEqual([...ms].sort((x, y) => x - y));
+      const listed = new Set(res.connections.map((c) => c.id));
+      const left = many.filter((c) => !listed.has(c.id));
+      expect(left.length).toBe(2);
+      const lastListed = Math.max(...ms);
+      for (const c of left) {
+        const own = await s.apis[1]!.getConnections({ target: { target: { case: "connectionId", value: c.id } } });
+        expect(timestampMs(own.connections[0]!.connectedAt!)).toBeGreaterThanOrEqual(lastListed);
+      }
+      await Promise.all(many.map((c) => c.close()));
+    });
+
     it("an edge that does not answer makes the call UNAVAILABLE at the deadline, saying it may have acted", async () => {
       const i0 = await connect(0, "stall-ivan");
       await connect(1, "stall-ivan");
@@ -420,6 +583,12 @@ for (const mode of MODES) {
         await i0.next((f) => f.frame.case === "subscribed");
         const info = await s.apis[0]!.info();
         expect(info.unanswered).toBe(1);
+        // GetConnections gives no partial list: UNAVAILABLE, not the one connection that answered.
+        const details = await status(
+          s.apis[1]!.getConnections({ target: { target: { case: "userId", value: "stall-ivan" } } }),
+        );
+        expect(details.code).toBe(grpc.status.UNAVAILABLE);
+        expect(details.details).toMatch(/1 edge\(s\) holding user "stall-ivan" did not answer in time.*incomplete/);
         expect(info.nodes.filter((n) => n.role === NodeRole.EDGE).length).toBe(1);
       } finally {
         stalled.child.kill("SIGCONT");

@@ -14,6 +14,7 @@ import {
   FieldDescriptorProto_Type,
   FieldDescriptorProtoSchema,
   FileDescriptorProtoSchema,
+  file_google_protobuf_struct,
 } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it, vi } from "vitest";
 import {
@@ -188,9 +189,8 @@ function rootsWithPriority(): DescMessage[] {
         type: FieldDescriptorProto_Type.UINT64,
       }),
     );
-  const registry = createFileRegistry(file, (name) =>
-    name === file_realtime_client_v1_client.proto.name ? file_realtime_client_v1_client : undefined,
-  );
+  const imports = [file_realtime_client_v1_client, file_google_protobuf_struct];
+  const registry = createFileRegistry(file, (name) => imports.find((f) => f.proto.name === name));
   return WIRE_COVERAGE["publication.ts"]!.roots.map((root) => registry.getMessage(root.typeName)!);
 }
 

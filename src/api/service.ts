@@ -1,8 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   ChannelSummarySchema,
+  ConnectionDetailsSchema,
+  ConnectionEncoding,
+  type ConnectionDetails,
+  GetConnectionsResponseSchema,
+  type GetConnectionsResponse,
   InfoResponseSchema,
   MemberSchema,
   NodeInfoSchema,
@@ -17,10 +23,12 @@ import {
   UserMembersSchema,
   type Member as MemberMessage,
 } from "../../gen/realtime/v1/realtime_pb.js";
-import type { ControlTarget, NodeState } from "../../gen/realtime/link/v1/link_pb.js";
+import type { ConnectionState, ControlTarget, NodeState } from "../../gen/realtime/link/v1/link_pb.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import type { Answers, ControlPlane } from "../core/control.js";
 import { controlPublication, edgeChannel, edgeOfConnection, userChannel } from "../core/control-channels.js";
+import { olderFirst } from "../core/edge-control.js";
+import { Encoding } from "../protocol/encodings.js";
 import { encodePublication } from "../wire/publication.js";
 import type { Broker, Publication } from "../core/broker.js";
 import {
@@ -37,6 +45,7 @@ import { MemoryIdempotencyStore } from "../core/idempotency-memory.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import {
   MAX_BATCH_EVENTS,
+  MAX_CONNECTIONS_LISTED,
   MAX_DISCONNECT_REASON_BYTES,
   MAX_PUBLISH_UNACKNOWLEDGED,
   MAX_USER_ID_LENGTH,
@@ -69,7 +78,7 @@ export interface RealtimeServiceDeps {
    */
   idempotency?: Idempotency;
   /**
-   * How Disconnect, Subscribe, Unsubscribe and Info reach the nodes
+   * How Disconnect, Subscribe, Unsubscribe, Info and GetConnections reach the nodes
    * (core/control.ts). Undefined: those methods answer UNAVAILABLE.
    */
   control?: ControlPlane;
@@ -133,6 +142,34 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       nodes: [...nodes(apis), ...nodes(edges)],
       unanswered: apis.unanswered + edges.unanswered,
     });
+  }
+
+  /**
+   * GetConnections' answer: the target's connections as their edges
+   * describe them, merged, the oldest MAX_CONNECTIONS_LISTED. Like a
+   * command's: NOT_FOUND when none matched, UNAVAILABLE when an edge that
+   * received the question did not answer (never a silently partial list).
+   */
+  async function askConnections(target: Target | undefined): Promise<GetConnectionsResponse> {
+    const { channel, control, description } = targetOf(target);
+    const answers = await controlPlane().ask(channel, { case: "connections", value: { target: control } });
+    const failed = answers.replies.find((r) => r.error !== undefined);
+    if (failed?.error) throw new RealtimeError(failed.error.code as number as Code, failed.error.message);
+    if (answers.unanswered > 0) {
+      throw new RealtimeError(
+        Code.Unavailable,
+        `${answers.unanswered} edge(s) holding ${description} did not answer in time: the list would be incomplete`,
+      );
+    }
+    let matched = 0;
+    const details: ConnectionState[] = [];
+    for (const r of answers.replies) {
+      matched += r.connections;
+      details.push(...r.details);
+    }
+    if (matched === 0) throw notFound(description);
+    const connections = details.sort(olderFirst).slice(0, MAX_CONNECTIONS_LISTED).map(connectionDetails);
+    return create(GetConnectionsResponseSchema, { connections, matched, truncated: matched > connections.length });
   }
 
   /**
@@ -238,12 +275,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         `${answers.unanswered} edge(s) holding ${description} did not answer in time: the ${what} may have taken effect there (done for ${changed} of ${connections} connections elsewhere)`,
       );
     }
-    if (connections === 0) {
-      throw new RealtimeError(
-        Code.NotFound,
-        `no open connection matches ${description}: it closed, or never existed (connection ids are as clients got them in their Connected frame)`,
-      );
-    }
+    if (connections === 0) throw notFound(description);
     return { connections, changed };
   }
 
@@ -467,6 +499,9 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     async info() {
       return guard(askInfo);
     },
+    async getConnections(req) {
+      return guard(async () => askConnections(req.target));
+    },
     async *watchStats(req, ctx) {
       let close: (() => void) | undefined;
       try {
@@ -535,6 +570,33 @@ function checkUserId(id: string, field: string): void {
       `${field} must be 1 to ${MAX_USER_ID_LENGTH} characters (the sub of the user's tokens); it is ${id.length}`,
     );
   }
+}
+
+/** No open connection matches the target named by description. */
+function notFound(description: string): RealtimeError {
+  return new RealtimeError(
+    Code.NotFound,
+    `no open connection matches ${description}: it closed, or never existed (connection ids are as clients got them in their Connected frame)`,
+  );
+}
+
+/** An edge's description of a connection, as GetConnections answers it. */
+function connectionDetails(c: ConnectionState): ConnectionDetails {
+  return create(ConnectionDetailsSchema, {
+    id: c.id,
+    userId: c.userId,
+    edgeId: c.edgeId,
+    channels: c.channels,
+    channelCount: c.channelCount,
+    connectedAt: timestampFromMs(Number(c.connectedUnixMs)),
+    encoding:
+      c.encoding === Encoding.Json
+        ? ConnectionEncoding.JSON
+        : c.encoding === Encoding.Proto
+          ? ConnectionEncoding.PROTO
+          : ConnectionEncoding.UNSPECIFIED,
+    profile: c.profile,
+  });
 }
 
 /** Where a command for target goes, the target as the edges read it, and how messages name it. */

@@ -11,8 +11,8 @@
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
  *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel,
- *                     GetHistory, Info, WatchStats and WatchLifecycle (reading
- *                     who is where and what happened)
+ *                     GetHistory, Info, WatchStats, WatchLifecycle and
+ *                     GetConnections (reading who is where and what happened)
  *          `control`  Disconnect, Subscribe and Unsubscribe (acting on connections)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
@@ -46,6 +46,7 @@ export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
     "Info",
     "WatchStats",
     "WatchLifecycle",
+    "GetConnections",
   ],
   control: ["Disconnect", "Subscribe", "Unsubscribe"],
 };
@@ -69,6 +70,7 @@ const DEFAULT_METHODS = [
   "Info",
   "WatchStats",
   "WatchLifecycle",
+  "GetConnections",
 ] as const;
 
 /** One configured key. */

@@ -184,7 +184,14 @@ export class ControlPlane {
   }
 
   private selfReply(id: bigint): ControlReply {
-    return { $typeName: "realtime.link.v1.ControlReply", id, connections: 0, changed: 0, node: this.options.self() };
+    return {
+      $typeName: "realtime.link.v1.ControlReply",
+      id,
+      connections: 0,
+      changed: 0,
+      node: this.options.self(),
+      details: [],
+    };
   }
 
   /** Finishes the question when every answer is in; true when it did. */

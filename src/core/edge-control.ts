@@ -1,12 +1,19 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Value } from "@bufbuild/protobuf/wkt";
 import type { ErrorCode } from "../../gen/realtime/client/v1/client_pb.js";
-import type { Control, ControlReplySchema, ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
+import type {
+  Control,
+  ControlReplySchema,
+  ControlTarget,
+  ConnectionStateSchema,
+} from "../../gen/realtime/link/v1/link_pb.js";
 import { CloseCode } from "../protocol/close-codes.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { decodePublication } from "../wire/publication.js";
 import type { NodeTotals } from "./node-counters.js";
 import type { Broker, Publication } from "./broker.js";
 import { controlOf, controlPublication, EDGES_CHANNEL, edgeChannel, userChannel } from "./control-channels.js";
+import { MAX_CHANNELS_LISTED, MAX_CONNECTIONS_LISTED } from "./limits.js";
 
 /** Who an edge is, for the control plane: its id (its connection ids' prefix), version and start. */
 export interface EdgeNode {
@@ -15,6 +22,20 @@ export interface EdgeNode {
   readonly startedUnixMs: number;
   /** Its running totals since it started (node-counters.ts); undefined: it counts nothing (all 0). */
   readonly totals?: () => NodeTotals;
+}
+
+/** What GetConnections tells of one connection, as its edge holds it now. */
+export interface ConnectionFacts {
+  readonly id: string;
+  /** "" for an anonymous connection. */
+  readonly userId: string;
+  readonly channels: ReadonlySet<string>;
+  /** When the edge accepted it, by the edge's clock. */
+  readonly connectedUnixMs: number;
+  /** Its subprotocol (protocol/encodings.ts). */
+  readonly encoding: string;
+  /** undefined when it set none. */
+  readonly profile: Value | undefined;
 }
 
 /** What the control plane asks of the edge (core/edge.ts implements it). */
@@ -29,6 +50,8 @@ export interface ControlledEdge<S> {
   serverLeave(session: S, channel: string): Promise<boolean>;
   /** Closes the connection with code and reason. */
   close(session: S, code: number, reason: string): void;
+  /** What the connection is, for GetConnections. */
+  facts(session: S): ConnectionFacts;
   stats(): { connections: number; channels: number };
 }
 
@@ -114,6 +137,16 @@ export class EdgeControl<S> {
         });
         return;
       }
+      case "connections": {
+        const sessions = this.edge.targets(command.value.target);
+        return this.reply(control, {
+          connections: sessions.length,
+          details: describeConnections(
+            sessions.map((s) => this.edge.facts(s)),
+            this.node.id,
+          ),
+        });
+      }
       case "info": {
         const { connections, channels } = this.edge.stats();
         return this.reply(control, {
@@ -152,4 +185,35 @@ export class EdgeControl<S> {
 function userOf(channel: string): string | undefined {
   const prefix = userChannel("");
   return channel.startsWith(prefix) ? channel.slice(prefix.length) : undefined;
+}
+
+type ConnectionState = Omit<MessageInitShape<typeof ConnectionStateSchema>, "$typeName">;
+
+/**
+ * The connections as GetConnections lists them: the oldest first (by
+ * connect time, then id), at most MAX_CONNECTIONS_LISTED, each with at most
+ * MAX_CHANNELS_LISTED of its channels by name and the count of them all.
+ */
+export function describeConnections(facts: readonly ConnectionFacts[], edgeId: string): ConnectionState[] {
+  return [...facts]
+    .sort(olderFirst)
+    .slice(0, MAX_CONNECTIONS_LISTED)
+    .map((f) => ({
+      id: f.id,
+      userId: f.userId,
+      edgeId,
+      channels: [...f.channels].sort().slice(0, MAX_CHANNELS_LISTED),
+      channelCount: f.channels.size,
+      connectedUnixMs: BigInt(f.connectedUnixMs),
+      encoding: f.encoding,
+      profile: f.profile,
+    }));
+}
+
+/** GetConnections' order: by connect time, then by id. */
+export function olderFirst(
+  a: { readonly id: string; readonly connectedUnixMs: number | bigint },
+  b: { readonly id: string; readonly connectedUnixMs: number | bigint },
+): number {
+  return Number(a.connectedUnixMs) - Number(b.connectedUnixMs) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }

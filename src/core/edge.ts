@@ -34,7 +34,7 @@ import { TokenBucket } from "./token-bucket.js";
 import type { Connection } from "./transport.js";
 import { Encoding } from "../protocol/encodings.js";
 import { edgeOfConnection, isControlChannel, userChannel } from "./control-channels.js";
-import { EdgeControl, type EdgeNode } from "./edge-control.js";
+import { EdgeControl, type ConnectionFacts, type EdgeNode } from "./edge-control.js";
 import type { ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
 import type { HookIdentity, Hooks, SendPayload } from "./hooks.js";
 
@@ -133,6 +133,8 @@ export class Session {
    * sequence as a connection without batches, only grouped.
    */
   held: Publication[] | undefined;
+  /** When the edge accepted it, ms since the Unix epoch (GetConnections' connected_at). */
+  readonly connectedUnixMs = Date.now();
 
   constructor(
     readonly id: string,
@@ -926,6 +928,18 @@ export class Edge {
     const hooks = this.options.hooks;
     if (!hooks?.joins(channel) || session.channels.has(channel)) return;
     await hooks.join(session.id, session.identity.userId, channel, serverSide);
+  }
+
+  /** What the connection is, for GetConnections (ControlledEdge.facts). */
+  facts(session: Session): ConnectionFacts {
+    return {
+      id: session.id,
+      userId: session.identity.userId,
+      channels: session.channels,
+      connectedUnixMs: session.connectedUnixMs,
+      encoding: session.encoding,
+      profile: session.profile,
+    };
   }
 
   /** Closes the connection (the policy ends it and it leaves its channels). */

@@ -12,10 +12,24 @@ export const MAX_USER_ID_LENGTH = 256;
 export const MAX_DISCONNECT_REASON_BYTES = 120;
 /**
  * How long the API waits for the nodes a control command reached
- * (Disconnect, Subscribe, Unsubscribe, Info) to answer; one that has not
+ * (Disconnect, Subscribe, Unsubscribe, Info, GetConnections) to answer; one that has not
  * answered by then is counted as unanswered.
  */
 export const CONTROL_REPLY_TIMEOUT_MS = 2_000;
+/**
+ * Most connections one GetConnections answer describes, and one edge sends
+ * back for it: the oldest first; the answer says how many matched
+ * (truncated). A user with more is an automation, not a person.
+ */
+export const MAX_CONNECTIONS_LISTED = 100;
+/**
+ * Most channels GetConnections lists of one connection, by name; the answer
+ * says how many it is in (channel_count). The default channel limit
+ * (DEFAULT_MAX_CHANNELS_PER_CONNECTION), so that by default every channel
+ * is listed. With the profile limit, one answer is at most about
+ * 100 x (100 x 128 B + 4 KiB) = 1.7 MB, under gRPC's default 4 MiB.
+ */
+export const MAX_CHANNELS_LISTED = 100;
 /** Largest REALTIME_WRITE_DELAY_MS: past it a delay is a stall, not batching. */
 export const MAX_WRITE_DELAY_MS = 1_000;
 /**

@@ -7,6 +7,8 @@ import {
   type BroadcastResponse,
   type DisconnectRequestSchema,
   type DisconnectResponse,
+  type GetConnectionsRequestSchema,
+  type GetConnectionsResponse,
   type InfoResponse,
   type SubscribeRequestSchema,
   type SubscribeResponse,
@@ -67,6 +69,10 @@ export interface RealtimeTestClient {
     metadata?: grpc.Metadata,
   ): Promise<UnsubscribeResponse>;
   info(req?: object, metadata?: grpc.Metadata): Promise<InfoResponse>;
+  getConnections(
+    req: MessageInitShape<typeof GetConnectionsRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): Promise<GetConnectionsResponse>;
   /** Opens a WatchChannel stream: read WatchChannelResponses; cancel() ends it. */
   watchChannel(
     req: MessageInitShape<typeof WatchChannelRequestSchema>,
@@ -113,6 +119,7 @@ export function realtimeClient(address: string): RealtimeTestClient {
     subscribe: call<SubscribeResponse>("subscribe", m.subscribe.input),
     unsubscribe: call<UnsubscribeResponse>("unsubscribe", m.unsubscribe.input),
     info: (req = {}, metadata) => call<InfoResponse>("info", m.info.input)(req, metadata),
+    getConnections: call<GetConnectionsResponse>("getConnections", m.getConnections.input),
     watchChannel: (req, metadata = new grpc.Metadata()) =>
       (
         client as unknown as {

@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { Error, Member, StreamPosition } from "../../client/v1/client_pb.js";
 import { file_realtime_client_v1_client } from "../../client/v1/client_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/link/v1/link.proto.
  */
 export const file_realtime_link_v1_link: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKkAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCBIaChJ0cmFuc2l0aW9uX3VuaXhfdXMYCSABKAQi0AIKB0NvbnRyb2wSCgoCaWQYASABKAQSEAoIcmVwbHlfdG8YAiABKAkSOQoKZGlzY29ubmVjdBgDIAEoCzIjLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbERpc2Nvbm5lY3RIABI1CglzdWJzY3JpYmUYBCABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASNwoLdW5zdWJzY3JpYmUYBSABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASLQoEaW5mbxgGIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbEluZm9IABIRCgdkZWxpdmVyGAcgASgMSAASLwoFcmVwbHkYCCABKAsyHi5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xSZXBseUgAQgkKB2NvbW1hbmQiDQoLQ29udHJvbEluZm8iRQoNQ29udHJvbFRhcmdldBIXCg1jb25uZWN0aW9uX2lkGAEgASgJSAASEQoHdXNlcl9pZBgCIAEoCUgAQggKBnRhcmdldCJiChFDb250cm9sRGlzY29ubmVjdBIvCgZ0YXJnZXQYASABKAsyHy5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xUYXJnZXQSDAoEY29kZRgCIAEoDRIOCgZyZWFzb24YAyABKAkiUgoOQ29udHJvbENoYW5uZWwSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0Eg8KB2NoYW5uZWwYAiABKAkilQEKDENvbnRyb2xSZXBseRIKCgJpZBgBIAEoBBITCgtjb25uZWN0aW9ucxgCIAEoDRIPCgdjaGFuZ2VkGAMgASgNEigKBWVycm9yGAQgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEikKBG5vZGUYBSABKAsyGy5yZWFsdGltZS5saW5rLnYxLk5vZGVTdGF0ZSL7AgoJTm9kZVN0YXRlEgoKAmlkGAEgASgJEgwKBHJvbGUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIXCg9zdGFydGVkX3VuaXhfbXMYBCABKAQSEwoLY29ubmVjdGlvbnMYBSABKA0SEAoIY2hhbm5lbHMYBiABKA0SEwoLbWVzc2FnZXNfaW4YByABKAQSEgoKZGVsaXZlcmllcxgIIAEoBBI1CgVkcm9wcxgJIAMoCzImLnJlYWx0aW1lLmxpbmsudjEuTm9kZVN0YXRlLkRyb3BzRW50cnkSQQoLZGlzY29ubmVjdHMYCiADKAsyLC5yZWFsdGltZS5saW5rLnYxLk5vZGVTdGF0ZS5EaXNjb25uZWN0c0VudHJ5GiwKCkRyb3BzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ARoyChBEaXNjb25uZWN0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAFiBnByb3RvMw", [file_realtime_client_v1_client]);
+  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKkAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCBIaChJ0cmFuc2l0aW9uX3VuaXhfdXMYCSABKAQijQMKB0NvbnRyb2wSCgoCaWQYASABKAQSEAoIcmVwbHlfdG8YAiABKAkSOQoKZGlzY29ubmVjdBgDIAEoCzIjLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbERpc2Nvbm5lY3RIABI1CglzdWJzY3JpYmUYBCABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASNwoLdW5zdWJzY3JpYmUYBSABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASLQoEaW5mbxgGIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbEluZm9IABIRCgdkZWxpdmVyGAcgASgMSAASLwoFcmVwbHkYCCABKAsyHi5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xSZXBseUgAEjsKC2Nvbm5lY3Rpb25zGAkgASgLMiQucmVhbHRpbWUubGluay52MS5Db250cm9sQ29ubmVjdGlvbnNIAEIJCgdjb21tYW5kIg0KC0NvbnRyb2xJbmZvIkUKDUNvbnRyb2xUYXJnZXQSFwoNY29ubmVjdGlvbl9pZBgBIAEoCUgAEhEKB3VzZXJfaWQYAiABKAlIAEIICgZ0YXJnZXQiYgoRQ29udHJvbERpc2Nvbm5lY3QSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0EgwKBGNvZGUYAiABKA0SDgoGcmVhc29uGAMgASgJIlIKDkNvbnRyb2xDaGFubmVsEi8KBnRhcmdldBgBIAEoCzIfLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbFRhcmdldBIPCgdjaGFubmVsGAIgASgJIskBCgxDb250cm9sUmVwbHkSCgoCaWQYASABKAQSEwoLY29ubmVjdGlvbnMYAiABKA0SDwoHY2hhbmdlZBgDIAEoDRIoCgVlcnJvchgEIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIpCgRub2RlGAUgASgLMhsucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUSMgoHZGV0YWlscxgGIAMoCzIhLnJlYWx0aW1lLmxpbmsudjEuQ29ubmVjdGlvblN0YXRlIvsCCglOb2RlU3RhdGUSCgoCaWQYASABKAkSDAoEcm9sZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDRITCgttZXNzYWdlc19pbhgHIAEoBBISCgpkZWxpdmVyaWVzGAggASgEEjUKBWRyb3BzGAkgAygLMiYucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUuRHJvcHNFbnRyeRJBCgtkaXNjb25uZWN0cxgKIAMoCzIsLnJlYWx0aW1lLmxpbmsudjEuTm9kZVN0YXRlLkRpc2Nvbm5lY3RzRW50cnkaLAoKRHJvcHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBGjIKEERpc2Nvbm5lY3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJFChJDb250cm9sQ29ubmVjdGlvbnMSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0Ir4BCg9Db25uZWN0aW9uU3RhdGUSCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIPCgdlZGdlX2lkGAMgASgJEhAKCGNoYW5uZWxzGAQgAygJEhUKDWNoYW5uZWxfY291bnQYBSABKA0SGQoRY29ubmVjdGVkX3VuaXhfbXMYBiABKAQSEAoIZW5jb2RpbmcYByABKAkSJwoHcHJvZmlsZRgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZWIGcHJvdG8z", [file_google_protobuf_struct, file_realtime_client_v1_client]);
 
 /**
  * Publication is one event on its way to the edges. The publisher encodes the
@@ -629,6 +631,15 @@ export type Control = Message<"realtime.link.v1.Control"> & {
      */
     value: ControlReply;
     case: "reply";
+  } | {
+    /**
+     * Describe the target's connections (realtime.v1 GetConnections):
+     * answered with ControlReply.details.
+     *
+     * @generated from field: realtime.link.v1.ControlConnections connections = 9;
+     */
+    value: ControlConnections;
+    case: "connections";
   } | { case: undefined; value?: undefined };
 };
 
@@ -776,6 +787,15 @@ export type ControlReply = Message<"realtime.link.v1.ControlReply"> & {
    * @generated from field: realtime.link.v1.NodeState node = 5;
    */
   node?: NodeState | undefined;
+
+  /**
+   * For connections: the matching connections of this edge, the oldest
+   * first, at most MAX_CONNECTIONS_LISTED (src/core/limits.ts); connections
+   * counts them all.
+   *
+   * @generated from field: repeated realtime.link.v1.ConnectionState details = 6;
+   */
+  details: ConnectionState[];
 };
 
 /**
@@ -862,4 +882,88 @@ export type NodeState = Message<"realtime.link.v1.NodeState"> & {
  */
 export const NodeStateSchema: GenMessage<NodeState> = /*@__PURE__*/
   messageDesc(file_realtime_link_v1_link, 17);
+
+/**
+ * ControlConnections asks an edge to describe the target's connections.
+ *
+ * @generated from message realtime.link.v1.ControlConnections
+ */
+export type ControlConnections = Message<"realtime.link.v1.ControlConnections"> & {
+  /**
+   * @generated from field: realtime.link.v1.ControlTarget target = 1;
+   */
+  target?: ControlTarget | undefined;
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlConnections.
+ * Use `create(ControlConnectionsSchema)` to create a new message.
+ */
+export const ControlConnectionsSchema: GenMessage<ControlConnections> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 18);
+
+/**
+ * ConnectionState mirrors realtime.v1.ConnectionDetails (the link does not
+ * import the API).
+ *
+ * @generated from message realtime.link.v1.ConnectionState
+ */
+export type ConnectionState = Message<"realtime.link.v1.ConnectionState"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * The answering edge's id.
+   *
+   * @generated from field: string edge_id = 3;
+   */
+  edgeId: string;
+
+  /**
+   * Sorted by name, at most MAX_CHANNELS_LISTED (src/core/limits.ts).
+   *
+   * @generated from field: repeated string channels = 4;
+   */
+  channels: string[];
+
+  /**
+   * How many channels it is in.
+   *
+   * @generated from field: uint32 channel_count = 5;
+   */
+  channelCount: number;
+
+  /**
+   * @generated from field: uint64 connected_unix_ms = 6;
+   */
+  connectedUnixMs: bigint;
+
+  /**
+   * The subprotocol: "realtime.v1.json" or "realtime.v1.proto".
+   *
+   * @generated from field: string encoding = 7;
+   */
+  encoding: string;
+
+  /**
+   * Unset when it set none.
+   *
+   * @generated from field: google.protobuf.Value profile = 8;
+   */
+  profile?: Value | undefined;
+};
+
+/**
+ * Describes the message realtime.link.v1.ConnectionState.
+ * Use `create(ConnectionStateSchema)` to create a new message.
+ */
+export const ConnectionStateSchema: GenMessage<ConnectionState> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 19);
 
