@@ -3,8 +3,9 @@
  * playwright-core): it lists channels with counts, shows a WebSocket
  * client's membership and profile live, sends and broadcasts to clients, and
  * logs the channel's events; it lists the API nodes and edges, charts
- * WatchStats in the overview, and unsubscribes or disconnects a member
- * after a confirmation dialog.
+ * WatchStats in the overview, unsubscribes or disconnects a member after a
+ * confirmation dialog, and shows a member's connection in detail
+ * (GetConnections).
  * Screenshots go to test-output/.
  *
  * Where /usr/bin/chromium is missing the test is skipped with a line that
@@ -430,6 +431,112 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     await p.locator('#log li[data-kind="unsubscribe"]').filter({ hasText: ada.id }).waitFor();
     await p.close();
   }, 60_000);
+
+  it("a member's row opens its connection's details (GetConnections), by mouse or keyboard, light and dark, wide and at 390 px", async () => {
+    const before = Date.now();
+    const ada = await connectControl(0, "det-ada");
+    const anon = await connectControl(1);
+    await ada.ok({ command: { case: "updateProfile", value: { data: profile({ name: "Ada", team: "ops" }) } } });
+    for (const channel of ["details-room", "details-other"])
+      await ada.ok({ command: { case: "join", value: { channel } } });
+    await anon.ok({ command: { case: "join", value: { channel: "details-room" } } });
+    mkdirSync(OUT, { recursive: true });
+    for (const scheme of ["light", "dark"] as const) {
+      for (const width of [1366, 390]) {
+        const where = `${scheme}, ${width} px`;
+        const p = await browser.newPage({ viewport: { width, height: 844 }, colorScheme: scheme, bypassCSP: true });
+        await p.goto(`http://${control.http}/#details-room`);
+        await p.locator("[data-testid=watch-state][data-state=live]").waitFor();
+        const row = (c: TestClient) => p.locator(`tr[data-member="${c.id}"]`);
+        await row(ada).waitFor();
+        await row(anon).waitFor();
+        const dialog = p.getByTestId("details");
+        const focusedLabel = () => p.evaluate(() => document.activeElement?.getAttribute("aria-label"));
+
+        // With the mouse, anywhere on the row (here its profile): the details, from the edge.
+        await row(ada).locator(".profile").click();
+        await dialog.waitFor();
+        await p.getByTestId("details-what").waitFor();
+        expect(await p.getByTestId("details-id").textContent()).toBe(ada.id);
+        expect(await p.getByTestId("details-user").textContent()).toBe("det-ada");
+        expect(await p.getByTestId("details-edge").textContent()).toBe(edgeOf(ada.id));
+        expect(await p.getByTestId("details-channels").locator("li").allTextContents()).toEqual([
+          "details-other",
+          "details-room",
+        ]);
+        expect(await p.getByTestId("details-encoding").textContent()).toBe("JSON (text frames)");
+        expect(JSON.parse((await p.getByTestId("details-profile").textContent())!)).toEqual({
+          name: "Ada",
+          team: "ops",
+        });
+        const since = p.getByTestId("details-since");
+        const connectedMs = Number(await since.getAttribute("data-connected-ms"));
+        expect(connectedMs).toBeGreaterThanOrEqual(before);
+        expect(connectedMs).toBeLessThanOrEqual(Date.now());
+        expect(await since.textContent()).toMatch(/^\d\d:\d\d:\d\d, for (\d+ m )?\d+ s$/);
+        expect(await axeViolations(p), `${where}, details open`).toEqual([]);
+        // The dialog fits the screen: nothing to scroll sideways, on a phone either.
+        const box = (await p.locator("#details").boundingBox())!;
+        expect(box.x).toBeGreaterThanOrEqual(0);
+        expect(box.x + box.width, where).toBeLessThanOrEqual(width);
+        expect(await p.evaluate(() => document.documentElement.scrollWidth), where).toBeLessThanOrEqual(width);
+        await p.screenshot({ path: join(OUT, `dashboard-details-${scheme}-${width}.png`) });
+        // Escape closes it; the focus goes to the row's details button.
+        await p.keyboard.press("Escape");
+        await dialog.waitFor({ state: "hidden" });
+        expect(await focusedLabel()).toBe(`Details of ${ada.id}`);
+
+        if (scheme === "light" && width === 1366) {
+          // By keyboard: Enter on the id opens it, the focus on Close; Enter there closes it, the focus back.
+          await row(anon).locator("button[data-details]").focus();
+          await p.keyboard.press("Enter");
+          await p.getByTestId("details-what").waitFor();
+          expect(await p.evaluate(() => document.activeElement?.id)).toBe("details-close");
+          expect(await p.getByTestId("details-user").textContent()).toBe("— (anonymous)");
+          expect(await p.getByTestId("details-edge").textContent()).toBe(edgeOf(anon.id));
+          expect(await p.getByTestId("details-encoding").textContent()).toBe("protobuf (binary frames)");
+          expect(await p.getByTestId("details-channels").locator("li").allTextContents()).toEqual(["details-room"]);
+          expect(await p.getByTestId("details-profile").textContent()).toBe("— (none set)");
+          await p.keyboard.press("Enter");
+          await dialog.waitFor({ state: "hidden" });
+          expect(await focusedLabel()).toBe(`Details of ${anon.id}`);
+          // The action buttons still act, without opening the details.
+          await row(anon).locator("button[data-action=unsubscribe]").click();
+          await p.getByTestId("confirm").waitFor();
+          expect(await dialog.isVisible()).toBe(false);
+          await p.keyboard.press("Escape");
+          await p.getByTestId("confirm").waitFor({ state: "hidden" });
+          // A connection that closed before its edge was asked: the API's NOT_FOUND, in the dialog.
+          const gone = await connectControl(1, "det-gone");
+          await gone.ok({ command: { case: "join", value: { channel: "details-room" } } });
+          await row(gone).waitFor();
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          await p.route("**/realtime.v1.Realtime/GetConnections", async (route) => {
+            await held;
+            await route.continue();
+          });
+          await row(gone).locator("button[data-details]").click();
+          await dialog.waitFor();
+          expect(await p.getByTestId("details-state").textContent()).toBe("asking its edge…");
+          await gone.close();
+          release();
+          await p
+            .getByTestId("details-state")
+            .and(p.locator("[data-state=error]"))
+            .filter({ hasText: `NotFound: no open connection matches connection "${gone.id}"` })
+            .waitFor();
+          expect(await p.getByTestId("details-what").isHidden()).toBe(true);
+          await p.getByTestId("details-close").click();
+          await dialog.waitFor({ state: "hidden" });
+          await p.unroute("**/realtime.v1.Realtime/GetConnections");
+        }
+        await p.close();
+      }
+    }
+    expect(ada.closeCode).toBeUndefined();
+    expect(anon.frames.filter((f) => f.frame.case === "unsubscribed")).toEqual([]);
+  }, 90_000);
 
   it("the channel list is one Tab stop, arrows move in it, Enter watches the channel", async () => {
     for (const name of ["kb/a", "kb/b", "kb/c"]) {

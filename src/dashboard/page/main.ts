@@ -4,7 +4,8 @@
  * ListChannels and Info, charts WatchStats (overview.ts), watches the
  * picked channel with WatchChannel (reconnecting with a fresh snapshot
  * when the stream ends), sends with
- * Send/Broadcast, and unsubscribes or disconnects a member it shows.
+ * Send/Broadcast, shows a member's connection in detail (GetConnections,
+ * connection-details.ts), and unsubscribes or disconnects a member it shows.
  * No framework: the page is small and the DOM is the state it shows.
  */
 import { fromJsonString, toJson, toJsonString } from "@bufbuild/protobuf";
@@ -19,8 +20,9 @@ import {
   type WatchChannelResponse,
 } from "../../../gen/realtime/v1/realtime_pb.js";
 import { CloseCode } from "../../protocol/close-codes.js";
-import { $, clock, el, markStale, setLiveState } from "./dom.js";
 import { startActivity } from "./activity.js";
+import { connectionDetails } from "./connection-details.js";
+import { $, clock, duration, el, markStale, setLiveState } from "./dom.js";
 import { startOverview } from "./overview.js";
 
 /** How often the channel list is refreshed. */
@@ -188,16 +190,6 @@ async function pollNodes() {
 
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? "" : "s"}`;
 
-/** A duration as its two largest units: "42 s", "3 m 5 s", "2 h 10 m", "4 d 1 h". */
-function uptime(ms: number): string {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  const [d, h, m] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
-  if (d > 0) return `${d} d ${h} h`;
-  if (h > 0) return `${h} h ${m} m`;
-  if (m > 0) return `${m} m ${s % 60} s`;
-  return `${s} s`;
-}
-
 function renderNodes(nodes: NodeInfo[], unanswered: number) {
   const now = Date.now();
   const items = nodes.map((n) => {
@@ -208,7 +200,7 @@ function renderNodes(nodes: NodeInfo[], unanswered: number) {
     const head = el("div", "node-head");
     head.append(el("span", `role ${li.dataset.role}`, edge ? "edge" : "API"), el("span", "id", n.id));
     // Uptime is from this browser's clock: off by the skew between it and the node's.
-    const facts = [`v${n.version}`, `up ${uptime(now - Number(n.startedUnixMs))}`];
+    const facts = [`v${n.version}`, `up ${duration(now - Number(n.startedUnixMs))}`];
     if (edge) {
       li.dataset.connections = String(n.connections);
       li.dataset.channels = String(n.channels);
@@ -361,8 +353,14 @@ function drawMembers(flash?: string) {
       b.setAttribute("aria-label", `${ACTION_LABEL[action]} ${m.id}`);
       actions.append(b);
     }
-    const id = el("td", "", m.id);
-    id.append(el("span", "edge", `edge ${edgeOf(m.id)}`));
+    // The id opens the connection's details (so does a click anywhere else on the row).
+    const open = el("button", "link member-id", m.id);
+    open.type = "button";
+    open.dataset.details = "";
+    open.setAttribute("aria-haspopup", "dialog");
+    open.setAttribute("aria-label", `Details of ${m.id}`);
+    const id = el("td");
+    id.append(open, el("span", "edge", `edge ${edgeOf(m.id)}`));
     const cell = el("td", "actions");
     cell.append(actions);
     tr.append(id, el("td", "", m.userId || "—"), el("td", "profile", m.data ? valueText(m.data) : "—"), cell);
@@ -383,10 +381,10 @@ function drawMembers(flash?: string) {
   const focused = document.activeElement;
   const keep =
     focused instanceof HTMLButtonElement && $("members").contains(focused)
-      ? { id: focused.closest("tr")!.dataset.member!, action: focused.dataset.action as Action }
+      ? { id: focused.closest("tr")!.dataset.member!, button: rowButton(focused) }
       : undefined;
   $("members").replaceChildren(...rows);
-  if (keep) focusAction(keep.id, keep.action);
+  if (keep) focusInRow(keep.id, keep.button);
   $("member-count").textContent = String(members.size);
   // The list polls; the watched channel's count is known now.
   const n = $("channel-list").querySelector<HTMLElement>(`li[data-channel="${CSS.escape(selected)}"] .n`);
@@ -474,12 +472,20 @@ function ask(action: Action, member: Member) {
   dialog.showModal();
 }
 
+/** Which of a row's buttons b is, as a selector: an action's, or the details'. */
+function rowButton(b: HTMLButtonElement): string {
+  return b.dataset.action ? `button[data-action="${b.dataset.action}"]` : "button[data-details]";
+}
+
+/** Focuses a button (rowButton) in the member's row, or the Members heading when the row is gone. */
+function focusInRow(id: string, button: string) {
+  const b = $("members").querySelector<HTMLButtonElement>(`tr[data-member="${CSS.escape(id)}"] ${button}`);
+  (b ?? $("members-heading")).focus();
+}
+
 /** Focuses the action's button in the member's row, or the Members heading when the row is gone. */
 function focusAction(id: string, action: Action) {
-  const b = $("members").querySelector<HTMLButtonElement>(
-    `tr[data-member="${CSS.escape(id)}"] button[data-action="${action}"]`,
-  );
-  (b ?? $("members-heading")).focus();
+  focusInRow(id, `button[data-action="${action}"]`);
 }
 
 /** The dialog closed (Confirm, Cancel or Escape): focus goes back to the row, and Confirm calls the API. */
@@ -604,10 +610,20 @@ function start() {
     selected = "";
     if (channel) select(channel);
   });
+  const showDetails = connectionDetails({
+    client,
+    describe,
+    closed: (id) => focusInRow(id, "button[data-details]"),
+  });
   $("members").addEventListener("click", (e) => {
-    const b = (e.target as HTMLElement).closest<HTMLButtonElement>("button[data-action]");
-    const member = members.get(b?.closest("tr")?.dataset.member ?? "");
-    if (b && member) ask(b.dataset.action as Action, member);
+    const target = e.target as HTMLElement;
+    const b = target.closest<HTMLButtonElement>("button[data-action]");
+    const member = members.get(target.closest("tr")?.dataset.member ?? "");
+    if (!member) return;
+    if (b) ask(b.dataset.action as Action, member);
+    // Anywhere else on the row: the connection's details (its id's button, from the keyboard too),
+    // except a click that ends selecting text in the row.
+    else if (target.closest("button[data-details]") || window.getSelection()?.type !== "Range") showDetails(member.id);
   });
   $("confirm-cancel").addEventListener("click", () => ($("confirm") as HTMLDialogElement).close(""));
   $("confirm").addEventListener("close", answered);
