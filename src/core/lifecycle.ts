@@ -25,7 +25,7 @@ import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import { LifecycleEventSchema, type LifecycleEvent } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication } from "./broker.js";
 import { nowUnixUs } from "./presence.js";
-import { createPublication, type IdGenerator } from "./publication.js";
+import type { IdGenerator } from "./publication.js";
 
 /** The internal channel of the lifecycle sequence. */
 export const LIFECYCLE_CHANNEL = "#lifecycle";
@@ -56,7 +56,15 @@ export function lifecyclePublication(ids: IdGenerator, kind: LifecycleKind, at: 
     event: LIFECYCLE_EVENT,
     payload: { case: "binary", value: payload },
   });
-  return createPublication(event, Infinity);
+  // Binary only: no client receives it (only the API's watchers, which
+  // decode the bytes), so its JSON is never built, as the control plane's.
+  return {
+    channel: LIFECYCLE_CHANNEL,
+    event: toBinary(EventSchema, event),
+    eventJson: "",
+    origin: "",
+    skipOrigin: false,
+  };
 }
 
 /**
