@@ -1518,10 +1518,11 @@ export type WatchLifecycleRequest = Message<"realtime.v1.WatchLifecycleRequest">
   /**
    * Resume after this position (that of the last event a previous watch
    * received): every kept event after it comes first, in order. When they
-   * are not all kept any more (or the sequence's epoch changed), the first
-   * message has resync = true: events were missed; read the state again
-   * (ListChannels, GetMembers) and apply the events after it. Unset: live
-   * events from now on.
+   * are not all kept any more (or the sequence's epoch changed), a message
+   * with resync = true comes instead of those missed (first, or, when the
+   * oldest were trimmed while they were being read, after the ones read):
+   * read the state again (ListChannels, GetMembers) and apply the events
+   * after it. Unset: live events from now on.
    *
    * @generated from field: realtime.v1.StreamPosition since = 3;
    */
