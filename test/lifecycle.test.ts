@@ -167,6 +167,9 @@ for (const mode of MODES) {
       for (let i = 1; i < positioned.length; i++)
         expect(positioned[i]!.offset).toBeGreaterThan(positioned[i - 1]!.offset);
       for (const r of positioned) expect(r.event!.atUnixUs).toBeGreaterThan(BigInt(Date.now() - 60_000) * 1000n);
+      // Each with its own id (for a consumer that drops repeats).
+      expect(new Set(positioned.map((r) => r.id)).size).toBe(positioned.length);
+      expect(positioned.every((r) => /^.+\..+$/.test(r.id))).toBe(true);
 
       // The prefix filter: room channels only, no connection events.
       await rooms.saw(["vacated room1"], "the filtered watch");

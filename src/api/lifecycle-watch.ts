@@ -41,14 +41,15 @@ export function watchLifecycle(
 ): AsyncGenerator<WatchLifecycleResponse> {
   const respond = (pub: Publication): WatchLifecycleResponse | undefined => {
     let event: LifecycleEvent;
+    let id: string;
     try {
-      event = lifecycleOf(pub);
+      ({ id, event } = lifecycleOf(pub));
     } catch {
       return undefined;
     }
     const channel = channelOfLifecycle(event);
     if (channel === undefined ? !filter.connections : !channel.startsWith(filter.channelPrefix)) return undefined;
-    return create(WatchLifecycleResponseSchema, { event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
+    return create(WatchLifecycleResponseSchema, { id, event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
   };
   return followChannel(LIFECYCLE_CHANNEL, source, signal, respond, async function* () {
     if (!resume) return { offset: 0n, epoch: "" };

@@ -68,15 +68,15 @@ export function lifecyclePublication(ids: IdGenerator, kind: LifecycleKind, at: 
 }
 
 /**
- * The LifecycleEvent a publication of LIFECYCLE_CHANNEL carries, read from
- * its event bytes (realtime.client.v1.Event, binary payload); throws on
- * bytes that are not one.
+ * The LifecycleEvent a publication of LIFECYCLE_CHANNEL carries, and its
+ * event's id, read from its event bytes (realtime.client.v1.Event, binary
+ * payload); throws on bytes that are not one.
  */
-export function lifecycleOf(pub: Publication): LifecycleEvent {
+export function lifecycleOf(pub: Publication): { id: string; event: LifecycleEvent } {
   const event = fromBinary(EventSchema, pub.event);
   if (event.event !== LIFECYCLE_EVENT || event.payload.case !== "binary")
     throw new Error(`a publication of ${LIFECYCLE_CHANNEL} that is not a lifecycle event`);
-  return fromBinary(LifecycleEventSchema, event.payload.value);
+  return { id: event.id, event: fromBinary(LifecycleEventSchema, event.payload.value) };
 }
 
 /** The channel a lifecycle event is about; undefined for a connection event (opened, closed, edge lost). */
