@@ -42,8 +42,12 @@ let frame = 0;
 /** Ends the stream of the prefix being watched (a new prefix starts another). */
 let stop: AbortController | undefined;
 
-/** Starts the stream, and the filters' handlers; runs for the life of the page. */
-export function startActivity(deps: ActivityDeps): void {
+/**
+ * Starts the stream, and the filters' handlers; runs for the life of the
+ * page. Returns what opens it again now (the API key changed: the call in
+ * flight with the old key is ended, not reported).
+ */
+export function startActivity(deps: ActivityDeps): () => void {
   let prefix = "";
   let timer: ReturnType<typeof setTimeout> | undefined;
   $("activity-prefix").addEventListener("input", () => {
@@ -65,6 +69,7 @@ export function startActivity(deps: ActivityDeps): void {
     $("activity-log").replaceChildren();
   });
   void watch(deps, prefix);
+  return () => void watch(deps, prefix);
 }
 
 async function watch({ client, describe, retryMs }: ActivityDeps, prefix: string) {

@@ -604,6 +604,9 @@ function start() {
     else sessionStorage.removeItem(API_KEY_STORAGE);
     input.value = "";
     $("key-form").hidden = true;
+    // Their calls in flight were made with the old key: their failures must not ask for a key again.
+    rewatchActivity();
+    rewatchOverview();
     void refreshChannels();
     void refreshNodes();
     const channel = selected;
@@ -635,8 +638,8 @@ function start() {
   void refreshChannels();
   setInterval(() => void refreshChannels(), CHANNEL_POLL_MS);
   void pollNodes();
-  startOverview({ client, describe, retryMs: REWATCH_DELAY_MS });
-  startActivity({ client, describe, retryMs: REWATCH_DELAY_MS });
+  const rewatchOverview = startOverview({ client, describe, retryMs: REWATCH_DELAY_MS });
+  const rewatchActivity = startActivity({ client, describe, retryMs: REWATCH_DELAY_MS });
   const fromHash = decodeURIComponent(location.hash.slice(1));
   if (fromHash) select(fromHash);
 }

@@ -77,22 +77,33 @@ export interface OverviewDeps {
   readonly retryMs: number;
 }
 
-/** Builds the charts and starts the stream; runs for the life of the page. */
-export function startOverview(deps: OverviewDeps): void {
+/** Ends the stream being read (watchLoop opens another). */
+let stop: AbortController | undefined;
+
+/**
+ * Builds the charts and starts the stream; runs for the life of the page.
+ * Returns what opens the stream again now (the API key changed: the call in
+ * flight with the old key is ended, not reported).
+ */
+export function startOverview(deps: OverviewDeps): () => void {
   build();
   // The colours come from the theme: follow it when it changes.
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", build);
   new ResizeObserver(() => resize()).observe($("overview"));
   void watchLoop(deps);
+  return () => void watchLoop(deps);
 }
 
 async function watchLoop({ client, describe, retryMs }: OverviewDeps) {
+  stop?.abort();
+  const controller = new AbortController();
+  stop = controller;
   let lostSince: Date | undefined;
-  for (;;) {
+  while (!controller.signal.aborted) {
     if (lostSince === undefined) setLiveState($("stats-state"), "connecting", "connecting…");
     try {
       let first = true;
-      for await (const s of client.watchStats({ intervalMs: STATS_INTERVAL_MS })) {
+      for await (const s of client.watchStats({ intervalMs: STATS_INTERVAL_MS }, { signal: controller.signal })) {
         // The first snapshot of a stream has no rates yet: a gap, not a zero.
         add(s, first);
         first = false;
@@ -104,6 +115,7 @@ async function watchLoop({ client, describe, retryMs }: OverviewDeps) {
       }
       throw new Error("the stream ended");
     } catch (err) {
+      if (controller.signal.aborted) return;
       lostSince ??= new Date();
       setLiveState($("stats-state"), "error", `disconnected since ${clock(lostSince)}: ${describe(err)}`);
       markStale($("overview"), true);
