@@ -730,6 +730,24 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     }
   }, 90_000);
 
+  it("the activity log says it is off when the service keeps no lifecycle (REALTIME_LIFECYCLE=false), and does not ask again", async () => {
+    const off = await startCluster(1, { REALTIME_LIFECYCLE: "false" });
+    try {
+      const p = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+      await p.goto(`http://${off.http}/`);
+      const state = p.getByTestId("activity-state");
+      await expect
+        .poll(() => state.textContent(), { timeout: 10_000 })
+        .toMatch(/^off: FailedPrecondition: .*REALTIME_LIFECYCLE=false/);
+      // Past the page's retry delay it has not tried again (which would say "connecting…").
+      await sleep(3_000);
+      expect(await state.textContent()).toMatch(/^off: /);
+      await p.close();
+    } finally {
+      await off.stop();
+    }
+  }, 30_000);
+
   it("filters channels by prefix", async () => {
     await page.getByTestId("filter").fill("support/");
     await expect

@@ -13,7 +13,7 @@
  * log says so ("missed events") instead of pretending to be complete. A
  * new prefix starts a new stream from now.
  */
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { LeaveReason, type LifecycleEvent, type Realtime } from "../../../gen/realtime/v1/realtime_pb.js";
 import { $, clock, el, markStale, setLiveState } from "./dom.js";
 
@@ -38,6 +38,13 @@ interface Entry {
 }
 
 let pending: Entry[] = [];
+/** The ids of the last events shown (at most twice MAX_ACTIVITY_ENTRIES), to drop repeats. */
+const seen = new Set<string>();
+function remember(id: string) {
+  seen.add(id);
+  // A Set iterates in insertion order: the first is the oldest.
+  if (seen.size > 2 * MAX_ACTIVITY_ENTRIES) seen.delete(seen.values().next().value!);
+}
 let frame = 0;
 /** Ends the stream of the prefix being watched (a new prefix starts another). */
 let stop: AbortController | undefined;
@@ -99,12 +106,20 @@ async function watch({ client, describe, retryMs }: ActivityDeps, prefix: string
         }
         if (r.resync) add(info("missed events: the service no longer keeps all that happened while the log was away"));
         if (!r.event) continue;
+        // At least once (WatchLifecycleResponse.id): a repeat after an outage is shown once.
+        if (seen.has(r.id)) continue;
+        remember(r.id);
         since = { offset: r.offset, epoch: r.epoch };
         add(entryOf(r.event));
       }
       throw new Error("the stream ended");
     } catch (err) {
       if (controller.signal.aborted) return;
+      // The service keeps no lifecycle (REALTIME_LIFECYCLE=false): asking again will not change that.
+      if (ConnectError.from(err).code === Code.FailedPrecondition) {
+        setLiveState($("activity-state"), "error", `off: ${describe(err)}`);
+        return;
+      }
       lostSince ??= new Date();
       setLiveState($("activity-state"), "error", `disconnected since ${clock(lostSince)}: ${describe(err)}`);
       markStale($("activity"), true);
