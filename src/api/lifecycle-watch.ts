@@ -6,11 +6,7 @@
  * lost.
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  WatchLifecycleResponseSchema,
-  type LifecycleEvent,
-  type WatchLifecycleResponse,
-} from "../../gen/realtime/v1/realtime_pb.js";
+import { WatchLifecycleResponseSchema, type WatchLifecycleResponse } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication, StreamPosition } from "../core/broker.js";
 import { channelOfLifecycle, LIFECYCLE_CHANNEL, lifecycleOf } from "../core/lifecycle.js";
 import { MAX_HISTORY_LIMIT } from "../core/limits.js";
@@ -33,6 +29,27 @@ export interface LifecycleFilter {
  * is (watch.ts followChannel). A publication that does not decode is
  * skipped (only the service publishes on LIFECYCLE_CHANNEL).
  */
+/** Each publication's response, decoded once for every watcher of this node (null: not a lifecycle event). */
+const decoded = new WeakMap<Publication, WatchLifecycleResponse | null>();
+
+/**
+ * The response for a publication of LIFECYCLE_CHANNEL, with its offset and
+ * epoch; null for bytes that are not a lifecycle event. Shared by the
+ * watchers it is handed to (the broker hands them one object): do not change it.
+ */
+function lifecycleResponse(pub: Publication): WatchLifecycleResponse | null {
+  let response = decoded.get(pub);
+  if (response !== undefined) return response;
+  try {
+    const { id, event } = lifecycleOf(pub);
+    response = create(WatchLifecycleResponseSchema, { id, event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
+  } catch {
+    response = null;
+  }
+  decoded.set(pub, response);
+  return response;
+}
+
 export function watchLifecycle(
   filter: LifecycleFilter,
   source: WatchSource,
@@ -40,16 +57,11 @@ export function watchLifecycle(
   resume?: WatchResume,
 ): AsyncGenerator<WatchLifecycleResponse> {
   const respond = (pub: Publication): WatchLifecycleResponse | undefined => {
-    let event: LifecycleEvent;
-    let id: string;
-    try {
-      ({ id, event } = lifecycleOf(pub));
-    } catch {
-      return undefined;
-    }
-    const channel = channelOfLifecycle(event);
+    const response = lifecycleResponse(pub);
+    if (!response) return undefined;
+    const channel = channelOfLifecycle(response.event!);
     if (channel === undefined ? !filter.connections : !channel.startsWith(filter.channelPrefix)) return undefined;
-    return create(WatchLifecycleResponseSchema, { id, event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
+    return response;
   };
   return followChannel(LIFECYCLE_CHANNEL, source, signal, respond, async function* () {
     if (!resume) return { offset: 0n, epoch: "" };

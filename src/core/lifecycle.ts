@@ -24,6 +24,7 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import { EventSchema } from "../../gen/realtime/client/v1/client_pb.js";
 import { LifecycleEventSchema, type LifecycleEvent } from "../../gen/realtime/v1/realtime_pb.js";
 import type { Publication } from "./broker.js";
+import { encodeEventBinary, type ApplicationEvent } from "../wire/event-codec.js";
 import { nowUnixUs } from "./presence.js";
 import type { IdGenerator } from "./publication.js";
 
@@ -55,12 +56,13 @@ export function lifecyclePublication(ids: IdGenerator, kind: LifecycleKind, at: 
     channel: LIFECYCLE_CHANNEL,
     event: LIFECYCLE_EVENT,
     payload: { case: "binary", value: payload },
-  });
+  }) as ApplicationEvent;
   // Binary only: no client receives it (only the API's watchers, which
   // decode the bytes), so its JSON is never built, as the control plane's.
+  // The event codec every application event takes (publication.ts).
   return {
     channel: LIFECYCLE_CHANNEL,
-    event: toBinary(EventSchema, event),
+    event: encodeEventBinary(event),
     eventJson: "",
     origin: "",
     skipOrigin: false,

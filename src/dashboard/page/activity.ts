@@ -15,7 +15,8 @@
  */
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { LeaveReason, type LifecycleEvent, type Realtime } from "../../../gen/realtime/v1/realtime_pb.js";
-import { $, clock, el, markStale, setLiveState } from "./dom.js";
+import { $, clock, el } from "./dom.js";
+import { follow } from "./follow.js";
 
 /** Entries kept in the log; older ones scroll away. */
 export const MAX_ACTIVITY_ENTRIES = 500;
@@ -87,45 +88,27 @@ async function watch({ client, describe, retryMs }: ActivityDeps, prefix: string
   $("activity-log").dataset.prefix = prefix;
   /** The position of the last event received: a stream opened again resumes after it. */
   let since: { offset: bigint; epoch: string } | undefined;
-  let lostSince: Date | undefined;
-  while (!controller.signal.aborted) {
-    if (lostSince === undefined) setLiveState($("activity-state"), "connecting", "connecting…");
-    try {
-      const stream = client.watchLifecycle(
-        // Connection events belong to no channel: shown while no prefix narrows the log.
-        { channelPrefix: prefix, connections: prefix === "", since },
-        { signal: controller.signal },
-      );
-      // The API answers nothing until the first event: until then the state says "watching".
-      if (lostSince === undefined) setLiveState($("activity-state"), "connecting", "watching…");
-      for await (const r of stream) {
-        if (lostSince !== undefined || $("activity-state").dataset.state !== "live") {
-          lostSince = undefined;
-          setLiveState($("activity-state"), "live", "● live");
-          markStale($("activity"), false);
-        }
-        if (r.resync) add(info("missed events: the service no longer keeps all that happened while the log was away"));
-        if (!r.event) continue;
-        // At least once (WatchLifecycleResponse.id): a repeat after an outage is shown once.
-        if (seen.has(r.id)) continue;
-        remember(r.id);
-        since = { offset: r.offset, epoch: r.epoch };
-        add(entryOf(r.event));
-      }
-      throw new Error("the stream ended");
-    } catch (err) {
-      if (controller.signal.aborted) return;
-      // The service keeps no lifecycle (REALTIME_LIFECYCLE=false): asking again will not change that.
-      if (ConnectError.from(err).code === Code.FailedPrecondition) {
-        setLiveState($("activity-state"), "error", `off: ${describe(err)}`);
-        return;
-      }
-      lostSince ??= new Date();
-      setLiveState($("activity-state"), "error", `disconnected since ${clock(lostSince)}: ${describe(err)}`);
-      markStale($("activity"), true);
-    }
-    await new Promise((r) => setTimeout(r, retryMs));
-  }
+  await follow(controller.signal, {
+    state: $("activity-state"),
+    view: $("activity"),
+    describe,
+    retryMs,
+    // Connection events belong to no channel: shown while no prefix narrows the log.
+    open: (signal) => client.watchLifecycle({ channelPrefix: prefix, connections: prefix === "", since }, { signal }),
+    // The API answers nothing until the first event.
+    waiting: "watching…",
+    message: (r) => {
+      if (r.resync) add(info("missed events: the service no longer keeps all that happened while the log was away"));
+      if (!r.event) return;
+      // At least once (WatchLifecycleResponse.id): a repeat after an outage is shown once.
+      if (seen.has(r.id)) return;
+      remember(r.id);
+      since = { offset: r.offset, epoch: r.epoch };
+      add(entryOf(r.event));
+    },
+    // The service keeps no lifecycle (REALTIME_LIFECYCLE=false): asking again will not change that.
+    final: (err) => (ConnectError.from(err).code === Code.FailedPrecondition ? `off: ${describe(err)}` : undefined),
+  });
 }
 
 function info(body: string): Entry {

@@ -13,7 +13,8 @@
 import type { Client } from "@connectrpc/connect";
 import uPlot from "uplot";
 import type { Realtime, WatchStatsResponse } from "../../../gen/realtime/v1/realtime_pb.js";
-import { $, clock, el, markStale, setLiveState } from "./dom.js";
+import { $, clock, el } from "./dom.js";
+import { follow } from "./follow.js";
 
 /** How much the charts show at the most. */
 export const OVERVIEW_WINDOW_S = 300;
@@ -98,31 +99,16 @@ async function watchLoop({ client, describe, retryMs }: OverviewDeps) {
   stop?.abort();
   const controller = new AbortController();
   stop = controller;
-  let lostSince: Date | undefined;
-  while (!controller.signal.aborted) {
-    if (lostSince === undefined) setLiveState($("stats-state"), "connecting", "connecting…");
-    try {
-      let first = true;
-      for await (const s of client.watchStats({ intervalMs: STATS_INTERVAL_MS }, { signal: controller.signal })) {
-        // The first snapshot of a stream has no rates yet: a gap, not a zero.
-        add(s, first);
-        first = false;
-        if (lostSince !== undefined || $("stats-state").dataset.state !== "live") {
-          lostSince = undefined;
-          setLiveState($("stats-state"), "live", "● live");
-          markStale($("overview"), false);
-        }
-      }
-      throw new Error("the stream ended");
-    } catch (err) {
-      if (controller.signal.aborted) return;
-      lostSince ??= new Date();
-      setLiveState($("stats-state"), "error", `disconnected since ${clock(lostSince)}: ${describe(err)}`);
-      markStale($("overview"), true);
-      gap();
-    }
-    await new Promise((r) => setTimeout(r, retryMs));
-  }
+  await follow(controller.signal, {
+    state: $("stats-state"),
+    view: $("overview"),
+    describe,
+    retryMs,
+    open: (signal) => client.watchStats({ intervalMs: STATS_INTERVAL_MS }, { signal }),
+    // The first snapshot of a stream has no rates yet: a gap, not a zero.
+    message: add,
+    failed: gap,
+  });
 }
 
 /** Adds one snapshot; rates of the first of a stream are left out (none yet). */
