@@ -645,17 +645,98 @@ describe("edge core: presence", () => {
   });
 });
 
+describe("edge core: presence windows, held once per channel", () => {
+  it("a member that joins while the window is open gets only what follows its join, as a plain one does", async () => {
+    const { connect, join, backendSend } = presenceSetup();
+    const early = connect(true, false);
+    await join(early.s, "c");
+    await join(connect(false).s, "c");
+    const late = connect(true, false);
+    const latePlain = connect(false, false);
+    await join(latePlain.s, "c");
+    await join(late.s, "c");
+    const after = [connect(false), connect(false)];
+    for (const o of after) await join(o.s, "c");
+    await backendSend("c");
+    const ids = (t: FakeTransport) => t.allEvents().map((e) => (e.payload.value as { id: string }).id ?? e.event);
+    // late joined after latePlain: it has the same events as latePlain minus late's own join (echo off).
+    expect(summary(late.t.allEvents())).toEqual(summary(latePlain.t.allEvents().filter((_, i) => i !== 0)));
+    expect(ids(late.t)).toEqual([...after.map((o) => o.s.id), "msg"]);
+    expect(ids(early.t)).toHaveLength(3 + after.length + 1);
+  });
+
+  it("the members that read a whole window get the same bytes, built once", async () => {
+    const { connect, join, backendSend } = presenceSetup();
+    const a = connect(true, false);
+    const b = connect(true, false);
+    await join(a.s, "c");
+    await join(b.s, "c");
+    await backendSend("c"); // ends the window that held b's own join, which a reads and b does not
+    const at = [a.t.sent.length, b.t.sent.length];
+    for (let i = 0; i < 3; i++) await join(connect(false).s, "c");
+    await backendSend("c");
+    const frameA = a.t.sent[at[0]!]!;
+    expect(b.t.sent[at[1]!]).toBe(frameA); // the very same array
+    expect(a.t.frames()[at[0]!]!.frame.case).toBe("presence");
+  });
+
+  it("a member that leaves is sent what it was owed before its leave's reply; nothing after", async () => {
+    const { connect, cmd, join, backendSend } = presenceSetup();
+    const w = connect(true, false);
+    await join(w.s, "c");
+    const x = connect(false);
+    await join(x.s, "c");
+    const before = w.t.sent.length;
+    await cmd(w.s, { id: 4, command: { case: "leave", value: { channel: "c" } } });
+    await join(connect(false).s, "c");
+    await backendSend("c");
+    const frames = w.t.frames().slice(before);
+    expect(frames.map((f) => f.frame.case)).toEqual(["event", "reply"]);
+    expect((frames[0]!.frame.value as Event).event).toBe("channel:join");
+  });
+
+  it("an event of another channel, or a reply, sends the connection's share of every window first", async () => {
+    const { connect, cmd, join, backendSend } = presenceSetup();
+    const w = connect(true, false);
+    const other = connect(true, false);
+    await join(w.s, "a");
+    await join(w.s, "b");
+    await join(other.s, "a");
+    const before = w.t.sent.length;
+    await join(connect(false).s, "a");
+    await join(connect(false).s, "a");
+    await backendSend("b");
+    const frames = w.t.frames().slice(before);
+    expect(frames.map((f) => f.frame.case)).toEqual(["presence", "event"]);
+    expect((frames[1]!.frame.value as Event).channel).toBe("b");
+    // other is not in b: its share waits for the window.
+    const otherBefore = other.t.sent.length;
+    await join(connect(false).s, "a");
+    await cmd(w.s, { id: 5, command: { case: "leave", value: { channel: "b" } } });
+    expect(
+      w.t
+        .frames()
+        .slice(-2)
+        .map((f) => f.frame.case),
+    ).toEqual(["event", "reply"]);
+    expect(other.t.sent.length).toBe(otherBefore);
+  });
+});
+
 describe("edge core: presence bounds", () => {
-  it("a connection holds at most MAX_HELD_PRESENCE_EVENTS, and no presence frame lists more than MAX_PRESENCE_FRAME_BYTES", async () => {
+  it("a channel's window holds at most MAX_HELD_PRESENCE_EVENTS, and no presence frame lists more than MAX_PRESENCE_FRAME_BYTES", async () => {
     const { connect, join } = presenceSetup();
     const w = connect(true, false);
     await join(w.s, "c");
     const before = w.t.sent.length;
-    for (let i = 0; i < MAX_HELD_PRESENCE_EVENTS; i++) await join(connect(false).s, "c");
+    // The window opened with w's own join (not for w: echo is off), so it is full after MAX - 1 more.
+    for (let i = 0; i < MAX_HELD_PRESENCE_EVENTS - 2; i++) await join(connect(false).s, "c");
+    expect(w.t.sent.length).toBe(before);
+    await join(connect(false).s, "c");
     // Nothing else was sent to w and the window is a minute: the bound sent them.
     const frames = w.t.frames().slice(before);
     const listed = frames.flatMap((f) => (f.frame.case === "presence" ? f.frame.value.events : []));
-    expect(listed).toHaveLength(MAX_HELD_PRESENCE_EVENTS);
+    expect(listed).toHaveLength(MAX_HELD_PRESENCE_EVENTS - 1);
     expect(frames.length).toBeGreaterThan(1);
     for (const f of frames) {
       const events = f.frame.case === "presence" ? f.frame.value.events : [];

@@ -51,9 +51,9 @@ export const MAX_PENDING_COMMANDS = 256;
 export const ECHO_WAIT_MS = 1_000;
 
 /**
- * Most system events one connection holds for a presence frame: at this
- * many they are sent at once, window or not, so that a burst (the leaves of
- * a dead edge's members) costs each connection a bounded list.
+ * Most system events one channel's presence window holds: at this many
+ * they are sent at once, window or not, so that a burst (the leaves of a
+ * dead edge's members) costs each connection a bounded list.
  */
 export const MAX_HELD_PRESENCE_EVENTS = 1_024;
 
@@ -124,15 +124,14 @@ export class Session {
   errorBudget = 0;
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
-  /** It asked for presence frames (presence=batch): system events wait in held for the edge's window. */
-  presenceBatches = false;
   /**
-   * The system events it is owed, in the order they reached it, that wait
-   * to go out as presence frames; undefined when none. Anything else sent
-   * to it first sends these (Edge.flushHeld), so that it gets the same
-   * sequence as a connection without batches, only grouped.
+   * It asked for presence frames (presence=batch): its channels' system
+   * events wait in their channel's PresenceWindow. Anything else sent to it
+   * first sends its share of them (Edge.flushOpenFor), so that each of its
+   * channels' events come in the same sequence as without batches, only
+   * grouped.
    */
-  held: Publication[] | undefined;
+  presenceBatches = false;
   /** When the edge accepted it, ms since the Unix epoch (GetConnections' connected_at). */
   readonly connectedUnixMs = Date.now();
 
@@ -174,6 +173,28 @@ interface LocalChannel {
    * last position it was handed; fanOut does not hand it those again.
    */
   ahead: Map<Session, StreamPosition> | undefined;
+  /** Its members that did not ask for presence frames: they get each system event at once. */
+  unbatched: Set<Session> | undefined;
+  /** Its system events of the open presence window; undefined when none is open. */
+  window: PresenceWindow | undefined;
+}
+
+/**
+ * A channel's system events held for its members that batch them, once for
+ * all of them: holding an event costs O(1), not O(members), and the end of
+ * the window builds each frame once and writes the same bytes to every
+ * member that reads the whole window.
+ */
+interface PresenceWindow {
+  /** The channel's system events in this window, in its order. */
+  readonly pubs: Publication[];
+  /**
+   * Members that read it from a later index than 0: those that joined
+   * during it, that were sent their share early (something else was sent
+   * to them), or that must not get one of its events (their own without
+   * echo, one a replay already handed them).
+   */
+  readonly from: Map<Session, number>;
 }
 
 /** The connections of one user on this edge, and this edge's subscription to the user's control channel. */
@@ -301,9 +322,9 @@ export class Edge {
   private readonly echoes = new Map<string, PendingEcho[]>();
   /** The connections replaying a channel's history, and what arrived live meanwhile. */
   private readonly recovering = new Map<Session, Recovery>();
-  /** The connections with system events held for a presence frame, in the order they got their first. */
-  private readonly holding = new Set<Session>();
-  /** Sends what holding holds, at the end of the presence window. */
+  /** The channels with an open presence window. */
+  private readonly openWindows = new Set<LocalChannel>();
+  /** Sends what the open windows hold, at the end of the presence window. */
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private readonly presenceEvents: PresenceEventsFor;
   private readonly presenceWindowMs: number;
@@ -626,6 +647,7 @@ export class Edge {
 
   /** Tells the channel's connections that events after position were lost (ServerFrame.resync). */
   private resync(local: LocalChannel, position: StreamPosition): void {
+    if (local.window) this.flushWindow(local);
     for (const session of local.sessions) this.sendResync(session, local.channel, position);
   }
 
@@ -654,6 +676,13 @@ export class Edge {
     // Members of a channel without presence events get none (not even their own).
     if (system && !local.presenceEvents) return;
     if (pub.skipOrigin && pub.offset && this.echoes.size > 0) this.echoArrived(pub);
+    if (system) {
+      if (local.sessions.size > (local.unbatched?.size ?? 0)) {
+        this.holdInWindow(local, pub);
+        if (!local.unbatched) return;
+        targets = local.unbatched;
+      }
+    } else if (local?.window) this.flushWindow(local);
     let binary: Uint8Array | undefined;
     let json: Uint8Array | undefined;
     let written = 0;
@@ -674,11 +703,7 @@ export class Edge {
           continue;
         }
       }
-      if (system && session.presenceBatches) {
-        this.holdFor(session, pub);
-        continue;
-      }
-      if (session.held) this.flushHeld(session);
+      if (this.openWindows.size > 0) this.flushOpenFor(session);
       try {
         if (session.encoding === Encoding.Json) session.transport.send((json ??= jsonEventFrame(pub)), true, true);
         else session.transport.send((binary ??= binaryEventFrame(pub)), false, true);
@@ -782,19 +807,55 @@ export class Edge {
     return this.channels.get(pub.channel)?.presenceEvents ?? this.presenceEvents(pub.channel);
   }
 
-  /** pub, a system event, waits in the connection's held events for the end of the window. */
-  private holdFor(session: Session, pub: Publication): void {
-    if (session.held) {
-      session.held.push(pub);
-      if (session.held.length >= MAX_HELD_PRESENCE_EVENTS) return this.flushHeld(session);
-    } else {
-      session.held = [pub];
-      this.holding.add(session);
+  /**
+   * pub, a system event of local, waits in the channel's window for its
+   * members that batch (those in local.unbatched get it from fanOut at once).
+   * A member that must not get it (its own event without echo; one that
+   * recovers the channel, whose copy waits with its replay; one a replay
+   * handed it already) is sent its share of the window first, and reads
+   * on after it.
+   */
+  private holdInWindow(local: LocalChannel, pub: Publication): void {
+    let w = local.window;
+    if (!w) {
+      w = local.window = { pubs: [], from: new Map() };
+      this.openWindows.add(local);
+      this.armWindowTimer();
     }
+    const at = w.pubs.length;
+    w.pubs.push(pub);
+    if (pub.skipOrigin) {
+      const origin = this.sessions.get(pub.origin);
+      if (origin?.presenceBatches && local.sessions.has(origin)) this.skipInWindow(local, origin, at);
+    }
+    if (this.recovering.size > 0) {
+      for (const [session, r] of this.recovering) {
+        if (r.channel !== pub.channel || !session.presenceBatches || !local.sessions.has(session)) continue;
+        if (r.buffer.length < MAX_RECOVERY_EVENTS) r.buffer.push(pub);
+        else r.overflow = true;
+        this.skipInWindow(local, session, at);
+      }
+    }
+    if (local.ahead) {
+      for (const session of [...local.ahead.keys()])
+        if (session.presenceBatches && this.handedAlready(local, local.ahead, session, pub))
+          this.skipInWindow(local, session, at);
+    }
+    if (w.pubs.length >= MAX_HELD_PRESENCE_EVENTS) this.flushWindow(local);
+  }
+
+  /** session is not to get local's window event at index at: it is sent those before, and reads on after it. */
+  private skipInWindow(local: LocalChannel, session: Session, at: number): void {
+    const w = local.window!;
+    if ((w.from.get(session) ?? 0) < at) this.flushShare(local, session, at);
+    w.from.set(session, at + 1);
+  }
+
+  private armWindowTimer(): void {
     if (this.flushTimer !== undefined) return;
     const flush = (): void => {
       this.flushTimer = undefined;
-      this.flushHolding();
+      for (const local of [...this.openWindows]) this.flushWindow(local);
     };
     if (this.presenceWindowMs === 0) this.flushTimer = setImmediate(flush);
     else {
@@ -804,33 +865,51 @@ export class Edge {
   }
 
   /**
-   * The end of the window: every connection gets its held events. Those of
-   * one channel's members were held by the same fan-outs, so consecutive
-   * connections mostly hold the same list: its frames are built once for
-   * them (compared element by element: exact, and cheaper than encoding).
+   * The end of local's window (its time is up, it is full, or an event of
+   * the channel that is not held comes next): every member that batches
+   * gets its share. The frames of a share are built once per start index
+   * and encoding: the members that read the whole window (nearly all) get
+   * the same bytes.
    */
-  private flushHolding(): void {
-    let last: { held: Publication[]; encoding: Encoding; frames: Uint8Array[] } | undefined;
-    for (const session of this.holding) {
-      const held = session.held!;
-      session.held = undefined;
-      if (session.closed) continue;
-      const frames =
-        last !== undefined && last.encoding === session.encoding && sameList(last.held, held)
-          ? last.frames
-          : presenceFrames(held, session.encoding);
-      last = { held, encoding: session.encoding, frames };
+  private flushWindow(local: LocalChannel): void {
+    const w = local.window;
+    if (!w) return;
+    local.window = undefined;
+    this.openWindows.delete(local);
+    const n = w.pubs.length;
+    const built = new Map<number, Uint8Array[]>();
+    for (const session of local.sessions) {
+      if (!session.presenceBatches || session.closed) continue;
+      const from = w.from.size === 0 ? 0 : (w.from.get(session) ?? 0);
+      if (from >= n) continue;
+      const key = from * 2 + (session.encoding === Encoding.Json ? 1 : 0);
+      let frames = built.get(key);
+      if (!frames) {
+        frames = presenceFrames(from === 0 ? w.pubs : w.pubs.slice(from), session.encoding);
+        built.set(key, frames);
+      }
       this.writeFrames(session, frames);
     }
-    this.holding.clear();
   }
 
-  /** Sends the connection its held events now (something else is about to be sent to it). */
-  private flushHeld(session: Session): void {
-    const held = session.held!;
-    session.held = undefined;
-    this.holding.delete(session);
-    if (!session.closed) this.writeFrames(session, presenceFrames(held, session.encoding));
+  /** Sends session local's window events from its index up to end now; it reads on from end. */
+  private flushShare(local: LocalChannel, session: Session, end = local.window!.pubs.length): void {
+    const w = local.window!;
+    const from = w.from.get(session) ?? 0;
+    if (from >= end) return;
+    w.from.set(session, end);
+    if (!session.closed) this.writeFrames(session, presenceFrames(w.pubs.slice(from, end), session.encoding));
+  }
+
+  /** Sends session its share of every open window of its channels (something else is about to be sent to it). */
+  private flushOpenFor(session: Session): void {
+    if (!session.presenceBatches) return;
+    if (session.channels.size <= this.openWindows.size) {
+      for (const channel of session.channels) {
+        const local = this.channels.get(channel);
+        if (local?.window) this.flushShare(local, session);
+      }
+    } else for (const local of this.openWindows) if (local.sessions.has(session)) this.flushShare(local, session);
   }
 
   private writeFrames(session: Session, frames: readonly Uint8Array[]): void {
@@ -1196,12 +1275,17 @@ export class Edge {
         filling: undefined,
         overflow: false,
         ahead: undefined,
+        unbatched: undefined,
+        window: undefined,
       };
       this.channels.set(channel, local);
     }
     // Live publications wait while the history is replayed.
     if (since) this.recovering.set(session, { channel, buffer: [], overflow: false });
     local.sessions.add(session);
+    if (!session.presenceBatches) (local.unbatched ??= new Set()).add(session);
+    // It gets the channel's events from now on, not those held before.
+    if (local.window) local.window.from.set(session, local.window.pubs.length);
     session.channels.add(channel);
     try {
       await local.subscribed;
@@ -1429,9 +1513,19 @@ export class Edge {
     session.channels.delete(channel);
     const local = this.channels.get(channel);
     if (!local) return;
+    // What it was owed of the channel before it left goes out first.
+    if (local.window && local.sessions.has(session)) {
+      if (session.presenceBatches) this.flushShare(local, session);
+      local.window.from.delete(session);
+    }
     local.sessions.delete(session);
+    local.unbatched?.delete(session);
     local.ahead?.delete(session);
     if (local.sessions.size === 0) {
+      if (local.window) {
+        local.window = undefined;
+        this.openWindows.delete(local);
+      }
       this.channels.delete(channel);
       this.options.broker.unsubscribe(channel).catch((err) => this.options.onError?.(err));
     }
@@ -1439,7 +1533,7 @@ export class Edge {
 
   private deliverTo(session: Session, pub: Publication): void {
     if (session.closed || !this.wants(pub)) return;
-    if (session.held) this.flushHeld(session);
+    if (this.openWindows.size > 0) this.flushOpenFor(session);
     this.observer.messageOut("event", 1);
     if (session.encoding === Encoding.Json) session.transport.send(jsonEventFrame(pub), true, true);
     else session.transport.send(binaryEventFrame(pub), false, true);
@@ -1472,7 +1566,7 @@ export class Edge {
 
   private send(session: Session, init: Parameters<typeof serverFrame>[0], kind: "event" | "reply" = "reply"): void {
     if (session.closed) return;
-    if (session.held) this.flushHeld(session);
+    if (this.openWindows.size > 0) this.flushOpenFor(session);
     this.observer.messageOut(kind, 1);
     session.transport.send(serverFrame(init, session.encoding), session.encoding === Encoding.Json);
   }
@@ -1505,13 +1599,6 @@ function presenceFrames(held: readonly Publication[], encoding: Encoding): Uint8
     start = end;
   }
   return frames;
-}
-
-/** Whether two lists hold the same publications in the same order. */
-function sameList(a: readonly Publication[], b: readonly Publication[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Whether two byte arrays hold the same bytes. */
