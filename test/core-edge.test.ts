@@ -18,6 +18,7 @@ import { MemoryBroker } from "../src/core/broker-memory.js";
 import {
   Edge,
   MAX_HELD_PRESENCE_EVENTS,
+  MAX_PRESENCE_FRAMES_PER_SECOND,
   MAX_PRESENCE_FRAME_BYTES,
   type EdgeOptions,
   type Session,
@@ -720,6 +721,23 @@ describe("edge core: presence windows, held once per channel", () => {
         .map((f) => f.frame.case),
     ).toEqual(["event", "reply"]);
     expect(other.t.sent.length).toBe(otherBefore);
+  });
+});
+
+describe("edge core: presence windows scale with the channel", () => {
+  it("a channel with many members here gets a longer window: members / MAX_PRESENCE_FRAMES_PER_SECOND", async () => {
+    const { connect, join } = presenceSetup(10);
+    const members = 2_000; // 2,000 / 10,000 per second: 200 ms, where the setting says 10
+    for (let i = 0; i < members; i++) await join(connect(false).s, "big");
+    const w = connect(true, false);
+    const opened = Date.now();
+    await join(w.s, "big"); // opens the window (w's own join, which w does not get: echo off)
+    const before = w.t.sent.length;
+    await join(connect(false).s, "big");
+    while (w.t.sent.length === before) await new Promise((r) => setTimeout(r, 5));
+    expect(MAX_PRESENCE_FRAMES_PER_SECOND).toBe(10_000);
+    expect(Date.now() - opened).toBeGreaterThanOrEqual(((members + 1) * 1_000) / MAX_PRESENCE_FRAMES_PER_SECOND - 2);
+    expect(w.t.allEvents().at(-1)!.event).toBe("channel:join");
   });
 });
 

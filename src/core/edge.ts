@@ -21,7 +21,12 @@ import {
   serverFrame,
 } from "../wire/client-codec.js";
 import { isSystemEventBytes } from "../wire/event-codec.js";
-import { ALL_PRESENCE_EVENTS, DEFAULT_PRESENCE_WINDOW_MS, type PresenceEventsFor } from "./presence-rules.js";
+import {
+  ALL_PRESENCE_EVENTS,
+  DEFAULT_PRESENCE_WINDOW_MS,
+  MAX_PRESENCE_WINDOW_MS,
+  type PresenceEventsFor,
+} from "./presence-rules.js";
 import { asRealtimeError, Code, RealtimeError } from "../protocol/errors.js";
 import { MAX_HISTORY_LIMIT, MAX_HISTORY_REPLY_BYTES, MAX_RECOVERY_EVENTS, type Limits } from "./limits.js";
 import { checkChannel, checkEvent } from "./names.js";
@@ -56,6 +61,18 @@ export const ECHO_WAIT_MS = 1_000;
  * dead edge's members) costs each connection a bounded list.
  */
 export const MAX_HELD_PRESENCE_EVENTS = 1_024;
+
+/**
+ * Most presence frames per second one channel's windows cost this edge,
+ * when REALTIME_PRESENCE_WINDOW_MS > 0: each window sends every member that
+ * batches one frame (or a few), so a channel with more members here than
+ * this many times the window gets a longer window, members / this seconds,
+ * up to MAX_PRESENCE_WINDOW_MS. 10,000 frames/s is about an eighth of a
+ * core here (a frame costs an edge ~12 µs, docs/scaling.md): a channel of
+ * 2,000 members here keeps the configured 200 ms, one of 5,000 gets 500 ms,
+ * one of 10,000 or more a second.
+ */
+export const MAX_PRESENCE_FRAMES_PER_SECOND = 10_000;
 
 /**
  * Largest presence frame, in bytes of the events' binary encoding (JSON
@@ -195,6 +212,8 @@ interface PresenceWindow {
    * echo, one a replay already handed them).
    */
   readonly from: Map<Session, number>;
+  /** When it ends, Date.now() ms (Edge.windowMs after it opened). */
+  readonly deadline: number;
 }
 
 /** The connections of one user on this edge, and this edge's subscription to the user's control channel. */
@@ -324,8 +343,9 @@ export class Edge {
   private readonly recovering = new Map<Session, Recovery>();
   /** The channels with an open presence window. */
   private readonly openWindows = new Set<LocalChannel>();
-  /** Sends what the open windows hold, at the end of the presence window. */
+  /** Sends what the open windows hold, at the end of the earliest one (at flushAt). */
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private flushAt = 0;
   private readonly presenceEvents: PresenceEventsFor;
   private readonly presenceWindowMs: number;
   /** The users of the open connections, by user id (control plane only). */
@@ -818,9 +838,9 @@ export class Edge {
   private holdInWindow(local: LocalChannel, pub: Publication): void {
     let w = local.window;
     if (!w) {
-      w = local.window = { pubs: [], from: new Map() };
+      w = local.window = { pubs: [], from: new Map(), deadline: Date.now() + this.windowMs(local) };
       this.openWindows.add(local);
-      this.armWindowTimer();
+      this.armWindowTimer(w.deadline);
     }
     const at = w.pubs.length;
     w.pubs.push(pub);
@@ -851,17 +871,46 @@ export class Edge {
     w.from.set(session, at + 1);
   }
 
-  private armWindowTimer(): void {
-    if (this.flushTimer !== undefined) return;
-    const flush = (): void => {
-      this.flushTimer = undefined;
-      for (const local of [...this.openWindows]) this.flushWindow(local);
-    };
-    if (this.presenceWindowMs === 0) this.flushTimer = setImmediate(flush);
-    else {
-      this.flushTimer = setTimeout(flush, this.presenceWindowMs);
-      this.flushTimer.unref?.();
+  /** How long local's window lasts: the setting, longer for a channel with many members here (MAX_PRESENCE_FRAMES_PER_SECOND). */
+  private windowMs(local: LocalChannel): number {
+    if (this.presenceWindowMs === 0) return 0;
+    const scaled = Math.ceil((local.sessions.size * 1_000) / MAX_PRESENCE_FRAMES_PER_SECOND);
+    return Math.min(Math.max(this.presenceWindowMs, scaled), Math.max(this.presenceWindowMs, MAX_PRESENCE_WINDOW_MS));
+  }
+
+  /** The timer fires by deadline (0 windows: at the end of this turn of the event loop). */
+  private armWindowTimer(deadline: number): void {
+    if (this.presenceWindowMs === 0) {
+      this.flushTimer ??= setImmediate(() => {
+        this.flushTimer = undefined;
+        this.flushDue(Infinity);
+      });
+      return;
     }
+    if (this.flushTimer !== undefined) {
+      if (this.flushAt <= deadline) return;
+      clearTimeout(this.flushTimer as NodeJS.Timeout);
+    }
+    this.flushAt = deadline;
+    this.flushTimer = setTimeout(
+      () => {
+        this.flushTimer = undefined;
+        this.flushDue(Date.now());
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    this.flushTimer.unref?.();
+  }
+
+  /** Ends the windows due by now; the timer goes on for the others. */
+  private flushDue(now: number): void {
+    let next = Infinity;
+    for (const local of [...this.openWindows]) {
+      const deadline = local.window!.deadline;
+      if (deadline <= now + 1) this.flushWindow(local);
+      else next = Math.min(next, deadline);
+    }
+    if (next !== Infinity) this.armWindowTimer(next);
   }
 
   /**
