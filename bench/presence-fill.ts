@@ -20,13 +20,11 @@
  * Prints Markdown; docs/scaling.md quotes it. One process holds every
  * client socket (MEMBERS fds, under the 20,000 allowed here).
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import WebSocket from "ws";
-import { ClientFrameSchema, ServerFrameSchema } from "../gen/realtime/client/v1/client_pb.js";
 import { startProcess, type Proc } from "../test/helpers/cluster.js";
 import { realtimeClient } from "../test/helpers/grpc-client.js";
+import { fillMember, type FillMember } from "./lib/fill-member.js";
 
 const arg = (name: string, fallback: number): number => {
   const at = process.argv.indexOf(`--${name}`);
@@ -73,55 +71,16 @@ async function deploy(): Promise<{ api: Proc; edges: Proc[]; stop(): Promise<voi
   return { api, edges, stop: () => Promise.all([...edges, api].map((p) => p.stop())).then(() => {}) };
 }
 
-interface Member {
-  ws: WebSocket;
-  frames: number;
-  bytes: number;
-  joined: Promise<void>;
-  marked: Promise<void>;
-}
-
-/** A member: connects to url, joins channel, and counts frames until the marker comes. */
-function member(url: string, channel: string): Member {
-  const ws = new WebSocket(`${url}?presence=batch&echo=false`, "realtime.v1.proto", {
-    perMessageDeflate: false,
-    skipUTF8Validation: true,
-  });
-  const m = { ws, frames: 0, bytes: 0 } as Member;
-  let joined!: () => void;
-  let marked!: () => void;
-  let failed!: (err: Error) => void;
-  m.joined = new Promise((resolve, reject) => ((joined = resolve), (failed = reject)));
-  m.marked = new Promise((resolve) => (marked = resolve));
-  const join = toBinary(
-    ClientFrameSchema,
-    create(ClientFrameSchema, { id: 1, command: { case: "join", value: { channel } } }),
-  );
-  ws.on("open", () => ws.send(join));
-  ws.on("error", (err) => failed(err));
-  ws.on("message", (data: Buffer) => {
-    m.frames++;
-    m.bytes += data.length;
-    if (data[0] === 0x12) {
-      const f = fromBinary(ServerFrameSchema, data);
-      if (f.frame.case !== "reply" || f.frame.value.id !== 1) return;
-      if (f.frame.value.error) failed(new Error(f.frame.value.error.message));
-      else joined();
-    } else if (data[0] === 0x1a && data.length < 256 && data.includes(MARKER)) marked();
-  });
-  return m;
-}
-
 async function fill(d: Awaited<ReturnType<typeof deploy>>, channel: string) {
   const api = realtimeClient(d.api.ready.grpc!);
-  const members: Member[] = [];
+  const members: FillMember[] = [];
   const cpu0 = { api: cpu(d.api), edges: cpu(d.edges[0]!) + cpu(d.edges[1]!), clients: ownCpu() };
   const start = performance.now();
   let next = 0;
   const worker = async () => {
     while (next < MEMBERS) {
       const i = next++;
-      const m = member(d.edges[i % 2]!.ready.ws!, channel);
+      const m = fillMember(d.edges[i % 2]!.ready.ws!, channel, MARKER);
       members.push(m);
       await m.joined;
     }
