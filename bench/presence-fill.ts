@@ -1,7 +1,7 @@
 /**
  * How long it takes to fill ONE channel with MEMBERS members spread over
  * two edges (embedded mode: one API with its hub, two edges), with presence
- * events on and coalesced (the clients connect with presence=batch, as the
+ * events on and coalesced (the clients connect with presence=compact, as the
  * SDK does; REALTIME_PRESENCE_WINDOW_MS as configured, default 200 ms), and
  * with presence events off for the channel's prefix
  * (REALTIME_PRESENCE_RULES=quiet:=off).
@@ -107,7 +107,7 @@ async function fill(d: Awaited<ReturnType<typeof deploy>>, channel: string) {
 async function main(): Promise<void> {
   const rows: string[] = [];
   for (const [label, prefix] of [
-    ["presence events on, coalesced (presence=batch)", "big:"],
+    [`presence events on, coalesced (presence=${process.env.BENCH_PRESENCE_FORM ?? "compact"})`, "big:"],
     ["presence events off for the prefix", "quiet:"],
   ] as const) {
     if (process.argv.includes("--on-only") && prefix !== "big:") continue;

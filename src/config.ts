@@ -371,7 +371,7 @@ export const SETTINGS = {
   presenceWindowMs: setting({
     env: "REALTIME_PRESENCE_WINDOW_MS",
     default: DEFAULT_PRESENCE_WINDOW_MS,
-    doc: "How long an edge gathers a channel's presence events before sending them as one presence frame to each member that connected with presence=batch (the SDK does); 0: only those that arrive together. Other clients get each at once.",
+    doc: "How long an edge gathers a channel's presence events before sending them as one presence frame to each member that connected with presence=batch or compact (the SDK does); a channel with many members on the edge gets longer (members / 10,000 seconds when that is longer, up to 1 s); 0: only those that arrive together. Other clients get each at once.",
     roles: ["edge"],
     parse: integer(0, MAX_PRESENCE_WINDOW_MS),
   }),

@@ -135,7 +135,7 @@ describe("admission", () => {
       admitted: true,
       identity: ANONYMOUS,
       echo: true,
-      presenceBatches: false,
+      presence: "single",
       eventBatches: false,
     });
     expect(policy.admit(request("/?events=batch"), undefined, never)).toMatchObject({ eventBatches: true });
@@ -144,11 +144,16 @@ describe("admission", () => {
       admitted: false,
       refusal: { status: 400, reason: "protocol", message: expect.stringMatching(/events must be single or batch/) },
     });
-    expect(policy.admit(request("/?presence=batch"), undefined, never)).toMatchObject({ presenceBatches: true });
-    expect(policy.admit(request("/?presence=single"), undefined, never)).toMatchObject({ presenceBatches: false });
+    expect(policy.admit(request("/?presence=batch"), undefined, never)).toMatchObject({ presence: "batch" });
+    expect(policy.admit(request("/?presence=compact"), undefined, never)).toMatchObject({ presence: "compact" });
+    expect(policy.admit(request("/?presence=single"), undefined, never)).toMatchObject({ presence: "single" });
     expect(policy.admit(request("/?presence=many"), undefined, never)).toMatchObject({
       admitted: false,
-      refusal: { status: 400, reason: "protocol", message: expect.stringMatching(/presence must be single or batch/) },
+      refusal: {
+        status: 400,
+        reason: "protocol",
+        message: expect.stringMatching(/presence must be single, batch or compact/),
+      },
     });
     expect(policy.admit(request("/?echo=false"), undefined, never)).toMatchObject({ echo: false });
     expect(policy.admit(request("/?echo=true"), undefined, never)).toMatchObject({ echo: true });

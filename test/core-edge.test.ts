@@ -8,8 +8,10 @@ import { describe, expect, it } from "vitest";
 import {
   ClientFrameSchema,
   EventSchema,
+  PresenceChangeSchema,
   ServerFrameSchema,
   type Event,
+  type Presence,
   type ServerFrame,
 } from "../gen/realtime/client/v1/client_pb.js";
 import { historyRules } from "../src/core/history-rules.js";
@@ -21,6 +23,7 @@ import {
   MAX_PRESENCE_FRAMES_PER_SECOND,
   MAX_PRESENCE_FRAME_BYTES,
   type EdgeOptions,
+  type PresenceForm,
   type Session,
 } from "../src/core/edge.js";
 import { SETTLE_RETRY_MS } from "../src/core/membership.js";
@@ -32,6 +35,7 @@ import { MemoryPresence } from "../src/core/presence-memory.js";
 import { parsePresenceRules, presenceRules } from "../src/core/presence-rules.js";
 import type { Connection } from "../src/core/transport.js";
 import { Encoding } from "../src/protocol/encodings.js";
+import { presenceEvents } from "../src/protocol/presence-changes.js";
 
 class FakeTransport implements Connection {
   readonly sent: Uint8Array[] = [];
@@ -49,7 +53,7 @@ class FakeTransport implements Connection {
   /** Every event, from event and presence frames, in order. */
   allEvents(): Event[] {
     return this.frames().flatMap((f) =>
-      f.frame.case === "event" ? [f.frame.value] : f.frame.case === "presence" ? f.frame.value.events : [],
+      f.frame.case === "event" ? [f.frame.value] : f.frame.case === "presence" ? presenceEvents(f.frame.value) : [],
     );
   }
   send(data: Uint8Array): void {
@@ -543,14 +547,14 @@ describe("edge core: channel order", () => {
 
 // Presence fan-out (REALTIME_PRESENCE_RULES, presence frames): the window is a minute
 // here, so that nothing but the flushes the edge owes sends a held event.
-function presenceSetup(windowMs = 60_000) {
+function presenceSetupOf(windowMs = 60_000, form: PresenceForm = "batch") {
   const { node, edge } = historyEdge(100, {
     presenceEvents: presenceRules(true, parsePresenceRules("quiet:=off")),
     presenceWindowMs: windowMs,
   });
   const connect = (batches: boolean, echo = true) => {
     const t = new FakeTransport();
-    return { t, s: edge.connect(t, Encoding.Json, echo, undefined, batches) };
+    return { t, s: edge.connect(t, Encoding.Json, echo, undefined, batches ? form : "single") };
   };
   const cmd = async (s: Session, init: Parameters<typeof create<typeof ClientFrameSchema>>[1]) => {
     edge.receive(s, new TextEncoder().encode(toJsonString(ClientFrameSchema, create(ClientFrameSchema, init))), false);
@@ -570,161 +574,168 @@ function presenceSetup(windowMs = 60_000) {
 const kinds = (t: FakeTransport) => t.frames().map((f) => f.frame.case);
 const summary = (events: Event[]) => events.map((e) => [e.event, e.id, e.offset, e.epoch]);
 
-describe("edge core: presence", () => {
-  it("a presence=batch connection gets the same events as one without, grouped, flushed by the next event", async () => {
-    const { connect, join, backendSend } = presenceSetup();
-    const batched = connect(true, false);
-    const plain = connect(false, false);
-    await join(batched.s, "c");
-    const joined = batched.t.sent.length;
-    await join(plain.s, "c");
-    const others = [connect(false), connect(false), connect(false)];
-    for (const o of others) await join(o.s, "c");
-    expect(kinds(batched.t).slice(joined)).toEqual([]); // held: the window is a minute
-    await backendSend("c");
-    // What both were sent (plain's own join aside): the same events, ids and positions.
-    expect(summary(batched.t.allEvents().slice(1))).toEqual(summary(plain.t.allEvents()));
-    expect(kinds(batched.t).slice(-2)).toEqual(["presence", "event"]);
-    const frame = batched.t.frames().at(-2)!.frame.value as { events: Event[] };
-    expect(frame.events.map((e) => (e.payload.value as { id: string }).id)).toEqual([
-      plain.s.id,
-      ...others.map((o) => o.s.id),
-    ]);
-    expect(frame.events.map((e) => e.offset)).toEqual(
-      [...frame.events.map((e) => e.offset)].sort((x, y) => (x < y ? -1 : 1)),
-    );
-    expect(frame.events.every((e) => e.offset > 0n && e.epoch !== "")).toBe(true);
-  });
-
-  it("a reply, and the connection's own event, go after what it holds", async () => {
-    const { connect, cmd, join } = presenceSetup();
-    const w = connect(true, true);
-    await join(w.s, "c");
-    const a = connect(false);
-    const b = connect(false);
-    await join(a.s, "c");
-    await join(b.s, "c");
-    const n = w.t.sent.length;
-    await cmd(w.s, {
-      id: 2,
-      command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "w" } } } },
+for (const form of ["batch", "compact"] as const) {
+  describe(`edge core: presence (presence=${form})`, () => {
+    const presenceSetup = (windowMs?: number) => presenceSetupOf(windowMs, form);
+    it("a presence=batch connection gets the same events as one without, grouped, flushed by the next event", async () => {
+      const { connect, join, backendSend } = presenceSetup();
+      const batched = connect(true, false);
+      const plain = connect(false, false);
+      await join(batched.s, "c");
+      const joined = batched.t.sent.length;
+      await join(plain.s, "c");
+      const others = [connect(false), connect(false), connect(false)];
+      for (const o of others) await join(o.s, "c");
+      expect(kinds(batched.t).slice(joined)).toEqual([]); // held: the window is a minute
+      await backendSend("c");
+      // What both were sent (plain's own join aside): the same events, ids and positions.
+      expect(summary(batched.t.allEvents().slice(1))).toEqual(summary(plain.t.allEvents()));
+      expect(kinds(batched.t).slice(-2)).toEqual(["presence", "event"]);
+      const frame = { events: presenceEvents(batched.t.frames().at(-2)!.frame.value as Presence) };
+      expect(frame.events.map((e) => (e.payload.value as { id: string }).id)).toEqual([
+        plain.s.id,
+        ...others.map((o) => o.s.id),
+      ]);
+      expect(frame.events.map((e) => e.offset)).toEqual(
+        [...frame.events.map((e) => e.offset)].sort((x, y) => (x < y ? -1 : 1)),
+      );
+      expect(frame.events.every((e) => e.offset > 0n && e.epoch !== "")).toBe(true);
     });
-    expect(kinds(w.t).slice(n)).toEqual(["presence", "event", "reply"]);
-    const events = w.t.allEvents().map((e) => [e.event, (e.payload.value as { id: string }).id]);
-    expect(events).toEqual([
-      ["channel:join", w.s.id],
-      ["channel:join", a.s.id],
-      ["channel:join", b.s.id],
-      ["channel:update", w.s.id],
-    ]);
-    const offsets = w.t.allEvents().map((e) => e.offset);
-    expect(offsets).toEqual([1n, 2n, 3n, 4n]);
+
+    it("a reply, and the connection's own event, go after what it holds", async () => {
+      const { connect, cmd, join } = presenceSetup();
+      const w = connect(true, true);
+      await join(w.s, "c");
+      const a = connect(false);
+      const b = connect(false);
+      await join(a.s, "c");
+      await join(b.s, "c");
+      const n = w.t.sent.length;
+      await cmd(w.s, {
+        id: 2,
+        command: { case: "updateProfile", value: { data: { kind: { case: "stringValue", value: "w" } } } },
+      });
+      expect(kinds(w.t).slice(n)).toEqual(["presence", "event", "reply"]);
+      const events = w.t.allEvents().map((e) => [e.event, (e.payload.value as { id: string }).id]);
+      expect(events).toEqual([
+        ["channel:join", w.s.id],
+        ["channel:join", a.s.id],
+        ["channel:join", b.s.id],
+        ["channel:update", w.s.id],
+      ]);
+      const offsets = w.t.allEvents().map((e) => e.offset);
+      expect(offsets).toEqual([1n, 2n, 3n, 4n]);
+    });
+
+    it("a lone held event goes as an event frame; the window sends what is held by itself", async () => {
+      const { connect, join } = presenceSetup(5);
+      const w = connect(true, false);
+      await join(w.s, "c");
+      const a = connect(false);
+      await join(a.s, "c");
+      await expect.poll(() => kinds(w.t).filter((k) => k === "event").length).toBe(1);
+      expect(kinds(w.t)).not.toContain("presence");
+    });
+
+    it("a channel without presence events: none to anyone, not even echo; the join still has its position", async () => {
+      const { connect, cmd, join, backendSend } = presenceSetup();
+      const w = connect(true, true);
+      const p = connect(false, true);
+      await join(w.s, "quiet:x");
+      await join(p.s, "quiet:x");
+      await cmd(p.s, { id: 3, command: { case: "leave", value: { channel: "quiet:x" } } });
+      await backendSend("quiet:x");
+      for (const c of [w, p]) expect(c.t.allEvents().filter((e) => e.event.startsWith("channel:"))).toEqual([]);
+      expect(w.t.allEvents().map((e) => [e.event, e.offset])).toEqual([["msg", 4n]]); // offsets 1-3: the system events
+      const reply = w.t.frames().find((f) => f.frame.case === "reply")!.frame.value as {
+        position?: { offset: bigint };
+      };
+      expect(reply.position?.offset).toBe(1n);
+    });
   });
 
-  it("a lone held event goes as an event frame; the window sends what is held by itself", async () => {
-    const { connect, join } = presenceSetup(5);
-    const w = connect(true, false);
-    await join(w.s, "c");
-    const a = connect(false);
-    await join(a.s, "c");
-    await expect.poll(() => kinds(w.t).filter((k) => k === "event").length).toBe(1);
-    expect(kinds(w.t)).not.toContain("presence");
-  });
+  describe(`edge core: presence windows, held once per channel (presence=${form})`, () => {
+    const presenceSetup = (windowMs?: number) => presenceSetupOf(windowMs, form);
+    it("a member that joins while the window is open gets only what follows its join, as a plain one does", async () => {
+      const { connect, join, backendSend } = presenceSetup();
+      const early = connect(true, false);
+      await join(early.s, "c");
+      await join(connect(false).s, "c");
+      const late = connect(true, false);
+      const latePlain = connect(false, false);
+      await join(latePlain.s, "c");
+      await join(late.s, "c");
+      const after = [connect(false), connect(false)];
+      for (const o of after) await join(o.s, "c");
+      await backendSend("c");
+      const ids = (t: FakeTransport) => t.allEvents().map((e) => (e.payload.value as { id: string }).id ?? e.event);
+      // late joined after latePlain: it has the same events as latePlain minus late's own join (echo off).
+      expect(summary(late.t.allEvents())).toEqual(summary(latePlain.t.allEvents().filter((_, i) => i !== 0)));
+      expect(ids(late.t)).toEqual([...after.map((o) => o.s.id), "msg"]);
+      expect(ids(early.t)).toHaveLength(3 + after.length + 1);
+    });
 
-  it("a channel without presence events: none to anyone, not even echo; the join still has its position", async () => {
-    const { connect, cmd, join, backendSend } = presenceSetup();
-    const w = connect(true, true);
-    const p = connect(false, true);
-    await join(w.s, "quiet:x");
-    await join(p.s, "quiet:x");
-    await cmd(p.s, { id: 3, command: { case: "leave", value: { channel: "quiet:x" } } });
-    await backendSend("quiet:x");
-    for (const c of [w, p]) expect(c.t.allEvents().filter((e) => e.event.startsWith("channel:"))).toEqual([]);
-    expect(w.t.allEvents().map((e) => [e.event, e.offset])).toEqual([["msg", 4n]]); // offsets 1-3: the system events
-    const reply = w.t.frames().find((f) => f.frame.case === "reply")!.frame.value as { position?: { offset: bigint } };
-    expect(reply.position?.offset).toBe(1n);
-  });
-});
+    it("the members that read a whole window get the same bytes, built once", async () => {
+      const { connect, join, backendSend } = presenceSetup();
+      const a = connect(true, false);
+      const b = connect(true, false);
+      await join(a.s, "c");
+      await join(b.s, "c");
+      await backendSend("c"); // ends the window that held b's own join, which a reads and b does not
+      const at = [a.t.sent.length, b.t.sent.length];
+      for (let i = 0; i < 3; i++) await join(connect(false).s, "c");
+      await backendSend("c");
+      const frameA = a.t.sent[at[0]!]!;
+      expect(b.t.sent[at[1]!]).toBe(frameA); // the very same array
+      expect(a.t.frames()[at[0]!]!.frame.case).toBe("presence");
+    });
 
-describe("edge core: presence windows, held once per channel", () => {
-  it("a member that joins while the window is open gets only what follows its join, as a plain one does", async () => {
-    const { connect, join, backendSend } = presenceSetup();
-    const early = connect(true, false);
-    await join(early.s, "c");
-    await join(connect(false).s, "c");
-    const late = connect(true, false);
-    const latePlain = connect(false, false);
-    await join(latePlain.s, "c");
-    await join(late.s, "c");
-    const after = [connect(false), connect(false)];
-    for (const o of after) await join(o.s, "c");
-    await backendSend("c");
-    const ids = (t: FakeTransport) => t.allEvents().map((e) => (e.payload.value as { id: string }).id ?? e.event);
-    // late joined after latePlain: it has the same events as latePlain minus late's own join (echo off).
-    expect(summary(late.t.allEvents())).toEqual(summary(latePlain.t.allEvents().filter((_, i) => i !== 0)));
-    expect(ids(late.t)).toEqual([...after.map((o) => o.s.id), "msg"]);
-    expect(ids(early.t)).toHaveLength(3 + after.length + 1);
-  });
+    it("a member that leaves is sent what it was owed before its leave's reply; nothing after", async () => {
+      const { connect, cmd, join, backendSend } = presenceSetup();
+      const w = connect(true, false);
+      await join(w.s, "c");
+      const x = connect(false);
+      await join(x.s, "c");
+      const before = w.t.sent.length;
+      await cmd(w.s, { id: 4, command: { case: "leave", value: { channel: "c" } } });
+      await join(connect(false).s, "c");
+      await backendSend("c");
+      const frames = w.t.frames().slice(before);
+      expect(frames.map((f) => f.frame.case)).toEqual(["event", "reply"]);
+      expect((frames[0]!.frame.value as Event).event).toBe("channel:join");
+    });
 
-  it("the members that read a whole window get the same bytes, built once", async () => {
-    const { connect, join, backendSend } = presenceSetup();
-    const a = connect(true, false);
-    const b = connect(true, false);
-    await join(a.s, "c");
-    await join(b.s, "c");
-    await backendSend("c"); // ends the window that held b's own join, which a reads and b does not
-    const at = [a.t.sent.length, b.t.sent.length];
-    for (let i = 0; i < 3; i++) await join(connect(false).s, "c");
-    await backendSend("c");
-    const frameA = a.t.sent[at[0]!]!;
-    expect(b.t.sent[at[1]!]).toBe(frameA); // the very same array
-    expect(a.t.frames()[at[0]!]!.frame.case).toBe("presence");
+    it("an event of another channel, or a reply, sends the connection's share of every window first", async () => {
+      const { connect, cmd, join, backendSend } = presenceSetup();
+      const w = connect(true, false);
+      const other = connect(true, false);
+      await join(w.s, "a");
+      await join(w.s, "b");
+      await join(other.s, "a");
+      const before = w.t.sent.length;
+      await join(connect(false).s, "a");
+      await join(connect(false).s, "a");
+      await backendSend("b");
+      const frames = w.t.frames().slice(before);
+      expect(frames.map((f) => f.frame.case)).toEqual(["presence", "event"]);
+      expect((frames[1]!.frame.value as Event).channel).toBe("b");
+      // other is not in b: its share waits for the window.
+      const otherBefore = other.t.sent.length;
+      await join(connect(false).s, "a");
+      await cmd(w.s, { id: 5, command: { case: "leave", value: { channel: "b" } } });
+      expect(
+        w.t
+          .frames()
+          .slice(-2)
+          .map((f) => f.frame.case),
+      ).toEqual(["event", "reply"]);
+      expect(other.t.sent.length).toBe(otherBefore);
+    });
   });
-
-  it("a member that leaves is sent what it was owed before its leave's reply; nothing after", async () => {
-    const { connect, cmd, join, backendSend } = presenceSetup();
-    const w = connect(true, false);
-    await join(w.s, "c");
-    const x = connect(false);
-    await join(x.s, "c");
-    const before = w.t.sent.length;
-    await cmd(w.s, { id: 4, command: { case: "leave", value: { channel: "c" } } });
-    await join(connect(false).s, "c");
-    await backendSend("c");
-    const frames = w.t.frames().slice(before);
-    expect(frames.map((f) => f.frame.case)).toEqual(["event", "reply"]);
-    expect((frames[0]!.frame.value as Event).event).toBe("channel:join");
-  });
-
-  it("an event of another channel, or a reply, sends the connection's share of every window first", async () => {
-    const { connect, cmd, join, backendSend } = presenceSetup();
-    const w = connect(true, false);
-    const other = connect(true, false);
-    await join(w.s, "a");
-    await join(w.s, "b");
-    await join(other.s, "a");
-    const before = w.t.sent.length;
-    await join(connect(false).s, "a");
-    await join(connect(false).s, "a");
-    await backendSend("b");
-    const frames = w.t.frames().slice(before);
-    expect(frames.map((f) => f.frame.case)).toEqual(["presence", "event"]);
-    expect((frames[1]!.frame.value as Event).channel).toBe("b");
-    // other is not in b: its share waits for the window.
-    const otherBefore = other.t.sent.length;
-    await join(connect(false).s, "a");
-    await cmd(w.s, { id: 5, command: { case: "leave", value: { channel: "b" } } });
-    expect(
-      w.t
-        .frames()
-        .slice(-2)
-        .map((f) => f.frame.case),
-    ).toEqual(["event", "reply"]);
-    expect(other.t.sent.length).toBe(otherBefore);
-  });
-});
+}
 
 describe("edge core: presence windows scale with the channel", () => {
+  const presenceSetup = presenceSetupOf;
   it("a channel with many members here gets a longer window: members / MAX_PRESENCE_FRAMES_PER_SECOND", async () => {
     const { connect, join } = presenceSetup(10);
     const members = 2_000; // 2,000 / 10,000 per second: 200 ms, where the setting says 10
@@ -742,6 +753,7 @@ describe("edge core: presence windows scale with the channel", () => {
 });
 
 describe("edge core: presence bounds", () => {
+  const presenceSetup = presenceSetupOf;
   it("a channel's window holds at most MAX_HELD_PRESENCE_EVENTS, and no presence frame lists more than MAX_PRESENCE_FRAME_BYTES", async () => {
     const { connect, join } = presenceSetup();
     const w = connect(true, false);
@@ -761,6 +773,36 @@ describe("edge core: presence bounds", () => {
       const bytes = events.reduce((n, e) => n + toBinary(EventSchema, { ...e, offset: 0n, epoch: "" }).length, 0);
       expect(bytes).toBeLessThanOrEqual(MAX_PRESENCE_FRAME_BYTES);
     }
+  });
+});
+
+describe("edge core: compact presence frames", () => {
+  it("list the changes, at most MAX_PRESENCE_FRAME_BYTES of them, in about half the bytes of the events form", async () => {
+    const sizes: Record<string, { listed: number; bytes: number; frames: ServerFrame[] }> = {};
+    for (const form of ["batch", "compact"] as const) {
+      const { connect, join } = presenceSetupOf(60_000, form);
+      const w = connect(true, false);
+      await join(w.s, "c");
+      const before = w.t.sent.length;
+      for (let i = 0; i < MAX_HELD_PRESENCE_EVENTS - 1; i++) await join(connect(false).s, "c");
+      const frames = w.t.frames().slice(before);
+      const bytes = w.t.sent.slice(before).reduce((n, b) => n + b.length, 0);
+      sizes[form] = { listed: frames.flatMap((f) => presenceEvents(f.frame.value as Presence)).length, bytes, frames };
+    }
+    const compact = sizes.compact!;
+    expect(compact.listed).toBe(MAX_HELD_PRESENCE_EVENTS - 1);
+    expect(compact.frames.length).toBeGreaterThan(1);
+    for (const f of compact.frames) {
+      const p = f.frame.value as Presence;
+      expect(p.events).toEqual([]);
+      expect(p.channel).toBe("c");
+      const bytes = p.changes.reduce((n, c) => {
+        const size = toBinary(PresenceChangeSchema, c).length;
+        return n + 1 + (size < 128 ? 1 : 2) + size; // tag, length, the change
+      }, 0);
+      expect(bytes).toBeLessThanOrEqual(MAX_PRESENCE_FRAME_BYTES);
+    }
+    expect(compact.bytes).toBeLessThan(sizes.batch!.bytes * 0.6);
   });
 });
 

@@ -7,8 +7,9 @@ import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import type { Event, Member } from "../gen/realtime/client/v1/client_pb.js";
+import type { Event, Member, Presence } from "../gen/realtime/client/v1/client_pb.js";
 import { RealtimeClient, type MemberEvent } from "../src/client/index.js";
+import { presenceEvents } from "../src/protocol/presence-changes.js";
 import { useCluster } from "./helpers/fixture.js";
 import { sdkEncoding, waitFor } from "./helpers/sdk.js";
 import type { Enc, TestClient } from "./helpers/ws-client.js";
@@ -28,7 +29,7 @@ async function settle(channel: string, ...cs: TestClient[]): Promise<void> {
 function systemEvents(c: TestClient, channel: string): Event[] {
   return c.frames
     .flatMap((fr) =>
-      fr.frame.case === "event" ? [fr.frame.value] : fr.frame.case === "presence" ? fr.frame.value.events : [],
+      fr.frame.case === "event" ? [fr.frame.value] : fr.frame.case === "presence" ? presenceEvents(fr.frame.value) : [],
     )
     .filter((e) => e.channel === channel && e.event.startsWith("channel:"));
 }
@@ -66,48 +67,53 @@ describe.each(["json", "proto"] as const)("presence (%s)", (enc) => {
     expect(systemEvents(watcher, loud).map((e) => (e.payload.value as Member).id)).toEqual([watcher.id, a.id]);
   });
 
-  it("joins within a window reach a presence=batch client in fewer frames, all in order with positions; others get one frame each", async () => {
-    const channel = `batch:${enc}`;
-    const batched = await f.client(1, enc, "?presence=batch");
-    const plain = await f.client(1, enc);
-    await batched.ok({ command: { case: "join", value: { channel } } });
-    await plain.ok({ command: { case: "join", value: { channel } } });
-    const joiners = await joinMany(channel, enc);
-    await settle(channel, batched, plain);
+  it.each(["batch", "compact"] as const)(
+    "joins within a window reach a presence=%s client in fewer frames, all in order with positions; others get one frame each",
+    async (form) => {
+      const channel = `${form}:${enc}`;
+      const batched = await f.client(1, enc, `?presence=${form}`);
+      const plain = await f.client(1, enc);
+      await batched.ok({ command: { case: "join", value: { channel } } });
+      await plain.ok({ command: { case: "join", value: { channel } } });
+      const joiners = await joinMany(channel, enc);
+      await settle(channel, batched, plain);
 
-    // What both were sent: the changes of the joiners.
-    const ofJoiners = (e: Event) => joiners.some((j) => j.id === memberId(e));
-    const got = systemEvents(batched, channel).filter(ofJoiners);
-    const single = systemEvents(plain, channel).filter(ofJoiners);
-    // The same events, in the same order, with the same ids and positions as the single frames.
-    expect(got.map((e) => [e.id, e.event, e.offset, e.epoch])).toEqual(
-      single.map((e) => [e.id, e.event, e.offset, e.epoch]),
-    );
-    const joins = got.filter((e) => e.event === "channel:join");
-    expect(joins.map(memberId).sort()).toEqual(joiners.map((j) => j.id).sort());
-    for (const e of joins) {
-      expect(e.epoch).not.toBe("");
-      expect(e.offset).toBeGreaterThan(0n);
-    }
-    const offsets = got.map((e) => e.offset);
-    expect(offsets).toEqual([...offsets].sort((x, y) => (x < y ? -1 : 1)));
-    expect(new Set(offsets).size).toBe(offsets.length);
+      // What both were sent: the changes of the joiners.
+      const ofJoiners = (e: Event) => joiners.some((j) => j.id === memberId(e));
+      const got = systemEvents(batched, channel).filter(ofJoiners);
+      const single = systemEvents(plain, channel).filter(ofJoiners);
+      // The same events, in the same order, with the same ids and positions as the single frames.
+      expect(got.map((e) => [e.id, e.event, e.offset, e.epoch])).toEqual(
+        single.map((e) => [e.id, e.event, e.offset, e.epoch]),
+      );
+      const joins = got.filter((e) => e.event === "channel:join");
+      expect(joins.map(memberId).sort()).toEqual(joiners.map((j) => j.id).sort());
+      for (const e of joins) {
+        expect(e.epoch).not.toBe("");
+        expect(e.offset).toBeGreaterThan(0n);
+      }
+      const offsets = got.map((e) => e.offset);
+      expect(offsets).toEqual([...offsets].sort((x, y) => (x < y ? -1 : 1)));
+      expect(new Set(offsets).size).toBe(offsets.length);
 
-    const presenceFrames = batched.frames.filter((fr) => fr.frame.case === "presence");
-    expect(presenceFrames.length).toBeGreaterThan(0);
-    for (const fr of presenceFrames) {
-      const events = fr.frame.value as { events: Event[] };
-      expect(events.events.length).toBeGreaterThanOrEqual(2);
-      expect(new Set(events.events.map((e) => e.channel)).size).toBe(1);
-    }
-    const framesWithJoins = batched.frames.filter(
-      (fr) => (fr.frame.case === "event" && fr.frame.value.event === "channel:join") || fr.frame.case === "presence",
-    ).length;
-    expect(framesWithJoins).toBeLessThan(N);
-    // The client that did not ask gets one event frame per change, never a presence frame.
-    expect(plain.frames.some((fr) => fr.frame.case === "presence")).toBe(false);
-    expect(single.filter((e) => e.event === "channel:join").length).toBe(N);
-  });
+      const presenceFrames = batched.frames.filter((fr) => fr.frame.case === "presence");
+      expect(presenceFrames.length).toBeGreaterThan(0);
+      for (const fr of presenceFrames) {
+        const frame = fr.frame.value as Presence;
+        // The form asked for: the events, or the changes (about half the bytes).
+        expect(form === "batch" ? frame.events.length : frame.changes.length).toBeGreaterThanOrEqual(2);
+        expect(form === "batch" ? frame.changes : frame.events).toEqual([]);
+        expect(new Set(presenceEvents(frame).map((e) => e.channel)).size).toBe(1);
+      }
+      const framesWithJoins = batched.frames.filter(
+        (fr) => (fr.frame.case === "event" && fr.frame.value.event === "channel:join") || fr.frame.case === "presence",
+      ).length;
+      expect(framesWithJoins).toBeLessThan(N);
+      // The client that did not ask gets one event frame per change, never a presence frame.
+      expect(plain.frames.some((fr) => fr.frame.case === "presence")).toBe(false);
+      expect(single.filter((e) => e.event === "channel:join").length).toBe(N);
+    },
+  );
 
   it("the SDK opts in and emits one channel:join per member, with its position, from presence frames", async () => {
     const channel = `sdk:${enc}`;

@@ -20,7 +20,9 @@ import { describe, expect, it, vi } from "vitest";
 import {
   EventSchema,
   file_realtime_client_v1_client,
+  PresenceChangeSchema,
   type Event,
+  type Presence,
   type ServerFrame,
 } from "../gen/realtime/client/v1/client_pb.js";
 import {
@@ -40,11 +42,13 @@ import {
   binaryEventFrame,
   binaryEventsFrame,
   binaryPresenceFrame,
+  compactPresenceFrame,
   jsonEventFrame,
   jsonEventsFrame,
   jsonPresenceFrame,
 } from "../src/wire/client-codec.js";
 import { WIRE_COVERAGE, type CodecCoverage } from "../src/wire/coverage.js";
+import { Encoding } from "../src/protocol/encodings.js";
 import {
   encodeEventBinary,
   encodeEventJson,
@@ -88,6 +92,20 @@ function publicationOf(event: Event): Publication {
   });
 }
 
+/** Whether a presence frame has a field of the compact form set. */
+function isCompact(p: Presence): boolean {
+  return p.changes.length > 0 || p.channel !== "" || p.epoch !== "" || p.firstOffset !== 0n;
+}
+
+/** The compact presence frame of p, its changes encoded as an edge encodes them (presenceChange). */
+function compactFrameOf(p: Presence, encoding: Encoding): Uint8Array {
+  const list = p.changes.map((c) => {
+    const binary = toBinary(PresenceChangeSchema, c);
+    return { binary, json: toJsonString(PresenceChangeSchema, c), bytes: 0 };
+  });
+  return compactPresenceFrame(p.channel, p.epoch, p.firstOffset, list, encoding);
+}
+
 /** How the test drives each root of each codec. */
 const ROOTS: Record<string, Record<string, RootCodec>> = {
   "event-codec.ts": {
@@ -128,19 +146,27 @@ const ROOTS: Record<string, Record<string, RootCodec>> = {
   "client-codec.ts": {
     "realtime.client.v1.ServerFrame": {
       encode: {
-        handles: (m) => ["event", "presence", "events"].includes((m as ServerFrame).frame.case!),
+        handles: (m) => {
+          const f = (m as ServerFrame).frame;
+          // A presence frame is in one form or the other, never both.
+          if (f.case === "presence") return f.value.events.length === 0 || !isCompact(f.value);
+          return f.case === "event" || f.case === "events";
+        },
         binary: (m) => {
+          const f = (m as ServerFrame).frame;
+          if (f.case === "presence" && isCompact(f.value)) return compactFrameOf(f.value, Encoding.Proto);
           const pubs = publicationsOf(m as ServerFrame);
-          const kind = (m as ServerFrame).frame.case;
-          if (kind === "event") return binaryEventFrame(pubs[0]!);
-          if (kind === "presence") return binaryPresenceFrame(pubs);
+          if (f.case === "event") return binaryEventFrame(pubs[0]!);
+          if (f.case === "presence") return binaryPresenceFrame(pubs);
           return binaryEventsFrame(pubs.map(binaryEventFrame)); // spliced from the event frames
         },
         json: (m) => {
+          const f = (m as ServerFrame).frame;
+          if (f.case === "presence" && isCompact(f.value))
+            return new TextDecoder().decode(compactFrameOf(f.value, Encoding.Json));
           const pubs = publicationsOf(m as ServerFrame);
-          const kind = (m as ServerFrame).frame.case;
-          if (kind === "event") return new TextDecoder().decode(jsonEventFrame(pubs[0]!));
-          if (kind === "presence") return new TextDecoder().decode(jsonPresenceFrame(pubs));
+          if (f.case === "event") return new TextDecoder().decode(jsonEventFrame(pubs[0]!));
+          if (f.case === "presence") return new TextDecoder().decode(jsonPresenceFrame(pubs));
           return new TextDecoder().decode(jsonEventsFrame(pubs.map(jsonEventFrame)));
         },
       },

@@ -1,6 +1,6 @@
 /**
  * A bare member for the fill benches (presence-fill.ts, large-channel.ts):
- * a raw WebSocket client (protobuf binary, echo=false, presence=batch as the
+ * a raw WebSocket client (protobuf binary, echo=false, presence=compact as the
  * SDK connects) that joins one channel and counts what it receives without
  * decoding it: a frame is decoded only when it is a reply (first byte 0x12),
  * or a small event (0x1a) that may be the end marker.
@@ -8,6 +8,9 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import WebSocket from "ws";
 import { ClientFrameSchema, ServerFrameSchema } from "../../gen/realtime/client/v1/client_pb.js";
+
+/** How the members ask for presence frames: compact (the default, as the SDK asks) or batch (BENCH_PRESENCE_FORM). */
+const PRESENCE_FORM = process.env.BENCH_PRESENCE_FORM ?? "compact";
 
 export interface FillMember {
   ws: WebSocket;
@@ -21,7 +24,7 @@ export interface FillMember {
 }
 
 export function fillMember(url: string, channel: string, marker: string): FillMember {
-  const ws = new WebSocket(`${url}?presence=batch&echo=false`, "realtime.v1.proto", {
+  const ws = new WebSocket(`${url}?presence=${PRESENCE_FORM}&echo=false`, "realtime.v1.proto", {
     perMessageDeflate: false,
     skipUTF8Validation: true,
   });

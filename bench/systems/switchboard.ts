@@ -21,7 +21,7 @@
  *     or, several at once (the client asks with ?events=batch; an edge with
  *     REALTIME_WRITE_BATCH sends them), {"events":{"events":[...]}};
  *     the "connected" frame, system events (channel:join, ...) and
- *     presence frames (?presence=batch, as the SDK asks) are ignored. Every
+ *     presence frames (?presence=compact, as the SDK asks) are ignored. Every
  *     join still tells the members already in the channel, so filling one
  *     channel of N members lists N²/2 changes, coalesced per presence
  *     window: a cost of the product, and it shows in the setup time.
@@ -110,7 +110,7 @@ function clientUrl(url: string): string {
   const u = new URL(url);
   u.searchParams.set("events", "batch");
   // As the SDK connects: a channel's system events come coalesced (presence frames), which the clients ignore.
-  u.searchParams.set("presence", "batch");
+  u.searchParams.set("presence", "compact");
   return u.toString();
 }
 

@@ -147,9 +147,11 @@ export function resolveOptions(options: RealtimeClientOptions): ResolvedOptions 
     throw new TypeError(`url must start with ws:// or wss://, got ${JSON.stringify(options.url)}`);
   }
   if (options.echo !== undefined) url.searchParams.set("echo", String(Boolean(options.echo)));
-  // Presence changes coalesced per channel (docs/protocol.md "Presence frames"); the SDK
-  // emits one event per change either way. An edge that does not know the parameter ignores it.
-  if (!url.searchParams.has("presence")) url.searchParams.set("presence", "batch");
+  // Presence changes coalesced per channel, in the compact form (docs/protocol.md "Presence
+  // frames"); the SDK emits one event per change either way. An edge of a version before the
+  // compact form refuses the connection (HTTP 400): upgrade edges before clients, or pass
+  // ?presence=batch in the url.
+  if (!url.searchParams.has("presence")) url.searchParams.set("presence", "compact");
   // Several events in one frame when the edge batches writes (docs/protocol.md "Events frames"); one emit each.
   if (!url.searchParams.has("events")) url.searchParams.set("events", "batch");
 

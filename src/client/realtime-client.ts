@@ -42,6 +42,7 @@ import type {
   StreamPosition as PositionFrame,
 } from "../../gen/realtime/client/v1/client_pb.js";
 import { CloseCode, shouldReconnect } from "../protocol/close-codes.js";
+import { presenceEvents } from "../protocol/presence-changes.js";
 import { backoffDelay } from "./backoff.js";
 import { fromValue, toPayload, toValue, type ClientFrameInit } from "./codec.js";
 import { Emitter } from "./emitter.js";
@@ -796,7 +797,7 @@ export class RealtimeClient {
         return;
       case "presence":
         // Coalesced system events of one channel, in its order: one emit each, as if they came one by one.
-        for (const ev of frame.frame.value.events) this.#onEvent(ev);
+        for (const ev of presenceEvents(frame.frame.value)) this.#onEvent(ev);
         return;
       case "events":
         // Events of one write delay, in their order: one emit each, as if they came one by one.

@@ -22,6 +22,7 @@
  * except the requests whose client went away while they were authenticated:
  * those are neither refused nor admitted.
  */
+import type { PresenceForm } from "./edge.js";
 import type { Identity } from "./identity.js";
 import type { RefusalReason } from "./observer.js";
 
@@ -53,8 +54,8 @@ export type Admission =
       readonly identity: Identity;
       /** The connection's default for echo (its own events), from the request. */
       readonly echo: boolean;
-      /** It asked for presence frames (presence=batch): system events coalesced per channel. */
-      readonly presenceBatches: boolean;
+      /** How it gets system events (presence=single, batch or compact): see PresenceForm. */
+      readonly presence: PresenceForm;
       /**
        * It reads events frames (events=batch): the transport may pack its
        * events of one write delay into one frame (REALTIME_WRITE_BATCH).
@@ -119,7 +120,7 @@ export function screen(
   | {
       readonly refusal?: undefined;
       readonly echo: boolean;
-      readonly presenceBatches: boolean;
+      readonly presence: PresenceForm;
       readonly eventBatches: boolean;
     } {
   if (state.closing) return { refusal: SHUTTING_DOWN };
@@ -159,12 +160,16 @@ export function screen(
   if (echo !== null && echo !== "true" && echo !== "false")
     return refuse(400, "protocol", `query parameter echo must be true or false, not ${JSON.stringify(echo)}`);
   const presence = query.get("presence");
-  if (presence !== null && presence !== "single" && presence !== "batch")
-    return refuse(400, "protocol", `query parameter presence must be single or batch, not ${JSON.stringify(presence)}`);
+  if (presence !== null && presence !== "single" && presence !== "batch" && presence !== "compact")
+    return refuse(
+      400,
+      "protocol",
+      `query parameter presence must be single, batch or compact, not ${JSON.stringify(presence)}`,
+    );
   const events = query.get("events");
   if (events !== null && events !== "single" && events !== "batch")
     return refuse(400, "protocol", `query parameter events must be single or batch, not ${JSON.stringify(events)}`);
-  return { echo: echo !== "false", presenceBatches: presence === "batch", eventBatches: events === "batch" };
+  return { echo: echo !== "false", presence: presence ?? "single", eventBatches: events === "batch" };
 }
 
 /** Check 8 failed: the refusal for what the authenticator rejected with. */

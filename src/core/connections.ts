@@ -48,7 +48,7 @@ import {
   type ConnectRequest,
   type Refusal,
 } from "./admission.js";
-import type { Edge, Session } from "./edge.js";
+import type { Edge, PresenceForm, Session } from "./edge.js";
 import { ANONYMOUS, type Identity } from "./identity.js";
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, SLOW_CONSUMER_TERMINATE_MS } from "./limits.js";
 import { disconnectReason, NOOP_OBSERVER, type DropReason, type Observer } from "./observer.js";
@@ -153,16 +153,16 @@ export class ConnectionPolicy {
       handshake,
     );
     if (screened.refusal) return this.refused(screened.refusal);
-    const { echo, presenceBatches, eventBatches } = screened;
+    const { echo, presence, eventBatches } = screened;
     const authenticate = this.options.authenticate;
-    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo, presenceBatches, eventBatches };
+    if (!authenticate) return { admitted: true, identity: ANONYMOUS, echo, presence, eventBatches };
     this.handshaking++;
     return authenticate(request).then(
       (identity): Admission => {
         this.handshaking--;
         if (gone()) return { admitted: false, refusal: undefined };
         if (this.closing) return this.refused(SHUTTING_DOWN);
-        return { admitted: true, identity, echo, presenceBatches, eventBatches };
+        return { admitted: true, identity, echo, presence, eventBatches };
       },
       (err: unknown) => {
         this.handshaking--;
@@ -186,11 +186,11 @@ export class ConnectionPolicy {
     encoding: Encoding,
     echo: boolean,
     identity: Identity,
-    presenceBatches = false,
+    presence: PresenceForm = "single",
   ): ClientConnection {
     const connection = new ClientConnection(transport, this);
     this.clients.add(connection);
-    connection.session = this.edge.connect(connection, encoding, echo, identity, presenceBatches);
+    connection.session = this.edge.connect(connection, encoding, echo, identity, presence);
     return connection;
   }
 

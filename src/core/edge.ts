@@ -14,10 +14,12 @@ import { CloseCode } from "../protocol/close-codes.js";
 import {
   binaryEventFrame,
   binaryPresenceFrame,
+  compactPresenceFrame,
   decodeClientFrame,
   FrameError,
   jsonEventFrame,
   jsonPresenceFrame,
+  presenceChange,
   serverFrame,
 } from "../wire/client-codec.js";
 import { isSystemEventBytes } from "../wire/event-codec.js";
@@ -149,6 +151,8 @@ export class Session {
    * grouped.
    */
   presenceBatches = false;
+  /** Its presence frames are in the compact form (presence=compact). */
+  presenceCompact = false;
   /** When the edge accepted it, ms since the Unix epoch (GetConnections' connected_at). */
   readonly connectedUnixMs = Date.now();
 
@@ -195,6 +199,14 @@ interface LocalChannel {
   /** Its system events of the open presence window; undefined when none is open. */
   window: PresenceWindow | undefined;
 }
+
+/**
+ * How a connection gets system events (query parameter presence): each as
+ * its own event frame (single, the default), or coalesced per channel and
+ * window into presence frames listing the events (batch) or, in about half
+ * the bytes, the changes (compact; the SDK asks for it).
+ */
+export type PresenceForm = "single" | "batch" | "compact";
 
 /**
  * A channel's system events held for its members that batch them, once for
@@ -388,11 +400,12 @@ export class Edge {
     encoding: Encoding,
     echo: boolean,
     identity: Identity = ANONYMOUS,
-    presenceBatches = false,
+    presence: PresenceForm = "single",
   ): Session {
     const session = new Session(this.connectionIds.next(), transport, encoding, echo);
     session.identity = identity;
-    session.presenceBatches = presenceBatches;
+    session.presenceBatches = presence !== "single";
+    session.presenceCompact = presence === "compact";
     const { profile, channels } = identity as HookIdentity;
     if (profile !== undefined) session.profile = profile;
     this.scheduleExpiry(session);
@@ -931,10 +944,10 @@ export class Edge {
       if (!session.presenceBatches || session.closed) continue;
       const from = w.from.size === 0 ? 0 : (w.from.get(session) ?? 0);
       if (from >= n) continue;
-      const key = from * 2 + (session.encoding === Encoding.Json ? 1 : 0);
+      const key = from * 4 + (session.encoding === Encoding.Json ? 1 : 0) + (session.presenceCompact ? 2 : 0);
       let frames = built.get(key);
       if (!frames) {
-        frames = presenceFrames(from === 0 ? w.pubs : w.pubs.slice(from), session.encoding);
+        frames = presenceFrames(from === 0 ? w.pubs : w.pubs.slice(from), session);
         built.set(key, frames);
       }
       this.writeFrames(session, frames);
@@ -947,7 +960,7 @@ export class Edge {
     const from = w.from.get(session) ?? 0;
     if (from >= end) return;
     w.from.set(session, end);
-    if (!session.closed) this.writeFrames(session, presenceFrames(w.pubs.slice(from, end), session.encoding));
+    if (!session.closed) this.writeFrames(session, presenceFrames(w.pubs.slice(from, end), session));
   }
 
   /** Sends session its share of every open window of its channels (something else is about to be sent to it). */
@@ -1622,28 +1635,51 @@ export class Edge {
 }
 
 /**
- * The frames that carry held (system events in the order a connection got
- * them): one per run of one channel and epoch, a presence frame, or the
- * event's own frame for a run of one.
+ * The frames that carry held (system events of one channel, in its order)
+ * to session: one per run of one epoch, bounded by MAX_PRESENCE_FRAME_BYTES,
+ * a presence frame, or the event's own frame for a run of one. In the
+ * compact form (presence=compact) a run also needs consecutive offsets (or
+ * none), and an event that form cannot carry goes as its own frame.
  */
-function presenceFrames(held: readonly Publication[], encoding: Encoding): Uint8Array[] {
-  const frames: Uint8Array[] = [];
+function presenceFrames(held: readonly Publication[], session: Session): Uint8Array[] {
+  const { encoding, presenceCompact } = session;
   const json = encoding === Encoding.Json;
+  const single = (pub: Publication) => (json ? jsonEventFrame(pub) : binaryEventFrame(pub));
+  const frames: Uint8Array[] = [];
   for (let start = 0; start < held.length;) {
     const first = held[start]!;
     let end = start + 1;
-    let bytes = first.event.length;
-    while (
-      end < held.length &&
-      held[end]!.channel === first.channel &&
-      held[end]!.epoch === first.epoch &&
-      (bytes += held[end]!.event.length) <= MAX_PRESENCE_FRAME_BYTES
-    )
-      end++;
-    if (end - start === 1) frames.push(json ? jsonEventFrame(first) : binaryEventFrame(first));
-    else {
-      const run = held.slice(start, end);
-      frames.push(json ? jsonPresenceFrame(run) : binaryPresenceFrame(run));
+    if (presenceCompact) {
+      const head = presenceChange(first);
+      const changes = head ? [head] : [];
+      let bytes = head?.bytes ?? 0;
+      while (head && end < held.length) {
+        const next = held[end]!;
+        const offset = first.offset ? first.offset + BigInt(end - start) : undefined;
+        if (next.channel !== first.channel || next.epoch !== first.epoch || (next.offset || undefined) !== offset)
+          break;
+        const change = presenceChange(next);
+        if (!change || (bytes += change.bytes) > MAX_PRESENCE_FRAME_BYTES) break;
+        changes.push(change);
+        end++;
+      }
+      frames.push(
+        end - start === 1
+          ? single(first)
+          : compactPresenceFrame(first.channel, first.epoch ?? "", first.offset ?? 0n, changes, encoding),
+      );
+    } else {
+      let bytes = first.event.length;
+      while (
+        end < held.length &&
+        held[end]!.channel === first.channel &&
+        held[end]!.epoch === first.epoch &&
+        (bytes += held[end]!.event.length) <= MAX_PRESENCE_FRAME_BYTES
+      )
+        end++;
+      frames.push(
+        end - start === 1 ? single(first) : (json ? jsonPresenceFrame : binaryPresenceFrame)(held.slice(start, end)),
+      );
     }
     start = end;
   }

@@ -192,7 +192,7 @@ export class WsEdgeServer {
       encoding,
       a.echo,
       a.identity,
-      a.presenceBatches,
+      a.presence,
     );
     (ws as EdgeWebSocket).connection = connection;
     if (this.connections.probes) ws.on("pong", WsEdgeServer.onPong);

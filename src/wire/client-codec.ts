@@ -2,6 +2,8 @@ import { create, fromBinary, fromJson, toBinary, toJsonString, type JsonValue } 
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import {
   ClientFrameSchema,
+  EventSchema,
+  PresenceChangeSchema,
   ServerFrameSchema,
   type ClientFrame,
   type ServerFrame,
@@ -10,8 +12,9 @@ import type { Publication } from "./publication.js";
 import { Code, RealtimeError } from "../protocol/errors.js";
 import { Encoding } from "../protocol/encodings.js";
 import { illFormedField, illFormedMessage } from "../protocol/unicode.js";
-import { varintSize, writeVarint } from "./varint.js";
+import { varint64Size, varintSize, writeVarint, writeVarint64 } from "./varint.js";
 import { appendPositionBinary, appendPositionJson } from "./event-codec.js";
+import { SystemEvent } from "../protocol/system-events.js";
 
 /**
  * The client protocol's frames (realtime.client.v1, in the connection's
@@ -234,6 +237,96 @@ export function binaryPresenceFrame(pubs: readonly Publication[]): Uint8Array {
 export function jsonPresenceFrame(pubs: readonly Publication[]): Uint8Array {
   if (pubs.length === 0) return textEncoder.encode('{"presence":{}}'); // as protobuf-es: an empty list is omitted
   return textEncoder.encode(`{"presence":{"events":[${pubs.map(positionedEventJson).join(",")}]}}`);
+}
+
+/** The oneof case of a compact presence change, by system event name. */
+const CHANGE_CASES: ReadonlyMap<string, "join" | "leave" | "update"> = new Map([
+  [SystemEvent.Join, "join"],
+  [SystemEvent.Leave, "leave"],
+  [SystemEvent.Update, "update"],
+]);
+
+/**
+ * A change of a compact presence frame (presence=compact), encoded once for
+ * every frame that lists it: its PresenceChange in protobuf binary and in
+ * JSON, as protobuf-es writes them, and its size in a frame (protobuf
+ * binary: tag, length and bytes).
+ */
+export interface CompactChange {
+  readonly binary: Uint8Array;
+  readonly json: string;
+  readonly bytes: number;
+}
+
+/**
+ * pub's system event as a change of a compact presence frame; undefined for
+ * an event the compact form cannot carry (not channel:join, channel:leave
+ * or channel:update). Decodes the event and encodes the change once per
+ * publication (the members that joined during a window read it again from
+ * a later index).
+ */
+export function presenceChange(pub: Publication): CompactChange | undefined {
+  const known = changes.get(pub);
+  if (known !== undefined || changes.has(pub)) return known;
+  const event = fromBinary(EventSchema, pub.event);
+  const which = CHANGE_CASES.get(event.event);
+  let found: CompactChange | undefined;
+  if (which !== undefined && event.payload.case === "member") {
+    const change = create(PresenceChangeSchema, { change: { case: which, value: event.payload.value }, id: event.id });
+    const binary = toBinary(PresenceChangeSchema, change);
+    found = {
+      binary,
+      json: toJsonString(PresenceChangeSchema, change),
+      bytes: 1 + varintSize(binary.length) + binary.length,
+    };
+  }
+  changes.set(pub, found);
+  return found;
+}
+/** presenceChange's answers, once per publication. */
+const changes = new WeakMap<Publication, CompactChange | undefined>();
+
+/**
+ * The compact ServerFrame{presence} (presence=compact) of changes, system
+ * events of one channel and epoch with consecutive offsets from
+ * firstOffset (0: no positions): fields 2 channel, 3 epoch, 4 first_offset
+ * and 5 changes (each the change's bytes) of Presence, spliced from the
+ * changes already encoded; byte for byte what protobuf-es writes
+ * (test/presence-frame.test.ts).
+ */
+export function compactPresenceFrame(
+  channel: string,
+  epoch: string,
+  firstOffset: bigint,
+  list: readonly CompactChange[],
+  encoding: Encoding,
+): Uint8Array {
+  if (encoding === Encoding.Json) {
+    let head = "";
+    if (channel !== "") head += `,"channel":${JSON.stringify(channel)}`;
+    if (epoch !== "") head += `,"epoch":${JSON.stringify(epoch)}`;
+    if (firstOffset !== 0n) head += `,"firstOffset":"${firstOffset}"`;
+    if (list.length > 0) head += `,"changes":[${list.map((c) => c.json).join(",")}]`;
+    return textEncoder.encode(`{"presence":{${head.slice(1)}}}`);
+  }
+  const channelBytes = textEncoder.encode(channel);
+  const epochBytes = textEncoder.encode(epoch);
+  let inner = 0;
+  if (channelBytes.length > 0) inner += 1 + varintSize(channelBytes.length) + channelBytes.length;
+  if (epochBytes.length > 0) inner += 1 + varintSize(epochBytes.length) + epochBytes.length;
+  if (firstOffset !== 0n) inner += 1 + varint64Size(firstOffset);
+  for (const c of list) inner += c.bytes;
+  const out = new Uint8Array(1 + varintSize(inner) + inner);
+  out[0] = 0x2a; // 5 presence
+  let pos = writeVarint(out, 1, inner);
+  if (channelBytes.length > 0) pos = writeBytesField(out, pos, 0x12, channelBytes); // 2 channel
+  if (epochBytes.length > 0) pos = writeBytesField(out, pos, 0x1a, epochBytes); // 3 epoch
+  if (firstOffset !== 0n) {
+    out[pos++] = 0x20; // 4 first_offset, varint
+    pos = writeVarint64(out, pos, firstOffset);
+  }
+  for (const c of list) pos = writeBytesField(out, pos, 0x2a, c.binary); // 5 changes
+  return out;
 }
 
 /** The first byte of every ServerFrame{event} in protobuf binary: field 3 (event), wire type 2. */

@@ -123,7 +123,14 @@ const SPEC: Readonly<Record<string, readonly string[]>> = {
   ],
   Subscribed: ["1 channel string", "2 position StreamPosition"],
   Unsubscribed: ["1 channel string"],
-  Presence: ["1 events Event repeated"],
+  Presence: [
+    "1 events Event repeated",
+    "2 channel string",
+    "3 epoch string",
+    "4 first_offset uint64",
+    "5 changes PresenceChange repeated",
+  ],
+  PresenceChange: ["1 join Member change", "2 leave Member change", "3 update Member change", "4 id string"],
   Events: ["1 events Event repeated"],
   Connected: ["1 id string"],
   Reply: [

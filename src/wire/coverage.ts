@@ -104,13 +104,14 @@ export const WIRE_COVERAGE: Readonly<Record<string, CodecCoverage>> = {
   },
   "client-codec.ts": {
     // binaryEventFrame, jsonEventFrame: the ServerFrame of an event; binaryPresenceFrame, jsonPresenceFrame:
-    // of a presence (events already encoded); binaryEventsFrame, jsonEventsFrame: of several events (spliced
+    // of a presence (events already encoded); compactPresenceFrame: of a compact presence (changes encoded); binaryEventsFrame, jsonEventsFrame: of several events (spliced
     // from their event frames); the other frames are protobuf-es's.
     roots: [ServerFrameSchema],
     messages: {
       // presence, events; event; connected, reply, resync, subscribed, unsubscribed
       [ServerFrameSchema.typeName]: { hand: [5, 8], encoded: [3], protobufEs: [1, 2, 4, 6, 7] },
-      [PresenceSchema.typeName]: { hand: [], encoded: [1] }, // events
+      // channel, epoch, first_offset (the compact form); events, changes (each encoded once, then spliced)
+      [PresenceSchema.typeName]: { hand: [2, 3, 4], encoded: [1, 5] },
       [EventsSchema.typeName]: { hand: [], encoded: [1] }, // events
     },
   },

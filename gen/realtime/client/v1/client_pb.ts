@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/client/v1/client.proto.
  */
 export const file_realtime_client_v1_client: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSKgAwoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIABI0CgpzdWJzY3JpYmVkGAYgASgLMh4ucmVhbHRpbWUuY2xpZW50LnYxLlN1YnNjcmliZWRIABI4Cgx1bnN1YnNjcmliZWQYByABKAsyIC5yZWFsdGltZS5jbGllbnQudjEuVW5zdWJzY3JpYmVkSAASLAoGZXZlbnRzGAggASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50c0gAQgcKBWZyYW1lIlMKClN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiIfCgxVbnN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCSI1CghQcmVzZW5jZRIpCgZldmVudHMYASADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQiMwoGRXZlbnRzEikKBmV2ZW50cxgBIAMoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudCIXCglDb25uZWN0ZWQSCgoCaWQYASABKAkinQIKBVJlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEisKB21lbWJlcnMYAyADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEhIKCm1lc3NhZ2VfaWQYBCABKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAUgASgJEjQKCHBvc2l0aW9uGAYgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEhEKCXJlY292ZXJlZBgHIAEoCBIpCgZldmVudHMYCCADKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnQSEAoIY29tcGxldGUYCSABKAgiRQoFRXJyb3ISKwoEY29kZRgBIAEoDjIdLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCSLFAQoFRXZlbnQSDwoHY2hhbm5lbBgBIAEoCRINCgVldmVudBgCIAEoCRImCgRqc29uGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAQgASgMSAASLAoGbWVtYmVyGAUgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAYgASgJEg4KBm9mZnNldBgHIAEoBBINCgVlcG9jaBgIIAEoCUIJCgdwYXlsb2FkIksKBk1lbWJlchIKCgJpZBgBIAEoCRIkCgRkYXRhGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg8KB3VzZXJfaWQYAyABKAkiLwoOU3RyZWFtUG9zaXRpb24SDgoGb2Zmc2V0GAEgASgEEg0KBWVwb2NoGAIgASgJInAKCkdldEhpc3RvcnkSDwoHY2hhbm5lbBgBIAEoCRIxCgVzaW5jZRgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIIk8KBlJlc3luYxIPCgdjaGFubmVsGAEgASgJEjQKCHBvc2l0aW9uGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uKqQCCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBAIEiIKHkVSUk9SX0NPREVfRkFJTEVEX1BSRUNPTkRJVElPThAJEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQEGIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("Ch9yZWFsdGltZS9jbGllbnQvdjEvY2xpZW50LnByb3RvEhJyZWFsdGltZS5jbGllbnQudjEi3QMKC0NsaWVudEZyYW1lEgoKAmlkGAEgASgNEigKBGpvaW4YAiABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuSm9pbkgAEioKBWxlYXZlGAMgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkxlYXZlSAASOwoOdXBkYXRlX3Byb2ZpbGUYBCABKAsyIS5yZWFsdGltZS5jbGllbnQudjEuVXBkYXRlUHJvZmlsZUgAEigKBHNlbmQYBSABKAsyGC5yZWFsdGltZS5jbGllbnQudjEuU2VuZEgAEjIKCWJyb2FkY2FzdBgGIAEoCzIdLnJlYWx0aW1lLmNsaWVudC52MS5Ccm9hZGNhc3RIABI1CgtnZXRfbWVtYmVycxgHIAEoCzIeLnJlYWx0aW1lLmNsaWVudC52MS5HZXRNZW1iZXJzSAASKAoEcGluZxgIIAEoCzIYLnJlYWx0aW1lLmNsaWVudC52MS5QaW5nSAASLgoHcmVmcmVzaBgJIAEoCzIbLnJlYWx0aW1lLmNsaWVudC52MS5SZWZyZXNoSAASNQoLZ2V0X2hpc3RvcnkYCiABKAsyHi5yZWFsdGltZS5jbGllbnQudjEuR2V0SGlzdG9yeUgAQgkKB2NvbW1hbmQiZgoESm9pbhIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBARIxCgVzaW5jZRgDIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbkIHCgVfZWNobyI0CgVMZWF2ZRIPCgdjaGFubmVsGAEgASgJEhEKBGVjaG8YAiABKAhIAIgBAUIHCgVfZWNobyJRCg1VcGRhdGVQcm9maWxlEiQKBGRhdGEYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEQoEZWNobxgCIAEoCEgAiAEBQgcKBV9lY2hvIocBCgRTZW5kEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAkSJgoEanNvbhgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEhAKBmJpbmFyeRgEIAEoDEgAEhEKBGVjaG8YBSABKAhIAYgBAUIJCgdwYXlsb2FkQgcKBV9lY2hvInsKCUJyb2FkY2FzdBINCgVldmVudBgBIAEoCRImCgRqc29uGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASEAoGYmluYXJ5GAMgASgMSAASEQoEZWNobxgEIAEoCEgBiAEBQgkKB3BheWxvYWRCBwoFX2VjaG8iRAoKR2V0TWVtYmVycxIPCgdjaGFubmVsGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIgYKBFBpbmciGAoHUmVmcmVzaBINCgV0b2tlbhgBIAEoCSKgAwoLU2VydmVyRnJhbWUSMgoJY29ubmVjdGVkGAEgASgLMh0ucmVhbHRpbWUuY2xpZW50LnYxLkNvbm5lY3RlZEgAEioKBXJlcGx5GAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLlJlcGx5SAASKgoFZXZlbnQYAyABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXZlbnRIABIsCgZyZXN5bmMYBCABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuUmVzeW5jSAASMAoIcHJlc2VuY2UYBSABKAsyHC5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VIABI0CgpzdWJzY3JpYmVkGAYgASgLMh4ucmVhbHRpbWUuY2xpZW50LnYxLlN1YnNjcmliZWRIABI4Cgx1bnN1YnNjcmliZWQYByABKAsyIC5yZWFsdGltZS5jbGllbnQudjEuVW5zdWJzY3JpYmVkSAASLAoGZXZlbnRzGAggASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50c0gAQgcKBWZyYW1lIlMKClN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCRI0Cghwb3NpdGlvbhgCIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbiIfCgxVbnN1YnNjcmliZWQSDwoHY2hhbm5lbBgBIAEoCSKgAQoIUHJlc2VuY2USKQoGZXZlbnRzGAEgAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50Eg8KB2NoYW5uZWwYAiABKAkSDQoFZXBvY2gYAyABKAkSFAoMZmlyc3Rfb2Zmc2V0GAQgASgEEjMKB2NoYW5nZXMYBSADKAsyIi5yZWFsdGltZS5jbGllbnQudjEuUHJlc2VuY2VDaGFuZ2UirQEKDlByZXNlbmNlQ2hhbmdlEioKBGpvaW4YASABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVySAASKwoFbGVhdmUYAiABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVySAASLAoGdXBkYXRlGAMgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlckgAEgoKAmlkGAQgASgJQggKBmNoYW5nZSIzCgZFdmVudHMSKQoGZXZlbnRzGAEgAygLMhkucmVhbHRpbWUuY2xpZW50LnYxLkV2ZW50IhcKCUNvbm5lY3RlZBIKCgJpZBgBIAEoCSKdAgoFUmVwbHkSCgoCaWQYASABKA0SKAoFZXJyb3IYAiABKAsyGS5yZWFsdGltZS5jbGllbnQudjEuRXJyb3ISKwoHbWVtYmVycxgDIAMoCzIaLnJlYWx0aW1lLmNsaWVudC52MS5NZW1iZXISEgoKbWVzc2FnZV9pZBgEIAEoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YBSABKAkSNAoIcG9zaXRpb24YBiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24SEQoJcmVjb3ZlcmVkGAcgASgIEikKBmV2ZW50cxgIIAMoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FdmVudBIQCghjb21wbGV0ZRgJIAEoCCJFCgVFcnJvchIrCgRjb2RlGAEgASgOMh0ucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJIsUBCgVFdmVudBIPCgdjaGFubmVsGAEgASgJEg0KBWV2ZW50GAIgASgJEiYKBGpzb24YAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABIQCgZiaW5hcnkYBCABKAxIABIsCgZtZW1iZXIYBSABKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVySAASCgoCaWQYBiABKAkSDgoGb2Zmc2V0GAcgASgEEg0KBWVwb2NoGAggASgJQgkKB3BheWxvYWQiSwoGTWVtYmVyEgoKAmlkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDwoHdXNlcl9pZBgDIAEoCSIvCg5TdHJlYW1Qb3NpdGlvbhIOCgZvZmZzZXQYASABKAQSDQoFZXBvY2gYAiABKAkicAoKR2V0SGlzdG9yeRIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiTwoGUmVzeW5jEg8KB2NoYW5uZWwYASABKAkSNAoIcG9zaXRpb24YAiABKAsyIi5yZWFsdGltZS5jbGllbnQudjEuU3RyZWFtUG9zaXRpb24qpAIKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASHwobRVJST1JfQ09ERV9JTlZBTElEX0FSR1VNRU5UEAMSIAocRVJST1JfQ09ERV9QRVJNSVNTSU9OX0RFTklFRBAHEiEKHUVSUk9SX0NPREVfUkVTT1VSQ0VfRVhIQVVTVEVEEAgSIgoeRVJST1JfQ09ERV9GQUlMRURfUFJFQ09ORElUSU9OEAkSHAoYRVJST1JfQ09ERV9VTklNUExFTUVOVEVEEAwSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBANEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDhIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * ClientFrame is one frame from the client to the edge: a command.
@@ -558,9 +558,16 @@ export const UnsubscribedSchema: GenMessage<Unsubscribed> = /*@__PURE__*/
  * Presence lists system events (channel:join, channel:leave,
  * channel:update) of one channel that reached the edge within one short
  * window (REALTIME_PRESENCE_WINDOW_MS), in the channel's order: exactly the
- * run of event frames the connection would otherwise have got in a row,
- * each event as that frame would carry it (id, channel, event name, member,
- * offset, epoch). At least two events; a lone one is sent as an event frame.
+ * run of event frames the connection would otherwise have got in a row.
+ * Two forms, by what the connection asked for:
+ * - presence=batch: events, each event as that frame would carry it (id,
+ *   channel, event name, member, offset, epoch). At least two events; a
+ *   lone one is sent as an event frame.
+ * - presence=compact: channel, epoch and first_offset once, and changes,
+ *   each with only the member and the event id: change i is the event at
+ *   offset first_offset + i (first_offset 0: the events have no position).
+ *   About half the bytes of the first form. At least two changes; a lone
+ *   one is sent as an event frame.
  *
  * @generated from message realtime.client.v1.Presence
  */
@@ -571,6 +578,35 @@ export type Presence = Message<"realtime.client.v1.Presence"> & {
    * @generated from field: repeated realtime.client.v1.Event events = 1;
    */
   events: Event[];
+
+  /**
+   * The compact form: the channel of every change.
+   *
+   * @generated from field: string channel = 2;
+   */
+  channel: string;
+
+  /**
+   * The compact form: the epoch of every change's offset.
+   *
+   * @generated from field: string epoch = 3;
+   */
+  epoch: string;
+
+  /**
+   * The compact form: the offset of the first change; the others follow
+   * one by one. 0 when the events have no position.
+   *
+   * @generated from field: uint64 first_offset = 4;
+   */
+  firstOffset: bigint;
+
+  /**
+   * The compact form: the changes, in the channel's order.
+   *
+   * @generated from field: repeated realtime.client.v1.PresenceChange changes = 5;
+   */
+  changes: PresenceChange[];
 };
 
 /**
@@ -579,6 +615,59 @@ export type Presence = Message<"realtime.client.v1.Presence"> & {
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
   messageDesc(file_realtime_client_v1_client, 12);
+
+/**
+ * PresenceChange is one system event of a compact Presence frame: which
+ * one, its member, and its id.
+ *
+ * @generated from message realtime.client.v1.PresenceChange
+ */
+export type PresenceChange = Message<"realtime.client.v1.PresenceChange"> & {
+  /**
+   * The event; exactly one is set.
+   *
+   * @generated from oneof realtime.client.v1.PresenceChange.change
+   */
+  change: {
+    /**
+     * channel:join of this member.
+     *
+     * @generated from field: realtime.client.v1.Member join = 1;
+     */
+    value: Member;
+    case: "join";
+  } | {
+    /**
+     * channel:leave of this member.
+     *
+     * @generated from field: realtime.client.v1.Member leave = 2;
+     */
+    value: Member;
+    case: "leave";
+  } | {
+    /**
+     * channel:update: this member's new profile.
+     *
+     * @generated from field: realtime.client.v1.Member update = 3;
+     */
+    value: Member;
+    case: "update";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The event id, as Event.id.
+   *
+   * @generated from field: string id = 4;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message realtime.client.v1.PresenceChange.
+ * Use `create(PresenceChangeSchema)` to create a new message.
+ */
+export const PresenceChangeSchema: GenMessage<PresenceChange> = /*@__PURE__*/
+  messageDesc(file_realtime_client_v1_client, 13);
 
 /**
  * Events lists the events the connection would otherwise have got as that
@@ -604,7 +693,7 @@ export type Events = Message<"realtime.client.v1.Events"> & {
  * Use `create(EventsSchema)` to create a new message.
  */
 export const EventsSchema: GenMessage<Events> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 13);
+  messageDesc(file_realtime_client_v1_client, 14);
 
 /**
  * Connected tells the client who it is.
@@ -625,7 +714,7 @@ export type Connected = Message<"realtime.client.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 14);
+  messageDesc(file_realtime_client_v1_client, 15);
 
 /**
  * Reply answers one ClientFrame.
@@ -714,7 +803,7 @@ export type Reply = Message<"realtime.client.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 15);
+  messageDesc(file_realtime_client_v1_client, 16);
 
 /**
  * Error says why a command failed.
@@ -742,7 +831,7 @@ export type Error = Message<"realtime.client.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 16);
+  messageDesc(file_realtime_client_v1_client, 17);
 
 /**
  * Event is an application event (sent by a backend or a client) or a system
@@ -829,7 +918,7 @@ export type Event = Message<"realtime.client.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 17);
+  messageDesc(file_realtime_client_v1_client, 18);
 
 /**
  * Member is one connection in a channel.
@@ -865,7 +954,7 @@ export type Member = Message<"realtime.client.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 18);
+  messageDesc(file_realtime_client_v1_client, 19);
 
 /**
  * StreamPosition is a place in a channel's sequence of events.
@@ -893,7 +982,7 @@ export type StreamPosition = Message<"realtime.client.v1.StreamPosition"> & {
  * Use `create(StreamPositionSchema)` to create a new message.
  */
 export const StreamPositionSchema: GenMessage<StreamPosition> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 19);
+  messageDesc(file_realtime_client_v1_client, 20);
 
 /**
  * GetHistory reads the events a channel keeps (its history is bounded by
@@ -937,7 +1026,7 @@ export type GetHistory = Message<"realtime.client.v1.GetHistory"> & {
  * Use `create(GetHistorySchema)` to create a new message.
  */
 export const GetHistorySchema: GenMessage<GetHistory> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 20);
+  messageDesc(file_realtime_client_v1_client, 21);
 
 /**
  * Resync tells a member that the edge lost events of a channel.
@@ -965,7 +1054,7 @@ export type Resync = Message<"realtime.client.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_realtime_client_v1_client, 21);
+  messageDesc(file_realtime_client_v1_client, 22);
 
 /**
  * ErrorCode is the closed set of reasons a command fails. The numbers are
