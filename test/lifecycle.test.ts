@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LeaveReason, type LifecycleEvent, type WatchLifecycleResponse } from "../gen/realtime/v1/realtime_pb.js";
 import { startCluster } from "./helpers/cluster.js";
 import { realtimeClient, type RealtimeTestClient } from "./helpers/grpc-client.js";
+import { connectStream } from "./helpers/connect-stream.js";
+import { StreamWatch } from "./helpers/stream-watch.js";
 import { twoModes, type Setup } from "./helpers/modes.js";
 import { eventually } from "./helpers/redis-topology.js";
 import { TestClient } from "./helpers/ws-client.js";
@@ -29,16 +31,9 @@ function token(sub: string): Promise<string> {
 }
 
 /** One open WatchLifecycle stream and what it received. */
-class Watch {
-  readonly got: WatchLifecycleResponse[] = [];
-  status: grpc.StatusObject | undefined;
-  private readonly stream: grpc.ClientReadableStream<WatchLifecycleResponse>;
-
+class Watch extends StreamWatch<WatchLifecycleResponse> {
   constructor(api: RealtimeTestClient, req: Parameters<RealtimeTestClient["watchLifecycle"]>[0]) {
-    this.stream = api.watchLifecycle(req);
-    this.stream.on("data", (r: WatchLifecycleResponse) => this.got.push(r));
-    this.stream.on("error", () => {});
-    this.stream.on("status", (s: grpc.StatusObject) => (this.status = s));
+    super(api.watchLifecycle(req));
   }
 
   /** The events received, as short strings: what they say, without times and positions. */
@@ -49,10 +44,6 @@ class Watch {
   /** Waits until every line in `lines` was received (in any order among others). */
   async saw(lines: string[], what: string): Promise<void> {
     await eventually(() => lines.every((l) => this.said().includes(l)), 15_000, `${what}: ${lines.join(", ")}`);
-  }
-
-  cancel(): void {
-    this.stream.cancel();
   }
 }
 
@@ -259,38 +250,10 @@ for (const mode of MODES) {
     }, 30_000);
 
     it("over Connect: an HTTP client reads the stream with fetch (enveloped JSON)", async () => {
-      const controller = new AbortController();
-      const body = Buffer.from(JSON.stringify({ channelPrefix: "http" }));
-      const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
-      envelope.writeUInt32BE(body.length, 1);
-      // The response's headers may wait for its first message: read in the background.
-      const messages: unknown[] = [];
-      let httpStatus = 0;
-      const reading = (async () => {
-        try {
-          const res = await fetch(`http://${s.http[0]}/realtime.v1.Realtime/WatchLifecycle`, {
-            method: "POST",
-            headers: { "content-type": "application/connect+json" },
-            body: envelope,
-            signal: controller.signal,
-          });
-          httpStatus = res.status;
-          const reader = res.body!.getReader();
-          let buffer = Buffer.alloc(0);
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            buffer = Buffer.concat([buffer, Buffer.from(value)]);
-            while (buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1)) {
-              const size = buffer.readUInt32BE(1);
-              messages.push(JSON.parse(buffer.subarray(5, 5 + size).toString()));
-              buffer = buffer.subarray(5 + size);
-            }
-          }
-        } catch {
-          // aborted
-        }
-      })();
+      const stream = connectStream(`http://${s.http[0]}/realtime.v1.Realtime/WatchLifecycle`, {
+        channelPrefix: "http",
+      });
+      const messages = stream.messages;
       // The stream is in effect once a change made now reaches it.
       const d = await connect(0, "dave");
       await eventually(
@@ -302,9 +265,8 @@ for (const mode of MODES) {
         15_000,
         "events over Connect",
       );
-      controller.abort();
-      await reading;
-      expect(httpStatus).toBe(200);
+      await stream.stop();
+      expect(stream.status()).toBe(200);
       expect(messages.slice(0, 2)).toEqual([
         expect.objectContaining({ event: expect.objectContaining({ channelOccupied: { channel: "http1" } }) }),
         expect.objectContaining({

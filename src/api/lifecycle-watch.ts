@@ -10,7 +10,7 @@ import { WatchLifecycleResponseSchema, type WatchLifecycleResponse } from "../..
 import type { Publication, StreamPosition } from "../core/broker.js";
 import { channelOfLifecycle, LIFECYCLE_CHANNEL, lifecycleOf } from "../core/lifecycle.js";
 import { MAX_HISTORY_LIMIT } from "../core/limits.js";
-import { followChannel, type WatchResume, type WatchSource } from "./watch.js";
+import { decodedOnce, followChannel, type WatchResume, type WatchSource } from "./watch.js";
 
 /** Which events one watcher wants (WatchLifecycleRequest). */
 export interface LifecycleFilter {
@@ -21,6 +21,16 @@ export interface LifecycleFilter {
 }
 
 /**
+ * The response for a publication of LIFECYCLE_CHANNEL, with its offset and
+ * epoch, decoded once for every watcher of this node; null for bytes that
+ * are not a lifecycle event.
+ */
+const lifecycleResponse = decodedOnce((pub: Publication): WatchLifecycleResponse => {
+  const { id, event } = lifecycleOf(pub);
+  return create(WatchLifecycleResponseSchema, { id, event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
+});
+
+/**
  * The responses of one WatchLifecycle call: with resume, the kept events
  * after since that pass the filter, in order (when they are not all kept
  * any more, or the sequence's epoch changed, a message with resync = true
@@ -29,27 +39,6 @@ export interface LifecycleFilter {
  * is (watch.ts followChannel). A publication that does not decode is
  * skipped (only the service publishes on LIFECYCLE_CHANNEL).
  */
-/** Each publication's response, decoded once for every watcher of this node (null: not a lifecycle event). */
-const decoded = new WeakMap<Publication, WatchLifecycleResponse | null>();
-
-/**
- * The response for a publication of LIFECYCLE_CHANNEL, with its offset and
- * epoch; null for bytes that are not a lifecycle event. Shared by the
- * watchers it is handed to (the broker hands them one object): do not change it.
- */
-function lifecycleResponse(pub: Publication): WatchLifecycleResponse | null {
-  let response = decoded.get(pub);
-  if (response !== undefined) return response;
-  try {
-    const { id, event } = lifecycleOf(pub);
-    response = create(WatchLifecycleResponseSchema, { id, event, offset: pub.offset ?? 0n, epoch: pub.epoch ?? "" });
-  } catch {
-    response = null;
-  }
-  decoded.set(pub, response);
-  return response;
-}
-
 export function watchLifecycle(
   filter: LifecycleFilter,
   source: WatchSource,

@@ -30,7 +30,7 @@ import { controlPublication, edgeChannel, edgeOfConnection, userChannel } from "
 import { olderFirst } from "../core/edge-control.js";
 import { Encoding } from "../protocol/encodings.js";
 import { encodePublication } from "../wire/publication.js";
-import type { Broker, Publication } from "../core/broker.js";
+import type { Broker, Delivery, Publication } from "../core/broker.js";
 import {
   checkIdempotencyKey,
   DEFAULT_IDEMPOTENCY_MAX_KEYS,
@@ -61,6 +61,8 @@ import { getHistory } from "./history.js";
 import { statsInterval, watchStats } from "./stats.js";
 import { watchChannel, WatchStreams, type WatchSource, type WatchStreamLimits } from "./watch.js";
 import { watchLifecycle } from "./lifecycle-watch.js";
+import { watchMessages } from "./message-watch.js";
+import type { Tap, TapDemand, TapFacts } from "../core/tap.js";
 
 export interface RealtimeServiceDeps {
   broker: Broker;
@@ -88,10 +90,16 @@ export interface RealtimeServiceDeps {
    * FAILED_PRECONDITION.
    */
   lifecycle?: boolean;
+  /**
+   * This node's message tap (core/tap.ts): what it publishes for backends
+   * is copied while the tap is wanted; and its watchers, counted in demand,
+   * announce it. Undefined: nothing copied, WatchMessages UNAVAILABLE.
+   */
+  tap?: { readonly copier: Tap; readonly demand: TapDemand };
 }
 
-/** An event checked and encoded, ready to be handed to the broker. */
-interface Prepared {
+/** An event checked and encoded, ready to be handed to the broker; what the message tap copies of it (TapFacts). */
+interface Prepared extends TapFacts {
   readonly id: string;
   readonly pub: Publication;
   /** Its idempotency key; "" for none. */
@@ -194,12 +202,14 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     // The same event for another user, or without the same connection, is another request.
     const print =
       user === "" && exclude === "" ? pub.event : Buffer.concat([Buffer.from(`${user}\0${exclude}\0`), pub.event]);
-    if (user === "") return { id, pub, key, print };
+    // What the tap copies: a backend's message (origin ""), as the request gave it.
+    const facts = { channel, userId: user, event, payload, origin: "" };
+    if (user === "") return { ...facts, id, pub, key, print };
     // To a user: the event rides the user's control channel (core/control-channels.ts).
     const carrier = controlPublication(userChannel(user), {
       command: { case: "deliver", value: encodePublication(pub) },
     });
-    return { id, pub: carrier, key, print };
+    return { ...facts, id, pub: carrier, key, print };
   }
 
   /** Send (alone, in a batch or in a Publish stream), checked: throws INVALID_ARGUMENT for a bad name or a missing payload. */
@@ -279,6 +289,13 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     return { connections, changed };
   }
 
+  /** Hands the event to the broker, the one place every backend's event is; the tap copies it while wanted. */
+  function hand(p: Prepared): Promise<Delivery> {
+    const tap = deps.tap?.copier;
+    if (tap?.wanted) tap.copy(p);
+    return broker.publish(p.pub);
+  }
+
   /**
    * Hands the event to the broker; with a key, once per key: a retry gets
    * the first attempt's answer with duplicate. `started` is called once
@@ -287,7 +304,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
    */
   async function publish(p: Prepared, call: Call, started?: () => void): Promise<Ack> {
     if (p.key === "") {
-      const delivery = broker.publish(p.pub);
+      const delivery = hand(p);
       started?.();
       return { messageId: p.id, edges: (await delivery).edges, duplicate: false };
     }
@@ -301,7 +318,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
   async function publishHeld(p: Prepared, held: HeldKey, started?: () => void): Promise<Ack> {
     let edges: number;
     try {
-      const publishing = broker.publish(p.pub);
+      const publishing = hand(p);
       started?.();
       edges = (await publishing).edges;
     } catch (err) {
@@ -399,7 +416,7 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
       let gate: Promise<void> | undefined;
       const publishOne = (e: PublishEvent): Promise<unknown> => {
         const p = e.case === "send" ? prepareSend(e.value) : prepareBroadcast(e.value);
-        if (gate === undefined && p.key === "") return broker.publish(p.pub);
+        if (gate === undefined && p.key === "") return hand(p);
         const before = gate;
         let open!: () => void;
         const mine = new Promise<void>((resolve) => (open = resolve));
@@ -543,6 +560,22 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
         const filter = { channelPrefix: req.channelPrefix, connections: req.connections };
         yield* watchLifecycle(filter, watchers, ctx.signal, since && { since, history: broker });
+      } catch (err) {
+        throw toConnectError(err);
+      } finally {
+        close?.();
+      }
+    },
+    async *watchMessages(req, ctx) {
+      let close: (() => void) | undefined;
+      try {
+        const tap = deps.tap;
+        if (!tap) throw new RealtimeError(Code.Unavailable, "this API node has no message tap");
+        if (req.channelPrefix !== "") checkChannel(req.channelPrefix, "channel_prefix");
+        if (req.event !== "") checkEvent(req.event);
+        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
+        const filter = { channelPrefix: req.channelPrefix, event: req.event };
+        yield* watchMessages(filter, watchers, ctx.signal, () => tap.demand.open());
       } catch (err) {
         throw toConnectError(err);
       } finally {

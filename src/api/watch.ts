@@ -137,14 +137,15 @@ export interface Positioned {
  * snapshot, or the events replayed from history) and returns the position
  * of the last event it sent; then each live publication that `respond`
  * turns into a response (undefined: not for this watcher), in the order
- * the broker delivered it, those at or before the last sent dropped, until
+ * the broker delivered it, those at or before the last sent dropped (a
+ * response without offset is never dropped as a repeat), until
  * `signal` aborts (then it throws the reason). A watcher that reads too
  * slowly (WATCH_MAX_QUEUED_EVENTS, WATCH_MAX_QUEUED_BYTES) is dropped with
  * RESOURCE_EXHAUSTED; a node that loses its subscription (WatchNode.onLost)
  * ends the stream with UNAVAILABLE after the events delivered before the
  * loss: a watcher is never left on a stream that silently misses events.
  */
-export async function* followChannel<R extends Positioned>(
+export async function* followChannel<R extends object>(
   channel: string,
   source: WatchSource,
   signal: AbortSignal,
@@ -208,11 +209,12 @@ export async function* followChannel<R extends Positioned>(
       const next = queue.shift();
       if (next) {
         queuedBytes -= next.bytes;
-        const { offset, epoch } = next.response;
-        if (offset !== 0n) {
+        // A response without a position (the message tap's) is never a repeat.
+        const { offset, epoch } = next.response as Partial<Positioned>;
+        if (offset !== undefined && offset !== 0n) {
           // Sent already (replayed from history, or a broker's retry).
           if (epoch === last.epoch && offset <= last.offset) continue;
-          last = { offset, epoch };
+          last = { offset, epoch: epoch ?? "" };
         }
         yield next.response;
         continue;
@@ -229,6 +231,28 @@ export async function* followChannel<R extends Positioned>(
     signal.removeEventListener("abort", notify);
     detach();
   }
+}
+
+/**
+ * decode, made to run once per publication however many watchers of this
+ * node are handed it (the broker hands them one object; a WeakMap keeps
+ * each answer as long as the publication lives). A decode that throws
+ * answers null (bytes that are not the channel's message: skipped). The
+ * answer is shared by those watchers: do not change it.
+ */
+export function decodedOnce<R>(decode: (pub: Publication) => R): (pub: Publication) => R | null {
+  const decoded = new WeakMap<Publication, R | null>();
+  return (pub) => {
+    let response = decoded.get(pub);
+    if (response !== undefined) return response;
+    try {
+      response = decode(pub);
+    } catch {
+      response = null;
+    }
+    decoded.set(pub, response);
+    return response;
+  };
 }
 
 /**

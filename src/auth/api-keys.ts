@@ -11,8 +11,9 @@
  *   KEY    16 to 256 characters from A-Z a-z 0-9 and - _ . ~ / = (no ":" or ",")
  *   SCOPE  `publish`  Send, Broadcast, SendBatch and Publish
  *          `presence` GetMembers, PresenceStats, ListChannels, WatchChannel,
- *                     GetHistory, Info, WatchStats, WatchLifecycle and
- *                     GetConnections (reading who is where and what happened)
+ *                     GetHistory, Info, WatchStats, WatchLifecycle,
+ *                     GetConnections and WatchMessages (reading who is where
+ *                     and what happened)
  *          `control`  Disconnect, Subscribe and Unsubscribe (acting on connections)
  *          `*`        every method
  *          or the name of one method of realtime.v1.Realtime, e.g. `Send`
@@ -47,6 +48,7 @@ export const API_KEY_SCOPES: Readonly<Record<string, readonly string[]>> = {
     "WatchStats",
     "WatchLifecycle",
     "GetConnections",
+    "WatchMessages",
   ],
   control: ["Disconnect", "Subscribe", "Unsubscribe"],
 };
@@ -71,6 +73,7 @@ const DEFAULT_METHODS = [
   "WatchStats",
   "WatchLifecycle",
   "GetConnections",
+  "WatchMessages",
 ] as const;
 
 /** One configured key. */

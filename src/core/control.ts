@@ -4,6 +4,7 @@ import { Code, RealtimeError } from "../protocol/errors.js";
 import type { Broker, PublicationHandler, Publication } from "./broker.js";
 import { apiChannel, APIS_CHANNEL, controlOf, controlPublication, EDGES_CHANNEL } from "./control-channels.js";
 import { CONTROL_REPLY_TIMEOUT_MS } from "./limits.js";
+import type { Tap } from "./tap.js";
 
 /** What an API node attaches its receiver with (the watchers' source: a node of the broker that gets no broadcasts). */
 export type ControlAttach = (handler: PublicationHandler) => {
@@ -26,6 +27,8 @@ export interface ControlPlaneOptions {
    * API node) Info adds this node itself.
    */
   peers: boolean;
+  /** This node's message tap (core/tap.ts): told when the tap is announced (Control.tap on APIS_CHANNEL). */
+  tap?: Tap;
   /** How long answers are waited for. Default: CONTROL_REPLY_TIMEOUT_MS. */
   timeoutMs?: number;
   onError?: (err: unknown) => void;
@@ -151,6 +154,22 @@ export class ControlPlane {
     }
   }
 
+  /**
+   * Tells every node that the message tap is wanted for forMs (core/tap.ts
+   * TapDemand): this one at once, the edges (and, with peers, the other API
+   * nodes) with Control.tap, which asks no answer. Never throws; a failed
+   * publish is the next announcement's to mend.
+   */
+  announceTap(forMs: number): void {
+    this.options.tap?.want(forMs);
+    const command: Command = { case: "tap", value: { forMs } };
+    for (const channel of this.options.peers ? [EDGES_CHANNEL, APIS_CHANNEL] : [EDGES_CHANNEL]) {
+      this.options.broker
+        .publish(controlPublication(channel, { command }))
+        .catch((err: unknown) => this.options.onError?.(err));
+    }
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.retry);
@@ -172,6 +191,10 @@ export class ControlPlane {
       if (!p) return; // late: counted as unanswered already
       p.replies.push(command.value);
       this.settle(command.value.id, p);
+      return;
+    }
+    if (command.case === "tap") {
+      this.options.tap?.want(command.value.forMs);
       return;
     }
     if (command.case === "info" && control.replyTo !== "") {

@@ -14,6 +14,7 @@ import type { NodeTotals } from "./node-counters.js";
 import type { Broker, Publication } from "./broker.js";
 import { controlOf, controlPublication, EDGES_CHANNEL, edgeChannel, userChannel } from "./control-channels.js";
 import { MAX_CHANNELS_LISTED, MAX_CONNECTIONS_LISTED } from "./limits.js";
+import type { Tap } from "./tap.js";
 
 /** Who an edge is, for the control plane: its id (its connection ids' prefix), version and start. */
 export interface EdgeNode {
@@ -70,6 +71,8 @@ export class EdgeControl<S> {
     private readonly broker: Broker,
     private readonly node: EdgeNode,
     private readonly onError: (err: unknown) => void,
+    /** This edge's message tap, told when an API node announces it (Control.tap). */
+    private readonly tap?: Tap,
   ) {}
 
   /** The control channels this edge is always subscribed to (users' come and go with their connections). */
@@ -161,6 +164,9 @@ export class EdgeControl<S> {
           },
         });
       }
+      case "tap":
+        this.tap?.want(command.value.forMs);
+        return;
       default:
         // An answer (edges ask nothing), or a command of a newer version: nothing to do.
         return;

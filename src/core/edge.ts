@@ -44,6 +44,7 @@ import { edgeOfConnection, isControlChannel, userChannel } from "./control-chann
 import { EdgeControl, type ConnectionFacts, type EdgeNode } from "./edge-control.js";
 import type { ControlTarget } from "../../gen/realtime/link/v1/link_pb.js";
 import type { HookIdentity, Hooks, SendPayload } from "./hooks.js";
+import type { Tap } from "./tap.js";
 
 /** Commands one connection may have waiting before new ones are refused. */
 export const MAX_PENDING_COMMANDS = 256;
@@ -313,6 +314,12 @@ export interface EdgeOptions {
    * client's send. Undefined: none.
    */
   hooks?: Hooks;
+  /**
+   * This edge's message tap (core/tap.ts): its clients' sends and
+   * broadcasts are copied while an API node announces a watcher (on the
+   * control plane, so only with node). Undefined: none.
+   */
+  tap?: Tap;
 }
 
 /**
@@ -385,7 +392,13 @@ export class Edge {
       this.errorBudget = new TokenBucket(rl.errorRefillPerSecond, rl.errorBudget);
     }
     if (options.node) {
-      this.control = new EdgeControl<Session>(this, options.broker, options.node, (err) => options.onError?.(err));
+      this.control = new EdgeControl<Session>(
+        this,
+        options.broker,
+        options.node,
+        (err) => options.onError?.(err),
+        options.tap,
+      );
       this.control.start();
     }
   }
@@ -1560,6 +1573,8 @@ export class Edge {
       true,
     );
     if (echo && channel !== "") this.expectEcho(session, pub);
+    const tap = this.options.tap;
+    if (tap?.wanted) tap.copy({ channel, userId: "", event, id, payload, origin: session.id });
     let delivery: Delivery;
     try {
       delivery = await this.options.broker.publish(pub);

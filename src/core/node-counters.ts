@@ -45,6 +45,7 @@ export class NodeCounters {
       backendState: (backend, up) => inner.backendState(backend, up),
       hookCalled: (hook, outcome) => inner.hookCalled(hook, outcome),
       hookTimed: (hook, seconds) => inner.hookTimed(hook, seconds),
+      tapped: (outcome, count) => inner.tapped(outcome, count),
       messageIn: (kind) => {
         this.messagesIn++;
         inner.messageIn(kind);

@@ -139,6 +139,9 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
 export type MessageInKind =
   "join" | "leave" | "update_profile" | "send" | "broadcast" | "get_members" | "ping" | "other" | "invalid";
 
+/** What became of a message the tap (core/tap.ts) was asked to copy: copied, or skipped past its rate. */
+export type TapOutcome = "copied" | "skipped";
+
 /** The shared backends whose reachability is reported. */
 export type Backend = "link" | "redis";
 
@@ -174,6 +177,8 @@ export interface Observer {
   hookCalled(hook: HookName, outcome: HookOutcome): void;
   /** A hook call took seconds, answered or not. */
   hookTimed(hook: HookName, seconds: number): void;
+  /** The message tap copied `count` messages, or skipped them past its rate (core/tap.ts). */
+  tapped(outcome: TapOutcome, count: number): void;
 }
 
 /** An Observer that does nothing: the default wherever none is given. */
@@ -191,4 +196,5 @@ export const NOOP_OBSERVER: Observer = {
   backendState() {},
   hookCalled() {},
   hookTimed() {},
+  tapped() {},
 };

@@ -270,6 +270,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: on(edge),
   });
 
+  const tapCopies = new Counter({
+    name: name("tap_copies_total"),
+    help: "Messages the message tap (WatchMessages) copied to its channel, or skipped past its rate (TAP_COPIES_PER_SECOND), by outcome; both stay 0 while nobody watches.",
+    labelNames: ["outcome"],
+    registers,
+  });
+  for (const outcome of ["copied", "skipped"]) tapCopies.inc({ outcome }, 0);
+
   // Series that exist before the first event, so that rate() and alerts see 0, not nothing.
   if (edge) {
     for (const encoding of ["realtime.v1.json", "realtime.v1.proto"]) opened.inc({ encoding }, 0);
@@ -307,6 +315,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
     hookCalled: (hook, outcome) => hookCalls.inc({ hook, outcome }),
     hookTimed: (hook, seconds) => hookDuration.observe({ hook }, seconds),
+    tapped: (outcome, count) => tapCopies.inc({ outcome }, count),
   };
 
   return {

@@ -5,6 +5,7 @@ import { NodeStateSchema } from "../../gen/realtime/link/v1/link_pb.js";
 import { Realtime } from "../../gen/realtime/v1/realtime_pb.js";
 import { NodeCounters } from "../core/node-counters.js";
 import { ControlPlane } from "../core/control.js";
+import { Tap, TapDemand } from "../core/tap.js";
 import type { Config } from "../config.js";
 import { listenError } from "../config-args.js";
 import { maxRequestBytes, type Limits } from "../core/limits.js";
@@ -97,11 +98,18 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
   // The control plane: Disconnect, Subscribe, Unsubscribe and Info reach the nodes through the broker.
   const nodeId = randomBytes(6).toString("base64url");
   const startedUnixMs = Date.now();
+  // The message tap (core/tap.ts): this node's copies of what backends publish, while someone watches.
+  const tap = new Tap({
+    broker: seams.broker,
+    observer: metrics.observer,
+    onError: (err) => log.debug({ err }, "message tap"),
+  });
   const control = new ControlPlane({
     broker: seams.broker,
     attach: seams.watchers,
     nodeId,
     peers: redis,
+    tap,
     self: () =>
       create(NodeStateSchema, {
         id: nodeId,
@@ -112,6 +120,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
       }),
     onError: (err) => log.debug({ err }, "control plane"),
   });
+  const tapDemand = new TapDemand((forMs) => control.announceTap(forMs));
   const service = createRealtimeService({
     control,
     broker: seams.broker,
@@ -121,6 +130,7 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
     watchers: seams.watchers,
     watchLimits: { maxPerKey: config.watchMaxStreamsPerKey },
     lifecycle: config.lifecycle,
+    tap: { copier: tap, demand: tapDemand },
     idempotency: new Idempotency({
       store: seams.idempotency,
       onError: (err, context) => log.warn({ err, context }, "idempotency store error"),
@@ -202,6 +212,8 @@ export async function startApi(config: Config, log: Logger): Promise<ApiHandle> 
         Math.max(100, Math.min(API_SHUTDOWN_GRACE_MS, config.shutdownTimeoutMs - config.shutdownDrainMs - 1_000)),
       );
       await httpStopped;
+      tapDemand.close();
+      tap.close();
       control.close();
       await seams.close();
     },

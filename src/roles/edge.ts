@@ -12,6 +12,7 @@ import { Code, RealtimeError } from "../protocol/errors.js";
 import { ERROR_BUDGET_REFILL_PER_SECOND, maxFrameBytes, type Limits } from "../core/limits.js";
 import { IdGenerator } from "../core/publication.js";
 import { Hooks } from "../core/hooks.js";
+import { Tap } from "../core/tap.js";
 import { parsePresenceRules, presenceRules } from "../core/presence-rules.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
 import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
@@ -96,6 +97,11 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
       log.warn({ [backend]: link.target }, `${backend} down; reconnecting`);
     },
   });
+  const tap = new Tap({
+    broker: link.broker,
+    observer,
+    onError: (err) => log.debug({ err }, "message tap"),
+  });
   // The backend's realtime.v1.Hooks, when REALTIME_HOOKS_URL names one (core/hooks.ts).
   // Loaded only when configured: the gRPC client is most of an edge's memory otherwise unused.
   const hooksClient =
@@ -141,6 +147,8 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
     observer,
     node: { id: edgeId, version: VERSION, startedUnixMs: Date.now(), totals: () => counters.totals() },
     hooks,
+    // Its clients' messages copied while an API node announces a watcher (core/tap.ts).
+    tap,
   });
   metrics.edgeLevels(() => edge.stats());
   const tls = readTls(config);
@@ -214,6 +222,7 @@ export async function startEdge(config: Config, log: Logger): Promise<EdgeHandle
         log.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown deadline: cutting the remaining clients");
         connections.terminateAll();
       }
+      tap.close();
       await link.close();
       hooksClient?.close();
     },

@@ -35,6 +35,8 @@ import {
   type WatchStatsResponse,
   type WatchLifecycleRequestSchema,
   type WatchLifecycleResponse,
+  type WatchMessagesRequestSchema,
+  type WatchMessagesResponse,
 } from "../../gen/realtime/v1/realtime_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { serviceDefinition } from "../../src/api/grpc/adapter.js";
@@ -88,6 +90,11 @@ export interface RealtimeTestClient {
     req: MessageInitShape<typeof WatchLifecycleRequestSchema>,
     metadata?: grpc.Metadata,
   ): grpc.ClientReadableStream<WatchLifecycleResponse>;
+  /** Opens a WatchMessages stream: read WatchMessagesResponses; cancel() ends it. */
+  watchMessages(
+    req: MessageInitShape<typeof WatchMessagesRequestSchema>,
+    metadata?: grpc.Metadata,
+  ): grpc.ClientReadableStream<WatchMessagesResponse>;
   /** Opens a Publish stream: write PublishRequests, read PublishResponses. */
   publish(metadata?: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse>;
   close(): void;
@@ -138,6 +145,12 @@ export function realtimeClient(address: string): RealtimeTestClient {
           watchLifecycle(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchLifecycleResponse>;
         }
       ).watchLifecycle(create(m.watchLifecycle.input, req), metadata),
+    watchMessages: (req, metadata = new grpc.Metadata()) =>
+      (
+        client as unknown as {
+          watchMessages(r: unknown, m: grpc.Metadata): grpc.ClientReadableStream<WatchMessagesResponse>;
+        }
+      ).watchMessages(create(m.watchMessages.input, req), metadata),
     publish: (metadata = new grpc.Metadata()) =>
       (
         client as unknown as { publish(m: grpc.Metadata): grpc.ClientDuplexStream<PublishRequest, PublishResponse> }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file realtime/link/v1/link.proto.
  */
 export const file_realtime_link_v1_link: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKkAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCBIaChJ0cmFuc2l0aW9uX3VuaXhfdXMYCSABKAQijQMKB0NvbnRyb2wSCgoCaWQYASABKAQSEAoIcmVwbHlfdG8YAiABKAkSOQoKZGlzY29ubmVjdBgDIAEoCzIjLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbERpc2Nvbm5lY3RIABI1CglzdWJzY3JpYmUYBCABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASNwoLdW5zdWJzY3JpYmUYBSABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASLQoEaW5mbxgGIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbEluZm9IABIRCgdkZWxpdmVyGAcgASgMSAASLwoFcmVwbHkYCCABKAsyHi5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xSZXBseUgAEjsKC2Nvbm5lY3Rpb25zGAkgASgLMiQucmVhbHRpbWUubGluay52MS5Db250cm9sQ29ubmVjdGlvbnNIAEIJCgdjb21tYW5kIg0KC0NvbnRyb2xJbmZvIkUKDUNvbnRyb2xUYXJnZXQSFwoNY29ubmVjdGlvbl9pZBgBIAEoCUgAEhEKB3VzZXJfaWQYAiABKAlIAEIICgZ0YXJnZXQiYgoRQ29udHJvbERpc2Nvbm5lY3QSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0EgwKBGNvZGUYAiABKA0SDgoGcmVhc29uGAMgASgJIlIKDkNvbnRyb2xDaGFubmVsEi8KBnRhcmdldBgBIAEoCzIfLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbFRhcmdldBIPCgdjaGFubmVsGAIgASgJIskBCgxDb250cm9sUmVwbHkSCgoCaWQYASABKAQSEwoLY29ubmVjdGlvbnMYAiABKA0SDwoHY2hhbmdlZBgDIAEoDRIoCgVlcnJvchgEIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIpCgRub2RlGAUgASgLMhsucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUSMgoHZGV0YWlscxgGIAMoCzIhLnJlYWx0aW1lLmxpbmsudjEuQ29ubmVjdGlvblN0YXRlIvsCCglOb2RlU3RhdGUSCgoCaWQYASABKAkSDAoEcm9sZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDRITCgttZXNzYWdlc19pbhgHIAEoBBISCgpkZWxpdmVyaWVzGAggASgEEjUKBWRyb3BzGAkgAygLMiYucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUuRHJvcHNFbnRyeRJBCgtkaXNjb25uZWN0cxgKIAMoCzIsLnJlYWx0aW1lLmxpbmsudjEuTm9kZVN0YXRlLkRpc2Nvbm5lY3RzRW50cnkaLAoKRHJvcHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBGjIKEERpc2Nvbm5lY3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJFChJDb250cm9sQ29ubmVjdGlvbnMSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0Ir4BCg9Db25uZWN0aW9uU3RhdGUSCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIPCgdlZGdlX2lkGAMgASgJEhAKCGNoYW5uZWxzGAQgAygJEhUKDWNoYW5uZWxfY291bnQYBSABKA0SGQoRY29ubmVjdGVkX3VuaXhfbXMYBiABKAQSEAoIZW5jb2RpbmcYByABKAkSJwoHcHJvZmlsZRgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZWIGcHJvdG8z", [file_google_protobuf_struct, file_realtime_client_v1_client]);
+  fileDesc("ChtyZWFsdGltZS9saW5rL3YxL2xpbmsucHJvdG8SEHJlYWx0aW1lLmxpbmsudjEinwEKC1B1YmxpY2F0aW9uEg8KB2NoYW5uZWwYASABKAkSDQoFZXZlbnQYAiABKAwSEgoKZXZlbnRfanNvbhgDIAEoCRIOCgZvcmlnaW4YBCABKAkSEwoLc2tpcF9vcmlnaW4YBSABKAgSDgoGb2Zmc2V0GAYgASgEEg0KBWVwb2NoGAcgASgJEhgKEGFjY2VwdGVkX3VuaXhfbXMYCCABKAQihgQKCUVkZ2VGcmFtZRIKCgJpZBgBIAEoDRIoCgVoZWxsbxgCIAEoCzIXLnJlYWx0aW1lLmxpbmsudjEuSGVsbG9IABITCglzdWJzY3JpYmUYAyABKAlIABIVCgt1bnN1YnNjcmliZRgEIAEoCUgAEjAKB3B1Ymxpc2gYBSABKAsyHS5yZWFsdGltZS5saW5rLnYxLlB1YmxpY2F0aW9uSAASNQoMcHJlc2VuY2VfYWRkGAYgASgLMh0ucmVhbHRpbWUubGluay52MS5QcmVzZW5jZUFkZEgAEjsKD3ByZXNlbmNlX3JlbW92ZRgHIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIABIRCgdtZW1iZXJzGAggASgJSAASKgoGc3luY2VkGAkgASgLMhgucmVhbHRpbWUubGluay52MS5TeW5jZWRIABI1CgxtZW1iZXJzX3BhZ2UYCiABKAsyHS5yZWFsdGltZS5saW5rLnYxLk1lbWJlcnNQYWdlSAASMwoHaGlzdG9yeRgLIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuSGlzdG9yeVJlcXVlc3RIABI9ChFwcmVzZW5jZV9kZXBhcnRlZBgMIAEoCzIgLnJlYWx0aW1lLmxpbmsudjEuUHJlc2VuY2VSZW1vdmVIAEIHCgVmcmFtZSInCgVIZWxsbxIPCgdlZGdlX2lkGAEgASgJEg0KBXByb29mGAIgASgMIhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCI8CgtNZW1iZXJzUGFnZRIPCgdjaGFubmVsGAEgASgJEg0KBWFmdGVyGAIgASgJEg0KBWxpbWl0GAMgASgNIkoKC1ByZXNlbmNlQWRkEg8KB2NoYW5uZWwYASABKAkSKgoGbWVtYmVyGAIgASgLMhoucmVhbHRpbWUuY2xpZW50LnYxLk1lbWJlciI0Cg5QcmVzZW5jZVJlbW92ZRIPCgdjaGFubmVsGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCSJ0Cg5IaXN0b3J5UmVxdWVzdBIPCgdjaGFubmVsGAEgASgJEjEKBXNpbmNlGAIgASgLMiIucmVhbHRpbWUuY2xpZW50LnYxLlN0cmVhbVBvc2l0aW9uEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgiCAoGU3luY2VkIqkBCghIdWJGcmFtZRI0CgtwdWJsaWNhdGlvbhgBIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuUHVibGljYXRpb25IABIsCgVyZXBseRgCIAEoCzIbLnJlYWx0aW1lLmxpbmsudjEuTGlua1JlcGx5SAASMAoJY2hhbGxlbmdlGAMgASgLMhsucmVhbHRpbWUubGluay52MS5DaGFsbGVuZ2VIAEIHCgVmcmFtZSKkAgoJTGlua1JlcGx5EgoKAmlkGAEgASgNEigKBWVycm9yGAIgASgLMhkucmVhbHRpbWUuY2xpZW50LnYxLkVycm9yEg0KBWVkZ2VzGAMgASgNEisKB21lbWJlcnMYBCADKAsyGi5yZWFsdGltZS5jbGllbnQudjEuTWVtYmVyEgwKBG1vcmUYBSABKAgSMwoMcHVibGljYXRpb25zGAYgAygLMh0ucmVhbHRpbWUubGluay52MS5QdWJsaWNhdGlvbhI0Cghwb3NpdGlvbhgHIAEoCzIiLnJlYWx0aW1lLmNsaWVudC52MS5TdHJlYW1Qb3NpdGlvbhIQCghjb21wbGV0ZRgIIAEoCBIaChJ0cmFuc2l0aW9uX3VuaXhfdXMYCSABKAQiugMKB0NvbnRyb2wSCgoCaWQYASABKAQSEAoIcmVwbHlfdG8YAiABKAkSOQoKZGlzY29ubmVjdBgDIAEoCzIjLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbERpc2Nvbm5lY3RIABI1CglzdWJzY3JpYmUYBCABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASNwoLdW5zdWJzY3JpYmUYBSABKAsyIC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xDaGFubmVsSAASLQoEaW5mbxgGIAEoCzIdLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbEluZm9IABIRCgdkZWxpdmVyGAcgASgMSAASLwoFcmVwbHkYCCABKAsyHi5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xSZXBseUgAEjsKC2Nvbm5lY3Rpb25zGAkgASgLMiQucmVhbHRpbWUubGluay52MS5Db250cm9sQ29ubmVjdGlvbnNIABIrCgN0YXAYCiABKAsyHC5yZWFsdGltZS5saW5rLnYxLkNvbnRyb2xUYXBIAEIJCgdjb21tYW5kIhwKCkNvbnRyb2xUYXASDgoGZm9yX21zGAEgASgNIg0KC0NvbnRyb2xJbmZvIkUKDUNvbnRyb2xUYXJnZXQSFwoNY29ubmVjdGlvbl9pZBgBIAEoCUgAEhEKB3VzZXJfaWQYAiABKAlIAEIICgZ0YXJnZXQiYgoRQ29udHJvbERpc2Nvbm5lY3QSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0EgwKBGNvZGUYAiABKA0SDgoGcmVhc29uGAMgASgJIlIKDkNvbnRyb2xDaGFubmVsEi8KBnRhcmdldBgBIAEoCzIfLnJlYWx0aW1lLmxpbmsudjEuQ29udHJvbFRhcmdldBIPCgdjaGFubmVsGAIgASgJIskBCgxDb250cm9sUmVwbHkSCgoCaWQYASABKAQSEwoLY29ubmVjdGlvbnMYAiABKA0SDwoHY2hhbmdlZBgDIAEoDRIoCgVlcnJvchgEIAEoCzIZLnJlYWx0aW1lLmNsaWVudC52MS5FcnJvchIpCgRub2RlGAUgASgLMhsucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUSMgoHZGV0YWlscxgGIAMoCzIhLnJlYWx0aW1lLmxpbmsudjEuQ29ubmVjdGlvblN0YXRlIvsCCglOb2RlU3RhdGUSCgoCaWQYASABKAkSDAoEcm9sZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhcKD3N0YXJ0ZWRfdW5peF9tcxgEIAEoBBITCgtjb25uZWN0aW9ucxgFIAEoDRIQCghjaGFubmVscxgGIAEoDRITCgttZXNzYWdlc19pbhgHIAEoBBISCgpkZWxpdmVyaWVzGAggASgEEjUKBWRyb3BzGAkgAygLMiYucmVhbHRpbWUubGluay52MS5Ob2RlU3RhdGUuRHJvcHNFbnRyeRJBCgtkaXNjb25uZWN0cxgKIAMoCzIsLnJlYWx0aW1lLmxpbmsudjEuTm9kZVN0YXRlLkRpc2Nvbm5lY3RzRW50cnkaLAoKRHJvcHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBGjIKEERpc2Nvbm5lY3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJFChJDb250cm9sQ29ubmVjdGlvbnMSLwoGdGFyZ2V0GAEgASgLMh8ucmVhbHRpbWUubGluay52MS5Db250cm9sVGFyZ2V0Ir4BCg9Db25uZWN0aW9uU3RhdGUSCgoCaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIPCgdlZGdlX2lkGAMgASgJEhAKCGNoYW5uZWxzGAQgAygJEhUKDWNoYW5uZWxfY291bnQYBSABKA0SGQoRY29ubmVjdGVkX3VuaXhfbXMYBiABKAQSEAoIZW5jb2RpbmcYByABKAkSJwoHcHJvZmlsZRgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZWIGcHJvdG8z", [file_google_protobuf_struct, file_realtime_client_v1_client]);
 
 /**
  * Publication is one event on its way to the edges. The publisher encodes the
@@ -640,6 +640,16 @@ export type Control = Message<"realtime.link.v1.Control"> & {
      */
     value: ControlConnections;
     case: "connections";
+  } | {
+    /**
+     * Someone watches the message tap (realtime.v1 WatchMessages): copy
+     * the messages this node publishes to the tap channel for the next
+     * for_ms (core/tap.ts). No answer.
+     *
+     * @generated from field: realtime.link.v1.ControlTap tap = 10;
+     */
+    value: ControlTap;
+    case: "tap";
   } | { case: undefined; value?: undefined };
 };
 
@@ -649,6 +659,28 @@ export type Control = Message<"realtime.link.v1.Control"> & {
  */
 export const ControlSchema: GenMessage<Control> = /*@__PURE__*/
   messageDesc(file_realtime_link_v1_link, 11);
+
+/**
+ * ControlTap says how long the message tap is wanted from now.
+ *
+ * @generated from message realtime.link.v1.ControlTap
+ */
+export type ControlTap = Message<"realtime.link.v1.ControlTap"> & {
+  /**
+   * Milliseconds from its receipt, by the receiver's clock (so that clocks
+   * of different machines need not agree).
+   *
+   * @generated from field: uint32 for_ms = 1;
+   */
+  forMs: number;
+};
+
+/**
+ * Describes the message realtime.link.v1.ControlTap.
+ * Use `create(ControlTapSchema)` to create a new message.
+ */
+export const ControlTapSchema: GenMessage<ControlTap> = /*@__PURE__*/
+  messageDesc(file_realtime_link_v1_link, 12);
 
 /**
  * ControlInfo asks a node for its NodeState.
@@ -663,7 +695,7 @@ export type ControlInfo = Message<"realtime.link.v1.ControlInfo"> & {
  * Use `create(ControlInfoSchema)` to create a new message.
  */
 export const ControlInfoSchema: GenMessage<ControlInfo> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 12);
+  messageDesc(file_realtime_link_v1_link, 13);
 
 /**
  * ControlTarget names the connections of one edge that a command is for.
@@ -694,7 +726,7 @@ export type ControlTarget = Message<"realtime.link.v1.ControlTarget"> & {
  * Use `create(ControlTargetSchema)` to create a new message.
  */
 export const ControlTargetSchema: GenMessage<ControlTarget> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 13);
+  messageDesc(file_realtime_link_v1_link, 14);
 
 /**
  * ControlDisconnect closes connections with a code of the closed set.
@@ -723,7 +755,7 @@ export type ControlDisconnect = Message<"realtime.link.v1.ControlDisconnect"> & 
  * Use `create(ControlDisconnectSchema)` to create a new message.
  */
 export const ControlDisconnectSchema: GenMessage<ControlDisconnect> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 14);
+  messageDesc(file_realtime_link_v1_link, 15);
 
 /**
  * ControlChannel makes connections join or leave one channel.
@@ -747,7 +779,7 @@ export type ControlChannel = Message<"realtime.link.v1.ControlChannel"> & {
  * Use `create(ControlChannelSchema)` to create a new message.
  */
 export const ControlChannelSchema: GenMessage<ControlChannel> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 15);
+  messageDesc(file_realtime_link_v1_link, 16);
 
 /**
  * ControlReply is one node's answer.
@@ -803,7 +835,7 @@ export type ControlReply = Message<"realtime.link.v1.ControlReply"> & {
  * Use `create(ControlReplySchema)` to create a new message.
  */
 export const ControlReplySchema: GenMessage<ControlReply> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 16);
+  messageDesc(file_realtime_link_v1_link, 17);
 
 /**
  * NodeState mirrors realtime.v1.NodeInfo (the link does not import the API).
@@ -881,7 +913,7 @@ export type NodeState = Message<"realtime.link.v1.NodeState"> & {
  * Use `create(NodeStateSchema)` to create a new message.
  */
 export const NodeStateSchema: GenMessage<NodeState> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 17);
+  messageDesc(file_realtime_link_v1_link, 18);
 
 /**
  * ControlConnections asks an edge to describe the target's connections.
@@ -900,7 +932,7 @@ export type ControlConnections = Message<"realtime.link.v1.ControlConnections"> 
  * Use `create(ControlConnectionsSchema)` to create a new message.
  */
 export const ControlConnectionsSchema: GenMessage<ControlConnections> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 18);
+  messageDesc(file_realtime_link_v1_link, 19);
 
 /**
  * ConnectionState mirrors realtime.v1.ConnectionDetails (the link does not
@@ -965,5 +997,5 @@ export type ConnectionState = Message<"realtime.link.v1.ConnectionState"> & {
  * Use `create(ConnectionStateSchema)` to create a new message.
  */
 export const ConnectionStateSchema: GenMessage<ConnectionState> = /*@__PURE__*/
-  messageDesc(file_realtime_link_v1_link, 19);
+  messageDesc(file_realtime_link_v1_link, 20);
 
