@@ -730,6 +730,83 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("the dashboard in Chromium", () => {
     }
   }, 90_000);
 
+  it("the activity log shows the messages sent across every channel (WatchMessages): a backend's and a client's, with a preview, and the kind filter", async () => {
+    const p = await browser.newPage({ viewport: { width: 1366, height: 900 }, bypassCSP: true });
+    const api = realtimeClient(control.grpc);
+    try {
+      await p.goto(`http://${control.http}/`);
+      const log = p.getByTestId("activity-log");
+      const lines = () => log.locator("li").evaluateAll((els) => els.map((e) => (e as HTMLElement).innerText));
+      // The page's watch is in effect once the nodes heard of it (the tap's announcements): a Send made now reaches it.
+      let n = 0;
+      await expect
+        .poll(
+          async () => {
+            await api.send({
+              channel: `msg-probe-${++n}`,
+              event: "probe",
+              payload: { case: "json", value: profile(n) },
+            });
+            return (await lines()).some((l) => l.includes("msg-probe-"));
+          },
+          { timeout: 15_000, interval: 500 },
+        )
+        .toBe(true);
+      expect(await p.getByTestId("activity-messages-state").textContent()).toBe("● live");
+      const sent = await api.send({
+        channel: "msg-room",
+        event: "greeting",
+        payload: { case: "json", value: profile({ text: "hello from a backend" }) },
+      });
+      expect(sent.messageId).not.toBe("");
+      const c = await connectControl(1, "cleo");
+      await c.ok({ command: { case: "join", value: { channel: "msg-room" } } });
+      await expect
+        .poll(
+          async () => {
+            await c.ok({
+              command: {
+                case: "send",
+                value: {
+                  channel: "msg-room",
+                  event: "chat",
+                  payload: { case: "json", value: profile({ text: "hi" }) },
+                },
+              },
+            });
+            return (await lines()).join("\n");
+          },
+          { timeout: 15_000, interval: 500 },
+        )
+        .toMatch(
+          new RegExp(
+            [
+              `message\\s+greeting\\s*msg-room: \\{"text":"hello from a backend"\\} \\(31 B\\)\\s*from a backend`,
+              `message\\s+chat\\s*msg-room: \\{"text":"hi"\\} \\(13 B\\)\\s*from ${c.id.replace(".", "\\.")}`,
+            ].join("[\\s\\S]*"),
+          ),
+        );
+      // The kind filter: only messages stay visible.
+      await p.getByTestId("activity-kind").selectOption("message");
+      const shown = await log
+        .locator("li")
+        .evaluateAll((els) =>
+          els.filter((e) => (e as HTMLElement).offsetParent !== null).map((e) => (e as HTMLElement).innerText),
+        );
+      expect(shown.length).toBeGreaterThan(1);
+      expect(
+        shown.every((l) => /^\S+\s+message\s/.test(l)),
+        shown.join("\n"),
+      ).toBe(true);
+      expect(await axeViolations(p), "activity with messages").toEqual([]);
+      mkdirSync(OUT, { recursive: true });
+      await p.getByTestId("activity").screenshot({ path: join(OUT, "dashboard-activity-messages.png") });
+    } finally {
+      api.close();
+      await p.close();
+    }
+  }, 60_000);
+
   it("the activity log says it is off when the service keeps no lifecycle (REALTIME_LIFECYCLE=false), and does not ask again", async () => {
     const off = await startCluster(1, { REALTIME_LIFECYCLE: "false" });
     try {

@@ -1,8 +1,9 @@
 /**
- * The activity log: what happens across every channel, live, from one
- * WatchLifecycle stream (channel occupied and vacated, members joined and
- * left with why, connections opened and closed, edges lost), filtered on
- * the API by channel prefix and on the page by kind.
+ * The activity log: what happens across every channel, live, from two
+ * streams: WatchLifecycle (channel occupied and vacated, members joined and
+ * left with why, connections opened and closed, edges lost) and
+ * WatchMessages (the application messages sent, with a preview), filtered
+ * on the API by channel prefix and on the page by kind.
  *
  * Contract: entries are drawn at most once per animation frame (a burst of
  * thousands costs one layout, and of those queued meanwhile only the last
@@ -10,16 +11,26 @@
  * MAX_ACTIVITY_ENTRIES. When the stream fails it is opened again every
  * `retryMs` with since = the last position received, so nothing is missed
  * while the lifecycle sequence still keeps it; when it no longer does, the
- * log says so ("missed events") instead of pretending to be complete. A
- * new prefix starts a new stream from now.
+ * log says so ("missed events") instead of pretending to be complete.
+ * Messages are not kept by the service: a message stream opened again
+ * goes on from then, and the messages the service did not copy (past its
+ * rate, TAP_COPIES_PER_SECOND a second per node) are said as a count. A
+ * new prefix starts new streams from now.
  */
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { LeaveReason, type LifecycleEvent, type Realtime } from "../../../gen/realtime/v1/realtime_pb.js";
+import {
+  LeaveReason,
+  type LifecycleEvent,
+  type Realtime,
+  type TappedMessage,
+} from "../../../gen/realtime/v1/realtime_pb.js";
 import { $, clock, el } from "./dom.js";
 import { follow } from "./follow.js";
 
 /** Entries kept in the log; older ones scroll away. */
 export const MAX_ACTIVITY_ENTRIES = 500;
+/** Characters of a message's payload preview shown in its entry (the API sends up to 1 KiB). */
+export const MAX_PREVIEW_CHARS = 160;
 
 export interface ActivityDeps {
   readonly client: Client<typeof Realtime>;
@@ -29,13 +40,15 @@ export interface ActivityDeps {
   readonly retryMs: number;
 }
 
-/** One entry: its group (the kind filter), its class and label, and its text. */
+/** One entry: its group (the kind filter), its class and label, and its text (a message's: with its event and sender). */
 interface Entry {
   readonly at: Date;
-  readonly group: "channel" | "member" | "connection" | "info";
+  readonly group: "channel" | "member" | "connection" | "message" | "info";
   readonly cls: string;
   readonly label: string;
   readonly body: string;
+  readonly event?: string;
+  readonly from?: string;
 }
 
 let pending: Entry[] = [];
@@ -80,15 +93,36 @@ export function startActivity(deps: ActivityDeps): () => void {
   return () => void watch(deps, prefix);
 }
 
-async function watch({ client, describe, retryMs }: ActivityDeps, prefix: string) {
+async function watch(deps: ActivityDeps, prefix: string) {
   stop?.abort();
   const controller = new AbortController();
   stop = controller;
-  // For tests and scripts: the prefix of the stream from now on (the one before is ended).
+  // For tests and scripts: the prefix of the streams from now on (those before are ended).
   $("activity-log").dataset.prefix = prefix;
+  await Promise.all([watchLifecycle(deps, prefix, controller.signal), watchMessages(deps, prefix, controller.signal)]);
+}
+
+async function watchMessages({ client, describe, retryMs }: ActivityDeps, prefix: string, signal: AbortSignal) {
+  await follow(signal, {
+    state: $("activity-messages-state"),
+    // While this stream is down the log may lack messages: it is dimmed (the lifecycle's dims the whole panel).
+    view: $("activity-log"),
+    describe,
+    retryMs,
+    open: (signal) => client.watchMessages({ channelPrefix: prefix }, { signal }),
+    waiting: "watching…",
+    message: (r) => {
+      if (r.message) add(messageEntry(r.message));
+      else if (r.skipped > 0n)
+        add(info(`${r.skipped} messages not shown: a node sent more than the tap copies a second`));
+    },
+  });
+}
+
+async function watchLifecycle({ client, describe, retryMs }: ActivityDeps, prefix: string, signal: AbortSignal) {
   /** The position of the last event received: a stream opened again resumes after it. */
   let since: { offset: bigint; epoch: string } | undefined;
-  await follow(controller.signal, {
+  await follow(signal, {
     state: $("activity-state"),
     view: $("activity"),
     describe,
@@ -109,6 +143,24 @@ async function watch({ client, describe, retryMs }: ActivityDeps, prefix: string
     // The service keeps no lifecycle (REALTIME_LIFECYCLE=false): asking again will not change that.
     final: (err) => (ConnectError.from(err).code === Code.FailedPrecondition ? `off: ${describe(err)}` : undefined),
   });
+}
+
+/** The log entry of one message: where it went, its event, its size and the start of its payload, who sent it. */
+export function messageEntry(m: TappedMessage): Entry {
+  const to = m.channel || (m.userId ? `user ${m.userId}` : "broadcast");
+  const p = m.preview;
+  let preview = p.case === "json" ? p.value : p.case === "binary" ? "binary" : "";
+  const cut = m.truncated || preview.length > MAX_PREVIEW_CHARS;
+  if (preview.length > MAX_PREVIEW_CHARS) preview = preview.slice(0, MAX_PREVIEW_CHARS);
+  return {
+    at: new Date(Number(m.acceptedUnixUs / 1000n)),
+    group: "message",
+    cls: "message",
+    label: "message",
+    body: `${to}: ${preview}${cut ? "…" : ""} (${m.size} B)`,
+    event: m.event,
+    from: m.origin ? `from ${m.origin}` : "from a backend",
+  };
 }
 
 function info(body: string): Entry {
@@ -193,7 +245,11 @@ function draw() {
     const li = el("li", e.cls);
     li.dataset.group = e.group;
     li.dataset.kind = e.label;
-    li.append(el("time", "", clock(e.at)), el("span", "kind", e.label), el("span", "body", e.body));
+    const body = el("span", "body");
+    if (e.event) body.append(el("span", "ev", e.event));
+    body.append(e.body);
+    if (e.from) body.append(el("span", "from", e.from));
+    li.append(el("time", "", clock(e.at)), el("span", "kind", e.label), body);
     fragment.append(li);
   }
   pending = [];
