@@ -309,7 +309,7 @@ export const SETTINGS = {
   watchMaxStreamsPerKey: setting({
     env: "REALTIME_WATCH_MAX_STREAMS_PER_KEY",
     default: DEFAULT_WATCH_MAX_STREAMS_PER_KEY,
-    doc: "WatchChannel, WatchStats and WatchLifecycle streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
+    doc: "WatchChannel, WatchStats, WatchLifecycle and WatchMessages streams one API key may hold open at once, over both ports (callers without a key count as one); more get RESOURCE_EXHAUSTED.",
     roles: ["api"],
     parse: integer(1, 1_000_000),
   }),

@@ -117,7 +117,7 @@ describe("WatchChannel bounds", () => {
     ]);
     expect(refused[0]!.rawMessage).toMatch(
       new RegExp(
-        `this connection already has ${WATCH_MAX_STREAMS_PER_CONNECTION} WatchChannel, WatchStats or WatchLifecycle streams open .*another connection`,
+        `this connection already has ${WATCH_MAX_STREAMS_PER_CONNECTION} WatchChannel, WatchStats, WatchLifecycle or WatchMessages streams open .*another connection`,
       ),
     );
     // Another connection is not held to this one's bound.
@@ -149,7 +149,7 @@ describe("WatchChannel bounds", () => {
       expect(err.code).toBe(Code.ResourceExhausted);
       expect(err.rawMessage).toMatch(
         new RegExp(
-          `API key ${parseApiKeys(KEY)[0]!.fingerprint} already has ${PER_KEY} WatchChannel, WatchStats or WatchLifecycle streams open \\(REALTIME_WATCH_MAX_STREAMS_PER_KEY\\)`,
+          `API key ${parseApiKeys(KEY)[0]!.fingerprint} already has ${PER_KEY} WatchChannel, WatchStats, WatchLifecycle or WatchMessages streams open \\(REALTIME_WATCH_MAX_STREAMS_PER_KEY\\)`,
         ),
       );
     }

@@ -139,7 +139,7 @@ describe("WatchStats: API key scope and stream bounds (REALTIME_WATCH_MAX_STREAM
     const third = await outcome(keyed.api.watchStats({}, auth(KEY)));
     expect(third).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
     expect((third as grpc.StatusObject).details).toMatch(
-      /already has 2 WatchChannel, WatchStats or WatchLifecycle streams open/,
+      /already has 2 WatchChannel, WatchStats, WatchLifecycle or WatchMessages streams open/,
     );
     // Ending one frees its place.
     channel.cancel();

@@ -33,7 +33,7 @@ export const WATCH_MAX_QUEUED_EVENTS = 10_000;
  */
 export const WATCH_MAX_QUEUED_BYTES = 1024 * 1024;
 /**
- * WatchChannel, WatchStats and WatchLifecycle streams open at once on one connection (an HTTP/2
+ * WatchChannel, WatchStats, WatchLifecycle and WatchMessages streams open at once on one connection (an HTTP/2
  * connection carries many; HTTP/1.1 one at a time); a new one past it is
  * RESOURCE_EXHAUSTED. 100 is the least SETTINGS_MAX_CONCURRENT_STREAMS
  * that RFC 9113 (5.1.2) recommends a peer allow.
@@ -283,7 +283,7 @@ export interface WatchStreamLimits {
 }
 
 /**
- * The WatchChannel, WatchStats and WatchLifecycle streams open now, by connection and by
+ * The WatchChannel, WatchStats, WatchLifecycle and WatchMessages streams open now, by connection and by
  * API key, so that neither one connection nor one key can hold more than
  * its bound (a WatchChannel stream holds a broker node and up to
  * WATCH_MAX_QUEUED_BYTES; a WatchStats stream asks every node each
@@ -312,14 +312,14 @@ export class WatchStreams {
     if (onConnection >= this.maxPerConnection) {
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `this connection already has ${this.maxPerConnection} WatchChannel, WatchStats or WatchLifecycle streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
+        `this connection already has ${this.maxPerConnection} WatchChannel, WatchStats, WatchLifecycle or WatchMessages streams open (the most on one connection, WATCH_MAX_STREAMS_PER_CONNECTION): cancel one, or open another connection`,
       );
     }
     if (withKey >= this.maxPerKey) {
       const who = key === "" ? "callers without an API key" : `API key ${key}`;
       throw new RealtimeError(
         Code.ResourceExhausted,
-        `${who} already has ${this.maxPerKey} WatchChannel, WatchStats or WatchLifecycle streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
+        `${who} already has ${this.maxPerKey} WatchChannel, WatchStats, WatchLifecycle or WatchMessages streams open (REALTIME_WATCH_MAX_STREAMS_PER_KEY): cancel some, or raise the setting`,
       );
     }
     this.byConnection.set(connection, onConnection + 1);
