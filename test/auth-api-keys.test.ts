@@ -107,6 +107,12 @@ for (const protocol of ["grpc", "connect"] as const) {
       expect(await code(writer.presenceStats({ channel: "keys" }))).toBe(Code.PermissionDenied);
       expect(await code(writer.getHistory({ channel: "keys" }))).toBe(Code.PermissionDenied);
       expect(await code(writer.getConnections({ target: nobody }))).toBe(Code.PermissionDenied);
+      // WatchMessages is a read: past the key check, a bad prefix is INVALID_ARGUMENT.
+      const first = async (stream: AsyncIterable<unknown>) => {
+        for await (const _ of stream) return;
+      };
+      expect(await code(first(reader.watchMessages({ channelPrefix: "bad prefix" })))).toBe(Code.InvalidArgument);
+      expect(await code(first(writer.watchMessages({})))).toBe(Code.PermissionDenied);
     });
 
     if (protocol === "grpc") {
