@@ -202,14 +202,13 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     // The same event for another user, or without the same connection, is another request.
     const print =
       user === "" && exclude === "" ? pub.event : Buffer.concat([Buffer.from(`${user}\0${exclude}\0`), pub.event]);
-    // What the tap copies: a backend's message (origin ""), as the request gave it.
-    const facts = { channel, userId: user, event, payload, origin: "" };
-    if (user === "") return { ...facts, id, pub, key, print };
+    // With what the tap copies (TapFacts): a backend's message (origin ""), as the request gave it.
+    if (user === "") return { channel, userId: user, event, payload, origin: "", id, pub, key, print };
     // To a user: the event rides the user's control channel (core/control-channels.ts).
     const carrier = controlPublication(userChannel(user), {
       command: { case: "deliver", value: encodePublication(pub) },
     });
-    return { ...facts, id, pub: carrier, key, print };
+    return { channel, userId: user, event, payload, origin: "", id, pub: carrier, key, print };
   }
 
   /** Send (alone, in a batch or in a Publish stream), checked: throws INVALID_ARGUMENT for a bad name or a missing payload. */

@@ -138,7 +138,11 @@ export class Tap {
     if (state === undefined) {
       this.skipped++;
       this.observer.tapped("skipped", 1);
-      this.report ??= setTimeout(() => this.reportSkipped(), TAP_SKIPPED_REPORT_MS);
+      if (this.report === undefined) {
+        this.report = setTimeout(() => this.reportSkipped(), TAP_SKIPPED_REPORT_MS);
+        // Owed to the watchers, not a reason to keep the process up (close() ends it).
+        this.report.unref?.();
+      }
       return;
     }
     this.bucketState = state;
