@@ -548,9 +548,11 @@ describe("edge core: channel order", () => {
 // Presence fan-out (REALTIME_PRESENCE_RULES, presence frames): the window is a minute
 // here, so that nothing but the flushes the edge owes sends a held event.
 function presenceSetupOf(windowMs = 60_000, form: PresenceForm = "batch") {
+  const drops: number[] = [];
   const { node, edge } = historyEdge(100, {
     presenceEvents: presenceRules(true, parsePresenceRules("quiet:=off")),
     presenceWindowMs: windowMs,
+    observer: { ...NOOP_OBSERVER, dropped: (reason, n) => void (reason === "closed" && drops.push(n)) },
   });
   const connect = (batches: boolean, echo = true) => {
     const t = new FakeTransport();
@@ -568,7 +570,7 @@ function presenceSetupOf(windowMs = 60_000, form: PresenceForm = "batch") {
         1 << 20,
       ),
     );
-  return { connect, cmd, join, backendSend };
+  return { edge, connect, cmd, join, backendSend, drops };
 }
 
 const kinds = (t: FakeTransport) => t.frames().map((f) => f.frame.case);
@@ -688,6 +690,24 @@ for (const form of ["batch", "compact"] as const) {
       const frameA = a.t.sent[at[0]!]!;
       expect(b.t.sent[at[1]!]).toBe(frameA); // the very same array
       expect(a.t.frames()[at[0]!]!.frame.case).toBe("presence");
+    });
+
+    it("what a window holds for a connection that closed is counted as dropped, not written", async () => {
+      const { edge, connect, join, backendSend, drops } = presenceSetup();
+      const w = connect(true, false);
+      const other = connect(true, false);
+      await join(w.s, "c");
+      await join(other.s, "c");
+      await backendSend("c");
+      await join(connect(false).s, "c");
+      await join(connect(false).s, "c");
+      const sent = w.t.sent.length;
+      void edge.disconnect(w.s);
+      await w.s.queue;
+      expect(w.t.sent.length).toBe(sent);
+      expect(drops.reduce((a, b) => a + b, 0)).toBe(2);
+      await backendSend("c");
+      expect(presenceEvents(other.t.frames().at(-2)!.frame.value as Presence).length).toBeGreaterThanOrEqual(2);
     });
 
     it("a member that leaves is sent what it was owed before its leave's reply; nothing after", async () => {

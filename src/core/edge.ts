@@ -953,10 +953,16 @@ export class Edge {
     this.openWindows.delete(local);
     const n = w.pubs.length;
     const built = new Map<number, Uint8Array[]>();
+    let dropped = 0;
     for (const session of local.sessions) {
-      if (!session.presenceBatches || session.closed) continue;
+      if (!session.presenceBatches) continue;
       const from = w.from.size === 0 ? 0 : (w.from.get(session) ?? 0);
       if (from >= n) continue;
+      if (session.closed) {
+        // Counted per event, as fanOut counts what it cannot write to a closed connection.
+        dropped += n - from;
+        continue;
+      }
       const key = from * 4 + (session.encoding === Encoding.Json ? 1 : 0) + (session.presenceCompact ? 2 : 0);
       let frames = built.get(key);
       if (!frames) {
@@ -965,6 +971,7 @@ export class Edge {
       }
       this.writeFrames(session, frames);
     }
+    if (dropped > 0) this.observer.dropped("closed", dropped);
   }
 
   /** Sends session local's window events from its index up to end now; it reads on from end. */
@@ -973,7 +980,8 @@ export class Edge {
     const from = w.from.get(session) ?? 0;
     if (from >= end) return;
     w.from.set(session, end);
-    if (!session.closed) this.writeFrames(session, presenceFrames(w.pubs.slice(from, end), session));
+    if (session.closed) this.observer.dropped("closed", end - from);
+    else this.writeFrames(session, presenceFrames(w.pubs.slice(from, end), session));
   }
 
   /** Sends session its share of every open window of its channels (something else is about to be sent to it). */
