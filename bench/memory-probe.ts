@@ -5,7 +5,7 @@
  * garbage not yet collected and memory really held can be told apart.
  * Optionally diffs heap snapshots by constructor (--snapshots).
  *
- *   npm run build && npx tsx bench/memory-probe.ts [--clients 10000] [--group 10] [--concurrency 192] [--settle 3] [--dist dist] [--snapshots]
+ *   npm run build && npx tsx bench/memory-probe.ts [--clients 10000] [--group 10] [--concurrency 192] [--settle 3] [--idle 0] [--dist dist] [--snapshots]
  *
  * --dist: the compiled tree to run (its src/cli.js), e.g. a private
  * `tsc -p tsconfig.build.json --outDir /tmp/x/dist` build, so that a build
@@ -17,6 +17,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import WebSocket from "ws";
+import { cpuMicros, machineCpuMicros } from "./lib/procstat.js";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,6 +27,13 @@ const CLIENTS = Number(arg("clients", "10000"));
 const GROUP = Number(arg("group", "10"));
 const CONCURRENCY = Number(arg("concurrency", "192"));
 const SETTLE_S = Number(arg("settle", "3"));
+/**
+ * --idle S: after the RSS reading, the CPU (user + system, from /proc) each
+ * server uses over S more seconds with every connection open and nothing
+ * sent: its idle CPU. 0 (the default) skips it. A window of at least two
+ * heartbeat intervals (REALTIME_HEARTBEAT_INTERVAL_MS, 25 s) includes their rounds.
+ */
+const IDLE_S = Number(arg("idle", "0"));
 const DIST = resolve(arg("dist", "dist"));
 const SNAPSHOTS = process.argv.includes("--snapshots");
 /**
@@ -383,6 +391,19 @@ async function main() {
     console.log(
       `absolute MB before/after: ${servers.map((s, i) => `${s.role} ${(rss0[i]! / 2 ** 20).toFixed(1)}/${(rss1[i]! / 2 ** 20).toFixed(1)}`).join(", ")}`,
     );
+    if (IDLE_S > 0) {
+      const cpu0 = servers.map((s) => cpuMicros(s.child.pid!));
+      const machine0 = machineCpuMicros();
+      await sleep(IDLE_S * 1000);
+      const cpu1 = servers.map((s) => cpuMicros(s.child.pid!));
+      const machine1 = machineCpuMicros();
+      const pct = (us: number) => ((us / (IDLE_S * 1e6)) * 100).toFixed(2);
+      const ours = cpu1.reduce((a, b) => a + b, 0) - cpu0.reduce((a, b) => a + b, 0);
+      console.log(
+        `idle CPU over ${IDLE_S} s, % of one core: ${servers.map((s, i) => `${s.role} ${pct(cpu1[i]! - cpu0[i]!)}`).join(", ")}; ` +
+          `the rest of the machine ${pct(machine1.busy - machine0.busy - ours)}`,
+      );
+    }
     for (const ws of sockets) ws.terminate();
     if (SNAPSHOTS) for (const s of servers) diffSnapshots(s.role, join(SNAP_DIR, s.role));
     if (SAMPLING) {
