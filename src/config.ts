@@ -46,7 +46,7 @@ import {
   MAX_PRESENCE_WINDOW_MS,
   parsePresenceRules,
 } from "./core/presence-rules.js";
-import { parseApiKeys } from "./auth/api-keys.js";
+import { parseApiKeys } from "./auth/api-key-list.js";
 import { DEFAULT_HOOK_TIMEOUT_MS } from "./core/hooks.js";
 import { GENERATE_SECRET_COMMAND, MIN_HS256_SECRET_LENGTH } from "./auth/secret-command.js";
 

@@ -15,7 +15,11 @@ import { Hooks } from "../core/hooks.js";
 import { Tap } from "../core/tap.js";
 import { parsePresenceRules, presenceRules } from "../core/presence-rules.js";
 import { WsEdgeServer } from "../edge/ws-server.js";
-import { createMetrics, createOpsHandler, Readiness, VERSION } from "../metrics/index.js";
+// Not metrics/index.js: it also exports the API's RPC metrics, which load @connectrpc/connect.
+import { createOpsHandler } from "../metrics/http.js";
+import { createMetrics } from "../metrics/metrics.js";
+import { Readiness } from "../metrics/readiness.js";
+import { VERSION } from "../metrics/version.js";
 import type { Logger } from "../log.js";
 import { readTls } from "../tls.js";
 import { backendOf, createEdgeSeams } from "./seams.js";
