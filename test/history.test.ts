@@ -4,7 +4,7 @@
  * past its size, age, reads since a position in both orders, forgetting
  * quiet channels, and rules that are refused with a message.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { Publication } from "../src/core/broker.js";
 import { ChannelStreams, fitHistory, POSITION_IDLE_MS } from "../src/core/history.js";
 import { historyRules, parseHistoryRules } from "../src/core/history-rules.js";
@@ -94,6 +94,40 @@ describe("ChannelStreams", () => {
     s.sweep();
     expect(s.size).toBe(0);
     expect(s.read("a", { since: { offset: 2n, epoch }, limit: 10 }).complete).toBe(false);
+  });
+
+  it("ages and wraps a ring that grows as events come: reads stay whole across trims and the wrap", () => {
+    const { s, tick } = streams(4, 1_000);
+    const read = () => ns(s.read("a", { limit: 10 }).publications);
+    s.assign(pub("a", 1));
+    s.assign(pub("a", 2));
+    tick(1_000);
+    s.assign(pub("a", 3)); // 1 and 2 aged out: the ring holds 3 after a trimmed head
+    expect(read()).toEqual([3]);
+    for (let n = 4; n <= 9; n++) s.assign(pub("a", n));
+    expect(read()).toEqual([6, 7, 8, 9]);
+    expect(ns(s.read("a", { limit: 2, newestFirst: true }).publications)).toEqual([9, 8]);
+  });
+
+  it("runs its sweep only while it holds a stream, and none after close", () => {
+    vi.useFakeTimers();
+    try {
+      let now = 0;
+      const s = new ChannelStreams(historyRules(5, 1_000, []), () => now);
+      expect(vi.getTimerCount()).toBe(0);
+      s.assign(pub("a", 1));
+      expect(vi.getTimerCount()).toBe(1);
+      now += POSITION_IDLE_MS + 1;
+      vi.advanceTimersToNextTimer(); // the sweep forgets the quiet stream, then stops
+      expect([s.size, vi.getTimerCount()]).toEqual([0, 0]);
+      s.assign(pub("b", 1));
+      expect(vi.getTimerCount()).toBe(1);
+      s.close();
+      s.assign(pub("c", 1));
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("fitHistory keeps the first events within the byte budget, at least one", () => {

@@ -36,7 +36,12 @@ interface Stream {
   readonly limits: HistoryLimits;
   /** The offset of the last publication (0n before the first). */
   offset: bigint;
-  /** The kept publications, oldest first, in a ring of limits.size slots. */
+  /**
+   * The kept publications, oldest first, in a ring of limits.size slots,
+   * and their times. Both grow as entries come (each write is at the slot
+   * after the last one written, so they stay dense) up to limits.size: a
+   * channel with a few events does not pay for the slots of its limit.
+   */
   readonly ring: (Publication | undefined)[];
   readonly stamps: number[];
   /** Index of the oldest kept entry, and how many are kept. */
@@ -48,15 +53,14 @@ interface Stream {
 
 export class ChannelStreams {
   private readonly streams = new Map<string, Stream>();
+  /** The sweep: armed while some stream is held, so that a hub with none runs no timer. */
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     private readonly historyFor: HistoryFor,
     private readonly now: () => number = Date.now,
-  ) {
-    this.timer = setInterval(() => this.sweep(), HISTORY_SWEEP_MS);
-    this.timer.unref?.();
-  }
+  ) {}
 
   /** The number of streams held (metrics, tests). */
   get size(): number {
@@ -132,10 +136,16 @@ export class ChannelStreams {
       const idle = Math.max(POSITION_IDLE_MS, 2 * stream.limits.ageMs);
       if (stream.count === 0 && now - stream.used > idle) this.streams.delete(channel);
     }
+    if (this.streams.size === 0) this.disarm();
   }
 
   /** Stops the sweep. */
   close(): void {
+    this.closed = true;
+    this.disarm();
+  }
+
+  private disarm(): void {
     clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -150,13 +160,17 @@ export class ChannelStreams {
       epoch: randomBytes(EPOCH_BYTES).toString("base64url"),
       limits,
       offset: 0n,
-      ring: new Array<Publication | undefined>(limits.size),
-      stamps: new Array<number>(limits.size),
+      ring: [],
+      stamps: [],
       head: 0,
       count: 0,
       used: this.now(),
     };
     this.streams.set(channel, stream);
+    if (!this.timer && !this.closed) {
+      this.timer = setInterval(() => this.sweep(), HISTORY_SWEEP_MS);
+      this.timer.unref?.();
+    }
     return stream;
   }
 
