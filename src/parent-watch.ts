@@ -10,7 +10,9 @@
  *   passing the signal on, so `dev` (or the `npx switchboard edge`) is
  *   re-parented and runs on. A process that npm started (npm sets
  *   npm_command in the environment of what it runs) checks its parent's pid
- *   every PARENT_CHECK_INTERVAL_MS; a change means the parent is gone.
+ *   every PARENT_CHECK_INTERVAL_MS; a change means the parent is gone. The
+ *   API and edge that dev runs under npm inherit npm_command but watch
+ *   only their channel to dev: no timer.
  *
  * Neither applies to a process started otherwise (systemd, a container, a
  * shell's `nohup ... &`): its parent may go and it stays.
@@ -44,6 +46,8 @@ export function watchParent(onGone: (why: string) => void, env: NodeJS.ProcessEn
   if (isDevChild(env)) {
     process.channel!.unref();
     process.once("disconnect", () => gone("switchboard dev is gone (its IPC channel closed)"));
+    // Its parent is dev, whose end the channel tells at once: no timer (npm_command is only inherited).
+    return;
   }
   if (env.npm_command !== undefined) {
     const parent = process.ppid;
