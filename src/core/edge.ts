@@ -145,7 +145,7 @@ export class Session {
   /** Closes the connection when its token expires. */
   expiryTimer: NodeJS.Timeout | undefined;
   /**
-   * It asked for presence frames (presence=batch): its channels' system
+   * It asked for presence frames (presence=batch or compact): its channels' system
    * events wait in their channel's PresenceWindow. Anything else sent to it
    * first sends its share of them (Edge.flushOpenFor), so that each of its
    * channels' events come in the same sequence as without batches, only

@@ -18,7 +18,7 @@ export const DEFAULT_PRESENCE_EVENTS = true;
 /**
  * Default of REALTIME_PRESENCE_WINDOW_MS: how long an edge gathers a
  * channel's system events before it sends them, as one Presence frame, to
- * each member that asked for them (presence=batch). A member list a fifth
+ * each member that asked for them (presence=batch or compact). A member list a fifth
  * of a second late is not one a person notices, and the window sets the
  * cost of a busy channel: each member gets at most one frame per window
  * (measured, docs/scaling.md: filling one channel of 10,000 took 64 s at

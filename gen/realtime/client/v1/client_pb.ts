@@ -455,8 +455,8 @@ export type ServerFrame = Message<"realtime.client.v1.ServerFrame"> & {
   } | {
     /**
      * Presence changes of one channel, coalesced: only to a connection that
-     * asked for them (query parameter presence=batch); others get each one
-     * as its own event frame. See Presence.
+     * asked for them (query parameter presence=batch or compact); others get
+     * each one as its own event frame. See Presence.
      *
      * @generated from field: realtime.client.v1.Presence presence = 5;
      */
