@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     const urls = edges.map((e) => e.ready.ws!);
     const pids = { apis: apis.map((p) => p.child.pid!), edges: edges.map((p) => p.child.pid!) };
     const cpu0 = [...pids.apis, ...pids.edges].map(cpu);
+    const redisCpu0 = redis ? cpu(redis.child.pid!) : 0;
 
     const start = performance.now();
     const per = Math.ceil(MEMBERS / PROCS);
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
     const reachMs = Math.max(...marked.map((m) => m.last!)) - sentAt;
     const serverCpu = [...pids.apis, ...pids.edges].map(cpu).map((c, i) => c - cpu0[i]!);
     const edgeRss = pids.edges.map(rssMb);
+    const redisCpu = redis ? cpu(redis.child.pid!) - redisCpu0 : 0;
     for (const w of workers) w.child.send({ cmd: "exit" });
     api.close();
 
@@ -165,6 +167,7 @@ async function main(): Promise<void> {
         .map((c) => c.toFixed(1))
         .join(", ")} |`,
     );
+    if (redis) console.log(`| redis-server CPU, s | ${redisCpu.toFixed(1)} |`);
     console.log(`| client processes' CPU, s | ${marked.map((m) => m.cpu!.toFixed(1)).join(", ")} |`);
     console.log(`| edge RSS, MB | ${edgeRss.map((r) => r.toFixed(0)).join(", ")} |`);
   } finally {
