@@ -209,6 +209,16 @@ export const DEFAULT_SHUTDOWN_DRAIN_MS = 0;
 export const DEFAULT_GRPC_KEEPALIVE_TIME_MS = 60_000;
 /** How long the gRPC server waits for a keepalive ping's answer (grpc.keepalive_timeout_ms). */
 export const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
+/**
+ * Streams one client connection may have open at once on the gRPC port
+ * (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, grpc.max_concurrent_streams); a
+ * client holds back what is past it until one ends. The RPCs that stream
+ * are bounded per connection by WATCH_MAX_STREAMS_PER_CONNECTION; this
+ * bounds the rest (unary calls in flight, grpc.health.v1 Watch, server
+ * reflection), which were unbounded: 1,000 in flight is ten times what a
+ * backend with 100 unary calls in flight on one connection needs.
+ */
+export const GRPC_MAX_CONCURRENT_STREAMS = 1_000;
 /** Calls in flight on a connection closed for its age get this long to finish (grpc.max_connection_age_grace_ms). */
 export const GRPC_MAX_CONNECTION_AGE_GRACE_MS = 30_000;
 

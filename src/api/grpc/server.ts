@@ -5,7 +5,7 @@
  * serve one implementation with the same interceptors.
  */
 import * as grpc from "@grpc/grpc-js";
-import { GRPC_MAX_CONNECTION_AGE_GRACE_MS } from "../../core/limits.js";
+import { GRPC_MAX_CONCURRENT_STREAMS, GRPC_MAX_CONNECTION_AGE_GRACE_MS } from "../../core/limits.js";
 import type { ServiceEntry } from "../service-entry.js";
 import { addService } from "./adapter.js";
 import { addReflection } from "./reflection.js";
@@ -47,6 +47,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     "grpc.max_receive_message_length": options.maxReceiveMessageBytes,
     "grpc.keepalive_time_ms": options.keepaliveTimeMs,
     "grpc.keepalive_timeout_ms": options.keepaliveTimeoutMs,
+    "grpc.max_concurrent_streams": GRPC_MAX_CONCURRENT_STREAMS,
     ...(options.maxConnectionAgeMs > 0
       ? {
           "grpc.max_connection_age_ms": options.maxConnectionAgeMs,
