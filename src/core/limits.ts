@@ -212,7 +212,8 @@ export const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
 /**
  * Streams one client connection may have open at once on the gRPC port
  * (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, grpc.max_concurrent_streams); a
- * client holds back what is past it until one ends. The RPCs that stream
+ * stream past it is held back until one ends (Node 20's HTTP/2 server) or
+ * reset with ENHANCE_YOUR_CALM (Node 24's). The RPCs that stream
  * are bounded per connection by WATCH_MAX_STREAMS_PER_CONNECTION; this
  * bounds the rest (unary calls in flight, grpc.health.v1 Watch, server
  * reflection), which were unbounded: 1,000 in flight is ten times what a
