@@ -191,15 +191,30 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
  * client's next call on the connection hangs until it times out (ABORTED;
  * test/connect-unread-body.test.ts pins what we do). Called once the answer is
  * decided and before its head is written: if the body has not been read to
- * its end, the answer says `connection: close` (res.setHeader: the client
- * opens a new connection for its next call), and once it is written the
- * rest of the body is read and discarded (up to MAX_DRAIN_BYTES), so that
- * the client can finish writing and read it. A body read to its end (every
- * call answered normally) keeps the connection alive.
+ * its end, once the answer is written the rest is read and discarded (up to
+ * MAX_DRAIN_BYTES, past which the connection is closed), so that the client
+ * can finish writing and read it, and the connection stays open; when the
+ * body's content-length says it is longer than that, the answer also says
+ * `connection: close` (res.setHeader: the client opens a new connection for
+ * its next call). Closing after every unread body reset clients still
+ * writing a small rest (a stream refused by a key's scope before its request
+ * was read): they reported a write error (EPIPE, INTERNAL) in about one call
+ * in four instead of the answer. A body read to its end (every call answered
+ * normally) keeps the connection alive.
  */
 function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
   // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
   if (req.httpVersionMajor !== 1 || req.complete || res.headersSent) return;
+  const length = req.headers["content-length"];
+  if (length === undefined || Number(length) <= MAX_DRAIN_BYTES) {
+    // A rest that is surely small (a stream's request refused before it was
+    // read: by a key's scope, an interceptor) is read and discarded, and the
+    // connection stays open: closing it would reset a client still writing
+    // that rest, which then reports a write error (EPIPE: INTERNAL) instead of
+    // the answer.
+    res.once("finish", () => drain(req));
+    return;
+  }
   res.setHeader("connection", "close");
   res.once("finish", () => drain(req));
 }
