@@ -131,13 +131,14 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
     if (req.method === "POST") {
       const type = parseRpcContentType(req.headers["content-type"] ?? "");
       const refused = "refused" in type ? type.refused : methodMismatch(type, handler.method);
-      if (refused !== undefined) return answer(req, res, 415, refused);
+      if (refused !== undefined) return answer(req, res, 415, refused, options.readMaxBytes);
       if (handler.method.methodKind === "bidi_streaming" && req.httpVersionMajor === 1) {
         return answer(
           req,
           res,
           505,
           `${handler.method.name} is a bidi-streaming method, which needs HTTP/2 both ways; this port speaks HTTP/1.1: call it on the gRPC port, or publish here with Send, Broadcast or SendBatch`,
+          options.readMaxBytes,
         );
       }
     }
@@ -147,12 +148,18 @@ export function createConnectHandler(services: readonly ServiceEntry[], options:
       uReq = universalRequestFromNodeRequest(req, res, undefined, values);
     } catch (err) {
       // No Host header (HTTP/1.0): connect-node cannot build the request URL.
-      return answer(req, res, 400, `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`);
+      return answer(
+        req,
+        res,
+        400,
+        `the request cannot be served: ${err instanceof Error ? err.message : String(err)}`,
+        options.readMaxBytes,
+      );
     }
     handler(uReq)
       .then((uRes) => {
         // The answer is decided and its head not yet written.
-        closeIfUnread(req, res);
+        closeIfUnread(req, res, options.readMaxBytes);
         return universalResponseToNodeResponse(uRes, res);
       })
       .catch(() => {
@@ -168,9 +175,15 @@ function notFound(_req: IncomingMessage, res: ServerResponse): void {
 }
 
 /** Answers with `status` and a JSON body, as connect's errors look, saying what to do instead. */
-function answer(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
+function answer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  message: string,
+  readMaxBytes: number,
+): void {
   const body = JSON.stringify({ code: "invalid_argument", message });
-  closeIfUnread(req, res);
+  closeIfUnread(req, res, readMaxBytes);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
 }
@@ -193,30 +206,26 @@ export const MAX_DRAIN_BYTES = 1024 * 1024;
  * decided and before its head is written: if the body has not been read to
  * its end, once the answer is written the rest is read and discarded (up to
  * MAX_DRAIN_BYTES, past which the connection is closed), so that the client
- * can finish writing and read it, and the connection stays open; when the
- * body's content-length says it is longer than that, the answer also says
- * `connection: close` (res.setHeader: the client opens a new connection for
- * its next call). Closing after every unread body reset clients still
- * writing a small rest (a stream refused by a key's scope before its request
- * was read): they reported a write error (EPIPE, INTERNAL) in about one call
- * in four instead of the answer. A body read to its end (every call answered
- * normally) keeps the connection alive.
+ * can finish writing and read it; when it was refused as too large (its
+ * content-length is over readMaxBytes, or connect-node had begun to read
+ * it), the answer also says `connection: close` (res.setHeader: the client
+ * opens a new connection for its next call). A body read to its end (every
+ * call answered normally), or one of no stated length not read at all,
+ * keeps the connection alive.
  */
-function closeIfUnread(req: IncomingMessage, res: ServerResponse): void {
+function closeIfUnread(req: IncomingMessage, res: ServerResponse, readMaxBytes: number): void {
   // HTTP/2 ends the stream, not the connection, and has no keep-alive to unstick.
   if (req.httpVersionMajor !== 1 || req.complete || res.headersSent) return;
-  const length = req.headers["content-length"];
-  if (length === undefined || Number(length) <= MAX_DRAIN_BYTES) {
-    // A rest that is surely small (a stream's request refused before it was
-    // read: by a key's scope, an interceptor) is read and discarded, and the
-    // connection stays open: closing it would reset a client still writing
-    // that rest, which then reports a write error (EPIPE: INTERNAL) instead of
-    // the answer.
-    res.once("finish", () => drain(req));
-    return;
-  }
-  res.setHeader("connection", "close");
   res.once("finish", () => drain(req));
+  // A body refused as too large closes the connection: by its content-length,
+  // or read in part. One not read at all and of no stated length (a stream's
+  // request refused before it was read: by a key's scope, an interceptor) is
+  // drained whole, and the connection stays open: closing it reset a client
+  // still writing that body, which then reported a write error (EPIPE:
+  // INTERNAL) instead of the answer.
+  const length = req.headers["content-length"];
+  const refusedLarge = length !== undefined && Number(length) > readMaxBytes;
+  if (refusedLarge || req.readableFlowing !== null || req.destroyed) res.setHeader("connection", "close");
 }
 
 function drain(req: IncomingMessage): void {
