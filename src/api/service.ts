@@ -288,6 +288,26 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     return { connections, changed };
   }
 
+  /**
+   * One watch stream (WatchChannel, WatchStats, WatchLifecycle,
+   * WatchMessages): start checks the request (throwing what is wrong with
+   * it) and returns its responses, which run only once read; then the
+   * stream takes its place in the bounds (watchStreams: RESOURCE_EXHAUSTED
+   * past them) until it ends, however it ends. Errors as ConnectErrors.
+   */
+  async function* watchStream<R>(ctx: HandlerContext, start: () => AsyncIterable<R>): AsyncGenerator<R> {
+    let close: (() => void) | undefined;
+    try {
+      const responses = start();
+      close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
+      yield* responses;
+    } catch (err) {
+      throw toConnectError(err);
+    } finally {
+      close?.();
+    }
+  }
+
   /** Hands the event to the broker, the one place every backend's event is; the tap copies it while wanted. */
   function hand(p: Prepared): Promise<Delivery> {
     const tap = deps.tap?.copier;
@@ -518,35 +538,22 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
     async getConnections(req) {
       return guard(async () => askConnections(req.target));
     },
-    async *watchStats(req, ctx) {
-      let close: (() => void) | undefined;
-      try {
+    watchStats(req, ctx) {
+      return watchStream(ctx, () => {
         const intervalMs = statsInterval(req.intervalMs);
         controlPlane();
-        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
-        yield* watchStats(askInfo, intervalMs, ctx.signal);
-      } catch (err) {
-        throw toConnectError(err);
-      } finally {
-        close?.();
-      }
+        return watchStats(askInfo, intervalMs, ctx.signal);
+      });
     },
-    async *watchChannel(req, ctx) {
-      let close: (() => void) | undefined;
-      try {
+    watchChannel(req, ctx) {
+      return watchStream(ctx, () => {
         checkChannel(req.channel);
-        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
         const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
-        yield* watchChannel(req.channel, watchers, presence, ctx.signal, since && { since, history: broker });
-      } catch (err) {
-        throw toConnectError(err);
-      } finally {
-        close?.();
-      }
+        return watchChannel(req.channel, watchers, presence, ctx.signal, since && { since, history: broker });
+      });
     },
-    async *watchLifecycle(req, ctx) {
-      let close: (() => void) | undefined;
-      try {
+    watchLifecycle(req, ctx) {
+      return watchStream(ctx, () => {
         if (deps.lifecycle === false) {
           throw new RealtimeError(
             Code.FailedPrecondition,
@@ -555,31 +562,20 @@ export function createRealtimeService(deps: RealtimeServiceDeps): ServiceImpl<ty
         }
         // A prefix is held to a channel name's rules: one that breaks them could match nothing.
         if (req.channelPrefix !== "") checkChannel(req.channelPrefix, "channel_prefix");
-        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
         const since = req.since && { offset: req.since.offset, epoch: req.since.epoch };
         const filter = { channelPrefix: req.channelPrefix, connections: req.connections };
-        yield* watchLifecycle(filter, watchers, ctx.signal, since && { since, history: broker });
-      } catch (err) {
-        throw toConnectError(err);
-      } finally {
-        close?.();
-      }
+        return watchLifecycle(filter, watchers, ctx.signal, since && { since, history: broker });
+      });
     },
-    async *watchMessages(req, ctx) {
-      let close: (() => void) | undefined;
-      try {
+    watchMessages(req, ctx) {
+      return watchStream(ctx, () => {
         const tap = deps.tap;
         if (!tap) throw new RealtimeError(Code.Unavailable, "this API node has no message tap");
         if (req.channelPrefix !== "") checkChannel(req.channelPrefix, "channel_prefix");
         if (req.event !== "") checkEvent(req.event);
-        close = watchStreams.open(ctx.values.get(CONNECTION), ctx.values.get(API_KEY));
         const filter = { channelPrefix: req.channelPrefix, event: req.event };
-        yield* watchMessages(filter, watchers, ctx.signal, () => tap.demand.open());
-      } catch (err) {
-        throw toConnectError(err);
-      } finally {
-        close?.();
-      }
+        return watchMessages(filter, watchers, ctx.signal, () => tap.demand.open());
+      });
     },
   };
 }
